@@ -1,0 +1,65 @@
+// One chip: binds a platform plugin, drives its device and communicator, and
+// runs the one-shot bring-up (bootstrap_context) described in DESIGN.md.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "chipmesh/bootstrap_channel.h"
+#include "chipmesh/platform_abi.h"
+#include "chipmesh/types.h"
+
+namespace chipmesh {
+
+class ChipWorker {
+ public:
+  ChipWorker() = default;
+  ~ChipWorker();  // best effort: shutdown_bootstrap(), never throws
+  ChipWorker(const ChipWorker&) = delete;
+  ChipWorker& operator=(const ChipWorker&) = delete;
+
+  // platform: a name ("sim" -> libchipmesh_platform_sim.so, searched in
+  // $CHIPMESH_PLATFORM_PATH, next to libchipmesh, then the loader's path) or a
+  // path to a plugin. DeviceError naming every place tried, or the ABI
+  // version found and expected.
+  void init(std::string_view platform);
+  void set_device(int device_id);
+  void reset_device();
+  void finalize();
+
+  uint64_t malloc(size_t nbytes);
+  void free(uint64_t ptr);
+  void copy_to(uint64_t dst, const void* src, size_t nbytes);
+  void copy_from(void* dst, uint64_t src, size_t nbytes);
+  // Runs fn(args) on the current device through the platform's launch hook.
+  int launch(chipmesh_kernel_fn fn, void* args);
+
+  uint64_t comm_init(int rank, int nranks, const std::string& rootinfo_path);
+  uint64_t comm_alloc_windows(uint64_t comm, size_t window_size);  // returns device_ctx
+  uint64_t comm_get_local_window_base(uint64_t comm);
+  size_t comm_get_window_size(uint64_t comm);
+  void comm_barrier(uint64_t comm);
+  void comm_destroy(uint64_t comm);
+
+  // The six steps of DESIGN.md: validate, set device, communicator, carve,
+  // load host inputs, publish. On failure publishes "<kind>: <message>" with
+  // error_code 1 on the channel, releases what it created, and rethrows.
+  ChipBootstrapResult bootstrap_context(int device_id, const ChipBootstrapConfig& cfg,
+                                        ChipBootstrapChannel* channel = nullptr);
+  // Destroys the communicator made by bootstrap_context; idempotent, also
+  // when the destroy itself fails (the handle is cleared first).
+  void shutdown_bootstrap();
+
+  const chipmesh_platform& platform() const;  // DeviceError before init()
+  bool initialized() const { return platform_ != nullptr; }
+  uint64_t bootstrap_comm() const { return bootstrap_comm_; }
+
+ private:
+  void check(int status, std::string_view what) const;
+  const chipmesh_platform* platform_ = nullptr;
+  uint64_t bootstrap_comm_ = 0;
+};
+
+}  // namespace chipmesh

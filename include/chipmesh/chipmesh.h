@@ -1,0 +1,12 @@
+// Umbrella header: everything a chipmesh user needs.
+#pragma once
+
+#include "chipmesh/bootstrap_channel.h"
+#include "chipmesh/chip_worker.h"
+#include "chipmesh/comm.h"
+#include "chipmesh/errors.h"
+#include "chipmesh/platform_abi.h"
+#include "chipmesh/shared_memory.h"
+#include "chipmesh/status.h"
+#include "chipmesh/types.h"
+#include "chipmesh/version.h"

@@ -1,0 +1,69 @@
+/* The platform plugin ABI. A platform is a shared library
+ * (libchipmesh_platform_<name>.so) exporting one symbol,
+ *     const chipmesh_platform* chipmesh_platform_entry(void);
+ * that returns a static table of function pointers. ChipWorker::init checks
+ * abi_version and struct_size before calling anything in it.
+ *
+ * Rules for implementations: every function returns a chipmesh_status (0 on
+ * success), never lets a C++ exception escape, and leaves a readable reason in
+ * last_error() on failure. Device addresses travel as uint64_t. */
+#ifndef CHIPMESH_PLATFORM_ABI_H
+#define CHIPMESH_PLATFORM_ABI_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "chipmesh/comm.h"
+#include "chipmesh/status.h"
+
+#define CHIPMESH_PLATFORM_ABI_VERSION 1u
+#define CHIPMESH_PLATFORM_ENTRY_SYMBOL "chipmesh_platform_entry"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* A kernel as the platform launches it: one opaque argument block. */
+typedef int (*chipmesh_kernel_fn)(void* args);
+
+typedef struct chipmesh_platform {
+  uint32_t abi_version; /* CHIPMESH_PLATFORM_ABI_VERSION of the plugin's build */
+  uint32_t struct_size; /* sizeof(chipmesh_platform) of the plugin's build */
+  const char* name;     /* "sim", "cuda", ... */
+
+  /* device lifecycle */
+  int (*set_device)(int device_id);
+  int (*reset_device)(void);
+  int (*finalize)(void);
+
+  /* memory */
+  int (*malloc)(size_t nbytes, uint64_t* out_ptr);
+  int (*free)(uint64_t ptr);
+  int (*copy_to_device)(uint64_t dst, const void* src, size_t nbytes);
+  int (*copy_from_device)(void* dst, uint64_t src, size_t nbytes);
+
+  /* kernel launch hook: runs fn(args) on the current device (synchronously on
+   * sim) and returns the kernel's own status. */
+  int (*launch_kernel)(chipmesh_kernel_fn fn, void* args, void* stream);
+
+  /* communicator primitives (same contract as chipmesh/comm.h) */
+  CommHandle (*comm_init)(int rank, int nranks, void* stream, const char* rootinfo_path);
+  int (*comm_alloc_windows)(CommHandle h, size_t win_size, uint64_t* device_ctx);
+  int (*comm_get_local_window_base)(CommHandle h, uint64_t* base);
+  int (*comm_get_window_size)(CommHandle h, size_t* size);
+  int (*comm_barrier)(CommHandle h);
+  int (*comm_destroy)(CommHandle h);
+
+  /* most recent failure on the calling thread, any of the above: its message
+   * and its chipmesh_status (comm_init reports failure only through these) */
+  const char* (*last_error)(void);
+  int (*last_error_code)(void);
+} chipmesh_platform;
+
+typedef const chipmesh_platform* (*chipmesh_platform_entry_fn)(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* CHIPMESH_PLATFORM_ABI_H */

@@ -1,0 +1,45 @@
+// Move-only RAII handle on a named POSIX shared-memory object, used for host
+// staging (inputs the parent fills before forking, outputs a chip fills).
+#pragma once
+
+#include <cstddef>
+#include <string>
+
+namespace chipmesh {
+
+class SharedMemory {
+ public:
+  // Creates a new object (fails if the name exists), sized and mapped
+  // read-write, mode 0600. name: "/name" as for shm_open. ConfigError for a
+  // bad name, DeviceError naming name, size and errno otherwise.
+  static SharedMemory create(const std::string& name, size_t size);
+  // Maps an existing object of this user; refuses one owned by another user.
+  static SharedMemory attach(const std::string& name, bool writable = false);
+
+  SharedMemory() = default;
+  SharedMemory(SharedMemory&& other) noexcept;
+  SharedMemory& operator=(SharedMemory&& other) noexcept;
+  SharedMemory(const SharedMemory&) = delete;
+  SharedMemory& operator=(const SharedMemory&) = delete;
+  ~SharedMemory();  // closes, never unlinks
+
+  void* data() { return data_; }
+  const void* data() const { return data_; }
+  size_t size() const { return size_; }
+  const std::string& name() const { return name_; }
+  bool is_open() const { return fd_ >= 0; }
+
+  // Unmaps and closes; idempotent.
+  void close();
+  // Removes the name (mapping stays valid until close); ENOENT is not an error.
+  void unlink();
+
+ private:
+  SharedMemory(std::string name, int fd, void* data, size_t size);
+  std::string name_;
+  int fd_ = -1;
+  void* data_ = nullptr;
+  size_t size_ = 0;
+};
+
+}  // namespace chipmesh

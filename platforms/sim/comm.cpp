@@ -1,0 +1,212 @@
+// The sim communicator's collective waits, failure handling and teardown, and
+// the comm.h C API around SimComm.
+#include "comm.h"
+
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+#include <string>
+
+#include "chipmesh/errors.h"
+#include "common/deadline.h"
+#include "common/futex.h"
+#include "common/status_map.h"
+#include "device.h"
+
+namespace chipmesh::sim {
+namespace {
+
+// How often a sleeping waiter wakes to check for dead peers: detection
+// latency of a SIGKILLed rank is bounded by this.
+constexpr std::chrono::milliseconds kLivenessSlice{100};
+
+}  // namespace
+
+SimComm::~SimComm() { unmap_all(); }
+
+void SimComm::throw_aborted(const char* what) const {
+  // The aborting rank publishes state 1 then its message then 2; give it a
+  // moment to finish writing (it is running, not blocked).
+  for (int i = 0; i < 1000000 && ctrl_->abort_state.load(std::memory_order_acquire) == 1; ++i) futex::cpu_relax();
+  std::string msg(ctrl_->abort_message, strnlen(ctrl_->abort_message, kAbortMessageBytes));
+  throw CommError(std::string(what) + " on rank " + std::to_string(rank_) + " failed: communicator aborted by rank " +
+                  std::to_string(ctrl_->abort_rank) + ": " + msg);
+}
+
+void SimComm::abort_all(const std::string& message) noexcept {
+  failed_ = true;
+  if (!ctrl_) return;
+  uint32_t expected = 0;
+  if (ctrl_->abort_state.compare_exchange_strong(expected, 1, std::memory_order_acq_rel)) {
+    ctrl_->abort_rank = rank_;
+    std::snprintf(ctrl_->abort_message, kAbortMessageBytes, "%s", message.c_str());
+    ctrl_->abort_state.store(2, std::memory_order_release);
+  }
+  futex::wake(&ctrl_->bar_gen);
+}
+
+void SimComm::check_peers(const char* what) {
+  if (ctrl_->abort_state.load(std::memory_order_acquire) != 0) throw_aborted(what);
+  for (int r = 0; r < nranks_; ++r) {
+    if (r == rank_) continue;
+    process::Watch& w = watches_[r];
+    if (!w.valid()) {
+      int32_t pid = ctrl_->slots[r].pid.load(std::memory_order_acquire);
+      if (pid == 0) continue;  // not joined yet: only the deadline applies
+      w = process::Watch(pid, ctrl_->slots[r].start_time);
+    }
+    if (w.exited()) {
+      failed_ = true;
+      throw CommError(std::string(what) + " on rank " + std::to_string(rank_) + " failed: rank " +
+                      std::to_string(r) + " (pid " + std::to_string(w.pid()) + ") exited");
+    }
+  }
+}
+
+void SimComm::collective_barrier(const char* what, const std::function<void()>& on_last) {
+  if (failed_) throw CommError(std::string(what) + " on rank " + std::to_string(rank_) +
+                               ": communicator failed earlier; destroy it");
+  CtrlBlock& c = *ctrl_;
+  const uint32_t gen = c.bar_gen.load(std::memory_order_acquire);
+  c.slots[rank_].arrived_gen.store(gen + 1, std::memory_order_relaxed);
+  if (c.bar_arrived.fetch_add(1, std::memory_order_acq_rel) == static_cast<uint32_t>(nranks_ - 1)) {
+    // Last arriver: reset the count before releasing, so a fast rank that
+    // enters the next barrier counts from zero.
+    c.bar_arrived.store(0, std::memory_order_relaxed);
+    if (on_last) on_last();
+    c.bar_gen.store(gen + 1, std::memory_order_seq_cst);
+    if (c.bar_sleepers.load(std::memory_order_seq_cst) != 0) futex::wake(&c.bar_gen);
+    return;
+  }
+  auto released = [&] { return c.bar_gen.load(std::memory_order_acquire) != gen; };
+  for (int i = futex::spin_budget(nranks_); i > 0; --i) {
+    if (released()) return;
+    futex::cpu_relax();
+  }
+  Deadline deadline(timeout_);
+  for (;;) {
+    if (released()) return;
+    check_peers(what);
+    if (deadline.expired()) {
+      std::string missing;
+      for (int r = 0; r < nranks_; ++r)
+        if (c.slots[r].arrived_gen.load(std::memory_order_relaxed) != gen + 1)
+          missing += (missing.empty() ? "" : ", ") + std::to_string(r);
+      failed_ = true;
+      throw TimeoutError(std::string(what) + " on rank " + std::to_string(rank_) + " of " +
+                         std::to_string(nranks_) + " timed out after " + std::to_string(deadline.budget_ms()) +
+                         " ms; ranks not arrived: " + missing);
+    }
+    // Dekker pairing with the releaser: it stores bar_gen then reads
+    // bar_sleepers; we bump bar_sleepers then let the kernel re-read bar_gen.
+    c.bar_sleepers.fetch_add(1, std::memory_order_seq_cst);
+    futex::wait(&c.bar_gen, gen, deadline.next_slice(kLivenessSlice));
+    c.bar_sleepers.fetch_sub(1, std::memory_order_seq_cst);
+  }
+}
+
+void SimComm::barrier() { collective_barrier("comm_barrier"); }
+
+void SimComm::unlink_all_names() noexcept {
+  if (token_ == 0) return;
+  if (!ctrl_name_.empty()) shm_unlink(ctrl_name_.c_str());
+  if (ctrl_) {
+    for (int r = 0; r < nranks_; ++r) {
+      int32_t pid = ctrl_->slots[r].pid.load(std::memory_order_acquire);
+      if (pid != 0) shm_unlink(window_shm_name(pid, token_, r).c_str());
+    }
+  }
+  remove_rootinfo_if_ours();
+}
+
+void SimComm::unmap_all() noexcept {
+  for (int r = 0; r < static_cast<int>(windows_.size()); ++r) {
+    if (windows_[r]) {
+      device::unregister_region(reinterpret_cast<uint64_t>(windows_[r]));
+      munmap(windows_[r], actual_window_);
+      windows_[r] = nullptr;
+    }
+  }
+  if (workspace_) {
+    device::unregister_region(reinterpret_cast<uint64_t>(workspace_));
+    munmap(workspace_, workspace_size_);
+    workspace_ = nullptr;
+  }
+  if (ctrl_) {
+    munmap(ctrl_, sizeof(CtrlBlock));
+    ctrl_ = nullptr;
+  }
+}
+
+}  // namespace chipmesh::sim
+
+// ---------------------------------------------------------------------------
+// C API (comm.h). Exceptions stop here.
+// ---------------------------------------------------------------------------
+using chipmesh::sim::SimComm;
+
+namespace {
+
+thread_local chipmesh::LastError t_last_error;
+
+SimComm* unwrap(CommHandle h) {
+  if (h == nullptr) throw chipmesh::ConfigError("null communicator handle");
+  return reinterpret_cast<SimComm*>(h);
+}
+
+template <typename T>
+void require_out(T* p, const char* what) {
+  if (p == nullptr) throw chipmesh::ConfigError(std::string(what) + ": null output pointer");
+}
+
+}  // namespace
+
+namespace chipmesh::sim {
+LastError& last_error() { return t_last_error; }
+}  // namespace chipmesh::sim
+
+#define CHIPMESH_EXPORT extern "C" __attribute__((visibility("default")))
+
+CHIPMESH_EXPORT CommHandle comm_init(int rank, int nranks, void* /*stream: unused on sim*/,
+                                     const char* rootinfo_path) {
+  SimComm* comm = nullptr;
+  int rc = t_last_error.guard([&] {
+    comm = new SimComm(rank, nranks, rootinfo_path ? std::string(rootinfo_path) : std::string());
+  });
+  return rc == CHIPMESH_SUCCESS ? reinterpret_cast<CommHandle>(comm) : nullptr;
+}
+
+CHIPMESH_EXPORT int comm_alloc_windows(CommHandle h, size_t win_size, uint64_t* device_ctx) {
+  return t_last_error.guard([&] {
+    require_out(device_ctx, "comm_alloc_windows");
+    *device_ctx = unwrap(h)->alloc_windows(win_size);
+  });
+}
+
+CHIPMESH_EXPORT int comm_get_local_window_base(CommHandle h, uint64_t* base) {
+  return t_last_error.guard([&] {
+    require_out(base, "comm_get_local_window_base");
+    *base = unwrap(h)->local_window_base();
+  });
+}
+
+CHIPMESH_EXPORT int comm_get_window_size(CommHandle h, size_t* size) {
+  return t_last_error.guard([&] {
+    require_out(size, "comm_get_window_size");
+    *size = unwrap(h)->window_size();
+  });
+}
+
+CHIPMESH_EXPORT int comm_barrier(CommHandle h) {
+  return t_last_error.guard([&] { unwrap(h)->barrier(); });
+}
+
+CHIPMESH_EXPORT int comm_destroy(CommHandle h) {
+  return t_last_error.guard([&] { delete unwrap(h); });
+}
+
+CHIPMESH_EXPORT const char* comm_last_error(void) { return t_last_error.message(); }
+
+CHIPMESH_EXPORT int comm_last_error_code(void) { return t_last_error.code(); }

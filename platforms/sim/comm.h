@@ -1,0 +1,82 @@
+// The sim communicator: ranks are processes on one host; every rank's window
+// is a POSIX shared-memory object that all ranks map.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "chipmesh/comm.h"
+#include "common/process.h"
+#include "comm_layout.h"
+
+namespace chipmesh::sim {
+
+class SimComm {
+ public:
+  // Rendezvous through rootinfo_path (comm_rendezvous.cpp).
+  SimComm(int rank, int nranks, const std::string& rootinfo_path);
+  ~SimComm();
+  SimComm(const SimComm&) = delete;
+  SimComm& operator=(const SimComm&) = delete;
+
+  // comm_windows.cpp
+  uint64_t alloc_windows(size_t requested);
+  uint64_t local_window_base() const;
+  size_t window_size() const;
+
+  void barrier();
+
+  int rank() const { return rank_; }
+  int nranks() const { return nranks_; }
+
+ private:
+  // --- rendezvous (comm_rendezvous.cpp) ---
+  void create_as_root();
+  void join_published();
+  bool try_attach(std::string* why_not);
+  void claim_slot();
+  void publish_rootinfo();
+  void remove_rootinfo_if_ours() noexcept;
+
+  // --- collective waits and failure (comm.cpp) ---
+  // Arrive at the shared barrier; the last arriver runs on_last (noexcept)
+  // before releasing the others. `what` names the phase in errors.
+  void collective_barrier(const char* what, const std::function<void()>& on_last = {});
+  // Throws when the communicator was aborted or a claimed peer died.
+  void check_peers(const char* what);
+  [[noreturn]] void throw_aborted(const char* what) const;
+  // Marks the communicator failed for every rank (first message wins) and
+  // wakes all waiters, so peers fail now instead of at their deadline.
+  void abort_all(const std::string& message) noexcept;
+  // Removes every name this communicator may have created (failure paths).
+  void unlink_all_names() noexcept;
+  void unmap_all() noexcept;
+
+  int rank_;
+  int nranks_;
+  std::string rootinfo_path_;
+  std::chrono::milliseconds timeout_;
+  uint64_t token_ = 0;
+  std::string job_;
+  std::string ctrl_name_;
+  CtrlBlock* ctrl_ = nullptr;
+  std::vector<process::Watch> watches_;  // index = rank; opened when claimed
+  bool failed_ = false;
+
+  // windows
+  size_t requested_window_ = 0;
+  size_t actual_window_ = 0;
+  std::vector<void*> windows_;  // index = rank, this process's mapping
+  void* workspace_ = nullptr;
+  size_t workspace_size_ = 0;
+  std::unique_ptr<CommContext> context_;
+};
+
+}  // namespace chipmesh::sim

@@ -1,0 +1,83 @@
+// What sim ranks share: the rootinfo file rank 0 publishes, and the control
+// segment every rank maps. Both carry magic, version, sizes, owner uid and a
+// per-communicator random token so that nothing left by a crashed run, another
+// job or another user is ever mistaken for the communicator being built.
+#pragma once
+
+#include <sys/types.h>
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "chipmesh/comm.h"
+
+namespace chipmesh::sim {
+
+inline constexpr uint64_t kRootInfoMagic = 0x31544f4f524d4843ULL;  // "CHMROOT1"
+inline constexpr uint64_t kCtrlMagic = 0x314c5254434d4843ULL;      // "CHMCTRL1"
+inline constexpr uint32_t kLayoutVersion = 1;
+inline constexpr size_t kJobTokenBytes = 64;
+inline constexpr size_t kShmNameBytes = 32;  // names are at most 31 characters
+inline constexpr size_t kAbortMessageBytes = 512;
+
+// The rootinfo file (binary, written to a temp name and renamed into place).
+struct RootInfo {
+  uint64_t magic;
+  uint32_t version;
+  uint32_t size;          // sizeof(RootInfo)
+  uint64_t token;         // random per communicator; also in the control block
+  uint32_t uid;           // owner; must equal the reader's euid
+  int32_t root_pid;       // rank 0
+  uint64_t root_start;    // rank 0's start time: a reused pid does not match
+  uint32_t nranks;
+  uint32_t reserved;
+  uint64_t ctrl_size;     // sizeof(CtrlBlock)
+  char ctrl_name[kShmNameBytes];
+  char job[kJobTokenBytes];  // CHIPMESH_JOB_TOKEN of rank 0 ("" when unset)
+};
+
+// One cache line per rank, written mostly by its owner.
+struct alignas(64) RankSlot {
+  std::atomic<int32_t> pid;          // 0 = unclaimed; claimed by CAS
+  std::atomic<uint32_t> arrived_gen; // last barrier generation + 1 it reached
+  uint64_t start_time;               // owner's start time, for liveness
+  uint64_t requested_window;         // comm_alloc_windows argument
+  uint64_t actual_window;
+};
+
+// The control segment: rendezvous, barrier, abort.
+struct CtrlBlock {
+  uint64_t magic;
+  uint32_t version;
+  uint32_t nranks;
+  uint64_t token;
+  uint32_t uid;
+  int32_t root_pid;
+  uint64_t root_start;
+  char job[kJobTokenBytes];
+
+  // Barrier: arrival count and generation on separate lines (less bouncing).
+  alignas(64) std::atomic<uint32_t> bar_arrived;
+  alignas(64) std::atomic<uint32_t> bar_gen;
+  std::atomic<uint32_t> bar_sleepers;  // waiters inside futex_wait
+
+  // Abort: 0 none, 1 being written, 2 message readable. First writer wins.
+  alignas(64) std::atomic<uint32_t> abort_state;
+  int32_t abort_rank;
+  char abort_message[kAbortMessageBytes];
+
+  RankSlot slots[CHIPMESH_MAX_RANKS];
+};
+
+static_assert(std::atomic<int32_t>::is_always_lock_free && std::atomic<uint32_t>::is_always_lock_free,
+              "cross-process atomics must be lock-free");
+static_assert(sizeof(RankSlot) == 64, "one cache line per rank");
+
+// "/chipmesh_<pid>_<token>_c" and "/chipmesh_<pid>_<token>_w<rank>": the
+// creator's pid lets a cleaner tell a live job's objects from a dead one's.
+std::string ctrl_shm_name(pid_t creator, uint64_t token);
+std::string window_shm_name(pid_t creator, uint64_t token, int rank);
+
+}  // namespace chipmesh::sim

@@ -1,0 +1,159 @@
+// comm_alloc_windows on sim: ranks agree on the size, each creates its own
+// window object (zeroed by the kernel, pages allocated up front so a full
+// /dev/shm is an error now rather than a SIGBUS later), maps every peer's
+// with the page tables prefaulted, and the last to finish removes the names.
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <string>
+
+#include "chipmesh/errors.h"
+#include "comm.h"
+#include "common/env.h"
+#include "device.h"
+
+namespace chipmesh::sim {
+namespace {
+
+std::string errno_text(int err) { return std::string(std::strerror(err)); }
+
+size_t page_size() {
+  static const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  return page;
+}
+
+void* map_window(int fd, size_t size) {
+  // MAP_POPULATE builds the page tables now: the first kernel to touch a
+  // peer's window pays no page faults.
+  return mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, 0);
+}
+
+}  // namespace
+
+uint64_t SimComm::alloc_windows(size_t requested) {
+  if (failed_) throw CommError("comm_alloc_windows on rank " + std::to_string(rank_) +
+                               ": communicator failed earlier; destroy it");
+  if (context_) throw ConfigError("comm_alloc_windows: windows already allocated (" +
+                                  std::to_string(actual_window_) + " bytes) on rank " + std::to_string(rank_));
+  if (requested == 0) throw ConfigError("comm_alloc_windows: window size must be > 0");
+  const size_t page = page_size();
+  if (requested > SIZE_MAX - page) throw ConfigError("comm_alloc_windows: window size " + std::to_string(requested) + " is too large");
+  const size_t actual = (requested + page - 1) / page * page;
+
+  RankSlot& mine = ctrl_->slots[rank_];
+  mine.requested_window = requested;
+  mine.actual_window = actual;
+  collective_barrier("comm_alloc_windows (exchanging window sizes)");
+
+  // Every rank sees every request and reaches the same verdict.
+  for (int r = 0; r < nranks_; ++r) {
+    uint64_t theirs = ctrl_->slots[r].requested_window;
+    if (theirs != requested) {
+      failed_ = true;
+      throw CommError("comm_alloc_windows: window size mismatch: rank " + std::to_string(rank_) + " requested " +
+                      std::to_string(requested) + " bytes but rank " + std::to_string(r) + " requested " +
+                      std::to_string(theirs) + " bytes");
+    }
+  }
+
+  try {
+    // 1. My window: a new object is zero-filled, so peers can only ever see zeros
+    //    or data written after this point.
+    const std::string my_name = window_shm_name(getpid(), token_, rank_);
+    int fd = shm_open(my_name.c_str(), O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0600);
+    if (fd < 0) throw DeviceError("comm_alloc_windows: cannot create window " + my_name + ": " + errno_text(errno));
+    int err = 0;
+    if (ftruncate(fd, static_cast<off_t>(actual)) != 0) err = errno;
+    else if (int rc = posix_fallocate(fd, 0, static_cast<off_t>(actual)); rc != 0) err = rc;
+    if (err != 0) {
+      ::close(fd);
+      shm_unlink(my_name.c_str());
+      throw DeviceError("comm_alloc_windows: cannot allocate window " + my_name + " of " + std::to_string(actual) +
+                        " bytes in /dev/shm: " + errno_text(err));
+    }
+    void* mine_map = map_window(fd, actual);
+    err = errno;
+    ::close(fd);
+    if (mine_map == MAP_FAILED)
+      throw DeviceError("comm_alloc_windows: cannot map window " + my_name + " (" + std::to_string(actual) +
+                        " bytes): " + errno_text(err));
+    actual_window_ = actual;
+    requested_window_ = requested;
+    windows_[rank_] = mine_map;
+    collective_barrier("comm_alloc_windows (waiting for every window to exist)");
+
+    // 2. Map every peer's window, checking owner and size.
+    for (int r = 0; r < nranks_; ++r) {
+      if (r == rank_) continue;
+      const std::string name = window_shm_name(ctrl_->slots[r].pid.load(std::memory_order_acquire), token_, r);
+      int pfd = shm_open(name.c_str(), O_RDWR | O_CLOEXEC, 0);
+      if (pfd < 0) throw CommError("comm_alloc_windows: cannot open rank " + std::to_string(r) + "'s window " + name +
+                                   ": " + errno_text(errno));
+      struct stat st;
+      if (fstat(pfd, &st) != 0 || st.st_uid != geteuid() || st.st_size != static_cast<off_t>(actual)) {
+        ::close(pfd);
+        throw CommError("comm_alloc_windows: rank " + std::to_string(r) + "'s window " + name + " has size " +
+                        std::to_string(st.st_size) + " or owner uid " + std::to_string(st.st_uid) +
+                        ", expected " + std::to_string(actual) + " bytes owned by uid " + std::to_string(geteuid()));
+      }
+      void* map = map_window(pfd, actual);
+      err = errno;
+      ::close(pfd);
+      if (map == MAP_FAILED)
+        throw DeviceError("comm_alloc_windows: cannot map rank " + std::to_string(r) + "'s window " + name + ": " +
+                          errno_text(err));
+      windows_[r] = map;
+    }
+    collective_barrier("comm_alloc_windows (waiting for every rank to map the windows)", [this] {
+      for (int r = 0; r < nranks_; ++r)
+        shm_unlink(window_shm_name(ctrl_->slots[r].pid.load(std::memory_order_acquire), token_, r).c_str());
+    });
+
+    // 3. Kernel scratch, private to this rank.
+    workspace_size_ = env::sim_workspace_bytes();
+    if (workspace_size_ > 0) {
+      void* ws = mmap(nullptr, workspace_size_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+      if (ws == MAP_FAILED) throw DeviceError("comm_alloc_windows: cannot allocate workspace of " +
+                                              std::to_string(workspace_size_) + " bytes: " + errno_text(errno));
+      workspace_ = ws;
+      device::register_region(reinterpret_cast<uint64_t>(ws), workspace_size_);
+    }
+    for (int r = 0; r < nranks_; ++r) device::register_region(reinterpret_cast<uint64_t>(windows_[r]), actual);
+  } catch (const Error& e) {
+    abort_all(e.what());
+    unlink_all_names();
+    throw;
+  }
+
+  auto ctx = std::make_unique<CommContext>();
+  std::memset(ctx.get(), 0, sizeof(CommContext));
+  ctx->workSpace = reinterpret_cast<uint64_t>(workspace_);
+  ctx->workSpaceSize = workspace_size_;
+  ctx->rankId = static_cast<uint32_t>(rank_);
+  ctx->rankNum = static_cast<uint32_t>(nranks_);
+  ctx->winSize = actual;
+  for (int r = 0; r < nranks_; ++r) {
+    ctx->windowsIn[r] = reinterpret_cast<uint64_t>(windows_[r]);
+    ctx->windowsOut[r] = ctx->windowsIn[r];
+  }
+  context_ = std::move(ctx);
+  return reinterpret_cast<uint64_t>(context_.get());
+}
+
+uint64_t SimComm::local_window_base() const {
+  if (!context_) throw ConfigError("comm_get_local_window_base: no window yet on rank " + std::to_string(rank_) +
+                                   " (call comm_alloc_windows first)");
+  return context_->windowsIn[rank_];
+}
+
+size_t SimComm::window_size() const {
+  if (!context_) throw ConfigError("comm_get_window_size: no window yet on rank " + std::to_string(rank_) +
+                                   " (call comm_alloc_windows first)");
+  return actual_window_;
+}
+
+}  // namespace chipmesh::sim

@@ -1,0 +1,75 @@
+// The sim platform's ABI table: the one symbol ChipWorker::init looks up.
+#include "chipmesh/platform_abi.h"
+
+#include "chipmesh/errors.h"
+#include "common/status_map.h"
+#include "device.h"
+
+namespace chipmesh::sim {
+LastError& last_error();  // comm.cpp: one per-thread slot for the whole plugin
+}
+
+namespace {
+
+using chipmesh::sim::last_error;
+namespace dev = chipmesh::sim::device;
+
+int sim_set_device(int device_id) { return last_error().guard([&] { dev::set_device(device_id); }); }
+int sim_reset_device() { return last_error().guard([] { dev::reset_device(); }); }
+int sim_finalize() { return last_error().guard([] { dev::finalize(); }); }
+
+int sim_malloc(size_t nbytes, uint64_t* out) {
+  return last_error().guard([&] {
+    if (!out) throw chipmesh::ConfigError("malloc: null output pointer");
+    *out = dev::malloc(nbytes);
+  });
+}
+int sim_free(uint64_t ptr) { return last_error().guard([&] { dev::free(ptr); }); }
+int sim_copy_to_device(uint64_t dst, const void* src, size_t n) {
+  return last_error().guard([&] { dev::copy_to_device(dst, src, n); });
+}
+int sim_copy_from_device(void* dst, uint64_t src, size_t n) {
+  return last_error().guard([&] { dev::copy_from_device(dst, src, n); });
+}
+
+// Kernels run synchronously on the calling thread; the stream is unused.
+int sim_launch_kernel(chipmesh_kernel_fn fn, void* args, void* /*stream*/) {
+  int result = CHIPMESH_SUCCESS;
+  int rc = last_error().guard([&] {
+    if (!fn) throw chipmesh::ConfigError("launch_kernel: null kernel function");
+    if (dev::current_device() < 0) throw chipmesh::DeviceError("launch_kernel: no sim device is set (call set_device first)");
+    result = fn(args);
+  });
+  return rc != CHIPMESH_SUCCESS ? rc : result;
+}
+
+const char* sim_last_error() { return last_error().message(); }
+int sim_last_error_code() { return last_error().code(); }
+
+const chipmesh_platform kSimPlatform = {
+    CHIPMESH_PLATFORM_ABI_VERSION,
+    sizeof(chipmesh_platform),
+    "sim",
+    sim_set_device,
+    sim_reset_device,
+    sim_finalize,
+    sim_malloc,
+    sim_free,
+    sim_copy_to_device,
+    sim_copy_from_device,
+    sim_launch_kernel,
+    comm_init,
+    comm_alloc_windows,
+    comm_get_local_window_base,
+    comm_get_window_size,
+    comm_barrier,
+    comm_destroy,
+    sim_last_error,
+    sim_last_error_code,
+};
+
+}  // namespace
+
+extern "C" __attribute__((visibility("default"))) const chipmesh_platform* chipmesh_platform_entry(void) {
+  return &kSimPlatform;
+}

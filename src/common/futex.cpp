@@ -1,0 +1,43 @@
+#include "common/futex.h"
+
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <climits>
+#include <thread>
+
+namespace chipmesh::futex {
+namespace {
+
+static_assert(sizeof(std::atomic<uint32_t>) == sizeof(uint32_t) &&
+                  std::atomic<uint32_t>::is_always_lock_free,
+              "futex words must be plain lock-free 32-bit atomics");
+
+uint32_t* address(const std::atomic<uint32_t>* word) {
+  return reinterpret_cast<uint32_t*>(const_cast<std::atomic<uint32_t>*>(word));
+}
+
+}  // namespace
+
+void wait(const std::atomic<uint32_t>* word, uint32_t expected, std::chrono::nanoseconds timeout) {
+  if (timeout.count() <= 0) return;
+  struct timespec ts;
+  ts.tv_sec = static_cast<time_t>(timeout.count() / 1000000000LL);
+  ts.tv_nsec = static_cast<long>(timeout.count() % 1000000000LL);
+  // Shared (not FUTEX_PRIVATE) because the word lives in memory mapped by
+  // several processes. EAGAIN/EINTR/ETIMEDOUT all mean "re-check".
+  syscall(SYS_futex, address(word), FUTEX_WAIT, expected, &ts, nullptr, 0);
+}
+
+void wake(const std::atomic<uint32_t>* word, int count) {
+  syscall(SYS_futex, address(word), FUTEX_WAKE, count, nullptr, nullptr, 0);
+}
+
+int spin_budget(int participants) {
+  static const int cores = static_cast<int>(std::thread::hardware_concurrency());
+  return participants > cores ? 64 : 4000;
+}
+
+}  // namespace chipmesh::futex

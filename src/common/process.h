@@ -1,0 +1,39 @@
+// Process identity and liveness, robust to pid reuse and to zombies: a peer
+// that has exited but is not yet reaped by its parent counts as dead.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+
+namespace chipmesh::process {
+
+// Start time of `pid` in clock ticks since boot (/proc/<pid>/stat field 22);
+// 0 when there is no such process. With the pid it names one process for life.
+uint64_t start_time(pid_t pid);
+
+// Watches one process through a pidfd, which becomes readable when the
+// process exits (zombie or reaped), so it never confuses a reused pid.
+class Watch {
+ public:
+  Watch() = default;
+  // expected_start: start_time() recorded by the process itself (0: unknown).
+  Watch(pid_t pid, uint64_t expected_start);
+  Watch(Watch&& other) noexcept;
+  Watch& operator=(Watch&& other) noexcept;
+  Watch(const Watch&) = delete;
+  Watch& operator=(const Watch&) = delete;
+  ~Watch();
+
+  bool valid() const { return pid_ > 0; }
+  pid_t pid() const { return pid_; }
+  // True once the process has exited (or was never the one expected).
+  bool exited() const;
+
+ private:
+  pid_t pid_ = 0;
+  int fd_ = -1;
+  bool gone_at_open_ = false;
+};
+
+}  // namespace chipmesh::process

@@ -1,0 +1,104 @@
+// ChipWorker::bootstrap_context: the six steps of the bring-up contract
+// (DESIGN.md), in order, with the failure path publishing before rethrowing.
+#include <string>
+
+#include "chipmesh/chip_worker.h"
+#include "chipmesh/errors.h"
+#include "chipmesh/shared_memory.h"
+
+namespace chipmesh {
+namespace {
+
+// "<kind>: <message>" of the exception in flight.
+std::string describe_current() {
+  try {
+    throw;
+  } catch (const Error& e) {
+    return describe(e);
+  } catch (const std::exception& e) {
+    return std::string("InternalError: ") + e.what();
+  } catch (...) {
+    return "InternalError: unknown exception";
+  }
+}
+
+// Step 4: sequential carving in declaration order, no padding.
+std::vector<uint64_t> carve(const ChipBootstrapConfig& cfg, uint64_t base, uint64_t window_size) {
+  std::vector<uint64_t> ptrs;
+  ptrs.reserve(cfg.buffers.size());
+  uint64_t offset = 0;
+  for (const auto& b : cfg.buffers) {
+    if (b.placement != "window")  // validated already; kept as the one place placements are interpreted
+      throw ConfigError("buffer '" + b.name + "' has placement '" + b.placement + "'; only \"window\" exists");
+    if (b.nbytes > window_size || offset > window_size - b.nbytes)
+      throw ConfigError("buffer '" + b.name + "' (nbytes=" + std::to_string(b.nbytes) + ") at offset " +
+                        std::to_string(offset) + " overflows window size " + std::to_string(window_size));
+    ptrs.push_back(base + offset);
+    offset += b.nbytes;
+  }
+  return ptrs;
+}
+
+}  // namespace
+
+ChipBootstrapResult ChipWorker::bootstrap_context(int device_id, const ChipBootstrapConfig& cfg,
+                                                  ChipBootstrapChannel* channel) {
+  uint64_t comm = 0;
+  try {
+    if (bootstrap_comm_ != 0)
+      throw ConfigError("bootstrap_context: already bootstrapped (call shutdown_bootstrap first)");
+    if (channel && cfg.buffers.size() > channel->max_buffer_count())
+      throw ConfigError("bootstrap_context: " + std::to_string(cfg.buffers.size()) +
+                        " buffers do not fit the channel's capacity of " + std::to_string(channel->max_buffer_count()));
+    // 1. validate everything before any device effect
+    validate_bootstrap_config(cfg);
+    platform();  // DeviceError before init(), still before any effect
+    // 2. device
+    set_device(device_id);
+
+    ChipBootstrapResult result;
+    // 3. communicator and window
+    if (cfg.comm) {
+      const auto& c = *cfg.comm;
+      comm = comm_init(c.rank, c.nranks, c.rootinfo_path);
+      result.device_ctx = comm_alloc_windows(comm, c.window_size);
+      result.local_window_base = comm_get_local_window_base(comm);
+      result.actual_window_size = comm_get_window_size(comm);
+      if (result.actual_window_size < c.window_size)
+        throw DeviceError("platform '" + std::string(platform_->name) + "' returned a window of " +
+                          std::to_string(result.actual_window_size) + " bytes for a request of " +
+                          std::to_string(c.window_size));
+    }
+    // 4. carve buffers
+    result.buffer_ptrs = carve(cfg, result.local_window_base, result.actual_window_size);
+    // 5. host inputs
+    for (size_t i = 0; i < cfg.buffers.size(); ++i) {
+      const auto& b = cfg.buffers[i];
+      if (!b.load_from_host) continue;
+      const HostBufferStaging& staging = cfg.input_staging(b.name);
+      if (staging.size == 0) continue;
+      SharedMemory region = SharedMemory::attach(staging.shm_name, false);
+      if (region.size() < staging.size)
+        throw ConfigError("host input '" + b.name + "': shared memory '" + staging.shm_name + "' holds " +
+                          std::to_string(region.size()) + " bytes, staging says " + std::to_string(staging.size));
+      copy_to(result.buffer_ptrs[i], region.data(), staging.size);
+    }  // each region is detached at the end of its iteration, never unlinked
+    // 6. publish, then stash the communicator for shutdown_bootstrap
+    if (channel)
+      channel->write_success(result.device_ctx, result.local_window_base, result.actual_window_size,
+                             result.buffer_ptrs);
+    bootstrap_comm_ = comm;
+    return result;
+  } catch (...) {
+    if (channel) channel->write_error(1, describe_current());
+    if (comm != 0) {
+      try {
+        comm_destroy(comm);  // leave nothing behind; the original error is the one to report
+      } catch (...) {
+      }
+    }
+    throw;
+  }
+}
+
+}  // namespace chipmesh

@@ -1,0 +1,134 @@
+#include "support/fork_ranks.h"
+
+#include <poll.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <exception>
+
+namespace chipmesh::testing {
+namespace {
+
+constexpr size_t kMessageBytes = 4096;
+char* t_my_slot = nullptr;  // set in each child after fork
+
+void report(char* slot, const char* text) {
+  std::strncpy(slot, text, kMessageBytes - 1);
+  slot[kMessageBytes - 1] = '\0';
+}
+
+}  // namespace
+
+void rank_note(const std::string& text) {
+  if (t_my_slot) report(t_my_slot, text.c_str());
+}
+
+std::string RankOutcome::describe() const {
+  std::ostringstream os;
+  os << "rank " << rank << " (pid " << pid << "): ";
+  if (timed_out) os << "killed at the deadline";
+  else if (exited) os << "exit " << exit_code;
+  else os << "signal " << signal << " (" << strsignal(signal) << ")";
+  if (!message.empty()) os << ": " << message;
+  return os.str();
+}
+
+std::vector<RankOutcome> fork_ranks(int n, const std::function<void(int)>& body,
+                                    std::chrono::milliseconds deadline) {
+  // One message slot per rank in memory the children share with us.
+  size_t bytes = kMessageBytes * static_cast<size_t>(std::max(n, 1));
+  void* map = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  if (map == MAP_FAILED) throw std::runtime_error("fork_ranks: mmap failed");
+  char* slots = static_cast<char*>(map);
+
+  std::vector<RankOutcome> out(static_cast<size_t>(n));
+  std::vector<int> pidfds(static_cast<size_t>(n), -1);
+  std::fflush(nullptr);  // no doubled stdio buffers in children
+  for (int r = 0; r < n; ++r) {
+    pid_t pid = fork();
+    if (pid < 0) {
+      for (int k = 0; k < r; ++k) kill(out[k].pid, SIGKILL);
+      throw std::runtime_error("fork_ranks: fork failed");
+    }
+    if (pid == 0) {
+      t_my_slot = slots + r * kMessageBytes;
+      int code = 0;
+      try {
+        body(r);
+      } catch (const std::exception& e) {
+        report(slots + r * kMessageBytes, e.what());
+        code = 1;
+      } catch (...) {
+        report(slots + r * kMessageBytes, "unknown exception");
+        code = 1;
+      }
+      std::fflush(nullptr);
+      _exit(code);  // skip gtest's and the parent's atexit handlers
+    }
+    out[r].rank = r;
+    out[r].pid = pid;
+    pidfds[r] = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
+  }
+
+  auto end = std::chrono::steady_clock::now() + deadline;
+  int remaining = n;
+  std::vector<bool> done(static_cast<size_t>(n), false);
+  while (remaining > 0) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(end - std::chrono::steady_clock::now());
+    if (left.count() <= 0) break;
+    std::vector<pollfd> fds;
+    std::vector<int> which;
+    for (int r = 0; r < n; ++r) {
+      if (!done[r]) {
+        fds.push_back({pidfds[r], POLLIN, 0});
+        which.push_back(r);
+      }
+    }
+    int rc = poll(fds.data(), fds.size(), static_cast<int>(std::min<long long>(left.count(), 1000)));
+    if (rc <= 0) continue;
+    for (size_t i = 0; i < fds.size(); ++i) {
+      if (!(fds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+      int r = which[i];
+      int status = 0;
+      if (waitpid(out[r].pid, &status, 0) == out[r].pid) {
+        out[r].exited = WIFEXITED(status);
+        out[r].exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+        out[r].signal = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
+      }
+      done[r] = true;
+      --remaining;
+    }
+  }
+  for (int r = 0; r < n; ++r) {
+    if (!done[r]) {
+      kill(out[r].pid, SIGKILL);
+      waitpid(out[r].pid, nullptr, 0);
+      out[r].timed_out = true;
+      out[r].signal = SIGKILL;
+    }
+    if (pidfds[r] >= 0) close(pidfds[r]);
+    out[r].message = std::string(slots + r * kMessageBytes);
+  }
+  munmap(map, bytes);
+  return out;
+}
+
+::testing::AssertionResult all_ok(const std::vector<RankOutcome>& outcomes) {
+  std::ostringstream os;
+  bool ok = true;
+  for (const auto& o : outcomes) {
+    if (!o.ok()) {
+      ok = false;
+      os << "\n  " << o.describe();
+    }
+  }
+  if (ok) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure() << "ranks failed:" << os.str();
+}
+
+}  // namespace chipmesh::testing

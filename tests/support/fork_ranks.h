@@ -1,0 +1,81 @@
+// The one helper every multi-process test uses: fork N ranks, wait for them
+// with a deadline, collect exit codes, signals and failure messages.
+//
+// Inside a rank use CM_REQUIRE (throws) rather than gtest's EXPECT/ASSERT,
+// which cannot report from a child process.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <functional>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+namespace chipmesh::testing {
+
+struct RankOutcome {
+  int rank = -1;
+  pid_t pid = -1;
+  bool exited = false;    // normal exit (exit_code valid)
+  int exit_code = -1;
+  int signal = 0;         // terminating signal, 0 if none
+  bool timed_out = false; // killed by the harness at the deadline
+  std::string message;    // what the rank reported (exception text)
+  bool ok() const { return exited && exit_code == 0; }
+  std::string describe() const;
+};
+
+// Runs body(rank) in n forked children. A child exits 0 when body returns,
+// 1 (with the exception's text as message) when it throws. Children still
+// running at the deadline are killed with SIGKILL and reported as timed out.
+std::vector<RankOutcome> fork_ranks(int n, const std::function<void(int rank)>& body,
+                                    std::chrono::milliseconds deadline = std::chrono::seconds(60));
+
+// Called inside a rank: leaves a note the parent reads as RankOutcome::message
+// (for ranks that succeed by observing an expected failure).
+void rank_note(const std::string& text);
+
+// gtest predicate: every rank exited 0 (otherwise lists each failure).
+::testing::AssertionResult all_ok(const std::vector<RankOutcome>& outcomes);
+
+struct RequireFailure : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+}  // namespace chipmesh::testing
+
+// CM_REQUIRE(cond) << "context";  throws RequireFailure with file:line.
+#define CM_REQUIRE(cond)                                                               \
+  if (cond) {                                                                          \
+  } else                                                                               \
+    ::chipmesh::testing::detail::Thrower(__FILE__, __LINE__, #cond) =                   \
+        ::chipmesh::testing::detail::Message()
+
+namespace chipmesh::testing::detail {
+struct Message {
+  std::ostringstream os;
+  template <typename T>
+  Message& operator<<(const T& v) {
+    os << v;
+    return *this;
+  }
+};
+struct Thrower {
+  const char* file;
+  int line;
+  const char* cond;
+  Thrower(const char* f, int l, const char* c) : file(f), line(l), cond(c) {}
+  [[noreturn]] void operator=(const Message& m) const {
+    std::ostringstream os;
+    os << file << ":" << line << ": requirement failed: " << cond;
+    std::string extra = m.os.str();
+    if (!extra.empty()) os << " (" << extra << ")";
+    throw RequireFailure(os.str());
+  }
+};
+}  // namespace chipmesh::testing::detail
