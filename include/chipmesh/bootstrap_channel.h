@@ -38,7 +38,8 @@ class ChipBootstrapChannel {
   // reads back (ConfigError above CHIP_BOOTSTRAP_MAX_BUFFERS).
   ChipBootstrapChannel(void* mailbox, size_t max_buffer_count);
 
-  // Clears the payload and publishes IDLE.
+  // Clears the payload and publishes IDLE. Only while no other process is
+  // writing or reading this mailbox (e.g. in the parent before the fork).
   void reset();
   // ConfigError if buffer_ptrs.size() > max_buffer_count(); nothing written then.
   void write_success(uint64_t device_ctx, uint64_t local_window_base,
@@ -46,6 +47,8 @@ class ChipBootstrapChannel {
   // message is truncated to CHIP_BOOTSTRAP_ERROR_MESSAGE_SIZE - 1 bytes.
   void write_error(int32_t code, std::string_view message);
 
+  // The raw state word: a corrupt mailbox may hold a value outside the enum,
+  // which readers must treat as a failure.
   ChipBootstrapMailboxState state() const;
   int32_t error_code() const;
   uint64_t device_ctx() const;

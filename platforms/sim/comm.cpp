@@ -21,6 +21,9 @@ namespace {
 // How often a sleeping waiter wakes to check for dead peers: detection
 // latency of a SIGKILLed rank is bounded by this.
 constexpr std::chrono::milliseconds kLivenessSlice{100};
+// How long ranks that failed comm_init together keep the names alive for a
+// rank that was merely slow to start, so it fails now rather than at its deadline.
+constexpr std::chrono::milliseconds kLateJoinerGrace{2000};
 
 }  // namespace
 
@@ -31,24 +34,36 @@ void SimComm::throw_aborted(const char* what) const {
   // moment to finish writing (it is running, not blocked).
   for (int i = 0; i < 1000000 && ctrl_->abort_state.load(std::memory_order_acquire) == 1; ++i) futex::cpu_relax();
   std::string msg(ctrl_->abort_message, strnlen(ctrl_->abort_message, kAbortMessageBytes));
-  throw CommError(std::string(what) + " on rank " + std::to_string(rank_) + " failed: communicator aborted by rank " +
-                  std::to_string(ctrl_->abort_rank) + ": " + msg);
+  // Same error kind as the original failure (a timeout stays a timeout).
+  throw_status(ctrl_->abort_status != CHIPMESH_SUCCESS ? ctrl_->abort_status : CHIPMESH_ERR_COMM,
+               std::string(what) + " on rank " + std::to_string(rank_) + " failed: communicator aborted by rank " +
+                   std::to_string(ctrl_->abort_rank) + ": " + msg);
 }
 
-void SimComm::abort_all(const std::string& message) noexcept {
+void SimComm::abort_all(int status, const std::string& message) noexcept {
   failed_ = true;
   if (!ctrl_) return;
   uint32_t expected = 0;
   if (ctrl_->abort_state.compare_exchange_strong(expected, 1, std::memory_order_acq_rel)) {
     ctrl_->abort_rank = rank_;
+    ctrl_->abort_status = status;
     std::snprintf(ctrl_->abort_message, kAbortMessageBytes, "%s", message.c_str());
     ctrl_->abort_state.store(2, std::memory_order_release);
   }
   futex::wake(&ctrl_->bar_gen);
 }
 
+void SimComm::linger_for_late_joiners() noexcept {
+  if (!ctrl_) return;
+  Deadline grace(kLateJoinerGrace);
+  const uint32_t everyone = ctrl_->nranks;
+  for (uint32_t seen; (seen = ctrl_->attached.load(std::memory_order_acquire)) < everyone && !grace.expired();)
+    futex::wait(&ctrl_->attached, seen, grace.next_slice(kLivenessSlice));
+}
+
 void SimComm::check_peers(const char* what) {
   if (ctrl_->abort_state.load(std::memory_order_acquire) != 0) throw_aborted(what);
+  std::string dead;
   for (int r = 0; r < nranks_; ++r) {
     if (r == rank_) continue;
     process::Watch& w = watches_[r];
@@ -57,12 +72,14 @@ void SimComm::check_peers(const char* what) {
       if (pid == 0) continue;  // not joined yet: only the deadline applies
       w = process::Watch(pid, ctrl_->slots[r].start_time);
     }
-    if (w.exited()) {
-      failed_ = true;
-      throw CommError(std::string(what) + " on rank " + std::to_string(rank_) + " failed: rank " +
-                      std::to_string(r) + " (pid " + std::to_string(w.pid()) + ") exited");
-    }
+    if (w.exited())
+      dead += (dead.empty() ? "" : ", ") + ("rank " + std::to_string(r) + " (pid " + std::to_string(w.pid()) + ")");
   }
+  if (dead.empty()) return;
+  std::string msg = std::string(what) + " on rank " + std::to_string(rank_) + " failed: " + dead + " exited";
+  // Tell every peer the root cause rather than let each find its own.
+  abort_all(CHIPMESH_ERR_COMM, msg);
+  throw CommError(msg);
 }
 
 void SimComm::collective_barrier(const char* what, const std::function<void()>& on_last) {

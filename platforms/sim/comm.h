@@ -54,7 +54,11 @@ class SimComm {
   [[noreturn]] void throw_aborted(const char* what) const;
   // Marks the communicator failed for every rank (first message wins) and
   // wakes all waiters, so peers fail now instead of at their deadline.
-  void abort_all(const std::string& message) noexcept;
+  void abort_all(int status, const std::string& message) noexcept;
+  // On a collective failure during comm_init: wait (briefly) until every
+  // rank has mapped the control segment, so none is left waiting for a
+  // rootinfo file that is already gone.
+  void linger_for_late_joiners() noexcept;
   // Removes every name this communicator may have created (failure paths).
   void unlink_all_names() noexcept;
   void unmap_all() noexcept;

@@ -63,9 +63,14 @@ struct CtrlBlock {
   alignas(64) std::atomic<uint32_t> bar_gen;
   std::atomic<uint32_t> bar_sleepers;  // waiters inside futex_wait
 
+  // Processes that mapped this segment (mismatched ones too): failing ranks
+  // give late joiners a moment to see the abort before removing the names.
+  alignas(64) std::atomic<uint32_t> attached;
+
   // Abort: 0 none, 1 being written, 2 message readable. First writer wins.
   alignas(64) std::atomic<uint32_t> abort_state;
   int32_t abort_rank;
+  int32_t abort_status;  // chipmesh_status of the original failure
   char abort_message[kAbortMessageBytes];
 
   RankSlot slots[CHIPMESH_MAX_RANKS];

@@ -20,6 +20,8 @@
 #include "comm.h"
 #include "common/deadline.h"
 #include "common/env.h"
+#include "common/futex.h"
+#include "common/status_map.h"
 #include "common/process.h"
 
 namespace chipmesh::sim {
@@ -140,7 +142,10 @@ SimComm::SimComm(int rank, int nranks, const std::string& rootinfo_path)
       remove_rootinfo_if_ours();
     });
   } catch (const Error& e) {
-    if (ctrl_) abort_all(e.what());
+    if (ctrl_) {
+      abort_all(status_of(e), e.what());
+      if (!dynamic_cast<const TimeoutError*>(&e)) linger_for_late_joiners();
+    }
     unlink_all_names();
     unmap_all();
     throw;
@@ -177,6 +182,7 @@ void SimComm::create_as_root() {
   ctrl_->root_pid = getpid();
   ctrl_->root_start = process::start_time(getpid());
   std::snprintf(ctrl_->job, sizeof(ctrl_->job), "%s", job_.c_str());
+  ctrl_->attached.store(1, std::memory_order_relaxed);
   claim_slot();
   publish_rootinfo();
 }
@@ -287,6 +293,8 @@ bool SimComm::try_attach(std::string* why) {
     return false;
   }
   ctrl_ = ctrl;
+  ctrl_->attached.fetch_add(1, std::memory_order_acq_rel);
+  futex::wake(&ctrl_->attached);
   token_ = ri.token;
   ctrl_name_ = ri.ctrl_name;
   watches_[0] = process::Watch(ri.root_pid, ri.root_start);
@@ -294,7 +302,7 @@ bool SimComm::try_attach(std::string* why) {
     std::string msg = "comm_init: nranks mismatch: rank 0 created the communicator with nranks=" +
                       std::to_string(ri.nranks) + " but rank " + std::to_string(rank_) + " (pid " +
                       std::to_string(getpid()) + ") called comm_init with nranks=" + std::to_string(nranks_);
-    abort_all(msg);
+    abort_all(CHIPMESH_ERR_COMM, msg);
     throw CommError(msg);
   }
   claim_slot();
@@ -307,7 +315,7 @@ void SimComm::claim_slot() {
   if (!slot.pid.compare_exchange_strong(expected, static_cast<int32_t>(getpid()), std::memory_order_acq_rel)) {
     std::string msg = "comm_init: rank " + std::to_string(rank_) + " claimed twice: by pid " +
                       std::to_string(expected) + " and by pid " + std::to_string(getpid());
-    abort_all(msg);
+    abort_all(CHIPMESH_ERR_COMM, msg);
     throw CommError(msg);
   }
   slot.start_time = process::start_time(getpid());

@@ -14,6 +14,7 @@
 #include "chipmesh/errors.h"
 #include "comm.h"
 #include "common/env.h"
+#include "common/status_map.h"
 #include "device.h"
 
 namespace chipmesh::sim {
@@ -124,7 +125,7 @@ uint64_t SimComm::alloc_windows(size_t requested) {
     }
     for (int r = 0; r < nranks_; ++r) device::register_region(reinterpret_cast<uint64_t>(windows_[r]), actual);
   } catch (const Error& e) {
-    abort_all(e.what());
+    abort_all(status_of(e), e.what());
     unlink_all_names();
     throw;
   }

@@ -5,6 +5,7 @@
 
 #include <cstdlib>
 #include <random>
+#include <set>
 
 #include <gtest/gtest.h>
 
@@ -45,16 +46,23 @@ std::vector<std::string> ScratchDir::entries() const {
 
 namespace {
 
+// Compares /dev/shm before and after each test: an object that appeared
+// during the test and is still there is the test's leak. Objects that existed
+// before (another job's on a shared machine) are neither reported nor touched.
 class LeakListener : public ::testing::EmptyTestEventListener {
+  std::set<std::string> before_;
+  void OnTestStart(const ::testing::TestInfo&) override {
+    auto names = chipmesh_shm_objects();
+    before_ = std::set<std::string>(names.begin(), names.end());
+  }
   void OnTestEnd(const ::testing::TestInfo&) override {
-    auto left = chipmesh_shm_objects();
-    if (left.empty()) return;
     std::string list;
-    for (const auto& n : left) {
+    for (const auto& n : chipmesh_shm_objects()) {
+      if (before_.count(n)) continue;
       list += " /" + n;
-      shm_unlink(("/" + n).c_str());
+      shm_unlink(("/" + n).c_str());  // so later tests start clean
     }
-    ADD_FAILURE() << "chipmesh shared-memory objects left in /dev/shm:" << list;
+    if (!list.empty()) ADD_FAILURE() << "chipmesh shared-memory objects left in /dev/shm:" << list;
   }
 };
 
