@@ -1,0 +1,133 @@
+#include "chipmesh/shared_memory.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <utility>
+
+#include "chipmesh/errors.h"
+
+namespace chipmesh {
+namespace {
+
+// shm_open's portable form: one leading '/', no other, and a name that fits
+// in one /dev/shm directory entry.
+void validate_name(const std::string& name, const char* op) {
+  auto bad = [&](const std::string& why) {
+    throw ConfigError("shared memory name '" + name + "' " + why + " (" + op + ")");
+  };
+  if (name.size() < 2 || name.size() > 255)
+    bad("has length " + std::to_string(name.size()) + ", expected 2..255");
+  if (name[0] != '/') bad("must start with '/'");
+  if (name.find('/', 1) != std::string::npos) bad("must not contain '/' after the first character");
+  if (name.find('\0') != std::string::npos) bad("must not contain a NUL byte");
+}
+
+std::string errno_text(int err) {
+  return std::string(std::strerror(err)) + " (errno " + std::to_string(err) + ")";
+}
+
+}  // namespace
+
+SharedMemory::SharedMemory(std::string name, int fd, void* data, size_t size)
+    : name_(std::move(name)), fd_(fd), data_(data), size_(size) {}
+
+SharedMemory SharedMemory::create(const std::string& name, size_t size) {
+  validate_name(name, "create");
+  // O_EXCL: never adopt (and later unlink) an object somebody else made.
+  int fd = shm_open(name.c_str(), O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    int err = errno;
+    throw DeviceError("cannot create shared memory '" + name + "' of size " +
+                      std::to_string(size) + ": " + errno_text(err));
+  }
+  auto fail = [&](const char* what, int err) {
+    // We created it, so we remove it: a failed create leaves nothing behind.
+    ::close(fd);
+    shm_unlink(name.c_str());
+    throw DeviceError("cannot create shared memory '" + name + "' of size " +
+                      std::to_string(size) + ": " + what + " failed: " + errno_text(err));
+  };
+  if (size > 0 && ftruncate(fd, static_cast<off_t>(size)) != 0) fail("ftruncate", errno);
+  void* data = nullptr;
+  if (size > 0) {
+    data = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (data == MAP_FAILED) fail("mmap", errno);
+  }
+  return SharedMemory(name, fd, data, size);
+}
+
+SharedMemory SharedMemory::attach(const std::string& name, bool writable) {
+  validate_name(name, "attach");
+  const char* mode = writable ? "read-write" : "read-only";
+  int fd = shm_open(name.c_str(), (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC, 0);
+  if (fd < 0) {
+    int err = errno;
+    if (err == ENOENT) throw DeviceError("shared memory '" + name + "' does not exist (attach)");
+    throw DeviceError("cannot open shared memory '" + name + "' " + mode + " (attach): " +
+                      errno_text(err));
+  }
+  auto fail = [&](const std::string& why) {
+    ::close(fd);
+    throw DeviceError("cannot attach shared memory '" + name + "' " + mode + ": " + why);
+  };
+  struct stat st{};
+  if (fstat(fd, &st) != 0) fail("fstat failed: " + errno_text(errno));
+  // Another user's object with the same name is another job's (or a planted
+  // one); mapping it would mix their data into ours.
+  if (st.st_uid != geteuid()) {
+    fail("owned by uid " + std::to_string(st.st_uid) + ", not by this process's uid " +
+         std::to_string(geteuid()));
+  }
+  size_t size = static_cast<size_t>(st.st_size);
+  void* data = nullptr;
+  if (size > 0) {
+    int prot = PROT_READ | (writable ? PROT_WRITE : 0);
+    data = mmap(nullptr, size, prot, MAP_SHARED, fd, 0);
+    if (data == MAP_FAILED)
+      fail("mmap of " + std::to_string(size) + " bytes failed: " + errno_text(errno));
+  }
+  return SharedMemory(name, fd, data, size);
+}
+
+SharedMemory::SharedMemory(SharedMemory&& other) noexcept
+    : name_(std::exchange(other.name_, std::string())),
+      fd_(std::exchange(other.fd_, -1)),
+      data_(std::exchange(other.data_, nullptr)),
+      size_(std::exchange(other.size_, 0)) {}
+
+SharedMemory& SharedMemory::operator=(SharedMemory&& other) noexcept {
+  if (this != &other) {
+    close();
+    name_ = std::exchange(other.name_, std::string());
+    fd_ = std::exchange(other.fd_, -1);
+    data_ = std::exchange(other.data_, nullptr);
+    size_ = std::exchange(other.size_, 0);
+  }
+  return *this;
+}
+
+SharedMemory::~SharedMemory() { close(); }
+
+void SharedMemory::close() {
+  if (data_ != nullptr) munmap(data_, size_);
+  if (fd_ >= 0) ::close(fd_);
+  data_ = nullptr;
+  fd_ = -1;
+  size_ = 0;
+  // name_ stays so unlink() still works after close().
+}
+
+void SharedMemory::unlink() {
+  if (name_.empty()) return;  // default-constructed or moved-from: nothing named
+  if (shm_unlink(name_.c_str()) != 0 && errno != ENOENT) {
+    int err = errno;
+    throw DeviceError("cannot unlink shared memory '" + name_ + "': " + errno_text(err));
+  }
+}
+
+}  // namespace chipmesh
