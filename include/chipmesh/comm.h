@@ -25,7 +25,9 @@ extern "C" {
  * addresses differ per process, so a kernel only uses its own rank's context.
  * windowsOut[r] aliases windowsIn[r] (one window per rank). */
 typedef struct CommContext {
-  uint64_t workSpace;      /* @0    rank-local scratch for kernels */
+  uint64_t workSpace;      /* @0    this rank's kernel scratch (sync flags); on
+                              sim it follows the window in the same mapping,
+                              so rank r's is at windowsIn[r] + winSize */
   uint64_t workSpaceSize;  /* @8 */
   uint32_t rankId;         /* @16 */
   uint32_t rankNum;        /* @20 */

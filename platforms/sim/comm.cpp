@@ -142,13 +142,12 @@ void SimComm::unmap_all() noexcept {
   for (int r = 0; r < static_cast<int>(windows_.size()); ++r) {
     if (windows_[r]) {
       device::unregister_region(reinterpret_cast<uint64_t>(windows_[r]));
-      munmap(windows_[r], actual_window_);
+      munmap(windows_[r], segment_size_);
       windows_[r] = nullptr;
     }
   }
   if (workspace_) {
-    device::unregister_region(reinterpret_cast<uint64_t>(workspace_));
-    munmap(workspace_, workspace_size_);
+    device::unregister_region(reinterpret_cast<uint64_t>(workspace_));  // part of my window's mapping
     workspace_ = nullptr;
   }
   if (ctrl_) {

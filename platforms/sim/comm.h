@@ -77,6 +77,7 @@ class SimComm {
   // windows
   size_t requested_window_ = 0;
   size_t actual_window_ = 0;
+  size_t segment_size_ = 0;  // window + scratch: the size of each mapping
   std::vector<void*> windows_;  // index = rank, this process's mapping
   void* workspace_ = nullptr;
   size_t workspace_size_ = 0;

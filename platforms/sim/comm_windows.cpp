@@ -45,6 +45,11 @@ uint64_t SimComm::alloc_windows(size_t requested) {
   if (requested > SIZE_MAX - page) throw ConfigError("comm_alloc_windows: window size " + std::to_string(requested) + " is too large");
   const size_t actual = (requested + page - 1) / page * page;
 
+  // Each rank's object holds its window followed by its kernel scratch
+  // (workSpace), so peers reach rank r's scratch at windowsIn[r] + winSize.
+  const size_t scratch = (env::sim_workspace_bytes() + page - 1) / page * page;
+  const size_t segment = actual + scratch;
+
   RankSlot& mine = ctrl_->slots[rank_];
   mine.requested_window = requested;
   mine.actual_window = actual;
@@ -68,21 +73,23 @@ uint64_t SimComm::alloc_windows(size_t requested) {
     int fd = shm_open(my_name.c_str(), O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0600);
     if (fd < 0) throw DeviceError("comm_alloc_windows: cannot create window " + my_name + ": " + errno_text(errno));
     int err = 0;
-    if (ftruncate(fd, static_cast<off_t>(actual)) != 0) err = errno;
-    else if (int rc = posix_fallocate(fd, 0, static_cast<off_t>(actual)); rc != 0) err = rc;
+    if (ftruncate(fd, static_cast<off_t>(segment)) != 0) err = errno;
+    else if (int rc = posix_fallocate(fd, 0, static_cast<off_t>(segment)); rc != 0) err = rc;
     if (err != 0) {
       ::close(fd);
       shm_unlink(my_name.c_str());
-      throw DeviceError("comm_alloc_windows: cannot allocate window " + my_name + " of " + std::to_string(actual) +
-                        " bytes in /dev/shm: " + errno_text(err));
+      throw DeviceError("comm_alloc_windows: cannot allocate window " + my_name + " of " + std::to_string(segment) +
+                        " bytes (window " + std::to_string(actual) + " + scratch " + std::to_string(scratch) +
+                        ") in /dev/shm: " + errno_text(err));
     }
-    void* mine_map = map_window(fd, actual);
+    void* mine_map = map_window(fd, segment);
     err = errno;
     ::close(fd);
     if (mine_map == MAP_FAILED)
-      throw DeviceError("comm_alloc_windows: cannot map window " + my_name + " (" + std::to_string(actual) +
+      throw DeviceError("comm_alloc_windows: cannot map window " + my_name + " (" + std::to_string(segment) +
                         " bytes): " + errno_text(err));
     actual_window_ = actual;
+    segment_size_ = segment;
     requested_window_ = requested;
     windows_[rank_] = mine_map;
     collective_barrier("comm_alloc_windows (waiting for every window to exist)");
@@ -95,13 +102,13 @@ uint64_t SimComm::alloc_windows(size_t requested) {
       if (pfd < 0) throw CommError("comm_alloc_windows: cannot open rank " + std::to_string(r) + "'s window " + name +
                                    ": " + errno_text(errno));
       struct stat st;
-      if (fstat(pfd, &st) != 0 || st.st_uid != geteuid() || st.st_size != static_cast<off_t>(actual)) {
+      if (fstat(pfd, &st) != 0 || st.st_uid != geteuid() || st.st_size != static_cast<off_t>(segment)) {
         ::close(pfd);
         throw CommError("comm_alloc_windows: rank " + std::to_string(r) + "'s window " + name + " has size " +
                         std::to_string(st.st_size) + " or owner uid " + std::to_string(st.st_uid) +
-                        ", expected " + std::to_string(actual) + " bytes owned by uid " + std::to_string(geteuid()));
+                        ", expected " + std::to_string(segment) + " bytes owned by uid " + std::to_string(geteuid()));
       }
-      void* map = map_window(pfd, actual);
+      void* map = map_window(pfd, segment);
       err = errno;
       ::close(pfd);
       if (map == MAP_FAILED)
@@ -114,16 +121,12 @@ uint64_t SimComm::alloc_windows(size_t requested) {
         shm_unlink(window_shm_name(ctrl_->slots[r].pid.load(std::memory_order_acquire), token_, r).c_str());
     });
 
-    // 3. Kernel scratch, private to this rank.
-    workspace_size_ = env::sim_workspace_bytes();
-    if (workspace_size_ > 0) {
-      void* ws = mmap(nullptr, workspace_size_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-      if (ws == MAP_FAILED) throw DeviceError("comm_alloc_windows: cannot allocate workspace of " +
-                                              std::to_string(workspace_size_) + " bytes: " + errno_text(errno));
-      workspace_ = ws;
-      device::register_region(reinterpret_cast<uint64_t>(ws), workspace_size_);
-    }
     for (int r = 0; r < nranks_; ++r) device::register_region(reinterpret_cast<uint64_t>(windows_[r]), actual);
+    workspace_size_ = scratch;
+    if (scratch > 0) {
+      workspace_ = static_cast<char*>(windows_[rank_]) + actual;
+      device::register_region(reinterpret_cast<uint64_t>(workspace_), scratch);
+    }
   } catch (const Error& e) {
     abort_all(status_of(e), e.what());
     unlink_all_names();

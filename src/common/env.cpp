@@ -43,7 +43,7 @@ int sim_num_devices() {
 }
 
 size_t sim_workspace_bytes() {
-  return static_cast<size_t>(read_integer("CHIPMESH_SIM_WORKSPACE_BYTES", 1 << 20, 0, 1LL << 34));
+  return static_cast<size_t>(read_integer("CHIPMESH_SIM_WORKSPACE_BYTES", 64 << 10, 0, 1LL << 34));
 }
 
 }  // namespace chipmesh::env

@@ -17,7 +17,8 @@ std::string platform_path();
 std::string job_token();
 // CHIPMESH_SIM_NUM_DEVICES: device ids the sim platform accepts (default 64).
 int sim_num_devices();
-// CHIPMESH_SIM_WORKSPACE_BYTES: per-rank kernel scratch on sim (default 1 MiB).
+// CHIPMESH_SIM_WORKSPACE_BYTES: per-rank kernel scratch (CommContext
+// workSpace) on sim, placed right after each window (default 64 KiB).
 size_t sim_workspace_bytes();
 
 }  // namespace chipmesh::env

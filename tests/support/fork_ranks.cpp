@@ -17,6 +17,10 @@ namespace {
 
 constexpr size_t kMessageBytes = 4096;
 char* t_my_slot = nullptr;  // set in each child after fork
+std::set<pid_t>& pid_registry() {
+  static std::set<pid_t> pids;
+  return pids;
+}
 
 void report(char* slot, const char* text) {
   std::strncpy(slot, text, kMessageBytes - 1);
@@ -24,6 +28,8 @@ void report(char* slot, const char* text) {
 }
 
 }  // namespace
+
+const std::set<pid_t>& forked_pids() { return pid_registry(); }
 
 void rank_note(const std::string& text) {
   if (t_my_slot) report(t_my_slot, text.c_str());
@@ -73,6 +79,7 @@ std::vector<RankOutcome> fork_ranks(int n, const std::function<void(int)>& body,
     }
     out[r].rank = r;
     out[r].pid = pid;
+    pid_registry().insert(pid);
     pidfds[r] = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
   }
 

@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <functional>
+#include <set>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -35,6 +36,9 @@ struct RankOutcome {
 // running at the deadline are killed with SIGKILL and reported as timed out.
 std::vector<RankOutcome> fork_ranks(int n, const std::function<void(int rank)>& body,
                                     std::chrono::milliseconds deadline = std::chrono::seconds(60));
+
+// Every pid fork_ranks has forked in this process (for the leak listener).
+const std::set<pid_t>& forked_pids();
 
 // Called inside a rank: leaves a note the parent reads as RankOutcome::message
 // (for ranks that succeed by observing an expected failure).

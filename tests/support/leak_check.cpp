@@ -5,7 +5,10 @@
 
 #include <cstdlib>
 #include <random>
+#include <cstdio>
 #include <set>
+
+#include "support/fork_ranks.h"
 
 #include <gtest/gtest.h>
 
@@ -46,19 +49,26 @@ std::vector<std::string> ScratchDir::entries() const {
 
 namespace {
 
-// Compares /dev/shm before and after each test: an object that appeared
-// during the test and is still there is the test's leak. Objects that existed
-// before (another job's on a shared machine) are neither reported nor touched.
-class LeakListener : public ::testing::EmptyTestEventListener {
-  std::set<std::string> before_;
-  void OnTestStart(const ::testing::TestInfo&) override {
-    auto names = chipmesh_shm_objects();
-    before_ = std::set<std::string>(names.begin(), names.end());
+// True for objects this test process made: communicator objects carry their
+// creator's pid ("/chipmesh_<pid hex>_..."), which must be this process or a
+// rank it forked; test staging names carry this process's pid in decimal.
+// Objects of other jobs on a shared machine are neither reported nor touched.
+bool made_by_this_test(const std::string& name) {
+  unsigned pid = 0;
+  char tail = 0;
+  if (std::sscanf(name.c_str(), "chipmesh_%8x_%*8x_%c", &pid, &tail) == 2 && name.size() > 18 && name[17] == '_') {
+    return static_cast<pid_t>(pid) == getpid() || forked_pids().count(static_cast<pid_t>(pid)) > 0;
   }
+  const std::string me = std::to_string(getpid());
+  return name.find("_" + me + "_") != std::string::npos ||
+         (name.size() > me.size() && name.compare(name.size() - me.size() - 1, std::string::npos, "_" + me) == 0);
+}
+
+class LeakListener : public ::testing::EmptyTestEventListener {
   void OnTestEnd(const ::testing::TestInfo&) override {
     std::string list;
     for (const auto& n : chipmesh_shm_objects()) {
-      if (before_.count(n)) continue;
+      if (!made_by_this_test(n)) continue;
       list += " /" + n;
       shm_unlink(("/" + n).c_str());  // so later tests start clean
     }

@@ -28,8 +28,8 @@ class ScratchDir {
 };
 
 // Installs a gtest listener that fails any test after which /dev/shm holds a
-// chipmesh object it did not hold before the test, and removes those objects
-// so later tests start clean.
+// chipmesh object made by this test process or its forked ranks, and removes
+// those objects so later tests start clean.
 void install_leak_listener();
 
 }  // namespace chipmesh::testing

@@ -65,11 +65,12 @@ TEST_P(SimCommRanks, ContextFieldsAndPeerVisibility) {
     CM_REQUIRE(size >= requested && size % page == 0 && size < requested + page) << "size " << size;
     CM_REQUIRE(ctx->winSize == size);
     CM_REQUIRE(ctx->windowsIn[rank] == base && base != 0);
-    CM_REQUIRE(ctx->workSpace != 0 && ctx->workSpaceSize > 0);
+    CM_REQUIRE(ctx->workSpace == base + size && ctx->workSpaceSize > 0) << "scratch follows the window";
     for (int r = 0; r < n; ++r) {
       CM_REQUIRE(ctx->windowsIn[r] != 0) << "peer slot " << r;
       CM_REQUIRE(ctx->windowsOut[r] == ctx->windowsIn[r]) << "peer slot " << r;
-      CM_REQUIRE(resident_bytes(ctx->windowsIn[r]) == size) << "window of rank " << r << " is not prefaulted";
+      CM_REQUIRE(resident_bytes(ctx->windowsIn[r]) == size + ctx->workSpaceSize)
+          << "window of rank " << r << " is not prefaulted";
     }
     for (int r = n; r < CHIPMESH_MAX_RANKS; ++r) CM_REQUIRE(ctx->windowsIn[r] == 0);
     // Zeroed before anyone could write.

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Builds chipmesh and runs the whole test suite.
+#   CHIPMESH_BUILD_DIR  build directory (default: build), relative to the repo
+#   CHIPMESH_CMAKE_ARGS extra arguments for the cmake configure step
+#   CHIPMESH_JOBS       parallel build and test jobs (default: 2)
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+build="${CHIPMESH_BUILD_DIR:-build}"
+[[ "$build" = /* ]] || build="$root/$build"
+jobs="${CHIPMESH_JOBS:-2}"
+read -r -a extra <<<"${CHIPMESH_CMAKE_ARGS:-}"
+
+bash "$root/scripts/deps.sh"
+cmake -S "$root" -B "$build" -G Ninja "${extra[@]}"
+cmake --build "$build" -j "$jobs"
+# Tests that touch /dev/shm hold RESOURCE_LOCK dev_shm, so -j is safe.
+ctest --test-dir "$build" --output-on-failure -j "$jobs"
