@@ -13,6 +13,13 @@
 
 namespace chipmesh {
 
+// Where the last bootstrap_context spent its time (steps 3 to 5), in ms.
+struct BootstrapTimings {
+  double comm_init_ms = 0;
+  double windows_ms = 0;
+  double staging_ms = 0;
+};
+
 class ChipWorker {
  public:
   ChipWorker() = default;
@@ -55,11 +62,13 @@ class ChipWorker {
   const chipmesh_platform& platform() const;  // DeviceError before init()
   bool initialized() const { return platform_ != nullptr; }
   uint64_t bootstrap_comm() const { return bootstrap_comm_; }
+  const BootstrapTimings& last_bootstrap_timings() const { return timings_; }
 
  private:
   void check(int status, std::string_view what) const;
   const chipmesh_platform* platform_ = nullptr;
   uint64_t bootstrap_comm_ = 0;
+  BootstrapTimings timings_;
 };
 
 }  // namespace chipmesh

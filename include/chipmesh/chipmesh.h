@@ -10,3 +10,4 @@
 #include "chipmesh/status.h"
 #include "chipmesh/types.h"
 #include "chipmesh/version.h"
+#include "chipmesh/worker.h"

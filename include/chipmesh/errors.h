@@ -41,4 +41,18 @@ CHIPMESH_DEFINE_ERROR(InternalError);
 // "<kind>: <message>", the form published on a bootstrap mailbox.
 inline std::string describe(const Error& e) { return e.kind() + ": " + e.what(); }
 
+// describe() of the exception in flight (call inside a catch block);
+// exceptions that are not chipmesh errors read "InternalError: ...".
+inline std::string describe_current_exception() {
+  try {
+    throw;
+  } catch (const Error& e) {
+    return describe(e);
+  } catch (const std::exception& e) {
+    return std::string("InternalError: ") + e.what();
+  } catch (...) {
+    return "InternalError: unknown exception";
+  }
+}
+
 }  // namespace chipmesh

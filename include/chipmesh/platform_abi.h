@@ -58,6 +58,12 @@ typedef struct chipmesh_platform {
    * and its chipmesh_status (comm_init reports failure only through these) */
   const char* (*last_error)(void);
   int (*last_error_code)(void);
+
+  /* Async-signal-safe: removes every system-wide name (shared memory,
+   * rootinfo file) this process created and still owns. A chip process calls
+   * it from its SIGTERM handler (sent when its parent dies or gives up on it)
+   * so that a bring-up cut short leaves nothing behind. */
+  void (*emergency_cleanup)(void);
 } chipmesh_platform;
 
 typedef const chipmesh_platform* (*chipmesh_platform_entry_fn)(void);

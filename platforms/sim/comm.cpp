@@ -27,7 +27,20 @@ constexpr std::chrono::milliseconds kLateJoinerGrace{2000};
 
 }  // namespace
 
-SimComm::~SimComm() { unmap_all(); }
+SimComm::~SimComm() {
+  forget_names();
+  unmap_all();
+}
+
+void SimComm::remember_name(names::Kind kind, const std::string& name) {
+  int slot = names::add(kind, name, token_);
+  if (slot >= 0) name_slots_.push_back(slot);
+}
+
+void SimComm::forget_names() noexcept {
+  for (int slot : name_slots_) names::remove(slot);
+  name_slots_.clear();
+}
 
 void SimComm::throw_aborted(const char* what) const {
   // The aborting rank publishes state 1 then its message then 2; give it a
@@ -136,6 +149,7 @@ void SimComm::unlink_all_names() noexcept {
     }
   }
   remove_rootinfo_if_ours();
+  forget_names();
 }
 
 void SimComm::unmap_all() noexcept {

@@ -15,6 +15,7 @@
 #include "chipmesh/comm.h"
 #include "common/process.h"
 #include "comm_layout.h"
+#include "name_registry.h"
 
 namespace chipmesh::sim {
 
@@ -62,6 +63,10 @@ class SimComm {
   // Removes every name this communicator may have created (failure paths).
   void unlink_all_names() noexcept;
   void unmap_all() noexcept;
+  // Names this process created, registered for emergency_cleanup until they
+  // are removed (name_registry.h).
+  void remember_name(names::Kind kind, const std::string& name);
+  void forget_names() noexcept;
 
   int rank_;
   int nranks_;
@@ -73,6 +78,7 @@ class SimComm {
   CtrlBlock* ctrl_ = nullptr;
   std::vector<process::Watch> watches_;  // index = rank; opened when claimed
   bool failed_ = false;
+  std::vector<int> name_slots_;
 
   // windows
   size_t requested_window_ = 0;

@@ -141,6 +141,7 @@ SimComm::SimComm(int rank, int nranks, const std::string& rootinfo_path)
       if (!ctrl_name_.empty()) shm_unlink(ctrl_name_.c_str());
       remove_rootinfo_if_ours();
     });
+    forget_names();  // removed by the last arriver
   } catch (const Error& e) {
     if (ctrl_) {
       abort_all(status_of(e), e.what());
@@ -155,6 +156,7 @@ SimComm::SimComm(int rank, int nranks, const std::string& rootinfo_path)
 void SimComm::create_as_root() {
   token_ = random_token();
   ctrl_name_ = ctrl_shm_name(getpid(), token_);
+  remember_name(names::Kind::Shm, ctrl_name_);  // before it exists: no window for a leak
   int fd = shm_open(ctrl_name_.c_str(), O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0600);
   if (fd < 0) throw CommError("comm_init: cannot create control segment " + ctrl_name_ + ": " + errno_text(errno));
   if (ftruncate(fd, sizeof(CtrlBlock)) != 0) {
@@ -207,6 +209,8 @@ void SimComm::publish_rootinfo() {
   std::snprintf(suffix, sizeof(suffix), ".tmp.%d.%016llx", static_cast<int>(getpid()),
                 static_cast<unsigned long long>(token_));
   std::string tmp = rootinfo_path_ + suffix;
+  remember_name(names::Kind::File, tmp);
+  remember_name(names::Kind::Rootinfo, rootinfo_path_);
   int fd = ::open(tmp.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0600);
   if (fd < 0)
     throw ConfigError("comm_init: cannot create rootinfo '" + rootinfo_path_ + "' (via " + tmp + "): " +

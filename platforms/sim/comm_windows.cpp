@@ -70,6 +70,7 @@ uint64_t SimComm::alloc_windows(size_t requested) {
     // 1. My window: a new object is zero-filled, so peers can only ever see zeros
     //    or data written after this point.
     const std::string my_name = window_shm_name(getpid(), token_, rank_);
+    remember_name(names::Kind::Shm, my_name);
     int fd = shm_open(my_name.c_str(), O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0600);
     if (fd < 0) throw DeviceError("comm_alloc_windows: cannot create window " + my_name + ": " + errno_text(errno));
     int err = 0;
@@ -120,6 +121,7 @@ uint64_t SimComm::alloc_windows(size_t requested) {
       for (int r = 0; r < nranks_; ++r)
         shm_unlink(window_shm_name(ctrl_->slots[r].pid.load(std::memory_order_acquire), token_, r).c_str());
     });
+    forget_names();  // removed by the last arriver
 
     for (int r = 0; r < nranks_; ++r) device::register_region(reinterpret_cast<uint64_t>(windows_[r]), actual);
     workspace_size_ = scratch;

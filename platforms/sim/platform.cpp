@@ -4,6 +4,7 @@
 #include "chipmesh/errors.h"
 #include "common/status_map.h"
 #include "device.h"
+#include "name_registry.h"
 
 namespace chipmesh::sim {
 LastError& last_error();  // comm.cpp: one per-thread slot for the whole plugin
@@ -45,6 +46,7 @@ int sim_launch_kernel(chipmesh_kernel_fn fn, void* args, void* /*stream*/) {
 
 const char* sim_last_error() { return last_error().message(); }
 int sim_last_error_code() { return last_error().code(); }
+void sim_emergency_cleanup() { chipmesh::sim::names::emergency_unlink(); }
 
 const chipmesh_platform kSimPlatform = {
     CHIPMESH_PLATFORM_ABI_VERSION,
@@ -66,6 +68,7 @@ const chipmesh_platform kSimPlatform = {
     comm_destroy,
     sim_last_error,
     sim_last_error_code,
+    sim_emergency_cleanup,
 };
 
 }  // namespace

@@ -3,36 +3,16 @@
 #include <dlfcn.h>
 
 #include <cctype>
-#include <filesystem>
 #include <map>
 #include <mutex>
-#include <sstream>
 #include <string>
 #include <vector>
 
 #include "chipmesh/errors.h"
-#include "common/env.h"
+#include "platform/library_search.h"
 
 namespace chipmesh {
 namespace {
-
-// Directory holding libchipmesh itself: plugins are installed next to it.
-std::string own_directory() {
-  Dl_info info;
-  if (dladdr(reinterpret_cast<void*>(&own_directory), &info) == 0 || info.dli_fname == nullptr) return {};
-  return std::filesystem::path(info.dli_fname).parent_path().string();
-}
-
-std::vector<std::string> candidates(std::string_view name) {
-  const std::string file = "libchipmesh_platform_" + std::string(name) + ".so";
-  std::vector<std::string> out;
-  std::stringstream search(env::platform_path());
-  for (std::string dir; std::getline(search, dir, ':');)
-    if (!dir.empty()) out.push_back((std::filesystem::path(dir) / file).string());
-  if (std::string own = own_directory(); !own.empty()) out.push_back((std::filesystem::path(own) / file).string());
-  out.push_back(file);  // the dynamic loader's own search path
-  return out;
-}
 
 bool valid_name(std::string_view name) {
   if (name.empty()) return false;
@@ -84,8 +64,9 @@ const chipmesh_platform* load_platform(std::string_view name_or_path) {
   if (!is_path && !valid_name(name_or_path))
     throw DeviceError("invalid platform name '" + std::string(name_or_path) +
                       "': use a name like \"sim\" or a path to a plugin");
-  std::vector<std::string> tries = is_path ? std::vector<std::string>{std::string(name_or_path)}
-                                           : candidates(name_or_path);
+  std::vector<std::string> tries =
+      is_path ? std::vector<std::string>{std::string(name_or_path)}
+              : library_candidates("libchipmesh_platform_" + std::string(name_or_path) + ".so");
   std::string report;
   for (const auto& path : tries) {
     std::string why;

@@ -1,5 +1,6 @@
 // ChipWorker::bootstrap_context: the six steps of the bring-up contract
 // (DESIGN.md), in order, with the failure path publishing before rethrowing.
+#include <chrono>
 #include <string>
 
 #include "chipmesh/chip_worker.h"
@@ -9,17 +10,10 @@
 namespace chipmesh {
 namespace {
 
-// "<kind>: <message>" of the exception in flight.
-std::string describe_current() {
-  try {
-    throw;
-  } catch (const Error& e) {
-    return describe(e);
-  } catch (const std::exception& e) {
-    return std::string("InternalError: ") + e.what();
-  } catch (...) {
-    return "InternalError: unknown exception";
-  }
+using Clock = std::chrono::steady_clock;
+
+double ms_between(Clock::time_point a, Clock::time_point b) {
+  return std::chrono::duration<double, std::milli>(b - a).count();
 }
 
 // Step 4: sequential carving in declaration order, no padding.
@@ -57,11 +51,17 @@ ChipBootstrapResult ChipWorker::bootstrap_context(int device_id, const ChipBoots
     set_device(device_id);
 
     ChipBootstrapResult result;
+    timings_ = BootstrapTimings{};
+    auto t0 = Clock::now();
     // 3. communicator and window
     if (cfg.comm) {
       const auto& c = *cfg.comm;
       comm = comm_init(c.rank, c.nranks, c.rootinfo_path);
+      auto t1 = Clock::now();
+      timings_.comm_init_ms = ms_between(t0, t1);
       result.device_ctx = comm_alloc_windows(comm, c.window_size);
+      t0 = Clock::now();
+      timings_.windows_ms = ms_between(t1, t0);
       result.local_window_base = comm_get_local_window_base(comm);
       result.actual_window_size = comm_get_window_size(comm);
       if (result.actual_window_size < c.window_size)
@@ -83,6 +83,7 @@ ChipBootstrapResult ChipWorker::bootstrap_context(int device_id, const ChipBoots
                           std::to_string(region.size()) + " bytes, staging says " + std::to_string(staging.size));
       copy_to(result.buffer_ptrs[i], region.data(), staging.size);
     }  // each region is detached at the end of its iteration, never unlinked
+    timings_.staging_ms = ms_between(t0, Clock::now());
     // 6. publish, then stash the communicator for shutdown_bootstrap
     if (channel)
       channel->write_success(result.device_ctx, result.local_window_base, result.actual_window_size,
@@ -90,7 +91,7 @@ ChipBootstrapResult ChipWorker::bootstrap_context(int device_id, const ChipBoots
     bootstrap_comm_ = comm;
     return result;
   } catch (...) {
-    if (channel) channel->write_error(1, describe_current());
+    if (channel) channel->write_error(1, describe_current_exception());
     if (comm != 0) {
       try {
         comm_destroy(comm);  // leave nothing behind; the original error is the one to report

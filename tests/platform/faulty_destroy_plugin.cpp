@@ -30,10 +30,11 @@ int destroy(CommHandle) {
 }
 const char* last_error() { return g_error; }
 int last_error_code() { return CHIPMESH_ERR_COMM; }
+void emergency_cleanup() {}
 
 const chipmesh_platform kTable = {
     CHIPMESH_PLATFORM_ABI_VERSION, sizeof(chipmesh_platform), "faulty", set_device, ok0, ok0, malloc_, free_,
-    copy_to, copy_from, launch, init, alloc, base, size, barrier, destroy, last_error, last_error_code,
+    copy_to, copy_from, launch, init, alloc, base, size, barrier, destroy, last_error, last_error_code, emergency_cleanup,
 };
 
 }  // namespace

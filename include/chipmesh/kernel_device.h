@@ -1,0 +1,167 @@
+// Device-side helpers for kernel authors (C++, header-only so kernel
+// libraries need not link anything). On sim every helper runs on the CPU of
+// the chip process; windows and scratch are shared memory, flags are 32-bit
+// futex words, so a waiting chip sleeps instead of stealing a core.
+#pragma once
+
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdarg>
+#include <cstdint>
+#include <cstdio>
+
+#include "chipmesh/kernel.h"
+
+namespace chipmesh::device {
+
+inline uint64_t now_ns() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+// Records a failure message and returns `status` (for `return fail(...)`).
+__attribute__((format(printf, 3, 4))) inline int fail(const chipmesh_kernel_args* args, int status,
+                                                       const char* fmt, ...) {
+  if (args && args->error) {
+    va_list ap;
+    va_start(ap, fmt);
+    std::vsnprintf(args->error, CHIPMESH_KERNEL_ERROR_SIZE, fmt, ap);
+    va_end(ap);
+  }
+  return status;
+}
+
+// --- windows ---------------------------------------------------------------
+
+// Address, in this process, of byte `offset` of rank r's window.
+inline void* peer_window(const CommContext* ctx, int rank, uint64_t offset = 0) {
+  return reinterpret_cast<void*>(ctx->windowsIn[rank] + offset);
+}
+
+// Offset of a local address inside this rank's window, or UINT64_MAX when
+// [addr, addr + nbytes) is not inside it.
+inline uint64_t window_offset(const CommContext* ctx, uint64_t addr, uint64_t nbytes) {
+  uint64_t base = ctx->windowsIn[ctx->rankId];
+  if (addr < base || nbytes > ctx->winSize || addr - base > ctx->winSize - nbytes) return UINT64_MAX;
+  return addr - base;
+}
+
+// The same buffer on rank r: buffers are carved identically on every rank.
+template <typename T>
+inline T* peer_buffer(const CommContext* ctx, int rank, const T* local) {
+  uint64_t off = reinterpret_cast<uint64_t>(local) - ctx->windowsIn[ctx->rankId];
+  return reinterpret_cast<T*>(ctx->windowsIn[rank] + off);
+}
+
+// --- flags ------------------------------------------------------------------
+// A flag is a 32-bit value plus a sleeper count on its own cache line in a
+// rank's scratch (workSpace). Values only grow (sequence numbers), so waits
+// are "until >= v" and never need a reset.
+
+struct Flag {
+  std::atomic<uint32_t> value;
+  std::atomic<uint32_t> sleepers;
+};
+static_assert(sizeof(Flag) <= CHIPMESH_FLAG_BYTES, "a flag fits its line");
+
+// Flag `index` in rank r's scratch, as seen from this process.
+inline Flag* flag(const CommContext* ctx, int rank, uint32_t index) {
+  return reinterpret_cast<Flag*>(ctx->windowsIn[rank] + ctx->winSize + uint64_t{index} * CHIPMESH_FLAG_BYTES);
+}
+
+inline bool flag_fits(const CommContext* ctx, uint32_t index) {
+  return ctx->workSpaceSize >= (uint64_t{index} + 1) * CHIPMESH_FLAG_BYTES;
+}
+
+namespace detail {
+inline void futex_wait(std::atomic<uint32_t>* word, uint32_t expected, uint64_t timeout_ns) {
+  timespec ts{static_cast<time_t>(timeout_ns / 1000000000ull), static_cast<long>(timeout_ns % 1000000000ull)};
+  syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), FUTEX_WAIT, expected, &ts, nullptr, 0);
+}
+inline void futex_wake(std::atomic<uint32_t>* word) {
+  syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), FUTEX_WAKE, INT32_MAX, nullptr, nullptr, 0);
+}
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
+}  // namespace detail
+
+// Publishes everything written before it (release), then wakes sleepers.
+inline void flag_set(Flag* f, uint32_t v) {
+  f->value.store(v, std::memory_order_seq_cst);
+  if (f->sleepers.load(std::memory_order_seq_cst) != 0) detail::futex_wake(&f->value);
+}
+
+inline uint32_t flag_add(Flag* f, uint32_t d) {
+  uint32_t v = f->value.fetch_add(d, std::memory_order_seq_cst) + d;
+  if (f->sleepers.load(std::memory_order_seq_cst) != 0) detail::futex_wake(&f->value);
+  return v;
+}
+
+// Waits until the flag is >= v (wrap-aware), with acquire ordering. Returns 0,
+// CHIPMESH_ERR_TIMEOUT at args->deadline_ns, or CHIPMESH_ERR_COMM when the
+// parent aborted the task. Spins briefly, then sleeps on the futex in short
+// slices so the deadline and the abort flag are honoured.
+inline int flag_wait_ge(const chipmesh_kernel_args* args, Flag* f, uint32_t v) {
+  auto reached = [&] { return static_cast<int32_t>(f->value.load(std::memory_order_acquire) - v) >= 0; };
+  for (int i = 0; i < 2000; ++i) {
+    if (reached()) return 0;
+    detail::cpu_relax();
+  }
+  for (;;) {
+    if (reached()) return 0;
+    if (args->abort && *args->abort) return fail(args, CHIPMESH_ERR_COMM, "aborted: another chip failed");
+    uint64_t now = now_ns();
+    if (args->deadline_ns && now >= args->deadline_ns)
+      return fail(args, CHIPMESH_ERR_TIMEOUT, "timed out waiting for a flag to reach %u (it is %u)", v,
+                  f->value.load());
+    uint64_t slice = 50000000ull;  // 50 ms: abort latency bound
+    if (args->deadline_ns && args->deadline_ns - now < slice) slice = args->deadline_ns - now;
+    uint32_t seen = f->value.load(std::memory_order_acquire);
+    if (static_cast<int32_t>(seen - v) >= 0) return 0;
+    f->sleepers.fetch_add(1, std::memory_order_seq_cst);
+    detail::futex_wait(&f->value, seen, slice);
+    f->sleepers.fetch_sub(1, std::memory_order_seq_cst);
+  }
+}
+
+// --- barrier ----------------------------------------------------------------
+// Reserved flags: kBarrierFlag is each rank's arrival count (peers read it);
+// kBarrierLocal is this rank's own counter of barriers passed.
+inline constexpr uint32_t kBarrierFlag = 0;
+inline constexpr uint32_t kBarrierLocal = 1;
+
+// All ranks of the communicator; every rank must call it the same number of
+// times. Returns 0 or the status of the failed wait.
+inline int barrier(const chipmesh_kernel_args* args) {
+  const CommContext* ctx = args->comm;
+  if (!ctx) return fail(args, CHIPMESH_ERR_CONFIG, "barrier: this chip has no communicator");
+  if (!flag_fits(ctx, kBarrierLocal)) return fail(args, CHIPMESH_ERR_CONFIG, "barrier: workSpace too small");
+  Flag* local = flag(ctx, static_cast<int>(ctx->rankId), kBarrierLocal);
+  uint32_t seq = local->value.load(std::memory_order_relaxed) + 1;
+  local->value.store(seq, std::memory_order_relaxed);
+  flag_set(flag(ctx, static_cast<int>(ctx->rankId), kBarrierFlag), seq);
+  for (uint32_t r = 0; r < ctx->rankNum; ++r) {
+    if (r == ctx->rankId) continue;
+    if (int rc = flag_wait_ge(args, flag(ctx, static_cast<int>(r), kBarrierFlag), seq)) return rc;
+  }
+  return 0;
+}
+
+// Element count of a tensor (product of its shape; 1 for a scalar tensor).
+inline uint64_t element_count(const chipmesh_tensor& t) {
+  uint64_t n = 1;
+  for (uint32_t i = 0; i < t.ndim && i < CHIPMESH_KERNEL_MAX_DIMS; ++i) n *= t.shape[i];
+  return n;
+}
+
+}  // namespace chipmesh::device

@@ -1,0 +1,123 @@
+// The parent side: a Worker forks one chip process per device, brings them up
+// (bootstrap_context in each, reported on a bootstrap mailbox), dispatches
+// kernels and control operations to them, and tears everything down.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "chipmesh/errors.h"
+#include "chipmesh/types.h"
+
+namespace chipmesh {
+
+struct WorkerConfig {
+  std::vector<int> device_ids;
+  std::string platform = "sim";
+  // One per device id; empty: chips start without a communicator.
+  std::vector<ChipBootstrapConfig> chip_bootstrap_configs;
+  std::chrono::milliseconds bootstrap_timeout{120000};
+};
+
+struct ChipContext {
+  int device_id = -1;
+  int rank = -1;    // -1 without a communicator
+  int nranks = 0;
+  uint64_t device_ctx = 0;
+  uint64_t local_window_base = 0;
+  uint64_t actual_window_size = 0;
+  std::map<std::string, uint64_t> buffer_ptrs;
+};
+
+// A failure on one chip: names the chip and carries the chip's own
+// "<kind>: <message>" (or the signal that killed it).
+class ChipError : public Error {
+ public:
+  ChipError(int chip, int device_id, pid_t pid, const std::string& cause);
+  int chip() const { return chip_; }
+  int device_id() const { return device_id_; }
+  pid_t pid() const { return pid_; }
+  const std::string& cause() const { return cause_; }
+
+ private:
+  int chip_;
+  int device_id_;
+  pid_t pid_;
+  std::string cause_;
+};
+
+// A tensor argument of a kernel: an address in the chip's device space.
+struct TensorArg {
+  uint64_t addr = 0;
+  DataType dtype = DataType::FLOAT32;
+  std::vector<uint64_t> shape;
+};
+
+// One kernel call. `library` is a path to a kernel library or empty for the
+// built-in kernels (libchipmesh_kernels.so, next to libchipmesh).
+struct Task {
+  std::string kernel;
+  std::string library;
+  std::vector<TensorArg> tensors;
+  std::vector<uint64_t> scalars;
+};
+
+class Worker;
+
+// Handed to Worker::run's function: submits tasks; run() returns once every
+// submitted task is done.
+class Orchestrator {
+ public:
+  // One task on one chip (chip = index into device_ids).
+  void submit(int chip, const Task& task);
+  // One task per chip, dispatched all-or-nothing: no other task is
+  // interleaved on any of these chips, so kernels may wait on each other.
+  void submit_group(const std::vector<int>& chips, const std::vector<Task>& tasks);
+  // The same task on every chip listed.
+  void submit_group(const std::vector<int>& chips, const Task& task);
+  // Blocks until every task submitted so far is done; throws ChipError on
+  // the first failure.
+  void wait();
+
+ private:
+  friend class Worker;
+  explicit Orchestrator(Worker& w) : worker_(w) {}
+  Worker& worker_;
+};
+
+class Worker {
+ public:
+  explicit Worker(WorkerConfig cfg);  // ConfigError: configs given but count != device_ids
+  ~Worker();                          // closes if the user did not
+  Worker(const Worker&) = delete;
+  Worker& operator=(const Worker&) = delete;
+
+  void init();
+  const std::vector<ChipContext>& chip_contexts() const;  // error before init()
+  void run(const std::function<void(Orchestrator&)>& orch);
+  uint64_t malloc(int chip, size_t nbytes);
+  void free(int chip, uint64_t ptr);
+  void copy_to(int chip, uint64_t dst, const void* src, size_t nbytes);
+  void copy_from(int chip, void* dst, uint64_t src, size_t nbytes);
+  void close();  // idempotent
+
+  // Bring-up time of the last init(), by phase (ms), measured in the chips
+  // and the parent: fork, comm_init, windows, staging, handshake, total.
+  std::map<std::string, double> bringup_phases_ms() const;
+  size_t num_chips() const;
+  pid_t chip_pid(int chip) const;
+
+ private:
+  friend class Orchestrator;
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace chipmesh

@@ -1,0 +1,43 @@
+// A thread that blocks on the chip processes' pidfds and reaps each one the
+// moment it exits, recording how; every death bumps the shared `events`
+// word so the parent's waits notice it without polling.
+#pragma once
+
+#include <sys/types.h>
+
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "worker/chip_shared.h"
+
+namespace chipmesh::worker {
+
+class ChildWatcher {
+ public:
+  ChildWatcher(std::vector<pid_t> pids, SharedHeader* header);
+  ~ChildWatcher();  // stops the thread; children still alive stay unreaped
+  ChildWatcher(const ChildWatcher&) = delete;
+  ChildWatcher& operator=(const ChildWatcher&) = delete;
+
+  bool dead(size_t chip) const { return dead_[chip].load(std::memory_order_acquire); }
+  bool all_dead() const;
+  // "exited with status 3" / "killed by signal 11 (Segmentation fault)".
+  std::string cause(size_t chip) const;
+
+ private:
+  void loop();
+  std::vector<pid_t> pids_;
+  SharedHeader* header_;
+  std::unique_ptr<std::atomic<bool>[]> dead_;
+  std::vector<int> status_;  // waitpid status, valid once dead_
+  mutable std::mutex mu_;
+  int stop_fd_ = -1;         // eventfd that ends the loop
+  std::vector<int> pidfds_;
+  std::thread thread_;
+};
+
+}  // namespace chipmesh::worker

@@ -1,0 +1,206 @@
+#include "worker/chip_process.h"
+
+#include <signal.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <map>
+
+#include "chipmesh/chip_worker.h"
+#include "chipmesh/errors.h"
+#include "chipmesh/shared_memory.h"
+#include "common/env.h"
+#include "common/futex.h"
+#include "common/status_map.h"
+#include "kernel/kernel_library.h"
+
+namespace chipmesh::worker {
+namespace {
+
+// The platform whose emergency_cleanup the SIGTERM handler runs.
+const chipmesh_platform* g_platform = nullptr;
+
+void on_sigterm(int) {
+  // Parent died (PR_SET_PDEATHSIG) or gave up on us: remove the names this
+  // process still owns, then leave. Async-signal-safe only.
+  if (g_platform && g_platform->emergency_cleanup) g_platform->emergency_cleanup();
+  _exit(128 + SIGTERM);
+}
+
+void install_signal_handlers(pid_t parent) {
+  struct sigaction sa;
+  std::memset(&sa, 0, sizeof(sa));
+  sa.sa_handler = on_sigterm;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGTERM, &sa, nullptr);
+  sigset_t unblock;
+  sigemptyset(&unblock);
+  sigaddset(&unblock, SIGTERM);
+  sigprocmask(SIG_UNBLOCK, &unblock, nullptr);
+  prctl(PR_SET_PDEATHSIG, SIGTERM);
+  // The parent may have died before prctl took effect: check once by hand.
+  if (getppid() != parent) _exit(128 + SIGTERM);
+}
+
+void copy_error(Entry& e, const std::string& text) {
+  std::snprintf(e.error, sizeof(e.error), "%s", text.c_str());
+}
+
+class ChipServer {
+ public:
+  ChipServer(const ChipProcessArgs& a, ChipWorker& w, ChipBootstrapResult result,
+             std::map<std::string, SharedMemory> outputs)
+      : a_(a), w_(w), result_(std::move(result)), outputs_(std::move(outputs)) {}
+
+  [[noreturn]] void serve() {
+    ChipShared& s = *a_.shared;
+    const int spin = futex::spin_budget(2);
+    for (uint32_t seq = 0;; ++seq) {
+      wait_for_request(s, seq, spin);
+      Entry& e = s.entries[seq % kRingDepth];
+      bool shutdown = e.op == Op::Shutdown;
+      handle(e, s.chunks[seq % kRingDepth]);
+      s.done_seq.store(seq + 1, std::memory_order_release);
+      notify_parent(a_.header);
+      if (shutdown) _exit(e.status == 0 ? 0 : 1);
+    }
+  }
+
+ private:
+  void wait_for_request(ChipShared& s, uint32_t seq, int spin) {
+    for (int i = 0; i < spin; ++i) {
+      if (s.req_seq.load(std::memory_order_acquire) != seq) return;
+      futex::cpu_relax();
+    }
+    while (s.req_seq.load(std::memory_order_acquire) == seq) {
+      s.chip_sleeping.store(1, std::memory_order_seq_cst);
+      if (s.req_seq.load(std::memory_order_seq_cst) == seq)
+        futex::wait(&s.req_seq, seq, std::chrono::seconds(1));
+      s.chip_sleeping.store(0, std::memory_order_relaxed);
+      if (getppid() != a_.parent) _exit(128 + SIGTERM);  // belt and braces to PDEATHSIG
+    }
+  }
+
+  void handle(Entry& e, unsigned char* chunk) {
+    e.status = 0;
+    e.error[0] = '\0';
+    try {
+      switch (e.op) {
+        case Op::Task: run_task(e); break;
+        case Op::Malloc: e.result = w_.malloc(e.a); break;
+        case Op::Free: w_.free(e.a); break;
+        case Op::CopyTo: w_.copy_to(e.a, chunk, e.b); break;
+        case Op::CopyFrom: w_.copy_from(chunk, e.a, e.b); break;
+        case Op::Shutdown:
+          outputs_.clear();
+          w_.shutdown_bootstrap();
+          w_.finalize();
+          break;
+        default: throw InternalError("unknown request op " + std::to_string(static_cast<uint32_t>(e.op)));
+      }
+    } catch (const std::exception& ex) {
+      e.status = status_of(ex);
+      copy_error(e, describe_current_exception());
+    } catch (...) {
+      e.status = CHIPMESH_ERR_INTERNAL;
+      copy_error(e, "InternalError: unknown exception");
+    }
+  }
+
+  void run_task(Entry& e) {
+    const TaskDesc& t = e.task;
+    std::string library(t.library, strnlen(t.library, sizeof(t.library)));
+    std::string kernel(t.kernel, strnlen(t.kernel, sizeof(t.kernel)));
+    chipmesh_kernel_entry fn = kernels_.find(library, kernel);
+    char message[CHIPMESH_KERNEL_ERROR_SIZE] = "";
+    chipmesh_kernel_args args{};
+    args.abi_version = CHIPMESH_KERNEL_ABI_VERSION;
+    args.device_id = a_.device_id;
+    args.comm = reinterpret_cast<const CommContext*>(result_.device_ctx);
+    args.tensors = t.tensors;
+    args.num_tensors = t.num_tensors;
+    args.scalars = t.scalars;
+    args.num_scalars = t.num_scalars;
+    args.deadline_ns = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                                 std::chrono::steady_clock::now().time_since_epoch() + env::comm_timeout())
+                                                 .count());
+    args.abort = reinterpret_cast<const volatile uint32_t*>(&a_.shared->abort);
+    args.error = message;
+    int rc = w_.launch(reinterpret_cast<chipmesh_kernel_fn>(fn), &args);
+    if (rc != 0) {
+      const bool known = rc > 0 && rc <= CHIPMESH_ERR_INTERNAL;
+      e.status = rc;
+      copy_error(e, std::string(known ? status_kind(rc) : "KernelError") + ": kernel '" + kernel + "': " +
+                        (message[0] ? std::string(message) : "returned status " + std::to_string(rc)));
+      return;  // outputs are not flushed after a failed task
+    }
+    store_outputs();
+  }
+
+  // Publish completion only after every side effect: flush store_to_host
+  // buffers into their staging before done_seq moves.
+  void store_outputs() {
+    const auto& buffers = a_.config->buffers;
+    for (size_t i = 0; i < buffers.size(); ++i) {
+      if (!buffers[i].store_to_host || buffers[i].nbytes == 0) continue;
+      w_.copy_from(outputs_.at(buffers[i].name).data(), result_.buffer_ptrs[i], buffers[i].nbytes);
+    }
+  }
+
+  const ChipProcessArgs& a_;
+  ChipWorker& w_;
+  ChipBootstrapResult result_;
+  std::map<std::string, SharedMemory> outputs_;
+  KernelLibraries kernels_;
+};
+
+}  // namespace
+
+void notify_parent(SharedHeader* h) {
+  h->events.fetch_add(1, std::memory_order_seq_cst);
+  if (h->parent_sleeping.load(std::memory_order_seq_cst) != 0) futex::wake(&h->events);
+}
+
+void run_chip_process(const ChipProcessArgs& a) {
+  install_signal_handlers(a.parent);
+  if (!a.job_token.empty()) setenv("CHIPMESH_JOB_TOKEN", a.job_token.c_str(), 1);
+  ChipBootstrapChannel channel(a.shared->mailbox, CHIP_BOOTSTRAP_MAX_BUFFERS);
+  ChipWorker w;
+  ChipBootstrapResult result;
+  std::map<std::string, SharedMemory> outputs;
+  try {
+    w.init(a.platform);
+    g_platform = &w.platform();
+    result = w.bootstrap_context(a.device_id, *a.config);
+    // Map every output staging now, before SUCCESS: a missing output is a
+    // bring-up error, and the parent may unlink the names once init returns.
+    for (const auto& b : a.config->buffers) {
+      if (!b.store_to_host || b.nbytes == 0) continue;
+      const HostBufferStaging& st = a.config->output_staging(b.name);
+      SharedMemory region = SharedMemory::attach(st.shm_name, true);
+      if (region.size() < b.nbytes)
+        throw ConfigError("host output '" + b.name + "': shared memory '" + st.shm_name + "' holds " +
+                          std::to_string(region.size()) + " bytes, the buffer needs " + std::to_string(b.nbytes));
+      outputs.emplace(b.name, std::move(region));
+    }
+    const BootstrapTimings& t = w.last_bootstrap_timings();
+    a.shared->phases = PhaseTimes{t.comm_init_ms, t.windows_ms, t.staging_ms};
+    channel.write_success(result.device_ctx, result.local_window_base, result.actual_window_size, result.buffer_ptrs);
+  } catch (...) {
+    channel.write_error(1, describe_current_exception());
+    notify_parent(a.header);
+    try {
+      w.shutdown_bootstrap();
+    } catch (...) {
+    }
+    _exit(1);
+  }
+  notify_parent(a.header);
+  ChipServer server(a, w, std::move(result), std::move(outputs));
+  server.serve();
+}
+
+}  // namespace chipmesh::worker

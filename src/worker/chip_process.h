@@ -1,0 +1,27 @@
+// The life of one chip process after fork: bring-up, then serving requests
+// from its ring until shutdown. Never returns.
+#pragma once
+
+#include <sys/types.h>
+
+#include <string>
+
+#include "chipmesh/types.h"
+#include "worker/chip_shared.h"
+
+namespace chipmesh::worker {
+
+struct ChipProcessArgs {
+  int index;
+  int device_id;
+  std::string platform;
+  const ChipBootstrapConfig* config;
+  ChipShared* shared;
+  SharedHeader* header;
+  pid_t parent;
+  std::string job_token;
+};
+
+[[noreturn]] void run_chip_process(const ChipProcessArgs& args);
+
+}  // namespace chipmesh::worker

@@ -1,0 +1,77 @@
+// What a Worker and its chip processes share: one anonymous MAP_SHARED region
+// made before the forks (so no name exists that a crash could leak), holding
+// a header and one ChipShared block per chip.
+//
+// Requests travel through a ring of kRingDepth entries per chip: the parent
+// fills entry[req % depth] and bumps req_seq; the chip runs entries in order
+// and bumps done_seq. Copies carry their data in the entry's chunk, so up to
+// kRingDepth chunks are in flight and the parent's and the chip's memcpy
+// overlap. Every completion and every chip death also bumps the header's
+// `events`, the one word the parent sleeps on.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+
+#include "chipmesh/bootstrap_channel.h"
+#include "chipmesh/kernel.h"
+
+namespace chipmesh::worker {
+
+inline constexpr uint32_t kRingDepth = 4;
+inline constexpr size_t kChunkBytes = size_t{1} << 20;
+inline constexpr size_t kMaxTaskTensors = 16;
+inline constexpr size_t kMaxTaskScalars = 32;
+inline constexpr size_t kMaxLibraryPath = 1024;
+inline constexpr size_t kMaxKernelName = 128;
+inline constexpr size_t kErrorBytes = 1024;
+
+enum class Op : uint32_t { None = 0, Task, Malloc, Free, CopyTo, CopyFrom, Shutdown };
+
+struct TaskDesc {
+  char library[kMaxLibraryPath];
+  char kernel[kMaxKernelName];
+  uint32_t num_tensors;
+  uint32_t num_scalars;
+  chipmesh_tensor tensors[kMaxTaskTensors];
+  uint64_t scalars[kMaxTaskScalars];
+};
+
+struct Entry {
+  Op op;
+  int32_t status;  // chipmesh_status (or a kernel's own code); 0 = success
+  uint64_t a;      // address (dst / src / ptr) or malloc size
+  uint64_t b;      // byte count
+  uint64_t result; // malloc's pointer
+  char error[kErrorBytes];  // "<kind>: <message>" when status != 0
+  TaskDesc task;
+};
+
+struct PhaseTimes {
+  double comm_init_ms;
+  double windows_ms;
+  double staging_ms;
+};
+
+struct alignas(4096) ChipShared {
+  unsigned char mailbox[CHIP_BOOTSTRAP_MAILBOX_SIZE];
+  alignas(64) std::atomic<uint32_t> req_seq;       // parent -> chip (chip sleeps on it)
+  std::atomic<uint32_t> chip_sleeping;
+  alignas(64) std::atomic<uint32_t> done_seq;      // chip -> parent
+  alignas(64) std::atomic<uint32_t> abort;         // parent -> running kernels
+  alignas(64) PhaseTimes phases;                   // written before the mailbox is published
+  Entry entries[kRingDepth];
+  alignas(4096) unsigned char chunks[kRingDepth][kChunkBytes];
+};
+
+struct alignas(64) SharedHeader {
+  std::atomic<uint32_t> events;           // bumped on every completion/publish/death
+  std::atomic<uint32_t> parent_sleeping;  // parent is (about to be) in futex_wait
+};
+
+// Bumps `events` and wakes the parent if it sleeps (Dekker pairing with
+// the parent's parent_sleeping store before it re-reads events).
+void notify_parent(SharedHeader* h);
+
+}  // namespace chipmesh::worker

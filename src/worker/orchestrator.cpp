@@ -1,0 +1,120 @@
+// Worker::run and the Orchestrator: task submission to one chip or to a group
+// of chips (all-or-nothing), and waiting with first-error-wins semantics.
+#include <cstring>
+#include <set>
+
+#include "chipmesh/worker.h"
+#include "worker/worker_impl.h"
+
+namespace chipmesh {
+
+using worker::Entry;
+using worker::TaskDesc;
+
+namespace {
+
+void check_task(const Task& t) {
+  if (t.kernel.empty()) throw ConfigError("task has no kernel name");
+  if (t.kernel.size() >= worker::kMaxKernelName)
+    throw ConfigError("kernel name '" + t.kernel + "' is longer than " + std::to_string(worker::kMaxKernelName - 1));
+  if (t.library.size() >= worker::kMaxLibraryPath)
+    throw ConfigError("kernel library path is longer than " + std::to_string(worker::kMaxLibraryPath - 1));
+  if (t.tensors.size() > worker::kMaxTaskTensors)
+    throw ConfigError("task '" + t.kernel + "' has " + std::to_string(t.tensors.size()) + " tensors, at most " +
+                      std::to_string(worker::kMaxTaskTensors));
+  if (t.scalars.size() > worker::kMaxTaskScalars)
+    throw ConfigError("task '" + t.kernel + "' has " + std::to_string(t.scalars.size()) + " scalars, at most " +
+                      std::to_string(worker::kMaxTaskScalars));
+  for (const auto& ten : t.tensors) {
+    if (ten.shape.size() > CHIPMESH_KERNEL_MAX_DIMS)
+      throw ConfigError("task '" + t.kernel + "': a tensor has " + std::to_string(ten.shape.size()) +
+                        " dimensions, at most " + std::to_string(CHIPMESH_KERNEL_MAX_DIMS));
+    dtype_size(ten.dtype);  // ConfigError for a value outside the enum
+  }
+}
+
+void encode(const Task& t, Entry& e) {
+  e.op = worker::Op::Task;
+  TaskDesc& d = e.task;
+  std::snprintf(d.library, sizeof(d.library), "%s", t.library.c_str());
+  std::snprintf(d.kernel, sizeof(d.kernel), "%s", t.kernel.c_str());
+  d.num_tensors = static_cast<uint32_t>(t.tensors.size());
+  for (size_t i = 0; i < t.tensors.size(); ++i) {
+    chipmesh_tensor& out = d.tensors[i];
+    out = chipmesh_tensor{};
+    out.addr = t.tensors[i].addr;
+    out.dtype = static_cast<uint32_t>(t.tensors[i].dtype);
+    out.ndim = static_cast<uint32_t>(t.tensors[i].shape.size());
+    for (size_t k = 0; k < t.tensors[i].shape.size(); ++k) out.shape[k] = t.tensors[i].shape[k];
+  }
+  d.num_scalars = static_cast<uint32_t>(t.scalars.size());
+  if (!t.scalars.empty()) std::memcpy(d.scalars, t.scalars.data(), t.scalars.size() * sizeof(uint64_t));
+}
+
+}  // namespace
+
+void Orchestrator::submit(int chip, const Task& task) { submit_group({chip}, std::vector<Task>{task}); }
+
+void Orchestrator::submit_group(const std::vector<int>& chips, const Task& task) {
+  submit_group(chips, std::vector<Task>(chips.size(), task));
+}
+
+void Orchestrator::submit_group(const std::vector<int>& chips, const std::vector<Task>& tasks) {
+  Worker::Impl& m = *worker_.impl_;
+  if (chips.size() != tasks.size())
+    throw ConfigError("submit_group: " + std::to_string(chips.size()) + " chips but " + std::to_string(tasks.size()) +
+                      " tasks");
+  if (chips.empty()) return;
+  std::set<int> seen;
+  for (int c : chips) {
+    m.require_usable(c, "run");
+    if (!seen.insert(c).second) throw ConfigError("submit_group: chip " + std::to_string(c) + " is listed twice");
+  }
+  for (const auto& t : tasks) check_task(t);
+  m.throw_pending();  // a group is not started after a failure
+  // All-or-nothing: first a free entry on every chip, then write them all,
+  // then publish them all. Nothing else is queued between.
+  std::vector<Entry*> entries;
+  for (int c : chips) entries.push_back(&m.acquire_entry(c));
+  m.throw_pending();
+  for (size_t i = 0; i < chips.size(); ++i) encode(tasks[i], *entries[i]);
+  for (int c : chips) m.commit(c);
+}
+
+void Orchestrator::wait() {
+  Worker::Impl& m = *worker_.impl_;
+  // Watch every chip at once: the first failure anywhere aborts the kernels
+  // still running elsewhere (they may be waiting on the failed one).
+  m.wait_until(
+      [&] {
+        bool settled = true;
+        for (size_t c = 0; c < m.n(); ++c) {
+          m.inspect(c);
+          settled = settled && (m.idle(c) || m.watcher->dead(c));
+        }
+        return settled;
+      },
+      nullptr);
+  m.throw_pending();
+}
+
+void Worker::run(const std::function<void(Orchestrator&)>& orch) {
+  impl_->require_usable(0, "run");
+  for (auto* c : impl_->chips) c->abort.store(0, std::memory_order_release);
+  impl_->pending_error.reset();
+  Orchestrator o(*this);
+  try {
+    orch(o);
+  } catch (...) {
+    // Never leave tasks running behind the caller's back.
+    try {
+      o.wait();
+    } catch (const ChipError&) {
+      // the orchestration function's own exception is the one to report
+    }
+    throw;
+  }
+  o.wait();
+}
+
+}  // namespace chipmesh

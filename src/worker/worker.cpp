@@ -1,0 +1,274 @@
+// Worker lifecycle: fork the chips, wait for their bootstrap mailboxes, build
+// the ChipContexts; on any failure, or at close(), take every chip down and
+// leave nothing behind.
+#include "chipmesh/worker.h"
+
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+
+#include "chipmesh/bootstrap_channel.h"
+#include "platform/platform_loader.h"
+#include "worker/chip_process.h"
+#include "worker/worker_impl.h"
+
+namespace chipmesh {
+
+using Clock = std::chrono::steady_clock;
+using worker::ChipShared;
+
+namespace {
+
+double ms(Clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
+
+std::string random_job_token() {
+  uint64_t v = 0;
+  if (getrandom(&v, sizeof(v), 0) != static_cast<ssize_t>(sizeof(v))) v = static_cast<uint64_t>(Clock::now().time_since_epoch().count()) ^ getpid();
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "worker-%016llx", static_cast<unsigned long long>(v));
+  return buf;
+}
+
+}  // namespace
+
+Worker::Worker(WorkerConfig cfg) : impl_(std::make_unique<Impl>(std::move(cfg))) {
+  const auto& c = impl_->cfg;
+  if (c.device_ids.empty()) throw ConfigError("Worker: device_ids is empty");
+  if (!c.chip_bootstrap_configs.empty() && c.chip_bootstrap_configs.size() != c.device_ids.size())
+    throw ConfigError("Worker: " + std::to_string(c.chip_bootstrap_configs.size()) +
+                      " chip_bootstrap_configs for " + std::to_string(c.device_ids.size()) +
+                      " device_ids; give one per device or none");
+  for (size_t i = 0; i < c.chip_bootstrap_configs.size(); ++i)
+    if (c.chip_bootstrap_configs[i].buffers.size() > CHIP_BOOTSTRAP_MAX_BUFFERS)
+      throw ConfigError("Worker: chip " + std::to_string(i) + " declares " +
+                        std::to_string(c.chip_bootstrap_configs[i].buffers.size()) + " buffers, at most " +
+                        std::to_string(CHIP_BOOTSTRAP_MAX_BUFFERS) + " fit a bootstrap mailbox");
+  if (c.bootstrap_timeout.count() <= 0) throw ConfigError("Worker: bootstrap_timeout must be > 0");
+}
+
+Worker::~Worker() {
+  try {
+    close();
+  } catch (...) {
+    // A destructor must not throw; close() released everything regardless.
+  }
+}
+
+size_t Worker::num_chips() const { return impl_->n(); }
+
+pid_t Worker::chip_pid(int chip) const {
+  if (chip < 0 || static_cast<size_t>(chip) >= impl_->pids.size()) return -1;
+  return impl_->pids[chip];
+}
+
+std::map<std::string, double> Worker::bringup_phases_ms() const { return impl_->phases; }
+
+const std::vector<ChipContext>& Worker::chip_contexts() const {
+  if (impl_->state != Impl::State::Running)
+    throw ConfigError(std::string("Worker::chip_contexts: the worker is ") +
+                      (impl_->state == Impl::State::Created ? "not initialized (call init() first)" : "closed"));
+  return impl_->contexts;
+}
+
+void Worker::Impl::map_region() {
+  region_bytes = sizeof(worker::SharedHeader) <= 4096 ? 4096 + n() * sizeof(ChipShared) : 0;
+  // Anonymous and shared: inherited by the chips, invisible in /dev/shm, gone
+  // with the last process that maps it.
+  region = mmap(nullptr, region_bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  if (region == MAP_FAILED) {
+    region = nullptr;
+    throw DeviceError("Worker::init: cannot map " + std::to_string(region_bytes) + " bytes of shared memory for " +
+                      std::to_string(n()) + " chips: " + std::strerror(errno));
+  }
+  header = static_cast<worker::SharedHeader*>(region);
+  for (size_t i = 0; i < n(); ++i) {
+    chips.push_back(reinterpret_cast<ChipShared*>(static_cast<char*>(region) + 4096 + i * sizeof(ChipShared)));
+    ChipBootstrapChannel(chips.back()->mailbox, CHIP_BOOTSTRAP_MAX_BUFFERS).reset();
+  }
+  next_req.assign(n(), 0);
+  inspected.assign(n(), 0);
+}
+
+void Worker::Impl::fork_chips() {
+  static const ChipBootstrapConfig kNoComm{};
+  const std::string token = getenv("CHIPMESH_JOB_TOKEN") ? getenv("CHIPMESH_JOB_TOKEN") : random_job_token();
+  const pid_t parent = getpid();
+  std::fflush(nullptr);  // no doubled stdio buffers in the children
+  for (size_t i = 0; i < n(); ++i) {
+    pid_t pid = fork();
+    if (pid < 0) {
+      int err = errno;
+      watcher = std::make_unique<worker::ChildWatcher>(pids, header);
+      terminate_all(std::chrono::milliseconds(2000));
+      throw DeviceError("Worker::init: fork of chip " + std::to_string(i) + " failed: " + std::strerror(err));
+    }
+    if (pid == 0) {
+      worker::ChipProcessArgs args{static_cast<int>(i),
+                                   cfg.device_ids[i],
+                                   cfg.platform,
+                                   cfg.chip_bootstrap_configs.empty() ? &kNoComm : &cfg.chip_bootstrap_configs[i],
+                                   chips[i],
+                                   header,
+                                   parent,
+                                   token};
+      worker::run_chip_process(args);
+    }
+    pids.push_back(pid);
+  }
+  watcher = std::make_unique<worker::ChildWatcher>(pids, header);
+}
+
+void Worker::Impl::wait_for_bringup(Clock::time_point start) {
+  Deadline deadline(cfg.bootstrap_timeout);
+  std::vector<ChipBootstrapChannel> channels;
+  for (auto* c : chips) channels.emplace_back(c->mailbox, CHIP_BOOTSTRAP_MAX_BUFFERS);
+  std::optional<ChipError> failure;
+  auto settled = [&] {
+    bool all = true;
+    for (size_t i = 0; i < n(); ++i) {
+      auto st = channels[i].state();
+      if (st == ChipBootstrapMailboxState::ERROR) {
+        failure = chip_error(i, channels[i].error_message());
+        return true;
+      }
+      if (st != ChipBootstrapMailboxState::IDLE && st != ChipBootstrapMailboxState::SUCCESS) {
+        failure = chip_error(i, "InternalError: bootstrap mailbox holds invalid state " +
+                                    std::to_string(static_cast<int32_t>(st)));
+        return true;
+      }
+      if (watcher->dead(i)) {
+        failure = chip_error(i, (st == ChipBootstrapMailboxState::IDLE ? "died before publishing its bootstrap mailbox: "
+                                                                         : "died during bring-up: ") +
+                                    watcher->cause(i));
+        return true;
+      }
+      all = all && st == ChipBootstrapMailboxState::SUCCESS;
+    }
+    return all;
+  };
+  if (!wait_until(settled, &deadline)) {
+    for (size_t i = 0; i < n(); ++i) {
+      if (channels[i].state() == ChipBootstrapMailboxState::IDLE) {
+        failure = chip_error(i, "TimeoutError: did not publish its bootstrap mailbox within " +
+                                    std::to_string(cfg.bootstrap_timeout.count()) + " ms");
+        break;
+      }
+    }
+  }
+  if (failure) throw *failure;
+  const auto done = Clock::now();
+  double comm = 0, windows = 0, staging = 0;
+  for (auto* c : chips) {
+    comm = std::max(comm, c->phases.comm_init_ms);
+    windows = std::max(windows, c->phases.windows_ms);
+    staging = std::max(staging, c->phases.staging_ms);
+  }
+  phases["comm_init"] = comm;
+  phases["windows"] = windows;
+  phases["staging"] = staging;
+  phases["total"] = ms(done - start);
+  phases["handshake"] = std::max(0.0, phases["total"] - phases["fork"] - comm - windows - staging);
+}
+
+void Worker::Impl::build_contexts() {
+  contexts.clear();
+  for (size_t i = 0; i < n(); ++i) {
+    ChipBootstrapChannel ch(chips[i]->mailbox, CHIP_BOOTSTRAP_MAX_BUFFERS);
+    ChipContext ctx;
+    ctx.device_id = cfg.device_ids[i];
+    ctx.device_ctx = ch.device_ctx();
+    ctx.local_window_base = ch.local_window_base();
+    ctx.actual_window_size = ch.actual_window_size();
+    const ChipBootstrapConfig* c = cfg.chip_bootstrap_configs.empty() ? nullptr : &cfg.chip_bootstrap_configs[i];
+    if (c && c->comm) {
+      ctx.rank = c->comm->rank;
+      ctx.nranks = c->comm->nranks;
+    }
+    std::vector<uint64_t> ptrs = ch.buffer_ptrs();
+    const size_t expected = c ? c->buffers.size() : 0;
+    if (ptrs.size() != expected)
+      throw chip_error(i, "InternalError: bootstrap mailbox reports " + std::to_string(ptrs.size()) +
+                              " buffer pointers, the config declares " + std::to_string(expected));
+    for (size_t b = 0; b < expected; ++b) ctx.buffer_ptrs[c->buffers[b].name] = ptrs[b];
+    contexts.push_back(std::move(ctx));
+  }
+}
+
+void Worker::init() {
+  Impl& m = *impl_;
+  if (m.state != Impl::State::Created)
+    throw ConfigError(std::string("Worker::init: the worker is already ") +
+                      (m.state == Impl::State::Running ? "initialized" : "closed"));
+  // Load the platform here too: a bad name fails before anything is forked.
+  m.platform = load_platform(m.cfg.platform);
+  const auto start = Clock::now();
+  m.map_region();
+  m.fork_chips();
+  m.phases["fork"] = ms(Clock::now() - start);
+  try {
+    m.wait_for_bringup(start);
+    m.build_contexts();
+  } catch (...) {
+    m.terminate_all(std::chrono::milliseconds(2000));
+    m.state = Impl::State::Closed;
+    throw;
+  }
+  m.state = Impl::State::Running;
+}
+
+void Worker::Impl::terminate_all(std::chrono::milliseconds grace) noexcept {
+  if (watcher) {
+    // SIGTERM first: a chip cut short in bring-up removes the names it owns
+    // (platform emergency_cleanup) before it exits.
+    for (size_t i = 0; i < pids.size(); ++i)
+      if (!watcher->dead(i)) kill(pids[i], SIGTERM);
+    Deadline soft(grace);
+    wait_until([&] { return watcher->all_dead(); }, &soft);
+    for (size_t i = 0; i < pids.size(); ++i)
+      if (!watcher->dead(i)) kill(pids[i], SIGKILL);
+    wait_until([&] { return watcher->all_dead(); }, nullptr);
+    watcher.reset();
+  }
+  if (region) {
+    munmap(region, region_bytes);
+    region = nullptr;
+    header = nullptr;
+    chips.clear();
+  }
+}
+
+void Worker::close() {
+  Impl& m = *impl_;
+  if (m.state == Impl::State::Closed) return;
+  if (m.state == Impl::State::Created) {
+    m.state = Impl::State::Closed;
+    return;
+  }
+  m.state = Impl::State::Closed;
+  std::optional<ChipError> failure;
+  // Ask every live, idle-enough chip to shut down (shutdown_bootstrap, then
+  // finalize); a chip stuck in a kernel is terminated below.
+  std::vector<std::pair<size_t, uint32_t>> asked;
+  for (size_t i = 0; i < m.n(); ++i) {
+    if (m.watcher->dead(i)) continue;
+    if (m.next_req[i] - m.chips[i]->done_seq.load() >= worker::kRingDepth) continue;
+    worker::Entry& e = m.chips[i]->entries[m.next_req[i] % worker::kRingDepth];
+    e.op = worker::Op::Shutdown;
+    asked.emplace_back(i, m.commit(i));
+  }
+  Deadline deadline(std::chrono::seconds(10));
+  m.wait_until([&] { return m.watcher->all_dead(); }, &deadline);
+  for (auto [i, seq] : asked) {
+    const worker::Entry& e = m.chips[i]->entries[seq % worker::kRingDepth];
+    if (m.chips[i]->done_seq.load() != seq + 1 || e.status == 0 || failure) continue;
+    failure = m.chip_error(i, "shutdown failed: " + std::string(e.error, strnlen(e.error, sizeof(e.error))));
+  }
+  m.terminate_all(std::chrono::milliseconds(1000));
+  if (failure) throw *failure;
+}
+
+}  // namespace chipmesh

@@ -1,0 +1,95 @@
+// Worker's private state and the parent side of the request ring.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "chipmesh/platform_abi.h"
+#include "chipmesh/worker.h"
+#include "common/deadline.h"
+#include "common/futex.h"
+#include "worker/chip_shared.h"
+#include "worker/child_watcher.h"
+
+namespace chipmesh {
+
+struct Worker::Impl {
+  WorkerConfig cfg;
+  enum class State { Created, Running, Closed } state = State::Created;
+  const chipmesh_platform* platform = nullptr;
+
+  void* region = nullptr;
+  size_t region_bytes = 0;
+  worker::SharedHeader* header = nullptr;
+  std::vector<worker::ChipShared*> chips;
+  std::vector<pid_t> pids;
+  std::unique_ptr<worker::ChildWatcher> watcher;
+
+  std::vector<ChipContext> contexts;
+  std::map<std::string, double> phases;
+
+  // Parent-side ring cursors per chip: requests written, completions inspected.
+  std::vector<uint32_t> next_req;
+  std::vector<uint32_t> inspected;
+  std::optional<ChipError> pending_error;  // first failure not yet thrown
+
+  explicit Impl(WorkerConfig c) : cfg(std::move(c)) {}
+  size_t n() const { return cfg.device_ids.size(); }
+
+  // --- lifecycle (worker.cpp) ---
+  void map_region();
+  void fork_chips();
+  void wait_for_bringup(std::chrono::steady_clock::time_point start);
+  void build_contexts();
+  // SIGTERM every live chip, give them `grace` to exit, SIGKILL the rest,
+  // wait until all are reaped, unmap everything.
+  void terminate_all(std::chrono::milliseconds grace) noexcept;
+
+  // --- requests (worker_link.cpp) ---
+  ChipError chip_error(size_t chip, const std::string& cause) const;
+  // Throws when the worker is not running or `chip` is out of range / dead.
+  void require_usable(int chip, const char* what) const;
+  // Waits (spin, then futex on header->events) until done() or the deadline;
+  // returns done()'s last value.
+  template <typename Pred>
+  bool wait_until(Pred&& done, const Deadline* deadline);
+  // A free ring entry of `chip` (inspecting completions on the way).
+  worker::Entry& acquire_entry(size_t chip);
+  uint32_t commit(size_t chip);  // publishes the acquired entry; returns its seq
+  // Waits for completion of `seq` (or the chip's death); inspects.
+  void wait_done(size_t chip, uint32_t seq);
+  void wait_idle(size_t chip);
+  // Records the first failure among newly completed entries of `chip` and
+  // the chip's death; sets the abort flags on the first one.
+  void inspect(size_t chip);
+  void throw_pending();
+  void abort_running_kernels();
+  bool idle(size_t chip) const;
+};
+
+template <typename Pred>
+bool Worker::Impl::wait_until(Pred&& done, const Deadline* deadline) {
+  for (int i = futex::spin_budget(static_cast<int>(n()) + 1); i > 0; --i) {
+    if (done()) return true;
+    futex::cpu_relax();
+  }
+  for (;;) {
+    const uint32_t seen = header->events.load(std::memory_order_acquire);
+    if (done()) return true;
+    if (deadline && deadline->expired()) return false;
+    // Dekker pairing with notify_parent(): either it sees parent_sleeping, or
+    // we see `events` move before sleeping.
+    header->parent_sleeping.store(1, std::memory_order_seq_cst);
+    if (header->events.load(std::memory_order_seq_cst) == seen)
+      futex::wait(&header->events, seen,
+                  deadline ? deadline->next_slice(std::chrono::seconds(1)) : std::chrono::nanoseconds(std::chrono::seconds(1)));
+    header->parent_sleeping.store(0, std::memory_order_relaxed);
+  }
+}
+
+}  // namespace chipmesh

@@ -1,0 +1,166 @@
+// The parent side of each chip's request ring, and the control operations
+// (malloc, free, copy_to, copy_from) built on it.
+#include <cstring>
+#include <deque>
+
+#include "chipmesh/status.h"
+#include "worker/worker_impl.h"
+
+namespace chipmesh {
+
+using worker::Entry;
+using worker::kChunkBytes;
+using worker::kRingDepth;
+using worker::Op;
+
+ChipError Worker::Impl::chip_error(size_t chip, const std::string& cause) const {
+  return ChipError(static_cast<int>(chip), cfg.device_ids[chip], pids.empty() ? -1 : pids[chip], cause);
+}
+
+void Worker::Impl::require_usable(int chip, const char* what) const {
+  if (state != State::Running)
+    throw ConfigError(std::string("Worker::") + what + ": the worker is " +
+                      (state == State::Created ? "not initialized (call init() first)" : "closed"));
+  if (chip < 0 || static_cast<size_t>(chip) >= n())
+    throw ConfigError(std::string("Worker::") + what + ": chip " + std::to_string(chip) + " is outside [0, " +
+                      std::to_string(n()) + ")");
+  if (watcher->dead(chip)) throw chip_error(chip, "the chip process is gone: " + watcher->cause(chip));
+}
+
+bool Worker::Impl::idle(size_t chip) const {
+  return chips[chip]->done_seq.load(std::memory_order_acquire) == next_req[chip];
+}
+
+void Worker::Impl::abort_running_kernels() {
+  for (auto* c : chips) c->abort.store(1, std::memory_order_release);
+}
+
+void Worker::Impl::inspect(size_t chip) {
+  const uint32_t done = chips[chip]->done_seq.load(std::memory_order_acquire);
+  for (; inspected[chip] != done; ++inspected[chip]) {
+    const Entry& e = chips[chip]->entries[inspected[chip] % kRingDepth];
+    if (e.status != 0 && !pending_error) {
+      pending_error = chip_error(chip, std::string(e.error, strnlen(e.error, sizeof(e.error))));
+      abort_running_kernels();
+    }
+  }
+  if (done != next_req[chip] && watcher->dead(chip) && !pending_error) {
+    pending_error = chip_error(chip, watcher->cause(chip));
+    abort_running_kernels();
+  }
+}
+
+void Worker::Impl::throw_pending() {
+  if (!pending_error) return;
+  ChipError e = *pending_error;
+  pending_error.reset();
+  throw e;
+}
+
+Entry& Worker::Impl::acquire_entry(size_t chip) {
+  auto has_room = [&] {
+    return next_req[chip] - chips[chip]->done_seq.load(std::memory_order_acquire) < kRingDepth ||
+           watcher->dead(chip);
+  };
+  wait_until(has_room, nullptr);
+  inspect(chip);
+  if (watcher->dead(chip)) throw chip_error(chip, "the chip process is gone: " + watcher->cause(chip));
+  return chips[chip]->entries[next_req[chip] % kRingDepth];
+}
+
+uint32_t Worker::Impl::commit(size_t chip) {
+  worker::ChipShared& c = *chips[chip];
+  const uint32_t seq = next_req[chip]++;
+  c.req_seq.store(next_req[chip], std::memory_order_seq_cst);
+  if (c.chip_sleeping.load(std::memory_order_seq_cst) != 0) futex::wake(&c.req_seq);
+  return seq;
+}
+
+void Worker::Impl::wait_done(size_t chip, uint32_t seq) {
+  wait_until(
+      [&] {
+        return static_cast<int32_t>(chips[chip]->done_seq.load(std::memory_order_acquire) - (seq + 1)) >= 0 ||
+               watcher->dead(chip);
+      },
+      nullptr);
+  inspect(chip);
+}
+
+void Worker::Impl::wait_idle(size_t chip) {
+  if (next_req[chip] != 0) wait_done(chip, next_req[chip] - 1);
+}
+
+// ---------------------------------------------------------------------------
+
+uint64_t Worker::malloc(int chip, size_t nbytes) {
+  impl_->require_usable(chip, "malloc");
+  Entry& e = impl_->acquire_entry(chip);
+  e.op = Op::Malloc;
+  e.a = nbytes;
+  uint32_t seq = impl_->commit(chip);
+  impl_->wait_done(chip, seq);
+  impl_->throw_pending();
+  return impl_->chips[chip]->entries[seq % kRingDepth].result;
+}
+
+void Worker::free(int chip, uint64_t ptr) {
+  impl_->require_usable(chip, "free");
+  Entry& e = impl_->acquire_entry(chip);
+  e.op = Op::Free;
+  e.a = ptr;
+  impl_->wait_done(chip, impl_->commit(chip));
+  impl_->throw_pending();
+}
+
+void Worker::copy_to(int chip, uint64_t dst, const void* src, size_t nbytes) {
+  impl_->require_usable(chip, "copy_to");
+  if (nbytes > 0 && src == nullptr) throw ConfigError("Worker::copy_to: null source for " + std::to_string(nbytes) + " bytes");
+  const auto* in = static_cast<const unsigned char*>(src);
+  // Fill chunk k+1 while the chip drains chunk k.
+  for (size_t off = 0; off < nbytes; off += kChunkBytes) {
+    const size_t len = std::min(kChunkBytes, nbytes - off);
+    Entry& e = impl_->acquire_entry(chip);
+    std::memcpy(impl_->chips[chip]->chunks[impl_->next_req[chip] % kRingDepth], in + off, len);
+    e.op = Op::CopyTo;
+    e.a = dst + off;
+    e.b = len;
+    impl_->commit(chip);
+  }
+  impl_->wait_idle(chip);
+  impl_->throw_pending();
+}
+
+void Worker::copy_from(int chip, void* dst, uint64_t src, size_t nbytes) {
+  impl_->require_usable(chip, "copy_from");
+  if (nbytes > 0 && dst == nullptr) throw ConfigError("Worker::copy_from: null destination for " + std::to_string(nbytes) + " bytes");
+  auto* out = static_cast<unsigned char*>(dst);
+  struct InFlight {
+    uint32_t seq;
+    size_t off, len;
+  };
+  std::deque<InFlight> inflight;
+  size_t posted = 0;
+  while (posted < nbytes || !inflight.empty()) {
+    // Keep the ring full: the chip copies chunk k+1 while we drain chunk k.
+    while (posted < nbytes && inflight.size() < kRingDepth) {
+      const size_t len = std::min(kChunkBytes, nbytes - posted);
+      Entry& e = impl_->acquire_entry(chip);
+      e.op = Op::CopyFrom;
+      e.a = src + posted;
+      e.b = len;
+      inflight.push_back({impl_->commit(chip), posted, len});
+      posted += len;
+    }
+    InFlight f = inflight.front();
+    inflight.pop_front();
+    impl_->wait_done(chip, f.seq);
+    if (impl_->pending_error) {
+      impl_->wait_idle(chip);
+      impl_->throw_pending();
+    }
+    std::memcpy(out + f.off, impl_->chips[chip]->chunks[f.seq % kRingDepth], f.len);
+  }
+  impl_->throw_pending();
+}
+
+}  // namespace chipmesh

@@ -1,0 +1,74 @@
+// Kernels that misbehave on purpose, for the Worker's error paths.
+#include <signal.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <stdexcept>
+
+#include "chipmesh/kernel.h"
+
+using chipmesh::device::fail;
+
+CHIPMESH_KERNEL(test_noop) {
+  (void)args;
+  return 0;
+}
+
+// Fills tensors[0] (bytes) with the byte scalars[0].
+CHIPMESH_KERNEL(test_fill) {
+  if (args->num_tensors != 1 || args->num_scalars != 1) return fail(args, CHIPMESH_ERR_CONFIG, "test_fill: bad arguments");
+  std::memset(reinterpret_cast<void*>(args->tensors[0].addr), static_cast<int>(args->scalars[0]),
+              chipmesh::device::element_count(args->tensors[0]));
+  return 0;
+}
+
+// Fills like test_fill, then reports a failure: outputs must not be flushed.
+CHIPMESH_KERNEL(test_fill_then_fail) {
+  int rc = test_fill(args);
+  return rc != 0 ? rc : fail(args, CHIPMESH_ERR_DEVICE, "filled, then failed on purpose");
+}
+
+CHIPMESH_KERNEL(test_fail) { return fail(args, CHIPMESH_ERR_CONFIG, "bad input %d", 42); }
+
+CHIPMESH_KERNEL(test_odd_status) {
+  (void)args;
+  return 77;
+}
+
+CHIPMESH_KERNEL(test_throw) {
+  (void)args;
+  throw std::runtime_error("boom from a kernel");
+}
+
+CHIPMESH_KERNEL(test_segv) {
+  (void)args;
+  raise(SIGSEGV);
+  return 0;
+}
+
+// Tells the test it started (writes one byte to fd scalars[0]), then waits on
+// a flag nobody sets: it ends only by the deadline, an abort, or a kill.
+CHIPMESH_KERNEL(test_block) {
+  if (args->num_scalars >= 1) {
+    char c = 'r';
+    if (write(static_cast<int>(args->scalars[0]), &c, 1) != 1) return fail(args, CHIPMESH_ERR_DEVICE, "write failed");
+  }
+  if (!args->comm) return fail(args, CHIPMESH_ERR_CONFIG, "test_block needs a communicator");
+  using namespace chipmesh::device;
+  return flag_wait_ge(args, flag(args->comm, static_cast<int>(args->comm->rankId), CHIPMESH_FIRST_USER_FLAG), 1);
+}
+
+// Rank 0 waits for a flag that rank 1 sets after a while: a group whose
+// kernels depend on each other.
+CHIPMESH_KERNEL(test_ping) {
+  using namespace chipmesh::device;
+  const CommContext* ctx = args->comm;
+  if (!ctx || ctx->rankNum < 2) return fail(args, CHIPMESH_ERR_CONFIG, "test_ping needs 2 ranks");
+  Flag* f = flag(ctx, 0, CHIPMESH_FIRST_USER_FLAG + 1);
+  if (ctx->rankId == 1) {
+    flag_add(f, 1);
+    return 0;
+  }
+  if (ctx->rankId == 0) return flag_wait_ge(args, f, static_cast<uint32_t>(args->scalars[0]));
+  return 0;
+}

@@ -1,0 +1,249 @@
+// Worker failure paths: bring-up errors and crashes, kernel failures, and a
+// parent killed during bring-up or during a run. Each must name the chip,
+// reap every child and leave nothing behind.
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/inotify.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "chipmesh/errors.h"
+#include "chipmesh/worker.h"
+#include "support/leak_check.h"
+#include "worker/worker_support.h"
+
+namespace chipmesh::testing {
+namespace {
+
+using namespace std::chrono_literals;
+
+bool contains(const std::string& s, const std::string& sub) { return s.find(sub) != std::string::npos; }
+
+class WorkerFailure : public ::testing::Test {
+ protected:
+  ScratchDir scratch;
+  std::string rootinfo = scratch.file("rootinfo");
+  void TearDown() override { EXPECT_TRUE(scratch.entries().empty()) << "rootinfo left behind"; }
+
+  // Init must fail with a ChipError; returns its message and checks that no
+  // chip process (or zombie) of this worker survives.
+  std::string failed_init(WorkerConfig cfg) {
+    Worker w(std::move(cfg));
+    std::string msg = chip_error_of([&] { w.init(); });
+    for (size_t i = 0; i < w.num_chips(); ++i) {
+      pid_t p = w.chip_pid(static_cast<int>(i));
+      EXPECT_TRUE(kill(p, 0) == -1 && errno == ESRCH) << "chip " << i << " (pid " << p << ") survived";
+    }
+    EXPECT_THROW(w.chip_contexts(), ConfigError);
+    w.close();
+    return msg;
+  }
+};
+
+TEST_F(WorkerFailure, ConfigCountMismatchAndUseBeforeInit) {
+  WorkerConfig cfg = comm_config(3, rootinfo, 4096);
+  cfg.chip_bootstrap_configs.pop_back();
+  EXPECT_THROW(Worker{cfg}, ConfigError);
+  Worker w(comm_config(2, rootinfo, 4096));
+  EXPECT_THROW(w.chip_contexts(), ConfigError);
+  EXPECT_THROW(w.run([](Orchestrator&) {}), ConfigError);
+  w.close();
+  EXPECT_THROW(w.init(), ConfigError);  // closed
+}
+
+TEST_F(WorkerFailure, BogusConfigOnChipOneOfFourNamesItAndLeavesNothing) {
+  WorkerConfig cfg = comm_config(4, rootinfo, 4096, {{"x", DataType::FLOAT32, 4, 16}});
+  cfg.chip_bootstrap_configs[1].buffers[0].placement = "bogus";
+  std::string msg = failed_init(cfg);
+  EXPECT_TRUE(contains(msg, "chip 1 (device 1, pid ")) << msg;
+  EXPECT_TRUE(contains(msg, "ConfigError: ")) << msg;
+  EXPECT_TRUE(contains(msg, "bogus")) << msg;
+}
+
+TEST_F(WorkerFailure, ChipThatAbortsDuringBootstrap) {
+  WorkerConfig cfg = comm_config(3, rootinfo, 4096);
+  cfg.platform = kLibDir + "/libchipmesh_platform_crashy.so";
+  cfg.device_ids[2] = 13;  // the crashy platform aborts in set_device(13)
+  std::string msg = failed_init(cfg);
+  EXPECT_TRUE(contains(msg, "chip 2 (device 13, pid ")) << msg;
+  EXPECT_TRUE(contains(msg, "signal 6")) << msg;
+}
+
+TEST_F(WorkerFailure, ChipThatNeverPublishesHitsTheDeadline) {
+  WorkerConfig cfg = comm_config(2, rootinfo, 4096);
+  cfg.platform = kLibDir + "/libchipmesh_platform_crashy.so";
+  cfg.device_ids[1] = 14;  // hangs in set_device(14)
+  cfg.bootstrap_timeout = 1000ms;
+  std::string msg = failed_init(cfg);
+  EXPECT_TRUE(contains(msg, "chip ")) << msg;
+  EXPECT_TRUE(contains(msg, "TimeoutError")) << msg;
+  EXPECT_TRUE(contains(msg, "1000 ms")) << msg;
+}
+
+TEST_F(WorkerFailure, UnknownPlatformFailsBeforeForking) {
+  WorkerConfig cfg;
+  cfg.device_ids = {0};
+  cfg.platform = "nosuch";
+  Worker w(cfg);
+  EXPECT_THROW(w.init(), DeviceError);
+  EXPECT_EQ(w.chip_pid(0), -1);
+}
+
+class WorkerKernelFailure : public WorkerFailure {
+ protected:
+  void SetUp() override {
+    w = std::make_unique<Worker>(comm_config(4, rootinfo, 4096));
+    w->init();
+  }
+  void TearDown() override {
+    EXPECT_NO_THROW(w->close());  // usable for close() after any failure
+    WorkerFailure::TearDown();
+  }
+  std::string run_failing(int chip, const std::string& kernel) {
+    return chip_error_of([&] { w->run([&](Orchestrator& o) { o.submit(chip, task(kernel)); }); });
+  }
+  std::string prefix(int chip) {
+    return "chip " + std::to_string(chip) + " (device " + std::to_string(chip) + ", pid " +
+           std::to_string(w->chip_pid(chip)) + "): ";
+  }
+  std::unique_ptr<Worker> w;
+};
+
+TEST_F(WorkerKernelFailure, KernelReturningAnError) {
+  std::string msg = run_failing(2, "test_fail");
+  EXPECT_TRUE(contains(msg, prefix(2) + "ConfigError: kernel 'test_fail': bad input 42")) << msg;
+  // The worker stays usable.
+  w->run([&](Orchestrator& o) { o.submit_group({0, 1, 2, 3}, task("test_noop")); });
+  msg = run_failing(1, "test_odd_status");
+  EXPECT_TRUE(contains(msg, prefix(1) + "KernelError: kernel 'test_odd_status': returned status 77")) << msg;
+}
+
+TEST_F(WorkerKernelFailure, KernelThrowing) {
+  std::string msg = run_failing(1, "test_throw");
+  EXPECT_TRUE(contains(msg, prefix(1))) << msg;
+  EXPECT_TRUE(contains(msg, "boom from a kernel")) << msg;
+}
+
+TEST_F(WorkerKernelFailure, KernelSegfaulting) {
+  std::string msg = run_failing(3, "test_segv");
+  EXPECT_TRUE(contains(msg, prefix(3))) << msg;
+  EXPECT_TRUE(contains(msg, "signal 11")) << msg;
+  // The dead chip is reported, the others still work.
+  EXPECT_THROW(w->malloc(3, 8), ChipError);
+  uint64_t p = w->malloc(0, 8);
+  w->free(0, p);
+}
+
+TEST_F(WorkerKernelFailure, UnknownKernelAndLibrary) {
+  std::string msg = run_failing(0, "no_such_kernel");
+  EXPECT_TRUE(contains(msg, "kernel 'no_such_kernel' not found")) << msg;
+  msg = chip_error_of([&] { w->run([&](Orchestrator& o) { o.submit(0, task("k", {}, {}, "/nonexistent/lib.so")); }); });
+  EXPECT_TRUE(contains(msg, "/nonexistent/lib.so")) << msg;
+}
+
+TEST_F(WorkerKernelFailure, FirstErrorWinsAndBlockedPeersAreReleased) {
+  // Chips 0..2 wait on a flag nobody sets; chip 3 fails. run() must report
+  // chip 3 and return promptly: the blocked kernels are aborted.
+  auto start = std::chrono::steady_clock::now();
+  std::string msg = chip_error_of([&] {
+    w->run([&](Orchestrator& o) {
+      o.submit_group({0, 1, 2, 3}, std::vector<Task>{task("test_block"), task("test_block"), task("test_block"),
+                                                      task("test_fail")});
+    });
+  });
+  EXPECT_TRUE(contains(msg, prefix(3))) << msg;
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 30s) << "blocked kernels were not released";
+}
+
+// ---------------------------------------------------------------------------
+// A parent killed with SIGKILL: its chips must go within 2 s and leave
+// nothing in /dev/shm or on disk.
+// ---------------------------------------------------------------------------
+
+// Runs `body` in a forked process (the Worker's parent); returns its pid.
+template <typename F>
+pid_t spawn(F&& body) {
+  std::fflush(nullptr);
+  pid_t pid = fork();
+  if (pid == 0) {
+    try {
+      body();
+    } catch (...) {
+    }
+    _exit(0);
+  }
+  return pid;
+}
+
+TEST_F(WorkerFailure, ParentKilledDuringBringUp) {
+  // 4 chips of a 5-rank communicator: they block in comm_init until killed.
+  int in = inotify_init1(IN_CLOEXEC);
+  ASSERT_GE(in, 0);
+  ASSERT_GE(inotify_add_watch(in, scratch.path().c_str(), IN_MOVED_TO), 0);
+  WorkerConfig cfg = comm_config(4, rootinfo, 4096);
+  for (auto& c : cfg.chip_bootstrap_configs) c.comm->nranks = 5;
+  pid_t parent = spawn([&] {
+    Worker w(cfg);
+    w.init();
+  });
+  // Rank 0 published the rootinfo: the bring-up is under way.
+  struct pollfd p{in, POLLIN, 0};
+  ASSERT_EQ(poll(&p, 1, 30000), 1) << "bring-up never started";
+  close(in);
+  std::vector<pid_t> chips = children_of(parent);
+  EXPECT_EQ(chips.size(), 4u);
+  kill(parent, SIGKILL);
+  waitpid(parent, nullptr, 0);
+  EXPECT_TRUE(wait_gone(chips, 2s)) << "chip processes outlived their parent by 2 s";
+}
+
+TEST_F(WorkerFailure, ParentKilledDuringARun) {
+  int fds[2];
+  ASSERT_EQ(pipe(fds), 0);
+  pid_t parent = spawn([&] {
+    close(fds[0]);
+    Worker w(comm_config(3, rootinfo, 4096));
+    w.init();
+    std::string pids;
+    for (int i = 0; i < 3; ++i) pids += std::to_string(w.chip_pid(i)) + " ";
+    pids += "\n";
+    if (write(fds[1], pids.data(), pids.size()) < 0) _exit(1);
+    w.run([&](Orchestrator& o) {
+      o.submit_group({0, 1, 2}, task("test_block", {}, {static_cast<uint64_t>(fds[1])}));
+    });
+  });
+  close(fds[1]);
+  // The pid line, then one byte per chip that entered its kernel.
+  std::string got;
+  char buf[256];
+  size_t blocked = 0;
+  while (blocked < 3) {
+    struct pollfd p{fds[0], POLLIN, 0};
+    ASSERT_EQ(poll(&p, 1, 30000), 1) << "kernels never started";
+    ssize_t n = read(fds[0], buf, sizeof(buf));
+    ASSERT_GT(n, 0);
+    for (ssize_t i = 0; i < n; ++i) {
+      if (buf[i] == 'r') ++blocked;
+      else got.push_back(buf[i]);
+    }
+  }
+  close(fds[0]);
+  std::vector<pid_t> chips;
+  std::istringstream is(got);
+  for (pid_t c; is >> c;) chips.push_back(c);
+  ASSERT_EQ(chips.size(), 3u);
+  kill(parent, SIGKILL);
+  waitpid(parent, nullptr, 0);
+  EXPECT_TRUE(wait_gone(chips, 2s)) << "chip processes outlived their parent by 2 s";
+}
+
+}  // namespace
+}  // namespace chipmesh::testing

@@ -1,0 +1,175 @@
+// Worker happy paths: bring-up on 1..16 chips, control operations, tasks,
+// group dispatch, store_to_host.
+#include <signal.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "chipmesh/errors.h"
+#include "chipmesh/shared_memory.h"
+#include "chipmesh/worker.h"
+#include "support/leak_check.h"
+#include "worker/worker_support.h"
+
+namespace chipmesh::testing {
+namespace {
+
+class WorkerChips : public ::testing::TestWithParam<int> {
+ protected:
+  ScratchDir scratch;
+  void TearDown() override { EXPECT_TRUE(scratch.entries().empty()) << "rootinfo left behind"; }
+};
+
+TEST_P(WorkerChips, BringsUpContextsAndLeavesNothingAfterClose) {
+  const int n = GetParam();
+  const size_t window = 10000;
+  Worker w(comm_config(n, scratch.file("rootinfo"), window,
+                       {{"a", DataType::FLOAT32, 16, 64}, {"b", DataType::INT32, 8, 32}}));
+  w.init();
+  const auto& ctxs = w.chip_contexts();
+  ASSERT_EQ(ctxs.size(), static_cast<size_t>(n));
+  std::vector<pid_t> pids;
+  for (int i = 0; i < n; ++i) {
+    const ChipContext& c = ctxs[i];
+    EXPECT_EQ(c.device_id, i);
+    EXPECT_EQ(c.rank, i);
+    EXPECT_EQ(c.nranks, n);
+    EXPECT_NE(c.device_ctx, 0u);
+    EXPECT_NE(c.local_window_base, 0u);
+    EXPECT_GE(c.actual_window_size, window);
+    ASSERT_EQ(c.buffer_ptrs.size(), 2u);
+    EXPECT_EQ(c.buffer_ptrs.at("a"), c.local_window_base);
+    EXPECT_EQ(c.buffer_ptrs.at("b"), c.local_window_base + 64);
+    pids.push_back(w.chip_pid(i));
+  }
+  auto phases = w.bringup_phases_ms();
+  for (const char* k : {"fork", "comm_init", "windows", "staging", "handshake", "total"}) EXPECT_TRUE(phases.count(k)) << k;
+  w.close();
+  w.close();  // idempotent
+  // close() has reaped every chip: no process, not even a zombie, remains.
+  for (pid_t p : pids) EXPECT_TRUE(kill(p, 0) == -1 && errno == ESRCH) << "chip pid " << p << " still exists";
+  EXPECT_THROW(w.chip_contexts(), ConfigError);
+}
+
+INSTANTIATE_TEST_SUITE_P(Chips, WorkerChips, ::testing::Values(1, 2, 4, 8, 16),
+                         [](const auto& info) { return std::to_string(info.param) + "chips"; });
+
+TEST(Worker, ChipsWithoutACommunicator) {
+  WorkerConfig cfg;
+  cfg.device_ids = {0, 1, 2};
+  Worker w(cfg);
+  w.init();
+  for (const auto& c : w.chip_contexts()) {
+    EXPECT_EQ(c.rank, -1);
+    EXPECT_EQ(c.device_ctx, 0u);
+    EXPECT_TRUE(c.buffer_ptrs.empty());
+  }
+  w.run([](Orchestrator& o) { o.submit_group({0, 1, 2}, task("test_noop")); });
+}
+
+TEST(Worker, ControlOpsRoundTripFromOneByteTo64MiBOnEveryChip) {
+  WorkerConfig cfg;
+  cfg.device_ids = {0, 1, 2};
+  Worker w(cfg);
+  w.init();
+  std::mt19937 gen(7);
+  for (size_t n : {size_t{1}, size_t{4097}, (size_t{1} << 20) + 3, size_t{64} << 20}) {
+    std::vector<unsigned char> in(n), out(n);
+    for (auto& b : in) b = static_cast<unsigned char>(gen());
+    for (int chip = 0; chip < 3; ++chip) {
+      uint64_t p = w.malloc(chip, n);
+      ASSERT_NE(p, 0u);
+      w.copy_to(chip, p, in.data(), n);
+      std::fill(out.begin(), out.end(), 0);
+      w.copy_from(chip, out.data(), p, n);
+      EXPECT_TRUE(in == out) << n << " bytes on chip " << chip;
+      w.free(chip, p);
+    }
+  }
+  w.close();
+}
+
+TEST(Worker, ControlOpErrorsNameTheChip) {
+  WorkerConfig cfg;
+  cfg.device_ids = {4, 5};
+  Worker w(cfg);
+  EXPECT_THROW(w.malloc(0, 8), ConfigError);  // before init
+  w.init();
+  std::string msg = chip_error_of([&] { w.free(1, 12345); });
+  EXPECT_NE(msg.find("chip 1 (device 5, pid " + std::to_string(w.chip_pid(1)) + "): DeviceError: "), std::string::npos) << msg;
+  char buf[8] = {};
+  msg = chip_error_of([&] { w.copy_from(0, buf, 0xdead0000, sizeof(buf)); });
+  EXPECT_NE(msg.find("chip 0 (device 4"), std::string::npos) << msg;
+  EXPECT_THROW(w.malloc(2, 8), ConfigError);  // no chip 2
+  uint64_t p = w.malloc(1, 8);  // still usable after errors
+  w.free(1, p);
+}
+
+TEST(Worker, StoreToHostAfterSuccessOnlyAndUntouchedAfterFailure) {
+  ScratchDir scratch;
+  const int n = 2;
+  const size_t bytes = 3000;
+  std::vector<std::string> names;
+  std::vector<SharedMemory> outs;
+  WorkerConfig cfg = comm_config(n, scratch.file("rootinfo"), 8192,
+                                 {{"out", DataType::UINT8, bytes, bytes, "window", false, true}});
+  for (int i = 0; i < n; ++i) {
+    names.push_back("/chipmesh_test_out_" + std::to_string(getpid()) + "_" + std::to_string(i));
+    outs.push_back(SharedMemory::create(names.back(), bytes));
+    cfg.chip_bootstrap_configs[i].host_outputs.push_back({"out", names.back(), bytes});
+  }
+  Worker w(cfg);
+  w.init();
+  for (auto& o : outs) o.unlink();  // chips keep their mappings: the names can go now
+  auto fill = [&](int chip, int value, const char* kernel) {
+    return task(kernel, {{w.chip_contexts()[chip].buffer_ptrs.at("out"), DataType::UINT8, {bytes}}},
+                {static_cast<uint64_t>(value)});
+  };
+  w.run([&](Orchestrator& o) {
+    for (int i = 0; i < n; ++i) o.submit(i, fill(i, 0x40 + i, "test_fill"));
+  });
+  for (int i = 0; i < n; ++i) {
+    auto* p = static_cast<unsigned char*>(outs[i].data());
+    EXPECT_EQ(p[0], 0x40 + i);
+    EXPECT_EQ(p[bytes - 1], 0x40 + i);
+  }
+  std::string msg = chip_error_of([&] { w.run([&](Orchestrator& o) { o.submit(1, fill(1, 0x77, "test_fill_then_fail")); }); });
+  EXPECT_NE(msg.find("filled, then failed on purpose"), std::string::npos) << msg;
+  EXPECT_EQ(static_cast<unsigned char*>(outs[1].data())[0], 0x41) << "output flushed after a failed task";
+  w.close();
+  EXPECT_TRUE(scratch.entries().empty());
+}
+
+TEST(Worker, GroupKernelsMayWaitOnEachOther) {
+  ScratchDir scratch;
+  Worker w(comm_config(2, scratch.file("rootinfo"), 4096));
+  w.init();
+  for (uint64_t round = 1; round <= 200; ++round)
+    w.run([&](Orchestrator& o) { o.submit_group({0, 1}, task("test_ping", {}, {round})); });
+  w.close();
+}
+
+TEST(Worker, SixteenChipsOnTwoCoresDispatchWithoutLivelock) {
+  WorkerConfig cfg;
+  for (int i = 0; i < 16; ++i) cfg.device_ids.push_back(i);
+  Worker w(cfg);
+  w.init();
+  std::vector<int> all;
+  for (int i = 0; i < 16; ++i) all.push_back(i);
+  for (int round = 0; round < 300; ++round) w.run([&](Orchestrator& o) { o.submit_group(all, task("test_noop")); });
+  // A stream of single-chip tasks, several in flight per chip.
+  w.run([&](Orchestrator& o) {
+    for (int k = 0; k < 2000; ++k) o.submit(k % 16, task("test_noop"));
+  });
+  w.close();
+}
+
+}  // namespace
+}  // namespace chipmesh::testing
