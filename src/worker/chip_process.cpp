@@ -53,7 +53,7 @@ class ChipServer {
  public:
   ChipServer(const ChipProcessArgs& a, ChipWorker& w, ChipBootstrapResult result,
              std::map<std::string, SharedMemory> outputs)
-      : a_(a), w_(w), result_(std::move(result)), outputs_(std::move(outputs)) {}
+      : a_(a), w_(w), result_(std::move(result)), outputs_(std::move(outputs)), kernel_timeout_(env::comm_timeout()) {}
 
   [[noreturn]] void serve() {
     ChipShared& s = *a_.shared;
@@ -125,7 +125,7 @@ class ChipServer {
     args.scalars = t.scalars;
     args.num_scalars = t.num_scalars;
     args.deadline_ns = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                                 std::chrono::steady_clock::now().time_since_epoch() + env::comm_timeout())
+                                                 std::chrono::steady_clock::now().time_since_epoch() + kernel_timeout_)
                                                  .count());
     args.abort = reinterpret_cast<const volatile uint32_t*>(&a_.shared->abort);
     args.error = message;
@@ -155,6 +155,7 @@ class ChipServer {
   ChipBootstrapResult result_;
   std::map<std::string, SharedMemory> outputs_;
   KernelLibraries kernels_;
+  const std::chrono::milliseconds kernel_timeout_;  // read once: not per task
 };
 
 }  // namespace

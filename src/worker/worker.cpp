@@ -249,6 +249,7 @@ void Worker::close() {
     return;
   }
   m.state = Impl::State::Closed;
+  m.abort_running_kernels();  // a kernel still waiting on a peer gives up now
   std::optional<ChipError> failure;
   // Ask every live, idle-enough chip to shut down (shutdown_bootstrap, then
   // finalize); a chip stuck in a kernel is terminated below.
