@@ -3,7 +3,7 @@
 # that are missing. Quiet and idempotent when everything is present.
 set -euo pipefail
 
-packages=(cmake ninja-build g++ libgtest-dev)
+packages=(cmake ninja-build g++ libgtest-dev libcli11-dev nlohmann-json3-dev)
 
 missing=()
 for pkg in "${packages[@]}"; do

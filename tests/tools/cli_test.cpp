@@ -1,0 +1,481 @@
+// The `chipmesh` command, run as a child process: `clean` removes a dead
+// job's objects and keeps a live job's, `demo` runs the main job and reports
+// OK (text and JSON), and bad arguments are refused with a message.
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <nlohmann/json.hpp>
+
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <random>
+#include <set>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "comm_layout.h"
+#include "support/leak_check.h"
+
+namespace {
+
+using chipmesh::testing::chipmesh_shm_objects;
+using chipmesh::testing::ScratchDir;
+
+struct CliResult {
+  pid_t pid = -1;
+  int exit_code = -1;  // -1 when killed by a signal (or the deadline)
+  int signal = 0;
+  bool timed_out = false;
+  std::string out;
+  std::string err;
+  std::string describe() const {
+    std::ostringstream os;
+    os << "exit " << exit_code << (signal ? " signal " + std::to_string(signal) : "")
+       << (timed_out ? " (timed out)" : "") << "\n--- stdout ---\n"
+       << out << "--- stderr ---\n"
+       << err;
+    return os.str();
+  }
+};
+
+// A running chipmesh command whose stdout and stderr are being captured.
+struct CliProcess {
+  pid_t pid = -1;
+  int out_fd = -1;
+  int err_fd = -1;
+};
+
+CliProcess start_cli(const std::vector<std::string>& args) {
+  CliProcess p;
+  int out_pipe[2];
+  int err_pipe[2];
+  if (pipe2(out_pipe, O_CLOEXEC) != 0) {
+    ADD_FAILURE() << "pipe: " << std::strerror(errno);
+    return p;
+  }
+  if (pipe2(err_pipe, O_CLOEXEC) != 0) {
+    ADD_FAILURE() << "pipe: " << std::strerror(errno);
+    close(out_pipe[0]);
+    close(out_pipe[1]);
+    return p;
+  }
+  std::vector<std::string> argv_s = {CHIPMESH_CLI_PATH};
+  argv_s.insert(argv_s.end(), args.begin(), args.end());
+  std::vector<char*> argv;
+  for (auto& a : argv_s) argv.push_back(a.data());
+  argv.push_back(nullptr);
+
+  std::fflush(stdout);
+  std::fflush(stderr);
+  const pid_t pid = fork();
+  if (pid == 0) {
+    dup2(out_pipe[1], 1);
+    dup2(err_pipe[1], 2);
+    execv(argv[0], argv.data());
+    std::fprintf(stderr, "execv %s: %s\n", argv[0], std::strerror(errno));
+    _exit(127);
+  }
+  close(out_pipe[1]);
+  close(err_pipe[1]);
+  if (pid < 0) {
+    ADD_FAILURE() << "fork: " << std::strerror(errno);
+    close(out_pipe[0]);
+    close(err_pipe[0]);
+    return p;
+  }
+  p.pid = pid;
+  p.out_fd = out_pipe[0];
+  p.err_fd = err_pipe[0];
+  return p;
+}
+
+// Collects the output until the command exits (killed at the deadline).
+CliResult finish_cli(CliProcess& p, std::chrono::seconds deadline = std::chrono::seconds(300)) {
+  CliResult res;
+  res.pid = p.pid;
+  if (p.pid <= 0) return res;
+  const auto end = std::chrono::steady_clock::now() + deadline;
+  pollfd fds[2] = {{p.out_fd, POLLIN, 0}, {p.err_fd, POLLIN, 0}};
+  std::string* sinks[2] = {&res.out, &res.err};
+  int open_fds = 2;
+  while (open_fds > 0) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(end - std::chrono::steady_clock::now());
+    if (left.count() <= 0) {
+      res.timed_out = true;
+      kill(p.pid, SIGKILL);
+      break;
+    }
+    int n = poll(fds, 2, static_cast<int>(left.count()));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) break;
+    for (int k = 0; k < 2; ++k) {
+      if (fds[k].fd < 0 || fds[k].revents == 0) continue;
+      char buf[4096];
+      ssize_t got = read(fds[k].fd, buf, sizeof buf);
+      if (got > 0) {
+        sinks[k]->append(buf, static_cast<size_t>(got));
+      } else if (got == 0 || errno != EINTR) {
+        close(fds[k].fd);
+        fds[k].fd = -1;
+        --open_fds;
+      }
+    }
+  }
+  for (auto& f : fds)
+    if (f.fd >= 0) close(f.fd);
+  p.out_fd = p.err_fd = -1;
+  int status = 0;
+  while (waitpid(p.pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  p.pid = -1;
+  if (WIFEXITED(status)) res.exit_code = WEXITSTATUS(status);
+  if (WIFSIGNALED(status)) res.signal = WTERMSIG(status);
+  return res;
+}
+
+// Runs the chipmesh command with these arguments, capturing stdout and stderr.
+CliResult run_cli(const std::vector<std::string>& args,
+                  std::chrono::seconds deadline = std::chrono::seconds(300)) {
+  CliProcess p = start_cli(args);
+  return finish_cli(p, deadline);
+}
+
+bool shm_exists(const std::string& name) {  // name without '/'
+  struct stat st;
+  return stat(("/dev/shm/" + name).c_str(), &st) == 0;
+}
+
+// Creates /dev/shm/<name> (one page); the caller removes it.
+void plant_shm(const std::string& name) {
+  int fd = shm_open(("/" + name).c_str(), O_CREAT | O_EXCL | O_RDWR, 0600);
+  ASSERT_GE(fd, 0) << name << ": " << std::strerror(errno);
+  ASSERT_EQ(ftruncate(fd, 4096), 0);
+  close(fd);
+}
+
+// A pid that certainly names no process now: a child we forked and reaped.
+pid_t reaped_pid() {
+  pid_t pid = fork();
+  if (pid == 0) _exit(0);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  return pid;
+}
+
+std::string sim_name(pid_t pid, uint32_t token, const std::string& suffix) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "chipmesh_%08x_%08x_%s", static_cast<unsigned>(pid), token, suffix.c_str());
+  return buf;
+}
+
+uint32_t random_token() {
+  std::random_device rd;
+  return rd();
+}
+
+// /proc/<pid>/stat field 22.
+uint64_t start_time_of(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  std::getline(in, line);
+  std::istringstream rest(line.substr(line.rfind(')') + 1));
+  std::string field;
+  for (int f = 3; f < 22; ++f) rest >> field;
+  uint64_t start = 0;
+  rest >> start;
+  return start;
+}
+
+void write_rootinfo(const std::string& path, pid_t root_pid, uint64_t root_start) {
+  chipmesh::sim::RootInfo ri{};
+  ri.magic = chipmesh::sim::kRootInfoMagic;
+  ri.version = chipmesh::sim::kLayoutVersion;
+  ri.size = sizeof(ri);
+  ri.token = 42;
+  ri.uid = geteuid();
+  ri.root_pid = root_pid;
+  ri.root_start = root_start;
+  ri.nranks = 2;
+  ri.ctrl_size = sizeof(chipmesh::sim::CtrlBlock);
+  std::ofstream out(path, std::ios::binary);
+  out.write(reinterpret_cast<const char*>(&ri), sizeof(ri));
+}
+
+bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
+
+// ------------------------------------------------------------------- clean
+
+class CleanTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dead_ = reaped_pid();
+    const uint32_t token = random_token();
+    stale_ctrl_ = sim_name(dead_, token, "c");
+    stale_window_ = sim_name(dead_, token, "w1");
+    stale_demo_ = "chipmesh_demo_" + std::to_string(dead_) + "_in0";
+    live_ = sim_name(getpid(), token, "c");
+    unknown_ = "chipmesh_clitest_" + std::to_string(getpid());
+    for (const auto& n : {stale_ctrl_, stale_window_, stale_demo_, live_, unknown_}) {
+      plant_shm(n);
+      planted_.push_back(n);
+    }
+  }
+  void TearDown() override {
+    for (const auto& n : planted_) shm_unlink(("/" + n).c_str());
+  }
+
+  pid_t dead_ = -1;
+  std::string stale_ctrl_, stale_window_, stale_demo_, live_, unknown_;
+  std::vector<std::string> planted_;
+};
+
+TEST_F(CleanTest, DryRunRemovesNothingAndSaysWhatItWouldRemove) {
+  CliResult r = run_cli({"clean", "--dry-run"});
+  ASSERT_EQ(r.exit_code, 0) << r.describe();
+  EXPECT_TRUE(contains(r.out, "would remove /dev/shm/" + stale_ctrl_ + " (owner pid " + std::to_string(dead_) +
+                                  " is gone)"))
+      << r.describe();
+  EXPECT_TRUE(contains(r.out, "would remove /dev/shm/" + stale_window_)) << r.describe();
+  EXPECT_TRUE(contains(r.out, "would remove /dev/shm/" + stale_demo_)) << r.describe();
+  EXPECT_TRUE(contains(r.out, "kept /dev/shm/" + live_ + " (owner pid " + std::to_string(getpid()) + " is alive)"))
+      << r.describe();
+  EXPECT_TRUE(contains(r.out, "kept /dev/shm/" + unknown_ + " (owner unknown")) << r.describe();
+  EXPECT_FALSE(contains(r.out, "removed /dev/shm/")) << r.describe();
+  for (const auto& n : planted_) EXPECT_TRUE(shm_exists(n)) << n << " was removed by a dry run";
+}
+
+TEST_F(CleanTest, RemovesStaleObjectsAndKeepsLiveAndUnknownOnes) {
+  CliResult r = run_cli({"clean"});
+  ASSERT_EQ(r.exit_code, 0) << r.describe();
+  EXPECT_TRUE(contains(r.out, "removed /dev/shm/" + stale_ctrl_ + " (owner pid " + std::to_string(dead_) +
+                                  " is gone)"))
+      << r.describe();
+  EXPECT_FALSE(shm_exists(stale_ctrl_));
+  EXPECT_FALSE(shm_exists(stale_window_));
+  EXPECT_FALSE(shm_exists(stale_demo_));
+  EXPECT_TRUE(shm_exists(live_)) << "a live job's object was removed\n" << r.describe();
+  EXPECT_TRUE(shm_exists(unknown_)) << "an object of unknown owner was removed\n" << r.describe();
+  EXPECT_TRUE(contains(r.out, "kept /dev/shm/" + live_)) << r.describe();
+}
+
+TEST_F(CleanTest, TreatsAZombieOwnerAsGone) {
+  // A child that has exited but is not reaped yet is gone for clean's purposes.
+  pid_t zombie = fork();
+  if (zombie == 0) _exit(0);
+  // Wait until it is a zombie, without reaping it.
+  siginfo_t info{};
+  ASSERT_EQ(waitid(P_PID, static_cast<id_t>(zombie), &info, WEXITED | WNOWAIT), 0);
+  const std::string name = sim_name(zombie, random_token(), "w0");
+  plant_shm(name);
+  planted_.push_back(name);
+  CliResult r = run_cli({"clean"});
+  int status = 0;
+  waitpid(zombie, &status, 0);
+  ASSERT_EQ(r.exit_code, 0) << r.describe();
+  EXPECT_FALSE(shm_exists(name)) << r.describe();
+}
+
+TEST(CleanRootinfo, RemovesAStaleRootinfoAndKeepsALiveOne) {
+  ScratchDir dir;
+  const std::string stale = dir.file("stale_rootinfo");
+  const std::string reused = dir.file("reused_rootinfo");
+  const std::string live = dir.file("live_rootinfo");
+  const std::string foreign = dir.file("not_a_rootinfo");
+  write_rootinfo(stale, reaped_pid(), 12345);
+  write_rootinfo(reused, getpid(), start_time_of(getpid()) + 1);  // same pid, another process
+  write_rootinfo(live, getpid(), start_time_of(getpid()));
+  { std::ofstream(foreign) << "hello"; }
+  // A temp file of a publisher that died before its rename.
+  const std::string temp = stale + ".tmp." + std::to_string(reaped_pid()) + ".000000000000002a";
+  { std::ofstream(temp) << "x"; }
+
+  CliResult dry = run_cli({"clean", "--dry-run", "--rootinfo", stale, reused, live, foreign});
+  ASSERT_EQ(dry.exit_code, 0) << dry.describe();
+  EXPECT_TRUE(contains(dry.out, "would remove " + stale)) << dry.describe();
+  EXPECT_TRUE(contains(dry.out, "would remove " + temp)) << dry.describe();
+  EXPECT_EQ(dir.entries().size(), 5u);
+
+  CliResult r = run_cli({"clean", "--rootinfo", stale, reused, live, foreign});
+  ASSERT_EQ(r.exit_code, 0) << r.describe();
+  EXPECT_TRUE(contains(r.out, "removed " + stale + " (rank 0 pid")) << r.describe();
+  EXPECT_TRUE(contains(r.out, "removed " + reused)) << r.describe();
+  EXPECT_TRUE(contains(r.out, "kept " + live + " (rank 0 pid " + std::to_string(getpid()) + " is alive)"))
+      << r.describe();
+  EXPECT_TRUE(contains(r.out, "kept " + foreign + " (not a chipmesh rootinfo")) << r.describe();
+  std::set<std::string> left;
+  for (const auto& e : dir.entries()) left.insert(e);
+  EXPECT_EQ(left, (std::set<std::string>{"live_rootinfo", "not_a_rootinfo"})) << r.describe();
+  std::remove(live.c_str());
+  std::remove(foreign.c_str());
+}
+
+// -------------------------------------------------------------------- demo
+
+// chipmesh objects that appeared while `run` ran and whose owner is gone:
+// what the demo left behind (a live job's objects are not counted).
+std::vector<std::string> leftovers_after(const std::set<std::string>& before) {
+  std::vector<std::string> left;
+  for (const auto& n : chipmesh_shm_objects()) {
+    if (before.count(n)) continue;
+    unsigned pid = 0;
+    int demo_pid = 0;
+    if (std::sscanf(n.c_str(), "chipmesh_demo_%d_", &demo_pid) == 1) {
+      if (kill(demo_pid, 0) != 0) left.push_back(n);
+    } else if (std::sscanf(n.c_str(), "chipmesh_%8x_", &pid) == 1) {
+      if (kill(static_cast<pid_t>(pid), 0) != 0) left.push_back(n);
+    }
+  }
+  return left;
+}
+
+std::set<std::string> shm_snapshot() {
+  auto v = chipmesh_shm_objects();
+  return {v.begin(), v.end()};
+}
+
+TEST(Demo, DefaultsReportOk) {
+  const auto before = shm_snapshot();
+  CliResult r = run_cli({"demo"});
+  ASSERT_EQ(r.exit_code, 0) << r.describe();
+  EXPECT_TRUE(contains(r.out, "\nOK\n")) << r.describe();
+  for (const char* part : {"4 sim chips", "1048576 bytes of float32", "onephase", "bring-up", "allreduce",
+                           "algbw", "busbw", "max abs err"})
+    EXPECT_TRUE(contains(r.out, part)) << part << "\n" << r.describe();
+  EXPECT_EQ(leftovers_after(before), std::vector<std::string>{});
+}
+
+TEST(Demo, JsonReportParses) {
+  const auto before = shm_snapshot();
+  CliResult r = run_cli({"demo", "--json", "--chips", "3", "--bytes", "4KiB", "--dtype", "bfloat16", "--mode",
+                         "ring", "--iters", "3"});
+  ASSERT_EQ(r.exit_code, 0) << r.describe();
+  nlohmann::json j;
+  ASSERT_NO_THROW(j = nlohmann::json::parse(r.out)) << r.describe();
+  EXPECT_EQ(j.at("ok"), true) << r.out;
+  EXPECT_EQ(j.at("chips"), 3);
+  EXPECT_EQ(j.at("bytes"), 4096);
+  EXPECT_EQ(j.at("dtype"), "bfloat16");
+  EXPECT_EQ(j.at("mode"), "ring");
+  EXPECT_EQ(j.at("max_abs_error"), 0.0);
+  for (const char* key : {"bringup_ms", "allreduce_us", "algbw_gbps", "busbw_gbps"}) {
+    ASSERT_TRUE(j.at(key).is_number()) << key << ": " << r.out;
+    EXPECT_GT(j.at(key).get<double>(), 0.0) << key;
+  }
+  const double alg = j.at("algbw_gbps").get<double>();
+  EXPECT_NEAR(j.at("busbw_gbps").get<double>(), alg * 2.0 * 2 / 3, alg * 1e-9);
+  ASSERT_TRUE(j.at("phases_ms").is_object());
+  for (const char* phase : {"fork", "comm_init", "windows", "staging", "handshake"})
+    EXPECT_TRUE(j.at("phases_ms").contains(phase)) << phase << ": " << r.out;
+  EXPECT_EQ(leftovers_after(before), std::vector<std::string>{});
+}
+
+TEST(Demo, EveryModeAndDtypeOnAnOddSize) {
+  // 6 bytes: 3 float16/bfloat16 elements, fewer than the chips in some modes.
+  for (const char* mode : {"onephase", "twophase", "ring"}) {
+    for (const char* dtype : {"float16", "int32", "float32"}) {
+      const std::string bytes = std::string(dtype) == "float16" ? "6" : "12";
+      CliResult r = run_cli({"demo", "--chips", "5", "--bytes", bytes, "--dtype", dtype, "--mode", mode,
+                             "--iters", "2", "--op", std::string(dtype) == "int32" ? "max" : "sum"});
+      EXPECT_EQ(r.exit_code, 0) << mode << " " << dtype << "\n" << r.describe();
+      EXPECT_TRUE(contains(r.out, "\nOK\n")) << r.describe();
+    }
+  }
+}
+
+TEST(Demo, BadArgumentsAreRefusedWithAMessage) {
+  struct Case {
+    std::vector<std::string> args;
+    std::string says;  // part of the message (stdout or stderr)
+  };
+  const std::vector<Case> cases = {
+      {{"demo", "--chips", "0"}, "--chips"},
+      {{"demo", "--chips", "65"}, "--chips"},
+      {{"demo", "--chips", "four"}, "--chips"},
+      {{"demo", "--dtype", "float64"}, "--dtype"},
+      {{"demo", "--mode", "tree"}, "--mode"},
+      {{"demo", "--bytes", "0"}, "--bytes"},
+      {{"demo", "--bytes", "6"}, "multiple of the float32 element size"},
+      {{"demo", "--bytes", "-4"}, "--bytes"},
+      {{"demo", "--frobnicate"}, "frobnicate"},
+      {{"launch"}, "launch"},
+      {{}, "subcommand"},
+  };
+  for (const Case& c : cases) {
+    CliResult r = run_cli(c.args, std::chrono::seconds(30));
+    std::string joined;
+    for (const auto& a : c.args) joined += a + " ";
+    EXPECT_NE(r.exit_code, 0) << joined << "\n" << r.describe();
+    EXPECT_EQ(r.signal, 0) << joined << "\n" << r.describe();
+    EXPECT_TRUE(contains(r.out + r.err, c.says)) << joined << " should mention '" << c.says << "'\n"
+                                                 << r.describe();
+  }
+}
+
+TEST(Demo, ARunThatCannotBringUpFailsCleanly) {
+  const auto before = shm_snapshot();
+  CliResult r = run_cli({"demo", "--chips", "2", "--bytes", "64", "--platform", "no_such_platform"});
+  EXPECT_EQ(r.exit_code, 1) << r.describe();
+  EXPECT_TRUE(contains(r.out, "FAILED")) << r.describe();
+  EXPECT_TRUE(contains(r.err, "no_such_platform")) << r.describe();
+  EXPECT_EQ(leftovers_after(before), std::vector<std::string>{});
+}
+
+// Stopped by SIGTERM at various points (staging, bring-up, allreduce): the
+// demo dies of the signal, its chips with it, and nothing of it remains.
+TEST(Demo, AnInterruptedDemoLeavesNothingBehind) {
+  for (int delay_ms : {20, 150, 600}) {
+    const auto before = shm_snapshot();
+    CliProcess p = start_cli({"demo", "--chips", "4", "--bytes", "16MiB", "--iters", "100000"});
+    ASSERT_GT(p.pid, 0);
+    std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
+    // The chips, to check that they go too.
+    std::vector<pid_t> chips;
+    {
+      std::ifstream in("/proc/" + std::to_string(p.pid) + "/task/" + std::to_string(p.pid) + "/children");
+      pid_t c;
+      while (in >> c) chips.push_back(c);
+    }
+    kill(p.pid, SIGTERM);
+    CliResult r = finish_cli(p, std::chrono::seconds(60));
+    EXPECT_EQ(r.signal, SIGTERM) << "after " << delay_ms << " ms\n" << r.describe();
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+    for (pid_t c : chips) {
+      while (kill(c, 0) == 0 && std::chrono::steady_clock::now() < until)
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      EXPECT_NE(kill(c, 0), 0) << "chip process " << c << " survived the demo";
+    }
+    std::vector<std::string> left;
+    for (const auto& n : chipmesh_shm_objects())
+      if (n.rfind("chipmesh_demo_" + std::to_string(r.pid) + "_", 0) == 0) left.push_back(n);
+    EXPECT_EQ(left, std::vector<std::string>{}) << "after " << delay_ms << " ms";
+    EXPECT_EQ(leftovers_after(before), std::vector<std::string>{}) << "after " << delay_ms << " ms";
+    // Whatever the Worker leaves after a kill is `chipmesh clean`'s; tidy up
+    // so later tests start clean.
+    for (const auto& n : leftovers_after(before)) shm_unlink(("/" + n).c_str());
+  }
+}
+
+TEST(Cli, HelpAndVersionExitZero) {
+  CliResult help = run_cli({"--help"});
+  EXPECT_EQ(help.exit_code, 0) << help.describe();
+  EXPECT_TRUE(contains(help.out, "demo")) << help.describe();
+  EXPECT_TRUE(contains(help.out, "clean")) << help.describe();
+  CliResult demo_help = run_cli({"demo", "--help"});
+  EXPECT_EQ(demo_help.exit_code, 0) << demo_help.describe();
+  EXPECT_TRUE(contains(demo_help.out, "--chips")) << demo_help.describe();
+}
+
+}  // namespace

@@ -1,0 +1,65 @@
+#include "bench_command.h"
+
+#include <CLI/CLI.hpp>
+
+#include <cstdio>
+#include <cstdlib>
+#include <exception>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "bench.h"
+
+namespace chipmesh::cli {
+
+void register_bench_command(CLI::App& app) {
+  auto opts = std::make_shared<bench::BenchOptions>();
+  CLI::App* sub = app.add_subcommand(
+      "bench", "benchmarks side by side with their peers: bring-up, dispatch, copy, allreduce (or all)");
+  sub->footer(
+      "Each benchmark runs its peer in the same invocation, alternating runs, and prints medians (p99 for "
+      "latencies) with the ratio chipmesh / peer: bringup (fork floor, Open MPI mpirun and MPI_Init-to-window), "
+      "dispatch (raw shared-memory ping-pong, spin and futex), copy (memcpy), allreduce (Open MPI "
+      "MPI_Allreduce, nccl-tests style table, every result checked). Without Open MPI its columns are empty "
+      "and marked 'peer unavailable'. Exit status: 0 done, 1 a wrong result or a chipmesh failure, 2 bad "
+      "arguments. bench/report turns the JSON into docs/PERFORMANCE.md tables and plots.");
+  sub->add_option("what", opts->what, "bringup | dispatch | copy | allreduce | all")
+      ->required()
+      ->check(CLI::IsMember({"bringup", "dispatch", "copy", "allreduce", "all"}));
+  sub->add_option("--json", opts->json_path, "also write every table as JSON to FILE");
+  sub->add_flag("--quick", opts->quick, "smoke mode: tiny sizes, few iterations (seconds)");
+  sub->add_flag("--no-mpi", opts->no_mpi, "skip the Open MPI peers (reported unavailable)");
+  sub->add_option("--platform", opts->platform, "platform name or path")->capture_default_str();
+  sub->add_option("--chips", opts->chips, "bringup, dispatch: chip counts (default 1 2 4 8 16)")
+      ->check(CLI::Range(1, 64));
+  sub->add_option("--ranks", opts->ranks, "allreduce: rank counts (default 2 4)")->check(CLI::Range(1, 64));
+  sub->add_option("--modes", opts->modes, "allreduce: modes (default onephase twophase ring)")
+      ->check(CLI::IsMember({"onephase", "twophase", "ring"}));
+  sub->add_option("--min-bytes", opts->min_bytes, "copy, allreduce: smallest size (suffixes KiB, MiB accepted)")
+      ->transform(CLI::AsSizeValue(true));
+  sub->add_option("--max-bytes", opts->max_bytes, "copy, allreduce: largest size (suffixes KiB, MiB accepted)")
+      ->transform(CLI::AsSizeValue(true));
+  sub->add_option("--tasks", opts->tasks, "dispatch: round trips per point (default 10000)")->check(CLI::Range(1, 10000000));
+  sub->add_option("--repeats", opts->repeats, "bringup: chipmesh runs per point (default 15)")->check(CLI::Range(1, 100000));
+  sub->callback([opts] {
+    int rc = 1;
+    try {
+      if (opts->min_bytes && opts->max_bytes && opts->min_bytes > opts->max_bytes) {
+        std::fprintf(stderr, "chipmesh bench: --min-bytes is larger than --max-bytes\n");
+        rc = 2;
+      } else {
+        rc = bench::run_bench(*opts);
+      }
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "chipmesh bench: %s\n", e.what());
+      rc = 1;
+    }
+    // The command is done: leave with its status (main's own dispatch only
+    // knows the other commands).
+    std::fflush(nullptr);
+    std::exit(rc);
+  });
+}
+
+}  // namespace chipmesh::cli

@@ -1,0 +1,306 @@
+#include "demo.h"
+
+#include <sys/mman.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <numeric>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "chipmesh/errors.h"
+#include "chipmesh/shared_memory.h"
+#include "chipmesh/types.h"
+#include "chipmesh/worker.h"
+#include "demo_report.h"
+#include "demo_values.h"
+#include "interrupt_cleanup.h"
+
+namespace chipmesh::cli {
+
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+constexpr const char* kDtypes[] = {"float32", "float16", "bfloat16", "int32", nullptr};
+constexpr const char* kModes[] = {"onephase", "twophase", "ring", nullptr};  // scalar 0, 1, 2
+constexpr const char* kOps[] = {"sum", "max", "min", nullptr};               // scalar 0, 1, 2
+constexpr uint64_t kPage = 4096;
+// Per-rank kernel scratch the sim platform adds to each window (its default).
+constexpr uint64_t kWorkspaceAllowance = 1 << 20;
+
+int index_of(const char* const* list, const std::string& v) {
+  for (int i = 0; list[i]; ++i)
+    if (v == list[i]) return i;
+  return -1;
+}
+
+std::string joined(const char* const* list) {
+  std::string s;
+  for (int i = 0; list[i]; ++i) s += std::string(i ? ", " : "") + list[i];
+  return s;
+}
+
+// Everything the demo creates outside the Worker: the staging objects and
+// the directory holding the rootinfo file. Destroyed after the Worker (it is
+// declared first), so the Worker has closed before the directory goes.
+class DemoResources {
+ public:
+  DemoResources() = default;
+  DemoResources(const DemoResources&) = delete;
+  DemoResources& operator=(const DemoResources&) = delete;
+  ~DemoResources() {
+    unlink_staging();
+    inputs.clear();
+    outputs.clear();
+    if (!tmpdir.empty()) {
+      std::error_code ec;
+      fs::remove_all(tmpdir, ec);
+    }
+    interrupt_cleanup::reset();
+  }
+
+  // Removes the staging names; the mappings stay valid.
+  void unlink_staging() {
+    for (auto& s : inputs) s.unlink();
+    for (auto& s : outputs) s.unlink();
+  }
+
+  fs::path tmpdir;
+  std::vector<SharedMemory> inputs;   // by rank
+  std::vector<SharedMemory> outputs;  // by rank
+};
+
+// A fresh private directory for the rootinfo file.
+fs::path make_tmpdir() {
+  std::string tmpl = (fs::temp_directory_path() / "chipmesh_demo_XXXXXX").string();
+  if (::mkdtemp(tmpl.data()) == nullptr)
+    throw ConfigError("cannot create a temp directory for the rootinfo (" + tmpl + "): " + std::strerror(errno));
+  return tmpl;
+}
+
+// One random job token, unless the caller set one, so that the chips only
+// ever join this run's rootinfo.
+void ensure_job_token() {
+  if (const char* t = std::getenv("CHIPMESH_JOB_TOKEN"); t != nullptr && *t != '\0') return;
+  std::random_device rd;
+  char token[48];
+  std::snprintf(token, sizeof token, "demo-%d-%08x%08x", static_cast<int>(getpid()), rd(), rd());
+  ::setenv("CHIPMESH_JOB_TOKEN", token, 1);
+}
+
+// Fails early, with a clear message, when /dev/shm cannot hold the run
+// (touching a tmpfs page beyond its size would raise SIGBUS instead).
+void check_shm_space(const DemoOptions& o) {
+  struct statvfs vfs;
+  if (::statvfs("/dev/shm", &vfs) != 0) return;
+  const double avail = static_cast<double>(vfs.f_bavail) * static_cast<double>(vfs.f_frsize);
+  // Per chip: input + output staging, and a window of 2 * bytes (+ page, scratch).
+  const double need = static_cast<double>(o.chips) *
+                      (4.0 * static_cast<double>(o.bytes) + static_cast<double>(kPage + kWorkspaceAllowance));
+  if (need > avail) {
+    char msg[256];
+    std::snprintf(msg, sizeof msg,
+                  "%d chips x %llu bytes need about %.0f MiB of /dev/shm, only %.0f MiB are available",
+                  o.chips, static_cast<unsigned long long>(o.bytes), need / (1 << 20), avail / (1 << 20));
+    throw ConfigError(msg);
+  }
+}
+
+uint64_t buffer_addr(const ChipContext& ctx, int chip, const std::string& name) {
+  auto it = ctx.buffer_ptrs.find(name);
+  if (it == ctx.buffer_ptrs.end())
+    throw InternalError("chip " + std::to_string(chip) + " reported no '" + name + "' buffer");
+  return it->second;
+}
+
+void run_steps(const DemoOptions& o, DemoReport& rep) {
+  const DataType dtype = dtype_from_name(o.dtype);
+  const uint64_t count = o.bytes / dtype_size(dtype);
+  const ReduceOp op = static_cast<ReduceOp>(index_of(kOps, o.op));
+  const DemoPattern pattern(o.chips, op);
+  check_shm_space(o);
+  ensure_job_token();
+
+  DemoResources res;  // declared before the Worker: outlives it
+  interrupt_cleanup::install();
+  res.tmpdir = make_tmpdir();
+  interrupt_cleanup::add_dir(res.tmpdir.string());
+  const std::string rootinfo = (res.tmpdir / "rootinfo").string();
+  // The rootinfo is removed by the Worker; this covers an interrupted run.
+  interrupt_cleanup::add_file(rootinfo);
+
+  // Host staging: inputs filled with the closed-form values, outputs zero.
+  const std::string prefix = "/chipmesh_demo_" + std::to_string(getpid()) + "_";
+  for (int r = 0; r < o.chips; ++r) {
+    const std::string in_name = prefix + "in" + std::to_string(r);
+    const std::string out_name = prefix + "out" + std::to_string(r);
+    interrupt_cleanup::add_shm(in_name);
+    interrupt_cleanup::add_shm(out_name);
+    // A name carrying our pid can only be left by a dead process that had
+    // it before us: it is stale, and would make create() fail.
+    ::shm_unlink(in_name.c_str());
+    ::shm_unlink(out_name.c_str());
+    res.inputs.push_back(SharedMemory::create(in_name, o.bytes));
+    res.outputs.push_back(SharedMemory::create(out_name, o.bytes));
+    void* data = res.inputs.back().data();
+    for (uint64_t i = 0; i < count; ++i) store_element(dtype, data, i, pattern.input(r, i));
+  }
+
+  WorkerConfig cfg;
+  for (int r = 0; r < o.chips; ++r) {
+    cfg.device_ids.push_back(r);
+    ChipBootstrapConfig chip;
+    // Two buffers plus a page of slack; the platform may round it up.
+    chip.comm = ChipCommBootstrapConfig{r, o.chips, rootinfo, static_cast<size_t>(2 * o.bytes + kPage)};
+    ChipBufferSpec input;
+    input.name = "input";
+    input.dtype = dtype;
+    input.count = count;
+    input.nbytes = o.bytes;
+    input.load_from_host = true;
+    ChipBufferSpec output = input;
+    output.name = "output";
+    output.load_from_host = false;
+    output.store_to_host = true;
+    chip.buffers = {input, output};
+    chip.host_inputs = {HostBufferStaging{"input", res.inputs[static_cast<size_t>(r)].name(), o.bytes}};
+    chip.host_outputs = {HostBufferStaging{"output", res.outputs[static_cast<size_t>(r)].name(), o.bytes}};
+    cfg.chip_bootstrap_configs.push_back(std::move(chip));
+  }
+  cfg.platform = o.platform;
+
+  Worker worker(std::move(cfg));
+  const auto t0 = Clock::now();
+  worker.init();
+  const auto t1 = Clock::now();
+  // The chips read their inputs during bring-up and keep their output
+  // staging mapped: the names can go now (nothing to leak from here on).
+  res.unlink_staging();
+
+  rep.phases_ms = worker.bringup_phases_ms();
+  if (auto it = rep.phases_ms.find("total"); it != rep.phases_ms.end())
+    rep.bringup_ms = it->second;
+  else
+    rep.bringup_ms = std::chrono::duration<double, std::milli>(t1 - t0).count();
+
+  const auto& contexts = worker.chip_contexts();
+  std::vector<int> chips;
+  std::vector<Task> tasks;
+  for (int c = 0; c < o.chips; ++c) {
+    const ChipContext& ctx = contexts.at(static_cast<size_t>(c));
+    Task t;
+    t.kernel = "chipmesh_allreduce";
+    t.library = "";  // the built-in kernels
+    t.tensors = {TensorArg{buffer_addr(ctx, c, "input"), dtype, {count}},
+                 TensorArg{buffer_addr(ctx, c, "output"), dtype, {count}}};
+    t.scalars = {static_cast<uint64_t>(index_of(kModes, o.mode)), static_cast<uint64_t>(op)};
+    chips.push_back(c);
+    tasks.push_back(std::move(t));
+  }
+  auto allreduce = [&] { worker.run([&](Orchestrator& orch) { orch.submit_group(chips, tasks); }); };
+
+  allreduce();  // warm-up: first-touch, kernel library load
+  std::vector<double> us;
+  for (int k = 0; k < o.iters; ++k) {
+    const auto a = Clock::now();
+    allreduce();
+    us.push_back(std::chrono::duration<double, std::micro>(Clock::now() - a).count());
+  }
+  std::sort(us.begin(), us.end());
+  const size_t n = us.size();
+  rep.allreduce_us = n % 2 ? us[n / 2] : (us[n / 2 - 1] + us[n / 2]) / 2;
+  rep.allreduce_us_min = us.front();
+  rep.allreduce_us_mean = std::accumulate(us.begin(), us.end(), 0.0) / static_cast<double>(n);
+
+  // Every chip copied its output into its staging after each successful run.
+  double max_err = 0;
+  for (int r = 0; r < o.chips; ++r) {
+    const void* data = res.outputs[static_cast<size_t>(r)].data();
+    for (uint64_t i = 0; i < count; ++i) {
+      const double got = load_element(dtype, data, i);
+      const double want = static_cast<double>(pattern.expected(i));
+      const double err = std::isnan(got) ? INFINITY : std::fabs(got - want);
+      if (err == 0) continue;
+      max_err = std::max(max_err, err);
+      if (rep.wrong_elements++ == 0) {
+        char buf[160];
+        std::snprintf(buf, sizeof buf, "rank %d element %llu: got %g, expected %g", r,
+                      static_cast<unsigned long long>(i), got, want);
+        rep.first_wrong = buf;
+      }
+    }
+  }
+  rep.max_abs_error = max_err;
+
+  worker.close();
+}
+
+}  // namespace
+
+const char* const* demo_dtypes() { return kDtypes; }
+const char* const* demo_modes() { return kModes; }
+const char* const* demo_ops() { return kOps; }
+
+std::string validate_demo_options(const DemoOptions& o) {
+  if (o.chips < 1 || o.chips > kDemoMaxChips)
+    return "--chips must be in 1.." + std::to_string(kDemoMaxChips) + ", got " + std::to_string(o.chips);
+  if (index_of(kDtypes, o.dtype) < 0) return "--dtype must be one of " + joined(kDtypes) + ", got '" + o.dtype + "'";
+  if (index_of(kModes, o.mode) < 0) return "--mode must be one of " + joined(kModes) + ", got '" + o.mode + "'";
+  if (index_of(kOps, o.op) < 0) return "--op must be one of " + joined(kOps) + ", got '" + o.op + "'";
+  if (o.platform.empty()) return "--platform must not be empty";
+  if (o.iters < 1 || o.iters > 100000) return "--iters must be in 1..100000, got " + std::to_string(o.iters);
+  const uint64_t size = dtype_size(dtype_from_name(o.dtype));
+  if (o.bytes == 0 || o.bytes % size != 0)
+    return "--bytes must be a positive multiple of the " + o.dtype + " element size (" + std::to_string(size) +
+           "), got " + std::to_string(o.bytes);
+  if (o.bytes > kDemoMaxBytes)
+    return "--bytes must be at most " + std::to_string(kDemoMaxBytes) + ", got " + std::to_string(o.bytes);
+  return "";
+}
+
+int run_demo(const DemoOptions& o) {
+  if (std::string why = validate_demo_options(o); !why.empty()) {
+    std::fprintf(stderr, "chipmesh demo: %s\n", why.c_str());
+    return 2;
+  }
+  DemoReport rep;
+  rep.chips = o.chips;
+  rep.bytes = o.bytes;
+  rep.elements = o.bytes / dtype_size(dtype_from_name(o.dtype));
+  rep.dtype = o.dtype;
+  rep.mode = o.mode;
+  rep.op = o.op;
+  rep.platform = o.platform;
+  rep.iterations = o.iters;
+
+  try {
+    run_steps(o, rep);
+  } catch (const Error& e) {
+    rep.error = describe(e);
+  } catch (const std::exception& e) {
+    rep.error = e.what();
+  }
+  rep.ok = rep.error.empty() && rep.max_abs_error && rep.wrong_elements == 0;
+
+  // The error goes to stderr; the report (text or JSON) to stdout.
+  if (!rep.error.empty()) std::fprintf(stderr, "chipmesh demo: %s\n", rep.error.c_str());
+  std::fflush(stderr);
+  if (o.json)
+    print_demo_json(rep, stdout);
+  else
+    print_demo_text(rep, stdout);
+  std::fflush(stdout);
+  return rep.ok ? 0 : 1;
+}
+
+}  // namespace chipmesh::cli

@@ -1,0 +1,44 @@
+// What `chipmesh demo` measured and found, printed as text or one JSON object.
+#pragma once
+
+#include <cstdint>
+#include <cstdio>
+#include <map>
+#include <optional>
+#include <string>
+
+namespace chipmesh::cli {
+
+struct DemoReport {
+  // The run.
+  int chips = 0;
+  uint64_t bytes = 0;
+  uint64_t elements = 0;
+  std::string dtype;
+  std::string mode;
+  std::string op;
+  std::string platform;
+  int iterations = 0;
+  // Measurements (absent when the run failed before taking them).
+  std::optional<double> bringup_ms;
+  std::map<std::string, double> phases_ms;  // as Worker::bringup_phases_ms()
+  std::optional<double> allreduce_us;       // median per call
+  std::optional<double> allreduce_us_min;
+  std::optional<double> allreduce_us_mean;
+  std::optional<double> max_abs_error;
+  uint64_t wrong_elements = 0;
+  std::string first_wrong;  // "rank 1 element 5: got 3, expected 4"
+  // Outcome.
+  std::string error;  // "" unless a step failed
+  bool ok = false;
+
+  // bytes / allreduce time, in GB/s (1e9 bytes per second).
+  std::optional<double> algbw_gbps() const;
+  // algbw * 2(n-1)/n: the bytes each chip moves over its links, per second.
+  std::optional<double> busbw_gbps() const;
+};
+
+void print_demo_text(const DemoReport& r, FILE* out);
+void print_demo_json(const DemoReport& r, FILE* out);
+
+}  // namespace chipmesh::cli
