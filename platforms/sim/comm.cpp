@@ -111,10 +111,7 @@ void SimComm::collective_barrier(const char* what, const std::function<void()>& 
     return;
   }
   auto released = [&] { return c.bar_gen.load(std::memory_order_acquire) != gen; };
-  for (int i = futex::spin_budget(nranks_); i > 0; --i) {
-    if (released()) return;
-    futex::cpu_relax();
-  }
+  if (futex::spin_then_yield(released, nranks_)) return;
   Deadline deadline(timeout_);
   for (;;) {
     if (released()) return;

@@ -100,6 +100,24 @@ bool read_rootinfo(const std::string& path, const std::string& job, RootInfo* ou
   return true;
 }
 
+// One inotify instance per thread, kept for the life of the process: closing
+// one waits for an SRCU grace period in the kernel (measured 7-15 ms here),
+// which would otherwise land on every non-root rank's comm_init.
+int rendezvous_inotify() {
+  thread_local int fd = -1;
+  if (fd < 0) {
+    fd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
+    if (fd < 0) throw CommError("comm_init: inotify_init1 failed: " + errno_text(errno));
+  }
+  return fd;
+}
+
+void drain_inotify(int fd) {
+  alignas(struct inotify_event) char buf[4096];
+  while (::read(fd, buf, sizeof(buf)) > 0) {
+  }
+}
+
 }  // namespace
 
 std::string ctrl_shm_name(pid_t creator, uint64_t token) {
@@ -241,11 +259,18 @@ void SimComm::join_published() {
   // between the look and the wait still wakes us.
   std::filesystem::path path(rootinfo_path_);
   std::string dir = path.has_parent_path() ? path.parent_path().string() : ".";
-  Fd in{inotify_init1(IN_CLOEXEC | IN_NONBLOCK)};
-  if (in.fd < 0) throw CommError("comm_init: inotify_init1 failed: " + errno_text(errno));
-  if (inotify_add_watch(in.fd, dir.c_str(), IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_ATTRIB) < 0)
+  const int in = rendezvous_inotify();
+  const int watch = inotify_add_watch(in, dir.c_str(), IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_ATTRIB);
+  if (watch < 0)
     throw ConfigError("comm_init: cannot watch directory '" + dir + "' of rootinfo_path '" + rootinfo_path_ +
                       "': " + errno_text(errno));
+  struct Unwatch {
+    int in, watch;
+    ~Unwatch() {
+      inotify_rm_watch(in, watch);
+      drain_inotify(in);
+    }
+  } unwatch{in, watch};
 
   Deadline deadline(timeout_);
   std::string why;
@@ -257,14 +282,10 @@ void SimComm::join_published() {
                          " ms waiting for rank 0 to publish rootinfo '" + rootinfo_path_ + "' (" + why + ")");
     // Block until the directory changes; the slice bounds how long a stale
     // file whose owner just died goes unnoticed.
-    struct pollfd pfd{in.fd, POLLIN, 0};
+    struct pollfd pfd{in, POLLIN, 0};
     auto slice = std::chrono::duration_cast<std::chrono::milliseconds>(
         deadline.next_slice(std::chrono::milliseconds(200)));
-    if (::poll(&pfd, 1, static_cast<int>(slice.count()) + 1) > 0) {
-      alignas(struct inotify_event) char buf[4096];
-      while (::read(in.fd, buf, sizeof(buf)) > 0) {
-      }
-    }
+    if (::poll(&pfd, 1, static_cast<int>(slice.count()) + 1) > 0) drain_inotify(in);
   }
 }
 

@@ -5,6 +5,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <sched.h>
+
+#include <algorithm>
 #include <climits>
 #include <thread>
 
@@ -35,9 +38,17 @@ void wake(const std::atomic<uint32_t>* word, int count) {
   syscall(SYS_futex, address(word), FUTEX_WAKE, count, nullptr, nullptr, 0);
 }
 
-int spin_budget(int participants) {
-  static const int cores = static_cast<int>(std::thread::hardware_concurrency());
-  return participants > cores ? 64 : 4000;
+namespace {
+int cores() {
+  static const int n = std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+  return n;
 }
+}  // namespace
+
+int spin_budget(int participants) { return participants > cores() ? 64 : 4000; }
+
+int yield_budget(int participants) { return participants > cores() ? 32 : 0; }
+
+void yield_cpu() { sched_yield(); }
 
 }  // namespace chipmesh::futex

@@ -17,12 +17,34 @@ void wake(const std::atomic<uint32_t>* word, int count = INT32_MAX);
 // outnumber cores, where spinning only steals time from the peer being waited on.
 int spin_budget(int participants);
 
+// How many times a waiter yields its core before it sleeps, once spinning is
+// over: only when processes outnumber cores, where the one being waited on
+// is likely runnable on this very core and a futex round trip costs more.
+int yield_budget(int participants);
+
+void yield_cpu();
+
 inline void cpu_relax() {
 #if defined(__x86_64__) || defined(__i386__)
   __builtin_ia32_pause();
 #elif defined(__aarch64__)
   asm volatile("yield");
 #endif
+}
+
+// Spins, then yields, until ready() or both budgets are spent; returns
+// ready()'s last value. Callers then block on a futex.
+template <typename Pred>
+bool spin_then_yield(Pred&& ready, int participants) {
+  for (int i = spin_budget(participants); i > 0; --i) {
+    if (ready()) return true;
+    cpu_relax();
+  }
+  for (int i = yield_budget(participants); i > 0; --i) {
+    if (ready()) return true;
+    yield_cpu();
+  }
+  return ready();
 }
 
 }  // namespace chipmesh::futex

@@ -57,9 +57,8 @@ class ChipServer {
 
   [[noreturn]] void serve() {
     ChipShared& s = *a_.shared;
-    const int spin = futex::spin_budget(2);
     for (uint32_t seq = 0;; ++seq) {
-      wait_for_request(s, seq, spin);
+      wait_for_request(s, seq);
       Entry& e = s.entries[seq % kRingDepth];
       bool shutdown = e.op == Op::Shutdown;
       handle(e, s.chunks[seq % kRingDepth]);
@@ -70,11 +69,11 @@ class ChipServer {
   }
 
  private:
-  void wait_for_request(ChipShared& s, uint32_t seq, int spin) {
-    for (int i = 0; i < spin; ++i) {
-      if (s.req_seq.load(std::memory_order_acquire) != seq) return;
-      futex::cpu_relax();
-    }
+  void wait_for_request(ChipShared& s, uint32_t seq) {
+    // Spin long only while the chips and the parent have a core each;
+    // otherwise a spinning chip steals the core the parent or a peer needs.
+    if (futex::spin_then_yield([&] { return s.req_seq.load(std::memory_order_acquire) != seq; }, a_.num_chips + 1))
+      return;
     while (s.req_seq.load(std::memory_order_acquire) == seq) {
       s.chip_sleeping.store(1, std::memory_order_seq_cst);
       if (s.req_seq.load(std::memory_order_seq_cst) == seq)

@@ -13,6 +13,7 @@ namespace chipmesh::worker {
 
 struct ChipProcessArgs {
   int index;
+  int num_chips;  // how many chip processes share the cores (spin budget)
   int device_id;
   std::string platform;
   const ChipBootstrapConfig* config;

@@ -108,6 +108,7 @@ void Worker::Impl::fork_chips() {
     }
     if (pid == 0) {
       worker::ChipProcessArgs args{static_cast<int>(i),
+                                   static_cast<int>(n()),
                                    cfg.device_ids[i],
                                    cfg.platform,
                                    cfg.chip_bootstrap_configs.empty() ? &kNoComm : &cfg.chip_bootstrap_configs[i],

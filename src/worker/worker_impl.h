@@ -74,10 +74,7 @@ struct Worker::Impl {
 
 template <typename Pred>
 bool Worker::Impl::wait_until(Pred&& done, const Deadline* deadline) {
-  for (int i = futex::spin_budget(static_cast<int>(n()) + 1); i > 0; --i) {
-    if (done()) return true;
-    futex::cpu_relax();
-  }
+  if (futex::spin_then_yield(done, static_cast<int>(n()) + 1)) return true;
   for (;;) {
     const uint32_t seen = header->events.load(std::memory_order_acquire);
     if (done()) return true;
