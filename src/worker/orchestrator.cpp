@@ -99,7 +99,9 @@ void Orchestrator::wait() {
 }
 
 void Worker::run(const std::function<void(Orchestrator&)>& orch) {
-  impl_->require_usable(0, "run");
+  if (impl_->state != Impl::State::Running)
+    throw ConfigError(std::string("Worker::run: the worker is ") +
+                      (impl_->state == Impl::State::Created ? "not initialized (call init() first)" : "closed"));
   for (auto* c : impl_->chips) c->abort.store(0, std::memory_order_release);
   impl_->pending_error.reset();
   Orchestrator o(*this);

@@ -44,9 +44,14 @@ void Worker::Impl::inspect(size_t chip) {
       abort_running_kernels();
     }
   }
-  if (done != next_req[chip] && watcher->dead(chip) && !pending_error) {
-    pending_error = chip_error(chip, watcher->cause(chip));
-    abort_running_kernels();
+  // A chip that died with requests in flight fails them once; later waits
+  // see it as settled (require_usable refuses new work for it).
+  if (done != next_req[chip] && watcher->dead(chip)) {
+    if (!pending_error) {
+      pending_error = chip_error(chip, watcher->cause(chip));
+      abort_running_kernels();
+    }
+    next_req[chip] = done;
   }
 }
 

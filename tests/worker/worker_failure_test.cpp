@@ -140,6 +140,8 @@ TEST_F(WorkerKernelFailure, KernelSegfaulting) {
   EXPECT_THROW(w->malloc(3, 8), ChipError);
   uint64_t p = w->malloc(0, 8);
   w->free(0, p);
+  w->run([&](Orchestrator& o) { o.submit_group({0, 1, 2}, task("test_noop")); });
+  EXPECT_THROW(w->run([&](Orchestrator& o) { o.submit(3, task("test_noop")); }), ChipError);
 }
 
 TEST_F(WorkerKernelFailure, UnknownKernelAndLibrary) {
