@@ -1,0 +1,229 @@
+// chipmesh_allreduce: argument checking and dispatch on the mode.
+//
+//   tensors[0] input, tensors[1] output: same dtype (float32, float16,
+//   bfloat16, int32) and element count, both inside this rank's window, not
+//   overlapping, aligned to the element size; every rank passes buffers at the
+//   same window offsets (buffers are carved identically on every rank).
+//   scalars[0] mode: 0 onephase, 1 twophase, 2 ring.
+//   scalars[1] op:   0 sum, 1 max, 2 min.
+//
+// When the kernel returns on a rank, no peer reads that rank's input or
+// output any more: both may be reused at once.
+#include "allreduce.h"
+
+#include <cstring>
+
+#include "chipmesh/kernel.h"
+#include "chipmesh/types.h"
+#include "reduce_ops.h"
+
+namespace chipmesh::kernels {
+namespace {
+
+using device::fail;
+
+const char* mode_name(uint64_t mode) {
+  switch (mode) {
+    case 0: return "onephase";
+    case 1: return "twophase";
+    case 2: return "ring";
+    default: return "?";
+  }
+}
+
+const char* dtype_label(uint32_t dtype) {
+  switch (static_cast<DataType>(dtype)) {
+    case DataType::FLOAT32: return "float32";
+    case DataType::FLOAT16: return "float16";
+    case DataType::BFLOAT16: return "bfloat16";
+    case DataType::INT32: return "int32";
+    default: return "unsupported";
+  }
+}
+
+// Element count of a tensor with overflow checking; false when the shape
+// is malformed (too many dimensions) or the product overflows.
+bool checked_count(const chipmesh_tensor& t, uint64_t* out) {
+  if (t.ndim > CHIPMESH_KERNEL_MAX_DIMS) return false;
+  uint64_t n = 1;
+  for (uint32_t i = 0; i < t.ndim; ++i)
+    if (__builtin_mul_overflow(n, t.shape[i], &n)) return false;
+  *out = n;
+  return true;
+}
+
+int validate(const chipmesh_kernel_args* args, AllreduceCall* call) {
+  if (args->abi_version != CHIPMESH_KERNEL_ABI_VERSION)
+    return fail(args, CHIPMESH_ERR_CONFIG, "allreduce: kernel ABI version %u, expected %u", args->abi_version,
+                CHIPMESH_KERNEL_ABI_VERSION);
+  const CommContext* ctx = args->comm;
+  if (!ctx) return fail(args, CHIPMESH_ERR_CONFIG, "allreduce: this chip has no communicator");
+  if (ctx->rankNum < 1 || ctx->rankNum > CHIPMESH_MAX_RANKS || ctx->rankId >= ctx->rankNum)
+    return fail(args, CHIPMESH_ERR_CONFIG, "allreduce: bad communicator context (rank %u of %u)", ctx->rankId,
+                ctx->rankNum);
+  if (!device::flag_fits(ctx, kLastCollectiveLine))
+    return fail(args, CHIPMESH_ERR_CONFIG, "allreduce: workSpace of %llu bytes is too small (needs %u)",
+                static_cast<unsigned long long>(ctx->workSpaceSize),
+                (kLastCollectiveLine + 1) * CHIPMESH_FLAG_BYTES);
+  if (args->num_tensors != 2 || !args->tensors)
+    return fail(args, CHIPMESH_ERR_CONFIG, "allreduce: expects 2 tensors (input, output), got %u",
+                args->tensors ? args->num_tensors : 0u);
+  if (args->num_scalars != 2 || !args->scalars)
+    return fail(args, CHIPMESH_ERR_CONFIG, "allreduce: expects 2 scalars (mode, op), got %u",
+                args->scalars ? args->num_scalars : 0u);
+
+  const chipmesh_tensor& in = args->tensors[0];
+  const chipmesh_tensor& out = args->tensors[1];
+  const uint64_t mode = args->scalars[0];
+  const uint64_t op = args->scalars[1];
+  if (mode > 2)
+    return fail(args, CHIPMESH_ERR_CONFIG, "allreduce: mode %llu is not 0 (onephase), 1 (twophase) or 2 (ring)",
+                static_cast<unsigned long long>(mode));
+  if (op > 2)
+    return fail(args, CHIPMESH_ERR_CONFIG, "allreduce: op %llu is not 0 (sum), 1 (max) or 2 (min)",
+                static_cast<unsigned long long>(op));
+
+  const size_t esize = reduce_dtype_size(in.dtype);
+  if (esize == 0)
+    return fail(args, CHIPMESH_ERR_CONFIG,
+                "allreduce: input dtype %u is not supported (float32, float16, bfloat16 or int32)", in.dtype);
+  if (out.dtype != in.dtype)
+    return fail(args, CHIPMESH_ERR_CONFIG, "allreduce: dtype mismatch: input %s (%u), output %s (%u)",
+                dtype_label(in.dtype), in.dtype, dtype_label(out.dtype), out.dtype);
+
+  uint64_t n_in = 0, n_out = 0;
+  if (!checked_count(in, &n_in))
+    return fail(args, CHIPMESH_ERR_CONFIG, "allreduce: input shape is invalid (ndim %u, max %d, or overflow)",
+                in.ndim, CHIPMESH_KERNEL_MAX_DIMS);
+  if (!checked_count(out, &n_out))
+    return fail(args, CHIPMESH_ERR_CONFIG, "allreduce: output shape is invalid (ndim %u, max %d, or overflow)",
+                out.ndim, CHIPMESH_KERNEL_MAX_DIMS);
+  if (n_in != n_out)
+    return fail(args, CHIPMESH_ERR_CONFIG, "allreduce: element count mismatch: input %llu, output %llu",
+                static_cast<unsigned long long>(n_in), static_cast<unsigned long long>(n_out));
+  uint64_t nbytes = 0;
+  if (__builtin_mul_overflow(n_in, esize, &nbytes))
+    return fail(args, CHIPMESH_ERR_CONFIG, "allreduce: %llu elements overflow the address space",
+                static_cast<unsigned long long>(n_in));
+
+  const uint64_t in_off = device::window_offset(ctx, in.addr, nbytes);
+  if (in_off == UINT64_MAX)
+    return fail(args, CHIPMESH_ERR_CONFIG,
+                "allreduce: input [0x%llx, +%llu bytes) is not inside this rank's window [0x%llx, +%llu bytes)",
+                static_cast<unsigned long long>(in.addr), static_cast<unsigned long long>(nbytes),
+                static_cast<unsigned long long>(ctx->windowsIn[ctx->rankId]),
+                static_cast<unsigned long long>(ctx->winSize));
+  const uint64_t out_off = device::window_offset(ctx, out.addr, nbytes);
+  if (out_off == UINT64_MAX)
+    return fail(args, CHIPMESH_ERR_CONFIG,
+                "allreduce: output [0x%llx, +%llu bytes) is not inside this rank's window [0x%llx, +%llu bytes)",
+                static_cast<unsigned long long>(out.addr), static_cast<unsigned long long>(nbytes),
+                static_cast<unsigned long long>(ctx->windowsIn[ctx->rankId]),
+                static_cast<unsigned long long>(ctx->winSize));
+  if (in.addr % esize != 0 || out.addr % esize != 0)
+    return fail(args, CHIPMESH_ERR_CONFIG,
+                "allreduce: input 0x%llx and output 0x%llx must be aligned to the %zu-byte element size",
+                static_cast<unsigned long long>(in.addr), static_cast<unsigned long long>(out.addr), esize);
+  if (nbytes > 0 && in_off < out_off + nbytes && out_off < in_off + nbytes)
+    return fail(args, CHIPMESH_ERR_CONFIG,
+                "allreduce: input (window offset %llu) and output (window offset %llu) overlap (%llu bytes each)",
+                static_cast<unsigned long long>(in_off), static_cast<unsigned long long>(out_off),
+                static_cast<unsigned long long>(nbytes));
+
+  *call = AllreduceCall{args,
+                        ctx,
+                        ctx->rankId,
+                        ctx->rankNum,
+                        in.dtype,
+                        static_cast<uint32_t>(op),
+                        static_cast<Mode>(mode),
+                        esize,
+                        n_in,
+                        in_off,
+                        out_off};
+  return 0;
+}
+
+}  // namespace
+
+namespace {
+
+CallDesc* call_desc(const CommContext* ctx, uint32_t rank, uint32_t call_no) {
+  return reinterpret_cast<CallDesc*>(device::flag(ctx, static_cast<int>(rank), kCallDescLine0 + call_no % 2));
+}
+
+}  // namespace
+
+void begin_call(AllreduceCall& c) {
+  device::Flag* counter = device::flag(c.ctx, static_cast<int>(c.rank), kCallCounterLine);
+  c.call_no = counter->value.load(std::memory_order_relaxed) + 1;
+  counter->value.store(c.call_no, std::memory_order_relaxed);
+  CallDesc* d = call_desc(c.ctx, c.rank, c.call_no);
+  d->count.store(c.count, std::memory_order_relaxed);
+  d->in_off.store(c.in_off, std::memory_order_relaxed);
+  d->out_off.store(c.out_off, std::memory_order_relaxed);
+  d->dtype.store(c.dtype, std::memory_order_relaxed);
+  d->mode.store(static_cast<uint32_t>(c.mode), std::memory_order_relaxed);
+  d->op.store(c.op, std::memory_order_relaxed);
+  d->call_no.store(c.call_no, std::memory_order_relaxed);
+  d->ring_seq.store(c.ring_seq, std::memory_order_relaxed);
+  // Published by the release of the flag the caller sets next.
+}
+
+int check_call_desc(const AllreduceCall& c, uint32_t peer) {
+  const CallDesc* d = call_desc(c.ctx, peer, c.call_no);
+  const uint64_t count = d->count.load(std::memory_order_relaxed);
+  const uint64_t in_off = d->in_off.load(std::memory_order_relaxed);
+  const uint64_t out_off = d->out_off.load(std::memory_order_relaxed);
+  const uint32_t dtype = d->dtype.load(std::memory_order_relaxed);
+  const uint32_t mode = d->mode.load(std::memory_order_relaxed);
+  const uint32_t op = d->op.load(std::memory_order_relaxed);
+  const uint32_t call_no = d->call_no.load(std::memory_order_relaxed);
+  const uint32_t ring_seq = d->ring_seq.load(std::memory_order_relaxed);
+  if (count == c.count && in_off == c.in_off && out_off == c.out_off && dtype == c.dtype &&
+      mode == static_cast<uint32_t>(c.mode) && op == c.op && call_no == c.call_no && ring_seq == c.ring_seq)
+    return 0;
+  return fail(c.args, CHIPMESH_ERR_CONFIG,
+              "allreduce: ranks disagree: rank %u called count=%llu dtype=%s mode=%s op=%u in@%llu out@%llu "
+              "(call %u, seq %u), rank %u called count=%llu dtype=%s mode=%s op=%u in@%llu out@%llu (call %u, seq %u)",
+              c.rank, static_cast<unsigned long long>(c.count), dtype_label(c.dtype),
+              mode_name(static_cast<uint32_t>(c.mode)), c.op, static_cast<unsigned long long>(c.in_off),
+              static_cast<unsigned long long>(c.out_off), c.call_no, c.ring_seq, peer,
+              static_cast<unsigned long long>(count), dtype_label(dtype), mode_name(mode), op,
+              static_cast<unsigned long long>(in_off), static_cast<unsigned long long>(out_off), call_no, ring_seq);
+}
+
+int open_barrier_call(AllreduceCall& c) {
+  begin_call(c);
+  if (int rc = device::barrier(c.args)) return rc;
+  for (uint32_t r = 0; r < c.nranks; ++r) {
+    if (int rc = check_call_desc(c, r)) {
+      char message[CHIPMESH_KERNEL_ERROR_SIZE] = {};
+      if (c.args->error) std::memcpy(message, c.args->error, sizeof(message) - 1);
+      if (int brc = device::barrier(c.args)) return brc;
+      return fail(c.args, rc, "%s", message);
+    }
+  }
+  return 0;
+}
+
+}  // namespace chipmesh::kernels
+
+CHIPMESH_KERNEL(chipmesh_allreduce) {
+  using namespace chipmesh::kernels;
+  if (!args) return CHIPMESH_ERR_CONFIG;
+  AllreduceCall call{};
+  if (int rc = validate(args, &call)) return rc;
+  if (call.count == 0) return 0;  // nothing moves; no rank touches a peer
+  if (call.nranks == 1) {
+    std::memcpy(local_at<char>(call, call.out_off), local_at<const char>(call, call.in_off),
+                call.count * call.elem_size);
+    return 0;
+  }
+  switch (call.mode) {
+    case Mode::kOnePhase: return allreduce_onephase(call);
+    case Mode::kTwoPhase: return allreduce_twophase(call);
+    case Mode::kRing: return allreduce_ring(call);
+  }
+  return chipmesh::device::fail(args, CHIPMESH_ERR_INTERNAL, "allreduce: unreachable mode");
+}

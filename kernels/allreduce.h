@@ -1,0 +1,83 @@
+// Internal interface between the allreduce entry point (argument checking,
+// dispatch) and its three algorithms, one per file.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+
+#include "chipmesh/kernel.h"
+
+namespace chipmesh::kernels {
+
+// Scratch lines of the built-in collectives (indices 2..63 are reserved for
+// them; 0 and 1 belong to device::barrier).
+inline constexpr uint32_t kRingProgressFlag = 2;  // ring: units completed, only grows; read by neighbours
+inline constexpr uint32_t kCallCounterLine = 3;   // allreduce calls made by this rank (its own use)
+inline constexpr uint32_t kCallDescLine0 = 4;     // call descriptors, two slots used by call parity
+inline constexpr uint32_t kLastCollectiveLine = kCallDescLine0 + 1;
+
+enum class Mode : uint32_t { kOnePhase = 0, kTwoPhase = 1, kRing = 2 };
+
+// One validated allreduce call on this rank.
+struct AllreduceCall {
+  const chipmesh_kernel_args* args;
+  const CommContext* ctx;
+  uint32_t rank;
+  uint32_t nranks;
+  uint32_t dtype;     // a chipmesh::DataType value (float32, float16, bfloat16, int32)
+  uint32_t op;        // 0 sum, 1 max, 2 min
+  Mode mode;
+  size_t elem_size;
+  uint64_t count;     // elements (> 0)
+  uint64_t in_off;    // offsets inside the window, identical on every rank
+  uint64_t out_off;
+  uint32_t call_no = 0;   // this rank's allreduce call number (set by begin_call)
+  uint32_t ring_seq = 0;  // ring: the progress value that means "entered"; 0 otherwise
+};
+
+// What a rank publishes about a call so peers can check that they agree.
+// Call k uses slot k % 2 of the rank's two descriptor lines: a slot is
+// rewritten two calls later, when every peer has finished reading it (a peer
+// reads rank r's descriptor before it can complete the call, and rank r
+// cannot complete the next call before that peer has entered it). So a peer
+// never reads a torn or a later descriptor, also after a failed call.
+struct CallDesc {
+  std::atomic<uint64_t> count;
+  std::atomic<uint64_t> in_off;
+  std::atomic<uint64_t> out_off;
+  std::atomic<uint32_t> dtype;
+  std::atomic<uint32_t> mode;
+  std::atomic<uint32_t> op;
+  std::atomic<uint32_t> call_no;
+  std::atomic<uint32_t> ring_seq;
+};
+static_assert(sizeof(CallDesc) <= CHIPMESH_FLAG_BYTES, "a call descriptor fits its line");
+
+// Numbers this call (every rank numbers its calls alike) and publishes its
+// descriptor; the caller then signals that it entered the call.
+void begin_call(AllreduceCall& c);
+// 0 when rank `peer` published the same call as this one; otherwise records a
+// CHIPMESH_ERR_CONFIG message naming both and returns it.
+int check_call_desc(const AllreduceCall& c, uint32_t peer);
+// Opening of the barrier-based modes: begin the call, barrier (every input is
+// written), check every rank's call against this one. On a disagreement
+// every rank reaches the same verdict, passes one more barrier (so barriers
+// stay paired and the communicator stays usable) and returns
+// CHIPMESH_ERR_CONFIG.
+int open_barrier_call(AllreduceCall& c);
+
+template <typename T>
+inline T* local_at(const AllreduceCall& c, uint64_t off) {
+  return reinterpret_cast<T*>(c.ctx->windowsIn[c.rank] + off);
+}
+template <typename T>
+inline T* peer_at(const AllreduceCall& c, uint32_t rank, uint64_t off) {
+  return reinterpret_cast<T*>(c.ctx->windowsIn[rank] + off);
+}
+
+int allreduce_onephase(AllreduceCall& c);
+int allreduce_twophase(AllreduceCall& c);
+int allreduce_ring(AllreduceCall& c);
+
+}  // namespace chipmesh::kernels

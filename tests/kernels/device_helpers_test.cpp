@@ -1,0 +1,408 @@
+// The device-side helpers of chipmesh/kernel_device.h: window arithmetic,
+// flags (set, add, wait with deadline, abort and wrap-around), barrier, and
+// the small utilities (fail, element_count, flag_fits). Multi-rank cases run
+// forked sim ranks with a real communicator.
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "chipmesh/chip_worker.h"
+#include "chipmesh/kernel.h"
+#include "chipmesh/types.h"
+#include "support/fork_ranks.h"
+#include "support/leak_check.h"
+
+namespace chipmesh {
+namespace {
+
+using namespace std::chrono_literals;
+using testing::all_ok;
+using testing::fork_ranks;
+namespace dev = chipmesh::device;
+
+// One sim rank with a communicator and the given window buffers.
+struct CommRank {
+  ChipWorker w;
+  ChipBootstrapResult res;
+  const CommContext* ctx = nullptr;
+
+  CommRank(int rank, int n, const std::string& rootinfo, size_t window, std::vector<ChipBufferSpec> buffers = {}) {
+    w.init("sim");
+    ChipBootstrapConfig cfg;
+    cfg.comm = ChipCommBootstrapConfig{rank, n, rootinfo, window};
+    cfg.buffers = std::move(buffers);
+    res = w.bootstrap_context(rank, cfg);
+    ctx = reinterpret_cast<const CommContext*>(res.device_ctx);
+  }
+  ~CommRank() {
+    try {
+      w.shutdown_bootstrap();
+      w.finalize();
+    } catch (...) {
+    }
+  }
+};
+
+// Kernel arguments for helper calls made directly (not through a kernel).
+struct Args {
+  chipmesh_kernel_args a{};
+  uint32_t abort_word = 0;
+  char error[CHIPMESH_KERNEL_ERROR_SIZE] = {};
+
+  explicit Args(const CommContext* ctx, std::chrono::nanoseconds timeout = 60s) {
+    a.abi_version = CHIPMESH_KERNEL_ABI_VERSION;
+    a.comm = ctx;
+    a.deadline_ns = dev::now_ns() + static_cast<uint64_t>(timeout.count());
+    a.abort = &abort_word;
+    a.error = error;
+  }
+  Args(const Args&) = delete;
+};
+
+class DeviceHelpers : public ::testing::Test {
+ protected:
+  testing::ScratchDir scratch;
+  std::string path = scratch.file("rootinfo");
+  void TearDown() override { EXPECT_TRUE(scratch.entries().empty()) << "rootinfo left behind"; }
+};
+
+// --- windows ------------------------------------------------------------------
+
+TEST(DeviceWindows, PeerWindowWindowOffsetAndPeerBufferArithmetic) {
+  CommContext ctx{};
+  ctx.rankNum = 3;
+  ctx.rankId = 1;
+  ctx.winSize = 4096;
+  ctx.windowsIn[0] = 0x10000;
+  ctx.windowsIn[1] = 0x40000;
+  ctx.windowsIn[2] = 0x90000;
+
+  EXPECT_EQ(reinterpret_cast<uint64_t>(dev::peer_window(&ctx, 0)), 0x10000u);
+  EXPECT_EQ(reinterpret_cast<uint64_t>(dev::peer_window(&ctx, 2, 100)), 0x90000u + 100);
+
+  // window_offset: inside this rank's (rank 1) window only, bounds inclusive.
+  EXPECT_EQ(dev::window_offset(&ctx, 0x40000, 4096), 0u);
+  EXPECT_EQ(dev::window_offset(&ctx, 0x40000 + 96, 4000), 96u);
+  EXPECT_EQ(dev::window_offset(&ctx, 0x40000 + 97, 4000), UINT64_MAX);  // one byte past the end
+  EXPECT_EQ(dev::window_offset(&ctx, 0x40000, 4097), UINT64_MAX);
+  EXPECT_EQ(dev::window_offset(&ctx, 0x3FFFF, 1), UINT64_MAX);  // before the base
+  EXPECT_EQ(dev::window_offset(&ctx, 0x40000 + 4096, 0), 4096u);  // empty range at the end
+  EXPECT_EQ(dev::window_offset(&ctx, 0x40000 + 4097, 0), UINT64_MAX);
+  EXPECT_EQ(dev::window_offset(&ctx, 0x10000, 8), UINT64_MAX);  // a peer's window is not "local"
+  EXPECT_EQ(dev::window_offset(&ctx, UINT64_MAX, 2), UINT64_MAX);  // no wrap-around
+  EXPECT_EQ(dev::window_offset(&ctx, 0x40010, UINT64_MAX), UINT64_MAX);
+
+  auto* local = reinterpret_cast<const float*>(0x40000 + 64);
+  EXPECT_EQ(reinterpret_cast<uint64_t>(dev::peer_buffer(&ctx, 0, local)), 0x10000u + 64);
+  EXPECT_EQ(reinterpret_cast<uint64_t>(dev::peer_buffer(&ctx, 1, local)), 0x40000u + 64);
+  EXPECT_EQ(reinterpret_cast<uint64_t>(dev::peer_buffer(&ctx, 2, local)), 0x90000u + 64);
+
+  // Flags live in the scratch right after each rank's window.
+  EXPECT_EQ(reinterpret_cast<uint64_t>(dev::flag(&ctx, 2, 0)), 0x90000u + 4096);
+  EXPECT_EQ(reinterpret_cast<uint64_t>(dev::flag(&ctx, 0, 5)), 0x10000u + 4096 + 5 * CHIPMESH_FLAG_BYTES);
+}
+
+TEST_F(DeviceHelpers, PeerBufferReachesEveryRanksCopyOfABuffer) {
+  constexpr int n = 3;
+  auto outcomes = fork_ranks(n, [&](int rank) {
+    CommRank R(rank, n, path, 8192,
+               {{"pad", DataType::UINT8, 100, 100}, {"x", DataType::INT32, 16, 64}});
+    const CommContext* ctx = R.ctx;
+    CM_REQUIRE(ctx->workSpace == ctx->windowsIn[rank] + ctx->winSize) << "sim scratch follows the window";
+    auto* x = reinterpret_cast<int32_t*>(R.res.buffer_ptrs[1]);
+    CM_REQUIRE(dev::window_offset(ctx, R.res.buffer_ptrs[1], 64) == 100);
+    for (int i = 0; i < 16; ++i) x[i] = rank * 1000 + i;
+    Args args(ctx);
+    CM_REQUIRE(dev::barrier(&args.a) == 0) << args.error;
+    for (int p = 0; p < n; ++p) {
+      const int32_t* px = dev::peer_buffer(ctx, p, x);
+      CM_REQUIRE(reinterpret_cast<uint64_t>(px) == ctx->windowsIn[p] + 100);
+      CM_REQUIRE(reinterpret_cast<const int32_t*>(dev::peer_window(ctx, p, 100)) == px);
+      for (int i = 0; i < 16; ++i) CM_REQUIRE(px[i] == p * 1000 + i) << "peer " << p << " element " << i;
+    }
+    CM_REQUIRE(dev::barrier(&args.a) == 0) << args.error;  // peers stop reading before teardown
+  });
+  EXPECT_TRUE(all_ok(outcomes));
+}
+
+// --- flags --------------------------------------------------------------------
+
+TEST_F(DeviceHelpers, FlagSetAddAndWaitAcrossRanks) {
+  constexpr int n = 4;
+  constexpr uint32_t kSignal = CHIPMESH_FIRST_USER_FLAG;      // on rank 0, set by rank 0
+  constexpr uint32_t kCounter = CHIPMESH_FIRST_USER_FLAG + 1; // on rank 0, added to by everyone
+  constexpr uint32_t kPing = CHIPMESH_FIRST_USER_FLAG + 2;    // own flag of ranks 0 and 1
+  constexpr uint32_t kAdds = 2000;
+  constexpr uint32_t kRounds = 2000;
+  auto outcomes = fork_ranks(n, [&](int rank) {
+    CommRank R(rank, n, path, 4096);
+    const CommContext* ctx = R.ctx;
+    CM_REQUIRE(dev::flag_fits(ctx, kPing));
+    Args args(ctx);
+
+    // 1. A late set wakes every waiter (they sleep on the futex by then).
+    if (rank == 0) {
+      std::this_thread::sleep_for(100ms);
+      dev::flag_set(dev::flag(ctx, 0, kSignal), 7);
+    } else {
+      CM_REQUIRE(dev::flag_wait_ge(&args.a, dev::flag(ctx, 0, kSignal), 7) == 0) << args.error;
+      CM_REQUIRE(dev::flag(ctx, 0, kSignal)->value.load() == 7);
+    }
+
+    // 2. Concurrent adds on one flag are all counted; flag_add returns the new value.
+    uint32_t last = 0;
+    for (uint32_t i = 0; i < kAdds; ++i) {
+      uint32_t v = dev::flag_add(dev::flag(ctx, 0, kCounter), 1);
+      CM_REQUIRE(v > last) << "flag_add returns the value after the add";
+      last = v;
+    }
+    CM_REQUIRE(dev::flag_wait_ge(&args.a, dev::flag(ctx, 0, kCounter), n * kAdds) == 0) << args.error;
+    CM_REQUIRE(dev::flag(ctx, 0, kCounter)->value.load() == n * kAdds);
+
+    // 3. Ping-pong between ranks 0 and 1: data written before a set is
+    //    visible after the matching wait.
+    if (rank < 2) {
+      const int peer = 1 - rank;
+      auto* mine = reinterpret_cast<volatile uint64_t*>(ctx->windowsIn[rank]);
+      auto* theirs = reinterpret_cast<volatile uint64_t*>(ctx->windowsIn[peer]);
+      for (uint32_t k = 1; k <= kRounds; ++k) {
+        if (rank == 0) {
+          *mine = k * 3;
+          dev::flag_set(dev::flag(ctx, 0, kPing), k);
+          CM_REQUIRE(dev::flag_wait_ge(&args.a, dev::flag(ctx, 1, kPing), k) == 0) << args.error;
+          CM_REQUIRE(*theirs == k * 5) << "round " << k;
+        } else {
+          CM_REQUIRE(dev::flag_wait_ge(&args.a, dev::flag(ctx, 0, kPing), k) == 0) << args.error;
+          CM_REQUIRE(*theirs == k * 3) << "round " << k;
+          *mine = k * 5;
+          dev::flag_set(dev::flag(ctx, 1, kPing), k);
+        }
+      }
+    }
+    CM_REQUIRE(dev::barrier(&args.a) == 0) << args.error;
+  });
+  EXPECT_TRUE(all_ok(outcomes));
+}
+
+TEST(DeviceFlags, WaitTimesOutAtTheDeadline) {
+  dev::Flag f{};
+  f.value.store(3);
+  Args args(nullptr, 200ms);
+  const auto start = std::chrono::steady_clock::now();
+  int rc = dev::flag_wait_ge(&args.a, &f, 4);
+  const auto took = std::chrono::steady_clock::now() - start;
+  EXPECT_EQ(rc, CHIPMESH_ERR_TIMEOUT);
+  EXPECT_GE(took, 195ms);
+  EXPECT_LT(took, 400ms);
+  EXPECT_NE(std::string(args.error).find("timed out"), std::string::npos) << args.error;
+  EXPECT_NE(std::string(args.error).find("4"), std::string::npos) << args.error;
+  EXPECT_EQ(f.sleepers.load(), 0u) << "a sleeper unregisters itself";
+}
+
+TEST(DeviceFlags, DeadlineInThePastStillSucceedsWhenReached) {
+  dev::Flag f{};
+  f.value.store(10);
+  Args args(nullptr, 0ns);
+  args.a.deadline_ns = 1;  // long gone
+  EXPECT_EQ(dev::flag_wait_ge(&args.a, &f, 10), 0);
+  EXPECT_EQ(dev::flag_wait_ge(&args.a, &f, 9), 0);
+  EXPECT_EQ(dev::flag_wait_ge(&args.a, &f, 11), CHIPMESH_ERR_TIMEOUT);
+}
+
+TEST(DeviceFlags, ZeroDeadlineMeansNoDeadline) {
+  dev::Flag f{};
+  Args args(nullptr);
+  args.a.deadline_ns = 0;
+  std::thread setter([&] {
+    std::this_thread::sleep_for(150ms);
+    dev::flag_set(&f, 1);
+  });
+  EXPECT_EQ(dev::flag_wait_ge(&args.a, &f, 1), 0) << args.error;
+  setter.join();
+}
+
+TEST(DeviceFlags, AbortMakesAWaitReturnCommError) {
+  dev::Flag f{};
+  Args args(nullptr, 30s);
+  std::thread aborter([&] {
+    std::this_thread::sleep_for(100ms);
+    std::atomic_ref<uint32_t>(args.abort_word).store(1);
+  });
+  const auto start = std::chrono::steady_clock::now();
+  int rc = dev::flag_wait_ge(&args.a, &f, 1);
+  const auto took = std::chrono::steady_clock::now() - start;
+  aborter.join();
+  EXPECT_EQ(rc, CHIPMESH_ERR_COMM);
+  EXPECT_GE(took, 95ms);
+  EXPECT_LT(took, 400ms) << "abort is noticed within one sleep slice";
+  EXPECT_NE(std::string(args.error).find("abort"), std::string::npos) << args.error;
+
+  // Already aborted and not reached: returns promptly.
+  const auto again = std::chrono::steady_clock::now();
+  EXPECT_EQ(dev::flag_wait_ge(&args.a, &f, 1), CHIPMESH_ERR_COMM);
+  EXPECT_LT(std::chrono::steady_clock::now() - again, 100ms);
+  // Reached wins over abort.
+  dev::flag_set(&f, 1);
+  EXPECT_EQ(dev::flag_wait_ge(&args.a, &f, 1), 0);
+}
+
+TEST(DeviceFlags, WaitIsWrapAware) {
+  dev::Flag f{};
+  Args args(nullptr, 100ms);
+  f.value.store(0xFFFFFFF0u);
+  EXPECT_EQ(dev::flag_wait_ge(&args.a, &f, 0xFFFFFFE0u), 0);
+  EXPECT_EQ(dev::flag_wait_ge(&args.a, &f, 0x10u), CHIPMESH_ERR_TIMEOUT) << "0x10 is 32 steps after 0xFFFFFFF0";
+  EXPECT_EQ(dev::flag_add(&f, 0x20u), 0x10u);
+  Args again(nullptr, 100ms);
+  EXPECT_EQ(dev::flag_wait_ge(&again.a, &f, 0x10u), 0);
+  EXPECT_EQ(dev::flag_wait_ge(&again.a, &f, 0xFFFFFFF0u), 0);
+}
+
+TEST(DeviceFlags, SetWakesASleepingWaiterInAnotherThread) {
+  dev::Flag f{};
+  Args args(nullptr, 10s);
+  std::thread waiter_thread;
+  int rc = -1;
+  waiter_thread = std::thread([&] { rc = dev::flag_wait_ge(&args.a, &f, 5); });
+  // Wait until the waiter sleeps on the futex, then wake it with one set.
+  for (int i = 0; i < 2000 && f.sleepers.load() == 0; ++i) std::this_thread::sleep_for(1ms);
+  EXPECT_EQ(f.sleepers.load(), 1u);
+  const auto start = std::chrono::steady_clock::now();
+  dev::flag_set(&f, 5);
+  waiter_thread.join();
+  EXPECT_EQ(rc, 0) << args.error;
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 40ms) << "woken by the futex, not by the slice timeout";
+}
+
+TEST(DeviceFlags, FlagFitsChecksTheWorkspaceSize) {
+  CommContext ctx{};
+  ctx.workSpaceSize = 4 * CHIPMESH_FLAG_BYTES;
+  EXPECT_TRUE(dev::flag_fits(&ctx, 0));
+  EXPECT_TRUE(dev::flag_fits(&ctx, 3));
+  EXPECT_FALSE(dev::flag_fits(&ctx, 4));
+  ctx.workSpaceSize = 64 << 10;
+  EXPECT_TRUE(dev::flag_fits(&ctx, CHIPMESH_FIRST_USER_FLAG));
+  EXPECT_TRUE(dev::flag_fits(&ctx, 1023));
+  EXPECT_FALSE(dev::flag_fits(&ctx, 1024));
+  EXPECT_FALSE(dev::flag_fits(&ctx, UINT32_MAX));
+}
+
+// --- barrier ------------------------------------------------------------------
+
+TEST_F(DeviceHelpers, BarrierTenThousandTimesOnFourRanks) {
+  constexpr int n = 4;
+  constexpr uint32_t kIters = 10000;
+  constexpr uint32_t kMark = CHIPMESH_FIRST_USER_FLAG;
+  auto outcomes = fork_ranks(n, [&](int rank) {
+    CommRank R(rank, n, path, 4096);
+    const CommContext* ctx = R.ctx;
+    Args args(ctx);
+    dev::Flag* mine = dev::flag(ctx, rank, kMark);
+    const auto start = std::chrono::steady_clock::now();
+    for (uint32_t k = 1; k <= kIters; ++k) {
+      // Before barrier k every rank marks k; after it every peer has marked
+      // k and none has gone past barrier k + 1.
+      mine->value.store(k, std::memory_order_relaxed);
+      CM_REQUIRE(dev::barrier(&args.a) == 0) << "barrier " << k << ": " << args.error;
+      for (int p = 0; p < n; ++p) {
+        uint32_t v = dev::flag(ctx, p, kMark)->value.load(std::memory_order_relaxed);
+        CM_REQUIRE(v == k || v == k + 1) << "barrier " << k << ": rank " << p << " marked " << v;
+      }
+    }
+    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    if (rank == 0) testing::rank_note(std::to_string(kIters) + " barriers in " + std::to_string(secs) + " s");
+    CM_REQUIRE(dev::flag(ctx, rank, dev::kBarrierLocal)->value.load() == kIters);
+  }, 120s);
+  EXPECT_TRUE(all_ok(outcomes));
+  std::printf("[ barrier ] %s\n", outcomes[0].message.c_str());
+}
+
+TEST_F(DeviceHelpers, BarrierOnSixteenRanks) {
+  constexpr int n = 16;  // more ranks than cores: waits must sleep, not livelock
+  auto outcomes = fork_ranks(n, [&](int rank) {
+    CommRank R(rank, n, path, 4096);
+    Args args(R.ctx);
+    for (int k = 0; k < 100; ++k) CM_REQUIRE(dev::barrier(&args.a) == 0) << "barrier " << k << ": " << args.error;
+  }, 120s);
+  EXPECT_TRUE(all_ok(outcomes));
+}
+
+TEST_F(DeviceHelpers, BarrierTimesOutWhenAPeerNeverArrives) {
+  constexpr int n = 2;
+  auto outcomes = fork_ranks(n, [&](int rank) {
+    CommRank R(rank, n, path, 4096);
+    if (rank == 1) return;  // never calls the barrier
+    Args args(R.ctx, 300ms);
+    const auto start = std::chrono::steady_clock::now();
+    int rc = dev::barrier(&args.a);
+    const auto took = std::chrono::steady_clock::now() - start;
+    CM_REQUIRE(rc == CHIPMESH_ERR_TIMEOUT) << rc;
+    CM_REQUIRE(took >= 290ms && took < 1s);
+    CM_REQUIRE(std::string(args.error).find("timed out") != std::string::npos) << args.error;
+  });
+  EXPECT_TRUE(all_ok(outcomes));
+}
+
+TEST(DeviceBarrier, WithoutACommunicatorIsAConfigError) {
+  Args args(nullptr);
+  EXPECT_EQ(dev::barrier(&args.a), CHIPMESH_ERR_CONFIG);
+  EXPECT_NE(std::string(args.error).find("no communicator"), std::string::npos) << args.error;
+
+  CommContext ctx{};
+  ctx.rankNum = 2;
+  ctx.workSpaceSize = 64;  // room for flag 0 only
+  Args small(&ctx);
+  EXPECT_EQ(dev::barrier(&small.a), CHIPMESH_ERR_CONFIG);
+  EXPECT_NE(std::string(small.error).find("workSpace"), std::string::npos) << small.error;
+}
+
+// --- utilities ----------------------------------------------------------------
+
+TEST(DeviceUtilities, FailFormatsIntoTheErrorBufferAndTruncates) {
+  Args args(nullptr);
+  EXPECT_EQ(dev::fail(&args.a, CHIPMESH_ERR_CONFIG, "bad %s %d", "value", 42), CHIPMESH_ERR_CONFIG);
+  EXPECT_STREQ(args.error, "bad value 42");
+
+  std::string longer(2 * CHIPMESH_KERNEL_ERROR_SIZE, 'x');
+  EXPECT_EQ(dev::fail(&args.a, CHIPMESH_ERR_INTERNAL, "%s", longer.c_str()), CHIPMESH_ERR_INTERNAL);
+  EXPECT_EQ(std::strlen(args.error), static_cast<size_t>(CHIPMESH_KERNEL_ERROR_SIZE - 1));
+
+  // No error buffer, or no args at all: only the status comes back.
+  args.a.error = nullptr;
+  EXPECT_EQ(dev::fail(&args.a, CHIPMESH_ERR_COMM, "ignored"), CHIPMESH_ERR_COMM);
+  EXPECT_EQ(dev::fail(nullptr, CHIPMESH_ERR_TIMEOUT, "ignored"), CHIPMESH_ERR_TIMEOUT);
+}
+
+TEST(DeviceUtilities, ElementCountIsTheProductOfTheShape) {
+  chipmesh_tensor t{};
+  EXPECT_EQ(dev::element_count(t), 1u) << "a scalar tensor";
+  t.ndim = 3;
+  t.shape[0] = 7;
+  t.shape[1] = 11;
+  t.shape[2] = 13;
+  EXPECT_EQ(dev::element_count(t), 1001u);
+  t.shape[1] = 0;
+  EXPECT_EQ(dev::element_count(t), 0u);
+  t.ndim = CHIPMESH_KERNEL_MAX_DIMS;
+  for (int i = 0; i < CHIPMESH_KERNEL_MAX_DIMS; ++i) t.shape[i] = 2;
+  EXPECT_EQ(dev::element_count(t), 256u);
+}
+
+TEST(DeviceUtilities, NowIsMonotonicNanoseconds) {
+  uint64_t a = dev::now_ns();
+  std::this_thread::sleep_for(10ms);
+  uint64_t b = dev::now_ns();
+  EXPECT_GE(b - a, 9'000'000u);
+  EXPECT_LT(b - a, 1'000'000'000u);
+}
+
+}  // namespace
+}  // namespace chipmesh
