@@ -33,6 +33,8 @@ void register_bench_command(CLI::App& app) {
   sub->add_option("--platform", opts->platform, "platform name or path")->capture_default_str();
   sub->add_option("--chips", opts->chips, "bringup, dispatch: chip counts (default 1 2 4 8 16)")
       ->check(CLI::Range(1, 64));
+  sub->add_option("--windows", opts->windows, "bringup: window sizes (default 1MiB 64MiB)")
+      ->transform(CLI::AsSizeValue(true));
   sub->add_option("--ranks", opts->ranks, "allreduce: rank counts (default 2 4)")->check(CLI::Range(1, 64));
   sub->add_option("--modes", opts->modes, "allreduce: modes (default onephase twophase ring)")
       ->check(CLI::IsMember({"onephase", "twophase", "ring"}));

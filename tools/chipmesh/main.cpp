@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "bench_command.h"
 #include "chipmesh/version.h"
 #include "clean.h"
 #include "demo.h"
@@ -82,6 +83,9 @@ int main(int argc, char** argv) {
   clean->add_option("--rootinfo", clean_opts.rootinfo_paths,
                     "rootinfo file(s) to check: removed when their rank 0 is gone (clean only checks the "
                     "rootinfo files it is given, and their temp files)");
+
+  // `chipmesh bench ...` runs (and exits) from its own callback.
+  register_bench_command(app);
 
   // CLI11 reads an unknown word as a missing subcommand: name it instead.
   auto is_command = [&](const std::string& word) {

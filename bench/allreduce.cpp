@@ -1,0 +1,290 @@
+// `chipmesh bench allreduce`: an nccl-tests style table of the built-in
+// allreduce (float32, sum, out of place) for 8 B .. 256 MiB in x4 steps, on
+// N = 2 and 4 ranks, for each mode (onephase, twophase, ring), side by side
+// with Open MPI's MPI_Allreduce over the same sizes and ranks. Every result
+// is checked (#wrong). Rounds alternate: all chipmesh modes, then one mpirun
+// over all sizes, again.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <numeric>
+#include <sstream>
+
+#include "bench.h"
+#include "chipmesh/worker.h"
+#include "mpi_peer.h"
+
+namespace chipmesh::bench {
+
+namespace {
+
+const char* const kModeNames[] = {"onephase", "twophase", "ring"};
+
+// Must match bench/mpi/mpi_allreduce.c: small integers, so fp32 sums are exact.
+inline float input_value(int rank, uint64_t i) {
+  return static_cast<float>(static_cast<int>((i * 7 + static_cast<uint64_t>(rank) * 13) % 31) - 15);
+}
+
+double bus_factor(int n) { return n > 1 ? 2.0 * (n - 1) / n : 0.0; }
+
+struct Point {
+  std::vector<double> us;  // per call
+  int64_t wrong = -1;      // -1 = not checked
+};
+
+// Timed calls per size over all rounds (fewer for big sizes).
+int total_iters(uint64_t bytes, bool quick) {
+  if (quick) return 4;
+  return static_cast<int>(std::clamp<uint64_t>((uint64_t{2} << 30) / std::max<uint64_t>(bytes, 1), 9, 300));
+}
+int warmup_iters(uint64_t bytes, bool quick) { return quick ? 1 : bytes >= (uint64_t{64} << 20) ? 1 : 5; }
+
+// "<bytes> <count> <wrong> t1 t2 ..." lines of the MPI program.
+void parse_mpi(const std::string& out, std::map<uint64_t, Point>& into) {
+  std::istringstream lines(out);
+  for (std::string line; std::getline(lines, line);) {
+    std::istringstream in(line);
+    unsigned long long bytes = 0;
+    long long count = 0, wrong = 0;
+    if (!(in >> bytes >> count >> wrong)) continue;
+    Point& p = into[bytes];
+    p.wrong = std::max<int64_t>(p.wrong, wrong);
+    for (double t; in >> t;) p.us.push_back(t);
+  }
+}
+
+}  // namespace
+
+BenchResult run_allreduce(const BenchOptions& o) {
+  BenchResult res;
+  res.name = "allreduce";
+  const auto start = Clock::now();
+  const std::vector<int> ranks = !o.ranks.empty() ? o.ranks : o.quick ? std::vector<int>{2} : std::vector<int>{2, 4};
+  std::vector<int> modes;
+  if (o.modes.empty()) modes = {0, 1, 2};
+  for (const auto& m : o.modes)
+    for (int k = 0; k < 3; ++k)
+      if (m == kModeNames[k]) modes.push_back(k);
+  const uint64_t lo = o.min_bytes ? o.min_bytes : 8;
+  const uint64_t hi = o.max_bytes ? o.max_bytes : o.quick ? (uint64_t{32} << 10) : (uint64_t{256} << 20);
+  std::vector<uint64_t> sizes;
+  for (uint64_t s = std::max<uint64_t>(lo, 4); s <= hi; s *= 4) sizes.push_back(s / 4 * 4);
+  if (sizes.empty() || sizes.back() != hi / 4 * 4) sizes.push_back(std::max<uint64_t>(hi / 4 * 4, 4));
+  const int rounds = o.quick ? 1 : 3;
+  MpiPeer mpi(o);
+  say(o.out, "allreduce: float32 sum, %s .. %s (x4), ranks {", size_label(sizes.front()).c_str(),
+      size_label(sizes.back()).c_str());
+  for (int n : ranks) say(o.out, " %d", n);
+  say(o.out, " }, %d alternating rounds\n", rounds);
+
+  // memcpy bandwidth per size (for the ">= 50% of memcpy" target).
+  std::map<uint64_t, double> memcpy_gbps;
+  try {
+    const uint64_t max_bytes = sizes.back();
+    const uint64_t max_count = max_bytes / 4;
+    std::vector<float> host(max_count > 0 ? max_count : 1), expected(max_count > 0 ? max_count : 1),
+        back(max_count > 0 ? max_count : 1);
+    {
+      std::vector<float> other(host.size());
+      for (size_t i = 0; i < host.size(); ++i) host[i] = static_cast<float>(i), other[i] = 0;
+      for (uint64_t s : sizes) {
+        std::vector<double> us;
+        const int reps = std::max(3, total_iters(s, o.quick) / 4);
+        for (int r = 0; r < reps; ++r) {
+          const auto t0 = Clock::now();
+          std::memcpy(other.data(), host.data(), s);
+          us.push_back(us_between(t0, Clock::now()));
+        }
+        memcpy_gbps[s] = gbps(static_cast<double>(s), median_of(us));
+      }
+    }
+    TempDir tmp;
+    for (int n : ranks) {
+      // Buffers at the same window offsets on every rank: input, then output.
+      WorkerConfig cfg;
+      cfg.platform = o.platform;
+      const std::string rootinfo = tmp.fresh("rootinfo");
+      for (int r = 0; r < n; ++r) {
+        cfg.device_ids.push_back(r);
+        ChipBootstrapConfig c;
+        c.comm = ChipCommBootstrapConfig{r, n, rootinfo, static_cast<size_t>(2 * max_bytes + 4096)};
+        ChipBufferSpec in;
+        in.name = "input";
+        in.dtype = DataType::FLOAT32;
+        in.count = max_count;
+        in.nbytes = max_count * 4;
+        ChipBufferSpec out = in;
+        out.name = "output";
+        c.buffers = {in, out};
+        cfg.chip_bootstrap_configs.push_back(std::move(c));
+      }
+      say(o.out, "  %d ranks: bring-up with %s windows\n", n, size_label(2 * max_bytes + 4096).c_str());
+      Worker w(std::move(cfg));
+      w.init();
+      const auto& ctx = w.chip_contexts();
+      for (uint64_t i = 0; i < max_count; ++i) {
+        float sum = 0;
+        for (int r = 0; r < n; ++r) sum += input_value(r, i);
+        expected[i] = sum;
+      }
+      for (int r = 0; r < n; ++r) {
+        for (uint64_t i = 0; i < max_count; ++i) host[i] = input_value(r, i);
+        w.copy_to(r, ctx[r].buffer_ptrs.at("input"), host.data(), max_count * 4);
+      }
+      std::vector<int> all(static_cast<size_t>(n));
+      std::iota(all.begin(), all.end(), 0);
+      auto call = [&](int mode, uint64_t bytes) {
+        std::vector<Task> tasks;
+        for (int r = 0; r < n; ++r) {
+          Task t;
+          t.kernel = "chipmesh_allreduce";
+          t.tensors = {TensorArg{ctx[r].buffer_ptrs.at("input"), DataType::FLOAT32, {bytes / 4}},
+                       TensorArg{ctx[r].buffer_ptrs.at("output"), DataType::FLOAT32, {bytes / 4}}};
+          t.scalars = {static_cast<uint64_t>(mode), 0};
+          tasks.push_back(std::move(t));
+        }
+        w.run([&](Orchestrator& orch) { orch.submit_group(all, tasks); });
+      };
+      // One checked call: outputs set to NaN first, then every element of
+      // every rank compared with the closed form.
+      auto check = [&](int mode, uint64_t bytes) -> int64_t {
+        const uint64_t count = bytes / 4;
+        std::fill(host.begin(), host.begin() + static_cast<std::ptrdiff_t>(count), NAN);
+        for (int r = 0; r < n; ++r) w.copy_to(r, ctx[r].buffer_ptrs.at("output"), host.data(), bytes);
+        call(mode, bytes);
+        int64_t wrong = 0;
+        for (int r = 0; r < n; ++r) {
+          w.copy_from(r, back.data(), ctx[r].buffer_ptrs.at("output"), bytes);
+          for (uint64_t i = 0; i < count; ++i) wrong += !(back[i] == expected[i]);
+        }
+        return wrong;
+      };
+
+      std::map<std::pair<int, uint64_t>, Point> cm;  // (mode, bytes)
+      std::map<uint64_t, Point> mp;
+      for (int round = 0; round < rounds; ++round) {
+        for (uint64_t s : sizes) {
+          const int iters = std::max(1, total_iters(s, o.quick) / rounds);
+          for (int mode : modes) {
+            Point& p = cm[{mode, s}];
+            if (round == 0) {
+              for (int k = 0; k < warmup_iters(s, o.quick); ++k) call(mode, s);
+              p.wrong = check(mode, s);
+              if (p.wrong) res.wrong += p.wrong;
+            }
+            for (int k = 0; k < iters; ++k) {
+              const auto t0 = Clock::now();
+              call(mode, s);
+              p.us.push_back(us_between(t0, Clock::now()));
+            }
+          }
+        }
+        if (mpi.available()) {
+          std::vector<std::string> args;
+          for (uint64_t s : sizes)
+            args.push_back(std::to_string(s) + ":" + std::to_string(std::max(1, total_iters(s, o.quick) / rounds)) +
+                           ":" + std::to_string(warmup_iters(s, o.quick)));
+          say(o.out, "  %d ranks: round %d: Open MPI\n", n, round + 1);
+          ProcessResult pr = mpi.run(n, MpiPeer::kAllreduceProgram, args, o.quick ? 120.0 : 400.0);
+          if (pr.ok()) parse_mpi(pr.out, mp);
+        }
+      }
+      w.close();
+
+      for (int mode : modes) {
+        Table t("allreduce_n" + std::to_string(n) + "_" + kModeNames[mode],
+                "allreduce, " + std::to_string(n) + " ranks, mode " + kModeNames[mode] +
+                    ", float32 sum, out of place (median; ratio = chipmesh busbw / MPI busbw)",
+                {{"size_bytes", "size(B)", 0},
+                 {"count", "count", 0},
+                 {"type", "type", 0},
+                 {"redop", "redop", 0},
+                 {"time_us", "time(us)", 1},
+                 {"algbw_gbps", "algbw(GB/s)", 2},
+                 {"busbw_gbps", "busbw(GB/s)", 2},
+                 {"wrong", "#wrong", 0},
+                 {"mpi_time_us", "MPI time(us)", 1},
+                 {"mpi_busbw_gbps", "MPI busbw(GB/s)", 2},
+                 {"mpi_wrong", "MPI #wrong", 0},
+                 {"ratio_mpi", "x MPI", 2},
+                 {"memcpy_gbps", "memcpy(GB/s)", 2},
+                 {"ratio_memcpy", "busbw/memcpy", 2}});
+        double bus_sum = 0, mpi_bus_sum = 0;
+        int bus_n = 0, mpi_bus_n = 0;
+        double worst_mpi = 1e9, worst_mc = 1e9;
+        int64_t mode_wrong = 0;
+        bool in_range = false, mpi_in_range = false;
+        for (uint64_t s : sizes) {
+          const Point& p = cm[{mode, s}];
+          mode_wrong += std::max<int64_t>(p.wrong, 0);
+          const double us = median_of(p.us);
+          const double alg = gbps(static_cast<double>(s), us), bus = alg * bus_factor(n);
+          bus_sum += bus, ++bus_n;
+          Cell mt, mb, mw, ratio;
+          double mbus = 0;
+          auto it = mp.find(s);
+          if (it != mp.end() && !it->second.us.empty()) {
+            const double mus = median_of(it->second.us);
+            mbus = gbps(static_cast<double>(s), mus) * bus_factor(n);
+            mt = mus, mb = mbus, mw = it->second.wrong, ratio = bus / mbus;
+            mpi_bus_sum += mbus, ++mpi_bus_n;
+          }
+          const double mc = memcpy_gbps[s];
+          t.add_row({static_cast<int64_t>(s), static_cast<int64_t>(s / 4), std::string("float"), std::string("sum"),
+                     us, alg, bus, p.wrong, mt, mb, mw, ratio, mc, mc > 0 ? Cell{bus / mc} : Cell{}});
+          if (n == 2 && s >= (uint64_t{1} << 20) && s <= (uint64_t{64} << 20)) {
+            in_range = true;
+            worst_mc = std::min(worst_mc, bus / mc);
+            if (mbus > 0) {
+              mpi_in_range = true;
+              worst_mpi = std::min(worst_mpi, bus / mbus);
+            }
+          }
+        }
+        char line[160];
+        std::snprintf(line, sizeof line, "Avg bus bandwidth    : %.4f GB/s (chipmesh %s, %d ranks)",
+                      bus_n ? bus_sum / bus_n : 0.0, kModeNames[mode], n);
+        t.add_note(line);
+        if (mpi_bus_n) {
+          std::snprintf(line, sizeof line, "Avg bus bandwidth    : %.4f GB/s (Open MPI MPI_Allreduce, %d ranks)",
+                        mpi_bus_sum / mpi_bus_n, n);
+          t.add_note(line);
+        }
+        t.add_note(mpi.note());
+        if (n == 2) {
+          Target tg{std::string("allreduce busbw, 2 ranks, 1-64 MiB, ") + kModeNames[mode],
+                    "not measured (no size in 1-64 MiB)", ">= 1.5x Open MPI and >= 50% of memcpy", false, false};
+          if (in_range) {
+            char buf[200];
+            if (mpi_in_range)
+              std::snprintf(buf, sizeof buf, "worst %.2fx Open MPI, worst %.0f%% of memcpy", worst_mpi, worst_mc * 100);
+            else
+              std::snprintf(buf, sizeof buf, "Open MPI unavailable; worst %.0f%% of memcpy", worst_mc * 100);
+            tg.measured = buf;
+            if (mode_wrong) tg.measured += "; WRONG RESULTS (" + std::to_string(mode_wrong) + " elements)";
+            tg.known = mpi_in_range;
+            tg.met = mpi_in_range && worst_mpi >= 1.5 && worst_mc >= 0.5 && mode_wrong == 0;
+          }
+          res.targets.push_back(tg);
+        }
+        res.tables.push_back(std::move(t));
+        say(o.out, "  %d ranks, %s: avg busbw %.3f GB/s\n", n, kModeNames[mode], bus_n ? bus_sum / bus_n : 0.0);
+      }
+    }
+  } catch (const std::exception& e) {
+    res.failed = true;
+    res.notes.push_back(std::string("chipmesh failed: ") + e.what());
+    say(o.out, "allreduce: FAILED: %s\n", e.what());
+  }
+  res.notes.push_back(mpi.note());
+  if (mpi.available() || !mpi.version().empty())
+    res.notes.push_back("MPI command: " + mpi.command_line(2, MpiPeer::kAllreduceProgram, {"BYTES:ITERS:WARMUP", "..."}));
+  res.notes.push_back("time: Worker::run() of one submit_group (one task per rank) until every rank is done, median; "
+                      "MPI: MPI_Barrier then MPI_Allreduce, max over ranks, median; busbw = algbw * 2(n-1)/n");
+  res.seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  return res;
+}
+
+}  // namespace chipmesh::bench

@@ -1,0 +1,47 @@
+// chipmesh benchmarks: bring-up, dispatch, copies and allreduce, each run
+// side by side with its peer (fork floor, raw shared-memory ping-pong,
+// memcpy, Open MPI) in the same invocation. `chipmesh bench` is the command
+// line; run_bench() is the whole thing as a library call.
+#pragma once
+
+#include <cstdint>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "common.h"
+
+namespace chipmesh::bench {
+
+struct BenchOptions {
+  std::string what = "all";   // bringup | dispatch | copy | allreduce | all
+  std::string json_path;      // write every table as JSON here ("" = no file)
+  bool quick = false;         // smoke mode: tiny sizes, few iterations
+  bool no_mpi = false;        // skip the Open MPI peers (marked unavailable)
+  std::string platform = "sim";
+  // Overrides ({} / 0 = the benchmark's defaults, which depend on quick):
+  std::vector<int> chips;           // bringup, dispatch: chip counts
+  std::vector<uint64_t> windows;    // bringup: window sizes (bytes)
+  std::vector<int> ranks;           // allreduce: rank counts
+  std::vector<std::string> modes;   // allreduce: onephase, twophase, ring
+  uint64_t min_bytes = 0;           // copy, allreduce: smallest size
+  uint64_t max_bytes = 0;           // copy, allreduce: largest size
+  int tasks = 0;                    // dispatch: tasks per measurement
+  int repeats = 0;                  // bringup: chipmesh repetitions per point
+  std::FILE* out = stdout;          // tables and progress
+};
+
+BenchResult run_bringup(const BenchOptions& o);
+BenchResult run_dispatch(const BenchOptions& o);
+BenchResult run_copy(const BenchOptions& o);
+BenchResult run_allreduce(const BenchOptions& o);
+
+// Runs o.what, prints every table, the targets and the summary, writes the
+// JSON file. Returns 0, or 1 when a result was wrong or chipmesh failed
+// (an unavailable peer never fails), 2 for bad options.
+int run_bench(const BenchOptions& o);
+
+// The JSON document run_bench writes: {"machine", "options", "benchmarks": [...]}.
+nlohmann::json results_json(const BenchOptions& o, const std::vector<BenchResult>& results);
+
+}  // namespace chipmesh::bench

@@ -1,0 +1,203 @@
+// `chipmesh bench bringup`: Worker::init() until every ChipContext is ready,
+// and init + close, for N chips and two window sizes, with the phase split;
+// side by side with the fork floor and Open MPI (mpirun wall time and
+// MPI_Init-to-window-ready), alternating runs.
+#include <algorithm>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <sstream>
+
+#include "bench.h"
+#include "chipmesh/shared_memory.h"
+#include "chipmesh/worker.h"
+#include "fork_floor.h"
+#include "mpi_peer.h"
+
+namespace chipmesh::bench {
+
+namespace {
+
+constexpr size_t kStagingBytes = 4096;  // one small load_from_host buffer per chip
+const char* const kPhases[] = {"fork", "comm_init", "windows", "staging", "handshake", "total"};
+
+struct ChipmeshSample {
+  double init_ms = 0, init_close_ms = 0;
+  std::map<std::string, double> phases;
+};
+
+// One Worker bring-up of n chips with a window of `window` bytes and a
+// 4 KiB input staged from host shared memory; the staging objects are made
+// before the clock starts and removed right after init (as a launcher would).
+ChipmeshSample chipmesh_bringup(const BenchOptions& o, int n, size_t window, TempDir& tmp) {
+  std::vector<SharedMemory> staging;
+  struct Unlink {
+    std::vector<SharedMemory>& s;
+    ~Unlink() {
+      for (auto& m : s) m.unlink();
+    }
+  } unlink_guard{staging};
+  WorkerConfig cfg;
+  cfg.platform = o.platform;
+  cfg.bootstrap_timeout = std::chrono::seconds(120);
+  const std::string rootinfo = tmp.fresh("rootinfo");
+  for (int r = 0; r < n; ++r) {
+    staging.push_back(SharedMemory::create(staging_name("bringup"), kStagingBytes));
+    std::memset(staging.back().data(), r, kStagingBytes);
+    cfg.device_ids.push_back(r);
+    ChipBootstrapConfig c;
+    c.comm = ChipCommBootstrapConfig{r, n, rootinfo, window};
+    ChipBufferSpec in;
+    in.name = "input";
+    in.dtype = DataType::UINT8;
+    in.count = kStagingBytes;
+    in.nbytes = kStagingBytes;
+    in.load_from_host = true;
+    c.buffers = {in};
+    c.host_inputs = {HostBufferStaging{"input", staging.back().name(), kStagingBytes}};
+    cfg.chip_bootstrap_configs.push_back(std::move(c));
+  }
+  Worker w(std::move(cfg));
+  ChipmeshSample s;
+  const auto t0 = Clock::now();
+  w.init();
+  const auto t1 = Clock::now();
+  for (auto& m : staging) m.unlink();
+  s.phases = w.bringup_phases_ms();
+  w.close();
+  const auto t2 = Clock::now();
+  s.init_ms = ms_between(t0, t1);
+  s.init_close_ms = ms_between(t0, t2);
+  return s;
+}
+
+// "init_to_ready_ms=1.2 init_ms=..." -> map
+std::map<std::string, double> parse_kv(const std::string& text) {
+  std::map<std::string, double> kv;
+  std::istringstream in(text);
+  for (std::string tok; in >> tok;) {
+    auto eq = tok.find('=');
+    if (eq == std::string::npos) continue;
+    try {
+      kv[tok.substr(0, eq)] = std::stod(tok.substr(eq + 1));
+    } catch (...) {
+    }
+  }
+  return kv;
+}
+
+Cell opt(const std::vector<double>& v) { return v.empty() ? Cell{} : Cell{median_of(v)}; }
+Cell ratio(const std::vector<double>& a, const std::vector<double>& b) {
+  if (a.empty() || b.empty()) return Cell{};
+  return Cell{median_of(a) / median_of(b)};
+}
+
+}  // namespace
+
+BenchResult run_bringup(const BenchOptions& o) {
+  BenchResult res;
+  res.name = "bringup";
+  const auto start = Clock::now();
+  const std::vector<int> chips = !o.chips.empty() ? o.chips : o.quick ? std::vector<int>{1, 2} : std::vector<int>{1, 2, 4, 8, 16};
+  std::vector<size_t> windows =
+      o.quick ? std::vector<size_t>{size_t{1} << 20} : std::vector<size_t>{size_t{1} << 20, size_t{64} << 20};
+  if (!o.windows.empty()) windows.assign(o.windows.begin(), o.windows.end());
+  const int repeats = o.repeats > 0 ? o.repeats : o.quick ? 2 : 21;
+  const int mpi_repeats = o.quick ? 1 : std::min(repeats, 7);
+  MpiPeer mpi(o);
+  TempDir tmp;
+
+  Table phases("bringup_phases", "bring-up phases (chipmesh, median ms of " + std::to_string(repeats) + " runs)",
+               {{"chips", "chips", 0},
+                {"window_bytes", "window(B)", 0},
+                {"fork_ms", "fork", 3},
+                {"comm_init_ms", "comm_init", 3},
+                {"windows_ms", "windows", 3},
+                {"staging_ms", "staging", 3},
+                {"handshake_ms", "handshake", 3},
+                {"total_ms", "total", 3}});
+  Table peers("bringup", "bring-up vs peers (median ms; ratio = chipmesh / peer)",
+              {{"chips", "chips", 0},
+               {"window_bytes", "window(B)", 0},
+               {"init_ms", "init", 3},
+               {"init_p99_ms", "init p99", 3},
+               {"init_close_ms", "init+close", 3},
+               {"fork_floor_ms", "fork floor", 3},
+               {"ratio_floor", "x floor", 2},
+               {"mpi_init_to_ready_ms", "MPI init->ready", 3},
+               {"ratio_mpi", "x MPI", 3},
+               {"mpirun_wall_ms", "mpirun wall", 1},
+               {"ratio_mpirun", "init+close x mpirun", 3}});
+
+  say(o.out, "bringup: chips {");
+  for (int n : chips) say(o.out, " %d", n);
+  say(o.out, " }, windows {");
+  for (size_t w : windows) say(o.out, " %s", size_label(w).c_str());
+  say(o.out, " }, %d runs per point (Open MPI: %d)\n", repeats, mpi_repeats);
+  try {
+    chipmesh_bringup(o, 1, windows[0], tmp);  // warm-up: plugin and page cache
+    fork_floor_ms(1);
+    for (size_t window : windows) {
+      for (int n : chips) {
+        std::map<std::string, std::vector<double>> ph;
+        std::vector<double> init, init_close, floor, mpi_ready, mpi_wall;
+        for (int r = 0; r < repeats; ++r) {
+          ChipmeshSample s = chipmesh_bringup(o, n, window, tmp);
+          init.push_back(s.init_ms);
+          init_close.push_back(s.init_close_ms);
+          for (const char* p : kPhases) ph[p].push_back(s.phases.count(p) ? s.phases[p] : 0.0);
+          floor.push_back(fork_floor_ms(n));
+          if (r < mpi_repeats && mpi.available()) {
+            ProcessResult pr =
+                mpi.run(n, MpiPeer::kBringupProgram, {std::to_string(window)}, o.quick ? 60.0 : 180.0);
+            auto kv = parse_kv(pr.out);
+            if (pr.ok() && kv.count("init_to_ready_ms")) {
+              mpi_ready.push_back(kv["init_to_ready_ms"]);
+              mpi_wall.push_back(pr.wall_ms);
+            }
+          }
+        }
+        const Stats st = stats_of(init);
+        phases.add_row({int64_t{n}, static_cast<int64_t>(window), median_of(ph["fork"]), median_of(ph["comm_init"]),
+                        median_of(ph["windows"]), median_of(ph["staging"]), median_of(ph["handshake"]),
+                        median_of(ph["total"])});
+        peers.add_row({int64_t{n}, static_cast<int64_t>(window), st.median, st.p99, median_of(init_close),
+                       median_of(floor), ratio(init, floor), opt(mpi_ready), ratio(init, mpi_ready), opt(mpi_wall),
+                       ratio(init_close, mpi_wall)});
+        say(o.out, "  %2d chips, %s window: init %.3f ms, fork floor %.3f ms%s\n", n, size_label(window).c_str(),
+            st.median, median_of(floor),
+            mpi_ready.empty() ? "" : (", MPI init->ready " + std::to_string(median_of(mpi_ready)) + " ms").c_str());
+        if (n == 8 && window == (size_t{1} << 20)) {
+          const double f = median_of(floor);
+          Target t{"bring-up, 8 chips, 1 MiB windows", "", "<= 10 ms and <= 3x fork floor"};
+          char buf[160];
+          std::snprintf(buf, sizeof buf, "%.2f ms = %.1fx fork floor (%.2f ms)", st.median, st.median / f, f);
+          t.measured = buf;
+          t.met = st.median <= 10.0 && st.median <= 3.0 * f;
+          res.targets.push_back(t);
+        }
+      }
+    }
+  } catch (const std::exception& e) {
+    res.failed = true;
+    res.notes.push_back(std::string("chipmesh failed: ") + e.what());
+    say(o.out, "bringup: FAILED: %s\n", e.what());
+  }
+  if (res.targets.empty())
+    res.targets.push_back({"bring-up, 8 chips, 1 MiB windows", "not measured (8 chips not in this run)",
+                           "<= 10 ms and <= 3x fork floor", false, false});
+  phases.add_note("fork: parent forks all chips; comm_init, windows, staging: slowest chip; handshake: the rest of "
+                  "init (mailbox wait); each chip stages a 4 KiB input from host shared memory");
+  peers.add_note("init: Worker::init() call until every ChipContext is ready; fork floor: N fork + waitpid of an "
+                 "empty child; MPI init->ready: MPI_Init start to window ready after MPI_Barrier, max over ranks");
+  peers.add_note(mpi.note());
+  if (mpi.available() || !mpi.version().empty())
+    peers.add_note("MPI command: " + mpi.command_line(8, MpiPeer::kBringupProgram, {"1048576"}));
+  res.notes.push_back(mpi.note());
+  res.tables.push_back(std::move(peers));
+  res.tables.push_back(std::move(phases));
+  res.seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  return res;
+}
+
+}  // namespace chipmesh::bench

@@ -1,0 +1,158 @@
+// `chipmesh bench copy`: Worker::copy_to / copy_from and load_from_host
+// staging bandwidth for 4 KiB .. 256 MiB, side by side with memcpy of the
+// same size in one process, alternating runs.
+#include <algorithm>
+#include <cstring>
+#include <functional>
+#include <memory>
+
+#include "bench.h"
+#include "chipmesh/shared_memory.h"
+#include "chipmesh/worker.h"
+
+namespace chipmesh::bench {
+
+namespace {
+
+// Host buffers, touched once so no sample pays first-touch page faults.
+struct HostBuffer {
+  explicit HostBuffer(size_t n) : p(new unsigned char[n > 0 ? n : 1]), size(n) {
+    for (size_t i = 0; i < n; ++i) p[i] = static_cast<unsigned char>(i * 31 + 7);
+  }
+  std::unique_ptr<unsigned char[]> p;
+  size_t size;
+};
+
+double time_us(const std::function<void()>& f) {
+  const auto t0 = Clock::now();
+  f();
+  return us_between(t0, Clock::now());
+}
+
+// Staging bandwidth sample: bring up one chip whose `input` buffer (size
+// bytes) is loaded from host shared memory; the staging phase as measured in
+// the chip (attach, copy, detach).
+double staging_ms(const BenchOptions& o, size_t size, TempDir& tmp, const unsigned char* data) {
+  SharedMemory in = SharedMemory::create(staging_name("copy"), size);
+  struct Unlink {
+    SharedMemory& s;
+    ~Unlink() { s.unlink(); }
+  } guard{in};
+  std::memcpy(in.data(), data, size);
+  WorkerConfig cfg;
+  cfg.platform = o.platform;
+  cfg.device_ids = {0};
+  ChipBootstrapConfig c;
+  c.comm = ChipCommBootstrapConfig{0, 1, tmp.fresh("rootinfo"), size + 4096};
+  ChipBufferSpec b;
+  b.name = "input";
+  b.dtype = DataType::UINT8;
+  b.count = size;
+  b.nbytes = size;
+  b.load_from_host = true;
+  c.buffers = {b};
+  c.host_inputs = {HostBufferStaging{"input", in.name(), size}};
+  cfg.chip_bootstrap_configs = {c};
+  Worker w(std::move(cfg));
+  w.init();
+  in.unlink();
+  auto ph = w.bringup_phases_ms();
+  w.close();
+  return ph["staging"];
+}
+
+}  // namespace
+
+BenchResult run_copy(const BenchOptions& o) {
+  BenchResult res;
+  res.name = "copy";
+  const auto start = Clock::now();
+  const uint64_t lo = o.min_bytes ? o.min_bytes : 4096;
+  const uint64_t hi = o.max_bytes ? o.max_bytes : o.quick ? (uint64_t{1} << 20) : (uint64_t{256} << 20);
+  std::vector<size_t> sizes;
+  for (uint64_t s = lo; s <= hi; s *= 4) sizes.push_back(s);
+  if (!sizes.empty() && sizes.back() != hi) sizes.push_back(hi);
+  say(o.out, "copy: %s .. %s (x4), 1 chip\n", size_label(lo).c_str(), size_label(hi).c_str());
+
+  Table t("copy", "copy bandwidth (GB/s = 1e9 B/s; median; ratio = chipmesh / memcpy)",
+          {{"size_bytes", "size(B)", 0},
+           {"memcpy_gbps", "memcpy", 2},
+           {"copy_to_gbps", "copy_to", 2},
+           {"copy_to_ratio", "x memcpy", 2},
+           {"copy_from_gbps", "copy_from", 2},
+           {"copy_from_ratio", "x memcpy", 2},
+           {"staging_gbps", "staging", 2},
+           {"staging_ratio", "x memcpy", 2},
+           {"memcpy_us", "memcpy(us)", 1},
+           {"copy_to_us", "copy_to(us)", 1},
+           {"copy_from_us", "copy_from(us)", 1},
+           {"staging_us", "staging(us)", 1}});
+  double worst_to = 1e9, worst_from = 1e9, worst_staging = 1e9;
+  std::string worst_to_at, worst_from_at, worst_staging_at;
+  try {
+    TempDir tmp;
+    const size_t max = sizes.back();
+    HostBuffer src(max), dst(max), peer(max);
+    WorkerConfig cfg;
+    cfg.platform = o.platform;
+    cfg.device_ids = {0};
+    Worker w(std::move(cfg));
+    w.init();
+    const uint64_t dev = w.malloc(0, max);
+    w.copy_to(0, dev, src.p.get(), max);  // first touch of the device memory
+    for (size_t size : sizes) {
+      const int reps = o.quick ? 3 : static_cast<int>(std::clamp<size_t>((size_t{2} << 30) / size, 7, 301));
+      const int staging_reps = o.quick ? 1 : size >= (size_t{64} << 20) ? 3 : 7;
+      std::vector<double> mc, to, from, st;
+      w.copy_to(0, dev, src.p.get(), size);  // warm
+      w.copy_from(0, dst.p.get(), dev, size);
+      for (int r = 0; r < reps; ++r) {
+        mc.push_back(time_us([&] { std::memcpy(peer.p.get(), src.p.get(), size); }));
+        to.push_back(time_us([&] { w.copy_to(0, dev, src.p.get(), size); }));
+        from.push_back(time_us([&] { w.copy_from(0, dst.p.get(), dev, size); }));
+        if (r < staging_reps) st.push_back(staging_ms(o, size, tmp, src.p.get()) * 1e3);
+      }
+      if (std::memcmp(dst.p.get(), src.p.get(), size) != 0) {
+        res.wrong += 1;
+        res.notes.push_back("copy_from returned different bytes than copy_to wrote at " + size_label(size));
+      }
+      const double m = median_of(mc), a = median_of(to), b = median_of(from), s = median_of(st);
+      const double g = gbps(size, m), ga = gbps(size, a), gb = gbps(size, b), gs = gbps(size, s);
+      t.add_row({static_cast<int64_t>(size), g, ga, ga / g, gb, gb / g, gs, gs / g, m, a, b, s});
+      say(o.out, "  %8s: memcpy %6.2f GB/s, copy_to %6.2f, copy_from %6.2f, staging %6.2f\n", size_label(size).c_str(),
+          g, ga, gb, gs);
+      if (size >= (size_t{1} << 20)) {
+        if (ga / g < worst_to) worst_to = ga / g, worst_to_at = size_label(size);
+        if (gb / g < worst_from) worst_from = gb / g, worst_from_at = size_label(size);
+        if (gs / g < worst_staging) worst_staging = gs / g, worst_staging_at = size_label(size);
+      }
+    }
+    w.free(0, dev);
+    w.close();
+  } catch (const std::exception& e) {
+    res.failed = true;
+    res.notes.push_back(std::string("chipmesh failed: ") + e.what());
+    say(o.out, "copy: FAILED: %s\n", e.what());
+  }
+  t.add_note("copy_to / copy_from: Worker calls on one chip (data through the shared request ring, 1 MiB chunks); "
+             "staging: load_from_host at bring-up, the chip's staging phase; memcpy: one process, warm buffers");
+  res.tables.push_back(std::move(t));
+  auto target = [&](const char* what, double worst, const std::string& at) {
+    Target tg{std::string(what) + " >= 1 MiB", "not measured (no size >= 1 MiB)", ">= 90% of memcpy", false, false};
+    if (!at.empty()) {
+      char buf[128];
+      std::snprintf(buf, sizeof buf, "worst %.0f%% of memcpy (at %s)", worst * 100, at.c_str());
+      tg.measured = buf;
+      tg.met = worst >= 0.9;
+      tg.known = true;
+    }
+    res.targets.push_back(tg);
+  };
+  target("copy_to", worst_to, worst_to_at);
+  target("copy_from", worst_from, worst_from_at);
+  target("load_from_host staging", worst_staging, worst_staging_at);
+  res.seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  return res;
+}
+
+}  // namespace chipmesh::bench
