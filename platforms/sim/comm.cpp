@@ -74,8 +74,7 @@ void SimComm::linger_for_late_joiners() noexcept {
     futex::wait(&ctrl_->attached, seen, grace.next_slice(kLivenessSlice));
 }
 
-void SimComm::check_peers(const char* what) {
-  if (ctrl_->abort_state.load(std::memory_order_acquire) != 0) throw_aborted(what);
+std::string SimComm::exited_peers() {
   std::string dead;
   for (int r = 0; r < nranks_; ++r) {
     if (r == rank_) continue;
@@ -88,6 +87,12 @@ void SimComm::check_peers(const char* what) {
     if (w.exited())
       dead += (dead.empty() ? "" : ", ") + ("rank " + std::to_string(r) + " (pid " + std::to_string(w.pid()) + ")");
   }
+  return dead;
+}
+
+void SimComm::check_peers(const char* what) {
+  if (ctrl_->abort_state.load(std::memory_order_acquire) != 0) throw_aborted(what);
+  std::string dead = exited_peers();
   if (dead.empty()) return;
   std::string msg = std::string(what) + " on rank " + std::to_string(rank_) + " failed: " + dead + " exited";
   // Tell every peer the root cause rather than let each find its own.
@@ -115,7 +120,12 @@ void SimComm::collective_barrier(const char* what, const std::function<void()>& 
   Deadline deadline(timeout_);
   for (;;) {
     if (released()) return;
-    check_peers(what);
+    // A peer that passed this barrier may exit before we see the release:
+    // only a failure observed while the barrier is still closed counts.
+    if (ctrl_->abort_state.load(std::memory_order_acquire) != 0 || !exited_peers().empty()) {
+      if (released()) return;
+      check_peers(what);
+    }
     if (deadline.expired()) {
       std::string missing;
       for (int r = 0; r < nranks_; ++r)

@@ -52,6 +52,8 @@ class SimComm {
   void collective_barrier(const char* what, const std::function<void()>& on_last = {});
   // Throws when the communicator was aborted or a claimed peer died.
   void check_peers(const char* what);
+  // "rank 2 (pid 1234), ..." for claimed peers that have exited; "" if none.
+  std::string exited_peers();
   [[noreturn]] void throw_aborted(const char* what) const;
   // Marks the communicator failed for every rank (first message wins) and
   // wakes all waiters, so peers fail now instead of at their deadline.
