@@ -45,9 +45,9 @@ int cores() {
 }
 }  // namespace
 
-int spin_budget(int participants) { return participants > cores() ? 64 : 4000; }
+int spin_budget(int participants) { return participants > cores() ? 64 : 2048; }
 
-int yield_budget(int participants) { return participants > cores() ? 32 : 0; }
+int yield_budget(int participants) { return participants > cores() ? 32 : 64; }
 
 void yield_cpu() { sched_yield(); }
 

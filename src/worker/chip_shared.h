@@ -19,8 +19,10 @@
 
 namespace chipmesh::worker {
 
-inline constexpr uint32_t kRingDepth = 4;
-inline constexpr size_t kChunkBytes = size_t{1} << 20;
+// 16 x 256 KiB: even a 1 MiB copy is a 4-stage pipeline in which the
+// parent's and the chip's memcpy overlap.
+inline constexpr uint32_t kRingDepth = 16;
+inline constexpr size_t kChunkBytes = size_t{256} << 10;
 inline constexpr size_t kMaxTaskTensors = 16;
 inline constexpr size_t kMaxTaskScalars = 32;
 inline constexpr size_t kMaxLibraryPath = 1024;
