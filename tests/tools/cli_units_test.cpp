@@ -102,6 +102,7 @@ TEST(Ownership, ReadsThePidOfKnownNames) {
   EXPECT_EQ(owner_pid_of_shm_name("chipmesh_0000307b_a1b2c3d4_w12"), 0x307b);
   EXPECT_EQ(owner_pid_of_shm_name("chipmesh_demo_12345_in3"), 12345);
   EXPECT_EQ(owner_pid_of_shm_name("chipmesh_demo_12345_out63"), 12345);
+  EXPECT_EQ(owner_pid_of_shm_name("chipmesh_bench_4242_stage_7"), 4242);
   for (const char* unknown : {"chipmesh", "chipmesh_", "chipmesh_0000307b_a1b2c3d4_", "chipmesh_0000307b_a1b2c3d4",
                               "chipmesh_0000307x_a1b2c3d4_c", "chipmesh_307b_a1b2c3d4_c", "chipmesh_demo_12a_in0",
                               "chipmesh_demo__in0", "chipmesh_demo_123", "chipmesh_00000000_a1b2c3d4_c",

@@ -13,7 +13,7 @@
 
 namespace chipmesh::cli {
 
-void register_bench_command(CLI::App& app) {
+BenchCommand register_bench_command(CLI::App& app) {
   auto opts = std::make_shared<bench::BenchOptions>();
   CLI::App* sub = app.add_subcommand(
       "bench", "benchmarks side by side with their peers: bring-up, dispatch, copy, allreduce (or all)");
@@ -44,24 +44,21 @@ void register_bench_command(CLI::App& app) {
       ->transform(CLI::AsSizeValue(true));
   sub->add_option("--tasks", opts->tasks, "dispatch: round trips per point (default 10000)")->check(CLI::Range(1, 10000000));
   sub->add_option("--repeats", opts->repeats, "bringup: chipmesh runs per point (default 15)")->check(CLI::Range(1, 100000));
-  sub->callback([opts] {
-    int rc = 1;
-    try {
-      if (opts->min_bytes && opts->max_bytes && opts->min_bytes > opts->max_bytes) {
-        std::fprintf(stderr, "chipmesh bench: --min-bytes is larger than --max-bytes\n");
-        rc = 2;
-      } else {
-        rc = bench::run_bench(*opts);
-      }
-    } catch (const std::exception& e) {
-      std::fprintf(stderr, "chipmesh bench: %s\n", e.what());
-      rc = 1;
-    }
-    // The command is done: leave with its status (main's own dispatch only
-    // knows the other commands).
-    std::fflush(nullptr);
-    std::exit(rc);
-  });
+  return BenchCommand{sub, opts};
+}
+
+int run_bench_command(const BenchCommand& cmd) {
+  const bench::BenchOptions& opts = *cmd.opts;
+  if (opts.min_bytes && opts.max_bytes && opts.min_bytes > opts.max_bytes) {
+    std::fprintf(stderr, "chipmesh bench: --min-bytes is larger than --max-bytes\n");
+    return 2;
+  }
+  try {
+    return bench::run_bench(opts);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "chipmesh bench: %s\n", e.what());
+    return 1;
+  }
 }
 
 }  // namespace chipmesh::cli

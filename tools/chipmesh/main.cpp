@@ -84,8 +84,7 @@ int main(int argc, char** argv) {
                     "rootinfo file(s) to check: removed when their rank 0 is gone (clean only checks the "
                     "rootinfo files it is given, and their temp files)");
 
-  // `chipmesh bench ...` runs (and exits) from its own callback.
-  register_bench_command(app);
+  BenchCommand bench = register_bench_command(app);
 
   // CLI11 reads an unknown word as a missing subcommand: name it instead.
   auto is_command = [&](const std::string& word) {
@@ -94,7 +93,7 @@ int main(int argc, char** argv) {
     return false;
   };
   if (argc > 1 && argv[1][0] != '-' && !is_command(argv[1])) {
-    std::fprintf(stderr, "chipmesh: unknown command '%s' (commands: demo, clean; see chipmesh --help)\n", argv[1]);
+    std::fprintf(stderr, "chipmesh: unknown command '%s' (commands: demo, clean, bench; see chipmesh --help)\n", argv[1]);
     return 2;
   }
 
@@ -108,6 +107,7 @@ int main(int argc, char** argv) {
   try {
     if (*demo) return run_demo(demo_opts);
     if (*clean) return run_clean(clean_opts);
+    if (*bench.sub) return run_bench_command(bench);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "chipmesh: %s\n", e.what());
     return 1;

@@ -27,10 +27,10 @@ std::optional<pid_t> to_pid(unsigned long long v) {
 }  // namespace
 
 std::optional<pid_t> owner_pid_of_shm_name(const std::string& name) {
-  // chipmesh_demo_<decimal pid>_<suffix>
-  const std::string demo = "chipmesh_demo_";
-  if (name.rfind(demo, 0) == 0) {
-    size_t pos = demo.size();
+  // Staging of the demo and the benchmarks: chipmesh_{demo,bench}_<decimal pid>_<suffix>
+  for (const std::string tool : {"chipmesh_demo_", "chipmesh_bench_"}) {
+    if (name.rfind(tool, 0) != 0) continue;
+    size_t pos = tool.size();
     size_t end = pos;
     while (end < name.size() && std::isdigit(static_cast<unsigned char>(name[end]))) ++end;
     if (end == pos || end - pos > 10 || end >= name.size() || name[end] != '_') return std::nullopt;
