@@ -200,14 +200,17 @@ TEST_F(WorkerFailure, ParentKilledDuringBringUp) {
     Worker w(cfg);
     w.init();
   });
-  // Rank 0 published the rootinfo: the bring-up is under way.
+  // Rank 0 published the rootinfo: the bring-up is under way and names exist.
   struct pollfd p{in, POLLIN, 0};
-  ASSERT_EQ(poll(&p, 1, 30000), 1) << "bring-up never started";
+  const bool started = poll(&p, 1, 30000) == 1;
   close(in);
+  // Every chip that exists now is every chip there will be: the parent dies
+  // next, and a chip forked that late exits at its own parent check.
   std::vector<pid_t> chips = children_of(parent);
-  EXPECT_EQ(chips.size(), 4u);
   kill(parent, SIGKILL);
   waitpid(parent, nullptr, 0);
+  ASSERT_TRUE(started) << "bring-up never started";
+  EXPECT_GE(chips.size(), 1u);
   EXPECT_TRUE(wait_gone(chips, 2s)) << "chip processes outlived their parent by 2 s";
 }
 
