@@ -7,37 +7,41 @@
 
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <utility>
 
 namespace chipmesh::process {
 
-uint64_t start_time(pid_t pid) {
+namespace {
+
+// /proc/<pid>/stat from field 3 on (after the command name, which may hold
+// spaces and parentheses); "" when there is no such process.
+std::string stat_after_comm(pid_t pid) {
   char path[64];
   std::snprintf(path, sizeof(path), "/proc/%d/stat", static_cast<int>(pid));
   FILE* f = std::fopen(path, "re");
-  if (!f) return 0;
+  if (!f) return {};
   char buf[1024];
   size_t n = std::fread(buf, 1, sizeof(buf) - 1, f);
   std::fclose(f);
   buf[n] = '\0';
-  // comm (field 2) may hold spaces and parentheses: skip past the last ')'.
   const char* p = std::strrchr(buf, ')');
-  if (!p) return 0;
-  // After ')' come fields 3.. ; start time is field 22, i.e. the 20th after ')'.
-  unsigned long long value = 0;
-  int field = 2;
-  for (const char* s = p + 1; *s; ++s) {
-    if (*s == ' ') {
-      ++field;
-      if (field == 22) {
-        value = std::strtoull(s + 1, nullptr, 10);
-        break;
-      }
-    }
+  return p && p[1] == ' ' ? std::string(p + 2) : std::string();
+}
+
+}  // namespace
+
+uint64_t start_time(pid_t pid) {
+  // Field 22, the 20th after the command name.
+  std::string rest = stat_after_comm(pid);
+  size_t pos = 0;
+  for (int field = 3; field < 22 && pos != std::string::npos; ++field) {
+    pos = rest.find(' ', pos);
+    if (pos != std::string::npos) ++pos;
   }
-  return value;
+  return pos == std::string::npos || rest.empty() ? 0 : std::strtoull(rest.c_str() + pos, nullptr, 10);
 }
 
 Watch::Watch(pid_t pid, uint64_t expected_start) : pid_(pid) {
@@ -75,16 +79,8 @@ bool Watch::exited() const {
   if (fd_ < 0) {
     // No pidfd (old kernel, EMFILE): fall back to signal 0 plus zombie state.
     if (kill(pid_, 0) != 0 && errno == ESRCH) return true;
-    char path[64], state = 0;
-    std::snprintf(path, sizeof(path), "/proc/%d/stat", static_cast<int>(pid_));
-    if (FILE* f = std::fopen(path, "re")) {
-      char buf[512];
-      size_t n = std::fread(buf, 1, sizeof(buf) - 1, f);
-      std::fclose(f);
-      buf[n] = '\0';
-      if (const char* p = std::strrchr(buf, ')'); p && p[1] == ' ') state = p[2];
-    }
-    return state == 'Z' || state == 'X';
+    std::string rest = stat_after_comm(pid_);
+    return rest.empty() || rest[0] == 'Z' || rest[0] == 'X';
   }
   struct pollfd pfd{fd_, POLLIN, 0};
   return ::poll(&pfd, 1, 0) > 0;

@@ -16,14 +16,13 @@ double ms_between(Clock::time_point a, Clock::time_point b) {
   return std::chrono::duration<double, std::milli>(b - a).count();
 }
 
-// Step 4: sequential carving in declaration order, no padding.
+// Step 4: sequential carving in declaration order, no padding (placements
+// were validated in step 1: only "window" exists).
 std::vector<uint64_t> carve(const ChipBootstrapConfig& cfg, uint64_t base, uint64_t window_size) {
   std::vector<uint64_t> ptrs;
   ptrs.reserve(cfg.buffers.size());
   uint64_t offset = 0;
   for (const auto& b : cfg.buffers) {
-    if (b.placement != "window")  // validated already; kept as the one place placements are interpreted
-      throw ConfigError("buffer '" + b.name + "' has placement '" + b.placement + "'; only \"window\" exists");
     if (b.nbytes > window_size || offset > window_size - b.nbytes)
       throw ConfigError("buffer '" + b.name + "' (nbytes=" + std::to_string(b.nbytes) + ") at offset " +
                         std::to_string(offset) + " overflows window size " + std::to_string(window_size));

@@ -23,6 +23,8 @@ using worker::ChipShared;
 
 namespace {
 
+constexpr size_t kHeaderBytes = 4096;
+
 double ms(Clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
 
 std::string random_job_token() {
@@ -75,7 +77,9 @@ const std::vector<ChipContext>& Worker::chip_contexts() const {
 }
 
 void Worker::Impl::map_region() {
-  region_bytes = sizeof(worker::SharedHeader) <= 4096 ? 4096 + n() * sizeof(ChipShared) : 0;
+  // The header takes the first page; the chips' blocks are page-aligned after it.
+  static_assert(sizeof(worker::SharedHeader) <= kHeaderBytes && alignof(ChipShared) <= kHeaderBytes);
+  region_bytes = kHeaderBytes + n() * sizeof(ChipShared);
   // Anonymous and shared: inherited by the chips, invisible in /dev/shm, gone
   // with the last process that maps it.
   region = mmap(nullptr, region_bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
@@ -86,7 +90,7 @@ void Worker::Impl::map_region() {
   }
   header = static_cast<worker::SharedHeader*>(region);
   for (size_t i = 0; i < n(); ++i) {
-    chips.push_back(reinterpret_cast<ChipShared*>(static_cast<char*>(region) + 4096 + i * sizeof(ChipShared)));
+    chips.push_back(reinterpret_cast<ChipShared*>(static_cast<char*>(region) + kHeaderBytes + i * sizeof(ChipShared)));
     ChipBootstrapChannel(chips.back()->mailbox, CHIP_BOOTSTRAP_MAX_BUFFERS).reset();
   }
   next_req.assign(n(), 0);

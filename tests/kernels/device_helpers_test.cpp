@@ -273,7 +273,8 @@ TEST(DeviceFlags, SetWakesASleepingWaiterInAnotherThread) {
   int rc = -1;
   waiter_thread = std::thread([&] { rc = dev::flag_wait_ge(&args.a, &f, 5); });
   // Wait until the waiter sleeps on the futex, then wake it with one set.
-  for (int i = 0; i < 2000 && f.sleepers.load() == 0; ++i) std::this_thread::sleep_for(1ms);
+  const auto until = std::chrono::steady_clock::now() + 2s;
+  while (f.sleepers.load() == 0 && std::chrono::steady_clock::now() < until) std::this_thread::yield();
   EXPECT_EQ(f.sleepers.load(), 1u);
   const auto start = std::chrono::steady_clock::now();
   dev::flag_set(&f, 5);

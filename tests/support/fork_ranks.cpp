@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <cstring>
 #include <exception>
+#include <fstream>
 
 namespace chipmesh::testing {
 namespace {
@@ -123,6 +124,27 @@ std::vector<RankOutcome> fork_ranks(int n, const std::function<void(int)>& body,
     out[r].message = std::string(slots + r * kMessageBytes);
   }
   munmap(map, bytes);
+  return out;
+}
+
+bool wait_gone(const std::vector<pid_t>& pids, std::chrono::milliseconds deadline) {
+  auto end = std::chrono::steady_clock::now() + deadline;
+  for (pid_t pid : pids) {
+    int fd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
+    if (fd < 0) continue;  // already gone
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(end - std::chrono::steady_clock::now());
+    struct pollfd p{fd, POLLIN, 0};
+    int rc = poll(&p, 1, static_cast<int>(std::max<long long>(left.count(), 0)));
+    close(fd);
+    if (rc != 1) return false;
+  }
+  return true;
+}
+
+std::vector<pid_t> children_of(pid_t pid) {
+  std::ifstream f("/proc/" + std::to_string(pid) + "/task/" + std::to_string(pid) + "/children");
+  std::vector<pid_t> out;
+  for (pid_t c; f >> c;) out.push_back(c);
   return out;
 }
 

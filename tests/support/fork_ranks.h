@@ -44,6 +44,13 @@ const std::set<pid_t>& forked_pids();
 // (for ranks that succeed by observing an expected failure).
 void rank_note(const std::string& text);
 
+// True once every pid is gone (exited; zombies count as gone), false at the
+// deadline. Blocks on pidfds: no polling.
+bool wait_gone(const std::vector<pid_t>& pids, std::chrono::milliseconds deadline);
+
+// Child processes of `pid` (from /proc/<pid>/task/<pid>/children).
+std::vector<pid_t> children_of(pid_t pid);
+
 // gtest predicate: every rank exited 0 (otherwise lists each failure).
 ::testing::AssertionResult all_ok(const std::vector<RankOutcome>& outcomes);
 

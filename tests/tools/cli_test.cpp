@@ -27,12 +27,15 @@
 #include <gtest/gtest.h>
 
 #include "comm_layout.h"
+#include "support/fork_ranks.h"
 #include "support/leak_check.h"
 
 namespace {
 
 using chipmesh::testing::chipmesh_shm_objects;
 using chipmesh::testing::ScratchDir;
+using chipmesh::testing::children_of;
+using chipmesh::testing::wait_gone;
 
 struct CliResult {
   pid_t pid = -1;
@@ -442,21 +445,11 @@ TEST(Demo, AnInterruptedDemoLeavesNothingBehind) {
     ASSERT_GT(p.pid, 0);
     std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
     // The chips, to check that they go too.
-    std::vector<pid_t> chips;
-    {
-      std::ifstream in("/proc/" + std::to_string(p.pid) + "/task/" + std::to_string(p.pid) + "/children");
-      pid_t c;
-      while (in >> c) chips.push_back(c);
-    }
+    std::vector<pid_t> chips = children_of(p.pid);
     kill(p.pid, SIGTERM);
     CliResult r = finish_cli(p, std::chrono::seconds(60));
     EXPECT_EQ(r.signal, SIGTERM) << "after " << delay_ms << " ms\n" << r.describe();
-    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(2);
-    for (pid_t c : chips) {
-      while (kill(c, 0) == 0 && std::chrono::steady_clock::now() < until)
-        std::this_thread::sleep_for(std::chrono::milliseconds(10));
-      EXPECT_NE(kill(c, 0), 0) << "chip process " << c << " survived the demo";
-    }
+    EXPECT_TRUE(wait_gone(chips, std::chrono::seconds(2))) << "a chip process survived the demo by 2 s";
     std::vector<std::string> left;
     for (const auto& n : chipmesh_shm_objects())
       if (n.rfind("chipmesh_demo_" + std::to_string(r.pid) + "_", 0) == 0) left.push_back(n);

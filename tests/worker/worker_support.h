@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "chipmesh/worker.h"
+#include "support/fork_ranks.h"  // wait_gone, children_of
 
 namespace chipmesh::testing {
 
@@ -25,13 +26,6 @@ Task task(const std::string& kernel, std::vector<TensorArg> tensors = {}, std::v
 // The message of the ChipError `body` throws ("" and a test failure if none).
 template <typename F>
 std::string chip_error_of(F&& body);
-
-// True once every pid is gone (exited; zombies count as gone), or false
-// at the deadline. Uses pidfds: no polling of /proc.
-bool wait_gone(const std::vector<pid_t>& pids, std::chrono::milliseconds deadline);
-
-// Child processes of `pid` (from /proc/<pid>/task/<pid>/children).
-std::vector<pid_t> children_of(pid_t pid);
 
 }  // namespace chipmesh::testing
 
