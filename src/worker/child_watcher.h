@@ -12,7 +12,7 @@
 #include <thread>
 #include <vector>
 
-#include "worker/chip_shared.h"
+#include "request_ring/chip_shared.h"
 
 namespace chipmesh::worker {
 

@@ -12,8 +12,8 @@
 #include <cstring>
 
 #include "chipmesh/bootstrap_channel.h"
-#include "platform/platform_loader.h"
-#include "worker/chip_process.h"
+#include "plugin_loader/platform_loader.h"
+#include "chip/chip_process.h"
 #include "worker/worker_impl.h"
 
 namespace chipmesh {

@@ -13,7 +13,7 @@
 #include "chipmesh/worker.h"
 #include "common/deadline.h"
 #include "common/futex.h"
-#include "worker/chip_shared.h"
+#include "request_ring/chip_shared.h"
 #include "worker/child_watcher.h"
 
 namespace chipmesh {

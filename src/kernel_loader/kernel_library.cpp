@@ -1,9 +1,9 @@
-#include "kernel/kernel_library.h"
+#include "kernel_loader/kernel_library.h"
 
 #include <dlfcn.h>
 
 #include "chipmesh/errors.h"
-#include "platform/library_search.h"
+#include "plugin_loader/library_search.h"
 
 namespace chipmesh {
 

@@ -1,4 +1,4 @@
-#include "worker/chip_process.h"
+#include "chip/chip_process.h"
 
 #include <signal.h>
 #include <sys/prctl.h>
@@ -15,7 +15,7 @@
 #include "common/env.h"
 #include "common/futex.h"
 #include "common/status_map.h"
-#include "kernel/kernel_library.h"
+#include "kernel_loader/kernel_library.h"
 
 namespace chipmesh::worker {
 namespace {

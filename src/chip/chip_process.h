@@ -7,7 +7,7 @@
 #include <string>
 
 #include "chipmesh/types.h"
-#include "worker/chip_shared.h"
+#include "request_ring/chip_shared.h"
 
 namespace chipmesh::worker {
 

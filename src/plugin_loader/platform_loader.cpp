@@ -1,4 +1,4 @@
-#include "platform/platform_loader.h"
+#include "plugin_loader/platform_loader.h"
 
 #include <dlfcn.h>
 
@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "chipmesh/errors.h"
-#include "platform/library_search.h"
+#include "plugin_loader/library_search.h"
 
 namespace chipmesh {
 namespace {

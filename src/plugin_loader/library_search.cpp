@@ -1,4 +1,4 @@
-#include "platform/library_search.h"
+#include "plugin_loader/library_search.h"
 
 #include <dlfcn.h>
 

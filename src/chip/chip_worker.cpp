@@ -6,7 +6,7 @@
 
 #include "chipmesh/errors.h"
 #include "common/status_map.h"
-#include "platform/platform_loader.h"
+#include "plugin_loader/platform_loader.h"
 
 namespace chipmesh {
 
