@@ -6,19 +6,14 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "chipmesh/bootstrap_channel.h"
 #include "chipmesh/platform_abi.h"
+#include "chipmesh/shared_memory.h"
 #include "chipmesh/types.h"
 
 namespace chipmesh {
-
-// Where the last bootstrap_context spent its time (steps 3 to 5), in ms.
-struct BootstrapTimings {
-  double comm_init_ms = 0;
-  double windows_ms = 0;
-  double staging_ms = 0;
-};
 
 class ChipWorker {
  public:
@@ -51,12 +46,22 @@ class ChipWorker {
   void comm_destroy(uint64_t comm);
 
   // The six steps of DESIGN.md: validate, set device, communicator, carve,
-  // load host inputs, publish. On failure publishes "<kind>: <message>" with
+  // load host inputs (and map every store_to_host output staging), publish
+  // the result and the timings. On failure publishes "<kind>: <message>" with
   // error_code 1 on the channel, releases what it created, and rethrows.
+  // This is the only bring-up path: the Worker's chip processes call it too.
   ChipBootstrapResult bootstrap_context(int device_id, const ChipBootstrapConfig& cfg,
                                         ChipBootstrapChannel* channel = nullptr);
-  // Destroys the communicator made by bootstrap_context; idempotent, also
-  // when the destroy itself fails (the handle is cleared first).
+  // The flush of store_to_host: copies every buffer of the last
+  // bootstrap_context marked store_to_host into its output staging (mapped at
+  // bring-up, so a missing region failed the bring-up, not this call). A
+  // Worker calls it after each successful task; a ChipWorker user calls it
+  // when the device holds the results the host should see. No-op without a
+  // bootstrap or without such buffers.
+  void store_to_host();
+  // Destroys the communicator made by bootstrap_context and detaches the
+  // output stagings; idempotent, also when the destroy itself fails (the
+  // handle is cleared first).
   void shutdown_bootstrap();
 
   const chipmesh_platform& platform() const;  // DeviceError before init()
@@ -66,9 +71,19 @@ class ChipWorker {
 
  private:
   void check(int status, std::string_view what) const;
+  // A store_to_host buffer and the staging it is flushed into.
+  struct Output {
+    std::string name;
+    uint64_t device_ptr;
+    size_t nbytes;
+    SharedMemory staging;
+  };
+  // Step 5 of bootstrap_context for outputs: attach every store_to_host staging.
+  static std::vector<Output> map_outputs(const ChipBootstrapConfig& cfg, const std::vector<uint64_t>& buffer_ptrs);
   const chipmesh_platform* platform_ = nullptr;
   uint64_t bootstrap_comm_ = 0;
   BootstrapTimings timings_;
+  std::vector<Output> outputs_;
 };
 
 }  // namespace chipmesh

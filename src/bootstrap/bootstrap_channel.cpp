@@ -23,7 +23,7 @@ struct Mailbox {
   uint64_t device_ctx;
   uint64_t local_window_base;
   uint64_t actual_window_size;
-  uint64_t reserved1[3];
+  double timings[3];  // comm_init_ms, windows_ms, staging_ms
   uint64_t buffer_ptrs[CHIP_BOOTSTRAP_MAX_BUFFERS];
   char error_message[CHIP_BOOTSTRAP_ERROR_MESSAGE_SIZE];
 };
@@ -35,6 +35,7 @@ static_assert(offsetof(Mailbox, buffer_count) == CHIP_BOOTSTRAP_BUFFER_COUNT_OFF
 static_assert(offsetof(Mailbox, device_ctx) == CHIP_BOOTSTRAP_DEVICE_CTX_OFFSET);
 static_assert(offsetof(Mailbox, local_window_base) == CHIP_BOOTSTRAP_LOCAL_WINDOW_BASE_OFFSET);
 static_assert(offsetof(Mailbox, actual_window_size) == CHIP_BOOTSTRAP_ACTUAL_WINDOW_SIZE_OFFSET);
+static_assert(offsetof(Mailbox, timings) == CHIP_BOOTSTRAP_TIMINGS_OFFSET);
 static_assert(offsetof(Mailbox, buffer_ptrs) == CHIP_BOOTSTRAP_BUFFER_PTRS_OFFSET);
 static_assert(offsetof(Mailbox, error_message) == CHIP_BOOTSTRAP_ERROR_MESSAGE_OFFSET);
 static_assert(std::atomic_ref<int32_t>::required_alignment <= alignof(Mailbox));
@@ -84,6 +85,12 @@ void ChipBootstrapChannel::reset() {
 void ChipBootstrapChannel::write_success(uint64_t device_ctx, uint64_t local_window_base,
                                          uint64_t actual_window_size,
                                          const std::vector<uint64_t>& buffer_ptrs) {
+  write_success(device_ctx, local_window_base, actual_window_size, buffer_ptrs, BootstrapTimings{});
+}
+
+void ChipBootstrapChannel::write_success(uint64_t device_ctx, uint64_t local_window_base,
+                                         uint64_t actual_window_size, const std::vector<uint64_t>& buffer_ptrs,
+                                         const BootstrapTimings& timings) {
   // Checked before any store so a rejected write leaves the mailbox untouched.
   if (buffer_ptrs.size() > max_buffer_count_) {
     throw ConfigError("bootstrap mailbox: " + std::to_string(buffer_ptrs.size()) +
@@ -96,6 +103,9 @@ void ChipBootstrapChannel::write_success(uint64_t device_ctx, uint64_t local_win
   m->device_ctx = device_ctx;
   m->local_window_base = local_window_base;
   m->actual_window_size = actual_window_size;
+  m->timings[0] = timings.comm_init_ms;
+  m->timings[1] = timings.windows_ms;
+  m->timings[2] = timings.staging_ms;
   if (!buffer_ptrs.empty())
     std::memcpy(m->buffer_ptrs, buffer_ptrs.data(), buffer_ptrs.size() * sizeof(uint64_t));
   m->error_message[0] = '\0';
@@ -110,6 +120,7 @@ void ChipBootstrapChannel::write_error(int32_t code, std::string_view message) {
   m->device_ctx = 0;
   m->local_window_base = 0;
   m->actual_window_size = 0;
+  m->timings[0] = m->timings[1] = m->timings[2] = 0;
   size_t n = std::min(message.size(), CHIP_BOOTSTRAP_ERROR_MESSAGE_SIZE - 1);
   std::memcpy(m->error_message, message.data(), n);
   m->error_message[n] = '\0';
@@ -127,6 +138,11 @@ uint64_t ChipBootstrapChannel::local_window_base() const {
 }
 uint64_t ChipBootstrapChannel::actual_window_size() const {
   return as_mailbox(base_)->actual_window_size;
+}
+
+BootstrapTimings ChipBootstrapChannel::timings() const {
+  const Mailbox* m = as_mailbox(base_);
+  return BootstrapTimings{m->timings[0], m->timings[1], m->timings[2]};
 }
 
 std::vector<uint64_t> ChipBootstrapChannel::buffer_ptrs() const {

@@ -34,6 +34,26 @@ std::vector<uint64_t> carve(const ChipBootstrapConfig& cfg, uint64_t base, uint6
 
 }  // namespace
 
+std::vector<ChipWorker::Output> ChipWorker::map_outputs(const ChipBootstrapConfig& cfg,
+                                                        const std::vector<uint64_t>& buffer_ptrs) {
+  std::vector<Output> outputs;
+  for (size_t i = 0; i < cfg.buffers.size(); ++i) {
+    const auto& b = cfg.buffers[i];
+    if (!b.store_to_host || b.nbytes == 0) continue;
+    const HostBufferStaging& st = cfg.output_staging(b.name);
+    SharedMemory region = SharedMemory::attach(st.shm_name, true);
+    if (region.size() < b.nbytes)
+      throw ConfigError("host output '" + b.name + "': shared memory '" + st.shm_name + "' holds " +
+                        std::to_string(region.size()) + " bytes, the buffer needs " + std::to_string(b.nbytes));
+    outputs.push_back(Output{b.name, buffer_ptrs[i], b.nbytes, std::move(region)});
+  }
+  return outputs;
+}
+
+void ChipWorker::store_to_host() {
+  for (Output& o : outputs_) copy_from(o.staging.data(), o.device_ptr, o.nbytes);
+}
+
 ChipBootstrapResult ChipWorker::bootstrap_context(int device_id, const ChipBootstrapConfig& cfg,
                                                   ChipBootstrapChannel* channel) {
   uint64_t comm = 0;
@@ -82,12 +102,18 @@ ChipBootstrapResult ChipWorker::bootstrap_context(int device_id, const ChipBoots
                           std::to_string(region.size()) + " bytes, staging says " + std::to_string(staging.size));
       copy_to(result.buffer_ptrs[i], region.data(), staging.size);
     }  // each region is detached at the end of its iteration, never unlinked
+    // ... and map every output staging now, before SUCCESS: a missing output
+    // is a bring-up error, and the parent may unlink the names once it has
+    // seen SUCCESS.
+    std::vector<Output> outputs = map_outputs(cfg, result.buffer_ptrs);
     timings_.staging_ms = ms_between(t0, Clock::now());
-    // 6. publish, then stash the communicator for shutdown_bootstrap
+    // 6. publish, then stash the communicator and outputs for
+    //    store_to_host / shutdown_bootstrap
     if (channel)
       channel->write_success(result.device_ctx, result.local_window_base, result.actual_window_size,
-                             result.buffer_ptrs);
+                             result.buffer_ptrs, timings_);
     bootstrap_comm_ = comm;
+    outputs_ = std::move(outputs);
     return result;
   } catch (...) {
     if (channel) channel->write_error(1, describe_current_exception());

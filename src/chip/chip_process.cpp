@@ -51,9 +51,8 @@ void copy_error(Entry& e, const std::string& text) {
 
 class ChipServer {
  public:
-  ChipServer(const ChipProcessArgs& a, ChipWorker& w, ChipBootstrapResult result,
-             std::map<std::string, SharedMemory> outputs)
-      : a_(a), w_(w), result_(std::move(result)), outputs_(std::move(outputs)), kernel_timeout_(env::comm_timeout()) {}
+  ChipServer(const ChipProcessArgs& a, ChipWorker& w, ChipBootstrapResult result)
+      : a_(a), w_(w), result_(std::move(result)), kernel_timeout_(env::comm_timeout()) {}
 
   [[noreturn]] void serve() {
     ChipShared& s = *a_.shared;
@@ -94,7 +93,6 @@ class ChipServer {
         case Op::CopyTo: w_.copy_to(e.a, chunk, e.b); break;
         case Op::CopyFrom: w_.copy_from(chunk, e.a, e.b); break;
         case Op::Shutdown:
-          outputs_.clear();
           w_.shutdown_bootstrap();
           w_.finalize();
           break;
@@ -136,23 +134,14 @@ class ChipServer {
                         (message[0] ? std::string(message) : "returned status " + std::to_string(rc)));
       return;  // outputs are not flushed after a failed task
     }
-    store_outputs();
-  }
-
-  // Publish completion only after every side effect: flush store_to_host
-  // buffers into their staging before done_seq moves.
-  void store_outputs() {
-    const auto& buffers = a_.config->buffers;
-    for (size_t i = 0; i < buffers.size(); ++i) {
-      if (!buffers[i].store_to_host || buffers[i].nbytes == 0) continue;
-      w_.copy_from(outputs_.at(buffers[i].name).data(), result_.buffer_ptrs[i], buffers[i].nbytes);
-    }
+    // Publish completion only after every side effect: flush store_to_host
+    // buffers into their staging before done_seq moves.
+    w_.store_to_host();
   }
 
   const ChipProcessArgs& a_;
   ChipWorker& w_;
   ChipBootstrapResult result_;
-  std::map<std::string, SharedMemory> outputs_;
   KernelLibraries kernels_;
   const std::chrono::milliseconds kernel_timeout_;  // read once: not per task
 };
@@ -167,39 +156,27 @@ void notify_parent(SharedHeader* h) {
 void run_chip_process(const ChipProcessArgs& a) {
   install_signal_handlers(a.parent);
   if (!a.job_token.empty()) setenv("CHIPMESH_JOB_TOKEN", a.job_token.c_str(), 1);
+  // The one bring-up path: bootstrap_context validates, brings up, maps the
+  // outputs and publishes the result (or "<Kind>: <message>", code 1) on
+  // this chip's mailbox itself.
   ChipBootstrapChannel channel(a.shared->mailbox, CHIP_BOOTSTRAP_MAX_BUFFERS);
   ChipWorker w;
   ChipBootstrapResult result;
-  std::map<std::string, SharedMemory> outputs;
   try {
-    w.init(a.platform);
-    g_platform = &w.platform();
-    result = w.bootstrap_context(a.device_id, *a.config);
-    // Map every output staging now, before SUCCESS: a missing output is a
-    // bring-up error, and the parent may unlink the names once init returns.
-    for (const auto& b : a.config->buffers) {
-      if (!b.store_to_host || b.nbytes == 0) continue;
-      const HostBufferStaging& st = a.config->output_staging(b.name);
-      SharedMemory region = SharedMemory::attach(st.shm_name, true);
-      if (region.size() < b.nbytes)
-        throw ConfigError("host output '" + b.name + "': shared memory '" + st.shm_name + "' holds " +
-                          std::to_string(region.size()) + " bytes, the buffer needs " + std::to_string(b.nbytes));
-      outputs.emplace(b.name, std::move(region));
-    }
-    const BootstrapTimings& t = w.last_bootstrap_timings();
-    a.shared->phases = PhaseTimes{t.comm_init_ms, t.windows_ms, t.staging_ms};
-    channel.write_success(result.device_ctx, result.local_window_base, result.actual_window_size, result.buffer_ptrs);
-  } catch (...) {
-    channel.write_error(1, describe_current_exception());
-    notify_parent(a.header);
     try {
-      w.shutdown_bootstrap();
+      w.init(a.platform);
     } catch (...) {
+      channel.write_error(1, describe_current_exception());  // before bootstrap_context could
+      throw;
     }
-    _exit(1);
+    g_platform = &w.platform();
+    result = w.bootstrap_context(a.device_id, *a.config, &channel);
+  } catch (...) {
+    notify_parent(a.header);
+    _exit(1);  // bootstrap_context released what it made
   }
   notify_parent(a.header);
-  ChipServer server(a, w, std::move(result), std::move(outputs));
+  ChipServer server(a, w, std::move(result));
   server.serve();
 }
 

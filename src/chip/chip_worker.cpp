@@ -105,6 +105,7 @@ void ChipWorker::comm_destroy(uint64_t comm) {
 }
 
 void ChipWorker::shutdown_bootstrap() {
+  outputs_.clear();  // detaches; the parent owns (and unlinks) the names
   // Clear first: a destroy that fails must not be retried on a freed handle.
   uint64_t comm = bootstrap_comm_;
   bootstrap_comm_ = 0;

@@ -50,19 +50,12 @@ struct Entry {
   TaskDesc task;
 };
 
-struct PhaseTimes {
-  double comm_init_ms;
-  double windows_ms;
-  double staging_ms;
-};
-
 struct alignas(4096) ChipShared {
   unsigned char mailbox[CHIP_BOOTSTRAP_MAILBOX_SIZE];
   alignas(64) std::atomic<uint32_t> req_seq;       // parent -> chip (chip sleeps on it)
   std::atomic<uint32_t> chip_sleeping;
   alignas(64) std::atomic<uint32_t> done_seq;      // chip -> parent
   alignas(64) std::atomic<uint32_t> abort;         // parent -> running kernels
-  alignas(64) PhaseTimes phases;                   // written before the mailbox is published
   Entry entries[kRingDepth];
   alignas(4096) unsigned char chunks[kRingDepth][kChunkBytes];
 };

@@ -168,9 +168,10 @@ void Worker::Impl::wait_for_bringup(Clock::time_point start) {
   const auto done = Clock::now();
   double comm = 0, windows = 0, staging = 0;
   for (auto* c : chips) {
-    comm = std::max(comm, c->phases.comm_init_ms);
-    windows = std::max(windows, c->phases.windows_ms);
-    staging = std::max(staging, c->phases.staging_ms);
+    const BootstrapTimings t = ChipBootstrapChannel(c->mailbox, CHIP_BOOTSTRAP_MAX_BUFFERS).timings();
+    comm = std::max(comm, t.comm_init_ms);
+    windows = std::max(windows, t.windows_ms);
+    staging = std::max(staging, t.staging_ms);
   }
   phases["comm_init"] = comm;
   phases["windows"] = windows;

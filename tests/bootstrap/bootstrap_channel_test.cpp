@@ -131,6 +131,24 @@ TEST(BootstrapChannel, SuccessWithNoBuffers) {
   EXPECT_TRUE(ch.buffer_ptrs().empty());
 }
 
+TEST(BootstrapChannel, TimingsTravelWithSuccessAndAreClearedByError) {
+  SharedPage page;
+  ChipBootstrapChannel ch(page.bytes(), CHIP_BOOTSTRAP_MAX_BUFFERS);
+  ch.write_success(1, 2, 3, {4}, BootstrapTimings{1.5, 2.25, 3.125});
+  BootstrapTimings t = ch.timings();
+  EXPECT_EQ(t.comm_init_ms, 1.5);
+  EXPECT_EQ(t.windows_ms, 2.25);
+  EXPECT_EQ(t.staging_ms, 3.125);
+  double raw = 0;
+  std::memcpy(&raw, page.bytes() + CHIP_BOOTSTRAP_TIMINGS_OFFSET + 8, sizeof(raw));
+  EXPECT_EQ(raw, 2.25) << "windows_ms is the second f64 of the timings";
+  ch.write_error(1, "x");
+  t = ch.timings();
+  EXPECT_EQ(t.comm_init_ms + t.windows_ms + t.staging_ms, 0.0);
+  ch.write_success(1, 2, 3, {});  // without timings: zeros
+  EXPECT_EQ(ch.timings().staging_ms, 0.0);
+}
+
 TEST(BootstrapChannel, ErrorFieldsRoundTrip) {
   SharedPage page;
   ChipBootstrapChannel ch(page.bytes(), CHIP_BOOTSTRAP_MAX_BUFFERS);

@@ -151,6 +151,37 @@ TEST_P(LoadFromHost, RoundTripThroughTheWindow) {
 INSTANTIATE_TEST_SUITE_P(Sizes, LoadFromHost, ::testing::Values(size_t{64}, size_t{64} << 20),
                          [](const auto& info) { return std::to_string(info.param) + "bytes"; });
 
+// store_to_host is not only for the Worker: a ChipWorker user flushes with
+// store_to_host() and the parent's staging holds the device bytes.
+TEST_F(BootstrapContext, StoreToHostFlushesOutputsForAChipWorkerUser) {
+  const size_t nbytes = 3 * 4096 + 5;  // not a multiple of the page
+  for (int r = 0; r < 2; ++r) stage(staging_name("out", r), nbytes, 0);
+  auto outcomes = fork_ranks(2, [&](int rank) {
+    ChipWorker w;
+    w.init("sim");
+    auto cfg = config(rank, 2, 2 * nbytes);
+    cfg.buffers.push_back({"pad", DataType::UINT8, 3, 3});
+    cfg.buffers.push_back({"out", DataType::UINT8, nbytes, nbytes, "window", false, true});
+    cfg.host_outputs.push_back({"out", staging_name("out", rank), nbytes});
+    ChipBootstrapResult res = w.bootstrap_context(rank, cfg);
+    std::vector<uint8_t> bytes(nbytes);
+    for (size_t i = 0; i < nbytes; ++i) bytes[i] = static_cast<uint8_t>(i * 7 + rank);
+    w.copy_to(res.buffer_ptrs[1], bytes.data(), nbytes);
+    w.store_to_host();
+    w.shutdown_bootstrap();
+    w.store_to_host();  // after shutdown: nothing mapped, a no-op
+    w.finalize();
+  }, 60s);
+  ASSERT_TRUE(all_ok(outcomes));
+  for (int r = 0; r < 2; ++r) {
+    SharedMemory out = SharedMemory::attach(staging_name("out", r));
+    const auto* p = static_cast<const uint8_t*>(out.data());
+    size_t wrong = 0;
+    for (size_t i = 0; i < nbytes; ++i) wrong += p[i] != static_cast<uint8_t>(i * 7 + r);
+    EXPECT_EQ(wrong, 0u) << "rank " << r;
+  }
+}
+
 TEST_F(BootstrapContext, ChannelCarriesTheResultToTheParent) {
   Mailboxes boxes(2);
   for (int r = 0; r < 2; ++r) boxes.channel(r).reset();
@@ -204,6 +235,17 @@ std::string expect_published_failure(ChipWorker& w, const ChipBootstrapConfig& c
   EXPECT_EQ(channel.error_message(), thrown);
   EXPECT_EQ(w.bootstrap_comm(), 0u);
   return channel.error_message();
+}
+
+TEST_F(BootstrapContext, MissingOutputStagingFailsTheBringUpNotTheFlush) {
+  ChipWorker w;
+  w.init("sim");
+  auto cfg = config(0, 1, 4096);
+  cfg.buffers.push_back({"out", DataType::UINT8, 64, 64, "window", false, true});
+  cfg.host_outputs.push_back({"out", staging_name("nonexistent_out", 0), 64});
+  std::string message = expect_published_failure<Error>(w, cfg);
+  EXPECT_NE(message.find("nonexistent_out"), std::string::npos) << message;
+  w.finalize();
 }
 
 TEST_F(BootstrapContext, BogusPlacementFailsBeforeAnyDeviceEffect) {
