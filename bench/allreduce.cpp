@@ -13,6 +13,7 @@
 #include <sstream>
 
 #include "bench.h"
+#include "chipmesh/collectives.h"
 #include "chipmesh/worker.h"
 #include "mpi_peer.h"
 
@@ -20,7 +21,9 @@ namespace chipmesh::bench {
 
 namespace {
 
-const char* const kModeNames[] = {"onephase", "twophase", "ring"};
+// Kernel mode scalar -> name (chipmesh/collectives.h).
+const char* const kModeNames[] = {allreduce_kernel::mode_name(0).data(), allreduce_kernel::mode_name(1).data(),
+                                  allreduce_kernel::mode_name(2).data()};
 
 // Must match bench/mpi/mpi_allreduce.c: small integers, so fp32 sums are exact.
 inline float input_value(int rank, uint64_t i) {
@@ -138,12 +141,9 @@ BenchResult run_allreduce(const BenchOptions& o) {
       auto call = [&](int mode, uint64_t bytes) {
         std::vector<Task> tasks;
         for (int r = 0; r < n; ++r) {
-          Task t;
-          t.kernel = "chipmesh_allreduce";
-          t.tensors = {TensorArg{ctx[r].buffer_ptrs.at("input"), DataType::FLOAT32, {bytes / 4}},
-                       TensorArg{ctx[r].buffer_ptrs.at("output"), DataType::FLOAT32, {bytes / 4}}};
-          t.scalars = {static_cast<uint64_t>(mode), 0};
-          tasks.push_back(std::move(t));
+          tasks.push_back(allreduce_task(ctx[r].buffer_ptrs.at("input"), ctx[r].buffer_ptrs.at("output"), bytes / 4,
+                                         DataType::FLOAT32, ReduceOp::SUM,
+                                         parse_allreduce_algo(kModeNames[mode])));
         }
         w.run([&](Orchestrator& orch) { orch.submit_group(all, tasks); });
       };

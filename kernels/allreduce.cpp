@@ -6,6 +6,7 @@
 //   same window offsets (buffers are carved identically on every rank).
 //   scalars[0] mode: 0 onephase, 1 twophase, 2 ring.
 //   scalars[1] op:   0 sum, 1 max, 2 min.
+//   (chipmesh/collectives.h: allreduce_kernel::kMode*, kOp*, allreduce_task)
 //
 // When the kernel returns on a rank, no peer reads that rank's input or
 // output any more: both may be reused at once.
@@ -13,6 +14,7 @@
 
 #include <cstring>
 
+#include "chipmesh/collectives.h"
 #include "chipmesh/kernel.h"
 #include "chipmesh/types.h"
 #include "reduce_ops.h"
@@ -21,15 +23,6 @@ namespace chipmesh::kernels {
 namespace {
 
 using device::fail;
-
-const char* mode_name(uint64_t mode) {
-  switch (mode) {
-    case 0: return "onephase";
-    case 1: return "twophase";
-    case 2: return "ring";
-    default: return "?";
-  }
-}
 
 const char* dtype_label(uint32_t dtype) {
   switch (static_cast<DataType>(dtype)) {
@@ -76,10 +69,10 @@ int validate(const chipmesh_kernel_args* args, AllreduceCall* call) {
   const chipmesh_tensor& out = args->tensors[1];
   const uint64_t mode = args->scalars[0];
   const uint64_t op = args->scalars[1];
-  if (mode > 2)
+  if (mode > allreduce_kernel::kModeRing)
     return fail(args, CHIPMESH_ERR_CONFIG, "allreduce: mode %llu is not 0 (onephase), 1 (twophase) or 2 (ring)",
                 static_cast<unsigned long long>(mode));
-  if (op > 2)
+  if (op > allreduce_kernel::kOpMin)
     return fail(args, CHIPMESH_ERR_CONFIG, "allreduce: op %llu is not 0 (sum), 1 (max) or 2 (min)",
                 static_cast<unsigned long long>(op));
 
@@ -187,9 +180,9 @@ int check_call_desc(const AllreduceCall& c, uint32_t peer) {
               "allreduce: ranks disagree: rank %u called count=%llu dtype=%s mode=%s op=%u in@%llu out@%llu "
               "(call %u, seq %u), rank %u called count=%llu dtype=%s mode=%s op=%u in@%llu out@%llu (call %u, seq %u)",
               c.rank, static_cast<unsigned long long>(c.count), dtype_label(c.dtype),
-              mode_name(static_cast<uint32_t>(c.mode)), c.op, static_cast<unsigned long long>(c.in_off),
+              allreduce_kernel::mode_name(static_cast<uint32_t>(c.mode)).data(), c.op, static_cast<unsigned long long>(c.in_off),
               static_cast<unsigned long long>(c.out_off), c.call_no, c.ring_seq, peer,
-              static_cast<unsigned long long>(count), dtype_label(dtype), mode_name(mode), op,
+              static_cast<unsigned long long>(count), dtype_label(dtype), allreduce_kernel::mode_name(mode).data(), op,
               static_cast<unsigned long long>(in_off), static_cast<unsigned long long>(out_off), call_no, ring_seq);
 }
 

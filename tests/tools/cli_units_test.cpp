@@ -11,6 +11,8 @@
 
 #include <gtest/gtest.h>
 
+#include "chipmesh/half.h"
+
 #include "demo_values.h"
 #include "ownership.h"
 
@@ -18,12 +20,14 @@ namespace {
 
 using namespace chipmesh::cli;
 using chipmesh::DataType;
+using chipmesh::ReduceOp;
+namespace half = chipmesh::half;
 
 // Every partial sum, in any order, stays exactly representable in the
 // narrowest dtype: bfloat16 holds every integer of magnitude <= 256.
 TEST(DemoValues, PartialSumsStayExactInEveryDtypeUpTo64Chips) {
   for (int n = 1; n <= 64; ++n) {
-    DemoPattern p(n, ReduceOp::Sum);
+    DemoPattern p(n, ReduceOp::SUM);
     EXPECT_LE(p.magnitude() * n, 256) << n;
     for (size_t i = 0; i < 3000; ++i) {
       int64_t sum_abs = 0;
@@ -43,8 +47,8 @@ TEST(DemoValues, PartialSumsStayExactInEveryDtypeUpTo64Chips) {
 
 TEST(DemoValues, MaxAndMinMatchTheInputs) {
   for (int n : {1, 2, 3, 7, 64}) {
-    DemoPattern mx(n, ReduceOp::Max);
-    DemoPattern mn(n, ReduceOp::Min);
+    DemoPattern mx(n, ReduceOp::MAX);
+    DemoPattern mn(n, ReduceOp::MIN);
     for (size_t i = 0; i < 500; ++i) {
       int64_t hi = mx.input(0, i), lo = mx.input(0, i);
       for (int r = 1; r < n; ++r) {
@@ -58,7 +62,7 @@ TEST(DemoValues, MaxAndMinMatchTheInputs) {
 }
 
 TEST(DemoValues, RanksAndElementsDiffer) {
-  DemoPattern p(4, ReduceOp::Sum);
+  DemoPattern p(4, ReduceOp::SUM);
   int same_rank = 0, same_elem = 0;
   for (size_t i = 0; i < 1000; ++i) {
     same_rank += p.input(0, i) == p.input(1, i);
@@ -79,22 +83,22 @@ TEST(DemoValues, IntegersRoundTripThroughEveryDtype) {
 }
 
 TEST(DemoValues, HalfAndBfloat16Conversions) {
-  EXPECT_EQ(float_to_half(1.0f), 0x3c00);
-  EXPECT_EQ(float_to_half(-2.0f), 0xc000);
-  EXPECT_EQ(float_to_half(65504.0f), 0x7bff);
-  EXPECT_EQ(float_to_half(1e6f), 0x7c00);          // overflow: inf
-  EXPECT_EQ(float_to_half(5.960464477539063e-8f), 0x0001);  // smallest subnormal
-  EXPECT_EQ(float_to_half(2049.0f), 0x6800);       // ties to even: 2048
-  EXPECT_EQ(float_to_half(2051.0f), 0x6802);       // ties to even: 2052
-  EXPECT_EQ(half_to_float(0x0001), 5.960464477539063e-8f);
-  EXPECT_EQ(half_to_float(0x7bff), 65504.0f);
-  EXPECT_TRUE(std::isinf(half_to_float(0x7c00)));
-  EXPECT_TRUE(std::isnan(half_to_float(0x7e00)));
-  EXPECT_EQ(float_to_bfloat16(1.0f), 0x3f80);
-  EXPECT_EQ(float_to_bfloat16(257.0f), 0x4380);    // ties to even: 256
-  EXPECT_EQ(float_to_bfloat16(259.0f), 0x4382);    // ties to even: 260
-  EXPECT_EQ(bfloat16_to_float(0xc2c8), -100.0f);
-  EXPECT_TRUE(std::isnan(bfloat16_to_float(float_to_bfloat16(NAN))));
+  EXPECT_EQ(half::float_to_half(1.0f), 0x3c00);
+  EXPECT_EQ(half::float_to_half(-2.0f), 0xc000);
+  EXPECT_EQ(half::float_to_half(65504.0f), 0x7bff);
+  EXPECT_EQ(half::float_to_half(1e6f), 0x7c00);          // overflow: inf
+  EXPECT_EQ(half::float_to_half(5.960464477539063e-8f), 0x0001);  // smallest subnormal
+  EXPECT_EQ(half::float_to_half(2049.0f), 0x6800);       // ties to even: 2048
+  EXPECT_EQ(half::float_to_half(2051.0f), 0x6802);       // ties to even: 2052
+  EXPECT_EQ(half::half_to_float(0x0001), 5.960464477539063e-8f);
+  EXPECT_EQ(half::half_to_float(0x7bff), 65504.0f);
+  EXPECT_TRUE(std::isinf(half::half_to_float(0x7c00)));
+  EXPECT_TRUE(std::isnan(half::half_to_float(0x7e00)));
+  EXPECT_EQ(half::float_to_bf16(1.0f), 0x3f80);
+  EXPECT_EQ(half::float_to_bf16(257.0f), 0x4380);    // ties to even: 256
+  EXPECT_EQ(half::float_to_bf16(259.0f), 0x4382);    // ties to even: 260
+  EXPECT_EQ(half::bf16_to_float(0xc2c8), -100.0f);
+  EXPECT_TRUE(std::isnan(half::bf16_to_float(half::float_to_bf16(NAN))));
 }
 
 TEST(Ownership, ReadsThePidOfKnownNames) {

@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "chipmesh/collectives.h"
 #include "chipmesh/errors.h"
 #include "chipmesh/shared_memory.h"
 #include "chipmesh/types.h"
@@ -32,8 +33,9 @@ namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
 constexpr const char* kDtypes[] = {"float32", "float16", "bfloat16", "int32", nullptr};
-constexpr const char* kModes[] = {"onephase", "twophase", "ring", nullptr};  // scalar 0, 1, 2
-constexpr const char* kOps[] = {"sum", "max", "min", nullptr};               // scalar 0, 1, 2
+// The demo's choices: names of chipmesh/collectives.h the built-in kernel has.
+constexpr const char* kModes[] = {"onephase", "twophase", "ring", nullptr};
+constexpr const char* kOps[] = {"sum", "max", "min", nullptr};
 constexpr uint64_t kPage = 4096;
 // Per-rank kernel scratch the sim platform adds to each window (its default).
 constexpr uint64_t kWorkspaceAllowance = 1 << 20;
@@ -126,7 +128,7 @@ uint64_t buffer_addr(const ChipContext& ctx, int chip, const std::string& name) 
 void run_steps(const DemoOptions& o, DemoReport& rep) {
   const DataType dtype = dtype_from_name(o.dtype);
   const uint64_t count = o.bytes / dtype_size(dtype);
-  const ReduceOp op = static_cast<ReduceOp>(index_of(kOps, o.op));
+  const ReduceOp op = parse_reduce_op(o.op);
   const DemoPattern pattern(o.chips, op);
   check_shm_space(o);
   ensure_job_token();
@@ -198,14 +200,9 @@ void run_steps(const DemoOptions& o, DemoReport& rep) {
   std::vector<Task> tasks;
   for (int c = 0; c < o.chips; ++c) {
     const ChipContext& ctx = contexts.at(static_cast<size_t>(c));
-    Task t;
-    t.kernel = "chipmesh_allreduce";
-    t.library = "";  // the built-in kernels
-    t.tensors = {TensorArg{buffer_addr(ctx, c, "input"), dtype, {count}},
-                 TensorArg{buffer_addr(ctx, c, "output"), dtype, {count}}};
-    t.scalars = {static_cast<uint64_t>(index_of(kModes, o.mode)), static_cast<uint64_t>(op)};
     chips.push_back(c);
-    tasks.push_back(std::move(t));
+    tasks.push_back(allreduce_task(buffer_addr(ctx, c, "input"), buffer_addr(ctx, c, "output"), count, dtype, op,
+                                   parse_allreduce_algo(o.mode)));
   }
   auto allreduce = [&] { worker.run([&](Orchestrator& orch) { orch.submit_group(chips, tasks); }); };
 

@@ -11,16 +11,15 @@
 #include <cstdint>
 #include <vector>
 
+#include "chipmesh/collectives.h"
 #include "chipmesh/types.h"
 
 namespace chipmesh::cli {
 
-enum class ReduceOp { Sum = 0, Max = 1, Min = 2 };
-
 // The data of one demo run: inputs of every rank and the expected result.
 class DemoPattern {
  public:
-  DemoPattern(int nranks, ReduceOp op);  // nranks in 1..64
+  DemoPattern(int nranks, ReduceOp op);  // nranks in 1..64; op sum, max or min
   // Element i of rank `rank`'s input.
   int64_t input(int rank, size_t i) const;
   // Element i of every rank's output after allreduce(op).
@@ -44,10 +43,5 @@ void store_element(DataType dtype, void* base, size_t i, int64_t v);
 // Reads element i of an array of `dtype` as a double.
 double load_element(DataType dtype, const void* base, size_t i);
 
-// IEEE binary16 and bfloat16 conversions (round to nearest even).
-uint16_t float_to_half(float f);
-float half_to_float(uint16_t h);
-uint16_t float_to_bfloat16(float f);
-float bfloat16_to_float(uint16_t b);
 
 }  // namespace chipmesh::cli

@@ -1,0 +1,63 @@
+// The public names of reduce ops and allreduce algorithms, and the encoding
+// of the chipmesh_allreduce kernel's scalars that older tasks rely on.
+#include <string>
+
+#include <gtest/gtest.h>
+
+#include "chipmesh/collectives.h"
+
+namespace chipmesh {
+namespace {
+
+TEST(CollectiveNames, EveryNameRoundTrips) {
+  for (ReduceOp op : {ReduceOp::SUM, ReduceOp::PROD, ReduceOp::MAX, ReduceOp::MIN})
+    EXPECT_EQ(parse_reduce_op(to_string(op)), op) << to_string(op);
+  for (AllreduceAlgo a : {AllreduceAlgo::AUTO, AllreduceAlgo::ONEPHASE, AllreduceAlgo::TWOPHASE, AllreduceAlgo::RING})
+    EXPECT_EQ(parse_allreduce_algo(to_string(a)), a) << to_string(a);
+}
+
+TEST(CollectiveNames, UnknownNameIsAConfigErrorListingTheValidOnes) {
+  try {
+    parse_reduce_op("avg");
+    FAIL() << "parsed 'avg'";
+  } catch (const ConfigError& e) {
+    const std::string m = e.what();
+    EXPECT_NE(m.find("'avg'"), std::string::npos) << m;
+    EXPECT_NE(m.find("sum, prod, max, min"), std::string::npos) << m;
+  }
+  EXPECT_THROW(parse_allreduce_algo("Ring"), ConfigError);  // names are exact
+}
+
+TEST(CollectiveNames, KernelScalarsKeepTheirOldEncoding) {
+  // Tasks written as {mode, op} numbers before the names existed.
+  EXPECT_EQ(allreduce_kernel::mode(AllreduceAlgo::ONEPHASE, 8), 0u);
+  EXPECT_EQ(allreduce_kernel::mode(AllreduceAlgo::TWOPHASE, 8), 1u);
+  EXPECT_EQ(allreduce_kernel::mode(AllreduceAlgo::RING, 8), 2u);
+  EXPECT_EQ(allreduce_kernel::op(ReduceOp::SUM), 0u);
+  EXPECT_EQ(allreduce_kernel::op(ReduceOp::MAX), 1u);
+  EXPECT_EQ(allreduce_kernel::op(ReduceOp::MIN), 2u);
+  EXPECT_THROW(allreduce_kernel::op(ReduceOp::PROD), ConfigError);
+  EXPECT_EQ(allreduce_kernel::mode_name(2), "ring");
+  EXPECT_EQ(allreduce_kernel::mode_name(3), "?");
+}
+
+TEST(CollectiveNames, AutoPicksOnePhaseForSmallAndRingForLargeMessages) {
+  const uint64_t cut = allreduce_kernel::kAutoRingBytes;
+  EXPECT_EQ(allreduce_kernel::mode(AllreduceAlgo::AUTO, cut - 1), allreduce_kernel::kModeOnePhase);
+  EXPECT_EQ(allreduce_kernel::mode(AllreduceAlgo::AUTO, cut), allreduce_kernel::kModeRing);
+}
+
+TEST(CollectiveNames, AllreduceTaskBuildsTheBuiltInKernelCall) {
+  Task t = allreduce_task(0x1000, 0x2000, 7, DataType::BFLOAT16, ReduceOp::MAX, AllreduceAlgo::TWOPHASE);
+  EXPECT_EQ(t.kernel, "chipmesh_allreduce");
+  EXPECT_EQ(t.library, "");
+  ASSERT_EQ(t.tensors.size(), 2u);
+  EXPECT_EQ(t.tensors[0].addr, 0x1000u);
+  EXPECT_EQ(t.tensors[1].addr, 0x2000u);
+  EXPECT_EQ(t.tensors[1].dtype, DataType::BFLOAT16);
+  EXPECT_EQ(t.tensors[0].shape, std::vector<uint64_t>{7});
+  EXPECT_EQ(t.scalars, (std::vector<uint64_t>{1, 1}));
+}
+
+}  // namespace
+}  // namespace chipmesh
