@@ -99,9 +99,7 @@ void Orchestrator::wait() {
 }
 
 void Worker::run(const std::function<void(Orchestrator&)>& orch) {
-  if (impl_->state != Impl::State::Running)
-    throw ConfigError(std::string("Worker::run: the worker is ") +
-                      (impl_->state == Impl::State::Created ? "not initialized (call init() first)" : "closed"));
+  impl_->require_running("run");
   for (auto* c : impl_->chips) c->abort.store(0, std::memory_order_release);
   impl_->pending_error.reset();
   Orchestrator o(*this);

@@ -70,9 +70,7 @@ pid_t Worker::chip_pid(int chip) const {
 std::map<std::string, double> Worker::bringup_phases_ms() const { return impl_->phases; }
 
 const std::vector<ChipContext>& Worker::chip_contexts() const {
-  if (impl_->state != Impl::State::Running)
-    throw ConfigError(std::string("Worker::chip_contexts: the worker is ") +
-                      (impl_->state == Impl::State::Created ? "not initialized (call init() first)" : "closed"));
+  impl_->require_running("chip_contexts");
   return impl_->contexts;
 }
 

@@ -52,6 +52,9 @@ struct Worker::Impl {
 
   // --- requests (worker_link.cpp) ---
   ChipError chip_error(size_t chip, const std::string& cause) const;
+  // The one "not initialized / closed" check: ConfigError naming the call
+  // ("Worker::<what>: the worker is not initialized (call init() first)").
+  void require_running(const char* what) const;
   // Throws when the worker is not running or `chip` is out of range / dead.
   void require_usable(int chip, const char* what) const;
   // Waits (spin, then futex on header->events) until done() or the deadline;

@@ -17,10 +17,14 @@ ChipError Worker::Impl::chip_error(size_t chip, const std::string& cause) const 
   return ChipError(static_cast<int>(chip), cfg.device_ids[chip], pids.empty() ? -1 : pids[chip], cause);
 }
 
-void Worker::Impl::require_usable(int chip, const char* what) const {
+void Worker::Impl::require_running(const char* what) const {
   if (state != State::Running)
     throw ConfigError(std::string("Worker::") + what + ": the worker is " +
                       (state == State::Created ? "not initialized (call init() first)" : "closed"));
+}
+
+void Worker::Impl::require_usable(int chip, const char* what) const {
+  require_running(what);
   if (chip < 0 || static_cast<size_t>(chip) >= n())
     throw ConfigError(std::string("Worker::") + what + ": chip " + std::to_string(chip) + " is outside [0, " +
                       std::to_string(n()) + ")");
