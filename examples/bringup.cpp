@@ -1,5 +1,6 @@
-// The main job for now: bring up N sim chips, one process per chip, and print
-// what each one reported through its bootstrap mailbox.
+// Bring-up by hand, without the Worker: N sim chips, one process per chip,
+// each printing what it reported through its bootstrap mailbox. (The main
+// job is `chipmesh demo`; this example shows the layer under the Worker.)
 //
 // The parent stages one input region per rank in POSIX shared memory, maps
 // one mailbox page per rank, forks the chips and waits for every mailbox to be

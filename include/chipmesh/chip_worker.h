@@ -1,5 +1,5 @@
 // One chip: binds a platform plugin, drives its device and communicator, and
-// runs the one-shot bring-up (bootstrap_context) described in DESIGN.md.
+// runs the one-shot bring-up (bootstrap_context) described in docs/architecture.md.
 #pragma once
 
 #include <cstddef>
@@ -45,7 +45,7 @@ class ChipWorker {
   void comm_barrier(uint64_t comm);
   void comm_destroy(uint64_t comm);
 
-  // The six steps of DESIGN.md: validate, set device, communicator, carve,
+  // The six steps of the bring-up contract (docs/architecture.md): validate, set device, communicator, carve,
   // load host inputs (and map every store_to_host output staging), publish
   // the result and the timings. On failure publishes "<kind>: <message>" with
   // error_code 1 on the channel, releases what it created, and rethrows.

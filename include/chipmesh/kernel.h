@@ -6,7 +6,9 @@
  * A chip process loads each library once and calls the kernel on its own
  * thread (sim) with a chipmesh_kernel_args. Return 0 on success; on failure
  * return a chipmesh_status (or any non-zero value) and describe the failure
- * with chipmesh_kernel_fail(). Build libraries with the CMake helper
+ * in args->error (CHIPMESH_KERNEL_ERROR_SIZE bytes); from C++,
+ * `return chipmesh::device::fail(args, status, "fmt", ...)` of
+ * chipmesh/kernel_device.h does both. Build libraries with the CMake helper
  * chipmesh_add_kernel_library() (see docs/kernels.md). */
 #ifndef CHIPMESH_KERNEL_H
 #define CHIPMESH_KERNEL_H

@@ -1,5 +1,5 @@
 // ChipWorker::bootstrap_context: the six steps of the bring-up contract
-// (DESIGN.md), in order, with the failure path publishing before rethrowing.
+// (docs/architecture.md, "Bring-up"), in order, with the failure path publishing before rethrowing.
 #include <chrono>
 #include <string>
 

@@ -37,7 +37,8 @@ constexpr const char* kDtypes[] = {"float32", "float16", "bfloat16", "int32", nu
 constexpr const char* kModes[] = {"onephase", "twophase", "ring", nullptr};
 constexpr const char* kOps[] = {"sum", "max", "min", nullptr};
 constexpr uint64_t kPage = 4096;
-// Per-rank kernel scratch the sim platform adds to each window (its default).
+// Per-rank kernel scratch the sim platform adds to each window: its default
+// is 64 KiB (CHIPMESH_SIM_WORKSPACE_BYTES); 1 MiB leaves room for a raised one.
 constexpr uint64_t kWorkspaceAllowance = 1 << 20;
 
 int index_of(const char* const* list, const std::string& v) {
