@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -53,6 +54,21 @@ SharedMemory SharedMemory::create(const std::string& name, size_t size) {
                       std::to_string(size) + ": " + what + " failed: " + errno_text(err));
   };
   if (size > 0 && ftruncate(fd, static_cast<off_t>(size)) != 0) fail("ftruncate", errno);
+  // Reserve every page now: on a full tmpfs a sparse object would be handed
+  // out and SIGBUS its first writer instead of failing here with the reason.
+  if (size > 0) {
+    if (int err = posix_fallocate(fd, 0, static_cast<off_t>(size)); err != 0) {
+      struct statvfs fs{};
+      std::string free_space = fstatvfs(fd, &fs) == 0
+                                   ? std::to_string(static_cast<unsigned long long>(fs.f_bavail) * fs.f_frsize)
+                                   : std::string("unknown");
+      ::close(fd);
+      shm_unlink(name.c_str());
+      throw DeviceError("cannot create shared memory '" + name + "' of size " + std::to_string(size) +
+                        ": posix_fallocate failed: " + errno_text(err) + "; /dev/shm has " + free_space +
+                        " bytes free");
+    }
+  }
   void* data = nullptr;
   if (size > 0) {
     data = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);

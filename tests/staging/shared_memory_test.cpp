@@ -5,6 +5,7 @@
 
 #include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <cstdint>
@@ -171,6 +172,20 @@ TEST(SharedMemory, FailedCreateRemovesWhatItMade) {
     EXPECT_NE(what.find(std::to_string(size)), std::string::npos) << what;
     EXPECT_FALSE(exists(name)) << size;
   }
+}
+
+// A region larger than /dev/shm fails at create with the reason, instead of
+// being handed out sparse and SIGBUSing its first writer.
+TEST(SharedMemory, LargerThanDevShmFailsAtCreateNamingTheFreeSpace) {
+  struct statvfs fs{};
+  ASSERT_EQ(statvfs("/dev/shm", &fs), 0);
+  const size_t size = static_cast<size_t>(fs.f_blocks) * fs.f_frsize + (size_t{1} << 20);
+  ShmName name;
+  std::string what = error_of<DeviceError>([&] { SharedMemory::create(name, size); });
+  EXPECT_NE(what.find("posix_fallocate"), std::string::npos) << what;
+  EXPECT_NE(what.find(std::to_string(size)), std::string::npos) << what;
+  EXPECT_NE(what.find("bytes free"), std::string::npos) << what;
+  EXPECT_FALSE(exists(name));
 }
 
 TEST(SharedMemory, BadNamesRejected) {
