@@ -412,6 +412,9 @@ TEST(Demo, BadArgumentsAreRefusedWithAMessage) {
       {{"demo", "--bytes", "0"}, "--bytes"},
       {{"demo", "--bytes", "6"}, "multiple of the float32 element size"},
       {{"demo", "--bytes", "-4"}, "--bytes"},
+      {{"demo", "--chips", "0x10"}, "decimal"},                      // not read as 16
+      {{"demo", "--bytes", "18446744073709551616"}, "64 bits"},      // not saturated to 2^64-1
+      {{"demo", "--bytes", "16EiB"}, "--bytes"},
       {{"demo", "--frobnicate"}, "frobnicate"},
       {{"launch"}, "launch"},
       {{}, "subcommand"},

@@ -7,7 +7,10 @@
 
 #include <CLI/CLI.hpp>
 
+#include <cctype>
+#include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <exception>
 #include <string>
 #include <vector>
@@ -23,6 +26,41 @@ std::vector<std::string> as_vector(const char* const* list) {
   std::vector<std::string> v;
   for (int i = 0; list[i]; ++i) v.emplace_back(list[i]);
   return v;
+}
+
+}  // namespace
+
+namespace {
+
+// CLI11 reads 0x10 and 0b101 as integers; a count on our command line is
+// decimal, so "--chips 0x10" is an error, not 16.
+std::string decimal_digits_only(const std::string& v) {
+  if (!v.empty() && v.find_first_not_of("0123456789") == std::string::npos) return {};
+  return "must be a decimal number, got '" + v + "'";
+}
+
+// CLI::AsSizeValue saturates on overflow (2^64 would read as 2^64-1): refuse
+// a size whose number or number * unit does not fit in 64 bits.
+std::string size_fits_u64(const std::string& v) {
+  size_t digits = v.find_first_not_of("0123456789");
+  if (digits == 0) return {};  // not a number: the transform reports it
+  const std::string number = v.substr(0, digits);
+  errno = 0;
+  const unsigned long long n = std::strtoull(number.c_str(), nullptr, 10);
+  std::string unit = digits == std::string::npos ? "" : v.substr(digits);
+  for (auto& c : unit) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (!unit.empty() && unit.back() == 'b') unit.pop_back();
+  if (!unit.empty() && unit.back() == 'i') unit.pop_back();
+  const std::string prefixes = "kmgtpe";
+  unsigned shift = 0;
+  if (!unit.empty()) {
+    auto pos = prefixes.find(unit);
+    if (unit.size() != 1 || pos == std::string::npos) return {};  // the transform reports it
+    shift = 10 * static_cast<unsigned>(pos + 1);
+  }
+  if (errno == ERANGE || (shift > 0 && (n >> (64 - shift)) != 0))
+    return "must fit in 64 bits (at most 18446744073709551615 bytes), got '" + v + "'";
+  return {};
 }
 
 }  // namespace
@@ -43,6 +81,7 @@ int main(int argc, char** argv) {
       "allreduce time, algbw, busbw (algbw * 2(n-1)/n) and the max abs error. Exit status: 0 OK, 1 a wrong "
       "result or a failure, 2 bad arguments.");
   demo->add_option("--chips", demo_opts.chips, "number of chips, one process each")
+      ->check(decimal_digits_only, "DECIMAL")
       ->check(CLI::Range(1, kDemoMaxChips))
       ->capture_default_str();
   demo->add_option("--bytes", demo_opts.bytes,
@@ -53,6 +92,7 @@ int main(int argc, char** argv) {
             return v.find('-') == std::string::npos ? std::string() : "must be a positive size, got " + v;
           },
           "SIZE")
+      ->check(size_fits_u64, "SIZE")
       ->transform(CLI::AsSizeValue(true))
       ->capture_default_str();
   demo->add_option("--dtype", demo_opts.dtype, "element type")
