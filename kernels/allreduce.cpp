@@ -55,9 +55,9 @@ int validate(const chipmesh_kernel_args* args, AllreduceCall* call) {
     return fail(args, CHIPMESH_ERR_CONFIG, "allreduce: bad communicator context (rank %u of %u)", ctx->rankId,
                 ctx->rankNum);
   if (!device::flag_fits(ctx, kLastCollectiveLine))
-    return fail(args, CHIPMESH_ERR_CONFIG, "allreduce: workSpace of %llu bytes is too small (needs %u)",
+    return fail(args, CHIPMESH_ERR_CONFIG, "allreduce: workSpace of %llu bytes is too small (needs %llu)",
                 static_cast<unsigned long long>(ctx->workSpaceSize),
-                (kLastCollectiveLine + 1) * CHIPMESH_FLAG_BYTES);
+                static_cast<unsigned long long>(device::flag_bytes_needed(kLastCollectiveLine)));
   if (args->num_tensors != 2 || !args->tensors)
     return fail(args, CHIPMESH_ERR_CONFIG, "allreduce: expects 2 tensors (input, output), got %u",
                 args->tensors ? args->num_tensors : 0u);

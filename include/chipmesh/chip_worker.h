@@ -1,9 +1,12 @@
 // One chip: binds a platform plugin, drives its device and communicator, and
-// runs the one-shot bring-up (bootstrap_context) described in docs/architecture.md.
+// runs the one-shot bring-up (bootstrap_context) described in
+// docs/architecture.md.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -38,6 +41,9 @@ class ChipWorker {
   // Runs fn(args) on the current device through the platform's launch hook.
   int launch(chipmesh_kernel_fn fn, void* args);
 
+  // Through the transport table, with the job token and timeout set below
+  // (the platform's defaults, CHIPMESH_JOB_TOKEN and CHIPMESH_COMM_TIMEOUT_S,
+  // for what is not set).
   uint64_t comm_init(int rank, int nranks, const std::string& rootinfo_path);
   uint64_t comm_alloc_windows(uint64_t comm, size_t window_size);  // returns device_ctx
   uint64_t comm_get_local_window_base(uint64_t comm);
@@ -45,8 +51,8 @@ class ChipWorker {
   void comm_barrier(uint64_t comm);
   void comm_destroy(uint64_t comm);
 
-  // The six steps of the bring-up contract (docs/architecture.md): validate, set device, communicator, carve,
-  // load host inputs (and map every store_to_host output staging), publish
+  // The six steps of the bring-up contract (docs/architecture.md): validate,
+  // set device, communicator, carve, load host inputs (and map every store_to_host output staging), publish
   // the result and the timings. On failure publishes "<kind>: <message>" with
   // error_code 1 on the channel, releases what it created, and rethrows.
   // This is the only bring-up path: the Worker's chip processes call it too.
@@ -64,13 +70,29 @@ class ChipWorker {
   // handle is cleared first).
   void shutdown_bootstrap();
 
-  const chipmesh_platform& platform() const;  // DeviceError before init()
+  // Job token of the communicators this worker creates from now on: ranks
+  // only join a communicator of the same token (two jobs on one host never
+  // attach to each other). "" means no token. Unset: CHIPMESH_JOB_TOKEN.
+  void set_job_token(std::string token) { job_token_ = std::move(token); }
+  // Deadline of every wait of the communicators created from now on.
+  // Unset: CHIPMESH_COMM_TIMEOUT_S.
+  void set_comm_timeout(std::chrono::milliseconds timeout) { comm_timeout_ = timeout; }
+
+  // The plugin's tables. platform() is the legacy combined view (composed
+  // by the loader for a plugin that exports the two tables); device() and
+  // transport() are what ChipWorker calls through. DeviceError before
+  // init(); transport() also when the platform has no communicator.
+  const chipmesh_platform& platform() const;
+  const chipmesh_device_t& device() const;
+  const chipmesh_transport_t& transport() const;
+  bool has_transport() const { return transport_ != nullptr; }
   bool initialized() const { return platform_ != nullptr; }
   uint64_t bootstrap_comm() const { return bootstrap_comm_; }
   const BootstrapTimings& last_bootstrap_timings() const { return timings_; }
 
  private:
   void check(int status, std::string_view what) const;
+  void check_comm(int status, std::string_view what) const;
   // A store_to_host buffer and the staging it is flushed into.
   struct Output {
     std::string name;
@@ -81,6 +103,10 @@ class ChipWorker {
   // Step 5 of bootstrap_context for outputs: attach every store_to_host staging.
   static std::vector<Output> map_outputs(const ChipBootstrapConfig& cfg, const std::vector<uint64_t>& buffer_ptrs);
   const chipmesh_platform* platform_ = nullptr;
+  const chipmesh_device_t* device_ = nullptr;
+  const chipmesh_transport_t* transport_ = nullptr;
+  std::optional<std::string> job_token_;
+  std::optional<std::chrono::milliseconds> comm_timeout_;
   uint64_t bootstrap_comm_ = 0;
   BootstrapTimings timings_;
   std::vector<Output> outputs_;

@@ -25,9 +25,10 @@ extern "C" {
  * addresses differ per process, so a kernel only uses its own rank's context.
  * windowsOut[r] aliases windowsIn[r] (one window per rank). */
 typedef struct CommContext {
-  uint64_t workSpace;      /* @0    this rank's kernel scratch (sync flags); on
-                              sim it follows the window in the same mapping,
-                              so rank r's is at windowsIn[r] + winSize */
+  uint64_t workSpace;      /* @0    this rank's kernel scratch (sync flags),
+                              starting with a chipmesh_workspace_header that
+                              says where this process reaches every rank's
+                              scratch; 0 when the platform gives none */
   uint64_t workSpaceSize;  /* @8 */
   uint32_t rankId;         /* @16 */
   uint32_t rankNum;        /* @20 */
@@ -35,6 +36,20 @@ typedef struct CommContext {
   uint64_t windowsIn[CHIPMESH_MAX_RANKS];   /* @32 */
   uint64_t windowsOut[CHIPMESH_MAX_RANKS];  /* @544 */
 } CommContext;
+
+/* The first CHIPMESH_WORKSPACE_HEADER_BYTES of every rank's workSpace,
+ * filled by the transport in comm_alloc_windows before it returns:
+ * peerWorkSpace[r] is the address at which *this* process reaches rank r's
+ * workSpace (0 for r >= rankNum). Like windowsIn, the addresses are this
+ * process's: a kernel reads only its own rank's header (the one at its own
+ * CommContext's workSpace), never a peer's. Kernel scratch (flags) follows
+ * the header: see chipmesh/kernel.h. Where the scratch lives is the
+ * platform's business (on sim right after each window, in the same shared
+ * memory object); kernels find it only through this header. */
+#define CHIPMESH_WORKSPACE_HEADER_BYTES 512
+typedef struct chipmesh_workspace_header {
+  uint64_t peerWorkSpace[CHIPMESH_MAX_RANKS];
+} chipmesh_workspace_header;
 
 typedef struct chipmesh_comm* CommHandle;
 
@@ -66,8 +81,10 @@ static_assert(offsetof(CommContext, rankNum) == 20, "CommContext layout");
 static_assert(offsetof(CommContext, winSize) == 24, "CommContext layout");
 static_assert(offsetof(CommContext, windowsIn) == 32, "CommContext layout");
 static_assert(offsetof(CommContext, windowsOut) == 544, "CommContext layout");
+static_assert(sizeof(chipmesh_workspace_header) == CHIPMESH_WORKSPACE_HEADER_BYTES, "workspace header layout");
 #else
 _Static_assert(sizeof(CommContext) == 1056, "CommContext size is part of the kernel ABI");
+_Static_assert(sizeof(chipmesh_workspace_header) == CHIPMESH_WORKSPACE_HEADER_BYTES, "workspace header layout");
 #endif
 
 #endif /* CHIPMESH_COMM_H */

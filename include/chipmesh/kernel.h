@@ -23,9 +23,12 @@
 #define CHIPMESH_KERNEL_MAX_DIMS 8
 #define CHIPMESH_KERNEL_ERROR_SIZE 512
 
-/* Scratch flags: one 64-byte line each in every rank's workSpace. Indices
- * below CHIPMESH_FIRST_USER_FLAG are reserved for chipmesh (barrier, built-in
- * collectives). */
+/* Scratch flags: one 64-byte line each in every rank's workSpace, after the
+ * chipmesh_workspace_header (comm.h): flag i of rank r is at
+ * header->peerWorkSpace[r] + CHIPMESH_WORKSPACE_HEADER_BYTES + i * 64, where
+ * header is this rank's own (at its CommContext's workSpace). Use
+ * chipmesh::device::flag(). Indices below CHIPMESH_FIRST_USER_FLAG are
+ * reserved for chipmesh (barrier, built-in collectives). */
 #define CHIPMESH_FLAG_BYTES 64
 #define CHIPMESH_FIRST_USER_FLAG 64
 

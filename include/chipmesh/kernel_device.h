@@ -59,10 +59,24 @@ inline T* peer_buffer(const CommContext* ctx, int rank, const T* local) {
   return reinterpret_cast<T*>(ctx->windowsIn[rank] + off);
 }
 
+// --- scratch ----------------------------------------------------------------
+// Every rank's workSpace starts with a header the transport fills: where this
+// process reaches each rank's workSpace (comm.h). Flags follow it.
+
+inline const chipmesh_workspace_header* workspace_header(const CommContext* ctx) {
+  return reinterpret_cast<const chipmesh_workspace_header*>(ctx->workSpace);
+}
+
+// Address, in this process, of byte `offset` of rank r's scratch (after the
+// header).
+inline void* peer_scratch(const CommContext* ctx, int rank, uint64_t offset = 0) {
+  return reinterpret_cast<void*>(workspace_header(ctx)->peerWorkSpace[rank] + CHIPMESH_WORKSPACE_HEADER_BYTES + offset);
+}
+
 // --- flags ------------------------------------------------------------------
 // A flag is a 32-bit value plus a sleeper count on its own cache line in a
-// rank's scratch (workSpace). Values only grow (sequence numbers), so waits
-// are "until >= v" and never need a reset.
+// rank's scratch (workSpace, after the header). Values only grow (sequence
+// numbers), so waits are "until >= v" and never need a reset.
 
 struct Flag {
   std::atomic<uint32_t> value;
@@ -70,13 +84,19 @@ struct Flag {
 };
 static_assert(sizeof(Flag) <= CHIPMESH_FLAG_BYTES, "a flag fits its line");
 
-// Flag `index` in rank r's scratch, as seen from this process.
+// Flag `index` in rank r's scratch, as seen from this process (check
+// flag_fits first).
 inline Flag* flag(const CommContext* ctx, int rank, uint32_t index) {
-  return reinterpret_cast<Flag*>(ctx->windowsIn[rank] + ctx->winSize + uint64_t{index} * CHIPMESH_FLAG_BYTES);
+  return static_cast<Flag*>(peer_scratch(ctx, rank, uint64_t{index} * CHIPMESH_FLAG_BYTES));
+}
+
+// Bytes of workSpace that flags 0..index need (header included).
+inline uint64_t flag_bytes_needed(uint32_t index) {
+  return CHIPMESH_WORKSPACE_HEADER_BYTES + (uint64_t{index} + 1) * CHIPMESH_FLAG_BYTES;
 }
 
 inline bool flag_fits(const CommContext* ctx, uint32_t index) {
-  return ctx->workSpaceSize >= (uint64_t{index} + 1) * CHIPMESH_FLAG_BYTES;
+  return ctx->workSpace != 0 && ctx->workSpaceSize >= flag_bytes_needed(index);
 }
 
 namespace detail {

@@ -1,8 +1,18 @@
-/* The platform plugin ABI. A platform is a shared library
- * (libchipmesh_platform_<name>.so) exporting one symbol,
- *     const chipmesh_platform* chipmesh_platform_entry(void);
- * that returns a static table of function pointers. ChipWorker::init checks
- * abi_version and struct_size before calling anything in it.
+/* The platform plugin ABI.
+ *
+ * A platform is a shared library (libchipmesh_platform_<name>.so) exporting
+ * two versioned tables: the device table (chipmesh/device_abi.h,
+ * chipmesh_device_entry) and the transport table (chipmesh/transport_abi.h,
+ * chipmesh_transport_entry). Include this header to get both.
+ *
+ * LEGACY: the combined table below (chipmesh_platform, ABI version 1,
+ * exported as chipmesh_platform_entry) is what plugins exported before the
+ * split. The loader still accepts a plugin that exports only it and adapts
+ * it to the two tables (the job token and timeout of comm_init options then
+ * reach the plugin only through its environment, and it has no leftover
+ * hook). ChipWorker::platform() still returns this view for every plugin:
+ * for a split plugin the loader composes it from the two tables. New
+ * plugins export the two tables (and may export this one too).
  *
  * Rules for implementations: every function returns a chipmesh_status (0 on
  * success), never lets a C++ exception escape, and leaves a readable reason in
@@ -14,7 +24,9 @@
 #include <stdint.h>
 
 #include "chipmesh/comm.h"
+#include "chipmesh/device_abi.h"
 #include "chipmesh/status.h"
+#include "chipmesh/transport_abi.h"
 
 #define CHIPMESH_PLATFORM_ABI_VERSION 1u
 #define CHIPMESH_PLATFORM_ENTRY_SYMBOL "chipmesh_platform_entry"
@@ -22,9 +34,6 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
-
-/* A kernel as the platform launches it: one opaque argument block. */
-typedef int (*chipmesh_kernel_fn)(void* args);
 
 typedef struct chipmesh_platform {
   uint32_t abi_version; /* CHIPMESH_PLATFORM_ABI_VERSION of the plugin's build */

@@ -10,7 +10,9 @@
 #include <string>
 
 #include "chipmesh/errors.h"
+#include "chipmesh/transport_abi.h"
 #include "common/deadline.h"
+#include "common/env.h"
 #include "common/futex.h"
 #include "common/status_map.h"
 #include "device.h"
@@ -206,13 +208,33 @@ LastError& last_error() { return t_last_error; }
 
 #define CHIPMESH_EXPORT extern "C" __attribute__((visibility("default")))
 
-CHIPMESH_EXPORT CommHandle comm_init(int rank, int nranks, void* /*stream: unused on sim*/,
-                                     const char* rootinfo_path) {
+namespace chipmesh::sim {
+
+// The transport table's comm_init: options override the environment.
+CommHandle comm_init_with_options(int rank, int nranks, void* /*stream: unused on sim*/, const char* rootinfo_path,
+                                  const chipmesh_comm_options_v1_t* options) {
   SimComm* comm = nullptr;
   int rc = t_last_error.guard([&] {
-    comm = new SimComm(rank, nranks, rootinfo_path ? std::string(rootinfo_path) : std::string());
+    auto fits = [&](size_t offset, size_t size) { return options && options->struct_size >= offset + size; };
+    if (options && options->struct_size < sizeof(uint32_t))
+      throw ConfigError("comm_init: options.struct_size=" + std::to_string(options->struct_size) + " is too small");
+    CommOptions o;
+    const bool has_token = fits(offsetof(chipmesh_comm_options_v1_t, job_token), sizeof(const char*)) &&
+                           options->job_token != nullptr;
+    o.job = has_token ? std::string(options->job_token) : env::job_token();
+    const bool has_timeout =
+        fits(offsetof(chipmesh_comm_options_v1_t, timeout_ms), sizeof(uint64_t)) && options->timeout_ms != 0;
+    o.timeout = has_timeout ? std::chrono::milliseconds(options->timeout_ms) : env::comm_timeout();
+    comm = new SimComm(rank, nranks, rootinfo_path ? std::string(rootinfo_path) : std::string(), std::move(o));
   });
   return rc == CHIPMESH_SUCCESS ? reinterpret_cast<CommHandle>(comm) : nullptr;
+}
+
+}  // namespace chipmesh::sim
+
+// The comm.h symbol: every setting from the environment.
+CHIPMESH_EXPORT CommHandle comm_init(int rank, int nranks, void* stream, const char* rootinfo_path) {
+  return chipmesh::sim::comm_init_with_options(rank, nranks, stream, rootinfo_path, nullptr);
 }
 
 CHIPMESH_EXPORT int comm_alloc_windows(CommHandle h, size_t win_size, uint64_t* device_ctx) {

@@ -16,13 +16,21 @@
 #include "common/process.h"
 #include "comm_layout.h"
 #include "name_registry.h"
+#include "rendezvous/store.h"
 
 namespace chipmesh::sim {
+
+// Per-communicator settings, resolved from chipmesh_comm_options_t and the
+// environment defaults (comm.cpp).
+struct CommOptions {
+  std::chrono::milliseconds timeout;
+  std::string job;  // job token; "" = none
+};
 
 class SimComm {
  public:
   // Rendezvous through rootinfo_path (comm_rendezvous.cpp).
-  SimComm(int rank, int nranks, const std::string& rootinfo_path);
+  SimComm(int rank, int nranks, const std::string& rootinfo_path, CommOptions options);
   ~SimComm();
   SimComm(const SimComm&) = delete;
   SimComm& operator=(const SimComm&) = delete;
@@ -41,7 +49,11 @@ class SimComm {
   // --- rendezvous (comm_rendezvous.cpp) ---
   void create_as_root();
   void join_published();
-  bool try_attach(std::string* why_not);
+  // Format and trust checks of a rootinfo read from the store.
+  bool trusted(const rendezvous::Bytes& value, RootInfo* out, std::string* why) const;
+  // Attaches to the communicator a trusted rootinfo names; false with the
+  // reason when it cannot (yet), an Error when the communicator must fail.
+  bool try_attach(const rendezvous::Bytes& value, std::string* why);
   void claim_slot();
   void publish_rootinfo();
   void remove_rootinfo_if_ours() noexcept;
@@ -73,6 +85,8 @@ class SimComm {
   int rank_;
   int nranks_;
   std::string rootinfo_path_;
+  std::unique_ptr<rendezvous::Store> store_;  // where rank 0 publishes the rootinfo
+  std::string store_key_;
   std::chrono::milliseconds timeout_;
   uint64_t token_ = 0;
   std::string job_;

@@ -1,10 +1,9 @@
 // comm_init on sim: rank 0 creates the control segment and publishes the
-// rootinfo file; the others wait for a rootinfo they can trust, map the
-// segment, and claim their slot; everyone meets at the attach barrier, whose
+// rootinfo through the rendezvous store (src/rendezvous: today a file at
+// rootinfo_path); the others wait in the store for a rootinfo they can
+// trust, map the segment, and claim their slot; everyone meets at the attach barrier, whose
 // last arriver removes the names so that a crash afterwards leaks nothing.
 #include <fcntl.h>
-#include <poll.h>
-#include <sys/inotify.h>
 #include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/stat.h>
@@ -13,16 +12,15 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
-#include <filesystem>
 #include <string>
 
 #include "chipmesh/errors.h"
 #include "comm.h"
 #include "common/deadline.h"
-#include "common/env.h"
 #include "common/futex.h"
-#include "common/status_map.h"
 #include "common/process.h"
+#include "common/status_map.h"
+#include "rootinfo.h"
 
 namespace chipmesh::sim {
 namespace {
@@ -42,82 +40,6 @@ void copy_name(char (&dst)[kShmNameBytes], const std::string& src) {
   std::snprintf(dst, sizeof(dst), "%s", src.c_str());
 }
 
-// Closes an fd on scope exit.
-struct Fd {
-  int fd = -1;
-  ~Fd() {
-    if (fd >= 0) ::close(fd);
-  }
-};
-
-// Reads and checks the rootinfo file; returns false with a reason when it is
-// absent or not one this rank may trust.
-bool read_rootinfo(const std::string& path, const std::string& job, RootInfo* out, std::string* why) {
-  Fd f{::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC)};
-  if (f.fd < 0) {
-    *why = errno == ENOENT ? "no rootinfo file yet" : "cannot open rootinfo: " + errno_text(errno);
-    return false;
-  }
-  struct stat st;
-  if (fstat(f.fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    *why = "rootinfo is not a regular file";
-    return false;
-  }
-  if (st.st_uid != geteuid()) {
-    *why = "rootinfo is owned by uid " + std::to_string(st.st_uid) + ", not by this uid " +
-           std::to_string(geteuid());
-    return false;
-  }
-  if (st.st_size != static_cast<off_t>(sizeof(RootInfo))) {
-    *why = "rootinfo has " + std::to_string(st.st_size) + " bytes, expected " + std::to_string(sizeof(RootInfo));
-    return false;
-  }
-  RootInfo ri;
-  if (::pread(f.fd, &ri, sizeof(ri), 0) != static_cast<ssize_t>(sizeof(ri))) {
-    *why = "short read of rootinfo";
-    return false;
-  }
-  ri.ctrl_name[kShmNameBytes - 1] = '\0';
-  ri.job[kJobTokenBytes - 1] = '\0';
-  if (ri.magic != kRootInfoMagic || ri.version != kLayoutVersion || ri.size != sizeof(RootInfo) ||
-      ri.ctrl_size != sizeof(CtrlBlock)) {
-    *why = "rootinfo has a foreign magic, version or size";
-    return false;
-  }
-  if (ri.uid != geteuid()) {
-    *why = "rootinfo was written for uid " + std::to_string(ri.uid);
-    return false;
-  }
-  if (job != ri.job) {
-    *why = "rootinfo belongs to job '" + std::string(ri.job) + "', this rank is in job '" + job + "'";
-    return false;
-  }
-  if (ri.root_start == 0 || process::start_time(ri.root_pid) != ri.root_start) {
-    *why = "rootinfo is stale: its rank 0 (pid " + std::to_string(ri.root_pid) + ") is gone";
-    return false;
-  }
-  *out = ri;
-  return true;
-}
-
-// One inotify instance per thread, kept for the life of the process: closing
-// one waits for an SRCU grace period in the kernel (measured 7-15 ms here),
-// which would otherwise land on every non-root rank's comm_init.
-int rendezvous_inotify() {
-  thread_local int fd = -1;
-  if (fd < 0) {
-    fd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
-    if (fd < 0) throw CommError("comm_init: inotify_init1 failed: " + errno_text(errno));
-  }
-  return fd;
-}
-
-void drain_inotify(int fd) {
-  alignas(struct inotify_event) char buf[4096];
-  while (::read(fd, buf, sizeof(buf)) > 0) {
-  }
-}
-
 }  // namespace
 
 std::string ctrl_shm_name(pid_t creator, uint64_t token) {
@@ -134,8 +56,9 @@ std::string window_shm_name(pid_t creator, uint64_t token, int rank) {
   return buf;
 }
 
-SimComm::SimComm(int rank, int nranks, const std::string& rootinfo_path)
-    : rank_(rank), nranks_(nranks), rootinfo_path_(rootinfo_path) {
+SimComm::SimComm(int rank, int nranks, const std::string& rootinfo_path, CommOptions options)
+    : rank_(rank), nranks_(nranks), rootinfo_path_(rootinfo_path), timeout_(options.timeout),
+      job_(std::move(options.job)) {
   if (nranks < 1 || nranks > CHIPMESH_MAX_RANKS)
     throw ConfigError("comm_init: nranks=" + std::to_string(nranks) + " is outside [1, " +
                       std::to_string(CHIPMESH_MAX_RANKS) + "]");
@@ -143,10 +66,11 @@ SimComm::SimComm(int rank, int nranks, const std::string& rootinfo_path)
     throw ConfigError("comm_init: rank=" + std::to_string(rank) + " is outside [0, nranks=" +
                       std::to_string(nranks) + ")");
   if (rootinfo_path.empty()) throw ConfigError("comm_init: rootinfo_path is empty");
-  timeout_ = env::comm_timeout();
-  job_ = env::job_token();
+  rendezvous::Opened opened = rendezvous::make_store(rootinfo_path);
+  store_ = std::move(opened.store);
+  store_key_ = std::move(opened.key);
   if (job_.size() >= kJobTokenBytes)
-    throw ConfigError("CHIPMESH_JOB_TOKEN is " + std::to_string(job_.size()) + " bytes, at most " +
+    throw ConfigError("comm_init: job token '" + job_ + "' is " + std::to_string(job_.size()) + " bytes, at most " +
                       std::to_string(kJobTokenBytes - 1));
   watches_.resize(static_cast<size_t>(nranks));
   windows_.assign(static_cast<size_t>(nranks), nullptr);
@@ -221,77 +145,50 @@ void SimComm::publish_rootinfo() {
   copy_name(ri.ctrl_name, ctrl_name_);
   std::snprintf(ri.job, sizeof(ri.job), "%s", job_.c_str());
 
-  // Write a private temp file, then rename: readers never see a partial file,
-  // and a stale file from a crashed run is replaced atomically.
-  char suffix[64];
-  std::snprintf(suffix, sizeof(suffix), ".tmp.%d.%016llx", static_cast<int>(getpid()),
-                static_cast<unsigned long long>(token_));
-  std::string tmp = rootinfo_path_ + suffix;
-  remember_name(names::Kind::File, tmp);
-  remember_name(names::Kind::Rootinfo, rootinfo_path_);
-  int fd = ::open(tmp.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0600);
-  if (fd < 0)
-    throw ConfigError("comm_init: cannot create rootinfo '" + rootinfo_path_ + "' (via " + tmp + "): " +
-                      errno_text(errno));
-  bool ok = ::write(fd, &ri, sizeof(ri)) == static_cast<ssize_t>(sizeof(ri));
-  int err = errno;
-  ::close(fd);
-  if (!ok || ::rename(tmp.c_str(), rootinfo_path_.c_str()) != 0) {
-    if (ok) err = errno;
-    ::unlink(tmp.c_str());
-    throw CommError("comm_init: cannot publish rootinfo '" + rootinfo_path_ + "': " + errno_text(err));
+  // Register every name the store may create before it exists (a temp
+  // file, then the rootinfo), so an emergency cleanup never misses one.
+  std::vector<std::string> names = store_->local_names(store_key_);
+  for (size_t i = 0; i < names.size(); ++i)
+    remember_name(i + 1 == names.size() ? names::Kind::Rootinfo : names::Kind::File, names[i]);
+  try {
+    store_->set(store_key_, encode_rootinfo(ri));
+  } catch (const Error& e) {
+    throw_status(status_of(e), "comm_init: cannot publish rootinfo '" + rootinfo_path_ + "': " + e.what());
   }
 }
 
 void SimComm::remove_rootinfo_if_ours() noexcept {
-  RootInfo ri;
-  int fd = ::open(rootinfo_path_.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-  if (fd < 0) return;
-  bool ours = ::pread(fd, &ri, sizeof(ri), 0) == static_cast<ssize_t>(sizeof(ri)) &&
-              ri.magic == kRootInfoMagic && ri.token == token_;
-  ::close(fd);
-  // A newer communicator may already have replaced the file: leave it.
-  if (ours) ::unlink(rootinfo_path_.c_str());
+  // A newer communicator may already have replaced it: only ours goes.
+  if (store_) store_->remove_if(store_key_, [this](const rendezvous::Bytes& v) { return rootinfo_has_token(v, token_); });
 }
 
 void SimComm::join_published() {
-  // Watch the directory before the first look, so a rename that lands
-  // between the look and the wait still wakes us.
-  std::filesystem::path path(rootinfo_path_);
-  std::string dir = path.has_parent_path() ? path.parent_path().string() : ".";
-  const int in = rendezvous_inotify();
-  const int watch = inotify_add_watch(in, dir.c_str(), IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_ATTRIB);
-  if (watch < 0)
-    throw ConfigError("comm_init: cannot watch directory '" + dir + "' of rootinfo_path '" + rootinfo_path_ +
-                      "': " + errno_text(errno));
-  struct Unwatch {
-    int in, watch;
-    ~Unwatch() {
-      inotify_rm_watch(in, watch);
-      drain_inotify(in);
-    }
-  } unwatch{in, watch};
-
-  Deadline deadline(timeout_);
-  std::string why;
-  for (;;) {
-    if (try_attach(&why)) return;
-    if (deadline.expired())
-      throw TimeoutError("comm_init: rank " + std::to_string(rank_) + " of " + std::to_string(nranks_) +
-                         " timed out after " + std::to_string(deadline.budget_ms()) +
-                         " ms waiting for rank 0 to publish rootinfo '" + rootinfo_path_ + "' (" + why + ")");
-    // Block until the directory changes; the slice bounds how long a stale
-    // file whose owner just died goes unnoticed.
-    struct pollfd pfd{in, POLLIN, 0};
-    auto slice = std::chrono::duration_cast<std::chrono::milliseconds>(
-        deadline.next_slice(std::chrono::milliseconds(200)));
-    if (::poll(&pfd, 1, static_cast<int>(slice.count()) + 1) > 0) drain_inotify(in);
-  }
+  store_->wait(store_key_, timeout_, [this](const rendezvous::Bytes& v, std::string* why) { return try_attach(v, why); },
+               "comm_init: rank " + std::to_string(rank_) + " of " + std::to_string(nranks_));
 }
 
-bool SimComm::try_attach(std::string* why) {
+bool SimComm::trusted(const rendezvous::Bytes& value, RootInfo* out, std::string* why) const {
   RootInfo ri;
-  if (!read_rootinfo(rootinfo_path_, job_, &ri, why)) return false;
+  if (!decode_rootinfo(value, &ri, why)) return false;
+  if (ri.uid != geteuid()) {
+    *why = "rootinfo was written for uid " + std::to_string(ri.uid);
+    return false;
+  }
+  if (job_ != ri.job) {
+    *why = "rootinfo belongs to job '" + std::string(ri.job) + "', this rank is in job '" + job_ + "'";
+    return false;
+  }
+  if (ri.root_start == 0 || process::start_time(ri.root_pid) != ri.root_start) {
+    *why = "rootinfo is stale: its rank 0 (pid " + std::to_string(ri.root_pid) + ") is gone";
+    return false;
+  }
+  *out = ri;
+  return true;
+}
+
+bool SimComm::try_attach(const rendezvous::Bytes& value, std::string* why) {
+  RootInfo ri;
+  if (!trusted(value, &ri, why)) return false;
   int fd = shm_open(ri.ctrl_name, O_RDWR | O_CLOEXEC, 0);
   if (fd < 0) {
     *why = std::string("control segment ") + ri.ctrl_name + " of the rootinfo is gone: " + errno_text(errno);

@@ -46,8 +46,10 @@ uint64_t SimComm::alloc_windows(size_t requested) {
   const size_t actual = (requested + page - 1) / page * page;
 
   // Each rank's object holds its window followed by its kernel scratch
-  // (workSpace), so peers reach rank r's scratch at windowsIn[r] + winSize.
+  // (workSpace). Kernels do not know that: the scratch starts with a header
+  // (comm.h) listing where this process maps every rank's scratch.
   const size_t scratch = (env::sim_workspace_bytes() + page - 1) / page * page;
+  static_assert(CHIPMESH_WORKSPACE_HEADER_BYTES <= 4096, "the header fits the first page of the scratch");
   const size_t segment = actual + scratch;
 
   RankSlot& mine = ctrl_->slots[rank_];
@@ -127,6 +129,10 @@ uint64_t SimComm::alloc_windows(size_t requested) {
     workspace_size_ = scratch;
     if (scratch > 0) {
       workspace_ = static_cast<char*>(windows_[rank_]) + actual;
+      // Only this rank writes its header, and only its own kernels read it.
+      auto* header = static_cast<chipmesh_workspace_header*>(workspace_);
+      for (int r = 0; r < nranks_; ++r)
+        header->peerWorkSpace[r] = reinterpret_cast<uint64_t>(static_cast<char*>(windows_[r]) + actual);
       device::register_region(reinterpret_cast<uint64_t>(workspace_), scratch);
     }
   } catch (const Error& e) {

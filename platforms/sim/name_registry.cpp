@@ -8,7 +8,7 @@
 #include <atomic>
 #include <cstring>
 
-#include "comm_layout.h"
+#include "rootinfo.h"
 
 namespace chipmesh::sim::names {
 namespace {
@@ -25,13 +25,7 @@ struct Slot {
 Slot g_slots[kSlots];
 
 void unlink_rootinfo(const char* path, uint64_t token) {
-  int fd = ::open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-  if (fd < 0) return;
-  RootInfo ri;
-  bool ours = ::pread(fd, &ri, sizeof(ri), 0) == static_cast<ssize_t>(sizeof(ri)) && ri.magic == kRootInfoMagic &&
-              ri.token == token;
-  ::close(fd);
-  if (ours) ::unlink(path);
+  if (rootinfo_file_has_token(path, token)) ::unlink(path);
 }
 
 }  // namespace

@@ -1,4 +1,6 @@
-// The sim platform's ABI table: the one symbol ChipWorker::init looks up.
+// The sim platform's ABI tables: the device table and the transport table
+// ChipWorker::init looks up, and the legacy combined table for hosts built
+// before the split.
 #include "chipmesh/platform_abi.h"
 
 #include "chipmesh/errors.h"
@@ -8,7 +10,11 @@
 
 namespace chipmesh::sim {
 LastError& last_error();  // comm.cpp: one per-thread slot for the whole plugin
-}
+// comm.cpp: comm_init with options, and the leftover hook (leftovers.cpp).
+CommHandle comm_init_with_options(int rank, int nranks, void* stream, const char* rootinfo_path,
+                                  const chipmesh_comm_options_v1_t* options);
+int inspect_leftover(int kind, const char* name, int* verdict, char* reason, size_t reason_size);
+}  // namespace chipmesh::sim
 
 namespace {
 
@@ -48,6 +54,43 @@ const char* sim_last_error() { return last_error().message(); }
 int sim_last_error_code() { return last_error().code(); }
 void sim_emergency_cleanup() { chipmesh::sim::names::emergency_unlink(); }
 
+// Device memory is this process's heap: nothing system-wide to remove.
+void sim_device_emergency_cleanup() {}
+
+const chipmesh_device_v1_t kSimDevice = {
+    CHIPMESH_DEVICE_ABI_VERSION,
+    sizeof(chipmesh_device_v1_t),
+    "sim",
+    sim_set_device,
+    sim_reset_device,
+    sim_finalize,
+    sim_malloc,
+    sim_free,
+    sim_copy_to_device,
+    sim_copy_from_device,
+    sim_launch_kernel,
+    sim_last_error,
+    sim_last_error_code,
+    sim_device_emergency_cleanup,
+};
+
+const chipmesh_transport_v1_t kSimTransport = {
+    CHIPMESH_TRANSPORT_ABI_VERSION,
+    sizeof(chipmesh_transport_v1_t),
+    "sim",
+    chipmesh::sim::comm_init_with_options,
+    comm_alloc_windows,
+    comm_get_local_window_base,
+    comm_get_window_size,
+    comm_barrier,
+    comm_destroy,
+    sim_last_error,
+    sim_last_error_code,
+    sim_emergency_cleanup,
+    chipmesh::sim::inspect_leftover,
+};
+
+// Legacy (v1 combined): comm_init without options reads the environment.
 const chipmesh_platform kSimPlatform = {
     CHIPMESH_PLATFORM_ABI_VERSION,
     sizeof(chipmesh_platform),
@@ -73,6 +116,8 @@ const chipmesh_platform kSimPlatform = {
 
 }  // namespace
 
-extern "C" __attribute__((visibility("default"))) const chipmesh_platform* chipmesh_platform_entry(void) {
-  return &kSimPlatform;
-}
+#define CHIPMESH_EXPORT extern "C" __attribute__((visibility("default")))
+
+CHIPMESH_EXPORT const chipmesh_device_v1_t* chipmesh_device_entry(void) { return &kSimDevice; }
+CHIPMESH_EXPORT const chipmesh_transport_v1_t* chipmesh_transport_entry(void) { return &kSimTransport; }
+CHIPMESH_EXPORT const chipmesh_platform* chipmesh_platform_entry(void) { return &kSimPlatform; }

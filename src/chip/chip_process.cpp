@@ -155,12 +155,12 @@ void notify_parent(SharedHeader* h) {
 
 void run_chip_process(const ChipProcessArgs& a) {
   install_signal_handlers(a.parent);
-  if (!a.job_token.empty()) setenv("CHIPMESH_JOB_TOKEN", a.job_token.c_str(), 1);
   // The one bring-up path: bootstrap_context validates, brings up, maps the
   // outputs and publishes the result (or "<Kind>: <message>", code 1) on
   // this chip's mailbox itself.
   ChipBootstrapChannel channel(a.shared->mailbox, CHIP_BOOTSTRAP_MAX_BUFFERS);
   ChipWorker w;
+  if (!a.job_token.empty()) w.set_job_token(a.job_token);  // travels through comm_init's options
   ChipBootstrapResult result;
   try {
     try {

@@ -1,5 +1,6 @@
 #include "common/process.h"
 
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/syscall.h>
@@ -14,34 +15,51 @@
 
 namespace chipmesh::process {
 
-namespace {
-
-// /proc/<pid>/stat from field 3 on (after the command name, which may hold
-// spaces and parentheses); "" when there is no such process.
-std::string stat_after_comm(pid_t pid) {
+Info info(pid_t pid) {
+  Info out;
+  if (pid <= 0) return out;
   char path[64];
   std::snprintf(path, sizeof(path), "/proc/%d/stat", static_cast<int>(pid));
-  FILE* f = std::fopen(path, "re");
-  if (!f) return {};
+  int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    // ENOENT/ESRCH: gone. Anything else: assume it runs.
+    if (errno != ENOENT && errno != ESRCH) out.state = State::Alive;
+    return out;
+  }
   char buf[1024];
-  size_t n = std::fread(buf, 1, sizeof(buf) - 1, f);
-  std::fclose(f);
+  ssize_t n = ::read(fd, buf, sizeof(buf) - 1);
+  const int err = errno;
+  ::close(fd);
+  if (n <= 0) {
+    // ESRCH: the process went away between open and read.
+    if (!(n < 0 && err == ESRCH)) out.state = State::Alive;
+    return out;
+  }
   buf[n] = '\0';
+  // "pid (comm) state ppid ...": comm may hold spaces and ')', so parse from
+  // the last ')'.
   const char* p = std::strrchr(buf, ')');
-  return p && p[1] == ' ' ? std::string(p + 2) : std::string();
+  if (!p || p[1] != ' ' || p[2] == '\0') {
+    out.state = State::Alive;
+    return out;
+  }
+  p += 2;
+  const char state = *p;
+  out.state = (state == 'Z' || state == 'X' || state == 'x') ? State::Zombie : State::Alive;
+  // Field 22 is the 19th after the state (field 3).
+  for (int field = 3; field < 22 && p; ++field) {
+    p = std::strchr(p, ' ');
+    if (p) ++p;
+  }
+  out.start_time = p ? std::strtoull(p, nullptr, 10) : 0;
+  return out;
 }
 
-}  // namespace
+uint64_t start_time(pid_t pid) { return info(pid).start_time; }
 
-uint64_t start_time(pid_t pid) {
-  // Field 22, the 20th after the command name.
-  std::string rest = stat_after_comm(pid);
-  size_t pos = 0;
-  for (int field = 3; field < 22 && pos != std::string::npos; ++field) {
-    pos = rest.find(' ', pos);
-    if (pos != std::string::npos) ++pos;
-  }
-  return pos == std::string::npos || rest.empty() ? 0 : std::strtoull(rest.c_str() + pos, nullptr, 10);
+std::string describe(const char* who, pid_t pid, State state) {
+  const char* what = state == State::Alive ? " is alive" : state == State::Zombie ? " has exited (zombie)" : " is gone";
+  return std::string(who) + " pid " + std::to_string(pid) + what;
 }
 
 Watch::Watch(pid_t pid, uint64_t expected_start) : pid_(pid) {
@@ -79,8 +97,7 @@ bool Watch::exited() const {
   if (fd_ < 0) {
     // No pidfd (old kernel, EMFILE): fall back to signal 0 plus zombie state.
     if (kill(pid_, 0) != 0 && errno == ESRCH) return true;
-    std::string rest = stat_after_comm(pid_);
-    return rest.empty() || rest[0] == 'Z' || rest[0] == 'X';
+    return info(pid_).state != State::Alive;
   }
   struct pollfd pfd{fd_, POLLIN, 0};
   return ::poll(&pfd, 1, 0) > 0;

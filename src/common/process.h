@@ -5,8 +5,30 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <string>
 
 namespace chipmesh::process {
+
+enum class State {
+  Gone,    // no such process
+  Zombie,  // exited, not yet reaped: counts as gone
+  Alive,
+};
+
+struct Info {
+  State state = State::Gone;
+  uint64_t start_time = 0;  // /proc/<pid>/stat field 22 (clock ticks since boot); 0: unknown
+};
+
+// The one /proc/<pid>/stat parser: state (field 3) and start time (field 22).
+// A process whose stat cannot be read for another reason than "no such
+// process" (EACCES under a hardened /proc) counts as Alive with an unknown
+// start time, so that nobody removes what a live process may still own.
+Info info(pid_t pid);
+
+// "owner pid 123 is alive" / "... is gone" / "... has exited (zombie)",
+// with `who` first ("owner", "rank 0").
+std::string describe(const char* who, pid_t pid, State state);
 
 // Start time of `pid` in clock ticks since boot (/proc/<pid>/stat field 22);
 // 0 when there is no such process. With the pid it names one process for life.

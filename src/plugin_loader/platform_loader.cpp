@@ -2,10 +2,15 @@
 
 #include <dlfcn.h>
 
+#include <array>
 #include <cctype>
+#include <cstdlib>
+#include <cstring>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "chipmesh/errors.h"
@@ -21,44 +26,196 @@ bool valid_name(std::string_view name) {
   return true;
 }
 
-// Opens one candidate; returns the table or nullptr with a reason.
-const chipmesh_platform* try_open(const std::string& path, std::string* why) {
+// ---------------------------------------------------------------------------
+// Adapters. A C function pointer carries no context, so each loaded plugin
+// that needs an adapter gets one slot, and the few functions whose signature
+// differs between the tables are instantiated once per slot.
+// ---------------------------------------------------------------------------
+constexpr size_t kAdapterSlots = 16;
+
+struct AdapterSlot {
+  const chipmesh_platform* legacy_src = nullptr;          // legacy plugin -> new tables
+  const chipmesh_transport_v1_t* transport_src = nullptr;  // split plugin -> legacy view
+  chipmesh_device_v1_t device{};
+  chipmesh_transport_v1_t transport{};
+  chipmesh_platform legacy{};
+};
+
+std::array<AdapterSlot, kAdapterSlots> g_slots;
+size_t g_slots_used = 0;  // guarded by the loader's mutex
+
+// Legacy plugin: comm_init has no options. Its job token and timeout come
+// from its environment, so a token given in the options is put there for
+// the call (the chip process is single-threaded during bring-up).
+template <size_t I>
+CommHandle legacy_comm_init(int rank, int nranks, void* stream, const char* path,
+                            const chipmesh_comm_options_v1_t* options) {
+  const chipmesh_platform* p = g_slots[I].legacy_src;
+  if (options && options->struct_size >= offsetof(chipmesh_comm_options_v1_t, job_token) + sizeof(const char*) &&
+      options->job_token) {
+    const char* current = std::getenv("CHIPMESH_JOB_TOKEN");
+    if (!current || std::strcmp(current, options->job_token) != 0) setenv("CHIPMESH_JOB_TOKEN", options->job_token, 1);
+  }
+  return p->comm_init(rank, nranks, stream, path);
+}
+
+// Split plugin seen through the legacy table: comm_init with every default.
+template <size_t I>
+CommHandle composed_comm_init(int rank, int nranks, void* stream, const char* path) {
+  return g_slots[I].transport_src->comm_init(rank, nranks, stream, path, nullptr);
+}
+
+template <size_t... I>
+constexpr auto make_legacy_inits(std::index_sequence<I...>) {
+  return std::array<decltype(&legacy_comm_init<0>), sizeof...(I)>{&legacy_comm_init<I>...};
+}
+template <size_t... I>
+constexpr auto make_composed_inits(std::index_sequence<I...>) {
+  return std::array<decltype(&composed_comm_init<0>), sizeof...(I)>{&composed_comm_init<I>...};
+}
+constexpr auto kLegacyInits = make_legacy_inits(std::make_index_sequence<kAdapterSlots>{});
+constexpr auto kComposedInits = make_composed_inits(std::make_index_sequence<kAdapterSlots>{});
+
+AdapterSlot& take_slot(const std::string& path) {
+  if (g_slots_used == kAdapterSlots)
+    throw DeviceError("cannot load platform plugin '" + path + "': more than " + std::to_string(kAdapterSlots) +
+                      " plugins loaded in this process");
+  return g_slots[g_slots_used++];
+}
+
+// A legacy combined table, seen as the two new tables.
+PlatformTables adapt_legacy(const chipmesh_platform* p, const std::string& path) {
+  const size_t i = g_slots_used;
+  AdapterSlot& s = take_slot(path);
+  s.legacy_src = p;
+  s.device = chipmesh_device_v1_t{CHIPMESH_DEVICE_ABI_VERSION, sizeof(chipmesh_device_v1_t), p->name,
+                                  p->set_device, p->reset_device, p->finalize, p->malloc, p->free,
+                                  p->copy_to_device, p->copy_from_device, p->launch_kernel, p->last_error,
+                                  p->last_error_code, p->emergency_cleanup};
+  s.transport = chipmesh_transport_v1_t{CHIPMESH_TRANSPORT_ABI_VERSION, sizeof(chipmesh_transport_v1_t), p->name,
+                                        kLegacyInits[i], p->comm_alloc_windows, p->comm_get_local_window_base,
+                                        p->comm_get_window_size, p->comm_barrier, p->comm_destroy, p->last_error,
+                                        p->last_error_code, p->emergency_cleanup,
+                                        nullptr /* no leftover hook in v1 */};
+  return PlatformTables{&s.device, &s.transport, p, true};
+}
+
+// Emergency cleanup of a split plugin's legacy view: both tables'.
+template <size_t I>
+void composed_emergency_cleanup() {
+  const AdapterSlot& s = g_slots[I];
+  if (s.device.emergency_cleanup) s.device.emergency_cleanup();
+  if (s.transport_src && s.transport_src->emergency_cleanup &&
+      s.transport_src->emergency_cleanup != s.device.emergency_cleanup)
+    s.transport_src->emergency_cleanup();
+}
+template <size_t... I>
+constexpr auto make_cleanups(std::index_sequence<I...>) {
+  return std::array<decltype(&composed_emergency_cleanup<0>), sizeof...(I)>{&composed_emergency_cleanup<I>...};
+}
+constexpr auto kComposedCleanups = make_cleanups(std::make_index_sequence<kAdapterSlots>{});
+
+// The two new tables, seen as the legacy combined table. Without a
+// transport the comm members are NULL. last_error is the device table's.
+PlatformTables compose_legacy(const chipmesh_device_v1_t* d, const chipmesh_transport_v1_t* t,
+                              const std::string& path) {
+  const size_t i = g_slots_used;
+  AdapterSlot& s = take_slot(path);
+  s.transport_src = t;
+  s.device = *d;  // for the composed cleanup
+  chipmesh_platform& l = s.legacy;
+  l = chipmesh_platform{};
+  l.abi_version = CHIPMESH_PLATFORM_ABI_VERSION;
+  l.struct_size = sizeof(chipmesh_platform);
+  l.name = d->name;
+  l.set_device = d->set_device;
+  l.reset_device = d->reset_device;
+  l.finalize = d->finalize;
+  l.malloc = d->malloc;
+  l.free = d->free;
+  l.copy_to_device = d->copy_to_device;
+  l.copy_from_device = d->copy_from_device;
+  l.launch_kernel = d->launch_kernel;
+  if (t) {
+    l.comm_init = kComposedInits[i];
+    l.comm_alloc_windows = t->alloc_windows;
+    l.comm_get_local_window_base = t->local_window_base;
+    l.comm_get_window_size = t->window_size;
+    l.comm_barrier = t->barrier;
+    l.comm_destroy = t->destroy;
+  }
+  l.last_error = d->last_error;
+  l.last_error_code = d->last_error_code;
+  l.emergency_cleanup = kComposedCleanups[i];
+  return PlatformTables{d, t, &l, false};
+}
+
+// ---------------------------------------------------------------------------
+// Checks: version first, then size, before any other member is read.
+// ---------------------------------------------------------------------------
+template <typename Table>
+bool check_table(const Table* t, const char* what, uint32_t version, size_t size, std::string* why) {
+  if (!t) {
+    *why = std::string(what) + " entry returned null";
+    return false;
+  }
+  if (t->abi_version != version) {
+    *why = std::string(what) + " ABI version " + std::to_string(t->abi_version) + ", this chipmesh expects " +
+           std::to_string(version);
+    return false;
+  }
+  if (t->struct_size < size) {
+    *why = std::string(what) + " table is " + std::to_string(t->struct_size) + " bytes, expected at least " +
+           std::to_string(size) + " (struct_size too small)";
+    return false;
+  }
+  return true;
+}
+
+// Opens one candidate; returns its tables or nothing with a reason.
+std::unique_ptr<PlatformTables> try_open(const std::string& path, std::string* why) {
   void* handle = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE);
   if (!handle) {
     const char* err = dlerror();
     *why = err ? err : "dlopen failed";
     return nullptr;
   }
+  auto device_entry = reinterpret_cast<chipmesh_device_entry_fn>(dlsym(handle, CHIPMESH_DEVICE_ENTRY_SYMBOL));
+  auto transport_entry =
+      reinterpret_cast<chipmesh_transport_entry_fn>(dlsym(handle, CHIPMESH_TRANSPORT_ENTRY_SYMBOL));
+  if (device_entry) {
+    const chipmesh_device_v1_t* d = device_entry();
+    if (!check_table(d, "device", CHIPMESH_DEVICE_ABI_VERSION, sizeof(chipmesh_device_v1_t), why)) return nullptr;
+    const chipmesh_transport_v1_t* t = nullptr;
+    if (transport_entry) {
+      t = transport_entry();
+      if (!check_table(t, "transport", CHIPMESH_TRANSPORT_ABI_VERSION, sizeof(chipmesh_transport_v1_t), why))
+        return nullptr;
+    }
+    return std::make_unique<PlatformTables>(compose_legacy(d, t, path));
+  }
+  if (transport_entry) {
+    *why = "exports " CHIPMESH_TRANSPORT_ENTRY_SYMBOL " but no " CHIPMESH_DEVICE_ENTRY_SYMBOL;
+    return nullptr;
+  }
   auto entry = reinterpret_cast<chipmesh_platform_entry_fn>(dlsym(handle, CHIPMESH_PLATFORM_ENTRY_SYMBOL));
   if (!entry) {
-    *why = "not a chipmesh platform: no symbol " CHIPMESH_PLATFORM_ENTRY_SYMBOL;
+    *why = "not a chipmesh platform: no symbol " CHIPMESH_DEVICE_ENTRY_SYMBOL ", no symbol " CHIPMESH_PLATFORM_ENTRY_SYMBOL
+           " (legacy)";
     return nullptr;
   }
   const chipmesh_platform* table = entry();
-  if (!table) {
-    *why = CHIPMESH_PLATFORM_ENTRY_SYMBOL "() returned null";
-    return nullptr;
-  }
-  if (table->abi_version != CHIPMESH_PLATFORM_ABI_VERSION) {
-    *why = "platform ABI version " + std::to_string(table->abi_version) + ", this chipmesh expects " +
-           std::to_string(CHIPMESH_PLATFORM_ABI_VERSION);
-    return nullptr;
-  }
-  if (table->struct_size < sizeof(chipmesh_platform)) {
-    *why = "platform table is " + std::to_string(table->struct_size) + " bytes, expected at least " +
-           std::to_string(sizeof(chipmesh_platform));
-    return nullptr;
-  }
-  return table;
+  if (!check_table(table, "platform", CHIPMESH_PLATFORM_ABI_VERSION, sizeof(chipmesh_platform), why)) return nullptr;
+  return std::make_unique<PlatformTables>(adapt_legacy(table, path));
 }
 
 }  // namespace
 
-const chipmesh_platform* load_platform(std::string_view name_or_path) {
+const PlatformTables& load_platform_tables(std::string_view name_or_path) {
   static std::mutex mu;
-  static std::map<std::string, const chipmesh_platform*, std::less<>> loaded;
+  static std::map<std::string, std::unique_ptr<PlatformTables>, std::less<>> loaded;
   std::lock_guard<std::mutex> lock(mu);
-  if (auto it = loaded.find(name_or_path); it != loaded.end()) return it->second;
+  if (auto it = loaded.find(name_or_path); it != loaded.end()) return *it->second;
 
   const bool is_path = name_or_path.find('/') != std::string_view::npos;
   if (!is_path && !valid_name(name_or_path))
@@ -70,14 +227,17 @@ const chipmesh_platform* load_platform(std::string_view name_or_path) {
   std::string report;
   for (const auto& path : tries) {
     std::string why;
-    if (const chipmesh_platform* table = try_open(path, &why)) {
-      loaded.emplace(std::string(name_or_path), table);
-      return table;
+    if (auto tables = try_open(path, &why)) {
+      return *loaded.emplace(std::string(name_or_path), std::move(tables)).first->second;
     }
     report += "\n  " + path + ": " + why;
   }
   throw DeviceError((is_path ? "cannot load platform plugin '" : "unknown platform '") + std::string(name_or_path) +
                     "'; tried:" + report);
+}
+
+const chipmesh_platform* load_platform(std::string_view name_or_path) {
+  return load_platform_tables(name_or_path).legacy;
 }
 
 }  // namespace chipmesh

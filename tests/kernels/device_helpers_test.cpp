@@ -105,9 +105,18 @@ TEST(DeviceWindows, PeerWindowWindowOffsetAndPeerBufferArithmetic) {
   EXPECT_EQ(reinterpret_cast<uint64_t>(dev::peer_buffer(&ctx, 1, local)), 0x40000u + 64);
   EXPECT_EQ(reinterpret_cast<uint64_t>(dev::peer_buffer(&ctx, 2, local)), 0x90000u + 64);
 
-  // Flags live in the scratch right after each rank's window.
-  EXPECT_EQ(reinterpret_cast<uint64_t>(dev::flag(&ctx, 2, 0)), 0x90000u + 4096);
-  EXPECT_EQ(reinterpret_cast<uint64_t>(dev::flag(&ctx, 0, 5)), 0x10000u + 4096 + 5 * CHIPMESH_FLAG_BYTES);
+  // Flags are found through this rank's workspace header, wherever the
+  // platform put each rank's scratch; they follow the header.
+  chipmesh_workspace_header header{};
+  header.peerWorkSpace[0] = 0x200000;
+  header.peerWorkSpace[1] = 0x300000;
+  header.peerWorkSpace[2] = 0x700000;
+  ctx.workSpace = reinterpret_cast<uint64_t>(&header);
+  ctx.workSpaceSize = 64 << 10;
+  EXPECT_EQ(reinterpret_cast<uint64_t>(dev::flag(&ctx, 2, 0)), 0x700000u + CHIPMESH_WORKSPACE_HEADER_BYTES);
+  EXPECT_EQ(reinterpret_cast<uint64_t>(dev::flag(&ctx, 0, 5)),
+            0x200000u + CHIPMESH_WORKSPACE_HEADER_BYTES + 5 * CHIPMESH_FLAG_BYTES);
+  EXPECT_EQ(reinterpret_cast<uint64_t>(dev::peer_scratch(&ctx, 1, 8)), 0x300000u + CHIPMESH_WORKSPACE_HEADER_BYTES + 8);
 }
 
 TEST_F(DeviceHelpers, PeerBufferReachesEveryRanksCopyOfABuffer) {
@@ -116,7 +125,10 @@ TEST_F(DeviceHelpers, PeerBufferReachesEveryRanksCopyOfABuffer) {
     CommRank R(rank, n, path, 8192,
                {{"pad", DataType::UINT8, 100, 100}, {"x", DataType::INT32, 16, 64}});
     const CommContext* ctx = R.ctx;
-    CM_REQUIRE(ctx->workSpace == ctx->windowsIn[rank] + ctx->winSize) << "sim scratch follows the window";
+    const chipmesh_workspace_header* header = dev::workspace_header(ctx);
+    CM_REQUIRE(header->peerWorkSpace[rank] == ctx->workSpace) << "the header lists this rank's own scratch";
+    for (int p = 0; p < n; ++p) CM_REQUIRE(header->peerWorkSpace[p] != 0) << "rank " << p;
+    for (int p = n; p < CHIPMESH_MAX_RANKS; ++p) CM_REQUIRE(header->peerWorkSpace[p] == 0) << "rank " << p;
     auto* x = reinterpret_cast<int32_t*>(R.res.buffer_ptrs[1]);
     CM_REQUIRE(dev::window_offset(ctx, R.res.buffer_ptrs[1], 64) == 100);
     for (int i = 0; i < 16; ++i) x[i] = rank * 1000 + i;
@@ -285,14 +297,17 @@ TEST(DeviceFlags, SetWakesASleepingWaiterInAnotherThread) {
 
 TEST(DeviceFlags, FlagFitsChecksTheWorkspaceSize) {
   CommContext ctx{};
-  ctx.workSpaceSize = 4 * CHIPMESH_FLAG_BYTES;
+  ctx.workSpaceSize = CHIPMESH_WORKSPACE_HEADER_BYTES + 4 * CHIPMESH_FLAG_BYTES;
+  EXPECT_FALSE(dev::flag_fits(&ctx, 0)) << "no workSpace at all";
+  chipmesh_workspace_header header{};
+  ctx.workSpace = reinterpret_cast<uint64_t>(&header);
   EXPECT_TRUE(dev::flag_fits(&ctx, 0));
   EXPECT_TRUE(dev::flag_fits(&ctx, 3));
   EXPECT_FALSE(dev::flag_fits(&ctx, 4));
-  ctx.workSpaceSize = 64 << 10;
+  ctx.workSpaceSize = 64 << 10;  // the header takes 8 lines of 1024
   EXPECT_TRUE(dev::flag_fits(&ctx, CHIPMESH_FIRST_USER_FLAG));
-  EXPECT_TRUE(dev::flag_fits(&ctx, 1023));
-  EXPECT_FALSE(dev::flag_fits(&ctx, 1024));
+  EXPECT_TRUE(dev::flag_fits(&ctx, 1015));
+  EXPECT_FALSE(dev::flag_fits(&ctx, 1016));
   EXPECT_FALSE(dev::flag_fits(&ctx, UINT32_MAX));
 }
 
@@ -359,7 +374,9 @@ TEST(DeviceBarrier, WithoutACommunicatorIsAConfigError) {
 
   CommContext ctx{};
   ctx.rankNum = 2;
-  ctx.workSpaceSize = 64;  // room for flag 0 only
+  chipmesh_workspace_header header{};
+  ctx.workSpace = reinterpret_cast<uint64_t>(&header);
+  ctx.workSpaceSize = CHIPMESH_WORKSPACE_HEADER_BYTES + 64;  // room for flag 0 only
   Args small(&ctx);
   EXPECT_EQ(dev::barrier(&small.a), CHIPMESH_ERR_CONFIG);
   EXPECT_NE(std::string(small.error).find("workSpace"), std::string::npos) << small.error;

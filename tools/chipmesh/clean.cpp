@@ -1,10 +1,13 @@
 // Removal rules, most careful first:
 //  - only names starting with "chipmesh" in /dev/shm, owned by this user;
-//  - only when the name says which process made it (see ownership.h) and
-//    that process is gone (or a zombie);
-//  - a rootinfo file only when it is a valid sim rootinfo whose rank 0 is
-//    gone or whose pid now names another process (start time differs).
-// Everything else is kept, and the reason printed.
+//  - only when the name says which process made it and that process is gone
+//    (or a zombie). The command's own staging names (ownership.h) are
+//    judged here; every other name is judged by the platform that made it,
+//    through its transport's inspect_leftover hook (transport_abi.h);
+//  - a rootinfo file (and the rendezvous temp files next to it) only when a
+//    platform recognises it and says its owner is gone.
+// Everything else is kept, and the reason printed. clean knows no
+// platform's layout: it only asks.
 
 #include "clean.h"
 
@@ -19,7 +22,7 @@
 #include <filesystem>
 #include <string>
 
-#include "comm_layout.h"
+#include "chipmesh/chip_worker.h"
 #include "ownership.h"
 
 namespace chipmesh::cli {
@@ -37,11 +40,42 @@ struct Tally {
   int failed = 0;
 };
 
-// "owner pid 123 is gone", "rank 0 pid 123 has exited (zombie)".
-std::string gone_reason(const char* who, pid_t pid, ProcessState state) {
-  return std::string(who) + " pid " + std::to_string(pid) +
-         (state == ProcessState::Zombie ? " has exited (zombie)" : " is gone");
-}
+// The platforms' leftover hooks.
+struct Inspectors {
+  std::vector<const chipmesh_transport_t*> transports;
+
+  Inspectors(const std::vector<std::string>& platforms, FILE* err) {
+    for (const std::string& name : platforms) {
+      try {
+        ChipWorker w;
+        w.init(name);
+        if (w.has_transport() && w.transport().inspect_leftover) transports.push_back(&w.transport());
+      } catch (const std::exception& e) {
+        std::fprintf(err, "chipmesh clean: platform '%s' skipped: %s\n", name.c_str(), e.what());
+      }
+    }
+  }
+
+  struct Judgement {
+    int verdict = CHIPMESH_LEFTOVER_NOT_OURS;
+    std::string reason;  // for NOT_OURS: every platform's reason
+  };
+
+  // The first platform that claims `name` decides. A platform that fails to
+  // inspect it makes clean keep it (LIVE), with the error as the reason.
+  Judgement judge(int kind, const std::string& name) const {
+    Judgement out;
+    for (const chipmesh_transport_t* t : transports) {
+      int verdict = CHIPMESH_LEFTOVER_NOT_OURS;
+      char reason[512] = "";
+      if (t->inspect_leftover(kind, name.c_str(), &verdict, reason, sizeof(reason)) != CHIPMESH_SUCCESS)
+        return {CHIPMESH_LEFTOVER_LIVE, std::string("platform ") + t->name + " could not inspect it: " + t->last_error()};
+      if (verdict != CHIPMESH_LEFTOVER_NOT_OURS) return {verdict, reason};
+      if (*reason) out.reason += (out.reason.empty() ? "" : "; ") + std::string(reason);
+    }
+    return out;
+  }
+};
 
 // Removes (or, dry run, announces) one object. `unlink_fn` returns 0 or -1
 // with errno; ENOENT means someone else removed it first, which is fine.
@@ -67,7 +101,7 @@ void keep_one(const std::string& shown, const std::string& why, Tally& t, FILE* 
   ++t.kept;
 }
 
-void clean_shm(const CleanOptions& opts, Tally& t, FILE* out, FILE* err) {
+void clean_shm(const CleanOptions& opts, const Inspectors& platforms, Tally& t, FILE* out, FILE* err) {
   std::vector<std::string> names;
   std::error_code ec;
   for (const auto& entry : fs::directory_iterator(kShmDir, ec)) {
@@ -95,107 +129,52 @@ void clean_shm(const CleanOptions& opts, Tally& t, FILE* out, FILE* err) {
       keep_one(shown, "owned by uid " + std::to_string(st.st_uid) + ", not this user", t, out);
       continue;
     }
-    std::optional<pid_t> pid = owner_pid_of_shm_name(name);
-    if (!pid) {
-      keep_one(shown, "owner unknown: the name does not say which process made it", t, out);
-      continue;
-    }
-    ProcessInfo info = process_info(*pid);
-    if (info.state == ProcessState::Alive) {
-      keep_one(shown, "owner pid " + std::to_string(*pid) + " is alive", t, out);
-      continue;
-    }
     const std::string shm_name = "/" + name;
-    remove_one(opts, shown, gone_reason("owner", *pid, info.state),
-               [&] { return ::shm_unlink(shm_name.c_str()); }, t, out, err);
+    auto unlink_it = [&] { return ::shm_unlink(shm_name.c_str()); };
+    // The command's own staging names first, then the platforms'.
+    if (std::optional<pid_t> pid = owner_pid_of_shm_name(name)) {
+      ProcessInfo info = process_info(*pid);
+      if (info.state == ProcessState::Alive) keep_one(shown, process::describe("owner", *pid, info.state), t, out);
+      else remove_one(opts, shown, process::describe("owner", *pid, info.state), unlink_it, t, out, err);
+      continue;
+    }
+    Inspectors::Judgement j = platforms.judge(CHIPMESH_LEFTOVER_SHM, name);
+    if (j.verdict == CHIPMESH_LEFTOVER_STALE) remove_one(opts, shown, j.reason, unlink_it, t, out, err);
+    else if (j.verdict == CHIPMESH_LEFTOVER_LIVE) keep_one(shown, j.reason, t, out);
+    else keep_one(shown, "owner unknown: the name does not say which process made it", t, out);
   }
 }
 
-// Reads a sim rootinfo file; false (and why) when it is not one.
-bool read_rootinfo(const std::string& path, sim::RootInfo* ri, std::string* why) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-  if (fd < 0) {
-    *why = std::strerror(errno);
-    return false;
-  }
-  struct stat st;
-  bool ok = false;
-  if (::fstat(fd, &st) != 0) {
-    *why = std::strerror(errno);
-  } else if (!S_ISREG(st.st_mode)) {
-    *why = "not a regular file";
-  } else if (st.st_uid != geteuid()) {
-    *why = "owned by uid " + std::to_string(st.st_uid) + ", not this user";
-  } else if (st.st_size != static_cast<off_t>(sizeof(sim::RootInfo))) {
-    *why = "not a chipmesh rootinfo: " + std::to_string(st.st_size) + " bytes, expected " +
-           std::to_string(sizeof(sim::RootInfo));
-  } else if (::pread(fd, ri, sizeof(*ri), 0) != static_cast<ssize_t>(sizeof(*ri))) {
-    *why = "short read";
-  } else if (ri->magic != sim::kRootInfoMagic || ri->version != sim::kLayoutVersion ||
-             ri->size != sizeof(sim::RootInfo)) {
-    *why = "not a chipmesh rootinfo: foreign magic, version or size";
-  } else {
-    ok = true;
-  }
-  ::close(fd);
-  return ok;
-}
-
-void clean_rootinfo(const CleanOptions& opts, const std::string& path, Tally& t, FILE* out, FILE* err) {
+void clean_rootinfo(const CleanOptions& opts, const Inspectors& platforms, const std::string& path, Tally& t,
+                    FILE* out, FILE* err) {
+  auto unlink_path = [](const std::string& p) { return [p] { return ::unlink(p.c_str()); }; };
   struct stat st;
   if (::lstat(path.c_str(), &st) != 0) {
     std::fprintf(out, "no rootinfo at %s (%s)\n", path.c_str(), std::strerror(errno));
   } else {
-    sim::RootInfo ri{};
-    std::string why;
-    if (!read_rootinfo(path, &ri, &why)) {
-      keep_one(path, why, t, out);
-    } else {
-      const pid_t root = static_cast<pid_t>(ri.root_pid);
-      ProcessInfo info = process_info(root);
-      const std::string rank0 = "rank 0 pid " + std::to_string(root);
-      if (info.state != ProcessState::Alive) {
-        remove_one(opts, path, gone_reason("rank 0", root, info.state), [&] { return ::unlink(path.c_str()); }, t,
-                   out, err);
-      } else if (info.start_time == 0 || ri.root_start == 0) {
-        keep_one(path, rank0 + " runs and its start time cannot be compared", t, out);
-      } else if (info.start_time == ri.root_start) {
-        keep_one(path, rank0 + " is alive", t, out);
-      } else {
-        remove_one(opts, path, rank0 + " now names another process (start time differs)",
-                   [&] { return ::unlink(path.c_str()); }, t, out, err);
-      }
-    }
+    Inspectors::Judgement j = platforms.judge(CHIPMESH_LEFTOVER_FILE, path);
+    if (j.verdict == CHIPMESH_LEFTOVER_STALE) remove_one(opts, path, j.reason, unlink_path(path), t, out, err);
+    else keep_one(path, j.reason.empty() ? "no platform recognises it" : j.reason, t, out);
   }
 
-  // Temp files of a publisher that died between create and rename:
-  // "<rootinfo>.tmp.<pid>.<16 hex>" next to it.
+  // Files next to it that a platform's rendezvous made for it ("<name>.*",
+  // e.g. the temp file of a publisher that died before its rename). Names no
+  // platform claims are not ours to mention.
   const fs::path p(path);
   const fs::path dir = p.has_parent_path() ? p.parent_path() : fs::path(".");
-  const std::string base = p.filename().string();
+  const std::string prefix = p.filename().string() + ".";
   std::error_code ec;
-  std::vector<std::string> temps;
+  std::vector<std::string> related;
   for (const auto& entry : fs::directory_iterator(dir, ec)) {
     std::string name = entry.path().filename().string();
-    if (owner_pid_of_rootinfo_temp(name, base)) temps.push_back(std::move(name));
+    if (name.rfind(prefix, 0) == 0) related.push_back(std::move(name));
   }
-  std::sort(temps.begin(), temps.end());
-  for (const std::string& name : temps) {
+  std::sort(related.begin(), related.end());
+  for (const std::string& name : related) {
     const std::string shown = (dir / name).string();
-    struct stat tst;
-    if (::lstat(shown.c_str(), &tst) != 0) continue;
-    if (!S_ISREG(tst.st_mode) || tst.st_uid != geteuid()) {
-      keep_one(shown, "not a regular file of this user", t, out);
-      continue;
-    }
-    const pid_t pid = *owner_pid_of_rootinfo_temp(name, base);
-    ProcessInfo info = process_info(pid);
-    if (info.state == ProcessState::Alive) {
-      keep_one(shown, "owner pid " + std::to_string(pid) + " is alive", t, out);
-      continue;
-    }
-    remove_one(opts, shown, gone_reason("owner", pid, info.state), [&] { return ::unlink(shown.c_str()); }, t, out,
-               err);
+    Inspectors::Judgement j = platforms.judge(CHIPMESH_LEFTOVER_FILE, shown);
+    if (j.verdict == CHIPMESH_LEFTOVER_STALE) remove_one(opts, shown, j.reason, unlink_path(shown), t, out, err);
+    else if (j.verdict == CHIPMESH_LEFTOVER_LIVE) keep_one(shown, j.reason, t, out);
   }
 }
 
@@ -203,8 +182,9 @@ void clean_rootinfo(const CleanOptions& opts, const std::string& path, Tally& t,
 
 int run_clean(const CleanOptions& opts, FILE* out, FILE* err) {
   Tally t;
-  clean_shm(opts, t, out, err);
-  for (const std::string& path : opts.rootinfo_paths) clean_rootinfo(opts, path, t, out, err);
+  const Inspectors platforms(opts.platforms, err);
+  clean_shm(opts, platforms, t, out, err);
+  for (const std::string& path : opts.rootinfo_paths) clean_rootinfo(opts, platforms, path, t, out, err);
   std::string summary = std::to_string(t.removed) + (opts.dry_run ? " would be removed, " : " removed, ") +
                         std::to_string(t.kept) + " kept";
   if (t.failed) summary += ", " + std::to_string(t.failed) + " failed";

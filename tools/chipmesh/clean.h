@@ -12,6 +12,10 @@ struct CleanOptions {
   // Rootinfo files to check. Their location is chosen by each job, so clean
   // only looks at the ones it is told about (and their temp files).
   std::vector<std::string> rootinfo_paths;
+  // Platforms asked, through their transport's inspect_leftover hook, which
+  // names are theirs and whether their owner is gone. One that cannot be
+  // loaded here is skipped with a note on `err`.
+  std::vector<std::string> platforms = {"sim"};
 };
 
 // Prints one line per object ("removed ...", "would remove ...", "kept ...")

@@ -1,0 +1,62 @@
+// How the ranks of one communicator find each other: a small key/value store
+// (gloo's rendezvous::Store is the model). Rank 0 sets a key, the others wait
+// for a value they can trust. Today's store is a file in a directory every
+// rank sees (file_store.h); an MPI- or TCP-based store implements the same
+// interface, and make_store() is the one place that picks one, so a platform
+// never names a store type.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace chipmesh::rendezvous {
+
+using Bytes = std::vector<char>;
+
+class Store {
+ public:
+  virtual ~Store() = default;
+
+  // Publishes `value` under `key` atomically: a reader sees the whole value
+  // or none. Replaces an older value. Throws an Error naming the key.
+  virtual void set(const std::string& key, const Bytes& value) = 0;
+
+  // The value under `key` now, or nullopt with the reason in *why (absent,
+  // unreadable, not this user's).
+  virtual std::optional<Bytes> check(const std::string& key, std::string* why) = 0;
+
+  // Blocks until check(key) yields a value `accept` takes (accept may refuse
+  // with a reason, e.g. a stale value of a crashed run) and returns it.
+  // TimeoutError after `timeout`, naming the key and the last reason.
+  // `what` prefixes errors ("comm_init: rank 1 of 2").
+  using Accept = std::function<bool(const Bytes& value, std::string* why)>;
+  virtual Bytes wait(const std::string& key, std::chrono::milliseconds timeout, const Accept& accept,
+                     const std::string& what) = 0;
+
+  // Removes `key` when its value still satisfies `is_ours` (a newer value
+  // set by someone else stays). Never throws.
+  virtual void remove_if(const std::string& key, const std::function<bool(const Bytes&)>& is_ours) noexcept = 0;
+
+  // System-wide names (file paths) that set(key) creates in this process,
+  // so that a crash handler can remove them: the final one last. Empty for
+  // stores that leave nothing behind.
+  virtual std::vector<std::string> local_names(const std::string& key) const { (void)key; return {}; }
+
+  // "rootinfo '/tmp/x'": how errors name a key.
+  virtual std::string describe(const std::string& key) const = 0;
+};
+
+// The store behind a rendezvous address, and the key inside it. Today every
+// address is a file path: a FileStore over its directory, keyed by its file
+// name. (A future "tcp://host:port/key" or MPI address is chosen here.)
+struct Opened {
+  std::unique_ptr<Store> store;
+  std::string key;
+};
+Opened make_store(const std::string& address);
+
+}  // namespace chipmesh::rendezvous
