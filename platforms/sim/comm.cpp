@@ -162,6 +162,7 @@ void SimComm::unlink_all_names() noexcept {
 }
 
 void SimComm::unmap_all() noexcept {
+  if (context_) device::unregister_region(reinterpret_cast<uint64_t>(context_.get()));
   for (int r = 0; r < static_cast<int>(windows_.size()); ++r) {
     if (windows_[r]) {
       device::unregister_region(reinterpret_cast<uint64_t>(windows_[r]));

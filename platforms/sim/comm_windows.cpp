@@ -153,6 +153,8 @@ uint64_t SimComm::alloc_windows(size_t requested) {
     ctx->windowsOut[r] = ctx->windowsIn[r];
   }
   context_ = std::move(ctx);
+  // device_ctx is a device address: the platform's copies may read it.
+  device::register_region(reinterpret_cast<uint64_t>(context_.get()), sizeof(CommContext));
   return reinterpret_cast<uint64_t>(context_.get());
 }
 

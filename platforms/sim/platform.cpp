@@ -1,6 +1,6 @@
 // The sim platform's ABI tables: the device table and the transport table
-// ChipWorker::init looks up, and the legacy combined table for hosts built
-// before the split.
+// ChipWorker::init looks up. (No legacy combined table: the loader composes
+// that view for ChipWorker::platform().)
 #include "chipmesh/platform_abi.h"
 
 #include "chipmesh/errors.h"
@@ -90,34 +90,10 @@ const chipmesh_transport_v1_t kSimTransport = {
     chipmesh::sim::inspect_leftover,
 };
 
-// Legacy (v1 combined): comm_init without options reads the environment.
-const chipmesh_platform kSimPlatform = {
-    CHIPMESH_PLATFORM_ABI_VERSION,
-    sizeof(chipmesh_platform),
-    "sim",
-    sim_set_device,
-    sim_reset_device,
-    sim_finalize,
-    sim_malloc,
-    sim_free,
-    sim_copy_to_device,
-    sim_copy_from_device,
-    sim_launch_kernel,
-    comm_init,
-    comm_alloc_windows,
-    comm_get_local_window_base,
-    comm_get_window_size,
-    comm_barrier,
-    comm_destroy,
-    sim_last_error,
-    sim_last_error_code,
-    sim_emergency_cleanup,
-};
-
 }  // namespace
 
 #define CHIPMESH_EXPORT extern "C" __attribute__((visibility("default")))
 
 CHIPMESH_EXPORT const chipmesh_device_v1_t* chipmesh_device_entry(void) { return &kSimDevice; }
 CHIPMESH_EXPORT const chipmesh_transport_v1_t* chipmesh_transport_entry(void) { return &kSimTransport; }
-CHIPMESH_EXPORT const chipmesh_platform* chipmesh_platform_entry(void) { return &kSimPlatform; }
+

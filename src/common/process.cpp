@@ -10,6 +10,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <algorithm>
+#include <climits>
 #include <string>
 #include <utility>
 
@@ -62,8 +64,31 @@ std::string describe(const char* who, pid_t pid, State state) {
   return std::string(who) + " pid " + std::to_string(pid) + what;
 }
 
+int open_pidfd(pid_t pid) noexcept { return static_cast<int>(syscall(SYS_pidfd_open, pid, 0)); }
+
+std::vector<size_t> wait_exits(const std::vector<int>& pidfds, std::chrono::milliseconds timeout, int stop_fd,
+                               bool* stopped) {
+  std::vector<pollfd> fds;
+  std::vector<size_t> which;
+  if (stop_fd >= 0) fds.push_back({stop_fd, POLLIN, 0});
+  for (size_t i = 0; i < pidfds.size(); ++i) {
+    if (pidfds[i] < 0) continue;
+    fds.push_back({pidfds[i], POLLIN, 0});
+    which.push_back(i);
+  }
+  if (stopped) *stopped = false;
+  const int ms = timeout.count() < 0 ? -1 : static_cast<int>(std::min<long long>(timeout.count(), INT32_MAX));
+  std::vector<size_t> ready;
+  if (::poll(fds.data(), fds.size(), ms) <= 0) return ready;  // timeout or EINTR
+  const size_t first = stop_fd >= 0 ? 1 : 0;
+  if (stop_fd >= 0 && fds[0].revents && stopped) *stopped = true;
+  for (size_t k = first; k < fds.size(); ++k)
+    if (fds[k].revents & (POLLIN | POLLHUP | POLLERR)) ready.push_back(which[k - first]);
+  return ready;
+}
+
 Watch::Watch(pid_t pid, uint64_t expected_start) : pid_(pid) {
-  fd_ = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
+  fd_ = open_pidfd(pid);
   if (fd_ < 0) {
     gone_at_open_ = (errno == ESRCH);
     return;

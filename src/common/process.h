@@ -4,8 +4,11 @@
 
 #include <sys/types.h>
 
+#include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace chipmesh::process {
 
@@ -33,6 +36,18 @@ std::string describe(const char* who, pid_t pid, State state);
 // Start time of `pid` in clock ticks since boot (/proc/<pid>/stat field 22);
 // 0 when there is no such process. With the pid it names one process for life.
 uint64_t start_time(pid_t pid);
+
+// The one pidfd helper. pidfd_open(pid): -1 with errno when it fails (ESRCH:
+// no such process).
+int open_pidfd(pid_t pid) noexcept;
+
+// Blocks until a process behind one of `pidfds` has exited (the pidfd is
+// readable), `stop_fd` is readable, or `timeout` passed (negative: no
+// limit). Returns the indices of the pidfds that are readable, in order; a
+// negative entry is skipped (an already handled process). *stopped tells
+// whether stop_fd fired. An interrupted wait returns nothing.
+std::vector<size_t> wait_exits(const std::vector<int>& pidfds, std::chrono::milliseconds timeout, int stop_fd = -1,
+                               bool* stopped = nullptr);
 
 // Watches one process through a pidfd, which becomes readable when the
 // process exits (zombie or reaped), so it never confuses a reused pid.

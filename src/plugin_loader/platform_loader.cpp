@@ -5,7 +5,6 @@
 #include <array>
 #include <cctype>
 #include <cstdlib>
-#include <cstring>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -14,6 +13,7 @@
 #include <vector>
 
 #include "chipmesh/errors.h"
+#include "common/env.h"
 #include "plugin_loader/library_search.h"
 
 namespace chipmesh {
@@ -53,8 +53,7 @@ CommHandle legacy_comm_init(int rank, int nranks, void* stream, const char* path
   const chipmesh_platform* p = g_slots[I].legacy_src;
   if (options && options->struct_size >= offsetof(chipmesh_comm_options_v1_t, job_token) + sizeof(const char*) &&
       options->job_token) {
-    const char* current = std::getenv("CHIPMESH_JOB_TOKEN");
-    if (!current || std::strcmp(current, options->job_token) != 0) setenv("CHIPMESH_JOB_TOKEN", options->job_token, 1);
+    if (env::job_token() != options->job_token) setenv("CHIPMESH_JOB_TOKEN", options->job_token, 1);
   }
   return p->comm_init(rank, nranks, stream, path);
 }

@@ -1,14 +1,13 @@
 #include "worker/child_watcher.h"
 
-#include <poll.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/eventfd.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "chipmesh/errors.h"
+#include "common/process.h"
 
 namespace chipmesh::worker {
 
@@ -18,7 +17,7 @@ ChildWatcher::ChildWatcher(std::vector<pid_t> pids, SharedHeader* header)
   stop_fd_ = eventfd(0, EFD_CLOEXEC);
   if (stop_fd_ < 0) throw DeviceError(std::string("eventfd failed: ") + strerror(errno));
   for (pid_t pid : pids_) {
-    int fd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
+    int fd = process::open_pidfd(pid);
     if (fd < 0) {
       for (int open_fd : pidfds_) close(open_fd);
       close(stop_fd_);
@@ -58,19 +57,12 @@ std::string ChildWatcher::cause(size_t chip) const {
 
 void ChildWatcher::loop() {
   size_t alive = pids_.size();
+  std::vector<int> watched = pidfds_;  // -1 once reaped
   while (alive > 0) {
-    std::vector<pollfd> fds{{stop_fd_, POLLIN, 0}};
-    std::vector<size_t> which;
-    for (size_t i = 0; i < pids_.size(); ++i) {
-      if (dead(i)) continue;
-      fds.push_back({pidfds_[i], POLLIN, 0});
-      which.push_back(i);
-    }
-    if (poll(fds.data(), fds.size(), -1) < 0) continue;  // EINTR
-    if (fds[0].revents) return;
-    for (size_t k = 1; k < fds.size(); ++k) {
-      if (!fds[k].revents) continue;
-      size_t i = which[k - 1];
+    bool stopped = false;
+    std::vector<size_t> exited = process::wait_exits(watched, std::chrono::milliseconds(-1), stop_fd_, &stopped);
+    if (stopped) return;
+    for (size_t i : exited) {
       int status = 0;
       if (waitpid(pids_[i], &status, 0) != pids_[i]) continue;
       {
@@ -78,6 +70,7 @@ void ChildWatcher::loop() {
         status_[i] = status;
       }
       dead_[i].store(true, std::memory_order_release);
+      watched[i] = -1;
       --alive;
       notify_parent(header_);
     }

@@ -1,9 +1,9 @@
 #include "support/fork_ranks.h"
 
-#include <poll.h>
+#include "common/process.h"
+
 #include <signal.h>
 #include <sys/mman.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -81,28 +81,19 @@ std::vector<RankOutcome> fork_ranks(int n, const std::function<void(int)>& body,
     out[r].rank = r;
     out[r].pid = pid;
     pid_registry().insert(pid);
-    pidfds[r] = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
+    pidfds[r] = process::open_pidfd(pid);
   }
 
   auto end = std::chrono::steady_clock::now() + deadline;
   int remaining = n;
   std::vector<bool> done(static_cast<size_t>(n), false);
+  std::vector<int> watched = pidfds;  // -1 once reaped
   while (remaining > 0) {
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(end - std::chrono::steady_clock::now());
     if (left.count() <= 0) break;
-    std::vector<pollfd> fds;
-    std::vector<int> which;
-    for (int r = 0; r < n; ++r) {
-      if (!done[r]) {
-        fds.push_back({pidfds[r], POLLIN, 0});
-        which.push_back(r);
-      }
-    }
-    int rc = poll(fds.data(), fds.size(), static_cast<int>(std::min<long long>(left.count(), 1000)));
-    if (rc <= 0) continue;
-    for (size_t i = 0; i < fds.size(); ++i) {
-      if (!(fds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
-      int r = which[i];
+    for (size_t i : process::wait_exits(watched, std::min(left, std::chrono::milliseconds(1000)))) {
+      const int r = static_cast<int>(i);
+      watched[i] = -1;
       int status = 0;
       if (waitpid(out[r].pid, &status, 0) == out[r].pid) {
         out[r].exited = WIFEXITED(status);
@@ -130,13 +121,12 @@ std::vector<RankOutcome> fork_ranks(int n, const std::function<void(int)>& body,
 bool wait_gone(const std::vector<pid_t>& pids, std::chrono::milliseconds deadline) {
   auto end = std::chrono::steady_clock::now() + deadline;
   for (pid_t pid : pids) {
-    int fd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
+    int fd = process::open_pidfd(pid);
     if (fd < 0) continue;  // already gone
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(end - std::chrono::steady_clock::now());
-    struct pollfd p{fd, POLLIN, 0};
-    int rc = poll(&p, 1, static_cast<int>(std::max<long long>(left.count(), 0)));
+    bool exited = !process::wait_exits({fd}, std::max(left, std::chrono::milliseconds(0))).empty();
     close(fd);
-    if (rc != 1) return false;
+    if (!exited) return false;
   }
   return true;
 }

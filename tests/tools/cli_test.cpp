@@ -27,6 +27,7 @@
 #include <gtest/gtest.h>
 
 #include "comm_layout.h"
+#include "common/process.h"
 #include "support/fork_ranks.h"
 #include "support/leak_check.h"
 
@@ -189,18 +190,8 @@ uint32_t random_token() {
   return rd();
 }
 
-// /proc/<pid>/stat field 22.
-uint64_t start_time_of(pid_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-  std::string line;
-  std::getline(in, line);
-  std::istringstream rest(line.substr(line.rfind(')') + 1));
-  std::string field;
-  for (int f = 3; f < 22; ++f) rest >> field;
-  uint64_t start = 0;
-  rest >> start;
-  return start;
-}
+// /proc/<pid>/stat field 22, through the one parser.
+uint64_t start_time_of(pid_t pid) { return chipmesh::process::start_time(pid); }
 
 void write_rootinfo(const std::string& path, pid_t root_pid, uint64_t root_start) {
   chipmesh::sim::RootInfo ri{};

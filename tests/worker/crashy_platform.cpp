@@ -1,5 +1,6 @@
 // The sim platform with two traps in set_device, for bring-up failures that
 // no config can cause: device 13 aborts the chip process, device 14 hangs.
+// It wraps sim's device table and passes its transport table through.
 #include <dlfcn.h>
 #include <unistd.h>
 
@@ -10,7 +11,8 @@
 
 namespace {
 
-chipmesh_platform g_table;
+chipmesh_device_v1_t g_device;
+chipmesh_transport_v1_t g_transport;
 int (*g_sim_set_device)(int) = nullptr;
 
 int crashy_set_device(int device_id) {
@@ -20,17 +22,26 @@ int crashy_set_device(int device_id) {
   return g_sim_set_device(device_id);
 }
 
+bool load_sim() {
+  if (g_sim_set_device) return true;
+  void* sim = dlopen(CHIPMESH_SIM_PLUGIN, RTLD_NOW | RTLD_LOCAL);
+  if (!sim) return false;
+  auto device = reinterpret_cast<chipmesh_device_entry_fn>(dlsym(sim, CHIPMESH_DEVICE_ENTRY_SYMBOL));
+  auto transport = reinterpret_cast<chipmesh_transport_entry_fn>(dlsym(sim, CHIPMESH_TRANSPORT_ENTRY_SYMBOL));
+  if (!device || !transport) return false;
+  g_device = *device();
+  g_transport = *transport();
+  g_device.name = g_transport.name = "crashy";
+  g_sim_set_device = g_device.set_device;
+  g_device.set_device = crashy_set_device;
+  return true;
+}
+
 }  // namespace
 
-extern "C" __attribute__((visibility("default"))) const chipmesh_platform* chipmesh_platform_entry(void) {
-  if (!g_sim_set_device) {
-    void* sim = dlopen(CHIPMESH_SIM_PLUGIN, RTLD_NOW | RTLD_LOCAL);
-    if (!sim) return nullptr;
-    auto entry = reinterpret_cast<chipmesh_platform_entry_fn>(dlsym(sim, CHIPMESH_PLATFORM_ENTRY_SYMBOL));
-    g_table = *entry();
-    g_sim_set_device = g_table.set_device;
-    g_table.set_device = crashy_set_device;
-    g_table.name = "crashy";
-  }
-  return &g_table;
+extern "C" __attribute__((visibility("default"))) const chipmesh_device_v1_t* chipmesh_device_entry(void) {
+  return load_sim() ? &g_device : nullptr;
+}
+extern "C" __attribute__((visibility("default"))) const chipmesh_transport_v1_t* chipmesh_transport_entry(void) {
+  return load_sim() ? &g_transport : nullptr;
 }
