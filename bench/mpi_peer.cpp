@@ -12,6 +12,8 @@
 #include <cstring>
 #include <filesystem>
 
+#include "knobs/knobs.h"
+
 extern char** environ;
 
 namespace chipmesh::bench {
@@ -118,7 +120,7 @@ ProcessResult run_process(const std::vector<std::string>& argv, double timeout_s
 
 namespace {
 
-std::string which(const std::string& name) {
+[[maybe_unused]] std::string which(const std::string& name) {
   if (name.find('/') != std::string::npos) return access(name.c_str(), X_OK) == 0 ? name : "";
   const char* path = std::getenv("PATH");
   std::string p = path ? path : "/usr/bin:/bin";
@@ -135,7 +137,7 @@ std::string which(const std::string& name) {
   return "";
 }
 
-std::string self_dir() {
+[[maybe_unused]] std::string self_dir() {
   std::error_code ec;
   fs::path exe = fs::read_symlink("/proc/self/exe", ec);
   return ec ? std::string() : exe.parent_path().string();
@@ -154,7 +156,7 @@ MpiPeer::MpiPeer(const BenchOptions& o) {
   return;
 #else
   std::vector<std::string> dirs;
-  if (const char* d = std::getenv("CHIPMESH_BENCH_MPI_DIR"); d && *d) dirs.emplace_back(d);
+  if (knobs::is_set(knobs::Id::BenchMpiDir)) dirs.push_back(knobs::text(knobs::Id::BenchMpiDir));
   if (std::string d = self_dir(); !d.empty()) dirs.push_back(d);
   dirs.emplace_back(CHIPMESH_BENCH_MPI_DIR);
   for (const auto& d : dirs) {
@@ -169,8 +171,7 @@ MpiPeer::MpiPeer(const BenchOptions& o) {
               dirs.back() + " (build them: cmake --build <build>)";
     return;
   }
-  const char* env_mpirun = std::getenv("CHIPMESH_BENCH_MPIRUN");
-  mpirun_ = which(env_mpirun && *env_mpirun ? env_mpirun : CHIPMESH_BENCH_MPIEXEC);
+  mpirun_ = which(knobs::is_set(knobs::Id::BenchMpirun) ? knobs::text(knobs::Id::BenchMpirun) : CHIPMESH_BENCH_MPIEXEC);
   if (mpirun_.empty()) mpirun_ = which("mpirun");
   if (mpirun_.empty()) {
     reason_ = "mpirun not found (install openmpi-bin)";

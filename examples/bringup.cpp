@@ -28,7 +28,6 @@
 #include <cstring>
 #include <exception>
 #include <filesystem>
-#include <random>
 #include <string>
 #include <thread>
 #include <vector>
@@ -59,15 +58,7 @@ bool parse_chips(const char* text, int* out) {
 }
 
 // Deadline for the whole bring-up: the communicator's own deadline plus slack.
-std::chrono::seconds bringup_deadline() {
-  long s = 120;
-  if (const char* raw = std::getenv("CHIPMESH_COMM_TIMEOUT_S"); raw && *raw) {
-    char* end = nullptr;
-    long v = std::strtol(raw, &end, 10);
-    if (end != raw && *end == '\0' && v > 0) s = v;
-  }
-  return std::chrono::seconds(s + 30);
-}
+std::chrono::milliseconds bringup_deadline() { return chipmesh::comm_timeout() + std::chrono::seconds(30); }
 
 struct Rank {
   int rank = 0;
@@ -231,12 +222,7 @@ int run(int nranks) {
   const pid_t self = getpid();
 
   // One random token per job so our ranks never join another job's rootinfo.
-  if (const char* t = std::getenv("CHIPMESH_JOB_TOKEN"); t == nullptr || *t == '\0') {
-    std::random_device rd;
-    char token[48];
-    std::snprintf(token, sizeof token, "bringup-%d-%08x%08x", static_cast<int>(self), rd(), rd());
-    setenv("CHIPMESH_JOB_TOKEN", token, 1);
-  }
+  chipmesh::ensure_job_token("bringup");
 
   std::string tmpl = (std::filesystem::temp_directory_path() / "chipmesh_bringup_XXXXXX").string();
   if (mkdtemp(tmpl.data()) == nullptr) {
@@ -323,7 +309,7 @@ int run(int nranks) {
     if (state == chipmesh::ChipBootstrapMailboxState::IDLE) {
       std::fprintf(stderr, "chipmesh_bringup: rank %d (pid %d) did not publish its mailbox within %llds\n",
                    r.rank, static_cast<int>(r.pid),
-                   static_cast<long long>(bringup_deadline().count()));
+                   static_cast<long long>(std::chrono::duration_cast<std::chrono::seconds>(bringup_deadline()).count()));
       failed = true;
     } else if (state == chipmesh::ChipBootstrapMailboxState::ERROR) {
       failed = true;

@@ -7,6 +7,7 @@
 #include "chipmesh/comm.h"
 #include "chipmesh/errors.h"
 #include "chipmesh/half.h"
+#include "chipmesh/knobs.h"
 #include "chipmesh/platform_abi.h"
 #include "chipmesh/shared_memory.h"
 #include "chipmesh/status.h"

@@ -138,8 +138,8 @@ inline constexpr uint64_t kYieldBudgetNs = 1000000;  // 1 ms
 // yield the core for up to kYieldBudgetNs (with more chip processes than
 // cores, the rank this one waits for may be runnable on this very core and
 // runs at once; with a core each, sched_yield returns at once and this is a
-// spin); then sleep on the futex in short slices so the deadline and the
-// abort flag are honoured. Sleeping early is costly: a futex wake-up takes
+// spin); then sleep on the futex, in 50 ms slices when there is an abort flag
+// to watch (otherwise until the deadline). Sleeping early is costly: a futex wake-up takes
 // tens of microseconds, and on 2 cores a 4-rank barrier ran >10x slower with
 // a 36 us spin before sleeping than with the yield phase.
 inline int flag_wait_ge(const chipmesh_kernel_args* args, Flag* f, uint32_t v) {
@@ -160,7 +160,9 @@ inline int flag_wait_ge(const chipmesh_kernel_args* args, Flag* f, uint32_t v) {
     if (args->deadline_ns && now >= args->deadline_ns)
       return fail(args, CHIPMESH_ERR_TIMEOUT, "timed out waiting for a flag to reach %u (it is %u)", v,
                   f->value.load());
-    uint64_t slice = 50000000ull;  // 50 ms: abort latency bound
+    // 50 ms: abort latency bound. Without an abort flag only a flag_set or
+    // flag_add (or the deadline) ends the sleep.
+    uint64_t slice = args->abort ? 50000000ull : 3600000000000ull;
     if (args->deadline_ns && args->deadline_ns - now < slice) slice = args->deadline_ns - now;
     uint32_t seen = f->value.load(std::memory_order_acquire);
     if (static_cast<int32_t>(seen - v) >= 0) return 0;

@@ -174,11 +174,14 @@ ChipBootstrapMailboxState ChipBootstrapChannel::wait_published(
   }
   for (;;) {
     if (int32_t s = seen(); s != idle) return static_cast<ChipBootstrapMailboxState>(s);
-    // Sliced so a writer that stores without waking (or a missed wake) costs
-    // at most one slice, never the whole timeout.
-    auto slice = deadline.next_slice(std::chrono::milliseconds(50));
-    if (slice.count() <= 0) return ChipBootstrapMailboxState::IDLE;
-    futex::wait(futex_word(base_), static_cast<uint32_t>(idle), slice);
+    // One sleep for the rest of the timeout: the kernel compares the word with
+    // IDLE before sleeping, so a publish (store, then wake) cannot be missed;
+    // a spurious return or a signal only loops. Not sliced: a publish that
+    // forgot its wake would show as a waiter sleeping to its deadline (the
+    // tests rely on that to prove the wake).
+    auto left = deadline.next_slice(deadline.budget());
+    if (left.count() <= 0) return ChipBootstrapMailboxState::IDLE;
+    futex::wait(futex_word(base_), static_cast<uint32_t>(idle), left);
   }
 }
 

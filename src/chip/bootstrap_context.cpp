@@ -6,6 +6,8 @@
 #include "chipmesh/chip_worker.h"
 #include "chipmesh/errors.h"
 #include "chipmesh/shared_memory.h"
+#include "knobs/knobs.h"
+#include "logging/log.h"
 
 namespace chipmesh {
 namespace {
@@ -75,9 +77,12 @@ ChipBootstrapResult ChipWorker::bootstrap_context(int device_id, const ChipBoots
     // 3. communicator and window
     if (cfg.comm) {
       const auto& c = *cfg.comm;
+      knobs::test_pause_point("comm_init");
       comm = comm_init(c.rank, c.nranks, c.rootinfo_path);
       auto t1 = Clock::now();
       timings_.comm_init_ms = ms_between(t0, t1);
+      knobs::test_pause_point("windows");
+      t1 = Clock::now();
       result.device_ctx = comm_alloc_windows(comm, c.window_size);
       t0 = Clock::now();
       timings_.windows_ms = ms_between(t1, t0);
@@ -91,6 +96,7 @@ ChipBootstrapResult ChipWorker::bootstrap_context(int device_id, const ChipBoots
     // 4. carve buffers
     result.buffer_ptrs = carve(cfg, result.local_window_base, result.actual_window_size);
     // 5. host inputs
+    knobs::test_pause_point("staging");
     for (size_t i = 0; i < cfg.buffers.size(); ++i) {
       const auto& b = cfg.buffers[i];
       if (!b.load_from_host) continue;
@@ -113,6 +119,8 @@ ChipBootstrapResult ChipWorker::bootstrap_context(int device_id, const ChipBoots
       channel->write_success(result.device_ctx, result.local_window_base, result.actual_window_size,
                              result.buffer_ptrs, timings_);
     bootstrap_comm_ = comm;
+    CHIPMESH_INFO(INIT, "init timings: device %d comm_init %.3f ms, windows %.3f ms, staging %.3f ms", device_id,
+                  timings_.comm_init_ms, timings_.windows_ms, timings_.staging_ms);
     outputs_ = std::move(outputs);
     return result;
   } catch (...) {

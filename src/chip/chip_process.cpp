@@ -16,6 +16,8 @@
 #include "common/futex.h"
 #include "common/status_map.h"
 #include "kernel_loader/kernel_library.h"
+#include "knobs/knobs.h"
+#include "logging/log.h"
 
 namespace chipmesh::worker {
 namespace {
@@ -45,7 +47,9 @@ void install_signal_handlers(pid_t parent) {
   if (getppid() != parent) _exit(128 + SIGTERM);
 }
 
+// Every failed request of the ring passes here: its one breadcrumb.
 void copy_error(Entry& e, const std::string& text) {
+  CHIPMESH_WARN(CHIP, "request failed: %s", text.c_str());
   std::snprintf(e.error, sizeof(e.error), "%s", text.c_str());
 }
 
@@ -158,6 +162,7 @@ void run_chip_process(const ChipProcessArgs& a) {
   // The one bring-up path: bootstrap_context validates, brings up, maps the
   // outputs and publishes the result (or "<Kind>: <message>", code 1) on
   // this chip's mailbox itself.
+  log::set_identity(a.index, a.config->comm ? a.config->comm->rank : -1);
   ChipBootstrapChannel channel(a.shared->mailbox, CHIP_BOOTSTRAP_MAX_BUFFERS);
   ChipWorker w;
   if (!a.job_token.empty()) w.set_job_token(a.job_token);  // travels through comm_init's options

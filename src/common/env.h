@@ -1,5 +1,7 @@
-// Every environment knob chipmesh reads, declared once (NCCL style). Values are
-// read on each call so tests can change them between communicators.
+// Typed accessors of the knobs the runtime reads, kept under their historic
+// names. Every knob is declared in src/knobs/knobs.def and cached by the
+// registry (src/knobs/knobs.h); these read the cached values (cheap). A value
+// that is set but invalid throws ConfigError naming the variable and value.
 #pragma once
 
 #include <chrono>
@@ -13,7 +15,7 @@ std::chrono::milliseconds comm_timeout();
 // CHIPMESH_PLATFORM_PATH: ':'-separated directories searched for platforms.
 std::string platform_path();
 // CHIPMESH_JOB_TOKEN: when set, ranks only join a rootinfo published by the
-// same job; a launcher (Worker) sets one random token per job.
+// same job; a launcher picks one per job (knobs::ensure_job_token).
 std::string job_token();
 // CHIPMESH_SIM_NUM_DEVICES: device ids the sim platform accepts (default 64).
 int sim_num_devices();

@@ -1,6 +1,7 @@
 #include "common/status_map.h"
 
 #include "chipmesh/errors.h"
+#include "logging/log.h"
 
 namespace chipmesh {
 
@@ -33,6 +34,9 @@ void throw_status(int status, const std::string& message) {
 }
 
 int LastError::set(int status, const char* message) noexcept {
+  // Every exception caught at a plugin's C boundary lands here once: its
+  // breadcrumb, in the process (and chip) that detected it.
+  CHIPMESH_WARN(PLUGIN, "%s: %s", status_kind(status), message ? message : "");
   code_ = status;
   try {
     message_ = message ? message : "";

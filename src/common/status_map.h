@@ -16,7 +16,8 @@ const char* status_kind(int status);
 [[noreturn]] void throw_status(int status, const std::string& message);
 
 // Per-thread last-error slot for a C API: run `body`, return 0, or catch
-// everything, store its message and return its status.
+// everything, store its message and return its status. A failure leaves one
+// WARN line (CHIPMESH_DEBUG=WARN, subsystem PLUGIN) where it was caught.
 class LastError {
  public:
   template <typename F>

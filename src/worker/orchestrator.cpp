@@ -4,6 +4,7 @@
 #include <set>
 
 #include "chipmesh/worker.h"
+#include "knobs/knobs.h"
 #include "worker/worker_impl.h"
 
 namespace chipmesh {
@@ -102,6 +103,7 @@ void Worker::run(const std::function<void(Orchestrator&)>& orch) {
   impl_->require_running("run");
   for (auto* c : impl_->chips) c->abort.store(0, std::memory_order_release);
   impl_->pending_error.reset();
+  knobs::test_pause_point("run");
   Orchestrator o(*this);
   try {
     orch(o);

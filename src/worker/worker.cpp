@@ -5,7 +5,6 @@
 
 #include <signal.h>
 #include <sys/mman.h>
-#include <sys/random.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -14,6 +13,8 @@
 #include "chipmesh/bootstrap_channel.h"
 #include "plugin_loader/platform_loader.h"
 #include "chip/chip_process.h"
+#include "knobs/knobs.h"
+#include "logging/log.h"
 #include "worker/worker_impl.h"
 
 namespace chipmesh {
@@ -26,14 +27,6 @@ namespace {
 constexpr size_t kHeaderBytes = 4096;
 
 double ms(Clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
-
-std::string random_job_token() {
-  uint64_t v = 0;
-  if (getrandom(&v, sizeof(v), 0) != static_cast<ssize_t>(sizeof(v))) v = static_cast<uint64_t>(Clock::now().time_since_epoch().count()) ^ getpid();
-  char buf[32];
-  std::snprintf(buf, sizeof(buf), "worker-%016llx", static_cast<unsigned long long>(v));
-  return buf;
-}
 
 }  // namespace
 
@@ -97,7 +90,7 @@ void Worker::Impl::map_region() {
 
 void Worker::Impl::fork_chips() {
   static const ChipBootstrapConfig kNoComm{};
-  const std::string token = getenv("CHIPMESH_JOB_TOKEN") ? getenv("CHIPMESH_JOB_TOKEN") : random_job_token();
+  const std::string token = knobs::new_job_token("worker");
   const pid_t parent = getpid();
   std::fflush(nullptr);  // no doubled stdio buffers in the children
   for (size_t i = 0; i < n(); ++i) {
@@ -214,7 +207,9 @@ void Worker::init() {
   m.fork_chips();
   m.phases["fork"] = ms(Clock::now() - start);
   try {
+    knobs::test_pause_point("fork");
     m.wait_for_bringup(start);
+    knobs::test_pause_point("handshake");
     m.build_contexts();
   } catch (...) {
     m.terminate_all(std::chrono::milliseconds(2000));
@@ -222,6 +217,11 @@ void Worker::init() {
     throw;
   }
   m.state = Impl::State::Running;
+  CHIPMESH_INFO(INIT,
+                "init timings: job of %zu chips: fork %.3f ms, handshake %.3f ms, total %.3f ms (slowest chip: "
+                "comm_init %.3f ms, windows %.3f ms, staging %.3f ms)",
+                m.n(), m.phases["fork"], m.phases["handshake"], m.phases["total"], m.phases["comm_init"],
+                m.phases["windows"], m.phases["staging"]);
 }
 
 void Worker::Impl::terminate_all(std::chrono::milliseconds grace) noexcept {

@@ -51,7 +51,9 @@ struct Worker::Impl {
   void terminate_all(std::chrono::milliseconds grace) noexcept;
 
   // --- requests (worker_link.cpp) ---
-  ChipError chip_error(size_t chip, const std::string& cause) const;
+  // The error for a failure of `chip`, with its one WARN breadcrumb (INFO
+  // when the chip already logged it: a failed request of its ring).
+  ChipError chip_error(size_t chip, const std::string& cause, bool chip_logged = false) const;
   // The one "not initialized / closed" check: ConfigError naming the call
   // ("Worker::<what>: the worker is not initialized (call init() first)").
   void require_running(const char* what) const;

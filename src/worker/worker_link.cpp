@@ -4,6 +4,7 @@
 #include <deque>
 
 #include "chipmesh/status.h"
+#include "logging/log.h"
 #include "worker/worker_impl.h"
 
 namespace chipmesh {
@@ -13,8 +14,13 @@ using worker::kChunkBytes;
 using worker::kRingDepth;
 using worker::Op;
 
-ChipError Worker::Impl::chip_error(size_t chip, const std::string& cause) const {
-  return ChipError(static_cast<int>(chip), cfg.device_ids[chip], pids.empty() ? -1 : pids[chip], cause);
+ChipError Worker::Impl::chip_error(size_t chip, const std::string& cause, bool chip_logged) const {
+  ChipError e(static_cast<int>(chip), cfg.device_ids[chip], pids.empty() ? -1 : pids[chip], cause);
+  if (chip_logged)
+    CHIPMESH_INFO(WORKER, "%s", e.what());
+  else
+    CHIPMESH_WARN(WORKER, "%s", e.what());
+  return e;
 }
 
 void Worker::Impl::require_running(const char* what) const {
@@ -44,7 +50,7 @@ void Worker::Impl::inspect(size_t chip) {
   for (; inspected[chip] != done; ++inspected[chip]) {
     const Entry& e = chips[chip]->entries[inspected[chip] % kRingDepth];
     if (e.status != 0 && !pending_error) {
-      pending_error = chip_error(chip, std::string(e.error, strnlen(e.error, sizeof(e.error))));
+      pending_error = chip_error(chip, std::string(e.error, strnlen(e.error, sizeof(e.error))), true);
       abort_running_kernels();
     }
   }

@@ -7,6 +7,7 @@
 
 #include "chipmesh/chip_worker.h"
 #include "chipmesh/errors.h"
+#include "knobs/knobs.h"
 
 namespace chipmesh {
 namespace {
@@ -114,8 +115,10 @@ TEST(PlatformLoader, SimByPath) {
 
 TEST(PlatformLoader, UnknownNameListsEveryPlaceTried) {
   setenv("CHIPMESH_PLATFORM_PATH", "/nonexistent-a:/nonexistent-b", 1);
+  knobs::reload();  // knobs are read once: see the new value
   std::string msg = init_error("nosuch");
   unsetenv("CHIPMESH_PLATFORM_PATH");
+  knobs::reload();
   EXPECT_TRUE(contains(msg, "unknown platform 'nosuch'")) << msg;
   EXPECT_TRUE(contains(msg, "/nonexistent-a/libchipmesh_platform_nosuch.so")) << msg;
   EXPECT_TRUE(contains(msg, "/nonexistent-b/libchipmesh_platform_nosuch.so")) << msg;

@@ -1,7 +1,7 @@
 #include "support/fork_ranks.h"
 
-#include "common/process.h"
-
+#include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
@@ -12,6 +12,8 @@
 #include <cstring>
 #include <exception>
 #include <fstream>
+
+#include "common/process.h"
 
 namespace chipmesh::testing {
 namespace {
@@ -136,6 +138,18 @@ std::vector<pid_t> children_of(pid_t pid) {
   std::vector<pid_t> out;
   for (pid_t c; f >> c;) out.push_back(c);
   return out;
+}
+
+bool wait_asleep_in_futex(pid_t tid, std::chrono::milliseconds deadline) {
+  const auto end = std::chrono::steady_clock::now() + deadline;
+  const std::string path = "/proc/" + std::to_string(tid) + "/syscall";
+  do {
+    std::ifstream f(path);
+    long nr = -1;
+    if (f >> nr && nr == SYS_futex) return true;
+    sched_yield();
+  } while (std::chrono::steady_clock::now() < end);
+  return false;
 }
 
 ::testing::AssertionResult all_ok(const std::vector<RankOutcome>& outcomes) {

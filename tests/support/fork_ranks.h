@@ -51,6 +51,12 @@ bool wait_gone(const std::vector<pid_t>& pids, std::chrono::milliseconds deadlin
 // Child processes of `pid` (from /proc/<pid>/task/<pid>/children).
 std::vector<pid_t> children_of(pid_t pid);
 
+// True once thread or process `tid` (of this process, or a child) is blocked
+// in futex(2) (the first field of /proc/<tid>/syscall), false at the
+// deadline. A test that then wakes the futex knows the wake, and not a
+// timeout or an early re-check, is what ends the wait.
+bool wait_asleep_in_futex(pid_t tid, std::chrono::milliseconds deadline);
+
 // gtest predicate: every rank exited 0 (otherwise lists each failure).
 ::testing::AssertionResult all_ok(const std::vector<RankOutcome>& outcomes);
 

@@ -1,6 +1,8 @@
 // The `chipmesh` command, run as a child process: `clean` removes a dead
 // job's objects and keeps a live job's, `demo` runs the main job and reports
-// OK (text and JSON), and bad arguments are refused with a message.
+// OK (text and JSON), `env` lists every knob (and README's table names the
+// same ones), logging prints the init timings, and bad arguments are refused
+// with a message.
 
 #include <fcntl.h>
 #include <poll.h>
@@ -17,6 +19,7 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <map>
 #include <random>
 #include <set>
 #include <sstream>
@@ -60,9 +63,11 @@ struct CliProcess {
   pid_t pid = -1;
   int out_fd = -1;
   int err_fd = -1;
+  std::string err_seen;  // stderr read by wait_for_stderr, before finish_cli
 };
 
-CliProcess start_cli(const std::vector<std::string>& args) {
+// `env` holds "NAME=VALUE" entries set in the command's environment.
+CliProcess start_cli(const std::vector<std::string>& args, const std::vector<std::string>& env = {}) {
   CliProcess p;
   int out_pipe[2];
   int err_pipe[2];
@@ -88,6 +93,10 @@ CliProcess start_cli(const std::vector<std::string>& args) {
   if (pid == 0) {
     dup2(out_pipe[1], 1);
     dup2(err_pipe[1], 2);
+    for (const auto& kv : env) {
+      const size_t eq = kv.find('=');
+      setenv(kv.substr(0, eq).c_str(), kv.substr(eq + 1).c_str(), 1);
+    }
     execv(argv[0], argv.data());
     std::fprintf(stderr, "execv %s: %s\n", argv[0], std::strerror(errno));
     _exit(127);
@@ -110,6 +119,7 @@ CliProcess start_cli(const std::vector<std::string>& args) {
 CliResult finish_cli(CliProcess& p, std::chrono::seconds deadline = std::chrono::seconds(300)) {
   CliResult res;
   res.pid = p.pid;
+  res.err = p.err_seen;
   if (p.pid <= 0) return res;
   const auto end = std::chrono::steady_clock::now() + deadline;
   pollfd fds[2] = {{p.out_fd, POLLIN, 0}, {p.err_fd, POLLIN, 0}};
@@ -152,9 +162,30 @@ CliResult finish_cli(CliProcess& p, std::chrono::seconds deadline = std::chrono:
 
 // Runs the chipmesh command with these arguments, capturing stdout and stderr.
 CliResult run_cli(const std::vector<std::string>& args,
-                  std::chrono::seconds deadline = std::chrono::seconds(300)) {
-  CliProcess p = start_cli(args);
+                  std::chrono::seconds deadline = std::chrono::seconds(300),
+                  const std::vector<std::string>& env = {}) {
+  CliProcess p = start_cli(args, env);
   return finish_cli(p, deadline);
+}
+
+// Reads the command's stderr until it holds `needle` (true) or the deadline
+// passes or stderr closes (false). What was read stays in p.err_seen.
+bool wait_for_stderr(CliProcess& p, const std::string& needle, std::chrono::seconds deadline) {
+  const auto end = std::chrono::steady_clock::now() + deadline;
+  while (p.err_seen.find(needle) == std::string::npos) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(end - std::chrono::steady_clock::now());
+    if (left.count() <= 0) return false;
+    pollfd pfd{p.err_fd, POLLIN, 0};
+    int n = poll(&pfd, 1, static_cast<int>(left.count()));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    char buf[4096];
+    ssize_t got = read(p.err_fd, buf, sizeof buf);
+    if (got < 0 && errno == EINTR) continue;
+    if (got <= 0) return false;
+    p.err_seen.append(buf, static_cast<size_t>(got));
+  }
+  return true;
 }
 
 bool shm_exists(const std::string& name) {  // name without '/'
@@ -430,25 +461,35 @@ TEST(Demo, ARunThatCannotBringUpFailsCleanly) {
   EXPECT_EQ(leftovers_after(before), std::vector<std::string>{});
 }
 
-// Stopped by SIGTERM at various points (staging, bring-up, allreduce): the
-// demo dies of the signal, its chips with it, and nothing of it remains.
+// Stopped by SIGTERM in each phase (host staging, fork, the chips'
+// comm_init, windows and staging, the handshake, the allreduce): the demo
+// dies of the signal, its chips with it, and nothing of it remains. The test
+// hook CHIPMESH_TEST_PAUSE_AT holds the process that reaches the phase there,
+// so each phase is hit every time, whatever the machine's speed.
 TEST(Demo, AnInterruptedDemoLeavesNothingBehind) {
-  for (int delay_ms : {20, 150, 600}) {
+  for (const char* phase : {"host_staging", "fork", "comm_init", "windows", "staging", "handshake", "run"}) {
+    SCOPED_TRACE(std::string("paused at ") + phase);
     const auto before = shm_snapshot();
-    CliProcess p = start_cli({"demo", "--chips", "4", "--bytes", "16MiB", "--iters", "100000"});
+    CliProcess p = start_cli({"demo", "--chips", "4", "--bytes", "1MiB", "--iters", "100000"},
+                             {std::string("CHIPMESH_TEST_PAUSE_AT=") + phase});
     ASSERT_GT(p.pid, 0);
-    std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
-    // The chips, to check that they go too.
+    const std::string marker = std::string("chipmesh: test pause at ") + phase + " (pid ";
+    const bool paused = wait_for_stderr(p, marker, std::chrono::seconds(120));
+    // The chips, to check that they go too (none yet at host_staging).
     std::vector<pid_t> chips = children_of(p.pid);
     kill(p.pid, SIGTERM);
     CliResult r = finish_cli(p, std::chrono::seconds(60));
-    EXPECT_EQ(r.signal, SIGTERM) << "after " << delay_ms << " ms\n" << r.describe();
-    EXPECT_TRUE(wait_gone(chips, std::chrono::seconds(2))) << "a chip process survived the demo by 2 s";
+    ASSERT_TRUE(paused) << "never reached " << phase << "\n" << r.describe();
+    EXPECT_EQ(r.signal, SIGTERM) << r.describe();
+    if (std::string(phase) != "host_staging") {
+      EXPECT_EQ(chips.size(), 4u) << r.describe();
+    }
+    EXPECT_TRUE(wait_gone(chips, std::chrono::seconds(30))) << "a chip process survived the demo by 30 s";
     std::vector<std::string> left;
     for (const auto& n : chipmesh_shm_objects())
       if (n.rfind("chipmesh_demo_" + std::to_string(r.pid) + "_", 0) == 0) left.push_back(n);
-    EXPECT_EQ(left, std::vector<std::string>{}) << "after " << delay_ms << " ms";
-    EXPECT_EQ(leftovers_after(before), std::vector<std::string>{}) << "after " << delay_ms << " ms";
+    EXPECT_EQ(left, std::vector<std::string>{});
+    EXPECT_EQ(leftovers_after(before), std::vector<std::string>{});
     // Whatever the Worker leaves after a kill is `chipmesh clean`'s; tidy up
     // so later tests start clean.
     for (const auto& n : leftovers_after(before)) shm_unlink(("/" + n).c_str());
@@ -463,6 +504,139 @@ TEST(Cli, HelpAndVersionExitZero) {
   CliResult demo_help = run_cli({"demo", "--help"});
   EXPECT_EQ(demo_help.exit_code, 0) << demo_help.describe();
   EXPECT_TRUE(contains(demo_help.out, "--chips")) << demo_help.describe();
+}
+
+// `chipmesh env --json --all`: every knob, by name.
+std::map<std::string, nlohmann::json> env_knobs(const std::vector<std::string>& env = {}) {
+  CliResult r = run_cli({"env", "--json", "--all"}, std::chrono::seconds(30), env);
+  EXPECT_EQ(r.exit_code, 0) << r.describe();
+  std::map<std::string, nlohmann::json> out;
+  try {
+    const nlohmann::json doc = nlohmann::json::parse(r.out);
+    for (const auto& k : doc.at("knobs")) out[k.at("name").get<std::string>()] = k;
+  } catch (const std::exception& e) {
+    ADD_FAILURE() << "chipmesh env --json: " << e.what() << "\n" << r.describe();
+  }
+  return out;
+}
+
+TEST(Env, ListsEveryKnobWithValueDefaultSourceAndDoc) {
+  const auto knobs = env_knobs({"CHIPMESH_COMM_TIMEOUT_S=7", "CHIPMESH_DEBUG=info"});
+  ASSERT_TRUE(knobs.count("CHIPMESH_COMM_TIMEOUT_S")) << "knobs listed: " << knobs.size();
+  const auto& timeout = knobs.at("CHIPMESH_COMM_TIMEOUT_S");
+  EXPECT_EQ(timeout.at("value"), "7") << timeout.dump();
+  EXPECT_EQ(timeout.at("default"), "120") << timeout.dump();
+  EXPECT_EQ(timeout.at("source"), "environment") << timeout.dump();
+  EXPECT_EQ(timeout.at("type"), "integer") << timeout.dump();
+  EXPECT_EQ(knobs.at("CHIPMESH_DEBUG").at("value"), "INFO") << "an enum is shown in its canonical spelling";
+  const auto& devices = knobs.at("CHIPMESH_SIM_NUM_DEVICES");
+  EXPECT_EQ(devices.at("value"), "64") << devices.dump();
+  EXPECT_EQ(devices.at("source"), "default") << devices.dump();
+  for (const char* name : {"CHIPMESH_PLATFORM_PATH", "CHIPMESH_JOB_TOKEN", "CHIPMESH_SIM_WORKSPACE_BYTES",
+                           "CHIPMESH_DEBUG_SUBSYS", "CHIPMESH_DEBUG_FILE", "CHIPMESH_BENCH_MPI_DIR",
+                           "CHIPMESH_BENCH_MPIRUN", "CHIPMESH_TEST_PAUSE_AT"})
+    EXPECT_TRUE(knobs.count(name)) << name << " is not listed";
+  for (const auto& [name, k] : knobs) EXPECT_FALSE(k.at("doc").get<std::string>().empty()) << name << " has no doc";
+  EXPECT_TRUE(knobs.at("CHIPMESH_TEST_PAUSE_AT").at("test_only").get<bool>());
+
+  // The text form names every user knob, and hides the test hooks unless --all.
+  CliResult text = run_cli({"env"}, std::chrono::seconds(30));
+  EXPECT_EQ(text.exit_code, 0) << text.describe();
+  for (const auto& [name, k] : knobs)
+    EXPECT_EQ(contains(text.out, name + "="), !k.at("test_only").get<bool>()) << name << "\n" << text.describe();
+}
+
+TEST(Env, AnInvalidValueIsReportedNamingTheVariableAndTheValue) {
+  CliResult r = run_cli({"env"}, std::chrono::seconds(30), {"CHIPMESH_SIM_NUM_DEVICES=lots", "CHIPMESH_DEBUG=LOUD"});
+  EXPECT_EQ(r.exit_code, 1) << r.describe();
+  EXPECT_TRUE(contains(r.err, "CHIPMESH_SIM_NUM_DEVICES='lots' is not an integer in [1, 4096]")) << r.describe();
+  EXPECT_TRUE(contains(r.err, "CHIPMESH_DEBUG='LOUD' is not one of VERSION, WARN, INFO, TRACE")) << r.describe();
+  // The same value fails a run with a ConfigError that names it.
+  CliResult demo = run_cli({"demo", "--chips", "1", "--bytes", "64"}, std::chrono::seconds(120),
+                           {"CHIPMESH_COMM_TIMEOUT_S=soon"});
+  EXPECT_EQ(demo.exit_code, 1) << demo.describe();
+  EXPECT_TRUE(contains(demo.err, "CHIPMESH_COMM_TIMEOUT_S='soon'")) << demo.describe();
+}
+
+// README's knob table and the registry name the same variables: a new knob
+// cannot go undocumented, a removed one cannot linger.
+TEST(Env, ReadmeTableNamesExactlyTheRegistrysKnobs) {
+  std::ifstream in(std::string(CHIPMESH_SOURCE_DIR) + "/README.md");
+  ASSERT_TRUE(in) << "cannot read README.md";
+  std::set<std::string> documented;
+  bool in_section = false;
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind("## ", 0) == 0) in_section = line == "## Environment knobs";
+    if (!in_section || line.rfind("| `CHIPMESH_", 0) != 0) continue;
+    documented.insert(line.substr(3, line.find('`', 3) - 3));
+  }
+  std::set<std::string> registry;
+  for (const auto& [name, k] : env_knobs()) registry.insert(name);
+  EXPECT_FALSE(registry.empty());
+  EXPECT_EQ(documented, registry) << "README.md's 'Environment knobs' table and src/knobs/knobs.def differ";
+}
+
+// Lines of `text` that contain `needle`.
+std::vector<std::string> lines_with(const std::string& text, const std::string& needle) {
+  std::vector<std::string> out;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);)
+    if (contains(line, needle)) out.push_back(line);
+  return out;
+}
+
+TEST(Logging, InfoShowsTheInitTimingsOfEachChipAndOfTheJob) {
+  CliResult r = run_cli({"demo", "--chips", "3", "--bytes", "4KiB", "--iters", "1"}, std::chrono::seconds(300),
+                        {"CHIPMESH_DEBUG=INFO"});
+  ASSERT_EQ(r.exit_code, 0) << r.describe();
+  for (int c = 0; c < 3; ++c) {
+    const auto chip = lines_with(r.err, "[chip " + std::to_string(c) + " rank " + std::to_string(c) +
+                                            "] INFO INIT init timings: device " + std::to_string(c) + " comm_init ");
+    ASSERT_EQ(chip.size(), 1u) << r.describe();
+    EXPECT_TRUE(contains(chip[0], " ms, windows ") && contains(chip[0], " ms, staging ")) << chip[0];
+    // host:pid:tid, the pid being the chip's (not the demo's).
+    EXPECT_FALSE(contains(chip[0], ":" + std::to_string(r.pid) + ":")) << chip[0];
+  }
+  const auto job = lines_with(r.err, "INFO INIT init timings: job of 3 chips: fork ");
+  ASSERT_EQ(job.size(), 1u) << r.describe();
+  EXPECT_TRUE(contains(job[0], ":" + std::to_string(r.pid) + ":")) << "the job line comes from the demo itself";
+  EXPECT_TRUE(contains(job[0], " ms, handshake ") && contains(job[0], " ms, total ")) << job[0];
+}
+
+TEST(Logging, OffByDefaultAndFilteredBySubsystem) {
+  CliResult quiet = run_cli({"demo", "--chips", "2", "--bytes", "4KiB", "--iters", "1"});
+  ASSERT_EQ(quiet.exit_code, 0) << quiet.describe();
+  EXPECT_TRUE(lines_with(quiet.err, " INFO ").empty()) << quiet.describe();
+  CliResult no_init = run_cli({"demo", "--chips", "2", "--bytes", "4KiB", "--iters", "1"}, std::chrono::seconds(300),
+                              {"CHIPMESH_DEBUG=INFO", "CHIPMESH_DEBUG_SUBSYS=^INIT"});
+  ASSERT_EQ(no_init.exit_code, 0) << no_init.describe();
+  EXPECT_TRUE(lines_with(no_init.err, " INFO INIT ").empty()) << no_init.describe();
+}
+
+TEST(Logging, DebugFileWithPidGivesOneFilePerProcess) {
+  ScratchDir dir;
+  CliResult r = run_cli({"demo", "--chips", "2", "--bytes", "4KiB", "--iters", "1"}, std::chrono::seconds(300),
+                        {"CHIPMESH_DEBUG=INFO", "CHIPMESH_DEBUG_FILE=" + dir.file("log.%h.%p")});
+  ASSERT_EQ(r.exit_code, 0) << r.describe();
+  EXPECT_TRUE(lines_with(r.err, " INFO ").empty()) << "the log went to the file, not stderr\n" << r.describe();
+  char host[256] = "";
+  gethostname(host, sizeof host - 1);
+  std::ifstream demo_log(dir.file("log." + std::string(host) + "." + std::to_string(r.pid)));
+  std::stringstream demo_text;
+  demo_text << demo_log.rdbuf();
+  EXPECT_EQ(lines_with(demo_text.str(), "init timings: job of 2 chips").size(), 1u) << demo_text.str();
+  EXPECT_EQ(dir.entries().size(), 3u) << "one log per process: the demo and its 2 chips";
+  for (const auto& e : dir.entries()) std::remove(dir.file(e).c_str());
+}
+
+// A failure leaves one WARN breadcrumb where it is detected, not one per layer.
+TEST(Logging, AFailureLeavesOneWarning) {
+  CliResult r = run_cli({"demo", "--chips", "2", "--bytes", "64", "--platform", "no_such_platform"},
+                        std::chrono::seconds(120), {"CHIPMESH_DEBUG=WARN"});
+  EXPECT_EQ(r.exit_code, 1) << r.describe();
+  const auto warnings = lines_with(r.err, " WARN ");
+  ASSERT_EQ(warnings.size(), 1u) << r.describe();
+  EXPECT_TRUE(contains(warnings[0], "no_such_platform")) << warnings[0];
 }
 
 }  // namespace

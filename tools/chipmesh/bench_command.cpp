@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "bench.h"
+#include "logging/log.h"
 
 namespace chipmesh::cli {
 
@@ -56,6 +57,7 @@ int run_bench_command(const BenchCommand& cmd) {
   try {
     return bench::run_bench(opts);
   } catch (const std::exception& e) {
+    CHIPMESH_WARN(CLI, "chipmesh bench failed: %s", e.what());
     std::fprintf(stderr, "chipmesh bench: %s\n", e.what());
     return 1;
   }

@@ -12,7 +12,6 @@
 #include <cstring>
 #include <filesystem>
 #include <numeric>
-#include <random>
 #include <string>
 #include <vector>
 
@@ -24,6 +23,8 @@
 #include "demo_report.h"
 #include "demo_values.h"
 #include "interrupt_cleanup.h"
+#include "knobs/knobs.h"
+#include "logging/log.h"
 
 namespace chipmesh::cli {
 
@@ -91,16 +92,6 @@ fs::path make_tmpdir() {
   return tmpl;
 }
 
-// One random job token, unless the caller set one, so that the chips only
-// ever join this run's rootinfo.
-void ensure_job_token() {
-  if (const char* t = std::getenv("CHIPMESH_JOB_TOKEN"); t != nullptr && *t != '\0') return;
-  std::random_device rd;
-  char token[48];
-  std::snprintf(token, sizeof token, "demo-%d-%08x%08x", static_cast<int>(getpid()), rd(), rd());
-  ::setenv("CHIPMESH_JOB_TOKEN", token, 1);
-}
-
 // Fails early, with a clear message, when /dev/shm cannot hold the run
 // (touching a tmpfs page beyond its size would raise SIGBUS instead).
 void check_shm_space(const DemoOptions& o) {
@@ -132,7 +123,9 @@ void run_steps(const DemoOptions& o, DemoReport& rep) {
   const ReduceOp op = parse_reduce_op(o.op);
   const DemoPattern pattern(o.chips, op);
   check_shm_space(o);
-  ensure_job_token();
+  // One random job token, unless the caller set one, so that the chips only
+  // ever join this run's rootinfo.
+  knobs::ensure_job_token("demo");
 
   DemoResources res;  // declared before the Worker: outlives it
   interrupt_cleanup::install();
@@ -158,6 +151,7 @@ void run_steps(const DemoOptions& o, DemoReport& rep) {
     void* data = res.inputs.back().data();
     for (uint64_t i = 0; i < count; ++i) store_element(dtype, data, i, pattern.input(r, i));
   }
+  knobs::test_pause_point("host_staging");
 
   WorkerConfig cfg;
   for (int r = 0; r < o.chips; ++r) {
@@ -291,7 +285,10 @@ int run_demo(const DemoOptions& o) {
   rep.ok = rep.error.empty() && rep.max_abs_error && rep.wrong_elements == 0;
 
   // The error goes to stderr; the report (text or JSON) to stdout.
-  if (!rep.error.empty()) std::fprintf(stderr, "chipmesh demo: %s\n", rep.error.c_str());
+  if (!rep.error.empty()) {
+    CHIPMESH_WARN(CLI, "chipmesh demo failed: %s", rep.error.c_str());
+    std::fprintf(stderr, "chipmesh demo: %s\n", rep.error.c_str());
+  }
   std::fflush(stderr);
   if (o.json)
     print_demo_json(rep, stdout);

@@ -2,6 +2,8 @@
 //   chipmesh demo  [--chips N] [--bytes B] [--dtype T] [--mode M] [--op O]
 //                  [--platform P] [--iters K] [--json]
 //   chipmesh clean [--dry-run] [--rootinfo PATH...]
+//   chipmesh bench ...
+//   chipmesh env   [--json] [--all]
 // Exit status: 0 success, 1 a failed run (wrong result, runtime error), 2 a
 // command-line error.
 
@@ -19,6 +21,8 @@
 #include "chipmesh/version.h"
 #include "clean.h"
 #include "demo.h"
+#include "env_command.h"
+#include "logging/log.h"
 
 namespace {
 
@@ -126,6 +130,9 @@ int main(int argc, char** argv) {
 
   BenchCommand bench = register_bench_command(app);
 
+  EnvOptions env_opts;
+  CLI::App* env = register_env_command(app, env_opts);
+
   // CLI11 reads an unknown word as a missing subcommand: name it instead.
   auto is_command = [&](const std::string& word) {
     for (const CLI::App* sub : app.get_subcommands([](const CLI::App*) { return true; }))
@@ -133,7 +140,7 @@ int main(int argc, char** argv) {
     return false;
   };
   if (argc > 1 && argv[1][0] != '-' && !is_command(argv[1])) {
-    std::fprintf(stderr, "chipmesh: unknown command '%s' (commands: demo, clean, bench; see chipmesh --help)\n", argv[1]);
+    std::fprintf(stderr, "chipmesh: unknown command '%s' (commands: demo, clean, bench, env; see chipmesh --help)\n", argv[1]);
     return 2;
   }
 
@@ -148,7 +155,9 @@ int main(int argc, char** argv) {
     if (*demo) return run_demo(demo_opts);
     if (*clean) return run_clean(clean_opts);
     if (*bench.sub) return run_bench_command(bench);
+    if (*env) return run_env(env_opts);
   } catch (const std::exception& e) {
+    CHIPMESH_WARN(CLI, "chipmesh failed: %s", e.what());
     std::fprintf(stderr, "chipmesh: %s\n", e.what());
     return 1;
   }

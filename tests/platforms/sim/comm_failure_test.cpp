@@ -22,6 +22,7 @@
 #include "comm_layout.h"
 #include "comm_support.h"
 #include "common/process.h"
+#include "knobs/knobs.h"
 #include "support/leak_check.h"
 
 namespace chipmesh::testing {
@@ -37,6 +38,7 @@ class SimCommFailure : public ::testing::Test {
     EXPECT_TRUE(scratch.entries().empty()) << "rootinfo (or its temp file) left behind";
     unsetenv("CHIPMESH_COMM_TIMEOUT_S");
     unsetenv("CHIPMESH_JOB_TOKEN");
+    knobs::reload();
   }
 };
 
@@ -103,7 +105,10 @@ TEST_P(SimCommUntrustedRootinfo, IsNeverAttached) {
     }
     close(f);
   }
-  if (kind == Planted::OtherJob) setenv("CHIPMESH_JOB_TOKEN", "this-job", 1);
+  if (kind == Planted::OtherJob) {
+    setenv("CHIPMESH_JOB_TOKEN", "this-job", 1);
+    knobs::reload();
+  }
 
   // Rank 0 waits for rank 1's read of the planted file (the watch is made
   // here, before the fork, so no event can be missed).
