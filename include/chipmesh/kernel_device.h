@@ -114,6 +114,11 @@ inline void cpu_relax() {
   asm volatile("yield");
 #endif
 }
+// The parent raises *abort from its own process; an atomic load, because a
+// volatile read is not one (and ThreadSanitizer reports it as a race).
+inline bool abort_raised(const chipmesh_kernel_args* args) {
+  return __atomic_load_n(args->abort, __ATOMIC_ACQUIRE) != 0;
+}
 }  // namespace detail
 
 // Publishes everything written before it (release), then wakes sleepers.
@@ -155,7 +160,7 @@ inline int flag_wait_ge(const chipmesh_kernel_args* args, Flag* f, uint32_t v) {
   }
   for (;;) {
     if (reached()) return 0;
-    if (args->abort && *args->abort) return fail(args, CHIPMESH_ERR_COMM, "aborted: another chip failed");
+    if (args->abort && detail::abort_raised(args)) return fail(args, CHIPMESH_ERR_COMM, "aborted: another chip failed");
     uint64_t now = now_ns();
     if (args->deadline_ns && now >= args->deadline_ns)
       return fail(args, CHIPMESH_ERR_TIMEOUT, "timed out waiting for a flag to reach %u (it is %u)", v,

@@ -136,8 +136,8 @@ TEST_F(WorkerKernelFailure, KernelThrowing) {
 TEST_F(WorkerKernelFailure, KernelSegfaulting) {
   std::string msg = run_failing(3, "test_segv");
   EXPECT_TRUE(contains(msg, prefix(3))) << msg;
-#if defined(__SANITIZE_ADDRESS__)
-  EXPECT_TRUE(contains(msg, "killed by signal")) << msg;  // ASan turns the SEGV into an abort
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  EXPECT_TRUE(contains(msg, "killed by signal")) << msg;  // the sanitizer turns the SEGV into an abort
 #else
   EXPECT_TRUE(contains(msg, "killed by signal 11")) << msg;
 #endif

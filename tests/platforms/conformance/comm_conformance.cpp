@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "conformance.h"
+#include "knobs/knobs.h"
 
 namespace chipmesh::testing {
 namespace {
@@ -291,6 +292,7 @@ TEST_P(CommConformance, TheJobTokenOfTheOptionsWinsOverTheEnvironment) {
   // Different environments, one token in the options: one communicator.
   auto outcomes = fork_ranks(2, [&](int rank) {
     setenv("CHIPMESH_JOB_TOKEN", rank == 0 ? "env-a" : "env-b", 1);  // this child only
+    knobs::reload();  // knobs are read once: the environment's token is really there
     Rank R(platform(), rank);
     R.w.set_job_token("job-x");
     R.join(2, path).alloc(4096);

@@ -18,6 +18,7 @@
 #include <gtest/gtest.h>
 
 #include "comm_support.h"
+#include "knobs/knobs.h"
 #include "support/leak_check.h"
 
 namespace chipmesh::testing {
@@ -140,6 +141,7 @@ TEST(SimComm, TheEnvironmentsJobTokenIsTheDefault) {
   const std::string same = scratch.file("same"), other = scratch.file("other");
   auto joined = fork_ranks(2, [&](int rank) {
     setenv("CHIPMESH_JOB_TOKEN", "env-job", 1);  // this child only
+    knobs::reload();                              // knobs are read once: see the new value
     CommHandle h = must_init(rank, 2, same);
     must_alloc(h, 4096);
     must_destroy(h);
@@ -148,6 +150,7 @@ TEST(SimComm, TheEnvironmentsJobTokenIsTheDefault) {
   auto apart = fork_ranks(2, [&](int rank) {
     setenv("CHIPMESH_JOB_TOKEN", rank == 0 ? "env-a" : "env-b", 1);
     setenv("CHIPMESH_COMM_TIMEOUT_S", "1", 1);
+    knobs::reload();
     CommHandle h = comm_init(rank, 2, nullptr, other.c_str());
     CM_REQUIRE(h == nullptr) << "ranks of two jobs joined";
     CM_REQUIRE(comm_last_error_code() == CHIPMESH_ERR_TIMEOUT) << comm_last_error();
