@@ -3,6 +3,7 @@
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/inotify.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -131,6 +132,27 @@ bool wait_gone(const std::vector<pid_t>& pids, std::chrono::milliseconds deadlin
     if (!exited) return false;
   }
   return true;
+}
+
+bool wait_file(const std::string& path, std::chrono::milliseconds deadline) {
+  const auto end = std::chrono::steady_clock::now() + deadline;
+  const auto slash = path.rfind('/');
+  const std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
+  int in = inotify_init1(IN_CLOEXEC);
+  if (in < 0) return false;
+  // Watch first, then look: a file made in between is seen either way.
+  const bool watching = inotify_add_watch(in, dir.c_str(), IN_CREATE | IN_MOVED_TO) >= 0;
+  bool found = access(path.c_str(), F_OK) == 0;
+  alignas(inotify_event) char buf[4096];
+  while (watching && !found) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(end - std::chrono::steady_clock::now());
+    if (left.count() <= 0) break;
+    struct pollfd p{in, POLLIN, 0};
+    if (poll(&p, 1, static_cast<int>(left.count())) == 1) (void)!read(in, buf, sizeof buf);
+    found = access(path.c_str(), F_OK) == 0;
+  }
+  close(in);
+  return found;
 }
 
 std::vector<pid_t> children_of(pid_t pid) {

@@ -48,6 +48,10 @@ void rank_note(const std::string& text);
 // deadline. Blocks on pidfds: no polling.
 bool wait_gone(const std::vector<pid_t>& pids, std::chrono::milliseconds deadline);
 
+// True once `path` exists (created or renamed into place), false at the
+// deadline. Blocks on inotify of the parent directory: no polling.
+bool wait_file(const std::string& path, std::chrono::milliseconds deadline);
+
 // Child processes of `pid` (from /proc/<pid>/task/<pid>/children).
 std::vector<pid_t> children_of(pid_t pid);
 

@@ -170,9 +170,16 @@ CliResult run_cli(const std::vector<std::string>& args,
 
 // Reads the command's stderr until it holds `needle` (true) or the deadline
 // passes or stderr closes (false). What was read stays in p.err_seen.
-bool wait_for_stderr(CliProcess& p, const std::string& needle, std::chrono::seconds deadline) {
+size_t count_of(const std::string& text, const std::string& needle) {
+  size_t n = 0;
+  for (size_t at = text.find(needle); at != std::string::npos; at = text.find(needle, at + needle.size())) ++n;
+  return n;
+}
+
+// True once `needle` has appeared `times` times on p's stderr.
+bool wait_for_stderr(CliProcess& p, const std::string& needle, std::chrono::seconds deadline, size_t times = 1) {
   const auto end = std::chrono::steady_clock::now() + deadline;
-  while (p.err_seen.find(needle) == std::string::npos) {
+  while (count_of(p.err_seen, needle) < times) {
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(end - std::chrono::steady_clock::now());
     if (left.count() <= 0) return false;
     pollfd pfd{p.err_fd, POLLIN, 0};
@@ -474,7 +481,10 @@ TEST(Demo, AnInterruptedDemoLeavesNothingBehind) {
                              {std::string("CHIPMESH_TEST_PAUSE_AT=") + phase});
     ASSERT_GT(p.pid, 0);
     const std::string marker = std::string("chipmesh: test pause at ") + phase + " (pid ";
-    const bool paused = wait_for_stderr(p, marker, std::chrono::seconds(120));
+    // Phases inside the chips pause every chip: wait for all 4, so all exist.
+    const std::string where = phase;
+    const bool in_chips = where == "comm_init" || where == "windows" || where == "staging";
+    const bool paused = wait_for_stderr(p, marker, std::chrono::seconds(120), in_chips ? 4 : 1);
     // The chips, to check that they go too (none yet at host_staging).
     std::vector<pid_t> chips = children_of(p.pid);
     kill(p.pid, SIGTERM);

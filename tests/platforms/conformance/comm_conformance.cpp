@@ -303,10 +303,15 @@ TEST_P(CommConformance, TheJobTokenOfTheOptionsWinsOverTheEnvironment) {
 }
 
 TEST_P(CommConformance, RanksOfTwoJobsNeverJoinEachOther) {
+  // Rank 1 joins once job-x's rootinfo is there and gives up after 1 s; rank 0
+  // outlives that wait (3 s), so the rootinfo rank 1 refuses is still there.
   auto outcomes = fork_ranks(2, [&](int rank) {
     Rank R(platform(), rank);
     R.w.set_job_token(rank == 0 ? "job-x" : "job-y");
-    R.w.set_comm_timeout(1s);
+    R.w.set_comm_timeout(rank == 0 ? 3s : 1s);
+    if (rank == 1) {
+      CM_REQUIRE(wait_file(path, 30s)) << "rank 0 never published " << path;
+    }
     rank_note(expect_throw<TimeoutError>([&] { R.join(2, path); }, "comm_init"));
   }, 60s);
   ASSERT_TRUE(all_ok(outcomes));
