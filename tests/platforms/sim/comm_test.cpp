@@ -149,8 +149,13 @@ TEST(SimComm, TheEnvironmentsJobTokenIsTheDefault) {
   EXPECT_TRUE(all_ok(joined));
   auto apart = fork_ranks(2, [&](int rank) {
     setenv("CHIPMESH_JOB_TOKEN", rank == 0 ? "env-a" : "env-b", 1);
-    setenv("CHIPMESH_COMM_TIMEOUT_S", "1", 1);
+    // Rank 1 must find env-a's rootinfo (not an empty path) to name the other
+    // job, so it joins only once the file exists; rank 0 outlives its wait.
+    setenv("CHIPMESH_COMM_TIMEOUT_S", rank == 0 ? "3" : "1", 1);
     knobs::reload();
+    if (rank == 1) {
+      CM_REQUIRE(wait_file(other, std::chrono::seconds(30))) << "rank 0 never published " << other;
+    }
     CommHandle h = comm_init(rank, 2, nullptr, other.c_str());
     CM_REQUIRE(h == nullptr) << "ranks of two jobs joined";
     CM_REQUIRE(comm_last_error_code() == CHIPMESH_ERR_TIMEOUT) << comm_last_error();
