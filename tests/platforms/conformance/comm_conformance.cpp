@@ -271,6 +271,10 @@ TEST_P(CommConformance, MissingRankTimesOutNamingIt) {
   auto outcomes = fork_ranks(2, [&](int rank) {
     Rank R(platform(), rank);
     R.w.set_comm_timeout(1s);
+    // Rank 1 comes once rank 0 has published, so both wait on rank 2 alone.
+    if (rank == 1) {
+      CM_REQUIRE(wait_file(path, 30s)) << "rank 0 never published " << path;
+    }
     rank_note(expect_throw<TimeoutError>([&] { R.join(3, path); }, "comm_init"));
   }, 60s);
   ASSERT_TRUE(all_ok(outcomes));
