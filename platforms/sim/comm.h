@@ -50,7 +50,12 @@ class SimComm {
   void create_as_root();
   void join_published();
   // Format and trust checks of a rootinfo read from the store.
+  // false (with why) for a rootinfo worth waiting past: absent, stale, of
+  // another user. Throws CommError for one of a live other job.
   bool trusted(const rendezvous::Bytes& value, RootInfo* out, std::string* why) const;
+  // Rank 0: CommError when the path holds a live other communicator's rootinfo.
+  void refuse_live_foreign_rootinfo() const;
+  std::string in_use_message(const RootInfo& other) const;
   // Attaches to the communicator a trusted rootinfo names; false with the
   // reason when it cannot (yet), an Error when the communicator must fail.
   bool try_attach(const rendezvous::Bytes& value, std::string* why);

@@ -12,6 +12,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <optional>
 #include <string>
 
 #include "chipmesh/errors.h"
@@ -96,6 +97,7 @@ SimComm::SimComm(int rank, int nranks, const std::string& rootinfo_path, CommOpt
 }
 
 void SimComm::create_as_root() {
+  refuse_live_foreign_rootinfo();
   token_ = random_token();
   ctrl_name_ = ctrl_shm_name(getpid(), token_);
   remember_name(names::Kind::Shm, ctrl_name_);  // before it exists: no window for a leak
@@ -129,6 +131,21 @@ void SimComm::create_as_root() {
   ctrl_->attached.store(1, std::memory_order_relaxed);
   claim_slot();
   publish_rootinfo();
+}
+
+std::string SimComm::in_use_message(const RootInfo& other) const {
+  return "comm_init: rank " + std::to_string(rank_) + " of " + std::to_string(nranks_) + " (job '" + job_ +
+         "'): " + store_->describe(store_key_) + " is in use by job '" + std::string(other.job) + "' (rank 0 pid " +
+         std::to_string(other.root_pid) + ", alive); two jobs cannot share a rootinfo path";
+}
+
+void SimComm::refuse_live_foreign_rootinfo() const {
+  std::string why;
+  std::optional<rendezvous::Bytes> value = store_->check(store_key_, &why);
+  RootInfo ri;
+  if (!value || !decode_rootinfo(*value, &ri, &why) || ri.uid != geteuid()) return;  // absent or not ours to judge
+  if (ri.root_pid == getpid() || ri.root_start == 0 || process::start_time(ri.root_pid) != ri.root_start) return;
+  throw CommError(in_use_message(ri));  // a live job's rank 0 published it: replacing it would strand that job
 }
 
 void SimComm::publish_rootinfo() {
@@ -174,11 +191,15 @@ bool SimComm::trusted(const rendezvous::Bytes& value, RootInfo* out, std::string
     *why = "rootinfo was written for uid " + std::to_string(ri.uid);
     return false;
   }
+  const bool root_alive = ri.root_start != 0 && process::start_time(ri.root_pid) == ri.root_start;
   if (job_ != ri.job) {
+    // A live job owns the path: waiting cannot help (it removes the rootinfo
+    // only once its own ranks are in), so fail now and name it.
+    if (root_alive) throw CommError(in_use_message(ri));
     *why = "rootinfo belongs to job '" + std::string(ri.job) + "', this rank is in job '" + job_ + "'";
     return false;
   }
-  if (ri.root_start == 0 || process::start_time(ri.root_pid) != ri.root_start) {
+  if (!root_alive) {
     *why = "rootinfo is stale: its rank 0 (pid " + std::to_string(ri.root_pid) + ") is gone";
     return false;
   }

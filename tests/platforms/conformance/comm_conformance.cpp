@@ -307,20 +307,45 @@ TEST_P(CommConformance, TheJobTokenOfTheOptionsWinsOverTheEnvironment) {
 }
 
 TEST_P(CommConformance, RanksOfTwoJobsNeverJoinEachOther) {
-  // Rank 1 joins once job-x's rootinfo is there and gives up after 1 s; rank 0
-  // outlives that wait (3 s), so the rootinfo rank 1 refuses is still there.
+  // Rank 1 of job-y finds job-x's live rootinfo: it fails at once with a
+  // CommError naming the path and job-x's rank 0 (its 30 s timeout would make
+  // a wait a TimeoutError), and never joins. Rank 0 times out alone.
   auto outcomes = fork_ranks(2, [&](int rank) {
     Rank R(platform(), rank);
     R.w.set_job_token(rank == 0 ? "job-x" : "job-y");
-    R.w.set_comm_timeout(rank == 0 ? 3s : 1s);
+    R.w.set_comm_timeout(rank == 0 ? 3s : 30s);
     if (rank == 1) {
       CM_REQUIRE(wait_file(path, 30s)) << "rank 0 never published " << path;
+      rank_note(expect_throw<CommError>([&] { R.join(2, path); }, "comm_init"));
+    } else {
+      rank_note(expect_throw<TimeoutError>([&] { R.join(2, path); }, "comm_init"));
     }
-    rank_note(expect_throw<TimeoutError>([&] { R.join(2, path); }, "comm_init"));
   }, 60s);
   ASSERT_TRUE(all_ok(outcomes));
-  EXPECT_TRUE(contains(outcomes[1].message, "job-x")) << "the refused rootinfo's job is named: "
-                                                      << outcomes[1].describe();
+  const std::string& msg = outcomes[1].message;
+  EXPECT_TRUE(contains(msg, "in use by job 'job-x' (rank 0 pid " + std::to_string(outcomes[0].pid) + ", alive)"))
+      << outcomes[1].describe();
+  EXPECT_TRUE(contains(msg, path)) << outcomes[1].describe();
+}
+
+TEST_P(CommConformance, ASecondJobsRankZeroRefusesALivePath) {
+  // job-y's rank 0 must not replace job-x's live rootinfo (that would strand
+  // job-x's ranks): a CommError naming the path and job-x's pid, at once.
+  auto outcomes = fork_ranks(2, [&](int rank) {
+    Rank R(platform(), 0);
+    R.w.set_job_token(rank == 0 ? "job-x" : "job-y");
+    R.w.set_comm_timeout(rank == 0 ? 3s : 30s);
+    if (rank == 1) {
+      CM_REQUIRE(wait_file(path, 30s)) << "job-x never published " << path;
+      rank_note(expect_throw<CommError>([&] { R.join(2, path); }, "comm_init"));
+    } else {
+      rank_note(expect_throw<TimeoutError>([&] { R.join(2, path); }, "comm_init"));
+    }
+  }, 60s);
+  ASSERT_TRUE(all_ok(outcomes));
+  EXPECT_TRUE(contains(outcomes[1].message, "in use by job 'job-x' (rank 0 pid " + std::to_string(outcomes[0].pid)))
+      << outcomes[1].describe();
+  EXPECT_TRUE(contains(outcomes[1].message, path)) << outcomes[1].describe();
 }
 
 }  // namespace

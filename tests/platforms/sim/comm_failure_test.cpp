@@ -46,7 +46,9 @@ class SimCommFailure : public ::testing::Test {
 // Untrusted rootinfo files: each variant plants a rootinfo file and a valid
 // looking control segment, then runs a 2-rank communicator whose rank 0 only
 // starts once rank 1 has read the planted file. Rank 1 must skip it and join
-// rank 0's real communicator; the planted segment stays untouched.
+// rank 0's real communicator; the planted segment stays untouched. A live
+// other job's file (OtherJob: the owner is this test) is never skipped nor
+// replaced: both ranks fail at once with a CommError naming that job.
 // ---------------------------------------------------------------------------
 enum class Planted { CrashedRun, OtherJob, OtherUser, Truncated };
 
@@ -106,6 +108,7 @@ TEST_P(SimCommUntrustedRootinfo, IsNeverAttached) {
     close(f);
   }
   if (kind == Planted::OtherJob) {
+    setenv("CHIPMESH_COMM_TIMEOUT_S", "30", 1);
     setenv("CHIPMESH_JOB_TOKEN", "this-job", 1);
     knobs::reload();
   }
@@ -120,6 +123,15 @@ TEST_P(SimCommUntrustedRootinfo, IsNeverAttached) {
       struct pollfd pfd{in, POLLIN, 0};
       CM_REQUIRE(poll(&pfd, 1, 30000) == 1) << "rank 1 never read the planted rootinfo";
     }
+    if (kind == Planted::OtherJob) {
+      // A live job (this test's parent) owns the path: neither rank waits
+      // (a 30 s timeout would make that a TIMEOUT) nor replaces it.
+      CommHandle h = comm_init(rank, 2, nullptr, path.c_str());
+      CM_REQUIRE(h == nullptr) << "rank " << rank << " joined another job's path";
+      CM_REQUIRE(comm_last_error_code() == CHIPMESH_ERR_COMM) << comm_last_error();
+      rank_note(comm_last_error());
+      return;
+    }
     CommHandle h = must_init(rank, 2, path);
     const CommContext* ctx = must_alloc(h, 4096);
     CM_REQUIRE(ctx->rankNum == 2);
@@ -128,6 +140,11 @@ TEST_P(SimCommUntrustedRootinfo, IsNeverAttached) {
   }, 60s);
   close(in);
   EXPECT_TRUE(all_ok(outcomes));
+  if (kind == Planted::OtherJob) {
+    const std::string named = "in use by job 'other-job' (rank 0 pid " + std::to_string(getpid()) + ", alive)";
+    for (const auto& o : outcomes) EXPECT_NE(o.message.find(named), std::string::npos) << o.describe();
+    EXPECT_EQ(unlink(path.c_str()), 0) << "the live job's rootinfo must stay where it was";
+  }
   EXPECT_EQ(ctrl->slots[0].pid.load(), 0) << "planted segment was attached";
   EXPECT_EQ(ctrl->slots[1].pid.load(), 0) << "planted segment was attached";
   EXPECT_EQ(ctrl->bar_arrived.load(), 0u);
