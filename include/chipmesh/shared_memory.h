@@ -15,6 +15,10 @@ class SharedMemory {
   static SharedMemory create(const std::string& name, size_t size);
   // Maps an existing object of this user; refuses one owned by another user.
   static SharedMemory attach(const std::string& name, bool writable = false);
+  // Removes `name` if it exists and belongs to this user (a stale object of
+  // an earlier run); another user's object stays, even for root. True when
+  // removed.
+  static bool remove_if_own(const std::string& name);
 
   SharedMemory() = default;
   SharedMemory(SharedMemory&& other) noexcept;

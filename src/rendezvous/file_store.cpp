@@ -92,6 +92,13 @@ std::optional<pid_t> FileStore::temp_owner(const std::string& file_name) {
 
 void FileStore::set(const std::string& key, const Bytes& value) {
   const std::string final_path = path(key);
+  // rename() would replace a link (or anything not a regular file) with our
+  // file, and our cleanup would then delete it: the user's, not ours.
+  struct stat existing;
+  if (::lstat(final_path.c_str(), &existing) == 0 && !S_ISREG(existing.st_mode))
+    throw ConfigError("rendezvous: '" + final_path + "' exists and is " +
+                      (S_ISLNK(existing.st_mode) ? "a symbolic link" : "not a regular file") +
+                      "; refusing to replace it (choose another rootinfo path)");
   const std::string tmp = temp_path(key);
   int fd = ::open(tmp.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0600);
   if (fd < 0)

@@ -37,6 +37,16 @@ std::string errno_text(int err) {
 SharedMemory::SharedMemory(std::string name, int fd, void* data, size_t size)
     : name_(std::move(name)), fd_(fd), data_(data), size_(size) {}
 
+bool SharedMemory::remove_if_own(const std::string& name) {
+  validate_name(name, "remove_if_own");
+  int fd = shm_open(name.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW, 0);
+  if (fd < 0) return false;
+  struct stat st;
+  const bool own = fstat(fd, &st) == 0 && st.st_uid == geteuid();
+  ::close(fd);
+  return own && shm_unlink(name.c_str()) == 0;
+}
+
 SharedMemory SharedMemory::create(const std::string& name, size_t size) {
   validate_name(name, "create");
   // O_EXCL: never adopt (and later unlink) an object somebody else made.

@@ -52,6 +52,30 @@ TEST(FileStore, OnlyARegularFileIsAValue) {
   std::remove(store.path("l").c_str());
 }
 
+TEST(FileStore, SetNeverReplacesALinkOrADirectory) {
+  // Replacing a user's symlink with our file would later delete it.
+  ScratchDir dir;
+  FileStore store(dir.path().string());
+  const std::string target = dir.file("target");
+  { std::ofstream(target) << "keep"; }
+  ASSERT_EQ(symlink(target.c_str(), store.path("l").c_str()), 0);
+  try {
+    store.set("l", bytes("value"));
+    ADD_FAILURE() << "set replaced a symbolic link";
+  } catch (const ConfigError& e) {
+    EXPECT_TRUE(contains(e.what(), store.path("l") + "' exists and is a symbolic link")) << e.what();
+  }
+  struct stat st;
+  ASSERT_EQ(lstat(store.path("l").c_str(), &st), 0);
+  EXPECT_TRUE(S_ISLNK(st.st_mode)) << "the link is still there";
+  ASSERT_EQ(mkdir(store.path("d").c_str(), 0700), 0);
+  EXPECT_THROW(store.set("d", bytes("value")), ConfigError);
+  EXPECT_EQ(dir.entries().size(), 3u) << "no temp file is left";
+  std::remove(store.path("l").c_str());
+  std::remove(target.c_str());
+  rmdir(store.path("d").c_str());
+}
+
 TEST(FileStore, WaitReturnsTheValueAnotherProcessSets) {
   ScratchDir dir;
   auto outcomes = fork_ranks(2, [&](int rank) {

@@ -163,6 +163,24 @@ TEST(SharedMemory, CreateOnExistingNameFailsAndKeepsIt) {
   a.unlink();
 }
 
+TEST(SharedMemory, RemoveIfOwnLeavesAnotherUsersObject) {
+  ShmName mine, theirs;
+  auto a = SharedMemory::create(mine, 4096);
+  EXPECT_TRUE(SharedMemory::remove_if_own(mine));
+  EXPECT_FALSE(exists(mine));
+  EXPECT_FALSE(SharedMemory::remove_if_own(mine)) << "nothing left to remove";
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to give an object to another user";
+  auto b = SharedMemory::create(theirs, 4096);
+  const int fd = shm_open(theirs.str().c_str(), O_RDONLY, 0);
+  ASSERT_GE(fd, 0);
+  const int chowned = fchown(fd, 4242, 4242);
+  close(fd);
+  ASSERT_EQ(chowned, 0);
+  EXPECT_FALSE(SharedMemory::remove_if_own(theirs)) << "root removed another user's object";
+  EXPECT_TRUE(exists(theirs));
+  b.unlink();
+}
+
 TEST(SharedMemory, FailedCreateRemovesWhatItMade) {
   ShmName name;
   // SIZE_MAX is a negative off_t (ftruncate fails); 2^62 cannot be mapped.

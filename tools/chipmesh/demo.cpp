@@ -143,9 +143,11 @@ void run_steps(const DemoOptions& o, DemoReport& rep) {
     interrupt_cleanup::add_shm(in_name);
     interrupt_cleanup::add_shm(out_name);
     // A name carrying our pid can only be left by a dead process that had
-    // it before us: it is stale, and would make create() fail.
-    ::shm_unlink(in_name.c_str());
-    ::shm_unlink(out_name.c_str());
+    // it before us: it is stale, and would make create() fail. Only this
+    // user's goes (root must not remove another user's object); a foreign one
+    // makes create() fail with a message naming it.
+    SharedMemory::remove_if_own(in_name);
+    SharedMemory::remove_if_own(out_name);
     res.inputs.push_back(SharedMemory::create(in_name, o.bytes));
     res.outputs.push_back(SharedMemory::create(out_name, o.bytes));
     void* data = res.inputs.back().data();
