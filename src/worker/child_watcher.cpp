@@ -1,6 +1,7 @@
 #include "worker/child_watcher.h"
 
 #include <signal.h>
+#include <errno.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/wait.h>
@@ -12,7 +13,8 @@
 namespace chipmesh::worker {
 
 ChildWatcher::ChildWatcher(std::vector<pid_t> pids, SharedHeader* header)
-    : pids_(std::move(pids)), header_(header), dead_(new std::atomic<bool>[pids_.size()]), status_(pids_.size(), 0) {
+    : pids_(std::move(pids)), header_(header), dead_(new std::atomic<bool>[pids_.size()]), status_(pids_.size(), 0),
+      reaped_elsewhere_(pids_.size(), false) {
   for (size_t i = 0; i < pids_.size(); ++i) dead_[i].store(false);
   stop_fd_ = eventfd(0, EFD_CLOEXEC);
   if (stop_fd_ < 0) throw DeviceError(std::string("eventfd failed: ") + strerror(errno));
@@ -48,6 +50,8 @@ std::string ChildWatcher::cause(size_t chip) const {
   int status;
   {
     std::lock_guard<std::mutex> lock(mu_);
+    if (reaped_elsewhere_[chip])
+      return "exited (status unknown: reaped by someone else, e.g. SIGCHLD ignored or another waitpid)";
     status = status_[chip];
   }
   if (WIFSIGNALED(status))
@@ -63,11 +67,18 @@ void ChildWatcher::loop() {
     std::vector<size_t> exited = process::wait_exits(watched, std::chrono::milliseconds(-1), stop_fd_, &stopped);
     if (stopped) return;
     for (size_t i : exited) {
+      // The pidfd says the chip has exited whoever reaps it. If the host
+      // program ignores SIGCHLD (the kernel reaps) or another thread called
+      // waitpid(-1) first, waitpid fails with ECHILD: the chip is still dead,
+      // only its status is lost. (Skipping it would spin on the readable pidfd.)
       int status = 0;
-      if (waitpid(pids_[i], &status, 0) != pids_[i]) continue;
+      pid_t got;
+      do got = waitpid(pids_[i], &status, 0);
+      while (got < 0 && errno == EINTR);
       {
         std::lock_guard<std::mutex> lock(mu_);
         status_[i] = status;
+        reaped_elsewhere_[i] = got != pids_[i];
       }
       dead_[i].store(true, std::memory_order_release);
       watched[i] = -1;

@@ -34,6 +34,7 @@ class ChildWatcher {
   SharedHeader* header_;
   std::unique_ptr<std::atomic<bool>[]> dead_;
   std::vector<int> status_;  // waitpid status, valid once dead_
+  std::vector<bool> reaped_elsewhere_;  // waitpid found no child: status unknown
   mutable std::mutex mu_;
   int stop_fd_ = -1;         // eventfd that ends the loop
   std::vector<int> pidfds_;

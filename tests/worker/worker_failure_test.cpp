@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -255,6 +256,38 @@ TEST_F(WorkerFailure, ParentKilledDuringARun) {
   waitpid(parent, nullptr, 0);
   EXPECT_TRUE(wait_gone(chips, 30s)) << "chip processes outlived their parent (30 s deadline)";
 }
+
+// A host program that ignores SIGCHLD (the kernel reaps the chips) or runs
+// its own waitpid(-1) reaper: the Worker learns of every exit through pidfds
+// all the same, so init, run and close return and a dead chip is named,
+// only its exit status is unknown. Each variant runs in a child of its own.
+void worker_survives_foreign_reaping(bool ignore_sigchld) {
+  ScratchDir dir;
+  auto outcomes = fork_ranks(1, [&](int) {
+    std::thread reaper;
+    if (ignore_sigchld) signal(SIGCHLD, SIG_IGN);
+    Worker w(comm_config(3, dir.file("rootinfo"), 4096));
+    w.init();
+    if (!ignore_sigchld) {
+      reaper = std::thread([] {  // ends once every child is reaped (ECHILD)
+        while (waitpid(-1, nullptr, 0) > 0 || errno == EINTR) {
+        }
+      });
+    }
+    w.run([&](Orchestrator& o) { o.submit_group({0, 1, 2}, task("test_noop")); });
+    std::string msg = chip_error_of([&] { w.run([&](Orchestrator& o) { o.submit(2, task("test_segv")); }); });
+    CM_REQUIRE(contains(msg, "chip 2 (device 2, pid " + std::to_string(w.chip_pid(2)) + ")")) << msg;
+    w.run([&](Orchestrator& o) { o.submit_group({0, 1}, task("test_noop")); });
+    w.close();
+    if (reaper.joinable()) reaper.join();
+    rank_note(msg);
+  }, 60s);
+  ASSERT_TRUE(all_ok(outcomes)) << outcomes[0].describe();
+  EXPECT_TRUE(dir.entries().empty());
+}
+
+TEST(WorkerForeignReaping, SigchldIgnored) { worker_survives_foreign_reaping(true); }
+TEST(WorkerForeignReaping, AnotherThreadReapsEveryChild) { worker_survives_foreign_reaping(false); }
 
 }  // namespace
 }  // namespace chipmesh::testing
