@@ -17,8 +17,8 @@
 
 namespace chipmesh {
 
-enum class ReduceOp : uint32_t { SUM, PROD, MAX, MIN };
-enum class AllreduceAlgo : uint32_t { AUTO, ONEPHASE, TWOPHASE, RING };
+// ReduceOp { SUM, PROD, MAX, MIN } and AllreduceAlgo { AUTO, ONEPHASE,
+// TWOPHASE, RING } are declared in chipmesh/comm_domain.h (via worker.h).
 
 namespace names {
 inline constexpr std::array<std::string_view, 4> kReduceOps = {"sum", "prod", "max", "min"};
