@@ -260,8 +260,14 @@ struct Case {
   uint64_t count = 0;
   int root = 0;
   uint64_t salt = 0;
-  int mode = 0;  // allreduce only
+  int mode = 0;      // allreduce only
+  bool mix = false;  // each rank picks its own placement (rank-dependent)
 };
+
+std::vector<Place> places(Coll c) {
+  if (c == kAllgather || c == kReduceScatter) return {kOutOfPlace, kInPlace, kNcclInPlace};
+  return {kOutOfPlace, kInPlace};
+}
 
 std::string describe(const Rank& R, const Case& c) {
   std::ostringstream os;
@@ -281,8 +287,13 @@ constexpr unsigned char kMarker = 0xA5;
 size_t region_bytes(int n, uint64_t max_count) { return (n * max_count + 3 + kGuard) * 8; }
 
 // Runs one collective call on this rank and checks its output and the guard.
-void run_and_check(Rank& R, const Case& c) {
+void run_and_check(Rank& R, const Case& c_in) {
   const int n = R.n, r = R.rank;
+  Case c = c_in;
+  if (c.mix && c.coll != kAllreduce) {
+    const auto ps = places(c.coll);
+    c.place = ps[(static_cast<size_t>(c.place) + static_cast<size_t>(r)) % ps.size()];
+  }
   const size_t es = dtype_size(c.t);
   const uint64_t cnt = c.count;
   const uint64_t in_elems = in_times_n(c.coll) ? n * cnt : cnt;
@@ -355,11 +366,6 @@ struct MatrixParam {
 
 class CollectivesMatrix : public Collectives, public ::testing::WithParamInterface<MatrixParam> {};
 
-std::vector<Place> places(Coll c) {
-  if (c == kAllgather || c == kReduceScatter) return {kOutOfPlace, kInPlace, kNcclInPlace};
-  return {kOutOfPlace, kInPlace};
-}
-
 std::vector<int> roots(Coll c, int n) {
   if (!has_root(c)) return {0};
   if (n <= 4) {
@@ -421,6 +427,29 @@ TEST_F(Collectives, AllreduceEveryModeInPlaceAndOutOfPlace) {
           }
   }, 120s);
   EXPECT_TRUE(all_ok(outcomes));
+}
+
+// Ranks that do not agree on the placement: some in place, some not (the
+// in-place passes of allgather, reduce_scatter and alltoall must not read
+// what an out-of-place peer has not pulled yet, and vice versa).
+TEST_F(Collectives, RanksMayMixInPlaceAndOutOfPlace) {
+  for (int n : {3, 4}) {
+    auto outcomes = fork_ranks(n, [&](int rank) {
+      Rank R(rank, n, path, region_bytes(n, 1001));
+      uint64_t salt = 0;
+      for (int coll = 0; coll < kAllreduce; ++coll)
+        for (DataType t : {DataType::FLOAT32, DataType::INT8})
+          for (uint64_t count : {uint64_t{1}, uint64_t{7}, uint64_t{1001}})
+            for (int first = 0; first < 3; ++first) {
+              Case c{static_cast<Coll>(coll), t, kSum, static_cast<Place>(first % places(static_cast<Coll>(coll)).size()),
+                     count, static_cast<int>(salt % n), salt};
+              c.mix = true;
+              ++salt;
+              run_and_check(R, c);
+            }
+    }, 120s);
+    EXPECT_TRUE(all_ok(outcomes)) << n << " ranks";
+  }
 }
 
 // --- a large count ------------------------------------------------------------------
