@@ -321,5 +321,31 @@ TEST(WorkerCollectivesOrder, CallsReturnAtOnceAndRunInSubmissionOrder) {
   w.close();
 }
 
+TEST(WorkerCollectivesFailure, AMemberThatDiesFailsTheCollectiveWithAChipErrorNamingIt) {
+  // Chip 2 crashes in a kernel of its own; chips 0 and 1 enter the
+  // allgather and wait for it: run() throws a ChipError naming chip 2
+  // instead of hanging, and nothing is left behind.
+  ScratchDir scratch;
+  Worker w = make_worker(3, scratch);
+  w.init();
+  const CommDomain& d = w.world();
+  int failed_chip = -1;
+  const std::string msg = chip_error_of([&] {
+    try {
+      w.run([&](Orchestrator& o) {
+        o.submit(2, task("test_segv"));
+        o.allgather(d, "a", "b", 16, DataType::FLOAT32);
+      });
+    } catch (const ChipError& e) {
+      failed_chip = e.chip();
+      throw;
+    }
+  });
+  EXPECT_EQ(failed_chip, 2) << msg;
+  EXPECT_NE(msg.find("chip 2"), std::string::npos) << msg;
+  w.close();
+  EXPECT_TRUE(scratch.entries().empty());
+}
+
 }  // namespace
 }  // namespace chipmesh::testing
