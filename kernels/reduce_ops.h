@@ -2,10 +2,11 @@
 // vectorisable inner loops every allreduce mode uses.
 //
 // An element type has a storage type S (what lives in the buffers) and a
-// compute type C (what the arithmetic runs in): float32 and int32 compute in
-// themselves; float16 and bfloat16 are stored as uint16_t and computed in
-// float, rounded back to nearest-even when stored. int32 sums wrap around
-// (two's complement), they never overflow into undefined behaviour.
+// compute type C (what the arithmetic runs in): float32, float64 and the
+// integers (int8, uint8, int32, int64) compute in themselves; float16 and
+// bfloat16 are stored as uint16_t and computed in float, rounded back to
+// nearest-even when stored. Integer sums and products wrap around (two's
+// complement), they never overflow into undefined behaviour.
 //
 // Everything here is branch-free per element and free of libm calls so that
 // g++ -O3 vectorises the loops with the baseline ISA (no -march needed).
