@@ -14,7 +14,8 @@
 namespace chipmesh::bench {
 
 struct BenchOptions {
-  std::string what = "all";   // bringup | dispatch | copy | allreduce | all
+  std::string what = "all";   // bringup | dispatch | copy | allreduce | allgather | reduce_scatter |
+                              // broadcast | reduce | alltoall | all
   std::string json_path;      // write every table as JSON here ("" = no file)
   bool quick = false;         // smoke mode: tiny sizes, few iterations
   bool no_mpi = false;        // skip the Open MPI peers (marked unavailable)
@@ -22,7 +23,7 @@ struct BenchOptions {
   // Overrides ({} / 0 = the benchmark's defaults, which depend on quick):
   std::vector<int> chips;           // bringup, dispatch: chip counts
   std::vector<uint64_t> windows;    // bringup: window sizes (bytes)
-  std::vector<int> ranks;           // allreduce: rank counts
+  std::vector<int> ranks;           // allreduce and the other collectives: rank counts
   std::vector<std::string> modes;   // allreduce: onephase, twophase, ring
   uint64_t min_bytes = 0;           // copy, allreduce: smallest size
   uint64_t max_bytes = 0;           // copy, allreduce: largest size
@@ -35,6 +36,8 @@ BenchResult run_bringup(const BenchOptions& o);
 BenchResult run_dispatch(const BenchOptions& o);
 BenchResult run_copy(const BenchOptions& o);
 BenchResult run_allreduce(const BenchOptions& o);
+// allgather | reduce_scatter | broadcast | reduce | alltoall (bench/collectives.cpp)
+BenchResult run_collective(const BenchOptions& o, const std::string& which);
 
 // Runs o.what, prints every table, the targets and the summary, writes the
 // JSON file. Returns 0, or 1 when a result was wrong or chipmesh failed

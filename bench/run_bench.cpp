@@ -10,13 +10,15 @@ namespace chipmesh::bench {
 
 namespace {
 
-const char* const kAll[] = {"bringup", "dispatch", "copy", "allreduce"};
+const char* const kAll[] = {"bringup",        "dispatch",  "copy",   "allreduce", "allgather",
+                            "reduce_scatter", "broadcast", "reduce", "alltoall"};
 
 BenchResult run_one(const std::string& what, const BenchOptions& o) {
   if (what == "bringup") return run_bringup(o);
   if (what == "dispatch") return run_dispatch(o);
   if (what == "copy") return run_copy(o);
-  return run_allreduce(o);
+  if (what == "allreduce") return run_allreduce(o);
+  return run_collective(o, what);
 }
 
 bool write_json(const std::string& path, const nlohmann::json& j, std::FILE* out) {
@@ -50,7 +52,8 @@ int run_bench(const BenchOptions& o) {
     for (const char* k : kAll)
       if (o.what == k) list.push_back(k);
     if (list.empty()) {
-      say(o.out, "bench: unknown benchmark '%s' (bringup, dispatch, copy, allreduce, all)\n", o.what.c_str());
+      say(o.out, "bench: unknown benchmark '%s' (bringup, dispatch, copy, allreduce, allgather, reduce_scatter, "
+                 "broadcast, reduce, alltoall, all)\n", o.what.c_str());
       return 2;
     }
   }

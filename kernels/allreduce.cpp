@@ -1,11 +1,15 @@
 // chipmesh_allreduce: argument checking and dispatch on the mode.
 //
 //   tensors[0] input, tensors[1] output: same dtype (float32, float16,
-//   bfloat16, int32) and element count, both inside this rank's window, not
-//   overlapping, aligned to the element size; every rank passes buffers at the
+//   bfloat16, float64, int8, uint8, int32, int64) and element count, both
+//   inside this rank's window, aligned to the element size, either the same
+//   buffer (in place) or not overlapping; every rank passes buffers at the
 //   same window offsets (buffers are carved identically on every rank).
 //   scalars[0] mode: 0 onephase, 1 twophase, 2 ring.
-//   scalars[1] op:   0 sum, 1 max, 2 min.
+//   scalars[1] op:   0 sum, 1 max, 2 min, 3 prod.
+//   In place, onephase runs as twophase (onephase would overwrite an input a
+//   peer still reads; twophase folds in the same rank order, so the result is
+//   the same bit for bit).
 //   (chipmesh/collectives.h: allreduce_kernel::kMode*, kOp*, allreduce_task)
 //
 // When the kernel returns on a rank, no peer reads that rank's input or
@@ -30,6 +34,10 @@ const char* dtype_label(uint32_t dtype) {
     case DataType::FLOAT16: return "float16";
     case DataType::BFLOAT16: return "bfloat16";
     case DataType::INT32: return "int32";
+    case DataType::INT8: return "int8";
+    case DataType::UINT8: return "uint8";
+    case DataType::INT64: return "int64";
+    case DataType::FLOAT64: return "float64";
     default: return "unsupported";
   }
 }
@@ -72,14 +80,16 @@ int validate(const chipmesh_kernel_args* args, AllreduceCall* call) {
   if (mode > allreduce_kernel::kModeRing)
     return fail(args, CHIPMESH_ERR_CONFIG, "allreduce: mode %llu is not 0 (onephase), 1 (twophase) or 2 (ring)",
                 static_cast<unsigned long long>(mode));
-  if (op > allreduce_kernel::kOpMin)
-    return fail(args, CHIPMESH_ERR_CONFIG, "allreduce: op %llu is not 0 (sum), 1 (max) or 2 (min)",
+  if (op > allreduce_kernel::kOpProd)
+    return fail(args, CHIPMESH_ERR_CONFIG, "allreduce: op %llu is not 0 (sum), 1 (max), 2 (min) or 3 (prod)",
                 static_cast<unsigned long long>(op));
 
   const size_t esize = reduce_dtype_size(in.dtype);
   if (esize == 0)
     return fail(args, CHIPMESH_ERR_CONFIG,
-                "allreduce: input dtype %u is not supported (float32, float16, bfloat16 or int32)", in.dtype);
+                "allreduce: input dtype %u is not supported (float32, float16, bfloat16, float64, int8, uint8, int32 "
+                "or int64)",
+                in.dtype);
   if (out.dtype != in.dtype)
     return fail(args, CHIPMESH_ERR_CONFIG, "allreduce: dtype mismatch: input %s (%u), output %s (%u)",
                 dtype_label(in.dtype), in.dtype, dtype_label(out.dtype), out.dtype);
@@ -117,9 +127,10 @@ int validate(const chipmesh_kernel_args* args, AllreduceCall* call) {
     return fail(args, CHIPMESH_ERR_CONFIG,
                 "allreduce: input 0x%llx and output 0x%llx must be aligned to the %zu-byte element size",
                 static_cast<unsigned long long>(in.addr), static_cast<unsigned long long>(out.addr), esize);
-  if (nbytes > 0 && in_off < out_off + nbytes && out_off < in_off + nbytes)
+  if (nbytes > 0 && in_off != out_off && in_off < out_off + nbytes && out_off < in_off + nbytes)
     return fail(args, CHIPMESH_ERR_CONFIG,
-                "allreduce: input (window offset %llu) and output (window offset %llu) overlap (%llu bytes each)",
+                "allreduce: input (window offset %llu) and output (window offset %llu) overlap (%llu bytes each) "
+                "and are not the same buffer",
                 static_cast<unsigned long long>(in_off), static_cast<unsigned long long>(out_off),
                 static_cast<unsigned long long>(nbytes));
 
@@ -129,7 +140,9 @@ int validate(const chipmesh_kernel_args* args, AllreduceCall* call) {
                         ctx->rankNum,
                         in.dtype,
                         static_cast<uint32_t>(op),
-                        static_cast<Mode>(mode),
+                        // In place: twophase (same fold order as onephase).
+                        in_off == out_off && mode == allreduce_kernel::kModeOnePhase ? Mode::kTwoPhase
+                                                                                     : static_cast<Mode>(mode),
                         esize,
                         n_in,
                         in_off,
@@ -209,7 +222,8 @@ CHIPMESH_KERNEL(chipmesh_allreduce) {
   if (int rc = validate(args, &call)) return rc;
   if (call.count == 0) return 0;  // nothing moves; no rank touches a peer
   if (call.nranks == 1) {
-    std::memcpy(local_at<char>(call, call.out_off), local_at<const char>(call, call.in_off),
+    if (call.in_off != call.out_off)
+      std::memcpy(local_at<char>(call, call.out_off), local_at<const char>(call, call.in_off),
                 call.count * call.elem_size);
     return 0;
   }

@@ -25,8 +25,8 @@ struct AllreduceCall {
   const CommContext* ctx;
   uint32_t rank;
   uint32_t nranks;
-  uint32_t dtype;     // a chipmesh::DataType value (float32, float16, bfloat16, int32)
-  uint32_t op;        // 0 sum, 1 max, 2 min
+  uint32_t dtype;     // a chipmesh::DataType value (reduce_dtype_size != 0)
+  uint32_t op;        // 0 sum, 1 max, 2 min, 3 prod
   Mode mode;
   size_t elem_size;
   uint64_t count;     // elements (> 0)

@@ -14,6 +14,11 @@
 //   allgather step n-1+t, chunk c = r-1-t (mod n): out_r[c] = out_l[c].
 // Unit (s, p) of rank r needs unit (s-1, p) of rank l, nothing else.
 //
+// In place (in == out) works unchanged: in the reduce-scatter rank r reads
+// and writes chunk r-s-2 of its own buffer in the same step, and never
+// touches chunk r-1, which its right neighbour reads as its input in step 0;
+// that chunk is first overwritten in the allgather, after that read (below).
+//
 // Synchronisation: each rank's progress flag (kRingProgressFlag in its own
 // scratch) counts its completed units and only grows across calls, so it
 // never needs a reset. A call starting at value `base` (equal on every rank:
@@ -98,6 +103,7 @@ int allreduce_ring(AllreduceCall& c) {
           if (int w = device::flag_wait_ge(args, lflag, entered + (s - 1) * np + p + 1)) return w;
         if (len) {
           if (gather) std::memcpy(out + at, lout + at, len * es);
+          else if (out == in) reduce2_into<T, Op>(out + at, (s == 0 ? lin : lout) + at, len);  // in place
           else reduce2<T, Op>(out + at, (s == 0 ? lin : lout) + at, in + at, len);
         }
         device::flag_set(mine, entered + s * np + p + 1);

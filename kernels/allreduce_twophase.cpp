@@ -5,6 +5,10 @@
 // read them). Each element is reduced once, by its chunk's owner, and copied
 // everywhere else, so the outputs are bitwise equal. Moves about 2 * count
 // elements per rank.
+//
+// In place (in == out): chunk r of rank r's buffer is read by rank r only in
+// the reduce-scatter (its fold reads a block completely before storing it),
+// and the allgather's writes come after the barrier that ends every read.
 #include <cstddef>
 #include <cstring>
 

@@ -2,10 +2,11 @@
 // vectorisable inner loops every allreduce mode uses.
 //
 // An element type has a storage type S (what lives in the buffers) and a
-// compute type C (what the arithmetic runs in): float32 and int32 compute in
-// themselves; float16 and bfloat16 are stored as uint16_t and computed in
-// float, rounded back to nearest-even when stored. int32 sums wrap around
-// (two's complement), they never overflow into undefined behaviour.
+// compute type C (what the arithmetic runs in): float32, float64 and the
+// integers (int8, uint8, int32, int64) compute in themselves; float16 and
+// bfloat16 are stored as uint16_t and computed in float, rounded back to
+// nearest-even when stored. Integer sums and products wrap around (two's
+// complement), they never overflow into undefined behaviour.
 //
 // Everything here is branch-free per element and free of libm calls so that
 // g++ -O3 vectorises the loops with the baseline ISA (no -march needed).
@@ -16,6 +17,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #include "chipmesh/half.h"
 #include "chipmesh/types.h"
@@ -55,24 +57,40 @@ struct BF16 {
   static S store(C v) { return float_to_bf16(v); }
 };
 
-struct I32 {
-  using S = int32_t;
-  using C = int32_t;
-  static constexpr DataType kType = DataType::INT32;
+// Integer and float64 types compute in themselves.
+template <typename V, DataType D>
+struct Plain {
+  using S = V;
+  using C = V;
+  static constexpr DataType kType = D;
   static C load(S v) { return v; }
   static S store(C v) { return v; }
 };
+using I32 = Plain<int32_t, DataType::INT32>;
+using I8 = Plain<int8_t, DataType::INT8>;
+using U8 = Plain<uint8_t, DataType::UINT8>;
+using I64 = Plain<int64_t, DataType::INT64>;
+using F64 = Plain<double, DataType::FLOAT64>;
 
 // --- operators ---------------------------------------------------------------
 // apply(acc, x): `acc` is the running result of the ranks folded so far, `x`
 // the next rank's value. The forms below map onto single SIMD instructions
 // (addps/paddd, maxps/pmaxsd, ...) without -ffast-math.
 
+// Integer sums and products wrap around (two's complement): the arithmetic
+// runs in an unsigned type at least as wide as unsigned int, so neither the
+// operation nor the integer promotions can overflow into undefined behaviour.
+namespace detail {
+template <typename C>
+using Wide = std::conditional_t<(sizeof(C) < sizeof(unsigned)), unsigned, std::make_unsigned_t<C>>;
+}  // namespace detail
+
 struct OpSum {
   static constexpr uint32_t kId = 0;
-  static float apply(float a, float b) { return a + b; }
-  static int32_t apply(int32_t a, int32_t b) {
-    return static_cast<int32_t>(static_cast<uint32_t>(a) + static_cast<uint32_t>(b));
+  template <typename C>
+  static C apply(C a, C b) {
+    if constexpr (std::is_floating_point_v<C>) return a + b;
+    else return static_cast<C>(static_cast<detail::Wide<C>>(a) + static_cast<detail::Wide<C>>(b));
   }
 };
 
@@ -88,6 +106,17 @@ struct OpMin {
   static C apply(C a, C b) { return a < b ? a : b; }
 };
 
+struct OpProd {
+  static constexpr uint32_t kId = 3;
+  template <typename C>
+  static C apply(C a, C b) {
+    if constexpr (std::is_floating_point_v<C>) return a * b;
+    else return static_cast<C>(static_cast<detail::Wide<C>>(a) * static_cast<detail::Wide<C>>(b));
+  }
+};
+
+inline constexpr uint32_t kLastOpId = OpProd::kId;
+
 // Storage size of a supported dtype, 0 for an unsupported one.
 inline size_t reduce_dtype_size(uint32_t dtype) {
   switch (static_cast<DataType>(dtype)) {
@@ -95,6 +124,10 @@ inline size_t reduce_dtype_size(uint32_t dtype) {
     case DataType::FLOAT16: return sizeof(uint16_t);
     case DataType::BFLOAT16: return sizeof(uint16_t);
     case DataType::INT32: return sizeof(int32_t);
+    case DataType::INT8: return sizeof(int8_t);
+    case DataType::UINT8: return sizeof(uint8_t);
+    case DataType::INT64: return sizeof(int64_t);
+    case DataType::FLOAT64: return sizeof(double);
     default: return 0;
   }
 }
@@ -107,18 +140,29 @@ int visit_type_op(uint32_t dtype, uint32_t op, F&& f) {
     switch (op) {
       case OpSum::kId: return f.template operator()<T, OpSum>();
       case OpMax::kId: return f.template operator()<T, OpMax>();
-      default: return f.template operator()<T, OpMin>();
+      case OpMin::kId: return f.template operator()<T, OpMin>();
+      default: return f.template operator()<T, OpProd>();
     }
   };
   switch (static_cast<DataType>(dtype)) {
     case DataType::FLOAT32: return with_op.template operator()<F32>();
     case DataType::FLOAT16: return with_op.template operator()<F16>();
     case DataType::BFLOAT16: return with_op.template operator()<BF16>();
+    case DataType::INT8: return with_op.template operator()<I8>();
+    case DataType::UINT8: return with_op.template operator()<U8>();
+    case DataType::INT64: return with_op.template operator()<I64>();
+    case DataType::FLOAT64: return with_op.template operator()<F64>();
     default: return with_op.template operator()<I32>();
   }
 }
 
 // --- inner loops --------------------------------------------------------------
+
+// out[i] = a[i] op out[i]: reduce2 with b == out (in place).
+template <typename T, typename Op>
+inline void reduce2_into(typename T::S* __restrict out, const typename T::S* __restrict a, size_t n) {
+  for (size_t i = 0; i < n; ++i) out[i] = T::store(Op::apply(T::load(a[i]), T::load(out[i])));
+}
 
 // out[i] = a[i] op b[i] (a: the ranks before, b: the next rank).
 template <typename T, typename Op>
@@ -130,15 +174,15 @@ inline void reduce2(typename T::S* __restrict out, const typename T::S* __restri
 // out[i] = ((src[0][i] op src[1][i]) op src[2][i]) ... op src[nsrc-1][i]:
 // a left fold in source order, the same order for every element and on every
 // rank. Works in L1-sized blocks with the accumulator in the compute type, so
-// a half-precision result is rounded once. nsrc >= 1; out must not overlap a
-// source.
+// a half-precision result is rounded once. nsrc >= 1; out may be one of the
+// sources exactly (in place: a block is read completely before it is
+// stored), it must not overlap one otherwise.
 template <typename T, typename Op>
-inline void reduce_fold(typename T::S* __restrict out, const typename T::S* const* src, size_t nsrc,
-                        size_t n) {
+inline void reduce_fold(typename T::S* out, const typename T::S* const* src, size_t nsrc, size_t n) {
   using S = typename T::S;
   using C = typename T::C;
   if (nsrc == 1) {
-    if (n) std::memcpy(out, src[0], n * sizeof(S));
+    if (n && out != src[0]) std::memcpy(out, src[0], n * sizeof(S));
     return;
   }
   constexpr size_t kBlock = 2048;

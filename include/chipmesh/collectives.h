@@ -17,8 +17,8 @@
 
 namespace chipmesh {
 
-enum class ReduceOp : uint32_t { SUM, PROD, MAX, MIN };
-enum class AllreduceAlgo : uint32_t { AUTO, ONEPHASE, TWOPHASE, RING };
+// ReduceOp { SUM, PROD, MAX, MIN } and AllreduceAlgo { AUTO, ONEPHASE,
+// TWOPHASE, RING } are declared in chipmesh/comm_domain.h (via worker.h).
 
 namespace names {
 inline constexpr std::array<std::string_view, 4> kReduceOps = {"sum", "prod", "max", "min"};
@@ -57,7 +57,9 @@ inline AllreduceAlgo parse_allreduce_algo(std::string_view name) {
 
 // The scalars of the `chipmesh_allreduce` kernel (kernel ABI v1):
 // {mode, op} with mode 0 onephase, 1 twophase, 2 ring and op 0 sum, 1 max,
-// 2 min. Kept stable: tasks written with these numbers keep working.
+// 2 min, 3 prod (added later, after the three old ones). Kept stable: tasks
+// written with these numbers keep working. The other built-in collectives
+// use the same op numbers.
 namespace allreduce_kernel {
 inline constexpr uint64_t kModeOnePhase = 0;
 inline constexpr uint64_t kModeTwoPhase = 1;
@@ -65,6 +67,7 @@ inline constexpr uint64_t kModeRing = 2;
 inline constexpr uint64_t kOpSum = 0;
 inline constexpr uint64_t kOpMax = 1;
 inline constexpr uint64_t kOpMin = 2;
+inline constexpr uint64_t kOpProd = 3;
 
 // AUTO: one phase while a rank's data is small (latency-bound: one barrier,
 // every rank reads every peer), the ring above (bandwidth-bound: each byte
@@ -82,16 +85,16 @@ inline uint64_t mode(AllreduceAlgo algo, uint64_t bytes_per_rank) {
                     names::joined(names::kAllreduceAlgos));
 }
 
-// ConfigError for an op the kernel does not implement (prod).
+// The kernels' number of a reduce op; ConfigError for a value outside the enum.
 inline uint64_t op(ReduceOp op) {
   switch (op) {
     case ReduceOp::SUM: return kOpSum;
     case ReduceOp::MAX: return kOpMax;
     case ReduceOp::MIN: return kOpMin;
-    default: break;
+    case ReduceOp::PROD: return kOpProd;
   }
-  throw ConfigError("the chipmesh_allreduce kernel does not implement reduce op '" + std::string(to_string(op)) +
-                    "'; it has sum, max, min");
+  throw ConfigError("reduce op " + std::to_string(static_cast<uint32_t>(op)) + " is not one of " +
+                    names::joined(names::kReduceOps));
 }
 
 // Name of a mode scalar, for messages ("?" when out of range).
@@ -100,9 +103,26 @@ inline std::string_view mode_name(uint64_t mode) {
 }
 }  // namespace allreduce_kernel
 
+// Data types the reducing collectives (allreduce, reduce_scatter, reduce)
+// support; the others (allgather, broadcast, alltoall) move any dtype.
+inline bool reducible(DataType dtype) {
+  switch (dtype) {
+    case DataType::FLOAT32:
+    case DataType::FLOAT16:
+    case DataType::BFLOAT16:
+    case DataType::INT8:
+    case DataType::UINT8:
+    case DataType::INT32:
+    case DataType::INT64:
+    case DataType::FLOAT64: return true;
+    default: return false;
+  }
+}
+
 // One chip's task of an allreduce with the built-in kernel: `count` elements
 // of `dtype` from device address `in` to `out` (both inside the chip's
-// window; in == out is in place). Submit one per chip with submit_group.
+// window, at the same window offsets on every rank; in == out is in place).
+// Submit one per chip with submit_group.
 inline Task allreduce_task(uint64_t in, uint64_t out, uint64_t count, DataType dtype, ReduceOp op,
                            AllreduceAlgo algo = AllreduceAlgo::AUTO) {
   Task t;
@@ -112,5 +132,43 @@ inline Task allreduce_task(uint64_t in, uint64_t out, uint64_t count, DataType d
   t.scalars = {allreduce_kernel::mode(algo, count * dtype_size(dtype)), allreduce_kernel::op(op)};
   return t;
 }
+
+// The other built-in collectives (kernels/collective.h has the layout of
+// their arguments). One task per rank of the communicator, submitted with
+// submit_group; `in` and `out` lie in the rank's window, at any offset (the
+// ranks need not agree on offsets). `nranks` is the communicator's size.
+// In place: in == out, and additionally the NCCL forms (allgather: in ==
+// out + rank * count * size; reduce_scatter: out == in + rank * count * size).
+
+// out (nranks * count) = the ranks' `in` (count each), in rank order.
+inline Task allgather_task(uint64_t in, uint64_t out, uint64_t count, DataType dtype, uint64_t nranks) {
+  return Task{"chipmesh_allgather", "", {TensorArg{in, dtype, {count}}, TensorArg{out, dtype, {nranks * count}}}, {}};
+}
+// out (count) of rank r = block r (count elements) of every rank's in
+// (nranks * count), reduced in rank order.
+inline Task reduce_scatter_task(uint64_t in, uint64_t out, uint64_t count, DataType dtype, ReduceOp op,
+                                uint64_t nranks) {
+  return Task{"chipmesh_reduce_scatter", "",
+              {TensorArg{in, dtype, {nranks * count}}, TensorArg{out, dtype, {count}}},
+              {allreduce_kernel::op(op)}};
+}
+// out (count) of every rank = in of `root` (the others' in is not read).
+inline Task broadcast_task(uint64_t in, uint64_t out, uint64_t count, DataType dtype, uint64_t root) {
+  return Task{"chipmesh_broadcast", "", {TensorArg{in, dtype, {count}}, TensorArg{out, dtype, {count}}}, {root}};
+}
+// out (count) of `root` = every rank's in reduced in rank order (the others'
+// out is not written).
+inline Task reduce_task(uint64_t in, uint64_t out, uint64_t count, DataType dtype, ReduceOp op, uint64_t root) {
+  return Task{"chipmesh_reduce", "", {TensorArg{in, dtype, {count}}, TensorArg{out, dtype, {count}}},
+              {allreduce_kernel::op(op), root}};
+}
+// Block j (count elements) of rank r's out = block r of rank j's in; both
+// hold nranks * count.
+inline Task alltoall_task(uint64_t in, uint64_t out, uint64_t count, DataType dtype, uint64_t nranks) {
+  return Task{"chipmesh_alltoall", "",
+              {TensorArg{in, dtype, {nranks * count}}, TensorArg{out, dtype, {nranks * count}}}, {}};
+}
+// Returns on a rank once every rank has entered.
+inline Task barrier_task() { return Task{"chipmesh_barrier", "", {}, {}}; }
 
 }  // namespace chipmesh

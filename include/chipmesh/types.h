@@ -11,7 +11,7 @@
 namespace chipmesh {
 
 enum class DataType : uint8_t {
-  FLOAT32, FLOAT16, BFLOAT16, INT8, INT16, INT32, INT64, UINT8, UINT16, UINT32, UINT64
+  FLOAT32, FLOAT16, BFLOAT16, INT8, INT16, INT32, INT64, UINT8, UINT16, UINT32, UINT64, FLOAT64
 };
 
 // Bytes per element; ConfigError for a value outside the enum.

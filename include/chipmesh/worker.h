@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "chipmesh/comm_domain.h"
 #include "chipmesh/errors.h"
 #include "chipmesh/types.h"
 
@@ -86,6 +87,51 @@ class Orchestrator {
   // the first failure.
   void wait();
 
+  // Collectives over a domain (docs/collectives.md). `in` / `out` hold one
+  // device address per domain rank, inside that member's window (data
+  // elsewhere is not staged through the window yet: ConfigError); counts
+  // are elements. Arguments are checked before anything is dispatched
+  // (ConfigError: a vector whose length is not the domain's size, a root
+  // outside it, a count whose bytes overflow, an address outside the
+  // window, a dtype/op the kernels do not support); the call is then
+  // dispatched all-or-nothing on the domain's chips and returns at once:
+  // wait() (or the end of run()) waits, and a failure throws ChipError.
+  // in == out is in place.
+  void allreduce(const CommDomain& d, const std::vector<uint64_t>& in, const std::vector<uint64_t>& out, size_t count,
+                 DataType dtype, ReduceOp op, AllreduceAlgo algo = AllreduceAlgo::AUTO);
+  // out holds size() * count_per_rank: block j is rank j's in.
+  void allgather(const CommDomain& d, const std::vector<uint64_t>& in, const std::vector<uint64_t>& out,
+                 size_t count_per_rank, DataType dtype);
+  // in holds size() * count_per_rank; rank r's out is block r reduced.
+  void reduce_scatter(const CommDomain& d, const std::vector<uint64_t>& in, const std::vector<uint64_t>& out,
+                      size_t count_per_rank, DataType dtype, ReduceOp op);
+  // Every out = the root's in (root: a domain rank).
+  void broadcast(const CommDomain& d, const std::vector<uint64_t>& in, const std::vector<uint64_t>& out, size_t count,
+                 DataType dtype, int root);
+  // The root's out = every in reduced; out is significant on the root only.
+  void reduce(const CommDomain& d, const std::vector<uint64_t>& in, const std::vector<uint64_t>& out, size_t count,
+              DataType dtype, ReduceOp op, int root);
+  // in and out hold size() * count_per_peer; block j of rank r's out is
+  // block r of rank j's in.
+  void all_to_all(const CommDomain& d, const std::vector<uint64_t>& in, const std::vector<uint64_t>& out,
+                  size_t count_per_peer, DataType dtype);
+  void barrier(const CommDomain& d);
+  // The same with buffer names, resolved per member in the domain's
+  // buffers (for world(), the bootstrap buffers); ConfigError naming the
+  // chip when a member lacks one.
+  void allreduce(const CommDomain& d, const std::string& in, const std::string& out, size_t count, DataType dtype,
+                 ReduceOp op, AllreduceAlgo algo = AllreduceAlgo::AUTO);
+  void allgather(const CommDomain& d, const std::string& in, const std::string& out, size_t count_per_rank,
+                 DataType dtype);
+  void reduce_scatter(const CommDomain& d, const std::string& in, const std::string& out, size_t count_per_rank,
+                      DataType dtype, ReduceOp op);
+  void broadcast(const CommDomain& d, const std::string& in, const std::string& out, size_t count, DataType dtype,
+                 int root);
+  void reduce(const CommDomain& d, const std::string& in, const std::string& out, size_t count, DataType dtype,
+              ReduceOp op, int root);
+  void all_to_all(const CommDomain& d, const std::string& in, const std::string& out, size_t count_per_peer,
+                  DataType dtype);
+
  private:
   friend class Worker;
   explicit Orchestrator(Worker& w) : worker_(w) {}
@@ -101,6 +147,10 @@ class Worker {
 
   void init();
   const std::vector<ChipContext>& chip_contexts() const;  // error before init()
+  // The bring-up communicator of chip_bootstrap_configs as a domain (name
+  // "world", allocation id 0, chips in rank order); ConfigError if there is
+  // none (or before init()).
+  const CommDomain& world() const;
   void run(const std::function<void(Orchestrator&)>& orch);
   uint64_t malloc(int chip, size_t nbytes);
   void free(int chip, uint64_t ptr);

@@ -14,9 +14,9 @@ struct DTypeInfo {
 };
 
 // Indexed by DataType's value.
-constexpr std::array<DTypeInfo, 11> kDTypes = {{
+constexpr std::array<DTypeInfo, 12> kDTypes = {{
     {"float32", 4}, {"float16", 2}, {"bfloat16", 2}, {"int8", 1}, {"int16", 2}, {"int32", 4},
-    {"int64", 8}, {"uint8", 1}, {"uint16", 2}, {"uint32", 4}, {"uint64", 8},
+    {"int64", 8}, {"uint8", 1}, {"uint16", 2}, {"uint32", 4}, {"uint64", 8}, {"float64", 8},
 }};
 
 const DTypeInfo& info(DataType dtype) {

@@ -211,6 +211,7 @@ void Worker::init() {
     m.wait_for_bringup(start);
     knobs::test_pause_point("handshake");
     m.build_contexts();
+    m.build_world();
   } catch (...) {
     m.terminate_all(std::chrono::milliseconds(2000));
     m.state = Impl::State::Closed;

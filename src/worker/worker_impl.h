@@ -31,6 +31,11 @@ struct Worker::Impl {
   std::unique_ptr<worker::ChildWatcher> watcher;
 
   std::vector<ChipContext> contexts;
+  // world(): built by init() from the contexts; `world_error` says why
+  // there is none.
+  std::optional<CommDomain> world;
+  std::string world_error;
+  void build_world();
   std::map<std::string, double> phases;
 
   // Parent-side ring cursors per chip: requests written, completions inspected.

@@ -221,6 +221,27 @@ TEST(BenchSmoke, AllreduceWithoutPeer) {
   check_allreduce(run_quick("allreduce", true, dir), true);
 }
 
+// The other collectives: nccl-tests columns, in place and out of place,
+// every result right.
+TEST(BenchSmoke, OtherCollectives) {
+  chipmesh::testing::ScratchDir dir;
+  for (const char* what : {"allgather", "reduce_scatter", "broadcast", "reduce", "alltoall"}) {
+    BenchRun r = run_quick(what, true, dir);
+    check_common(r, what);
+    const json* t = table(benchmark(r.doc, what), std::string(what) + "_n2");
+    ASSERT_NE(t, nullptr) << what;
+    check_table(*t,
+                {"size_bytes", "count", "type", "redop", "root", "time_us", "algbw_gbps", "busbw_gbps", "wrong",
+                 "ip_time_us", "ip_algbw_gbps", "ip_busbw_gbps", "ip_wrong"},
+                3);
+    for (const auto& row : t->at("rows")) {
+      EXPECT_EQ(row.at("wrong"), 0) << what << ": " << row.dump();
+      EXPECT_EQ(row.at("ip_wrong"), 0) << what << ": " << row.dump();
+      EXPECT_EQ(row.at("count").get<int64_t>() * 4, row.at("size_bytes").get<int64_t>());
+    }
+  }
+}
+
 TEST(BenchSmoke, UnknownBenchmarkIsAnError) {
   BenchOptions o;
   o.what = "nonsense";

@@ -36,7 +36,8 @@ TEST(CollectiveNames, KernelScalarsKeepTheirOldEncoding) {
   EXPECT_EQ(allreduce_kernel::op(ReduceOp::SUM), 0u);
   EXPECT_EQ(allreduce_kernel::op(ReduceOp::MAX), 1u);
   EXPECT_EQ(allreduce_kernel::op(ReduceOp::MIN), 2u);
-  EXPECT_THROW(allreduce_kernel::op(ReduceOp::PROD), ConfigError);
+  EXPECT_EQ(allreduce_kernel::op(ReduceOp::PROD), 3u);  // added after the old three
+  EXPECT_THROW(allreduce_kernel::op(static_cast<ReduceOp>(9)), ConfigError);
   EXPECT_EQ(allreduce_kernel::mode_name(2), "ring");
   EXPECT_EQ(allreduce_kernel::mode_name(3), "?");
 }
@@ -57,6 +58,44 @@ TEST(CollectiveNames, AllreduceTaskBuildsTheBuiltInKernelCall) {
   EXPECT_EQ(t.tensors[1].dtype, DataType::BFLOAT16);
   EXPECT_EQ(t.tensors[0].shape, std::vector<uint64_t>{7});
   EXPECT_EQ(t.scalars, (std::vector<uint64_t>{1, 1}));
+}
+
+TEST(CollectiveNames, TaskBuildersOfTheOtherCollectives) {
+  const Task ag = allgather_task(0x100, 0x200, 5, DataType::INT8, 4);
+  EXPECT_EQ(ag.kernel, "chipmesh_allgather");
+  EXPECT_EQ(ag.library, "");
+  ASSERT_EQ(ag.tensors.size(), 2u);
+  EXPECT_EQ(ag.tensors[0].shape, std::vector<uint64_t>{5});
+  EXPECT_EQ(ag.tensors[1].shape, std::vector<uint64_t>{20});
+  EXPECT_TRUE(ag.scalars.empty());
+
+  const Task rs = reduce_scatter_task(0x100, 0x200, 5, DataType::FLOAT64, ReduceOp::PROD, 3);
+  EXPECT_EQ(rs.kernel, "chipmesh_reduce_scatter");
+  EXPECT_EQ(rs.tensors[0].shape, std::vector<uint64_t>{15});
+  EXPECT_EQ(rs.tensors[1].shape, std::vector<uint64_t>{5});
+  EXPECT_EQ(rs.scalars, std::vector<uint64_t>{3});
+
+  const Task bc = broadcast_task(0x100, 0x100, 7, DataType::UINT8, 2);
+  EXPECT_EQ(bc.kernel, "chipmesh_broadcast");
+  EXPECT_EQ(bc.scalars, std::vector<uint64_t>{2});
+
+  const Task rd = reduce_task(0x100, 0x200, 7, DataType::INT64, ReduceOp::MIN, 1);
+  EXPECT_EQ(rd.kernel, "chipmesh_reduce");
+  EXPECT_EQ(rd.scalars, (std::vector<uint64_t>{2, 1}));
+
+  const Task a2a = alltoall_task(0x100, 0x200, 3, DataType::BFLOAT16, 2);
+  EXPECT_EQ(a2a.kernel, "chipmesh_alltoall");
+  EXPECT_EQ(a2a.tensors[0].shape, std::vector<uint64_t>{6});
+  EXPECT_EQ(a2a.tensors[1].shape, std::vector<uint64_t>{6});
+
+  const Task b = barrier_task();
+  EXPECT_EQ(b.kernel, "chipmesh_barrier");
+  EXPECT_TRUE(b.tensors.empty() && b.scalars.empty());
+
+  EXPECT_TRUE(reducible(DataType::INT8));
+  EXPECT_TRUE(reducible(DataType::FLOAT64));
+  EXPECT_FALSE(reducible(DataType::INT16));
+  EXPECT_FALSE(reducible(DataType::UINT64));
 }
 
 }  // namespace

@@ -15,13 +15,13 @@ TEST(DataTypes, SizesAndNamesRoundTrip) {
   const std::pair<DataType, size_t> expected[] = {
       {DataType::FLOAT32, 4}, {DataType::FLOAT16, 2}, {DataType::BFLOAT16, 2}, {DataType::INT8, 1},
       {DataType::INT16, 2},   {DataType::INT32, 4},   {DataType::INT64, 8},    {DataType::UINT8, 1},
-      {DataType::UINT16, 2},  {DataType::UINT32, 4},  {DataType::UINT64, 8}};
+      {DataType::UINT16, 2},  {DataType::UINT32, 4},  {DataType::UINT64, 8},  {DataType::FLOAT64, 8}};
   for (auto [dt, size] : expected) {
     EXPECT_EQ(dtype_size(dt), size) << dtype_name(dt);
     EXPECT_EQ(dtype_from_name(dtype_name(dt)), dt);
   }
-  EXPECT_THROW(dtype_size(static_cast<DataType>(11)), ConfigError);
-  EXPECT_THROW(dtype_from_name("float64"), ConfigError);
+  EXPECT_THROW(dtype_size(static_cast<DataType>(12)), ConfigError);
+  EXPECT_THROW(dtype_from_name("float128"), ConfigError);
 }
 
 ChipBootstrapConfig with_comm() {

@@ -22,12 +22,16 @@ BenchCommand register_bench_command(CLI::App& app) {
       "Each benchmark runs its peer in the same invocation, alternating runs, and prints medians (p99 for "
       "latencies) with the ratio chipmesh / peer: bringup (fork floor, Open MPI mpirun and MPI_Init-to-window), "
       "dispatch (raw shared-memory ping-pong, spin and futex), copy (memcpy), allreduce (Open MPI "
-      "MPI_Allreduce, nccl-tests style table, every result checked). Without Open MPI its columns are empty "
+      "MPI_Allreduce, nccl-tests style table, every result checked), allgather, reduce_scatter, broadcast, reduce, "
+      "alltoall (nccl-tests busbw factors, in place and out of place, checked; no MPI peer yet). Without Open MPI its columns are empty "
       "and marked 'peer unavailable'. Exit status: 0 done, 1 a wrong result or a chipmesh failure, 2 bad "
       "arguments. bench/report turns the JSON into docs/PERFORMANCE.md tables and plots.");
-  sub->add_option("what", opts->what, "bringup | dispatch | copy | allreduce | all")
+  sub->add_option("what", opts->what,
+                  "bringup | dispatch | copy | allreduce | allgather | reduce_scatter | broadcast | reduce | alltoall "
+                  "| all")
       ->required()
-      ->check(CLI::IsMember({"bringup", "dispatch", "copy", "allreduce", "all"}));
+      ->check(CLI::IsMember({"bringup", "dispatch", "copy", "allreduce", "allgather", "reduce_scatter", "broadcast",
+                             "reduce", "alltoall", "all"}));
   sub->add_option("--json", opts->json_path, "also write every table as JSON to FILE");
   sub->add_flag("--quick", opts->quick, "smoke mode: tiny sizes, few iterations (seconds)");
   sub->add_flag("--no-mpi", opts->no_mpi, "skip the Open MPI peers (reported unavailable)");
@@ -36,7 +40,7 @@ BenchCommand register_bench_command(CLI::App& app) {
       ->check(CLI::Range(1, 64));
   sub->add_option("--windows", opts->windows, "bringup: window sizes (default 1MiB 64MiB)")
       ->transform(CLI::AsSizeValue(true));
-  sub->add_option("--ranks", opts->ranks, "allreduce: rank counts (default 2 4)")->check(CLI::Range(1, 64));
+  sub->add_option("--ranks", opts->ranks, "allreduce and the other collectives: rank counts (default 2 4; 2 4 8)")->check(CLI::Range(1, 64));
   sub->add_option("--modes", opts->modes, "allreduce: modes (default onephase twophase ring)")
       ->check(CLI::IsMember({"onephase", "twophase", "ring"}));
   sub->add_option("--min-bytes", opts->min_bytes, "copy, allreduce: smallest size (suffixes KiB, MiB accepted)")

@@ -1,0 +1,44 @@
+// chipmesh_allgather: block j (count elements) of every rank's output = rank
+// j's input. Pull: after the opening barrier, rank r copies every peer's
+// input into its own output (starting at its right neighbour, to spread the
+// load), then the closing barrier. Moves (n-1) * count elements per rank.
+//
+// In place, NCCL form (in == out + r * count): block r is already there.
+// In place, in == out: block 0 holds this rank's input, read by peers in the
+// first pass, so that pass fills every block but 0 (block r from the local
+// copy), and after one more barrier (taken by every rank when any rank is in
+// place this way) rank r != 0 copies rank 0's input into block 0.
+#include <cstring>
+
+#include "collective.h"
+
+namespace chipmesh::kernels {
+namespace {
+
+int allgather_body(CollCall& c) {
+  const uint64_t B = c.bytes();
+  const uint32_t n = c.nranks;
+  char* out = c.local(c.out_off);
+  const char* in = c.local(c.in_off);
+  const bool literal = c.in_off == c.out_off;
+  for (uint32_t k = 0; k < n; ++k) {
+    const uint32_t j = (c.rank + k) % n;
+    char* dst = out + j * B;
+    const char* src = j == c.rank ? in : c.peer(j, c.peer_in[j]);
+    if (literal && j == 0) continue;  // this rank's input lives there until the second pass
+    if (dst == src) continue;         // NCCL in place
+    std::memcpy(dst, src, B);
+  }
+  if (!c.any_rank_in_place()) return 0;
+  if (int rc = device::barrier(c.args)) return rc;
+  if (literal && c.rank != 0) std::memcpy(out, c.peer(0, c.peer_in[0]), B);
+  return 0;
+}
+
+}  // namespace
+}  // namespace chipmesh::kernels
+
+CHIPMESH_KERNEL(chipmesh_allgather) {
+  using namespace chipmesh::kernels;
+  return run_collective(args, Kind::kAllgather, allgather_body);
+}

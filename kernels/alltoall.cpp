@@ -1,0 +1,64 @@
+// chipmesh_alltoall: block j of rank r's output = block r of rank j's input
+// (count elements per block). Pull: after the opening barrier, rank r copies
+// block r of every input into its output; closing barrier. Moves (n-1) *
+// count elements per rank.
+//
+// In place (in == out): block j of rank r must go to rank j while rank j's
+// block r comes here, so the pair swaps: every such pair of in-place ranks
+// is swapped by one of them (alternating by the parity of r + j, to share
+// the work). This runs after one more barrier (taken by every rank when any
+// rank is in place), once the out-of-place ranks have pulled from the
+// in-place ones; an in-place rank pulls from an out-of-place peer, whose
+// input never changes.
+#include <algorithm>
+#include <cstring>
+
+#include "collective.h"
+
+namespace chipmesh::kernels {
+namespace {
+
+void swap_bytes(char* a, char* b, uint64_t n) {
+  char tmp[4096];
+  for (uint64_t at = 0; at < n; at += sizeof(tmp)) {
+    const size_t len = static_cast<size_t>(std::min<uint64_t>(sizeof(tmp), n - at));
+    std::memcpy(tmp, a + at, len);
+    std::memcpy(a + at, b + at, len);
+    std::memcpy(b + at, tmp, len);
+  }
+}
+
+int alltoall_body(CollCall& c) {
+  const uint64_t B = c.bytes();
+  const uint32_t n = c.nranks;
+  const bool in_place = c.in_off == c.out_off;
+  char* out = c.local(c.out_off);
+  if (!in_place)
+    for (uint32_t k = 0; k < n; ++k) {
+      const uint32_t j = (c.rank + k) % n;
+      std::memcpy(out + j * B, c.peer(j, c.peer_in[j]) + c.rank * B, B);
+    }
+  if (!c.any_rank_in_place()) return 0;
+  if (int rc = device::barrier(c.args)) return rc;
+  if (!in_place) return 0;
+  for (uint32_t k = 1; k < n; ++k) {
+    const uint32_t j = (c.rank + k) % n;
+    const bool peer_in_place = c.peer_in[j] == c.peer_out[j];
+    if (!peer_in_place) {
+      std::memcpy(out + j * B, c.peer(j, c.peer_in[j]) + c.rank * B, B);
+      continue;
+    }
+    const uint32_t lo = std::min(c.rank, j), hi = std::max(c.rank, j);
+    const uint32_t owner = (lo + hi) % 2 ? lo : hi;
+    if (owner == c.rank) swap_bytes(out + j * B, c.peer_mut(j, c.peer_in[j]) + c.rank * B, B);
+  }
+  return 0;
+}
+
+}  // namespace
+}  // namespace chipmesh::kernels
+
+CHIPMESH_KERNEL(chipmesh_alltoall) {
+  using namespace chipmesh::kernels;
+  return run_collective(args, Kind::kAlltoall, alltoall_body);
+}

@@ -1,0 +1,107 @@
+// Shared part of the built-in collectives other than allreduce (allgather,
+// reduce_scatter, broadcast, reduce, alltoall, barrier; one per file):
+// argument parsing and checking, the call descriptor every rank publishes,
+// and the opening of a call. Arguments (chipmesh/collectives.h builds them):
+//
+//   kernel                  tensors (in, out)              scalars
+//   chipmesh_allgather      in: c,       out: n * c        -
+//   chipmesh_reduce_scatter in: n * c,   out: c            op
+//   chipmesh_broadcast      in: c,       out: c            root
+//   chipmesh_reduce         in: c,       out: c            op, root
+//   chipmesh_alltoall       in: n * c,   out: n * c        -
+//   chipmesh_barrier        none                           none
+//
+// n is the communicator's size, c the count per rank (elements, any value
+// from 0), op the kernels' op number (0 sum, 1 max, 2 min, 3 prod). Buffers lie
+// in the rank's window, aligned to the element size, at any offset: every
+// rank publishes its offsets and peers read them. in == out is in place; so
+// are allgather's in == out + rank * c and reduce_scatter's out == in + rank
+// * c (the NCCL forms); any other overlap is an error. Broadcast reads `in`
+// on the root only, reduce writes `out` on the root only (the others are not
+// checked).
+//
+// Data moves by pull: after the opening barrier (every input is written) a
+// rank reads its peers' windows and writes only its own buffers; a closing
+// barrier keeps every input and output stable until no peer reads it.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+
+#include "chipmesh/kernel.h"
+
+namespace chipmesh::kernels {
+
+// Scratch lines (allreduce.h has 2..5).
+inline constexpr uint32_t kCollCounterLine = 6;  // calls made by this rank (its own use)
+inline constexpr uint32_t kCollDescLine0 = 7;    // call descriptors, two slots used by call parity
+inline constexpr uint32_t kLastCollLine = kCollDescLine0 + 1;
+
+enum class Kind : uint32_t { kAllgather = 1, kReduceScatter, kBroadcast, kReduce, kAlltoall, kBarrier };
+
+const char* kind_name(Kind k);
+
+// What a rank publishes about its call. Slot k % 2 of call k is rewritten by
+// call k + 2, which the rank cannot begin before every peer has entered call
+// k + 1, i.e. finished reading this one (as for allreduce's CallDesc).
+struct CollDesc {
+  std::atomic<uint64_t> count;
+  std::atomic<uint64_t> in_off;   // UINT64_MAX when unused on this rank
+  std::atomic<uint64_t> out_off;  // UINT64_MAX when unused on this rank
+  std::atomic<uint32_t> kind;
+  std::atomic<uint32_t> dtype;
+  std::atomic<uint32_t> op;
+  std::atomic<uint32_t> root;
+  std::atomic<uint32_t> call_no;
+};
+static_assert(sizeof(CollDesc) <= CHIPMESH_FLAG_BYTES, "a call descriptor fits its line");
+
+inline constexpr uint64_t kUnused = UINT64_MAX;
+
+// One checked call on this rank.
+struct CollCall {
+  const chipmesh_kernel_args* args = nullptr;
+  const CommContext* ctx = nullptr;
+  Kind kind = Kind::kBarrier;
+  uint32_t rank = 0;
+  uint32_t nranks = 1;
+  uint32_t dtype = 0;
+  uint32_t op = 0;    // reducing kinds only
+  uint32_t root = 0;  // broadcast, reduce
+  size_t es = 1;      // element size
+  uint64_t count = 0; // per rank (c above)
+  uint64_t in_off = kUnused;
+  uint64_t out_off = kUnused;
+  uint32_t call_no = 0;
+  // Every rank's offsets, read from the descriptors by open_call.
+  uint64_t peer_in[CHIPMESH_MAX_RANKS] = {};
+  uint64_t peer_out[CHIPMESH_MAX_RANKS] = {};
+
+  uint64_t bytes() const { return count * es; }
+  char* local(uint64_t off) const { return reinterpret_cast<char*>(ctx->windowsIn[rank] + off); }
+  const char* peer(uint32_t r, uint64_t off) const { return reinterpret_cast<const char*>(ctx->windowsIn[r] + off); }
+  char* peer_mut(uint32_t r, uint64_t off) const { return reinterpret_cast<char*>(ctx->windowsIn[r] + off); }
+  // Whether any rank (from the descriptors) calls with in == out.
+  bool any_rank_in_place() const {
+    for (uint32_t r = 0; r < nranks; ++r)
+      if (peer_in[r] != kUnused && peer_in[r] == peer_out[r]) return true;
+    return false;
+  }
+};
+
+// Checks the arguments of a `kind` call; 0 or CHIPMESH_ERR_CONFIG with a
+// message "<kind>: ...".
+int parse_call(const chipmesh_kernel_args* args, Kind kind, CollCall* call);
+
+// Numbers and publishes the call, passes a barrier (every input is written),
+// checks that every rank made the same call and reads the peers' offsets.
+// On a disagreement every rank reaches the same verdict, passes one more
+// barrier and returns CHIPMESH_ERR_CONFIG.
+int open_call(CollCall& c);
+
+// The whole kernel: parse, nothing for count 0 (except the barrier), open,
+// run `body`, closing barrier.
+int run_collective(const chipmesh_kernel_args* args, Kind kind, int (*body)(CollCall&));
+
+}  // namespace chipmesh::kernels

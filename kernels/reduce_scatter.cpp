@@ -1,0 +1,46 @@
+// chipmesh_reduce_scatter: rank r's output (count elements) = block r of
+// every rank's input, reduced in rank order 0, 1, ..., n-1 (a left fold, in
+// the compute type; float16/bfloat16 rounded once at the end). Pull: after
+// the opening barrier rank r reads block r of every input; each rank reads
+// n * count elements and writes count.
+//
+// In place, NCCL form (out == in + r * count): block r of rank r's input is
+// read by rank r only, so the fold writes over it (a block of the fold is
+// read completely before it is stored). In place, in == out: rank r != 0
+// folds into its own block r, and after one more barrier (every rank takes
+// it when any rank is in place this way) copies it to block 0, which rank 0
+// may read until then.
+#include <cstring>
+
+#include "collective.h"
+#include "reduce_ops.h"
+
+namespace chipmesh::kernels {
+namespace {
+
+int reduce_scatter_body(CollCall& c) {
+  const uint64_t B = c.bytes();
+  const bool literal = c.in_off == c.out_off;
+  char* own_block = c.local(c.in_off) + c.rank * B;
+  char* dst = literal && c.rank != 0 ? own_block : c.local(c.out_off);
+  int rc = visit_type_op(c.dtype, c.op, [&]<typename T, typename Op>() {
+    using S = typename T::S;
+    const S* src[CHIPMESH_MAX_RANKS];
+    for (uint32_t j = 0; j < c.nranks; ++j) src[j] = reinterpret_cast<const S*>(c.peer(j, c.peer_in[j]) + c.rank * B);
+    reduce_fold<T, Op>(reinterpret_cast<S*>(dst), src, c.nranks, c.count);
+    return 0;
+  });
+  if (rc) return rc;
+  if (!c.any_rank_in_place()) return 0;
+  if (int brc = device::barrier(c.args)) return brc;
+  if (literal && c.rank != 0) std::memcpy(c.local(c.out_off), own_block, B);
+  return 0;
+}
+
+}  // namespace
+}  // namespace chipmesh::kernels
+
+CHIPMESH_KERNEL(chipmesh_reduce_scatter) {
+  using namespace chipmesh::kernels;
+  return run_collective(args, Kind::kReduceScatter, reduce_scatter_body);
+}

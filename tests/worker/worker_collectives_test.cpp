@@ -1,0 +1,351 @@
+// The typed collectives of the Orchestrator over Worker::world(): every
+// collective by address and by buffer name, in place and out of place, on
+// 1, 3 and 4 chips (and a world whose chips are not in rank order),
+// checked against a host reference through copy_to / copy_from; argument
+// checking before dispatch; calls that return at once and run in order.
+#include <algorithm>
+#include <array>
+#include <bit>
+#include <cstring>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "chipmesh/collectives.h"
+#include "chipmesh/worker.h"
+#include "support/leak_check.h"
+#include "worker/worker_support.h"
+
+namespace chipmesh::testing {
+namespace {
+
+// Small integers: exact in every dtype used here, and so are their sums over
+// up to 8 ranks.
+int64_t value(int rank, size_t i, uint64_t salt) {
+  return static_cast<int64_t>((static_cast<uint64_t>(rank) * 13 + i * 7 + salt * 5) % 17) - 8;
+}
+
+void put(DataType t, unsigned char* base, size_t i, int64_t v) {
+  unsigned char* p = base + i * dtype_size(t);
+  switch (t) {
+    case DataType::FLOAT32: {
+      float f = static_cast<float>(v);
+      std::memcpy(p, &f, 4);
+      break;
+    }
+    case DataType::BFLOAT16: {
+      uint16_t b = static_cast<uint16_t>(std::bit_cast<uint32_t>(static_cast<float>(v)) >> 16);
+      std::memcpy(p, &b, 2);
+      break;
+    }
+    default: {  // integers, little endian
+      const uint64_t u = static_cast<uint64_t>(v);
+      std::memcpy(p, &u, dtype_size(t));
+    }
+  }
+}
+
+int64_t reduce_ref(ReduceOp op, int n, size_t i, uint64_t salt) {
+  int64_t acc = value(0, i, salt);
+  for (int r = 1; r < n; ++r) {
+    const int64_t v = value(r, i, salt);
+    acc = op == ReduceOp::SUM ? acc + v : op == ReduceOp::MAX ? std::max(acc, v) : std::min(acc, v);
+  }
+  return acc;
+}
+
+enum class Coll { kAllreduce, kAllgather, kReduceScatter, kBroadcast, kReduce, kAllToAll };
+constexpr Coll kColls[] = {Coll::kAllreduce, Coll::kAllgather, Coll::kReduceScatter,
+                           Coll::kBroadcast, Coll::kReduce,    Coll::kAllToAll};
+const char* name_of(Coll c) {
+  constexpr const char* names[] = {"allreduce", "allgather", "reduce_scatter", "broadcast", "reduce", "all_to_all"};
+  return names[static_cast<int>(c)];
+}
+
+constexpr size_t kBufBytes = 64 * 1024;
+
+// Chips with buffers "a" and "b" of kBufBytes each; chip i is rank
+// rank_of_chip(i).
+Worker make_worker(int n, const ScratchDir& scratch, bool reversed = false) {
+  WorkerConfig cfg = comm_config(n, scratch.file("rootinfo"), 2 * kBufBytes,
+                                 {{"a", DataType::UINT8, kBufBytes, kBufBytes}, {"b", DataType::UINT8, kBufBytes, kBufBytes}});
+  if (reversed)
+    for (int i = 0; i < n; ++i) cfg.chip_bootstrap_configs[static_cast<size_t>(i)].comm->rank = n - 1 - i;
+  return Worker(std::move(cfg));
+}
+
+struct Case {
+  Coll coll;
+  DataType t;
+  ReduceOp op;
+  bool in_place;
+  size_t count;
+  int root;
+  bool by_name;
+  uint64_t salt;
+};
+
+std::string describe(int n, const Case& c) {
+  return std::to_string(n) + " chips: " + name_of(c.coll) + " " + std::string(dtype_name(c.t)) + " " +
+         std::string(to_string(c.op)) + (c.in_place ? " in place" : " out of place") + " count " +
+         std::to_string(c.count) + " root " + std::to_string(c.root) + (c.by_name ? " by name" : " by address");
+}
+
+// Runs the cases one run() each and checks every member's output.
+void run_cases(Worker& w, const std::vector<Case>& cases) {
+  const CommDomain& world = w.world();
+  const int n = world.size();
+  for (const Case& c : cases) {
+    const size_t es = dtype_size(c.t);
+    const bool in_n = c.coll == Coll::kReduceScatter || c.coll == Coll::kAllToAll;
+    const bool out_n = c.coll == Coll::kAllgather || c.coll == Coll::kAllToAll;
+    const size_t in_elems = in_n ? n * c.count : c.count;
+    const size_t out_elems = out_n ? n * c.count : c.count;
+    // In place: both in "b" (allgather: the NCCL form needs an address, so
+    // by name it is in == out with the input at block 0).
+    const std::string in_name = c.in_place ? "b" : "a";
+    std::vector<uint64_t> in(n), out(n);
+    for (int r = 0; r < n; ++r) {
+      const DomainContext& ctx = world.context(world.chips()[r]);
+      in[r] = ctx.buffer_ptrs.at(in_name);
+      out[r] = ctx.buffer_ptrs.at("b");
+      std::vector<unsigned char> buf(std::max(in_elems, out_elems) * es + 64, 0xA5);
+      w.copy_to(world.chips()[r], out[r], buf.data(), buf.size());
+      for (size_t i = 0; i < in_elems; ++i) put(c.t, buf.data(), i, value(r, i, c.salt));
+      w.copy_to(world.chips()[r], in[r], buf.data(), in_elems * es);
+    }
+    w.run([&](Orchestrator& o) {
+      if (c.by_name) {
+        switch (c.coll) {
+          case Coll::kAllreduce: o.allreduce(world, in_name, "b", c.count, c.t, c.op); break;
+          case Coll::kAllgather: o.allgather(world, in_name, "b", c.count, c.t); break;
+          case Coll::kReduceScatter: o.reduce_scatter(world, in_name, "b", c.count, c.t, c.op); break;
+          case Coll::kBroadcast: o.broadcast(world, in_name, "b", c.count, c.t, c.root); break;
+          case Coll::kReduce: o.reduce(world, in_name, "b", c.count, c.t, c.op, c.root); break;
+          case Coll::kAllToAll: o.all_to_all(world, in_name, "b", c.count, c.t); break;
+        }
+      } else {
+        switch (c.coll) {
+          case Coll::kAllreduce: o.allreduce(world, in, out, c.count, c.t, c.op, AllreduceAlgo::RING); break;
+          case Coll::kAllgather: o.allgather(world, in, out, c.count, c.t); break;
+          case Coll::kReduceScatter: o.reduce_scatter(world, in, out, c.count, c.t, c.op); break;
+          case Coll::kBroadcast: o.broadcast(world, in, out, c.count, c.t, c.root); break;
+          case Coll::kReduce: o.reduce(world, in, out, c.count, c.t, c.op, c.root); break;
+          case Coll::kAllToAll: o.all_to_all(world, in, out, c.count, c.t); break;
+        }
+      }
+    });
+    for (int r = 0; r < n; ++r) {
+      if (c.coll == Coll::kReduce && r != c.root) continue;  // out is not significant
+      std::vector<unsigned char> want(out_elems * es), got(out_elems * es);
+      for (size_t i = 0; i < out_elems; ++i) {
+        int64_t v = 0;
+        switch (c.coll) {
+          case Coll::kAllreduce:
+          case Coll::kReduce: v = reduce_ref(c.op, n, i, c.salt); break;
+          case Coll::kAllgather: v = value(static_cast<int>(i / c.count), i % c.count, c.salt); break;
+          case Coll::kReduceScatter: v = reduce_ref(c.op, n, r * c.count + i, c.salt); break;
+          case Coll::kBroadcast: v = value(c.root, i, c.salt); break;
+          case Coll::kAllToAll: v = value(static_cast<int>(i / c.count), r * c.count + i % c.count, c.salt); break;
+        }
+        put(c.t, want.data(), i, v);
+      }
+      if (!got.empty()) w.copy_from(world.chips()[r], got.data(), out[r], got.size());
+      ASSERT_TRUE(got == want) << describe(n, c) << ": rank " << r << " (chip " << world.chips()[r] << ") differs";
+    }
+  }
+}
+
+std::vector<Case> all_cases(int n) {
+  std::vector<Case> v;
+  uint64_t salt = 0;
+  for (Coll coll : kColls)
+    for (DataType t : {DataType::FLOAT32, DataType::BFLOAT16, DataType::INT8, DataType::INT64})
+      for (bool in_place : {false, true})
+        for (size_t count : {size_t{0}, size_t{1}, size_t{7}, size_t{1001}}) {
+          const ReduceOp op = std::array{ReduceOp::SUM, ReduceOp::MAX, ReduceOp::MIN}[salt % 3];
+          const int root = static_cast<int>(salt % static_cast<uint64_t>(n));
+          // allgather in place with in == out needs the input at block 0: fine
+          // by name too; the by-address variant alternates.
+          v.push_back({coll, t, op, in_place, count, root, salt % 2 == 0, salt});
+          ++salt;
+        }
+  return v;
+}
+
+class WorkerCollectives : public ::testing::TestWithParam<int> {};
+
+TEST_P(WorkerCollectives, EveryCollectiveByAddressAndByName) {
+  const int n = GetParam();
+  ScratchDir scratch;
+  Worker w = make_worker(n, scratch);
+  w.init();
+  run_cases(w, all_cases(n));
+  w.close();
+  EXPECT_TRUE(scratch.entries().empty());
+}
+
+INSTANTIATE_TEST_SUITE_P(Chips, WorkerCollectives, ::testing::Values(1, 3, 4),
+                         [](const auto& info) { return std::to_string(info.param) + "chips"; });
+
+TEST(WorkerWorld, DescribesTheBringUpCommunicatorInRankOrder) {
+  ScratchDir scratch;
+  Worker w = make_worker(3, scratch, /*reversed=*/true);
+  w.init();
+  const CommDomain& world = w.world();
+  EXPECT_EQ(world.name(), "world");
+  EXPECT_EQ(world.size(), 3);
+  EXPECT_EQ(world.allocation_id(), 0u);
+  EXPECT_FALSE(world.released());
+  EXPECT_EQ(world.chips(), (std::vector<int>{2, 1, 0}));  // rank r is chip 2 - r
+  for (int chip = 0; chip < 3; ++chip) {
+    const DomainContext& ctx = world.context(chip);
+    const ChipContext& cc = w.chip_contexts()[static_cast<size_t>(chip)];
+    EXPECT_EQ(ctx.chip, chip);
+    EXPECT_EQ(ctx.domain_rank, 2 - chip);
+    EXPECT_EQ(ctx.domain_size, 3);
+    EXPECT_EQ(ctx.device_ctx, cc.device_ctx);
+    EXPECT_EQ(ctx.local_window_base, cc.local_window_base);
+    EXPECT_EQ(ctx.actual_window_size, cc.actual_window_size);
+    EXPECT_EQ(ctx.buffer_ptrs, cc.buffer_ptrs);
+    EXPECT_EQ(world.rank_of(chip), 2 - chip);
+  }
+  EXPECT_THROW(world.context(3), ConfigError);
+  const CommDomain copy = world;  // a value handle on the same domain
+  EXPECT_EQ(&copy.chips(), &world.chips());
+  // Collectives follow domain ranks, not chip indices.
+  run_cases(w, {{Coll::kAllgather, DataType::INT32, ReduceOp::SUM, false, 5, 0, false, 1},
+                {Coll::kReduceScatter, DataType::INT32, ReduceOp::SUM, false, 5, 0, true, 2},
+                {Coll::kBroadcast, DataType::INT32, ReduceOp::SUM, false, 5, 2, false, 3},
+                {Coll::kAllreduce, DataType::INT32, ReduceOp::MAX, true, 5, 0, true, 4}});
+  w.close();
+}
+
+TEST(WorkerWorld, IsAConfigErrorWithoutACommunicator) {
+  WorkerConfig cfg;
+  cfg.device_ids = {0, 1};
+  Worker w(cfg);
+  EXPECT_THROW(w.world(), ConfigError);  // before init()
+  w.init();
+  try {
+    w.world();
+    FAIL() << "world() without a communicator";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("without a communicator"), std::string::npos) << e.what();
+  }
+  w.close();
+}
+
+TEST(WorkerCollectivesArgs, BadArgumentsAreConfigErrorsBeforeDispatch) {
+  ScratchDir scratch;
+  Worker w = make_worker(2, scratch);
+  w.init();
+  const CommDomain& d = w.world();
+  const auto& c0 = w.world().context(0).buffer_ptrs;
+  const auto& c1 = w.world().context(1).buffer_ptrs;
+  const std::vector<uint64_t> a = {c0.at("a"), c1.at("a")}, b = {c0.at("b"), c1.at("b")};
+  const uint64_t outside = w.malloc(0, 4096);
+  const auto f32 = DataType::FLOAT32;
+  // Marker in b: nothing may run.
+  std::vector<unsigned char> marker(256, 0x5A);
+  for (int chip = 0; chip < 2; ++chip) w.copy_to(chip, b[static_cast<size_t>(chip)], marker.data(), marker.size());
+  auto expect_config = [&](const char* what, const std::function<void(Orchestrator&)>& call, const char* message) {
+    try {
+      w.run(call);
+      ADD_FAILURE() << what << ": no error";
+    } catch (const ConfigError& e) {
+      EXPECT_NE(std::string(e.what()).find(message), std::string::npos) << what << ": " << e.what();
+    } catch (const std::exception& e) {
+      ADD_FAILURE() << what << ": not a ConfigError: " << e.what();
+    }
+  };
+  expect_config("short vector", [&](Orchestrator& o) { o.allreduce(d, {a[0]}, b, 8, f32, ReduceOp::SUM); },
+                "1 input and 2 output addresses for a domain of 2 chips");
+  expect_config("root", [&](Orchestrator& o) { o.broadcast(d, a, b, 8, f32, 2); }, "root 2 is outside the domain");
+  expect_config("negative root", [&](Orchestrator& o) { o.reduce(d, a, b, 8, f32, ReduceOp::SUM, -1); },
+                "root -1 is outside");
+  expect_config("overflow", [&](Orchestrator& o) { o.all_to_all(d, a, b, size_t{1} << 62, f32); }, "overflows");
+  expect_config("dtype", [&](Orchestrator& o) { o.reduce_scatter(d, a, b, 8, DataType::UINT16, ReduceOp::SUM); },
+                "dtype uint16 is not supported");
+  expect_config("op", [&](Orchestrator& o) { o.allreduce(d, a, b, 8, f32, static_cast<ReduceOp>(7)); },
+                "reduce op 7");
+  expect_config("outside window", [&](Orchestrator& o) { o.allgather(d, {outside, a[1]}, b, 8, f32); },
+                "input of rank 0 (chip 0)");
+  expect_config("past the window", [&](Orchestrator& o) { o.broadcast(d, a, b, kBufBytes, f32, 0); },
+                "is not inside its window");
+  expect_config("unknown buffer", [&](Orchestrator& o) { o.allgather(d, "nope", "b", 8, f32); },
+                "has no buffer 'nope'");
+  expect_config("allreduce offsets", [&](Orchestrator& o) { o.allreduce(d, {a[0], a[1] + 4}, b, 8, f32, ReduceOp::SUM); },
+                "same window offsets");
+  expect_config("released handle", [&](Orchestrator& o) { o.barrier(CommDomain()); }, "refers to no domain");
+  // Nothing of any rejected call reached a chip.
+  for (int chip = 0; chip < 2; ++chip) {
+    std::vector<unsigned char> got(marker.size());
+    w.copy_from(chip, got.data(), b[static_cast<size_t>(chip)], got.size());
+    EXPECT_TRUE(got == marker) << "chip " << chip << ": a rejected call wrote its output";
+  }
+  w.free(0, outside);
+  w.close();
+}
+
+TEST(WorkerCollectivesOrder, CallsReturnAtOnceAndRunInSubmissionOrder) {
+  // broadcast a -> b from rank 1, then allgather b -> a, then a barrier,
+  // then allreduce a -> b: each reads what the previous one wrote; one
+  // wait() at the end.
+  ScratchDir scratch;
+  const int n = 3;
+  Worker w = make_worker(n, scratch);
+  w.init();
+  const CommDomain& d = w.world();
+  const size_t count = 100;
+  for (int r = 0; r < n; ++r) {
+    std::vector<int32_t> v(count);
+    for (size_t i = 0; i < count; ++i) v[i] = static_cast<int32_t>(value(r, i, 9));
+    w.copy_to(r, d.context(r).buffer_ptrs.at("a"), v.data(), count * 4);
+  }
+  w.run([&](Orchestrator& o) {
+    o.broadcast(d, "a", "b", count, DataType::INT32, 1);
+    o.allgather(d, "b", "a", count, DataType::INT32);
+    o.barrier(d);
+    o.allreduce(d, "a", "b", n * count, DataType::INT32, ReduceOp::SUM);
+    o.wait();
+  });
+  for (int r = 0; r < n; ++r) {
+    std::vector<int32_t> got(n * count);
+    w.copy_from(r, got.data(), d.context(r).buffer_ptrs.at("b"), got.size() * 4);
+    for (size_t i = 0; i < n * count; ++i)
+      ASSERT_EQ(got[i], n * value(1, i % count, 9)) << "chip " << r << " element " << i;
+  }
+  w.close();
+}
+
+TEST(WorkerCollectivesFailure, AMemberThatDiesFailsTheCollectiveWithAChipErrorNamingIt) {
+  // Chip 2 crashes in a kernel of its own; chips 0 and 1 enter the
+  // allgather and wait for it: run() throws a ChipError naming chip 2
+  // instead of hanging, and nothing is left behind.
+  ScratchDir scratch;
+  Worker w = make_worker(3, scratch);
+  w.init();
+  const CommDomain& d = w.world();
+  int failed_chip = -1;
+  const std::string msg = chip_error_of([&] {
+    try {
+      w.run([&](Orchestrator& o) {
+        o.submit(2, task("test_segv"));
+        o.allgather(d, "a", "b", 16, DataType::FLOAT32);
+      });
+    } catch (const ChipError& e) {
+      failed_chip = e.chip();
+      throw;
+    }
+  });
+  EXPECT_EQ(failed_chip, 2) << msg;
+  EXPECT_NE(msg.find("chip 2"), std::string::npos) << msg;
+  w.close();
+  EXPECT_TRUE(scratch.entries().empty());
+}
+
+}  // namespace
+}  // namespace chipmesh::testing
