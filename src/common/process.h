@@ -21,6 +21,7 @@ enum class State {
 struct Info {
   State state = State::Gone;
   uint64_t start_time = 0;  // /proc/<pid>/stat field 22 (clock ticks since boot); 0: unknown
+  bool stopped = false;     // state 'T': stopped by a signal (SIGSTOP, SIGTSTP); not 't' (a tracer's stop)
 };
 
 // The one /proc/<pid>/stat parser: state (field 3) and start time (field 22).

@@ -42,6 +42,10 @@ struct Worker::Impl {
   std::vector<uint32_t> next_req;
   std::vector<uint32_t> inspected;
   std::optional<ChipError> pending_error;  // first failure not yet thrown
+  // Since when each chip has been seen stopped (SIGSTOP) while busy; and
+  // when the next look at /proc is due (waits look at most every 250 ms).
+  std::vector<std::optional<std::chrono::steady_clock::time_point>> stopped_since;
+  std::chrono::steady_clock::time_point next_stop_check{};
 
   explicit Impl(WorkerConfig c) : cfg(std::move(c)) {}
   size_t n() const { return cfg.device_ids.size(); }
@@ -79,6 +83,11 @@ struct Worker::Impl {
   void inspect(size_t chip);
   void throw_pending();
   void abort_running_kernels();
+  // A busy chip stopped by a signal for CHIPMESH_STOPPED_CHIP_TIMEOUT_S
+  // becomes the pending error and is killed, so that no wait on it is
+  // endless (its peers' kernels are aborted). Called from the slow path of
+  // every wait.
+  void check_stopped_chips();
   bool idle(size_t chip) const;
 };
 
@@ -96,6 +105,7 @@ bool Worker::Impl::wait_until(Pred&& done, const Deadline* deadline) {
       futex::wait(&header->events, seen,
                   deadline ? deadline->next_slice(std::chrono::seconds(1)) : std::chrono::nanoseconds(std::chrono::seconds(1)));
     header->parent_sleeping.store(0, std::memory_order_relaxed);
+    check_stopped_chips();
   }
 }
 

@@ -1,9 +1,13 @@
 // The parent side of each chip's request ring, and the control operations
 // (malloc, free, copy_to, copy_from) built on it.
+#include <signal.h>
+
 #include <cstring>
 #include <deque>
 
 #include "chipmesh/status.h"
+#include "common/process.h"
+#include "knobs/knobs.h"
 #include "logging/log.h"
 #include "worker/worker_impl.h"
 
@@ -43,6 +47,30 @@ bool Worker::Impl::idle(size_t chip) const {
 
 void Worker::Impl::abort_running_kernels() {
   for (auto* c : chips) c->abort.store(1, std::memory_order_release);
+}
+
+void Worker::Impl::check_stopped_chips() {
+  if (state != State::Running || !watcher) return;
+  const auto now = std::chrono::steady_clock::now();
+  if (now < next_stop_check) return;
+  next_stop_check = now + std::chrono::milliseconds(250);
+  stopped_since.resize(n());
+  const auto limit = std::chrono::seconds(knobs::integer(knobs::Id::StoppedChipTimeoutS));
+  for (size_t c = 0; c < n(); ++c) {
+    if (idle(c) || watcher->dead(c) || !process::info(pids[c]).stopped) {
+      stopped_since[c].reset();
+      continue;
+    }
+    if (!stopped_since[c]) stopped_since[c] = now;
+    if (now - *stopped_since[c] < limit) continue;
+    if (!pending_error) {
+      pending_error = chip_error(c, "stopped by a signal (process state T) for " + std::to_string(limit.count()) +
+                                        " s (CHIPMESH_STOPPED_CHIP_TIMEOUT_S) while busy; killed");
+      abort_running_kernels();
+    }
+    kill(pids[c], SIGKILL);  // the watcher reaps it; waits then see it dead
+    stopped_since[c].reset();
+  }
 }
 
 void Worker::Impl::inspect(size_t chip) {

@@ -46,6 +46,14 @@ CHIPMESH_KERNEL(test_segv) {
   return 0;
 }
 
+// Stops its own chip process (SIGSTOP) in the middle of a task: a chip that
+// neither finishes nor dies.
+CHIPMESH_KERNEL(test_stop_self) {
+  (void)args;
+  raise(SIGSTOP);
+  return 0;
+}
+
 // Tells the test it started (writes one byte to fd scalars[0]), then waits on
 // a flag nobody sets: it ends only by the deadline, an abort, or a kill.
 CHIPMESH_KERNEL(test_block) {

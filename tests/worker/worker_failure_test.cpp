@@ -18,6 +18,7 @@
 
 #include "chipmesh/errors.h"
 #include "chipmesh/knobs.h"
+#include "knobs/knobs.h"
 #include "chipmesh/worker.h"
 #include "support/leak_check.h"
 #include "worker/worker_support.h"
@@ -288,6 +289,34 @@ void worker_survives_foreign_reaping(bool ignore_sigchld) {
 
 TEST(WorkerForeignReaping, SigchldIgnored) { worker_survives_foreign_reaping(true); }
 TEST(WorkerForeignReaping, AnotherThreadReapsEveryChild) { worker_survives_foreign_reaping(false); }
+
+// A chip stopped by SIGSTOP in a task, its peers blocked on it in theirs:
+// run() fails after CHIPMESH_STOPPED_CHIP_TIMEOUT_S naming the stopped chip
+// (not endless), the peers' kernels are aborted, the stopped chip is killed
+// and the others stay usable. In a child: the knob is set there only.
+TEST(WorkerStoppedChip, RunFailsNamingItAndThePeersStayUsable) {
+  ScratchDir dir;
+  auto outcomes = fork_ranks(1, [&](int) {
+    setenv("CHIPMESH_STOPPED_CHIP_TIMEOUT_S", "1", 1);
+    knobs::reload();
+    Worker w(comm_config(3, dir.file("rootinfo"), 4096));
+    w.init();
+    const pid_t stopped = w.chip_pid(2);
+    std::string msg = chip_error_of([&] {
+      w.run([&](Orchestrator& o) {
+        o.submit_group({0, 1}, task("test_block"));
+        o.submit(2, task("test_stop_self"));
+      });
+    });
+    CM_REQUIRE(contains(msg, "chip 2 (device 2, pid " + std::to_string(stopped) + "): stopped by a signal")) << msg;
+    CM_REQUIRE(kill(stopped, 0) == -1 && errno == ESRCH) << "the stopped chip was not killed and reaped";
+    w.run([&](Orchestrator& o) { o.submit_group({0, 1}, task("test_noop")); });
+    w.close();
+    rank_note(msg);
+  }, 60s);
+  ASSERT_TRUE(all_ok(outcomes)) << outcomes[0].describe();
+  EXPECT_TRUE(dir.entries().empty());
+}
 
 }  // namespace
 }  // namespace chipmesh::testing
