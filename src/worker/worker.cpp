@@ -5,8 +5,11 @@
 
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <cstring>
 
@@ -97,9 +100,10 @@ void Worker::Impl::fork_chips() {
     pid_t pid = fork();
     if (pid < 0) {
       int err = errno;
-      watcher = std::make_unique<worker::ChildWatcher>(pids, header);
-      terminate_all(std::chrono::milliseconds(2000));
-      throw DeviceError("Worker::init: fork of chip " + std::to_string(i) + " failed: " + std::strerror(err));
+      reap_forked_without_watcher();
+      throw DeviceError("Worker::init: fork of chip " + std::to_string(i) + " of " + std::to_string(n()) +
+                        " failed: " + std::strerror(err) + limit_hint(err, RLIMIT_NPROC, "RLIMIT_NPROC (processes)") +
+                        "; the " + std::to_string(i) + " chips already forked were killed and reaped");
     }
     if (pid == 0) {
       worker::ChipProcessArgs args{static_cast<int>(i),
@@ -115,7 +119,37 @@ void Worker::Impl::fork_chips() {
     }
     pids.push_back(pid);
   }
-  watcher = std::make_unique<worker::ChildWatcher>(pids, header);
+  try {
+    watcher = std::make_unique<worker::ChildWatcher>(pids, header);
+  } catch (const Error& e) {
+    // No pidfds (RLIMIT_NOFILE): reap the chips the plain way, leaving no
+    // process and no zombie, and say which limit it was.
+    const int err = errno;
+    reap_forked_without_watcher();
+    throw DeviceError(std::string("Worker::init: cannot watch the ") + std::to_string(n()) + " chips: " + e.what() +
+                      limit_hint(err, RLIMIT_NOFILE, "RLIMIT_NOFILE (open files)") +
+                      "; every chip was killed and reaped");
+  }
+}
+
+// ", at the limit RLIMIT_X (what) = N" when `err` says a resource ran out.
+std::string Worker::Impl::limit_hint(int err, int resource, const char* name) {
+  if (err != EAGAIN && err != EMFILE && err != ENFILE) return {};
+  struct rlimit rl{};
+  if (getrlimit(resource, &rl) != 0) return {};
+  return std::string(", at the limit ") + name + " = " +
+         (rl.rlim_cur == RLIM_INFINITY ? std::string("unlimited") : std::to_string(rl.rlim_cur));
+}
+
+void Worker::Impl::reap_forked_without_watcher() noexcept {
+  // The chips have not touched anything shared yet that a SIGKILL would
+  // leak: they are at most in their first bring-up steps.
+  for (pid_t p : pids) kill(p, SIGKILL);
+  for (pid_t p : pids) {
+    while (waitpid(p, nullptr, 0) < 0 && errno == EINTR) {
+    }
+  }
+  pids.clear();
 }
 
 void Worker::Impl::wait_for_bringup(Clock::time_point start) {

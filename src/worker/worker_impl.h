@@ -58,6 +58,10 @@ struct Worker::Impl {
   // SIGTERM every live chip, give them `grace` to exit, SIGKILL the rest,
   // wait until all are reaped, unmap everything.
   void terminate_all(std::chrono::milliseconds grace) noexcept;
+  // Before the watcher exists (a fork or pidfd failed): SIGKILL and waitpid
+  // every chip forked so far.
+  void reap_forked_without_watcher() noexcept;
+  static std::string limit_hint(int err, int resource, const char* name);
 
   // --- requests (worker_link.cpp) ---
   // The error for a failure of `chip`, with its one WARN breadcrumb (INFO

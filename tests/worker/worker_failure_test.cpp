@@ -5,10 +5,12 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/inotify.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstring>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -316,6 +318,36 @@ TEST(WorkerStoppedChip, RunFailsNamingItAndThePeersStayUsable) {
   }, 60s);
   ASSERT_TRUE(all_ok(outcomes)) << outcomes[0].describe();
   EXPECT_TRUE(dir.entries().empty());
+}
+
+// Out of file descriptors right after the forks (no pidfd for every chip):
+// init fails naming the operation and RLIMIT_NOFILE, and every chip already
+// forked is killed and reaped (it used to be left running, then a zombie).
+TEST(WorkerResourceLimits, NoPidfdsForTheChipsNamesTheLimitAndReapsThem) {
+  auto outcomes = fork_ranks(1, [&](int) {
+    WorkerConfig cfg;
+    cfg.device_ids = {0, 1, 2, 3};
+    Worker w(cfg);
+    // The limit bounds fd numbers, and new fds take the lowest free ones:
+    // room below it for the watcher's eventfd and one pidfd, not four.
+    std::vector<int> free_fds;
+    for (int fd = 0; free_fds.size() < 3; ++fd)
+      if (fcntl(fd, F_GETFD) == -1) free_fds.push_back(fd);
+    const rlim_t limit = static_cast<rlim_t>(free_fds[2]);
+    struct rlimit rl{limit, limit};
+    CM_REQUIRE(setrlimit(RLIMIT_NOFILE, &rl) == 0) << std::strerror(errno);
+    std::string msg;
+    try {
+      w.init();
+    } catch (const DeviceError& e) {
+      msg = e.what();
+    }
+    CM_REQUIRE(contains(msg, "cannot watch the 4 chips")) << "init: " << msg;
+    CM_REQUIRE(contains(msg, "RLIMIT_NOFILE (open files) = " + std::to_string(limit))) << msg;
+    CM_REQUIRE(children_of(getpid()).empty()) << "a chip survived (or is a zombie): " << msg;
+    rank_note(msg);
+  }, 60s);
+  ASSERT_TRUE(all_ok(outcomes)) << outcomes[0].describe();
 }
 
 }  // namespace
