@@ -343,7 +343,7 @@ void register_types(py::module_& m) {
       },
       py::arg("in_addr"), py::arg("out_addr"), py::arg("count"), py::arg("dtype"), py::arg("op") = "sum",
       py::arg("algo") = "auto",
-      "One chip's Task of an allreduce with the built-in kernel (in_addr == out_addr: in place); submit one per "
+      "One chip's Task of an allreduce with the built-in kernel (in and out must not overlap); submit one per "
       "chip with submit_group. op and algo: enums or their names.");
 }
 
