@@ -269,9 +269,9 @@ void register_types(py::module_& m) {
       });
 
   py::class_<BootstrapTimings>(m, "BootstrapTimings", "Where a bring-up spent its time, in ms.")
-      .def_readonly("comm_init_ms", &BootstrapTimings::comm_init_ms)
-      .def_readonly("windows_ms", &BootstrapTimings::windows_ms)
-      .def_readonly("staging_ms", &BootstrapTimings::staging_ms);
+      .def_readonly("comm_init_ms", &BootstrapTimings::comm_init_ms, "Communicator creation.")
+      .def_readonly("windows_ms", &BootstrapTimings::windows_ms, "Window allocation.")
+      .def_readonly("staging_ms", &BootstrapTimings::staging_ms, "Host input loading.");
 
   py::class_<PyChannel>(m, "ChipBootstrapChannel",
                         "The one-shot bootstrap mailbox over CHIP_BOOTSTRAP_MAILBOX_SIZE bytes of (usually shared) "
@@ -301,16 +301,16 @@ void register_types(py::module_& m) {
           },
           py::arg("timeout_s"), "Blocks until the state leaves IDLE or the timeout passes; returns the state.")
       .def_property_readonly("state", [](const PyChannel& c) { return c.channel.state(); }, "IDLE, SUCCESS or ERROR.")
-      .def_property_readonly("error_code", [](const PyChannel& c) { return c.channel.error_code(); })
+      .def_property_readonly("error_code", [](const PyChannel& c) { return c.channel.error_code(); }, "Non-zero after ERROR.")
       .def_property_readonly("error_message", [](const PyChannel& c) { return c.channel.error_message(); },
                              "\"<Kind>: <message>\" after ERROR.")
-      .def_property_readonly("device_ctx", [](const PyChannel& c) { return c.channel.device_ctx(); })
-      .def_property_readonly("local_window_base", [](const PyChannel& c) { return c.channel.local_window_base(); })
-      .def_property_readonly("actual_window_size", [](const PyChannel& c) { return c.channel.actual_window_size(); })
+      .def_property_readonly("device_ctx", [](const PyChannel& c) { return c.channel.device_ctx(); }, "Published device_ctx.")
+      .def_property_readonly("local_window_base", [](const PyChannel& c) { return c.channel.local_window_base(); }, "Published window base.")
+      .def_property_readonly("actual_window_size", [](const PyChannel& c) { return c.channel.actual_window_size(); }, "Published window size.")
       .def_property_readonly("buffer_ptrs", [](const PyChannel& c) { return c.channel.buffer_ptrs(); },
                              "List of int, clamped to max_buffer_count.")
-      .def_property_readonly("timings", [](const PyChannel& c) { return c.channel.timings(); })
-      .def_property_readonly("max_buffer_count", [](const PyChannel& c) { return c.channel.max_buffer_count(); })
+      .def_property_readonly("timings", [](const PyChannel& c) { return c.channel.timings(); }, "Bring-up timings written with SUCCESS.")
+      .def_property_readonly("max_buffer_count", [](const PyChannel& c) { return c.channel.max_buffer_count(); }, "Capacity of buffer_ptrs.")
       .def_property_readonly(
           "addr", [](const PyChannel& c) { return reinterpret_cast<uintptr_t>(c.channel.mailbox()); },
           "Address of the mailbox page.");

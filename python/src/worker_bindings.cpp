@@ -205,12 +205,12 @@ WorkerConfig make_config(int level, const py::object& device_ids, const std::str
 
 void register_worker(py::module_& m) {
   py::class_<ChipContext>(m, "ChipContext", "What init() tells about one chip.")
-      .def_readonly("device_id", &ChipContext::device_id)
+      .def_readonly("device_id", &ChipContext::device_id, "The chip's device id.")
       .def_readonly("rank", &ChipContext::rank, "-1 without a communicator.")
-      .def_readonly("nranks", &ChipContext::nranks)
+      .def_readonly("nranks", &ChipContext::nranks, "Ranks of its communicator (0 without one).")
       .def_readonly("device_ctx", &ChipContext::device_ctx, "Device address of the CommContext.")
-      .def_readonly("local_window_base", &ChipContext::local_window_base)
-      .def_readonly("actual_window_size", &ChipContext::actual_window_size)
+      .def_readonly("local_window_base", &ChipContext::local_window_base, "Device address of its window.")
+      .def_readonly("actual_window_size", &ChipContext::actual_window_size, "Window bytes granted.")
       .def_readonly("buffer_ptrs", &ChipContext::buffer_ptrs, "Buffer name -> device address (dict).")
       .def("__repr__", [](const ChipContext& c) {
         return "ChipContext(device_id=" + std::to_string(c.device_id) + ", rank=" + std::to_string(c.rank) +
@@ -224,13 +224,13 @@ void register_worker(py::module_& m) {
              return TensorArg{addr, to_dtype(dtype), to_shape(shape)};
            }),
            py::arg("addr"), py::arg("dtype") = "float32", py::arg("shape") = py::make_tuple())
-      .def_readwrite("addr", &TensorArg::addr)
+      .def_readwrite("addr", &TensorArg::addr, "Device address in the chip's address space.")
       .def_property(
           "dtype", [](const TensorArg& t) { return t.dtype; },
-          [](TensorArg& t, const py::object& d) { t.dtype = to_dtype(d); })
+          [](TensorArg& t, const py::object& d) { t.dtype = to_dtype(d); }, "Element type (a DataType).")
       .def_property(
           "shape", [](const TensorArg& t) { return t.shape; },
-          [](TensorArg& t, const py::object& s) { t.shape = to_shape(s); })
+          [](TensorArg& t, const py::object& s) { t.shape = to_shape(s); }, "Dimensions (at most 8).")
       .def("__repr__", [](const TensorArg& t) {
         return "TensorArg(addr=" + std::to_string(t.addr) + ", dtype='" + std::string(dtype_name(t.dtype)) +
                "', shape=" + py::repr(py::cast(t.shape)).cast<std::string>() + ")";
@@ -244,8 +244,8 @@ void register_worker(py::module_& m) {
            }),
            py::arg("kernel"), py::arg("library") = "", py::arg("tensors") = std::vector<TensorArg>{},
            py::arg("scalars") = py::list())
-      .def_readwrite("kernel", &Task::kernel)
-      .def_readwrite("library", &Task::library)
+      .def_readwrite("kernel", &Task::kernel, "Exported kernel function name.")
+      .def_readwrite("library", &Task::library, "Kernel library path; \"\" for the built-in kernels.")
       .def_readwrite("tensors", &Task::tensors, "List of TensorArg (copied on read and assignment).")
       .def_property(
           "scalars", [](const Task& t) { return t.scalars; },
@@ -370,7 +370,7 @@ void register_worker(py::module_& m) {
       .def_property_readonly("bringup_phases_ms", &Worker::bringup_phases_ms,
                              "Bring-up time of the last init() by phase (ms): fork, comm_init, windows, staging, "
                              "handshake, total.")
-      .def_property_readonly("num_chips", &Worker::num_chips)
+      .def_property_readonly("num_chips", &Worker::num_chips, "Chips of this worker (len(device_ids)).")
       .def("chip_pid", &Worker::chip_pid, py::arg("chip"), "Process id of a chip (-1 before init()).")
       .def("__enter__", [](py::object self) { return self; })
       .def(
