@@ -4,7 +4,8 @@
 // Ctrl-C: init() and run() run on the calling thread with the GIL released,
 // so Python's SIGINT handler cannot run until they return. While they run
 // on the main thread, a pipe is Python's signal wakeup fd
-// (signal.set_wakeup_fd) and a watcher thread reads it: on SIGINT it calls
+// (signal.set_wakeup_fd) and a watcher thread (one per process, started on
+// first use) reads it: on SIGINT it calls
 // Worker::interrupt(), which terminates the chips, so the blocking call
 // fails promptly. The binding then closes the worker (nothing is left in
 // /dev/shm) and runs the signal handlers due, which raise KeyboardInterrupt
@@ -12,12 +13,13 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
-#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cerrno>
+#include <mutex>
 #include <thread>
+#include <vector>
 
 #include "chipmesh/collectives.h"
 #include "chipmesh/worker.h"
@@ -27,96 +29,121 @@ namespace chipmesh::py_ext {
 namespace {
 
 bool on_main_thread() {
-  py::module_ threading = py::module_::import("threading");
+  static py::handle threading = py::module_::import("threading").release();
   return threading.attr("current_thread")().is(threading.attr("main_thread")());
 }
 
-// The wakeup-fd watcher of one blocking call (constructed and destroyed with
-// the GIL held, on the main thread; inactive elsewhere).
+// The reader of Python's signal wakeup fd while an init() or run() blocks on
+// the main thread: one thread per process, started on first use (and again
+// in a forked child, which has no threads), idle in poll() between calls.
+// Each call arms it for its Worker; on SIGINT it interrupts every armed one.
 class InterruptWatcher {
  public:
-  explicit InterruptWatcher(Worker& w) : worker_(w) {
-    if (!on_main_thread()) return;
-    int fds[2];
-    if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) != 0) return;  // no watcher: Ctrl-C waits for the call
-    read_fd_ = fds[0];
-    write_fd_ = fds[1];
-    stop_fd_ = eventfd(0, EFD_CLOEXEC);
-    if (stop_fd_ < 0) {
-      close_fds();
-      return;
-    }
-    try {
-      old_fd_ = py::module_::import("signal").attr("set_wakeup_fd")(write_fd_, py::arg("warn_on_full_buffer") = false)
-                    .cast<int>();
-    } catch (const py::error_already_set&) {
-      close_fds();  // e.g. a subinterpreter: no watcher
-      return;
-    }
-    thread_ = std::thread([this] { loop(); });
+  static InterruptWatcher& get() {
+    static InterruptWatcher* w = new InterruptWatcher;  // never destroyed: the thread outlives main()
+    return *w;
   }
 
-  ~InterruptWatcher() {
-    if (read_fd_ < 0) return;
-    const uint64_t one = 1;
-    if (write(stop_fd_, &one, sizeof(one)) < 0) {
-      // the thread also ends at the next byte; nothing better to do here
-    }
-    thread_.join();
-    drain();  // a signal that arrived as the call returned
-    try {
-      py::module_::import("signal").attr("set_wakeup_fd")(old_fd_);
-    } catch (const py::error_already_set&) {
-      // old_fd_ was closed meanwhile by its owner: leave none
+  // A call in flight: armed from construction to destruction (GIL held).
+  class Arm {
+   public:
+    explicit Arm(Worker& w) : worker_(w) {
+      if (!on_main_thread()) return;
+      InterruptWatcher& iw = get();
+      if (!iw.start()) return;  // no watcher: Ctrl-C waits for the call
       try {
-        py::module_::import("signal").attr("set_wakeup_fd")(-1);
+        old_fd_ = py::module_::import("signal").attr("set_wakeup_fd")(iw.write_fd_, py::arg("warn_on_full_buffer") = false)
+                      .cast<int>();
       } catch (const py::error_already_set&) {
+        return;  // e.g. a subinterpreter
       }
+      iw.old_fd_.store(old_fd_);
+      std::lock_guard<std::mutex> lock(iw.mu_);
+      iw.armed_.push_back(this);
+      armed_ = true;
     }
-    close_fds();
-  }
+    ~Arm() {
+      if (!armed_) return;
+      InterruptWatcher& iw = get();
+      try {
+        py::module_::import("signal").attr("set_wakeup_fd")(old_fd_);
+      } catch (const py::error_already_set&) {
+        // old_fd_ was closed meanwhile by its owner: leave none
+        try {
+          py::module_::import("signal").attr("set_wakeup_fd")(-1);
+        } catch (const py::error_already_set&) {
+        }
+      }
+      iw.drain();  // a signal that arrived as the call returned
+      iw.old_fd_.store(-1);
+      std::lock_guard<std::mutex> lock(iw.mu_);
+      std::erase(iw.armed_, this);
+    }
+    Arm(const Arm&) = delete;
+    Arm& operator=(const Arm&) = delete;
+    bool interrupted() const { return interrupted_.load(); }
 
-  bool interrupted() const { return interrupted_.load(); }
+   private:
+    friend class InterruptWatcher;
+    Worker& worker_;
+    int old_fd_ = -1;
+    bool armed_ = false;
+    std::atomic<bool> interrupted_{false};
+  };
 
  private:
+  bool start() {
+    if (pid_ == getpid()) return true;
+    // First use, or a forked child: the parent's thread is not here.
+    if (read_fd_ >= 0) {
+      ::close(read_fd_);
+      ::close(write_fd_);
+    }
+    read_fd_ = write_fd_ = -1;
+    armed_.clear();
+    int fds[2];
+    if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) != 0) return false;
+    read_fd_ = fds[0];
+    write_fd_ = fds[1];
+    pid_ = getpid();
+    std::thread([this] { loop(); }).detach();
+    return true;
+  }
+
   void loop() {
-    pollfd p[2] = {{read_fd_, POLLIN, 0}, {stop_fd_, POLLIN, 0}};
+    pollfd p{read_fd_, POLLIN, 0};
     for (;;) {
-      if (poll(p, 2, -1) < 0) {
-        if (errno == EINTR) continue;
-        return;
-      }
-      if (p[0].revents & POLLIN) drain();
-      if (p[1].revents & POLLIN) return;
+      if (poll(&p, 1, -1) < 0 && errno != EINTR) return;
+      drain();
     }
   }
 
   void drain() {
+    std::lock_guard<std::mutex> drain_lock(drain_mu_);
     unsigned char buf[64];
     for (;;) {
       const ssize_t n = read(read_fd_, buf, sizeof(buf));
       if (n <= 0) return;
-      for (ssize_t i = 0; i < n; ++i)
-        if (buf[i] == SIGINT && !interrupted_.exchange(true)) worker_.interrupt();
+      for (ssize_t i = 0; i < n; ++i) {
+        if (buf[i] != SIGINT) continue;
+        std::lock_guard<std::mutex> lock(mu_);
+        for (Arm* a : armed_)
+          if (!a->interrupted_.exchange(true)) a->worker_.interrupt();
+      }
       // Whoever set a wakeup fd before us (asyncio) still hears of them.
-      if (old_fd_ >= 0 && write(old_fd_, buf, static_cast<size_t>(n)) < 0) {
+      const int old = old_fd_.load();
+      if (old >= 0 && write(old, buf, static_cast<size_t>(n)) < 0) {
         // a full or closed fd of someone else: as Python itself would, drop them
       }
     }
   }
 
-  void close_fds() {
-    for (int* fd : {&read_fd_, &write_fd_, &stop_fd_})
-      if (*fd >= 0) {
-        ::close(*fd);
-        *fd = -1;
-      }
-  }
-
-  Worker& worker_;
-  int read_fd_ = -1, write_fd_ = -1, stop_fd_ = -1, old_fd_ = -1;
-  std::atomic<bool> interrupted_{false};
-  std::thread thread_;
+  pid_t pid_ = 0;
+  int read_fd_ = -1, write_fd_ = -1;
+  std::atomic<int> old_fd_{-1};
+  std::mutex mu_;        // armed_
+  std::mutex drain_mu_;  // one reader at a time
+  std::vector<Arm*> armed_;
 };
 
 // init() or run(): see the comment at the top of this file.
@@ -125,7 +152,7 @@ void interruptible(Worker& w, F&& fn) {
   std::exception_ptr err;
   bool interrupted = false;
   {
-    InterruptWatcher watch(w);
+    InterruptWatcher::Arm watch(w);
     {
       py::gil_scoped_release nogil;
       try {
@@ -134,8 +161,9 @@ void interruptible(Worker& w, F&& fn) {
         err = std::current_exception();
       }
     }
-    interrupted = watch.interrupted() || w.interrupted();
   }
+  // After the disarm, which reads a signal that came as the call returned.
+  interrupted = w.interrupted();
   if (interrupted) {
     {
       py::gil_scoped_release nogil;
