@@ -314,7 +314,7 @@ void register_worker(py::module_& m) {
                        const py::object& configs, double timeout_s) {
              return std::make_unique<Worker>(make_config(level, device_ids, platform, configs, timeout_s));
            }),
-           py::arg("level") = 3, py::kw_only(), py::arg("device_ids") = py::none(), py::arg("platform") = "sim",
+           py::arg("level") = 3, py::arg("device_ids") = py::none(), py::arg("platform") = "sim",
            py::arg("chip_bootstrap_configs") = py::none(), py::arg("bootstrap_timeout_s") = 120.0)
       .def(
           "init", [](Worker& w) { interruptible(w, [&] { w.init(); }); },
