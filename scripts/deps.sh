@@ -3,7 +3,10 @@
 # that are missing. Quiet and idempotent when everything is present.
 set -euo pipefail
 
-packages=(cmake ninja-build g++ libgtest-dev libcli11-dev nlohmann-json3-dev)
+# The Python package builds against Debian's interpreter (/usr/bin/python3),
+# where python3-numpy and python3-pytest install.
+packages=(cmake ninja-build g++ libgtest-dev libcli11-dev nlohmann-json3-dev
+          pybind11-dev python3-dev python3-numpy python3-pytest)
 
 missing=()
 for pkg in "${packages[@]}"; do

@@ -164,6 +164,16 @@ class Worker {
   size_t num_chips() const;
   pid_t chip_pid(int chip) const;
 
+  // Stops a blocking init() or run() from another thread (a Ctrl-C watcher):
+  // marks the worker interrupted and sends SIGTERM to every chip forked so
+  // far (chips forked later are terminated as they appear). The blocking
+  // call then fails with a ChipError whose cause says "interrupted" (or the
+  // chip's death); init() and run() refuse to start afterwards. The caller
+  // then close()s. Only atomics and kill(2): safe from any thread at any
+  // time, also before init() (init() then fails at once).
+  void interrupt() noexcept;
+  bool interrupted() const noexcept;
+
  private:
   friend class Orchestrator;
   struct Impl;

@@ -101,6 +101,7 @@ void Orchestrator::wait() {
 
 void Worker::run(const std::function<void(Orchestrator&)>& orch) {
   impl_->require_running("run");
+  impl_->check_interrupted("run");
   for (auto* c : impl_->chips) c->abort.store(0, std::memory_order_release);
   impl_->pending_error.reset();
   knobs::test_pause_point("run");

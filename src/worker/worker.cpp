@@ -118,6 +118,9 @@ void Worker::Impl::fork_chips() {
       worker::run_chip_process(args);
     }
     pids.push_back(pid);
+    // Dekker pairing with interrupt(): it sets the flag, then reads the slots.
+    live_pids[i].store(pid, std::memory_order_seq_cst);
+    if (interrupted.load(std::memory_order_seq_cst)) kill(pid, SIGTERM);
   }
   try {
     watcher = std::make_unique<worker::ChildWatcher>(pids, header);
@@ -158,6 +161,10 @@ void Worker::Impl::wait_for_bringup(Clock::time_point start) {
   for (auto* c : chips) channels.emplace_back(c->mailbox, CHIP_BOOTSTRAP_MAX_BUFFERS);
   std::optional<ChipError> failure;
   auto settled = [&] {
+    if (interrupted.load()) {
+      failure = chip_error(0, "interrupted during bring-up");
+      return true;
+    }
     bool all = true;
     for (size_t i = 0; i < n(); ++i) {
       auto st = channels[i].state();
@@ -234,6 +241,7 @@ void Worker::init() {
   if (m.state != Impl::State::Created)
     throw ConfigError(std::string("Worker::init: the worker is already ") +
                       (m.state == Impl::State::Running ? "initialized" : "closed"));
+  m.check_interrupted("init");
   // Load the platform here too: a bad name fails before anything is forked.
   m.platform = load_platform(m.cfg.platform);
   const auto start = Clock::now();
@@ -259,7 +267,21 @@ void Worker::init() {
                 m.phases["windows"], m.phases["staging"]);
 }
 
+void Worker::interrupt() noexcept {
+  Impl& m = *impl_;
+  m.interrupted.store(true, std::memory_order_seq_cst);
+  for (size_t i = 0; i < m.n(); ++i)
+    if (pid_t pid = m.live_pids[i].load(std::memory_order_seq_cst); pid > 0) kill(pid, SIGTERM);
+}
+
+bool Worker::interrupted() const noexcept { return impl_->interrupted.load(); }
+
+void Worker::Impl::check_interrupted(const char* what) const {
+  if (interrupted.load()) throw ConfigError(std::string("Worker::") + what + ": the worker was interrupted; close() it");
+}
+
 void Worker::Impl::terminate_all(std::chrono::milliseconds grace) noexcept {
+  for (size_t i = 0; i < n(); ++i) live_pids[i].store(0);
   if (watcher) {
     // SIGTERM first: a chip cut short in bring-up removes the names it owns
     // (platform emergency_cleanup) before it exits.

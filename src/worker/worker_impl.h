@@ -3,6 +3,7 @@
 
 #include <sys/types.h>
 
+#include <atomic>
 #include <chrono>
 #include <memory>
 #include <optional>
@@ -28,6 +29,11 @@ struct Worker::Impl {
   worker::SharedHeader* header = nullptr;
   std::vector<worker::ChipShared*> chips;
   std::vector<pid_t> pids;
+  // The chips' pids for interrupt(), which may run on another thread while
+  // fork_chips() grows `pids`: one slot per chip, 0 until forked and again
+  // once terminate_all() starts.
+  std::unique_ptr<std::atomic<pid_t>[]> live_pids;
+  std::atomic<bool> interrupted{false};
   std::unique_ptr<worker::ChildWatcher> watcher;
 
   std::vector<ChipContext> contexts;
@@ -47,7 +53,11 @@ struct Worker::Impl {
   std::vector<std::optional<std::chrono::steady_clock::time_point>> stopped_since;
   std::chrono::steady_clock::time_point next_stop_check{};
 
-  explicit Impl(WorkerConfig c) : cfg(std::move(c)) {}
+  explicit Impl(WorkerConfig c) : cfg(std::move(c)), live_pids(new std::atomic<pid_t>[cfg.device_ids.size()]) {
+    for (size_t i = 0; i < n(); ++i) live_pids[i].store(0);
+  }
+  // ChipError "interrupted" when interrupt() was called.
+  void check_interrupted(const char* what) const;
   size_t n() const { return cfg.device_ids.size(); }
 
   // --- lifecycle (worker.cpp) ---

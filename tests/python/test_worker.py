@@ -1,0 +1,196 @@
+"""Worker from Python: bring-up, contexts, allreduce through run(),
+failures, and Ctrl-C."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+
+import numpy as np
+import pytest
+
+import chipmesh
+from conftest import chipmesh_shm
+
+
+def configs(n, tmp_path, count=256, dtype="float32"):
+    root = str(tmp_path / "rootinfo")
+    size = count * chipmesh.dtype_size(dtype)
+    return [chipmesh.ChipBootstrapConfig(
+        comm=chipmesh.ChipCommBootstrapConfig(r, n, root, 2 * size),
+        buffers=[chipmesh.ChipBufferSpec("x", dtype, count, size), chipmesh.ChipBufferSpec("y", dtype, count, size)])
+        for r in range(n)]
+
+
+@pytest.mark.parametrize("n", [1, 2, 4])
+def test_chip_contexts(n, tmp_path):
+    with chipmesh.Worker(level=3, device_ids=list(range(n)), chip_bootstrap_configs=configs(n, tmp_path)) as w:
+        w.init()
+        ctxs = w.chip_contexts
+        assert len(ctxs) == n
+        for r, c in enumerate(ctxs):
+            assert (c.device_id, c.rank, c.nranks) == (r, r, n)
+            assert set(c.buffer_ptrs) == {"x", "y"}
+            assert c.buffer_ptrs["x"] == c.local_window_base
+            assert c.actual_window_size >= 2 * 256 * 4
+        assert w.bringup_phases_ms["total"] > 0
+    with pytest.raises(RuntimeError, match="after init"):
+        w.chip_contexts
+
+
+def test_before_init():
+    w = chipmesh.Worker(device_ids=[0])
+    with pytest.raises(RuntimeError, match="after init"):
+        w.chip_contexts
+    with pytest.raises(ValueError, match="not initialized"):
+        w.malloc(0, 16)
+    w.close()
+    w.close()
+    with pytest.raises(ValueError, match="level"):
+        chipmesh.Worker(level=2, device_ids=[0])
+    with pytest.raises(ValueError, match="chip_bootstrap_configs"):
+        chipmesh.Worker(device_ids=[0, 1], chip_bootstrap_configs=[chipmesh.ChipBootstrapConfig()])
+
+
+def test_bogus_config_on_one_chip(tmp_path):
+    cfgs = configs(2, tmp_path)
+    bad = cfgs[1].buffers
+    bad[0].placement = "bogus"
+    cfgs[1].buffers = bad
+    w = chipmesh.Worker(device_ids=[0, 1], chip_bootstrap_configs=cfgs)
+    with pytest.raises(chipmesh.ChipError) as info:
+        w.init()
+    e = info.value
+    assert (e.chip, e.device_id) == (1, 1)
+    assert e.pid > 0
+    assert e.cause.startswith("ConfigError: ") and "bogus" in e.cause
+    assert "chip 1" in str(e)
+    w.close()
+
+
+def to_bf16(a):
+    return (np.asarray(a, np.float32).view(np.uint32) >> 16).astype(np.uint16)
+
+
+def from_bf16(a):
+    return (a.astype(np.uint32) << 16).view(np.float32)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16", "int32"])
+def test_allreduce_every_mode(dtype, tmp_path):
+    n, count = 3, 1000
+    rng = np.random.default_rng(1)
+    inputs = [rng.integers(-8, 9, count) for _ in range(n)]  # every partial sum is exact
+    npdtype = {"float32": np.float32, "float16": np.float16, "int32": np.int32}.get(dtype)
+
+    def host(a):
+        return to_bf16(a) if dtype == "bfloat16" else np.asarray(a, npdtype)
+
+    def back(a):
+        return from_bf16(a) if dtype == "bfloat16" else a
+
+    with chipmesh.Worker(device_ids=list(range(n)), chip_bootstrap_configs=configs(n, tmp_path, count, dtype)) as w:
+        w.init()
+        ctxs = w.chip_contexts
+        for op, ref in [("sum", np.sum), ("max", np.max), ("min", np.min)]:
+            for algo in ["auto", "onephase", "twophase", "ring"]:
+                for c in range(n):
+                    w.copy_to(c, ctxs[c].buffer_ptrs["x"], host(inputs[c]))
+                tasks = [chipmesh.allreduce_task(ctxs[c].buffer_ptrs["x"], ctxs[c].buffer_ptrs["y"], count, dtype,
+                                                 op, algo) for c in range(n)]
+                w.run(lambda orch: orch.submit_group(list(range(n)), tasks))
+                expected = ref(np.stack(inputs), axis=0)
+                for c in range(n):
+                    out = np.empty(count, np.uint16 if dtype == "bfloat16" else npdtype)
+                    w.copy_from(c, out, ctxs[c].buffer_ptrs["y"])
+                    np.testing.assert_array_equal(back(out).astype(np.float64), expected,
+                                                  err_msg=f"{op} {algo} chip {c}")
+
+
+def test_kernel_failure_then_close(tmp_path, test_kernels):
+    w = chipmesh.Worker(device_ids=[0, 1], chip_bootstrap_configs=configs(2, tmp_path))
+    w.init()
+    with pytest.raises(chipmesh.ChipError, match="bad input 42") as info:
+        w.run(lambda orch: orch.submit(1, chipmesh.Task("test_fail", test_kernels)))
+    assert info.value.chip == 1
+    assert info.value.cause.startswith("ConfigError")
+    w.run(lambda orch: orch.submit_group([0, 1], chipmesh.Task("test_noop", test_kernels)))
+    w.close()
+    w.close()
+
+
+def test_orchestrator_after_run(tmp_path):
+    kept = []
+    with chipmesh.Worker(device_ids=[0]) as w:
+        w.init()
+        w.run(kept.append)
+        with pytest.raises(chipmesh.Error, match="after its run"):
+            kept[0].wait()
+        with pytest.raises(ZeroDivisionError):
+            w.run(lambda orch: 1 / 0)
+
+
+def test_keyboard_interrupt_during_run(tmp_path, test_kernels):
+    r, wfd = os.pipe()
+    w = chipmesh.Worker(device_ids=[0, 1], chip_bootstrap_configs=configs(2, tmp_path))
+    w.init()
+    pids = {w.chip_pid(c) for c in range(2)}
+
+    def ours():  # the job's objects (the sim names carry their creator's pid)
+        return {p for p in chipmesh_shm() if any(f"chipmesh_{pid:08x}_" in p for pid in pids)}
+
+    def ctrl_c():
+        os.read(r, 1)  # a kernel started
+        os.kill(os.getpid(), signal.SIGINT)
+
+    t = threading.Thread(target=ctrl_c)
+    t.start()
+    task = chipmesh.Task("test_block", test_kernels, scalars=[wfd])
+    with pytest.raises(KeyboardInterrupt):
+        w.run(lambda orch: orch.submit_group([0, 1], task))
+    t.join()
+    os.close(r)
+    os.close(wfd)
+    assert not ours()
+    with pytest.raises(ValueError, match="closed"):
+        w.run(lambda orch: None)
+    w.close()
+
+
+def test_keyboard_interrupt_during_init(tmp_path):
+    # The chips pause in comm_init (a test hook read once per process, so in
+    # a fresh interpreter); Ctrl-C must end init() with KeyboardInterrupt.
+    script = textwrap.dedent(f"""
+        import glob, os, signal, threading, time, chipmesh
+        root = {str(tmp_path / "rootinfo")!r}
+        cfgs = [chipmesh.ChipBootstrapConfig(comm=chipmesh.ChipCommBootstrapConfig(r, 2, root, 4096)) for r in range(2)]
+        w = chipmesh.Worker(device_ids=[0, 1], chip_bootstrap_configs=cfgs)
+        threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT)).start()
+        t0 = time.monotonic()
+        try:
+            w.init()
+            print("init returned")
+        except KeyboardInterrupt:
+            print("KeyboardInterrupt after %.1f s" % (time.monotonic() - t0))
+        w.close()
+        print("left:", glob.glob("/dev/shm/chipmesh*"))
+    """)
+    env = dict(os.environ, CHIPMESH_TEST_PAUSE_AT="comm_init", PYTHONPATH=os.pathsep.join(sys.path))
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    assert "KeyboardInterrupt after" in out.stdout, out.stdout + out.stderr
+    assert "left: []" in out.stdout, out.stdout + out.stderr
+
+
+def test_worker_copies_validate(tmp_path):
+    with chipmesh.Worker(device_ids=[0]) as w:
+        w.init()
+        p = w.malloc(0, 64)
+        with pytest.raises(ValueError, match="fewer than nbytes"):
+            w.copy_to(0, p, np.zeros(4, np.int8), 64)
+        with pytest.raises(ValueError, match="not contiguous"):
+            w.copy_from(0, np.zeros((4, 4), np.int32)[:, 1], p)
+        with pytest.raises(ValueError, match=">= 0"):
+            w.malloc(0, -5)
+        w.free(0, p)
