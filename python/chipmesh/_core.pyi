@@ -22,6 +22,7 @@ class DataType(enum.IntEnum):
     UINT16 = 8
     UINT32 = 9
     UINT64 = 10
+    FLOAT64 = 11
 
 # A dtype: "float32", "bfloat16", ..., a numpy dtype (or type), or a DataType.
 DTypeLike = Union[str, DataType, Any]

@@ -132,7 +132,8 @@ void register_types(py::module_& m) {
       .value("UINT8", DataType::UINT8)
       .value("UINT16", DataType::UINT16)
       .value("UINT32", DataType::UINT32)
-      .value("UINT64", DataType::UINT64);
+      .value("UINT64", DataType::UINT64)
+      .value("FLOAT64", DataType::FLOAT64);
   m.def(
       "dtype_size", [](const py::object& d) { return dtype_size(to_dtype(d)); }, py::arg("dtype"),
       "Bytes per element of a dtype (a name, a numpy dtype or a DataType).");

@@ -154,8 +154,9 @@ def test_config_argument_errors():
         chipmesh.ChipBufferSpec("x", "float32", 4, 15)
     with pytest.raises(ValueError, match="float33"):
         chipmesh.ChipBufferSpec("x", "float33", 4)
-    with pytest.raises(ValueError, match="float64"):
-        chipmesh.ChipBufferSpec("x", np.float64, 4)
+    with pytest.raises(ValueError, match="complex64"):
+        chipmesh.ChipBufferSpec("x", np.complex64, 4)
+    assert chipmesh.ChipBufferSpec("x", np.float64, 4).nbytes == 32
     with pytest.raises(ValueError, match=">= 0"):
         chipmesh.ChipBufferSpec("x", "int8", -4)
     with pytest.raises(ValueError, match=">= 0"):
