@@ -15,6 +15,7 @@
 #include "comm.h"
 #include "common/env.h"
 #include "common/status_map.h"
+#include "knobs/knobs.h"
 #include "device.h"
 
 namespace chipmesh::sim {
@@ -95,6 +96,7 @@ uint64_t SimComm::alloc_windows(size_t requested) {
     segment_size_ = segment;
     requested_window_ = requested;
     windows_[rank_] = mine_map;
+    knobs::test_pause_point("window_made");  // a named window exists: a kill now must still leave nothing
     collective_barrier("comm_alloc_windows (waiting for every window to exist)");
 
     // 2. Map every peer's window, checking owner and size.

@@ -22,25 +22,33 @@
 namespace chipmesh::worker {
 namespace {
 
-// The platform whose emergency_cleanup the SIGTERM handler runs.
+// The platform whose emergency_cleanup the signal handler runs.
 const chipmesh_platform* g_platform = nullptr;
 
-void on_sigterm(int) {
-  // Parent died (PR_SET_PDEATHSIG) or gave up on us: remove the names this
-  // process still owns, then leave. Async-signal-safe only.
+// SIGTERM: the parent died (PR_SET_PDEATHSIG) or gave up on us. SIGINT,
+// SIGHUP: Ctrl-C or a hang-up reached the whole process group, chips
+// included (they would otherwise die by the parent's inherited handler or
+// the default action, leaving their windows).
+constexpr int kCleanupSignals[] = {SIGTERM, SIGINT, SIGHUP};
+
+void on_terminating_signal(int sig) {
+  // Remove the names this process still owns, then leave. Async-signal-safe only.
   if (g_platform && g_platform->emergency_cleanup) g_platform->emergency_cleanup();
-  _exit(128 + SIGTERM);
+  _exit(128 + sig);
 }
 
 void install_signal_handlers(pid_t parent) {
   struct sigaction sa;
   std::memset(&sa, 0, sizeof(sa));
-  sa.sa_handler = on_sigterm;
+  sa.sa_handler = on_terminating_signal;
   sigemptyset(&sa.sa_mask);
-  sigaction(SIGTERM, &sa, nullptr);
+  for (int sig : kCleanupSignals) sigaddset(&sa.sa_mask, sig);  // one cleanup at a time
   sigset_t unblock;
   sigemptyset(&unblock);
-  sigaddset(&unblock, SIGTERM);
+  for (int sig : kCleanupSignals) {
+    sigaction(sig, &sa, nullptr);
+    sigaddset(&unblock, sig);
+  }
   sigprocmask(SIG_UNBLOCK, &unblock, nullptr);
   prctl(PR_SET_PDEATHSIG, SIGTERM);
   // The parent may have died before prctl took effect: check once by hand.

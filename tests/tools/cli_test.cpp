@@ -91,6 +91,7 @@ CliProcess start_cli(const std::vector<std::string>& args, const std::vector<std
   std::fflush(stderr);
   const pid_t pid = fork();
   if (pid == 0) {
+    setpgid(0, 0);  // its own process group: a test can Ctrl-C it (killpg) as a terminal would
     dup2(out_pipe[1], 1);
     dup2(err_pipe[1], 2);
     for (const auto& kv : env) {
@@ -468,13 +469,15 @@ TEST(Demo, ARunThatCannotBringUpFailsCleanly) {
   EXPECT_EQ(leftovers_after(before), std::vector<std::string>{});
 }
 
-// Stopped by SIGTERM in each phase (host staging, fork, the chips'
-// comm_init, windows and staging, the handshake, the allreduce): the demo
-// dies of the signal, its chips with it, and nothing of it remains. The test
+// Stopped in each phase (host staging, fork, the chips' comm_init, windows
+// and staging, the handshake, the allreduce), by SIGTERM to the demo or by
+// Ctrl-C (SIGINT to its whole process group, chips included): the demo dies
+// of the signal, its chips with it, and nothing of it remains. The test
 // hook CHIPMESH_TEST_PAUSE_AT holds the process that reaches the phase there,
 // so each phase is hit every time, whatever the machine's speed.
-TEST(Demo, AnInterruptedDemoLeavesNothingBehind) {
-  for (const char* phase : {"host_staging", "fork", "comm_init", "windows", "staging", "handshake", "run"}) {
+void interrupt_demo_in_every_phase(int sig, bool whole_group) {
+  for (const char* phase :
+       {"host_staging", "fork", "comm_init", "windows", "window_made", "staging", "handshake", "run"}) {
     SCOPED_TRACE(std::string("paused at ") + phase);
     const auto before = shm_snapshot();
     CliProcess p = start_cli({"demo", "--chips", "4", "--bytes", "1MiB", "--iters", "100000"},
@@ -483,14 +486,15 @@ TEST(Demo, AnInterruptedDemoLeavesNothingBehind) {
     const std::string marker = std::string("chipmesh: test pause at ") + phase + " (pid ";
     // Phases inside the chips pause every chip: wait for all 4, so all exist.
     const std::string where = phase;
-    const bool in_chips = where == "comm_init" || where == "windows" || where == "staging";
+    const bool in_chips = where == "comm_init" || where == "windows" || where == "window_made" || where == "staging";
     const bool paused = wait_for_stderr(p, marker, std::chrono::seconds(120), in_chips ? 4 : 1);
     // The chips, to check that they go too (none yet at host_staging).
     std::vector<pid_t> chips = children_of(p.pid);
-    kill(p.pid, SIGTERM);
+    if (whole_group) killpg(p.pid, sig);
+    else kill(p.pid, sig);
     CliResult r = finish_cli(p, std::chrono::seconds(60));
     ASSERT_TRUE(paused) << "never reached " << phase << "\n" << r.describe();
-    EXPECT_EQ(r.signal, SIGTERM) << r.describe();
+    EXPECT_EQ(r.signal, sig) << r.describe();
     if (std::string(phase) != "host_staging") {
       EXPECT_EQ(chips.size(), 4u) << r.describe();
     }
@@ -505,6 +509,9 @@ TEST(Demo, AnInterruptedDemoLeavesNothingBehind) {
     for (const auto& n : leftovers_after(before)) shm_unlink(("/" + n).c_str());
   }
 }
+
+TEST(Demo, AnInterruptedDemoLeavesNothingBehind) { interrupt_demo_in_every_phase(SIGTERM, false); }
+TEST(Demo, CtrlCToTheDemosProcessGroupLeavesNothingBehind) { interrupt_demo_in_every_phase(SIGINT, true); }
 
 TEST(Cli, HelpAndVersionExitZero) {
   CliResult help = run_cli({"--help"});
