@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <cstring>
 #include <filesystem>
 #include <set>
@@ -371,6 +372,46 @@ TEST_F(DomainsTest, AllreduceAndAllgatherOnADomainMatchTheHostReference) {
       for (size_t i = 0; i < n; ++i) ASSERT_EQ(got[i], 1.5f + static_cast<float>(i));
     }
   });
+  w.close();
+}
+
+// A platform failure on the members (a window no platform can give) fails
+// the call naming a chip; nothing is left, the name stays free.
+TEST_F(DomainsTest, FailedAllocateLeavesNothingAndTheNameFree) {
+  Worker w(plain_config(3));
+  w.init();
+  std::string msg = chip_error_of([&] {
+    w.run([&](Orchestrator& o) { o.allocate_domain("huge", {1, 2}, SIZE_MAX); });
+  });
+  EXPECT_NE(msg.find("chip 1"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("allocate_domain 'huge'"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("too large"), std::string::npos) << msg;
+  w.run([&](Orchestrator& o) {
+    CommDomain d = o.allocate_domain("huge", {1, 2}, kWindow, kBuffers);
+    fill(w, d, "a", 12);
+    o.allreduce(d, "a", "b", kCount, DataType::INT32, ReduceOp::SUM);
+    o.wait();
+    expect_allreduce(w, d, 12);
+  });
+  w.close();
+}
+
+// A task's comm_ctx must be a live domain's on that chip (or 0).
+TEST_F(DomainsTest, ATaskOnAReleasedOrForeignContextFails) {
+  Worker w(plain_config(2));
+  w.init();
+  uint64_t stale = 0;
+  w.run([&](Orchestrator& o) {
+    CommDomain d = o.allocate_domain("gone", {0, 1}, kWindow);
+    stale = d.context(0).device_ctx;
+  });
+  Task t;
+  t.kernel = "chipmesh_noop";
+  t.comm_ctx = stale;
+  std::string msg = chip_error_of([&] { w.run([&](Orchestrator& o) { o.submit(0, t); }); });
+  EXPECT_NE(msg.find("no live domain"), std::string::npos) << msg;
+  t.comm_ctx = 0;
+  w.run([&](Orchestrator& o) { o.submit(0, t); });
   w.close();
 }
 
