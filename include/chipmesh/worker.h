@@ -24,6 +24,8 @@ struct WorkerConfig {
   std::string platform = "sim";
   // One per device id; empty: chips start without a communicator.
   std::vector<ChipBootstrapConfig> chip_bootstrap_configs;
+  // Deadline of init()'s bring-up, and of the rendezvous of every
+  // Orchestrator::allocate_domain (a member that never comes).
   std::chrono::milliseconds bootstrap_timeout{120000};
 };
 
