@@ -116,7 +116,11 @@ void Worker::run(const std::function<void(Orchestrator&)>& orch) {
     } catch (const ChipError&) {
       // the orchestration function's own exception is the one to report
     }
-    impl_->release_all_domains(false);
+    try {
+      impl_->release_all_domains(false);
+    } catch (...) {
+      // nor does anything release_all_domains could throw replace it
+    }
     throw;
   }
   impl_->release_all_domains(true);
