@@ -396,6 +396,35 @@ TEST_F(DomainsTest, FailedAllocateLeavesNothingAndTheNameFree) {
   w.close();
 }
 
+// A raw task with a domain's comm_ctx gets that domain's CommContext (its
+// dense rank and size); 0 gets the bring-up one.
+TEST_F(DomainsTest, ATaskGetsTheCommContextItAsksFor) {
+  ScratchDir scratch;
+  Worker w(comm_config(4, scratch.file("rootinfo"), kWindow, kBuffers));
+  w.init();
+  w.run([&](Orchestrator& o) {
+    CommDomain d = o.allocate_domain("sub", {3, 1}, kWindow, kBuffers);
+    for (int chip : {3, 1}) {
+      Task t = task("test_whoami", {TensorArg{d.context(chip).buffer_ptrs.at("a"), DataType::UINT32, {2}}});
+      t.comm_ctx = d.context(chip).device_ctx;
+      o.submit(chip, t);
+      Task b = task("test_whoami", {TensorArg{w.world().context(chip).buffer_ptrs.at("a"), DataType::UINT32, {2}}});
+      o.submit(chip, b);  // comm_ctx 0: the bring-up communicator
+    }
+    o.wait();
+    for (int chip : {3, 1}) {
+      uint32_t got[2] = {99, 99};
+      w.copy_from(chip, got, d.context(chip).buffer_ptrs.at("a"), sizeof got);
+      EXPECT_EQ(got[0], static_cast<uint32_t>(d.rank_of(chip)));
+      EXPECT_EQ(got[1], 2u);
+      w.copy_from(chip, got, w.world().context(chip).buffer_ptrs.at("a"), sizeof got);
+      EXPECT_EQ(got[0], static_cast<uint32_t>(chip));
+      EXPECT_EQ(got[1], 4u);
+    }
+  });
+  w.close();
+}
+
 // A task's comm_ctx must be a live domain's on that chip (or 0).
 TEST_F(DomainsTest, ATaskOnAReleasedOrForeignContextFails) {
   Worker w(plain_config(2));
