@@ -21,7 +21,7 @@ struct BenchOptions {
   bool no_mpi = false;        // skip the Open MPI peers (marked unavailable)
   std::string platform = "sim";
   // Overrides ({} / 0 = the benchmark's defaults, which depend on quick):
-  std::vector<int> chips;           // bringup, dispatch: chip counts
+  std::vector<int> chips;           // bringup, dispatch, domains: chip counts
   std::vector<uint64_t> windows;    // bringup: window sizes (bytes)
   std::vector<int> ranks;           // allreduce and the other collectives: rank counts
   std::vector<std::string> modes;   // allreduce: onephase, twophase, ring
@@ -38,6 +38,8 @@ BenchResult run_copy(const BenchOptions& o);
 BenchResult run_allreduce(const BenchOptions& o);
 // allgather | reduce_scatter | broadcast | reduce | alltoall (bench/collectives.cpp)
 BenchResult run_collective(const BenchOptions& o, const std::string& which);
+// allocate_domain + release_domain over 2..16 chips (bench/domains.cpp)
+BenchResult run_domains(const BenchOptions& o);
 
 // Runs o.what, prints every table, the targets and the summary, writes the
 // JSON file. Returns 0, or 1 when a result was wrong or chipmesh failed

@@ -11,13 +11,14 @@ namespace chipmesh::bench {
 namespace {
 
 const char* const kAll[] = {"bringup",        "dispatch",  "copy",   "allreduce", "allgather",
-                            "reduce_scatter", "broadcast", "reduce", "alltoall"};
+                            "reduce_scatter", "broadcast", "reduce", "alltoall", "domains"};
 
 BenchResult run_one(const std::string& what, const BenchOptions& o) {
   if (what == "bringup") return run_bringup(o);
   if (what == "dispatch") return run_dispatch(o);
   if (what == "copy") return run_copy(o);
   if (what == "allreduce") return run_allreduce(o);
+  if (what == "domains") return run_domains(o);
   return run_collective(o, what);
 }
 
@@ -53,7 +54,7 @@ int run_bench(const BenchOptions& o) {
       if (o.what == k) list.push_back(k);
     if (list.empty()) {
       say(o.out, "bench: unknown benchmark '%s' (bringup, dispatch, copy, allreduce, allgather, reduce_scatter, "
-                 "broadcast, reduce, alltoall, all)\n", o.what.c_str());
+                 "broadcast, reduce, alltoall, domains, all)\n", o.what.c_str());
       return 2;
     }
   }

@@ -24,6 +24,8 @@ struct WorkerConfig {
   std::string platform = "sim";
   // One per device id; empty: chips start without a communicator.
   std::vector<ChipBootstrapConfig> chip_bootstrap_configs;
+  // Deadline of init()'s bring-up, and of the rendezvous of every
+  // Orchestrator::allocate_domain (a member that never comes).
   std::chrono::milliseconds bootstrap_timeout{120000};
 };
 
@@ -68,6 +70,10 @@ struct Task {
   std::string library;
   std::vector<TensorArg> tensors;
   std::vector<uint64_t> scalars;
+  // The communicator whose CommContext the kernel gets: a DomainContext's
+  // device_ctx for this chip (the typed collectives set it), or 0 for the
+  // bring-up communicator. A value that is neither fails the task.
+  uint64_t comm_ctx = 0;
 };
 
 class Worker;
@@ -86,6 +92,25 @@ class Orchestrator {
   // Blocks until every task submitted so far is done; throws ChipError on
   // the first failure.
   void wait();
+
+  // Communication domains (docs/domains.md): a communicator over `chips`
+  // (dense domain ranks in that order), each member with its own window of
+  // at least `window_size` bytes (zeroed) and the `buffers` carved from it
+  // in order, as at bring-up (placement "window"; load_from_host /
+  // store_to_host are a ConfigError). Blocks until every member has joined;
+  // tasks already queued on a member run first. ConfigError (before
+  // anything is dispatched): a name that is live, an empty or bad chip
+  // list, window_size 0, buffers that do not fit. A member that dies or
+  // fails fails the call (ChipError naming it) once every member settled;
+  // what the others made is destroyed.
+  CommDomain allocate_domain(const std::string& name, const std::vector<int>& chips, size_t window_size,
+                             const std::vector<ChipBufferSpec>& buffers = {});
+  // Destroys the domain's communicator on every live member (after the
+  // tasks queued before it) and frees its name; idempotent. The handle and
+  // its copies report released(). ChipError naming a member that failed or
+  // died (the domain is released regardless). Domains still live when the
+  // orchestration function returns or throws are released by run().
+  void release_domain(CommDomain& d);
 
   // Collectives over a domain (docs/collectives.md). `in` / `out` hold one
   // device address per domain rank, inside that member's window (data

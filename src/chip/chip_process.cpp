@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <cstring>
 #include <map>
+#include <vector>
 
 #include "chipmesh/chip_worker.h"
 #include "chipmesh/errors.h"
@@ -104,7 +105,12 @@ class ChipServer {
         case Op::Free: w_.free(e.a); break;
         case Op::CopyTo: w_.copy_to(e.a, chunk, e.b); break;
         case Op::CopyFrom: w_.copy_from(chunk, e.a, e.b); break;
+        case Op::CommCreate: comm_create(e.comm); break;
+        case Op::CommDestroy: comm_destroy(e.comm.handle); break;
         case Op::Shutdown:
+          // Domains the parent did not release, in the order they were made
+          // (the same on every member).
+          while (!domains_.empty()) comm_destroy(domains_.front().handle);
           w_.shutdown_bootstrap();
           w_.finalize();
           break;
@@ -128,7 +134,7 @@ class ChipServer {
     chipmesh_kernel_args args{};
     args.abi_version = CHIPMESH_KERNEL_ABI_VERSION;
     args.device_id = a_.device_id;
-    args.comm = reinterpret_cast<const CommContext*>(result_.device_ctx);
+    args.comm = reinterpret_cast<const CommContext*>(comm_ctx(t.comm_ctx));
     args.tensors = t.tensors;
     args.num_tensors = t.num_tensors;
     args.scalars = t.scalars;
@@ -151,6 +157,55 @@ class ChipServer {
     w_.store_to_host();
   }
 
+  // A domain's communicator: comm_init as its rank, then its windows
+  // (fresh shared memory on sim, so zero before any peer maps it).
+  void comm_create(CommDesc& c) {
+    const std::string rootinfo(c.rootinfo, strnlen(c.rootinfo, sizeof(c.rootinfo)));
+    w_.set_comm_timeout(std::chrono::milliseconds(c.timeout_ms));
+    const uint64_t h = w_.comm_init(c.rank, c.nranks, rootinfo);
+    try {
+      c.device_ctx = w_.comm_alloc_windows(h, c.window_size);
+      c.local_window_base = w_.comm_get_local_window_base(h);
+      c.actual_window_size = w_.comm_get_window_size(h);
+      if (c.actual_window_size < c.window_size)
+        throw DeviceError("the platform returned a window of " + std::to_string(c.actual_window_size) +
+                          " bytes for a request of " + std::to_string(c.window_size));
+    } catch (...) {
+      try {
+        w_.comm_destroy(h);
+      } catch (...) {
+        // the first error is the one to report
+      }
+      throw;
+    }
+    c.handle = h;
+    domains_.push_back(Domain{h, c.device_ctx});
+  }
+
+  void comm_destroy(uint64_t handle) {
+    for (auto it = domains_.begin(); it != domains_.end(); ++it) {
+      if (it->handle != handle) continue;
+      domains_.erase(it);  // first: a failed destroy is not retried on a freed handle
+      w_.comm_destroy(handle);
+      return;
+    }
+    throw InternalError("comm_destroy: no live domain communicator " + std::to_string(handle) + " on this chip");
+  }
+
+  // The CommContext a task asked for: 0 is the bring-up one.
+  uint64_t comm_ctx(uint64_t requested) const {
+    if (requested == 0 || requested == result_.device_ctx) return result_.device_ctx;
+    for (const Domain& d : domains_)
+      if (d.device_ctx == requested) return requested;
+    throw ConfigError("task asks for communicator context " + std::to_string(requested) +
+                      ", which is no live domain's on this chip");
+  }
+
+  struct Domain {
+    uint64_t handle;
+    uint64_t device_ctx;
+  };
+  std::vector<Domain> domains_;  // live, in the order made
   const ChipProcessArgs& a_;
   ChipWorker& w_;
   ChipBootstrapResult result_;

@@ -29,7 +29,7 @@ inline constexpr size_t kMaxLibraryPath = 1024;
 inline constexpr size_t kMaxKernelName = 128;
 inline constexpr size_t kErrorBytes = 1024;
 
-enum class Op : uint32_t { None = 0, Task, Malloc, Free, CopyTo, CopyFrom, Shutdown };
+enum class Op : uint32_t { None = 0, Task, Malloc, Free, CopyTo, CopyFrom, Shutdown, CommCreate, CommDestroy };
 
 struct TaskDesc {
   char library[kMaxLibraryPath];
@@ -38,6 +38,25 @@ struct TaskDesc {
   uint32_t num_scalars;
   chipmesh_tensor tensors[kMaxTaskTensors];
   uint64_t scalars[kMaxTaskScalars];
+  // The CommContext the kernel gets: a domain's device_ctx on this chip, or
+  // 0 for the bring-up communicator's.
+  uint64_t comm_ctx;
+};
+
+// CommCreate: join a domain's communicator (comm_init + comm_alloc_windows)
+// as `rank` of `nranks`, meeting at `rootinfo`; the chip fills the outputs.
+// CommDestroy: destroy the communicator `handle` made by a CommCreate.
+struct CommDesc {
+  char rootinfo[kMaxLibraryPath];
+  int32_t rank;
+  int32_t nranks;
+  uint64_t window_size;
+  uint64_t timeout_ms;  // deadline of the communicator's waits
+  // outputs of CommCreate; `handle` is the input of CommDestroy
+  uint64_t handle;
+  uint64_t device_ctx;
+  uint64_t local_window_base;
+  uint64_t actual_window_size;
 };
 
 struct Entry {
@@ -47,7 +66,10 @@ struct Entry {
   uint64_t b;      // byte count
   uint64_t result; // malloc's pointer
   char error[kErrorBytes];  // "<kind>: <message>" when status != 0
-  TaskDesc task;
+  union {
+    TaskDesc task;   // Op::Task
+    CommDesc comm;   // Op::CommCreate, Op::CommDestroy
+  };
 };
 
 struct alignas(4096) ChipShared {

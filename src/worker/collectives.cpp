@@ -98,6 +98,12 @@ std::vector<uint64_t> resolve(const CommDomain& d, const char* what, const std::
   return v;
 }
 
+// Each member's task runs on the domain's communicator of that chip.
+std::vector<Task> on_domain(const CommDomain& d, const std::vector<int>& chips, std::vector<Task> tasks) {
+  for (size_t r = 0; r < chips.size(); ++r) tasks[r].comm_ctx = d.context(chips[r]).device_ctx;
+  return tasks;
+}
+
 }  // namespace
 
 void Orchestrator::allreduce(const CommDomain& d, const std::vector<uint64_t>& in, const std::vector<uint64_t>& out,
@@ -117,7 +123,7 @@ void Orchestrator::allreduce(const CommDomain& d, const std::vector<uint64_t>& i
   }
   std::vector<Task> tasks;
   for (size_t r = 0; r < in.size(); ++r) tasks.push_back(allreduce_task(in[r], out[r], count, dtype, op, algo));
-  submit_group(c.chips, tasks);
+  submit_group(c.chips, on_domain(d, c.chips, std::move(tasks)));
 }
 
 void Orchestrator::allgather(const CommDomain& d, const std::vector<uint64_t>& in, const std::vector<uint64_t>& out,
@@ -129,7 +135,7 @@ void Orchestrator::allgather(const CommDomain& d, const std::vector<uint64_t>& i
   std::vector<Task> tasks;
   for (size_t r = 0; r < in.size(); ++r)
     tasks.push_back(allgather_task(in[r], out[r], count_per_rank, dtype, static_cast<uint64_t>(d.size())));
-  submit_group(c.chips, tasks);
+  submit_group(c.chips, on_domain(d, c.chips, std::move(tasks)));
 }
 
 void Orchestrator::reduce_scatter(const CommDomain& d, const std::vector<uint64_t>& in,
@@ -142,7 +148,7 @@ void Orchestrator::reduce_scatter(const CommDomain& d, const std::vector<uint64_
   std::vector<Task> tasks;
   for (size_t r = 0; r < in.size(); ++r)
     tasks.push_back(reduce_scatter_task(in[r], out[r], count_per_rank, dtype, op, static_cast<uint64_t>(d.size())));
-  submit_group(c.chips, tasks);
+  submit_group(c.chips, on_domain(d, c.chips, std::move(tasks)));
 }
 
 void Orchestrator::broadcast(const CommDomain& d, const std::vector<uint64_t>& in, const std::vector<uint64_t>& out,
@@ -154,7 +160,7 @@ void Orchestrator::broadcast(const CommDomain& d, const std::vector<uint64_t>& i
   std::vector<Task> tasks;
   for (size_t r = 0; r < in.size(); ++r)
     tasks.push_back(broadcast_task(in[r], out[r], count, dtype, static_cast<uint64_t>(root)));
-  submit_group(c.chips, tasks);
+  submit_group(c.chips, on_domain(d, c.chips, std::move(tasks)));
 }
 
 void Orchestrator::reduce(const CommDomain& d, const std::vector<uint64_t>& in, const std::vector<uint64_t>& out,
@@ -166,7 +172,7 @@ void Orchestrator::reduce(const CommDomain& d, const std::vector<uint64_t>& in, 
   std::vector<Task> tasks;
   for (size_t r = 0; r < in.size(); ++r)
     tasks.push_back(reduce_task(in[r], out[r], count, dtype, op, static_cast<uint64_t>(root)));
-  submit_group(c.chips, tasks);
+  submit_group(c.chips, on_domain(d, c.chips, std::move(tasks)));
 }
 
 void Orchestrator::all_to_all(const CommDomain& d, const std::vector<uint64_t>& in, const std::vector<uint64_t>& out,
@@ -177,13 +183,13 @@ void Orchestrator::all_to_all(const CommDomain& d, const std::vector<uint64_t>& 
   check_addrs(d, what, c, in, out, false, false, 0);
   std::vector<Task> tasks;
   for (size_t r = 0; r < in.size(); ++r) tasks.push_back(alltoall_task(in[r], out[r], count_per_peer, dtype, n));
-  submit_group(c.chips, tasks);
+  submit_group(c.chips, on_domain(d, c.chips, std::move(tasks)));
 }
 
 void Orchestrator::barrier(const CommDomain& d) {
   Checked c = check_common(worker_.impl_.get(), d, "barrier", static_cast<size_t>(d.size()), static_cast<size_t>(d.size()),
                            1, 1, 0, DataType::UINT8, false, nullptr);
-  submit_group(c.chips, barrier_task());
+  submit_group(c.chips, on_domain(d, c.chips, std::vector<Task>(c.chips.size(), barrier_task())));
 }
 
 // --- by buffer name ---------------------------------------------------------------

@@ -50,6 +50,7 @@ void encode(const Task& t, Entry& e) {
   }
   d.num_scalars = static_cast<uint32_t>(t.scalars.size());
   if (!t.scalars.empty()) std::memcpy(d.scalars, t.scalars.data(), t.scalars.size() * sizeof(uint64_t));
+  d.comm_ctx = t.comm_ctx;
 }
 
 }  // namespace
@@ -108,16 +109,22 @@ void Worker::run(const std::function<void(Orchestrator&)>& orch) {
   Orchestrator o(*this);
   try {
     orch(o);
+    o.wait();
   } catch (...) {
-    // Never leave tasks running behind the caller's back.
+    // Never leave tasks running, nor domains live, behind the caller's back.
     try {
       o.wait();
     } catch (const ChipError&) {
       // the orchestration function's own exception is the one to report
     }
+    try {
+      impl_->release_all_domains(false);
+    } catch (...) {
+      // nor does anything release_all_domains could throw replace it
+    }
     throw;
   }
-  o.wait();
+  impl_->release_all_domains(true);
 }
 
 }  // namespace chipmesh

@@ -44,6 +44,26 @@ struct Worker::Impl {
   void build_world();
   std::map<std::string, double> phases;
 
+  // Live communication domains by name (domains.cpp): the shared state the
+  // handles see, the members' communicator handles (by domain rank) and
+  // the private directory of the rootinfo.
+  struct LiveDomain {
+    std::shared_ptr<CommDomain::State> state;
+    std::vector<uint64_t> handles;
+    std::string dir;
+  };
+  std::map<std::string, LiveDomain> domains;
+  uint64_t next_allocation_id = 1;  // 0 is world()
+  // Destroys the domain's communicator on its live members (`handles[r]`
+  // of chips[r], 0 = nothing to destroy), waits, removes `dir`; returns the
+  // first failure (a death first).
+  std::optional<ChipError> destroy_domain(const std::string& name, const std::vector<int>& chips,
+                                          const std::vector<uint64_t>& handles, const std::string& dir);
+  void release_domain(const std::string& name);  // throws the first failure; the domain is gone regardless
+  // Releases every live domain in allocation order; throws the first failure
+  // if `throwing`, else swallows them.
+  void release_all_domains(bool throwing);
+
   // Parent-side ring cursors per chip: requests written, completions inspected.
   std::vector<uint32_t> next_req;
   std::vector<uint32_t> inspected;

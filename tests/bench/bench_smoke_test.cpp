@@ -242,6 +242,16 @@ TEST(BenchSmoke, OtherCollectives) {
   }
 }
 
+// allocate_domain + release_domain: one row per chip count, positive times.
+TEST(BenchSmoke, Domains) {
+  chipmesh::testing::ScratchDir dir;
+  BenchRun r = run_quick("domains", true, dir);
+  check_common(r, "domains");
+  const json* t = table(benchmark(r.doc, "domains"), "domains");
+  ASSERT_NE(t, nullptr);
+  check_table(*t, {"chips", "window", "samples", "allocate_median_ms", "release_median_ms", "total_median_ms"}, 2);
+}
+
 TEST(BenchSmoke, UnknownBenchmarkIsAnError) {
   BenchOptions o;
   o.what = "nonsense";

@@ -80,3 +80,13 @@ CHIPMESH_KERNEL(test_ping) {
   if (ctx->rankId == 0) return flag_wait_ge(args, f, static_cast<uint32_t>(args->scalars[0]));
   return 0;
 }
+
+// Writes the communicator's rankId and rankNum (uint32 each) to tensors[0]:
+// which CommContext the kernel got.
+CHIPMESH_KERNEL(test_whoami) {
+  if (args->num_tensors != 1 || !args->comm) return fail(args, CHIPMESH_ERR_CONFIG, "test_whoami: bad arguments");
+  auto* out = reinterpret_cast<uint32_t*>(args->tensors[0].addr);
+  out[0] = args->comm->rankId;
+  out[1] = args->comm->rankNum;
+  return 0;
+}

@@ -23,20 +23,20 @@ BenchCommand register_bench_command(CLI::App& app) {
       "latencies) with the ratio chipmesh / peer: bringup (fork floor, Open MPI mpirun and MPI_Init-to-window), "
       "dispatch (raw shared-memory ping-pong, spin and futex), copy (memcpy), allreduce (Open MPI "
       "MPI_Allreduce, nccl-tests style table, every result checked), allgather, reduce_scatter, broadcast, reduce, "
-      "alltoall (nccl-tests busbw factors, in place and out of place, checked; no MPI peer yet). Without Open MPI its columns are empty "
+      "alltoall (nccl-tests busbw factors, in place and out of place, checked; no MPI peer yet), domains (allocate_domain + release_domain over 2..16 chips; no MPI peer yet). Without Open MPI its columns are empty "
       "and marked 'peer unavailable'. Exit status: 0 done, 1 a wrong result or a chipmesh failure, 2 bad "
       "arguments. bench/report turns the JSON into docs/PERFORMANCE.md tables and plots.");
   sub->add_option("what", opts->what,
                   "bringup | dispatch | copy | allreduce | allgather | reduce_scatter | broadcast | reduce | alltoall "
-                  "| all")
+                  "| domains | all")
       ->required()
       ->check(CLI::IsMember({"bringup", "dispatch", "copy", "allreduce", "allgather", "reduce_scatter", "broadcast",
-                             "reduce", "alltoall", "all"}));
+                             "reduce", "alltoall", "domains", "all"}));
   sub->add_option("--json", opts->json_path, "also write every table as JSON to FILE");
   sub->add_flag("--quick", opts->quick, "smoke mode: tiny sizes, few iterations (seconds)");
   sub->add_flag("--no-mpi", opts->no_mpi, "skip the Open MPI peers (reported unavailable)");
   sub->add_option("--platform", opts->platform, "platform name or path")->capture_default_str();
-  sub->add_option("--chips", opts->chips, "bringup, dispatch: chip counts (default 1 2 4 8 16)")
+  sub->add_option("--chips", opts->chips, "bringup, dispatch: chip counts (default 1 2 4 8 16); domains: 2 4 8 16")
       ->check(CLI::Range(1, 64));
   sub->add_option("--windows", opts->windows, "bringup: window sizes (default 1MiB 64MiB)")
       ->transform(CLI::AsSizeValue(true));
@@ -48,7 +48,7 @@ BenchCommand register_bench_command(CLI::App& app) {
   sub->add_option("--max-bytes", opts->max_bytes, "copy, allreduce: largest size (suffixes KiB, MiB accepted)")
       ->transform(CLI::AsSizeValue(true));
   sub->add_option("--tasks", opts->tasks, "dispatch: round trips per point (default 10000)")->check(CLI::Range(1, 10000000));
-  sub->add_option("--repeats", opts->repeats, "bringup: chipmesh runs per point (default 15)")->check(CLI::Range(1, 100000));
+  sub->add_option("--repeats", opts->repeats, "bringup: chipmesh runs per point (default 15); domains: 30")->check(CLI::Range(1, 100000));
   return BenchCommand{sub, opts};
 }
 

@@ -1,0 +1,281 @@
+// Communication domains (docs/domains.md): allocate_domain makes a private
+// directory for the domain's rootinfo and posts one CommCreate per member,
+// all-or-nothing like a task group (so every chip sees the domain operations
+// and the collectives in one global order, whatever domains overlap);
+// release_domain posts CommDestroy. The buffers are carved on the parent
+// side, as bring-up carves them on the chip.
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <unistd.h>
+#include <cstring>
+#include <filesystem>
+#include <optional>
+#include <set>
+#include <string>
+#include <system_error>
+#include <vector>
+
+#include "chipmesh/worker.h"
+#include "logging/log.h"
+#include "worker/worker_impl.h"
+
+namespace chipmesh {
+
+using worker::Entry;
+using worker::Op;
+
+namespace {
+
+// The buffers' offsets in the window, in order, no padding; ConfigError
+// naming the buffer for anything bring-up would refuse, for host staging
+// and for a window too small.
+std::vector<uint64_t> carve_offsets(const std::string& what, const std::vector<ChipBufferSpec>& buffers,
+                                    size_t window_size) {
+  std::set<std::string> names;
+  std::vector<uint64_t> offsets;
+  uint64_t offset = 0;
+  for (const auto& b : buffers) {
+    if (b.name.empty()) throw ConfigError(what + ": a buffer has an empty name");
+    if (!names.insert(b.name).second) throw ConfigError(what + ": buffer '" + b.name + "' is declared twice");
+    if (b.placement != "window")
+      throw ConfigError(what + ": buffer '" + b.name + "' has placement '" + b.placement +
+                        "'; only \"window\" exists");
+    if (b.load_from_host || b.store_to_host)
+      throw ConfigError(what + ": buffer '" + b.name + "' asks for " +
+                        (b.load_from_host ? "load_from_host" : "store_to_host") +
+                        ", which only bring-up (chip_bootstrap_configs) supports; copy with Worker::copy_to / "
+                        "copy_from instead");
+    uint64_t bytes = 0;
+    if (__builtin_mul_overflow(static_cast<uint64_t>(b.count), static_cast<uint64_t>(dtype_size(b.dtype)), &bytes) ||
+        bytes != b.nbytes)
+      throw ConfigError(what + ": buffer '" + b.name + "' has nbytes=" + std::to_string(b.nbytes) + " but count=" +
+                        std::to_string(b.count) + " of " + std::string(dtype_name(b.dtype)) + " needs " +
+                        std::to_string(bytes));
+    if (b.nbytes > window_size || offset > window_size - b.nbytes)
+      throw ConfigError(what + ": buffer '" + b.name + "' (nbytes=" + std::to_string(b.nbytes) + ") at offset " +
+                        std::to_string(offset) + " overflows window size " + std::to_string(window_size));
+    offsets.push_back(offset);
+    offset += b.nbytes;
+  }
+  return offsets;
+}
+
+std::string make_private_dir(const std::string& what) {
+  std::error_code ec;
+  std::filesystem::path base = std::filesystem::temp_directory_path(ec);
+  if (ec) base = "/tmp";
+  std::string tmpl = (base / ("chipmesh-domain-" + std::to_string(getpid()) + "-XXXXXX")).string();
+  if (!mkdtemp(tmpl.data()))
+    throw DeviceError(what + ": cannot create a private directory for the rootinfo (" + tmpl +
+                      "): " + std::strerror(errno));
+  return tmpl;
+}
+
+void remove_private_dir(const std::string& dir) noexcept {
+  if (dir.empty()) return;
+  std::error_code ec;
+  std::filesystem::remove_all(dir, ec);  // ours: made by mkdtemp, mode 0700
+}
+
+}  // namespace
+
+std::optional<ChipError> Worker::Impl::destroy_domain(const std::string& name, const std::vector<int>& members,
+                                                      const std::vector<uint64_t>& handles, const std::string& dir) {
+  std::optional<ChipError> failure;
+  // All-or-nothing like a group: first an entry on every live member.
+  std::vector<std::pair<int, Entry*>> posted;
+  for (size_t r = 0; r < members.size(); ++r) {
+    const int c = members[r];
+    if (handles[r] == 0 || watcher->dead(c)) continue;
+    try {
+      posted.emplace_back(c, &acquire_entry(c));
+    } catch (const ChipError& e) {
+      if (!failure) failure = e;
+    }
+  }
+  std::vector<std::pair<int, uint32_t>> seqs;
+  for (auto [c, e] : posted) {
+    const size_t r = static_cast<size_t>(std::find(members.begin(), members.end(), c) - members.begin());
+    e->op = Op::CommDestroy;
+    e->comm.handle = handles[r];
+  }
+  for (auto [c, e] : posted) seqs.emplace_back(c, commit(c));
+  auto done = [&](int c, uint32_t seq) {
+    return static_cast<int32_t>(chips[c]->done_seq.load(std::memory_order_acquire) - (seq + 1)) >= 0;
+  };
+  wait_until(
+      [&] {
+        for (auto [c, seq] : seqs)
+          if (!done(c, seq) && !watcher->dead(c)) return false;
+        return true;
+      },
+      nullptr);
+  for (auto [c, seq] : seqs) {
+    inspect(c);
+    if (!done(c, seq)) {
+      if (!failure || !watcher->dead(failure->chip()))
+        failure = chip_error(c, "died during release_domain '" + name + "': " + watcher->cause(c));
+      continue;
+    }
+    const Entry& e = chips[c]->entries[seq % worker::kRingDepth];
+    if (e.status != 0 && !failure)
+      failure = chip_error(c, "release_domain '" + name + "': " + std::string(e.error, strnlen(e.error, sizeof(e.error))),
+                           true);
+  }
+  remove_private_dir(dir);
+  return failure;
+}
+
+void Worker::Impl::release_domain(const std::string& name) {
+  auto it = domains.find(name);
+  if (it == domains.end()) return;
+  LiveDomain d = std::move(it->second);
+  domains.erase(it);
+  d.state->released = true;
+  std::optional<ChipError> failure = destroy_domain(name, d.state->chips, d.handles, d.dir);
+  CHIPMESH_INFO(WORKER, "released domain '%s' (allocation %llu)%s", name.c_str(),
+                static_cast<unsigned long long>(d.state->allocation_id), failure ? " with a failure" : "");
+  if (failure) throw *failure;
+}
+
+void Worker::Impl::release_all_domains(bool throwing) {
+  std::vector<std::pair<uint64_t, std::string>> order;
+  for (const auto& [name, d] : domains) order.emplace_back(d.state->allocation_id, name);
+  std::sort(order.begin(), order.end());
+  std::optional<ChipError> failure;
+  for (const auto& [id, name] : order) {
+    try {
+      release_domain(name);
+    } catch (const ChipError& e) {
+      if (!failure) failure = e;
+    }
+  }
+  if (failure && throwing) throw *failure;
+}
+
+CommDomain Orchestrator::allocate_domain(const std::string& name, const std::vector<int>& members, size_t window_size,
+                                         const std::vector<ChipBufferSpec>& buffers) {
+  Worker::Impl& m = *worker_.impl_;
+  m.require_running("allocate_domain");
+  if (name.empty()) throw ConfigError("Orchestrator::allocate_domain: the domain name is empty");
+  const std::string what = "Orchestrator::allocate_domain '" + name + "'";
+  if (auto it = m.domains.find(name); it != m.domains.end())
+    throw ConfigError(what + ": a domain named '" + name + "' is live (allocation " +
+                      std::to_string(it->second.state->allocation_id) + "); release it first");
+  if (name == "world" && m.world) throw ConfigError(what + ": the name 'world' is the bring-up communicator's");
+  if (members.empty()) throw ConfigError(what + ": the chip list is empty");
+  std::set<int> seen;
+  for (int c : members) {
+    m.require_usable(c, "allocate_domain");
+    if (!seen.insert(c).second) throw ConfigError(what + ": chip " + std::to_string(c) + " is listed twice");
+  }
+  if (window_size == 0) throw ConfigError(what + ": window_size must be > 0");
+  const std::vector<uint64_t> offsets = carve_offsets(what, buffers, window_size);
+  m.throw_pending();  // nothing is started after a failure
+
+  const std::string dir = make_private_dir(what);
+  const std::string rootinfo = dir + "/rootinfo";
+  if (rootinfo.size() >= worker::kMaxLibraryPath) {
+    remove_private_dir(dir);
+    throw ConfigError(what + ": the rootinfo path '" + rootinfo + "' is too long");
+  }
+  const auto timeout_ms = static_cast<uint64_t>(std::max<int64_t>(m.cfg.bootstrap_timeout.count(), 1));
+  const size_t n = members.size();
+  std::vector<Entry*> entries;
+  try {
+    for (int c : members) entries.push_back(&m.acquire_entry(c));
+    m.throw_pending();
+  } catch (...) {
+    remove_private_dir(dir);
+    throw;
+  }
+  std::vector<uint32_t> seqs;
+  for (size_t r = 0; r < n; ++r) {
+    Entry& e = *entries[r];
+    e.op = Op::CommCreate;
+    worker::CommDesc& cd = e.comm;
+    std::memset(&cd, 0, sizeof(cd));
+    std::snprintf(cd.rootinfo, sizeof(cd.rootinfo), "%s", rootinfo.c_str());
+    cd.rank = static_cast<int32_t>(r);
+    cd.nranks = static_cast<int32_t>(n);
+    cd.window_size = window_size;
+    cd.timeout_ms = timeout_ms;
+  }
+  for (int c : members) seqs.push_back(m.commit(c));
+
+  auto done = [&](size_t r) {
+    return static_cast<int32_t>(m.chips[members[r]]->done_seq.load(std::memory_order_acquire) - (seqs[r] + 1)) >= 0;
+  };
+  // Every member settles: joined, failed (the platform's waits end at
+  // bootstrap_timeout when a peer never comes) or died.
+  m.wait_until(
+      [&] {
+        for (size_t r = 0; r < n; ++r)
+          if (!done(r) && !m.watcher->dead(members[r])) return false;
+        return true;
+      },
+      nullptr);
+  std::vector<uint64_t> handles(n, 0);
+  std::optional<ChipError> failure;
+  int dead_member = -1;
+  auto s = std::make_shared<CommDomain::State>();
+  for (size_t r = 0; r < n; ++r) {
+    const int c = members[r];
+    m.inspect(c);
+    if (!done(r)) {
+      if (dead_member < 0) dead_member = c;
+      continue;
+    }
+    const worker::CommDesc& cd = m.chips[c]->entries[seqs[r] % worker::kRingDepth].comm;
+    const Entry& e = m.chips[c]->entries[seqs[r] % worker::kRingDepth];
+    if (e.status != 0) {
+      if (!failure)
+        failure = m.chip_error(c, what + ": " + std::string(e.error, strnlen(e.error, sizeof(e.error))), true);
+      continue;
+    }
+    handles[r] = cd.handle;
+    DomainContext ctx{c, static_cast<int>(r), static_cast<int>(n), cd.device_ctx, cd.local_window_base,
+                      cd.actual_window_size, {}};
+    for (size_t b = 0; b < buffers.size(); ++b) ctx.buffer_ptrs[buffers[b].name] = cd.local_window_base + offsets[b];
+    s->contexts[c] = std::move(ctx);
+  }
+  if (dead_member >= 0 || failure) {
+    // The death is the cause; the others' failures (a peer that never came)
+    // follow from it.
+    if (dead_member >= 0) {
+      if (m.pending_error && m.pending_error->chip() == dead_member) m.pending_error.reset();
+      failure = m.chip_error(static_cast<size_t>(dead_member),
+                             "died during " + what + ": " + m.watcher->cause(static_cast<size_t>(dead_member)));
+    }
+    // What the other members made goes; a failure there adds nothing.
+    (void)m.destroy_domain(name, members, handles, dir);
+    throw *failure;
+  }
+  s->owner = &m;
+  s->name = name;
+  s->chips = members;
+  s->allocation_id = m.next_allocation_id++;
+  m.domains[name] = Worker::Impl::LiveDomain{s, handles, dir};
+  CHIPMESH_INFO(WORKER, "allocated domain '%s' (allocation %llu) over %zu chips, window %zu bytes", name.c_str(),
+                static_cast<unsigned long long>(s->allocation_id), n, window_size);
+  return CommDomain(std::move(s));
+}
+
+void Orchestrator::release_domain(CommDomain& d) {
+  Worker::Impl& m = *worker_.impl_;
+  if (!d.state()) throw ConfigError("Orchestrator::release_domain: the domain handle refers to no domain");
+  if (d.state()->owner != &m)
+    throw ConfigError("Orchestrator::release_domain '" + d.state()->name + "': the domain belongs to another worker");
+  if (d.released()) return;
+  if (d.allocation_id() == 0)
+    throw ConfigError("Orchestrator::release_domain: 'world' is the bring-up communicator; close() ends it");
+  auto it = m.domains.find(d.name());
+  if (it == m.domains.end() || it->second.state != d.state()) {
+    d.state()->released = true;  // not live under this name: nothing to destroy
+    return;
+  }
+  m.release_domain(d.name());
+}
+
+}  // namespace chipmesh

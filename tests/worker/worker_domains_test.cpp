@@ -1,0 +1,492 @@
+// Communication domains: allocate_domain / release_domain inside Worker::run,
+// their contexts and names, domains live together (disjoint and
+// overlapping) with collectives on them checked against a host reference,
+// release by run(), and a member killed during allocate. The leak listener
+// checks /dev/shm after every test; each test also checks that no private
+// rootinfo directory of a domain is left behind.
+#include <signal.h>
+#include <unistd.h>
+
+#include <cstdio>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <cstring>
+#include <filesystem>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "chipmesh/collectives.h"
+#include "chipmesh/worker.h"
+#include "support/leak_check.h"
+#include "worker/worker_support.h"
+
+namespace chipmesh::testing {
+namespace {
+
+// The private rootinfo directories of this process's domains in $TMPDIR.
+size_t domain_dirs() {
+  std::error_code ec;
+  size_t n = 0;
+  const std::string prefix = "chipmesh-domain-" + std::to_string(getpid()) + "-";
+  for (const auto& e : std::filesystem::directory_iterator(std::filesystem::temp_directory_path(), ec))
+    if (e.path().filename().string().rfind(prefix, 0) == 0) ++n;
+  return n;
+}
+
+// The sim's shared-memory objects made by process `pid`.
+size_t shm_objects_of(pid_t pid) {
+  char prefix[32];
+  std::snprintf(prefix, sizeof prefix, "chipmesh_%08x_", static_cast<unsigned>(pid));
+  size_t n = 0;
+  for (const auto& name : chipmesh_shm_objects())
+    if (name.rfind(prefix, 0) == 0 || name.rfind(std::string("/") + prefix, 0) == 0) ++n;
+  return n;
+}
+
+// Every test: nothing of ours in /dev/shm (the listener checks too) and no
+// domain directory more than before.
+class DomainsTest : public ::testing::Test {
+ protected:
+  void SetUp() override { dirs_before_ = domain_dirs(); }
+  void TearDown() override {
+    EXPECT_EQ(domain_dirs(), dirs_before_) << "a domain's rootinfo directory was left behind";
+  }
+  size_t dirs_before_ = 0;
+};
+
+WorkerConfig plain_config(int n) {
+  WorkerConfig cfg;
+  for (int i = 0; i < n; ++i) cfg.device_ids.push_back(i);
+  return cfg;
+}
+
+constexpr size_t kCount = 1000;  // elements per buffer
+const std::vector<ChipBufferSpec> kBuffers = {{"a", DataType::INT32, kCount, kCount * 4},
+                                             {"b", DataType::INT32, 4 * kCount, 16 * kCount}};
+constexpr size_t kWindow = 20 * kCount + 4096;
+
+int32_t val(int rank, size_t i, int salt) { return static_cast<int32_t>((rank * 31 + static_cast<int>(i) * 7 + salt * 3) % 101) - 50; }
+
+void fill(Worker& w, const CommDomain& d, const std::string& buf, int salt, size_t count = kCount) {
+  for (int chip : d.chips()) {
+    const DomainContext& c = d.context(chip);
+    std::vector<int32_t> v(count);
+    for (size_t i = 0; i < count; ++i) v[i] = val(c.domain_rank, i, salt);
+    w.copy_to(chip, c.buffer_ptrs.at(buf), v.data(), v.size() * 4);
+  }
+}
+
+std::vector<int32_t> read(Worker& w, const CommDomain& d, int chip, const std::string& buf, size_t count) {
+  std::vector<int32_t> v(count);
+  w.copy_from(chip, v.data(), d.context(chip).buffer_ptrs.at(buf), count * 4);
+  return v;
+}
+
+// allreduce SUM of "a" into "b" (first kCount elements) after fill(salt).
+void expect_allreduce(Worker& w, const CommDomain& d, int salt, int times = 1) {
+  for (int chip : d.chips()) {
+    auto got = read(w, d, chip, "b", kCount);
+    for (size_t i = 0; i < kCount; ++i) {
+      int64_t want = 0;
+      for (int r = 0; r < d.size(); ++r) want += val(r, i, salt);
+      for (int t = 1; t < times; ++t) want *= d.size();
+      ASSERT_EQ(got[i], want) << "domain " << d.name() << " chip " << chip << " element " << i;
+    }
+  }
+}
+
+TEST_F(DomainsTest, DistinctContextsDenseRanksWithoutBootstrapConfigs) {
+  Worker w(plain_config(4));
+  w.init();
+  EXPECT_THROW(w.world(), ConfigError);
+  CommDomain kept;
+  w.run([&](Orchestrator& o) {
+    CommDomain d = o.allocate_domain("tp", {2, 0, 3}, kWindow, kBuffers);
+    kept = d;
+    EXPECT_EQ(d.name(), "tp");
+    EXPECT_EQ(d.size(), 3);
+    EXPECT_EQ(d.chips(), (std::vector<int>{2, 0, 3}));
+    EXPECT_GE(d.allocation_id(), 1u);
+    EXPECT_FALSE(d.released());
+    std::set<int> ranks;
+    int expected_rank = 0;
+    for (int chip : d.chips()) {
+      const DomainContext& c = d.context(chip);
+      EXPECT_EQ(c.chip, chip);
+      EXPECT_EQ(c.domain_rank, expected_rank++);
+      EXPECT_EQ(d.rank_of(chip), c.domain_rank);
+      EXPECT_EQ(c.domain_size, 3);
+      EXPECT_NE(c.device_ctx, 0u);
+      EXPECT_GE(c.actual_window_size, kWindow);
+      ranks.insert(c.domain_rank);
+      ASSERT_EQ(c.buffer_ptrs.size(), 2u);
+      EXPECT_EQ(c.buffer_ptrs.at("a"), c.local_window_base);
+      EXPECT_EQ(c.buffer_ptrs.at("b"), c.local_window_base + kCount * 4);
+      // the window is zero
+      std::vector<unsigned char> bytes(kWindow, 0xff);
+      w.copy_from(chip, bytes.data(), c.local_window_base, kWindow);
+      EXPECT_TRUE(std::all_of(bytes.begin(), bytes.end(), [](unsigned char b) { return b == 0; }));
+    }
+    EXPECT_EQ(ranks.size(), 3u);
+    // Device addresses are per chip: two domains on one chip differ.
+    CommDomain other = o.allocate_domain("other", {0, 2}, kWindow, kBuffers);
+    for (int chip : {0, 2}) {
+      EXPECT_NE(other.context(chip).device_ctx, d.context(chip).device_ctx);
+      EXPECT_NE(other.context(chip).local_window_base, d.context(chip).local_window_base);
+    }
+    EXPECT_EQ(other.context(0).domain_rank, 0);
+    EXPECT_EQ(d.context(0).domain_rank, 1);
+    EXPECT_THROW(d.context(1), ConfigError);
+    EXPECT_EQ(d.rank_of(1), -1);
+    fill(w, d, "a", 1);
+    o.allreduce(d, "a", "b", kCount, DataType::INT32, ReduceOp::SUM);
+    o.wait();
+    expect_allreduce(w, d, 1);
+    CommDomain copy = d;
+    o.release_domain(d);
+    EXPECT_TRUE(d.released());
+    EXPECT_TRUE(copy.released());
+    o.release_domain(copy);  // idempotent
+    EXPECT_THROW(o.allreduce(copy, "a", "b", kCount, DataType::INT32, ReduceOp::SUM), ConfigError);
+  });
+  EXPECT_TRUE(kept.released());
+  w.close();
+}
+
+TEST_F(DomainsTest, BadArgumentsAreConfigErrorsBeforeAnything) {
+  Worker w(plain_config(3));
+  w.init();
+  w.run([&](Orchestrator& o) {
+    EXPECT_THROW(o.allocate_domain("", {0, 1}, kWindow), ConfigError);
+    EXPECT_THROW(o.allocate_domain("x", {}, kWindow), ConfigError);
+    EXPECT_THROW(o.allocate_domain("x", {0, 0}, kWindow), ConfigError);
+    EXPECT_THROW(o.allocate_domain("x", {0, 3}, kWindow), ConfigError);
+    EXPECT_THROW(o.allocate_domain("x", {0, 1}, 0), ConfigError);
+    EXPECT_THROW(o.allocate_domain("x", {0, 1}, 100, kBuffers), ConfigError);  // buffers overflow the window
+    ChipBufferSpec in{"in", DataType::FLOAT32, 4, 16};
+    in.load_from_host = true;
+    try {
+      o.allocate_domain("x", {0, 1}, kWindow, {in});
+      ADD_FAILURE() << "load_from_host accepted";
+    } catch (const ConfigError& e) {
+      EXPECT_NE(std::string(e.what()).find("load_from_host"), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find("'in'"), std::string::npos) << e.what();
+    }
+    EXPECT_THROW(o.allocate_domain("x", {0, 1}, kWindow, {{"bad", DataType::INT32, 4, 15}}), ConfigError);
+    // Nothing was made: the name is free.
+    CommDomain d = o.allocate_domain("x", {0, 1}, kWindow);
+    EXPECT_EQ(d.size(), 2);
+  });
+  w.close();
+}
+
+TEST_F(DomainsTest, WorldAndADomainOverTheSameChips) {
+  ScratchDir scratch;
+  Worker w(comm_config(3, scratch.file("rootinfo"), kWindow, kBuffers));
+  w.init();
+  const CommDomain& world = w.world();
+  w.run([&](Orchestrator& o) {
+    CommDomain d = o.allocate_domain("same", world.chips(), kWindow, kBuffers);
+    EXPECT_NE(d.allocation_id(), world.allocation_id());
+    for (int chip : d.chips()) {
+      EXPECT_EQ(d.context(chip).domain_rank, world.context(chip).domain_rank);
+      EXPECT_NE(d.context(chip).device_ctx, world.context(chip).device_ctx);
+      EXPECT_NE(d.context(chip).local_window_base, world.context(chip).local_window_base);
+    }
+    fill(w, world, "a", 2);
+    fill(w, d, "a", 3);
+    o.allreduce(world, "a", "b", kCount, DataType::INT32, ReduceOp::SUM);
+    o.allreduce(d, "a", "b", kCount, DataType::INT32, ReduceOp::SUM);
+    o.wait();
+    expect_allreduce(w, world, 2);
+    expect_allreduce(w, d, 3);
+    EXPECT_THROW(o.allocate_domain("world", {0, 1}, kWindow), ConfigError);
+    CommDomain wcopy = world;
+    EXPECT_THROW(o.release_domain(wcopy), ConfigError);
+  });
+  w.close();
+}
+
+TEST_F(DomainsTest, LiveNameRejectedAndReusedAfterRelease) {
+  Worker w(plain_config(3));
+  w.init();
+  w.run([&](Orchestrator& o) {
+    CommDomain d = o.allocate_domain("pair", {0, 1}, kWindow, kBuffers);
+    try {
+      o.allocate_domain("pair", {1, 2}, kWindow);
+      ADD_FAILURE() << "a live name was allocated again";
+    } catch (const ConfigError& e) {
+      EXPECT_NE(std::string(e.what()).find("'pair'"), std::string::npos) << e.what();
+    }
+    const uint64_t first = d.allocation_id();
+    o.release_domain(d);
+    CommDomain again = o.allocate_domain("pair", {1, 2}, kWindow, kBuffers);
+    EXPECT_NE(again.allocation_id(), first);
+    EXPECT_TRUE(d.released());
+    EXPECT_FALSE(again.released());
+    fill(w, again, "a", 4);
+    o.allreduce(again, "a", "b", kCount, DataType::INT32, ReduceOp::SUM);
+    o.wait();
+    expect_allreduce(w, again, 4);
+  });
+  // run() released it; the name is free in the next run.
+  w.run([&](Orchestrator& o) { o.allocate_domain("pair", {0, 2}, kWindow); });
+  w.close();
+}
+
+TEST_F(DomainsTest, ReleasedByRunWhenTheFunctionThrowsAndTheErrorIsKept) {
+  Worker w(plain_config(3));
+  w.init();
+  CommDomain a, b;
+  try {
+    w.run([&](Orchestrator& o) {
+      a = o.allocate_domain("a", {0, 1}, kWindow, kBuffers);
+      b = o.allocate_domain("b", {1, 2}, kWindow, kBuffers);
+      fill(w, a, "a", 5);
+      o.allreduce(a, "a", "b", kCount, DataType::INT32, ReduceOp::SUM);  // still running, maybe
+      throw std::runtime_error("boom");
+    });
+    ADD_FAILURE() << "nothing thrown";
+  } catch (const std::runtime_error& e) {
+    EXPECT_STREQ(e.what(), "boom");
+  }
+  EXPECT_TRUE(a.released());
+  EXPECT_TRUE(b.released());
+  // The worker goes on: the names are free.
+  w.run([&](Orchestrator& o) {
+    CommDomain again = o.allocate_domain("a", {2, 0}, kWindow, kBuffers);
+    fill(w, again, "a", 6);
+    o.allreduce(again, "a", "b", kCount, DataType::INT32, ReduceOp::SUM);
+    o.wait();
+    expect_allreduce(w, again, 6);
+  });
+  w.close();
+}
+
+TEST_F(DomainsTest, DisjointDomainsRunCollectivesConcurrently) {
+  Worker w(plain_config(4));
+  w.init();
+  w.run([&](Orchestrator& o) {
+    CommDomain x = o.allocate_domain("x", {0, 1}, kWindow, kBuffers);
+    CommDomain y = o.allocate_domain("y", {3, 2}, kWindow, kBuffers);
+    fill(w, x, "a", 7);
+    fill(w, y, "a", 8);
+    // Both in flight at once: neither waits for the other.
+    for (int k = 0; k < 5; ++k) {
+      o.allreduce(x, "a", "b", kCount, DataType::INT32, ReduceOp::SUM);
+      o.allreduce(y, "a", "b", kCount, DataType::INT32, ReduceOp::SUM);
+    }
+    o.wait();
+    expect_allreduce(w, x, 7);
+    expect_allreduce(w, y, 8);
+  });
+  w.close();
+}
+
+TEST_F(DomainsTest, OverlappingDomainsLiveTogetherInSubmissionOrder) {
+  Worker w(plain_config(3));
+  w.init();
+  w.run([&](Orchestrator& o) {
+    CommDomain left = o.allocate_domain("left", {0, 1}, kWindow, kBuffers);
+    CommDomain right = o.allocate_domain("right", {1, 2}, kWindow, kBuffers);
+    CommDomain all = o.allocate_domain("all", {2, 1, 0}, kWindow, kBuffers);
+    fill(w, left, "b", 9);
+    fill(w, right, "b", 10);
+    fill(w, all, "b", 11);
+    // In-place allreduces interleaved on chip 1's three domains: each
+    // domain's result depends on its own order (x n per call); no deadlock.
+    const int rounds = 4;
+    for (int k = 0; k < rounds; ++k) {
+      o.allreduce(left, "b", "b", kCount, DataType::INT32, ReduceOp::SUM);
+      o.allreduce(all, "b", "b", kCount, DataType::INT32, ReduceOp::SUM);
+      o.allreduce(right, "b", "b", kCount, DataType::INT32, ReduceOp::SUM);
+    }
+    o.wait();
+    expect_allreduce(w, left, 9, rounds);
+    expect_allreduce(w, right, 10, rounds);
+    expect_allreduce(w, all, 11, rounds);
+    o.release_domain(right);
+    o.allreduce(left, "b", "b", kCount, DataType::INT32, ReduceOp::SUM);
+    o.wait();
+    expect_allreduce(w, left, 9, rounds + 1);
+  });
+  w.close();
+}
+
+TEST_F(DomainsTest, SixteenChipsEightDomainsOfTwo) {
+  Worker w(plain_config(16));
+  w.init();
+  w.run([&](Orchestrator& o) {
+    std::vector<CommDomain> ds;
+    for (int i = 0; i < 8; ++i)
+      ds.push_back(o.allocate_domain("pair" + std::to_string(i), {i + 8, i}, kWindow, kBuffers));
+    for (int i = 0; i < 8; ++i) fill(w, ds[i], "a", 20 + i);
+    for (auto& d : ds) o.allreduce(d, "a", "b", kCount, DataType::INT32, ReduceOp::SUM);
+    o.wait();
+    for (int i = 0; i < 8; ++i) expect_allreduce(w, ds[i], 20 + i);
+    for (int i = 0; i < 8; i += 2) o.release_domain(ds[i]);
+  });
+  w.close();
+}
+
+TEST_F(DomainsTest, AllreduceAndAllgatherOnADomainMatchTheHostReference) {
+  Worker w(plain_config(4));
+  w.init();
+  const size_t n = 5;  // not a multiple of the domain size
+  w.run([&](Orchestrator& o) {
+    CommDomain d = o.allocate_domain("sub", {3, 1, 2}, 1 << 16,
+                                     {{"x", DataType::FLOAT32, n, n * 4}, {"y", DataType::FLOAT32, 3 * n, 12 * n}});
+    for (int chip : d.chips()) {
+      const int r = d.context(chip).domain_rank;
+      std::vector<float> v(n);
+      for (size_t i = 0; i < n; ++i) v[i] = 0.5f * static_cast<float>(r + 1) + static_cast<float>(i);
+      w.copy_to(chip, d.context(chip).buffer_ptrs.at("x"), v.data(), n * 4);
+    }
+    std::vector<uint64_t> x, y;
+    for (int chip : d.chips()) {
+      x.push_back(d.context(chip).buffer_ptrs.at("x"));
+      y.push_back(d.context(chip).buffer_ptrs.at("y"));
+    }
+    o.allgather(d, x, y, n, DataType::FLOAT32);
+    o.wait();
+    for (int chip : d.chips()) {
+      std::vector<float> got(3 * n);
+      w.copy_from(chip, got.data(), y[static_cast<size_t>(d.rank_of(chip))], got.size() * 4);
+      for (int r = 0; r < 3; ++r)
+        for (size_t i = 0; i < n; ++i)
+          ASSERT_EQ(got[r * n + i], 0.5f * static_cast<float>(r + 1) + static_cast<float>(i)) << chip;
+    }
+    o.allreduce(d, "x", "x", n, DataType::FLOAT32, ReduceOp::MAX);
+    o.wait();
+    for (int chip : d.chips()) {
+      std::vector<float> got(n);
+      w.copy_from(chip, got.data(), d.context(chip).buffer_ptrs.at("x"), n * 4);
+      for (size_t i = 0; i < n; ++i) ASSERT_EQ(got[i], 1.5f + static_cast<float>(i));
+    }
+  });
+  w.close();
+}
+
+// A platform failure on the members (a window no platform can give) fails
+// the call naming a chip; nothing is left, the name stays free.
+TEST_F(DomainsTest, FailedAllocateLeavesNothingAndTheNameFree) {
+  Worker w(plain_config(3));
+  w.init();
+  std::string msg = chip_error_of([&] {
+    w.run([&](Orchestrator& o) { o.allocate_domain("huge", {1, 2}, SIZE_MAX); });
+  });
+  EXPECT_NE(msg.find("chip 1"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("allocate_domain 'huge'"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("too large"), std::string::npos) << msg;
+  w.run([&](Orchestrator& o) {
+    CommDomain d = o.allocate_domain("huge", {1, 2}, kWindow, kBuffers);
+    fill(w, d, "a", 12);
+    o.allreduce(d, "a", "b", kCount, DataType::INT32, ReduceOp::SUM);
+    o.wait();
+    expect_allreduce(w, d, 12);
+  });
+  w.close();
+}
+
+// A raw task with a domain's comm_ctx gets that domain's CommContext (its
+// dense rank and size); 0 gets the bring-up one.
+TEST_F(DomainsTest, ATaskGetsTheCommContextItAsksFor) {
+  ScratchDir scratch;
+  Worker w(comm_config(4, scratch.file("rootinfo"), kWindow, kBuffers));
+  w.init();
+  w.run([&](Orchestrator& o) {
+    CommDomain d = o.allocate_domain("sub", {3, 1}, kWindow, kBuffers);
+    for (int chip : {3, 1}) {
+      Task t = task("test_whoami", {TensorArg{d.context(chip).buffer_ptrs.at("a"), DataType::UINT32, {2}}});
+      t.comm_ctx = d.context(chip).device_ctx;
+      o.submit(chip, t);
+      Task b = task("test_whoami", {TensorArg{w.world().context(chip).buffer_ptrs.at("a"), DataType::UINT32, {2}}});
+      o.submit(chip, b);  // comm_ctx 0: the bring-up communicator
+    }
+    o.wait();
+    for (int chip : {3, 1}) {
+      uint32_t got[2] = {99, 99};
+      w.copy_from(chip, got, d.context(chip).buffer_ptrs.at("a"), sizeof got);
+      EXPECT_EQ(got[0], static_cast<uint32_t>(d.rank_of(chip)));
+      EXPECT_EQ(got[1], 2u);
+      w.copy_from(chip, got, w.world().context(chip).buffer_ptrs.at("a"), sizeof got);
+      EXPECT_EQ(got[0], static_cast<uint32_t>(chip));
+      EXPECT_EQ(got[1], 4u);
+    }
+  });
+  w.close();
+}
+
+// A task's comm_ctx must be a live domain's on that chip (or 0).
+TEST_F(DomainsTest, ATaskOnAReleasedOrForeignContextFails) {
+  Worker w(plain_config(2));
+  w.init();
+  uint64_t stale = 0;
+  w.run([&](Orchestrator& o) {
+    CommDomain d = o.allocate_domain("gone", {0, 1}, kWindow);
+    stale = d.context(0).device_ctx;
+  });
+  Task t;
+  t.kernel = "chipmesh_noop";
+  t.comm_ctx = stale;
+  std::string msg = chip_error_of([&] { w.run([&](Orchestrator& o) { o.submit(0, t); }); });
+  EXPECT_NE(msg.find("no live domain"), std::string::npos) << msg;
+  t.comm_ctx = 0;
+  w.run([&](Orchestrator& o) { o.submit(0, t); });
+  w.close();
+}
+
+// A member killed while the others wait for it in allocate: the call fails
+// on every member, naming the chip, within the worker's bootstrap_timeout
+// (the deadline of the domain's rendezvous), and nothing stays behind.
+// Deterministic: the chip is stopped before the call, so it cannot join,
+// and killed once rank 0 has begun the rendezvous (its control object
+// exists).
+TEST_F(DomainsTest, MemberKilledDuringAllocateFailsTheCallNamingIt) {
+  WorkerConfig cfg = plain_config(3);
+  cfg.bootstrap_timeout = std::chrono::seconds(3);
+  Worker w(std::move(cfg));
+  w.init();
+  const pid_t victim = w.chip_pid(2);
+  const pid_t rank0 = w.chip_pid(0);
+  ASSERT_EQ(kill(victim, SIGSTOP), 0);
+  std::atomic<bool> killed{false};
+  std::thread killer([&] {
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    while (shm_objects_of(rank0) == 0 && std::chrono::steady_clock::now() < until)
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    kill(victim, SIGKILL);
+    killed = true;
+  });
+  const auto start = std::chrono::steady_clock::now();
+  std::string msg = chip_error_of([&] {
+    w.run([&](Orchestrator& o) { o.allocate_domain("doomed", {0, 1, 2}, kWindow, kBuffers); });
+  });
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  killer.join();
+  EXPECT_TRUE(killed);
+  EXPECT_NE(msg.find("chip 2"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("allocate_domain 'doomed'"), std::string::npos) << msg;
+  EXPECT_LT(s, 20.0);
+  EXPECT_EQ(shm_objects_of(rank0) + shm_objects_of(w.chip_pid(1)) + shm_objects_of(victim), 0u);
+  // The survivors are not wedged.
+  w.run([&](Orchestrator& o) {
+    CommDomain d = o.allocate_domain("doomed", {1, 0}, kWindow, kBuffers);
+    fill(w, d, "a", 30);
+    o.allreduce(d, "a", "b", kCount, DataType::INT32, ReduceOp::SUM);
+    o.wait();
+    expect_allreduce(w, d, 30);
+  });
+  w.close();
+}
+
+}  // namespace
+}  // namespace chipmesh::testing
