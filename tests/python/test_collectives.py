@@ -128,8 +128,7 @@ def test_world_domain(job):
         d.context(n)
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_allreduce(job, dtype):
+def check_allreduce(job, dtype):
     n = job.n
     for i, op in enumerate(OPS):
         for by_name, inplace in [rotated(i, dtype)]:
@@ -144,18 +143,18 @@ def test_allreduce(job, dtype):
                 np.testing.assert_array_equal(got, expected, err_msg=f"{op} {mode_id(by_name, inplace)} rank {r}")
 
 
-@pytest.mark.parametrize("algo", ["onephase", chipmesh.AllreduceAlgo.TWOPHASE, "ring", chipmesh.AllreduceAlgo.AUTO])
-def test_allreduce_algos(job, algo):
+def test_allreduce_algos(job):
     n, count = job.n, job.n * C  # the whole buffer
-    inputs = data(n, count, "sum", seed=3)
-    job.put("a", [host(x, "float32") for x in inputs])
-    job.w.run(lambda orch: orch.allreduce(job.world, "a", "b", count, "float32", "sum", algo=algo))
-    for r in range(n):
-        np.testing.assert_array_equal(job.get(r, "b", count, "float32"), np.sum(np.stack(inputs), axis=0))
+    for algo in ["onephase", chipmesh.AllreduceAlgo.TWOPHASE, "ring", chipmesh.AllreduceAlgo.AUTO]:
+        inputs = data(n, count, "sum", seed=3)
+        job.put("a", [host(x, "float32") for x in inputs])
+        job.w.run(lambda orch: orch.allreduce(job.world, "a", "b", count, "float32", "sum", algo=algo))
+        for r in range(n):
+            np.testing.assert_array_equal(job.get(r, "b", count, "float32"), np.sum(np.stack(inputs), axis=0),
+                                          err_msg=f"{algo} rank {r}")
 
 
-@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "int8"])
-def test_allgather(job, dtype):
+def check_allgather(job, dtype):
     n = job.n
     for by_name, inplace in MODES:
         inputs = data(n, C, "sum", seed=4)
@@ -167,8 +166,7 @@ def test_allgather(job, dtype):
             np.testing.assert_array_equal(got, np.concatenate(inputs), err_msg=f"{mode_id(by_name, inplace)} rank {r}")
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_reduce_scatter(job, dtype):
+def check_reduce_scatter(job, dtype):
     n = job.n
     for i, op in enumerate(OPS):
         for by_name, inplace in [rotated(i, dtype)]:
@@ -183,8 +181,7 @@ def test_reduce_scatter(job, dtype):
                                               err_msg=f"{op} {mode_id(by_name, inplace)} rank {r}")
 
 
-@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "int32", "int8"])
-def test_broadcast(job, dtype):
+def check_broadcast(job, dtype):
     n = job.n
     for root in range(n):
         for by_name, inplace in [rotated(root, dtype)]:
@@ -198,8 +195,7 @@ def test_broadcast(job, dtype):
                                               err_msg=f"root {root} {mode_id(by_name, inplace)} rank {r}")
 
 
-@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "int32", "int8"])
-def test_reduce(job, dtype):
+def check_reduce(job, dtype):
     n = job.n
     for i, op in enumerate(OPS):
         root = (i + 1) % n
@@ -213,8 +209,7 @@ def test_reduce(job, dtype):
                                           err_msg=f"{op} root {root} {mode_id(by_name, inplace)}")
 
 
-@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "int32", "int8"])
-def test_all_to_all(job, dtype):
+def check_all_to_all(job, dtype):
     n = job.n
     for by_name, inplace in MODES:
         inputs = data(n, n * C, "sum", seed=40)
@@ -225,6 +220,37 @@ def test_all_to_all(job, dtype):
             got = values(job.get(r, "a" if inplace else "b", n * C, dtype), dtype)
             expected = np.concatenate([inputs[j][r * C:(r + 1) * C] for j in range(n)])
             np.testing.assert_array_equal(got, expected, err_msg=f"{mode_id(by_name, inplace)} rank {r}")
+
+
+# One Worker per domain size and collective (bring-up dominates the time); the dtypes in a loop.
+def test_allreduce(job):
+    for dtype in DTYPES:
+        check_allreduce(job, dtype)
+
+
+def test_allgather(job):
+    for dtype in ["float32", "bfloat16", "int32", "int8"]:
+        check_allgather(job, dtype)
+
+
+def test_reduce_scatter(job):
+    for dtype in DTYPES:
+        check_reduce_scatter(job, dtype)
+
+
+def test_broadcast(job):
+    for dtype in ["float32", "bfloat16", "int32", "int8"]:
+        check_broadcast(job, dtype)
+
+
+def test_reduce(job):
+    for dtype in ["float32", "bfloat16", "int32", "int8"]:
+        check_reduce(job, dtype)
+
+
+def test_all_to_all(job):
+    for dtype in ["float32", "bfloat16", "int32", "int8"]:
+        check_all_to_all(job, dtype)
 
 
 def test_barrier_and_several_in_one_run(job):
