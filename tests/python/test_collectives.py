@@ -311,6 +311,8 @@ def test_bad_arguments(tmp_path):
 
 def test_world_without_communicator():
     with chipmesh.Worker(level=3, device_ids=[0, 1]) as w:
+        with pytest.raises(chipmesh.ConfigError, match="init"):
+            w.world()  # before init()
         w.init()
         with pytest.raises(chipmesh.ConfigError, match="world"):
             w.world()
