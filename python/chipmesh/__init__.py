@@ -5,9 +5,12 @@ The names and their meaning are those of the C++ API (include/chipmesh/):
 configs (:class:`ChipBootstrapConfig` and its parts), the bootstrap mailbox
 (:class:`ChipBootstrapChannel`), one chip (:class:`ChipWorker`) and a group
 of chips (:class:`Worker`, with :class:`Task` and the orchestrator of
-:meth:`Worker.run`). Errors are :class:`Error` subclasses of the C++ kind.
-Blocking calls release the GIL; Ctrl-C during ``Worker.init()`` or
-``Worker.run()`` tears the chips down and raises KeyboardInterrupt.
+:meth:`Worker.run`), communication domains (:class:`CommDomain`,
+:meth:`Worker.world`) and the typed collectives of the orchestrator
+(``orch.allreduce(domain, in_, out, count, dtype, op)``, ...). Errors are
+:class:`Error` subclasses of the C++ kind. Blocking calls release the GIL;
+Ctrl-C during ``Worker.init()`` or ``Worker.run()`` tears the chips down and
+raises KeyboardInterrupt.
 """
 
 from ._errors import ChipError, CommError, ConfigError, DeviceError, Error, TimeoutError  # noqa: A004
@@ -25,7 +28,9 @@ from ._core import (
     ChipCommBootstrapConfig,
     ChipContext,
     ChipWorker,
+    CommDomain,
     DataType,
+    DomainContext,
     HostBufferStaging,
     Orchestrator,
     ReduceOp,
@@ -56,10 +61,12 @@ __all__ = [
     "ChipContext",
     "ChipError",
     "ChipWorker",
+    "CommDomain",
     "CommError",
     "ConfigError",
     "DataType",
     "DeviceError",
+    "DomainContext",
     "Error",
     "HostBufferStaging",
     "Orchestrator",

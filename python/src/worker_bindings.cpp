@@ -17,6 +17,7 @@
 
 #include <atomic>
 #include <cerrno>
+#include <functional>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -229,6 +230,78 @@ WorkerConfig make_config(int level, const py::object& device_ids, const std::str
   return cfg;
 }
 
+
+// --- collectives over a domain -------------------------------------------
+
+// ReduceOp / AllreduceAlgo from an enum value or its name ("sum", "ring").
+ReduceOp to_op(const py::object& op) {
+  if (py::isinstance<py::str>(op)) return parse_reduce_op(op.cast<std::string>());
+  if (py::isinstance<ReduceOp>(op)) return op.cast<ReduceOp>();
+  throw ConfigError("op must be a chipmesh.ReduceOp or one of \"sum\", \"prod\", \"max\", \"min\", got " +
+                    py::repr(op).cast<std::string>());
+}
+AllreduceAlgo to_algo(const py::object& algo) {
+  if (py::isinstance<py::str>(algo)) return parse_allreduce_algo(algo.cast<std::string>());
+  if (py::isinstance<AllreduceAlgo>(algo)) return algo.cast<AllreduceAlgo>();
+  throw ConfigError("algo must be a chipmesh.AllreduceAlgo or one of \"auto\", \"onephase\", \"twophase\", \"ring\", "
+                    "got " + py::repr(algo).cast<std::string>());
+}
+
+// One device address per domain rank: a sequence of ints (numpy integers
+// too). ConfigError for a negative address; TypeError for anything else.
+std::vector<uint64_t> to_addrs(const py::handle& obj, const char* what) {
+  if (py::isinstance<py::str>(obj) || py::isinstance<py::bytes>(obj) || !py::isinstance<py::iterable>(obj))
+    throw py::type_error(std::string(what) + " must be a buffer name (str) or a list of int device addresses, one per "
+                         "domain rank; got " + py::str(py::type::handle_of(obj).attr("__name__")).cast<std::string>());
+  std::vector<uint64_t> out;
+  size_t i = 0;
+  for (const py::handle& a : obj) {
+    PyObject* idx = PyNumber_Index(a.ptr());
+    if (!idx) {
+      PyErr_Clear();
+      throw py::type_error(std::string(what) + "[" + std::to_string(i) + "] must be an int device address, got " +
+                           py::repr(a).cast<std::string>());
+    }
+    const auto v = py::reinterpret_steal<py::int_>(idx);
+    if (PyObject_RichCompareBool(v.ptr(), py::int_(0).ptr(), Py_LT) == 1)
+      throw ConfigError(std::string(what) + "[" + std::to_string(i) + "] is a negative address (" +
+                        py::repr(v).cast<std::string>() + ")");
+    try {
+      out.push_back(v.cast<uint64_t>());
+    } catch (const py::cast_error&) {
+      throw ConfigError(std::string(what) + "[" + std::to_string(i) + "] does not fit in 64 bits");
+    }
+    ++i;
+  }
+  return out;
+}
+
+// The two forms of in_ / out: both buffer names (resolved per member by the
+// C++ API) or both address lists. Calls by_name(in, out) or by_addr(in, out)
+// with the GIL released.
+template <typename ByName, typename ByAddr>
+void dispatch_io(const char* what, const py::object& in, const py::object& out, ByName&& by_name, ByAddr&& by_addr) {
+  const bool in_name = py::isinstance<py::str>(in), out_name = py::isinstance<py::str>(out);
+  if (in_name && out_name) {
+    const auto i = in.cast<std::string>(), o = out.cast<std::string>();
+    blocking([&] { by_name(i, o); });
+    return;
+  }
+  if (in_name != out_name)
+    throw ConfigError(std::string("Orchestrator.") + what +
+                      ": in_ and out must both be buffer names (str) or both lists of device addresses");
+  const auto i = to_addrs(in, "in_"), o = to_addrs(out, "out");
+  blocking([&] { by_addr(i, o); });
+}
+
+std::string repr(const DomainContext& c) {
+  return "DomainContext(chip=" + std::to_string(c.chip) + ", domain_rank=" + std::to_string(c.domain_rank) +
+         ", domain_size=" + std::to_string(c.domain_size) + ", device_ctx=" + std::to_string(c.device_ctx) +
+         ", local_window_base=" + std::to_string(c.local_window_base) +
+         ", actual_window_size=" + std::to_string(c.actual_window_size) +
+         ", buffer_ptrs=" + py::repr(py::cast(c.buffer_ptrs)).cast<std::string>() + ")";
+}
+
 }  // namespace
 
 void register_worker(py::module_& m) {
@@ -285,6 +358,51 @@ void register_worker(py::module_& m) {
                ", scalars=" + py::repr(py::cast(t.scalars)).cast<std::string>() + ")";
       });
 
+  py::class_<DomainContext>(m, "DomainContext", "One member chip's view of a communication domain.")
+      .def_readonly("chip", &DomainContext::chip, "The chip (index into the Worker's device_ids).")
+      .def_readonly("domain_rank", &DomainContext::domain_rank, "Its rank in the domain (dense, in the order of chips).")
+      .def_readonly("domain_size", &DomainContext::domain_size, "Members of the domain.")
+      .def_readonly("device_ctx", &DomainContext::device_ctx, "Device address of the member's CommContext.")
+      .def_readonly("local_window_base", &DomainContext::local_window_base, "Device address of its window.")
+      .def_readonly("actual_window_size", &DomainContext::actual_window_size, "Window bytes granted.")
+      .def_readonly("buffer_ptrs", &DomainContext::buffer_ptrs, "Buffer name -> device address (dict).")
+      .def("__repr__", [](const DomainContext& c) { return repr(c); });
+
+  py::class_<CommDomain>(m, "CommDomain",
+                         "A communication domain: a communicator over some of a Worker's chips, one window per "
+                         "member (docs/collectives.md). A value handle: copies refer to the same domain. Get one "
+                         "from Worker.world(); pass it to the Orchestrator's collectives.")
+      .def_property_readonly("name", &CommDomain::name, "The domain's name (\"world\" for Worker.world()).")
+      .def_property_readonly("chips", &CommDomain::chips, "Domain rank -> chip index (a list).")
+      .def_property_readonly("size", &CommDomain::size, "Members of the domain.")
+      .def_property_readonly("allocation_id", &CommDomain::allocation_id, "Id of this allocation (0 for world).")
+      .def_property_readonly("released", &CommDomain::released, "True once the domain has been released.")
+      .def("context", [](const CommDomain& d, int chip) { return d.context(chip); }, py::arg("chip"),
+           "The DomainContext of a member, by chip index (as in device_ids); ConfigError if it is not a member.")
+      .def("rank_of", &CommDomain::rank_of, py::arg("chip"), "Domain rank of a chip, -1 if it is not a member.")
+      .def("__len__", &CommDomain::size, "Members of the domain.")
+      .def("__eq__",
+           [](const CommDomain& a, const py::object& b) {
+             return py::isinstance<CommDomain>(b) && a.state() == b.cast<const CommDomain&>().state();
+           })
+      .def("__hash__", [](const CommDomain& d) { return std::hash<const void*>{}(d.state().get()); })
+      .def("__repr__", [](const CommDomain& d) {
+        if (!d.state()) return std::string("CommDomain(<none>)");
+        return "CommDomain(name=" + py::repr(py::str(d.name())).cast<std::string>() +
+               ", chips=" + py::repr(py::cast(d.chips())).cast<std::string>() +
+               ", allocation_id=" + std::to_string(d.allocation_id()) +
+               (d.released() ? ", released=True" : "") + ")";
+      });
+  // TODO(issue 9): Orchestrator::allocate_domain / release_domain are not in
+  // include/chipmesh/worker.h yet. When they land, bind them here and on the
+  // Orchestrator below as
+  //   orch.allocate_domain(name, chips, window_size, buffers=[]) -> CommDomain
+  //   orch.release_domain(domain)                       (idempotent)
+  // and make the returned domain a context manager (__enter__ returns it,
+  // __exit__ calls release_domain through the Orchestrator that made it and
+  // returns False) -- e.g. a small Python-side wrapper holding the
+  // PyOrchestrator, since CommDomain itself does not know its Orchestrator.
+
   py::class_<PyOrchestrator>(m, "Orchestrator", "Handed to Worker.run's function: submits tasks.")
       .def(
           "submit",
@@ -305,7 +423,109 @@ void register_worker(py::module_& m) {
           "One task per chip (a list, 1:1 with chips) or the same Task on every chip, dispatched all-or-nothing.")
       .def(
           "wait", [](PyOrchestrator& o) { blocking([&] { o.get().wait(); }); },
-          "Blocks until every task submitted so far is done; ChipError on the first failure.");
+          "Blocks until every task submitted so far is done; ChipError on the first failure.")
+      // Collectives over a domain (include/chipmesh/worker.h, docs/collectives.md). Each is checked
+      // (ConfigError before anything is dispatched), dispatched all-or-nothing on the domain's chips and
+      // returns at once; wait() or the end of run() waits.
+      .def(
+          "allreduce",
+          [](PyOrchestrator& o, const CommDomain& d0, const py::object& in, const py::object& out, int64_t count,
+             const py::object& dtype, const py::object& op, const py::object& algo) {
+            const CommDomain d = d0;
+            const size_t n = to_size(count, "count");
+            const DataType dt = to_dtype(dtype);
+            const ReduceOp rop = to_op(op);
+            const AllreduceAlgo al = to_algo(algo);
+            dispatch_io(
+                "allreduce", in, out, [&](const std::string& i, const std::string& x) { o.get().allreduce(d, i, x, n, dt, rop, al); },
+                [&](const std::vector<uint64_t>& i, const std::vector<uint64_t>& x) { o.get().allreduce(d, i, x, n, dt, rop, al); });
+          },
+          py::arg("domain"), py::arg("in_"), py::arg("out"), py::arg("count"), py::arg("dtype"), py::arg("op"),
+          py::arg("algo") = AllreduceAlgo::AUTO,
+          "Every member's out (count elements) = the members' in_ reduced with op. in_ / out: buffer names (str, "
+          "resolved per member) or lists of device addresses, one per domain rank, inside the members' windows at "
+          "the same window offsets; in_ == out is in place. dtype: a name, numpy dtype or DataType; op: a ReduceOp "
+          "or \"sum\", \"prod\", \"max\", \"min\"; algo: an AllreduceAlgo or its name. ConfigError for bad arguments.")
+      .def(
+          "allgather",
+          [](PyOrchestrator& o, const CommDomain& d0, const py::object& in, const py::object& out,
+             int64_t count_per_rank, const py::object& dtype) {
+            const CommDomain d = d0;
+            const size_t n = to_size(count_per_rank, "count_per_rank");
+            const DataType dt = to_dtype(dtype);
+            dispatch_io(
+                "allgather", in, out, [&](const std::string& i, const std::string& x) { o.get().allgather(d, i, x, n, dt); },
+                [&](const std::vector<uint64_t>& i, const std::vector<uint64_t>& x) { o.get().allgather(d, i, x, n, dt); });
+          },
+          py::arg("domain"), py::arg("in_"), py::arg("out"), py::arg("count_per_rank"), py::arg("dtype"),
+          "Every member's out holds domain.size * count_per_rank elements: block j is rank j's in_ (count_per_rank). "
+          "in_ / out: buffer names or lists of device addresses, one per domain rank.")
+      .def(
+          "reduce_scatter",
+          [](PyOrchestrator& o, const CommDomain& d0, const py::object& in, const py::object& out,
+             int64_t count_per_rank, const py::object& dtype, const py::object& op) {
+            const CommDomain d = d0;
+            const size_t n = to_size(count_per_rank, "count_per_rank");
+            const DataType dt = to_dtype(dtype);
+            const ReduceOp rop = to_op(op);
+            dispatch_io(
+                "reduce_scatter", in, out,
+                [&](const std::string& i, const std::string& x) { o.get().reduce_scatter(d, i, x, n, dt, rop); },
+                [&](const std::vector<uint64_t>& i, const std::vector<uint64_t>& x) { o.get().reduce_scatter(d, i, x, n, dt, rop); });
+          },
+          py::arg("domain"), py::arg("in_"), py::arg("out"), py::arg("count_per_rank"), py::arg("dtype"),
+          py::arg("op"),
+          "in_ holds domain.size * count_per_rank elements on every member; rank r's out (count_per_rank) = block r "
+          "of every in_, reduced with op in rank order.")
+      .def(
+          "broadcast",
+          [](PyOrchestrator& o, const CommDomain& d0, const py::object& in, const py::object& out, int64_t count,
+             const py::object& dtype, int root) {
+            const CommDomain d = d0;
+            const size_t n = to_size(count, "count");
+            const DataType dt = to_dtype(dtype);
+            dispatch_io(
+                "broadcast", in, out, [&](const std::string& i, const std::string& x) { o.get().broadcast(d, i, x, n, dt, root); },
+                [&](const std::vector<uint64_t>& i, const std::vector<uint64_t>& x) { o.get().broadcast(d, i, x, n, dt, root); });
+          },
+          py::arg("domain"), py::arg("in_"), py::arg("out"), py::arg("count"), py::arg("dtype"), py::arg("root"),
+          "Every member's out (count elements) = in_ of root (a domain rank; ConfigError outside the domain).")
+      .def(
+          "reduce",
+          [](PyOrchestrator& o, const CommDomain& d0, const py::object& in, const py::object& out, int64_t count,
+             const py::object& dtype, const py::object& op, int root) {
+            const CommDomain d = d0;
+            const size_t n = to_size(count, "count");
+            const DataType dt = to_dtype(dtype);
+            const ReduceOp rop = to_op(op);
+            dispatch_io(
+                "reduce", in, out, [&](const std::string& i, const std::string& x) { o.get().reduce(d, i, x, n, dt, rop, root); },
+                [&](const std::vector<uint64_t>& i, const std::vector<uint64_t>& x) { o.get().reduce(d, i, x, n, dt, rop, root); });
+          },
+          py::arg("domain"), py::arg("in_"), py::arg("out"), py::arg("count"), py::arg("dtype"), py::arg("op"),
+          py::arg("root"),
+          "root's out (count elements) = every member's in_ reduced with op in rank order; out is significant on "
+          "the root only (root: a domain rank).")
+      .def(
+          "all_to_all",
+          [](PyOrchestrator& o, const CommDomain& d0, const py::object& in, const py::object& out,
+             int64_t count_per_peer, const py::object& dtype) {
+            const CommDomain d = d0;
+            const size_t n = to_size(count_per_peer, "count_per_peer");
+            const DataType dt = to_dtype(dtype);
+            dispatch_io(
+                "all_to_all", in, out, [&](const std::string& i, const std::string& x) { o.get().all_to_all(d, i, x, n, dt); },
+                [&](const std::vector<uint64_t>& i, const std::vector<uint64_t>& x) { o.get().all_to_all(d, i, x, n, dt); });
+          },
+          py::arg("domain"), py::arg("in_"), py::arg("out"), py::arg("count_per_peer"), py::arg("dtype"),
+          "in_ and out hold domain.size * count_per_peer elements; block j of rank r's out = block r of rank j's in_.")
+      .def(
+          "barrier",
+          [](PyOrchestrator& o, const CommDomain& d0) {
+            const CommDomain d = d0;
+            blocking([&] { o.get().barrier(d); });
+          },
+          py::arg("domain"), "Each member's barrier task returns once every member has entered it.");
 
   py::class_<Worker>(m, "Worker",
                      "The parent of a group of chips, one process per chip (level 3). Usable as a context manager: "
@@ -331,6 +551,10 @@ void register_worker(py::module_& m) {
             }
           },
           "One ChipContext per chip, after init().")
+      .def(
+          "world", [](const Worker& w) { return w.world(); },
+          "The bring-up communicator of chip_bootstrap_configs as a CommDomain (name \"world\", allocation_id 0, "
+          "chips in rank order; names resolve to the bootstrap buffers), after init(); ConfigError if there is none.")
       .def(
           "run",
           [](Worker& w, const py::function& fn) {
