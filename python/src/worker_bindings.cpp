@@ -368,10 +368,11 @@ void register_worker(py::module_& m) {
       .def_readonly("buffer_ptrs", &DomainContext::buffer_ptrs, "Buffer name -> device address (dict).")
       .def("__repr__", [](const DomainContext& c) { return repr(c); });
 
-  py::class_<CommDomain>(m, "CommDomain",
+  py::class_<CommDomain> domain_class(m, "CommDomain", py::dynamic_attr(),
                          "A communication domain: a communicator over some of a Worker's chips, one window per "
                          "member (docs/collectives.md). A value handle: copies refer to the same domain. Get one "
-                         "from Worker.world(); pass it to the Orchestrator's collectives.")
+                         "from Worker.world() or Orchestrator.allocate_domain(); pass it to the Orchestrator's collectives.");
+  domain_class
       .def_property_readonly("name", &CommDomain::name, "The domain's name (\"world\" for Worker.world()).")
       .def_property_readonly("chips", &CommDomain::chips, "Domain rank -> chip index (a list).")
       .def_property_readonly("size", &CommDomain::size, "Members of the domain.")
@@ -393,15 +394,18 @@ void register_worker(py::module_& m) {
                ", allocation_id=" + std::to_string(d.allocation_id()) +
                (d.released() ? ", released=True" : "") + ")";
       });
-  // TODO(issue 9): Orchestrator::allocate_domain / release_domain are not in
-  // include/chipmesh/worker.h yet. When they land, bind them here and on the
-  // Orchestrator below as
-  //   orch.allocate_domain(name, chips, window_size, buffers=[]) -> CommDomain
-  //   orch.release_domain(domain)                       (idempotent)
-  // and make the returned domain a context manager (__enter__ returns it,
-  // __exit__ calls release_domain through the Orchestrator that made it and
-  // returns False) -- e.g. a small Python-side wrapper holding the
-  // PyOrchestrator, since CommDomain itself does not know its Orchestrator.
+  // A domain from Orchestrator.allocate_domain is also a context manager:
+  // __exit__ releases it through the Orchestrator that made it (kept on the
+  // instance as _orchestrator; world() has none and is never released).
+  domain_class
+      .def("__enter__", [](const py::object& self) { return self; })
+      .def(
+          "__exit__",
+          [](const py::object& self, const py::object&, const py::object&, const py::object&) {
+            if (py::hasattr(self, "_orchestrator")) self.attr("_orchestrator").attr("release_domain")(self);
+            return false;
+          },
+          "Releases the domain (Orchestrator.release_domain); an exception in the block propagates unchanged.");
 
   py::class_<PyOrchestrator>(m, "Orchestrator", "Handed to Worker.run's function: submits tasks.")
       .def(
@@ -424,6 +428,29 @@ void register_worker(py::module_& m) {
       .def(
           "wait", [](PyOrchestrator& o) { blocking([&] { o.get().wait(); }); },
           "Blocks until every task submitted so far is done; ChipError on the first failure.")
+      .def(
+          "allocate_domain",
+          [](const py::object& self, const std::string& name, const std::vector<int>& chips, int64_t window_size,
+             const std::vector<ChipBufferSpec>& buffers) {
+            PyOrchestrator& o = self.cast<PyOrchestrator&>();
+            const size_t window = to_size(window_size, "window_size");
+            CommDomain d;
+            blocking([&] { d = o.get().allocate_domain(name, chips, window, buffers); });
+            py::object obj = py::cast(d);
+            obj.attr("_orchestrator") = self;
+            return obj;
+          },
+          py::arg("name"), py::arg("chips"), py::arg("window_size"), py::arg("buffers") = std::vector<ChipBufferSpec>{},
+          "A new communication domain over `chips` (dense ranks in that order), each member with its own window "
+          "of at least window_size bytes and the `buffers` carved from it (load_from_host / store_to_host are a "
+          "ConfigError). Blocks until every member joined. Usable as a context manager that releases it on exit; "
+          "domains still live when run()'s function returns or raises are released by run(). ConfigError for a "
+          "live name or bad arguments; ChipError naming a member that failed or died.")
+      .def(
+          "release_domain",
+          [](PyOrchestrator& o, CommDomain& d) { blocking([&] { o.get().release_domain(d); }); }, py::arg("domain"),
+          "Destroys the domain's communicator on every live member and frees its name; idempotent. ChipError "
+          "naming a member that failed (the domain is released regardless).")
       // Collectives over a domain (include/chipmesh/worker.h, docs/collectives.md). Each is checked
       // (ConfigError before anything is dispatched), dispatched all-or-nothing on the domain's chips and
       // returns at once; wait() or the end of run() waits.
