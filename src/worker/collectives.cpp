@@ -112,6 +112,13 @@ void Orchestrator::allreduce(const CommDomain& d, const std::vector<uint64_t>& i
   Checked c = check_common(worker_.impl_.get(), d, what, in.size(), out.size(), 1, 1, count, dtype, true, &op);
   allreduce_kernel::mode(algo, 0);  // ConfigError outside the enum
   check_addrs(d, what, c, in, out, false, false, 0);
+  // In place (in == out) or apart: a partial overlap would read what it has already written.
+  for (size_t r = 0; r < in.size() && c.in_bytes; ++r) {
+    if (in[r] != out[r] && in[r] < out[r] + c.out_bytes && out[r] < in[r] + c.in_bytes)
+      throw ConfigError(where(what, d) + ": rank " + std::to_string(r) + "'s input [" + std::to_string(in[r]) + ", +" +
+                        std::to_string(c.in_bytes) + " bytes) and output [" + std::to_string(out[r]) + ", +" +
+                        std::to_string(c.out_bytes) + " bytes) overlap without being the same (in place)");
+  }
   // The allreduce kernel needs the same window offsets on every member.
   for (size_t r = 1; r < in.size() && count; ++r) {
     const DomainContext& c0 = d.context(c.chips[0]);

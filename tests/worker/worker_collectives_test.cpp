@@ -279,6 +279,9 @@ TEST(WorkerCollectivesArgs, BadArgumentsAreConfigErrorsBeforeDispatch) {
                 "has no buffer 'nope'");
   expect_config("allreduce offsets", [&](Orchestrator& o) { o.allreduce(d, {a[0], a[1] + 4}, b, 8, f32, ReduceOp::SUM); },
                 "same window offsets");
+  expect_config("partial overlap", [&](Orchestrator& o) {
+    o.allreduce(d, a, {a[0] + 16, a[1] + 16}, 8, f32, ReduceOp::SUM);
+  }, "overlap without being the same");
   expect_config("released handle", [&](Orchestrator& o) { o.barrier(CommDomain()); }, "refers to no domain");
   // Nothing of any rejected call reached a chip.
   for (int chip = 0; chip < 2; ++chip) {
