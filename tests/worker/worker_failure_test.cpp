@@ -334,7 +334,9 @@ TEST(WorkerResourceLimits, NoPidfdsForTheChipsNamesTheLimitAndReapsThem) {
     for (int fd = 0; free_fds.size() < 3; ++fd)
       if (fcntl(fd, F_GETFD) == -1) free_fds.push_back(fd);
     const rlim_t limit = static_cast<rlim_t>(free_fds[2]);
-    struct rlimit rl{limit, limit};
+    struct rlimit saved{};
+    CM_REQUIRE(getrlimit(RLIMIT_NOFILE, &saved) == 0) << std::strerror(errno);
+    struct rlimit rl{limit, saved.rlim_max};
     CM_REQUIRE(setrlimit(RLIMIT_NOFILE, &rl) == 0) << std::strerror(errno);
     std::string msg;
     try {
@@ -342,6 +344,7 @@ TEST(WorkerResourceLimits, NoPidfdsForTheChipsNamesTheLimitAndReapsThem) {
     } catch (const DeviceError& e) {
       msg = e.what();
     }
+    CM_REQUIRE(setrlimit(RLIMIT_NOFILE, &saved) == 0) << std::strerror(errno);  // room to look at /proc again
     CM_REQUIRE(contains(msg, "cannot watch the 4 chips")) << "init: " << msg;
     CM_REQUIRE(contains(msg, "RLIMIT_NOFILE (open files) = " + std::to_string(limit))) << msg;
     CM_REQUIRE(children_of(getpid()).empty()) << "a chip survived (or is a zombie): " << msg;
