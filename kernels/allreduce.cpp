@@ -15,6 +15,7 @@
 // When the kernel returns on a rank, no peer reads that rank's input or
 // output any more: both may be reused at once.
 #include "allreduce.h"
+#include "tensor_shape.h"
 
 #include <cstring>
 
@@ -40,17 +41,6 @@ const char* dtype_label(uint32_t dtype) {
     case DataType::FLOAT64: return "float64";
     default: return "unsupported";
   }
-}
-
-// Element count of a tensor with overflow checking; false when the shape
-// is malformed (too many dimensions) or the product overflows.
-bool checked_count(const chipmesh_tensor& t, uint64_t* out) {
-  if (t.ndim > CHIPMESH_KERNEL_MAX_DIMS) return false;
-  uint64_t n = 1;
-  for (uint32_t i = 0; i < t.ndim; ++i)
-    if (__builtin_mul_overflow(n, t.shape[i], &n)) return false;
-  *out = n;
-  return true;
 }
 
 int validate(const chipmesh_kernel_args* args, AllreduceCall* call) {

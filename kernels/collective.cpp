@@ -1,6 +1,7 @@
 // Argument checking, call descriptors and the opening barrier shared by the
 // built-in collectives (collective.h).
 #include "collective.h"
+#include "tensor_shape.h"
 
 #include <cstdio>
 #include <cstring>
@@ -53,15 +54,6 @@ size_t any_dtype_size(uint32_t dtype) {
     case DataType::FLOAT64: return 8;
   }
   return 0;
-}
-
-bool checked_count(const chipmesh_tensor& t, uint64_t* out) {
-  if (t.ndim > CHIPMESH_KERNEL_MAX_DIMS) return false;
-  uint64_t n = 1;
-  for (uint32_t i = 0; i < t.ndim; ++i)
-    if (__builtin_mul_overflow(n, t.shape[i], &n)) return false;
-  *out = n;
-  return true;
 }
 
 CollDesc* desc(const CommContext* ctx, uint32_t rank, uint32_t call_no) {
