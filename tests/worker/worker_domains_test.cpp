@@ -4,7 +4,9 @@
 // release by run(), and a member killed during allocate. The leak listener
 // checks /dev/shm after every test; each test also checks that no private
 // rootinfo directory of a domain is left behind.
+#include <poll.h>
 #include <signal.h>
+#include <sys/inotify.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -49,6 +51,31 @@ size_t shm_objects_of(pid_t pid) {
   for (const auto& name : chipmesh_shm_objects())
     if (name.rfind(prefix, 0) == 0 || name.rfind(std::string("/") + prefix, 0) == 0) ++n;
   return n;
+}
+
+// Blocks on inotify of /dev/shm (the watch is made before the first look,
+// so no creation is missed) until `pid` owns an object, or the deadline.
+bool wait_shm_object_of(pid_t pid, std::chrono::milliseconds deadline) {
+  const int in = inotify_init1(IN_CLOEXEC);
+  if (in < 0 || inotify_add_watch(in, "/dev/shm", IN_CREATE | IN_MOVED_TO) < 0) {
+    if (in >= 0) close(in);
+    return false;
+  }
+  const auto until = std::chrono::steady_clock::now() + deadline;
+  bool found = shm_objects_of(pid) > 0;
+  while (!found) {
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(until - std::chrono::steady_clock::now()).count();
+    if (left <= 0) break;
+    struct pollfd p{in, POLLIN, 0};
+    if (poll(&p, 1, static_cast<int>(left)) > 0) {
+      char events[4096];
+      if (read(in, events, sizeof events) < 0) break;
+    }
+    found = shm_objects_of(pid) > 0;
+  }
+  close(in);
+  return found;
 }
 
 // Every test: nothing of ours in /dev/shm (the listener checks too) and no
@@ -460,9 +487,7 @@ TEST_F(DomainsTest, MemberKilledDuringAllocateFailsTheCallNamingIt) {
   ASSERT_EQ(kill(victim, SIGSTOP), 0);
   std::atomic<bool> killed{false};
   std::thread killer([&] {
-    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-    while (shm_objects_of(rank0) == 0 && std::chrono::steady_clock::now() < until)
-      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    wait_shm_object_of(rank0, std::chrono::seconds(30));  // rank 0 began the rendezvous
     kill(victim, SIGKILL);
     killed = true;
   });
