@@ -90,10 +90,7 @@ void Orchestrator::wait() {
   m.wait_until(
       [&] {
         bool settled = true;
-        for (size_t c = 0; c < m.n(); ++c) {
-          m.inspect(c);
-          settled = settled && (m.idle(c) || m.watcher->dead(c));
-        }
+        for (size_t c = 0; c < m.n(); ++c) settled = m.inspect(c) && settled;
         return settled;
       },
       nullptr);

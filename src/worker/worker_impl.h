@@ -113,8 +113,11 @@ struct Worker::Impl {
   void wait_done(size_t chip, uint32_t seq);
   void wait_idle(size_t chip);
   // Records the first failure among newly completed entries of `chip` and
-  // the chip's death; sets the abort flags on the first one.
-  void inspect(size_t chip);
+  // the chip's death; sets the abort flags on the first one. Returns true
+  // when every request written to `chip` has been inspected (or the chip is
+  // dead): judge "settled" by this, never by a second read of done_seq,
+  // which may move between the two reads and hide a failure.
+  bool inspect(size_t chip);
   void throw_pending();
   void abort_running_kernels();
   // A busy chip stopped by a signal for CHIPMESH_STOPPED_CHIP_TIMEOUT_S

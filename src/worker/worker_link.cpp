@@ -73,7 +73,7 @@ void Worker::Impl::check_stopped_chips() {
   }
 }
 
-void Worker::Impl::inspect(size_t chip) {
+bool Worker::Impl::inspect(size_t chip) {
   const uint32_t done = chips[chip]->done_seq.load(std::memory_order_acquire);
   for (; inspected[chip] != done; ++inspected[chip]) {
     const Entry& e = chips[chip]->entries[inspected[chip] % kRingDepth];
@@ -93,6 +93,7 @@ void Worker::Impl::inspect(size_t chip) {
     }
     next_req[chip] = done;
   }
+  return inspected[chip] == next_req[chip];
 }
 
 void Worker::Impl::throw_pending() {

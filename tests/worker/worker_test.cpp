@@ -147,6 +147,27 @@ TEST(Worker, StoreToHostAfterSuccessOnlyAndUntouchedAfterFailure) {
   EXPECT_TRUE(scratch.entries().empty());
 }
 
+// A failure that completes while run() is judging whether the chips have
+// settled must still be reported: CI once saw run() return cleanly after a
+// failed task (the completion moved between two reads of done_seq).
+TEST(Worker, EveryFailedTaskFailsItsRunEvenWhenItCompletesDuringTheWait) {
+  WorkerConfig cfg;
+  cfg.device_ids = {0, 1};
+  Worker w(cfg);
+  w.init();
+  for (int round = 0; round < 400; ++round) {
+    const int chip = round % 2;
+    std::string msg = chip_error_of([&] {
+      w.run([&](Orchestrator& o) {
+        o.submit(1 - chip, task("test_noop", {}, {}));
+        o.submit(chip, task("test_fail", {}, {}));
+      });
+    });
+    ASSERT_NE(msg.find("bad input 42"), std::string::npos) << "round " << round << ": " << msg;
+  }
+  w.close();
+}
+
 TEST(Worker, GroupKernelsMayWaitOnEachOther) {
   ScratchDir scratch;
   Worker w(comm_config(2, scratch.file("rootinfo"), 4096));
