@@ -1,5 +1,8 @@
 // `chipmesh bench bringup`: Worker::init() until every ChipContext is ready,
-// and init + close, for N chips and two window sizes, with the phase split;
+// and init + close, for N chips and two window sizes, with the phase split
+// and the first two kernels after it (an allreduce over the whole window:
+// page tables that bring-up does not build are built by the first kernel
+// that touches the pages, so its cost shows there, not hidden);
 // side by side with the fork floor and Open MPI (mpirun wall time and
 // MPI_Init-to-window-ready), alternating runs.
 #include <algorithm>
@@ -23,6 +26,7 @@ const char* const kPhases[] = {"fork", "comm_init", "windows", "staging", "hands
 
 struct ChipmeshSample {
   double init_ms = 0, init_close_ms = 0;
+  double first_kernel_ms = 0, second_kernel_ms = 0;
   std::map<std::string, double> phases;
 };
 
@@ -53,7 +57,14 @@ ChipmeshSample chipmesh_bringup(const BenchOptions& o, int n, size_t window, Tem
     in.count = kStagingBytes;
     in.nbytes = kStagingBytes;
     in.load_from_host = true;
+    // The rest of the window: what the first kernels reduce.
+    ChipBufferSpec data;
+    data.name = "data";
+    data.dtype = DataType::FLOAT32;
+    data.count = (window - kStagingBytes) / sizeof(float);
+    data.nbytes = data.count * sizeof(float);
     c.buffers = {in};
+    if (data.count > 0) c.buffers.push_back(data);
     c.host_inputs = {HostBufferStaging{"input", staging.back().name(), kStagingBytes}};
     cfg.chip_bootstrap_configs.push_back(std::move(c));
   }
@@ -64,10 +75,23 @@ ChipmeshSample chipmesh_bringup(const BenchOptions& o, int n, size_t window, Tem
   const auto t1 = Clock::now();
   for (auto& m : staging) m.unlink();
   s.phases = w.bringup_phases_ms();
-  w.close();
+  const size_t count = (window - kStagingBytes) / sizeof(float);
+  double kernel_ms[2] = {0, 0};
+  for (double& k : kernel_ms) {
+    if (count == 0) break;  // a window of a page or less: no room for data
+    const auto k0 = Clock::now();
+    w.run([&](Orchestrator& orch) {
+      orch.allreduce(w.world(), "data", "data", count, DataType::FLOAT32, ReduceOp::SUM);
+    });
+    k = ms_between(k0, Clock::now());
+  }
   const auto t2 = Clock::now();
+  w.close();
+  const auto t3 = Clock::now();
   s.init_ms = ms_between(t0, t1);
-  s.init_close_ms = ms_between(t0, t2);
+  s.first_kernel_ms = kernel_ms[0];
+  s.second_kernel_ms = kernel_ms[1];
+  s.init_close_ms = ms_between(t0, t1) + ms_between(t2, t3);
   return s;
 }
 
@@ -115,7 +139,9 @@ BenchResult run_bringup(const BenchOptions& o) {
                 {"windows_ms", "windows", 3},
                 {"staging_ms", "staging", 3},
                 {"handshake_ms", "handshake", 3},
-                {"total_ms", "total", 3}});
+                {"total_ms", "total", 3},
+                {"first_kernel_ms", "1st kernel", 3},
+                {"second_kernel_ms", "2nd kernel", 3}});
   Table peers("bringup", "bring-up vs peers (median ms; ratio = chipmesh / peer)",
               {{"chips", "chips", 0},
                {"window_bytes", "window(B)", 0},
@@ -140,11 +166,13 @@ BenchResult run_bringup(const BenchOptions& o) {
     for (size_t window : windows) {
       for (int n : chips) {
         std::map<std::string, std::vector<double>> ph;
-        std::vector<double> init, init_close, floor, mpi_ready, mpi_wall;
+        std::vector<double> init, init_close, floor, mpi_ready, mpi_wall, first_kernel, second_kernel;
         for (int r = 0; r < repeats; ++r) {
           ChipmeshSample s = chipmesh_bringup(o, n, window, tmp);
           init.push_back(s.init_ms);
           init_close.push_back(s.init_close_ms);
+          first_kernel.push_back(s.first_kernel_ms);
+          second_kernel.push_back(s.second_kernel_ms);
           for (const char* p : kPhases) ph[p].push_back(s.phases.count(p) ? s.phases[p] : 0.0);
           floor.push_back(fork_floor_ms(n));
           if (r < mpi_repeats && mpi.available()) {
@@ -160,7 +188,7 @@ BenchResult run_bringup(const BenchOptions& o) {
         const Stats st = stats_of(init);
         phases.add_row({int64_t{n}, static_cast<int64_t>(window), median_of(ph["fork"]), median_of(ph["comm_init"]),
                         median_of(ph["windows"]), median_of(ph["staging"]), median_of(ph["handshake"]),
-                        median_of(ph["total"])});
+                        median_of(ph["total"]), median_of(first_kernel), median_of(second_kernel)});
         peers.add_row({int64_t{n}, static_cast<int64_t>(window), st.median, st.p99, median_of(init_close),
                        median_of(floor), ratio(init, floor), opt(mpi_ready), ratio(init, mpi_ready), opt(mpi_wall),
                        ratio(init_close, mpi_wall)});
@@ -188,7 +216,11 @@ BenchResult run_bringup(const BenchOptions& o) {
                            "<= 10 ms and <= 3x fork floor", false, false});
   phases.add_note("fork: parent forks all chips; comm_init, windows, staging: slowest chip; handshake: the rest of "
                   "init (mailbox wait); each chip stages a 4 KiB input from host shared memory");
-  peers.add_note("init: Worker::init() call until every ChipContext is ready; fork floor: N fork + waitpid of an "
+  phases.add_note("1st kernel, 2nd kernel: the two run() calls right after init, each an in-place float32 sum "
+                  "allreduce (world, algorithm auto) of the rest of the window (window - 4 KiB); the first pays the "
+                  "page faults of every window page it touches");
+  peers.add_note("init: Worker::init() call until every ChipContext is ready; init+close: the same plus close() "
+                 "(after the two kernels, not timed here); fork floor: N fork + waitpid of an "
                  "empty child; MPI init->ready: MPI_Init start to window ready after MPI_Barrier, max over ranks");
   peers.add_note(mpi.note());
   if (mpi.available() || !mpi.version().empty())

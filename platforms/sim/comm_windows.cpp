@@ -1,10 +1,19 @@
 // comm_alloc_windows on sim: ranks agree on the size, each creates its own
-// window object (zeroed by the kernel, pages allocated up front so a full
-// /dev/shm is an error now rather than a SIGBUS later), maps every peer's
-// with the page tables prefaulted, and the last to finish removes the names.
+// window object and maps every peer's, and the last to finish removes the
+// names.
+//
+// Nothing is touched page by page at bring-up (issue 10): no fallocate, no
+// MAP_POPULATE. tmpfs hands out zero-filled pages on first touch, so peers
+// still only ever see zeros or data written later, and the page tables of a
+// peer's window are built by the kernels that use it, for the pages they
+// use, instead of N x N x window pages here (which made 64 MiB windows cost
+// 60x what 1 MiB ones did). A /dev/shm too small for the job is caught up
+// front by a free-space check; one filled by someone else later shows up as
+// a SIGBUS of the chip that touches the page, which the Worker names.
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -28,10 +37,21 @@ size_t page_size() {
   return page;
 }
 
-void* map_window(int fd, size_t size) {
-  // MAP_POPULATE builds the page tables now: the first kernel to touch a
-  // peer's window pays no page faults.
-  return mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, 0);
+void* map_window(int fd, size_t size) { return mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0); }
+
+// Every rank checks that the whole job's windows fit what /dev/shm has free
+// now: the clear error comes at bring-up rather than as a SIGBUS mid-kernel.
+// `fd` is this rank's fresh (still empty) object.
+void check_free_space(int fd, const std::string& name, size_t segment, int nranks, size_t window, size_t scratch) {
+  struct statvfs fs{};
+  if (fstatvfs(fd, &fs) != 0) return;  // no verdict: let the first touch decide
+  const unsigned long long free_bytes = static_cast<unsigned long long>(fs.f_bavail) * fs.f_frsize;
+  const unsigned long long need = static_cast<unsigned long long>(segment) * static_cast<unsigned>(nranks);
+  if (need <= free_bytes) return;
+  throw DeviceError("comm_alloc_windows: /dev/shm has " + std::to_string(free_bytes) + " bytes free but the " +
+                    std::to_string(nranks) + " windows of this communicator need " + std::to_string(need) + " (" +
+                    std::to_string(nranks) + " x (window " + std::to_string(window) + " + scratch " +
+                    std::to_string(scratch) + ")), creating " + name);
 }
 
 }  // namespace
@@ -77,8 +97,14 @@ uint64_t SimComm::alloc_windows(size_t requested) {
     int fd = shm_open(my_name.c_str(), O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0600);
     if (fd < 0) throw DeviceError("comm_alloc_windows: cannot create window " + my_name + ": " + errno_text(errno));
     int err = 0;
+    try {
+      check_free_space(fd, my_name, segment, nranks_, actual, scratch);
+    } catch (...) {
+      ::close(fd);
+      shm_unlink(my_name.c_str());
+      throw;
+    }
     if (ftruncate(fd, static_cast<off_t>(segment)) != 0) err = errno;
-    else if (int rc = posix_fallocate(fd, 0, static_cast<off_t>(segment)); rc != 0) err = rc;
     if (err != 0) {
       ::close(fd);
       shm_unlink(my_name.c_str());

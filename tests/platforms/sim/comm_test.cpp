@@ -1,10 +1,12 @@
 // What only the sim communicator promises, through its comm.h C API (linked
-// directly): windows are whole pages, prefaulted, with the scratch right
-// after each window; its names in /dev/shm are short; CHIPMESH_JOB_TOKEN is
+// directly): windows are whole pages, zero, mapped without touching a page
+// (no N x N page-table work at bring-up), with the scratch right after each
+// window; a job too big for /dev/shm fails at comm_alloc_windows; its names in /dev/shm are short; CHIPMESH_JOB_TOKEN is
 // the default job token. What every platform promises is in the
 // conformance suite (tests/platforms/conformance, instantiated for sim in
 // sim_conformance.cpp).
 #include <sys/inotify.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <cctype>
@@ -25,7 +27,7 @@ namespace chipmesh::testing {
 namespace {
 
 // Resident size of the mapping that starts at addr, from /proc/self/smaps:
-// a prefaulted mapping has every page resident in this process.
+// the pages of it this process has touched (page tables built).
 size_t resident_bytes(uint64_t addr) {
   std::ifstream smaps("/proc/self/smaps");
   std::string line;
@@ -53,10 +55,10 @@ class SimCommRanks : public ::testing::TestWithParam<int> {
   void TearDown() override { EXPECT_TRUE(scratch.entries().empty()) << "rootinfo file left behind"; }
 };
 
-TEST_P(SimCommRanks, WindowsArePagesPrefaultedWithTheScratchRightAfter) {
+TEST_P(SimCommRanks, WindowsArePagesOfZerosMappedLazilyWithTheScratchRightAfter) {
   const int n = GetParam();
   const std::string path = scratch.file("rootinfo");
-  const size_t requested = 10000;  // not a page multiple: must round up
+  const size_t requested = (size_t{4} << 20) + 10000;  // not a page multiple: must round up
   auto outcomes = fork_ranks(n, [&](int rank) {
     CommHandle h = must_init(rank, n, path);
     const CommContext* ctx = must_alloc(h, requested);
@@ -70,13 +72,50 @@ TEST_P(SimCommRanks, WindowsArePagesPrefaultedWithTheScratchRightAfter) {
     const auto* header = reinterpret_cast<const chipmesh_workspace_header*>(ctx->workSpace);
     for (int r = 0; r < n; ++r) {
       CM_REQUIRE(header->peerWorkSpace[r] == ctx->windowsIn[r] + size) << "rank " << r << "'s scratch";
-      CM_REQUIRE(resident_bytes(ctx->windowsIn[r]) == size + ctx->workSpaceSize)
-          << "window of rank " << r << " is not prefaulted";
+      // Bring-up built no page tables for the windows (the own scratch
+      // header page is the one this rank wrote).
+      CM_REQUIRE(resident_bytes(ctx->windowsIn[r]) <= (r == rank ? page : 0))
+          << "window of rank " << r << " has " << resident_bytes(ctx->windowsIn[r]) << " bytes mapped after bring-up";
     }
+    must_barrier(h);
+    // Zeros everywhere until written; then every rank sees every write.
+    for (int r = 0; r < n; ++r) {
+      const auto* w = reinterpret_cast<const unsigned char*>(ctx->windowsIn[r]);
+      CM_REQUIRE(w[0] == 0 && w[size / 2] == 0 && w[size - 1] == 0) << "rank " << r << "'s window is not zero";
+    }
+    must_barrier(h);
+    reinterpret_cast<unsigned char*>(base)[size - 1] = static_cast<unsigned char>(0x80 + rank);
+    must_barrier(h);
+    for (int r = 0; r < n; ++r)
+      CM_REQUIRE(reinterpret_cast<const unsigned char*>(ctx->windowsIn[r])[size - 1] == 0x80 + r)
+          << "rank " << r << "'s write is not visible";
     must_barrier(h);
     must_destroy(h);
   });
   EXPECT_TRUE(all_ok(outcomes));
+}
+
+TEST(SimComm, WindowsBiggerThanDevShmFailAtAllocationNamingTheSizes) {
+  struct statvfs fs{};
+  ASSERT_EQ(statvfs("/dev/shm", &fs), 0);
+  const unsigned long long free_bytes = static_cast<unsigned long long>(fs.f_bavail) * fs.f_frsize;
+  // Two ranks whose windows each take 60 % of what is free: each would fit
+  // alone, the pair does not.
+  const size_t window = static_cast<size_t>(free_bytes / 10 * 6);
+  ScratchDir scratch;
+  const std::string path = scratch.file("rootinfo");
+  auto outcomes = fork_ranks(2, [&](int rank) {
+    CommHandle h = must_init(rank, 2, path);
+    uint64_t ctx = 0;
+    CM_REQUIRE(comm_alloc_windows(h, window, &ctx) == CHIPMESH_ERR_DEVICE) << "allocated " << window << " bytes";
+    const std::string what = comm_last_error();
+    CM_REQUIRE(what.find("/dev/shm has") != std::string::npos && what.find("windows of this communicator need") !=
+                                                                     std::string::npos)
+        << what;
+    comm_destroy(h);
+  });
+  EXPECT_TRUE(all_ok(outcomes));
+  EXPECT_TRUE(scratch.entries().empty());
 }
 
 INSTANTIATE_TEST_SUITE_P(Ranks, SimCommRanks, ::testing::Values(2, 4, 8),
