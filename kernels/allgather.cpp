@@ -11,6 +11,7 @@
 #include <cstring>
 
 #include "collective.h"
+#include "sliced.h"
 
 namespace chipmesh::kernels {
 namespace {
@@ -27,11 +28,11 @@ int allgather_body(CollCall& c) {
     const char* src = j == c.rank ? in : c.peer(j, c.peer_in[j]);
     if (literal && j == 0) continue;  // this rank's input lives there until the second pass
     if (dst == src) continue;         // NCCL in place
-    std::memcpy(dst, src, B);
+    if (int rc = copy_sliced(c.args, dst, src, B)) return rc;
   }
   if (!c.any_rank_in_place()) return 0;
   if (int rc = device::barrier(c.args)) return rc;
-  if (literal && c.rank != 0) std::memcpy(out, c.peer(0, c.peer_in[0]), B);
+  if (literal && c.rank != 0) return copy_sliced(c.args, out, c.peer(0, c.peer_in[0]), B);
   return 0;
 }
 

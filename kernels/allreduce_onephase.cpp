@@ -7,7 +7,7 @@
 #include <cstddef>
 
 #include "allreduce.h"
-#include "reduce_ops.h"
+#include "sliced.h"
 
 namespace chipmesh::kernels {
 
@@ -19,8 +19,7 @@ int allreduce_onephase(AllreduceCall& c) {
     using S = typename T::S;
     const S* src[CHIPMESH_MAX_RANKS];
     for (uint32_t r = 0; r < c.nranks; ++r) src[r] = peer_at<const S>(c, r, c.in_off);
-    reduce_fold<T, Op>(local_at<S>(c, c.out_off), src, c.nranks, c.count);
-    return 0;
+    return fold_sliced<T, Op>(args, local_at<S>(c, c.out_off), src, c.nranks, c.count);
   });
   if (rc) return rc;
   return device::barrier(args);

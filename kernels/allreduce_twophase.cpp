@@ -13,7 +13,7 @@
 #include <cstring>
 
 #include "allreduce.h"
-#include "reduce_ops.h"
+#include "sliced.h"
 
 namespace chipmesh::kernels {
 
@@ -27,8 +27,7 @@ int allreduce_twophase(AllreduceCall& c) {
     using S = typename T::S;
     const S* src[CHIPMESH_MAX_RANKS];
     for (uint32_t r = 0; r < c.nranks; ++r) src[r] = peer_at<const S>(c, r, c.in_off) + mine.begin;
-    reduce_fold<T, Op>(local_at<S>(c, c.out_off) + mine.begin, src, c.nranks, mine.size);
-    return 0;
+    return fold_sliced<T, Op>(args, local_at<S>(c, c.out_off) + mine.begin, src, c.nranks, mine.size);
   });
   if (rc) return rc;
   if (int rc2 = device::barrier(args)) return rc2;
@@ -37,7 +36,9 @@ int allreduce_twophase(AllreduceCall& c) {
   for (uint32_t k = 1; k < c.nranks; ++k) {
     const uint32_t j = (c.rank + k) % c.nranks;  // start at different peers: spread the load
     const Range ch = chunk_of(c.count, c.nranks, j);
-    if (ch.size) std::memcpy(out + ch.begin * es, peer_at<const char>(c, j, c.out_off) + ch.begin * es, ch.size * es);
+    if (int rc2 = copy_sliced(args, out + ch.begin * es, peer_at<const char>(c, j, c.out_off) + ch.begin * es,
+                              ch.size * es))
+      return rc2;
   }
   return device::barrier(args);
 }

@@ -14,18 +14,22 @@
 #include <cstring>
 
 #include "collective.h"
+#include "sliced.h"
 
 namespace chipmesh::kernels {
 namespace {
 
-void swap_bytes(char* a, char* b, uint64_t n) {
+int swap_bytes(const chipmesh_kernel_args* args, char* a, char* b, uint64_t n) {
   char tmp[4096];
   for (uint64_t at = 0; at < n; at += sizeof(tmp)) {
+    if (at % kAbortSliceBytes == 0)
+      if (int rc = device::check_abort(args)) return rc;
     const size_t len = static_cast<size_t>(std::min<uint64_t>(sizeof(tmp), n - at));
     std::memcpy(tmp, a + at, len);
     std::memcpy(a + at, b + at, len);
     std::memcpy(b + at, tmp, len);
   }
+  return 0;
 }
 
 int alltoall_body(CollCall& c) {
@@ -36,7 +40,7 @@ int alltoall_body(CollCall& c) {
   if (!in_place)
     for (uint32_t k = 0; k < n; ++k) {
       const uint32_t j = (c.rank + k) % n;
-      std::memcpy(out + j * B, c.peer(j, c.peer_in[j]) + c.rank * B, B);
+      if (int rc = copy_sliced(c.args, out + j * B, c.peer(j, c.peer_in[j]) + c.rank * B, B)) return rc;
     }
   if (!c.any_rank_in_place()) return 0;
   if (int rc = device::barrier(c.args)) return rc;
@@ -45,12 +49,13 @@ int alltoall_body(CollCall& c) {
     const uint32_t j = (c.rank + k) % n;
     const bool peer_in_place = c.peer_in[j] == c.peer_out[j];
     if (!peer_in_place) {
-      std::memcpy(out + j * B, c.peer(j, c.peer_in[j]) + c.rank * B, B);
+      if (int rc = copy_sliced(c.args, out + j * B, c.peer(j, c.peer_in[j]) + c.rank * B, B)) return rc;
       continue;
     }
     const uint32_t lo = std::min(c.rank, j), hi = std::max(c.rank, j);
     const uint32_t owner = (lo + hi) % 2 ? lo : hi;
-    if (owner == c.rank) swap_bytes(out + j * B, c.peer_mut(j, c.peer_in[j]) + c.rank * B, B);
+    if (owner == c.rank)
+      if (int rc = swap_bytes(c.args, out + j * B, c.peer_mut(j, c.peer_in[j]) + c.rank * B, B)) return rc;
   }
   return 0;
 }

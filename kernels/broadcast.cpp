@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "collective.h"
+#include "sliced.h"
 
 namespace chipmesh::kernels {
 namespace {
@@ -12,7 +13,7 @@ namespace {
 int broadcast_body(CollCall& c) {
   const char* src = c.peer(c.root, c.peer_in[c.root]);
   char* dst = c.local(c.out_off);
-  if (dst != src) std::memcpy(dst, src, c.bytes());
+  if (dst != src) return copy_sliced(c.args, dst, src, c.bytes());
   return 0;
 }
 

@@ -5,7 +5,7 @@
 // place on the root (in == out) is fine: a block of the fold is read
 // completely before it is stored.
 #include "collective.h"
-#include "reduce_ops.h"
+#include "sliced.h"
 
 namespace chipmesh::kernels {
 namespace {
@@ -16,8 +16,7 @@ int reduce_body(CollCall& c) {
     using S = typename T::S;
     const S* src[CHIPMESH_MAX_RANKS];
     for (uint32_t j = 0; j < c.nranks; ++j) src[j] = reinterpret_cast<const S*>(c.peer(j, c.peer_in[j]));
-    reduce_fold<T, Op>(reinterpret_cast<S*>(c.local(c.out_off)), src, c.nranks, c.count);
-    return 0;
+    return fold_sliced<T, Op>(c.args, reinterpret_cast<S*>(c.local(c.out_off)), src, c.nranks, c.count);
   });
 }
 

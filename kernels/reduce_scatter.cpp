@@ -13,7 +13,7 @@
 #include <cstring>
 
 #include "collective.h"
-#include "reduce_ops.h"
+#include "sliced.h"
 
 namespace chipmesh::kernels {
 namespace {
@@ -27,13 +27,12 @@ int reduce_scatter_body(CollCall& c) {
     using S = typename T::S;
     const S* src[CHIPMESH_MAX_RANKS];
     for (uint32_t j = 0; j < c.nranks; ++j) src[j] = reinterpret_cast<const S*>(c.peer(j, c.peer_in[j]) + c.rank * B);
-    reduce_fold<T, Op>(reinterpret_cast<S*>(dst), src, c.nranks, c.count);
-    return 0;
+    return fold_sliced<T, Op>(c.args, reinterpret_cast<S*>(dst), src, c.nranks, c.count);
   });
   if (rc) return rc;
   if (!c.any_rank_in_place()) return 0;
   if (int brc = device::barrier(c.args)) return brc;
-  if (literal && c.rank != 0) std::memcpy(c.local(c.out_off), own_block, B);
+  if (literal && c.rank != 0) return copy_sliced(c.args, c.local(c.out_off), own_block, B);
   return 0;
 }
 

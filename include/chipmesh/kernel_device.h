@@ -121,6 +121,15 @@ inline bool abort_raised(const chipmesh_kernel_args* args) {
 }
 }  // namespace detail
 
+// For long loops between waits: CHIPMESH_ERR_COMM (with the message) once
+// the parent has aborted the task (another chip failed or died), else 0. One
+// atomic load: call it every megabyte or so of bulk work, so that a dead
+// peer stops a long reduce or copy promptly instead of at its end.
+inline int check_abort(const chipmesh_kernel_args* args) {
+  if (args->abort && detail::abort_raised(args)) return fail(args, CHIPMESH_ERR_COMM, "aborted: another chip failed");
+  return 0;
+}
+
 // Publishes everything written before it (release), then wakes sleepers.
 inline void flag_set(Flag* f, uint32_t v) {
   f->value.store(v, std::memory_order_seq_cst);
@@ -160,7 +169,7 @@ inline int flag_wait_ge(const chipmesh_kernel_args* args, Flag* f, uint32_t v) {
   }
   for (;;) {
     if (reached()) return 0;
-    if (args->abort && detail::abort_raised(args)) return fail(args, CHIPMESH_ERR_COMM, "aborted: another chip failed");
+    if (int rc = check_abort(args)) return rc;
     uint64_t now = now_ns();
     if (args->deadline_ns && now >= args->deadline_ns)
       return fail(args, CHIPMESH_ERR_TIMEOUT, "timed out waiting for a flag to reach %u (it is %u)", v,
