@@ -71,6 +71,7 @@ class ChipServer {
     ChipShared& s = *a_.shared;
     for (uint32_t seq = 0;; ++seq) {
       wait_for_request(s, seq);
+      s.cpu.store(futex::current_cpu(), std::memory_order_relaxed);  // where the parent's wait should not spin
       Entry& e = s.entries[seq % kRingDepth];
       bool shutdown = e.op == Op::Shutdown;
       handle(e, s.chunks[seq % kRingDepth]);
@@ -84,7 +85,13 @@ class ChipServer {
   void wait_for_request(ChipShared& s, uint32_t seq) {
     // Spin long only while the chips and the parent have a core each;
     // otherwise a spinning chip steals the core the parent or a peer needs.
-    if (futex::spin_then_yield([&] { return s.req_seq.load(std::memory_order_acquire) != seq; }, a_.num_chips + 1))
+    auto parent_here = [&] {
+      const int me = futex::current_cpu();
+      s.cpu.store(me, std::memory_order_relaxed);
+      return a_.header->parent_cpu.load(std::memory_order_relaxed) == me;
+    };
+    if (futex::spin_then_yield([&] { return s.req_seq.load(std::memory_order_acquire) != seq; }, a_.num_chips + 1,
+                               parent_here))
       return;
     while (s.req_seq.load(std::memory_order_acquire) == seq) {
       s.chip_sleeping.store(1, std::memory_order_seq_cst);

@@ -51,4 +51,6 @@ int yield_budget(int participants) { return participants > cores() ? 32 : 64; }
 
 void yield_cpu() { sched_yield(); }
 
+int current_cpu() { return sched_getcpu(); }
+
 }  // namespace chipmesh::futex

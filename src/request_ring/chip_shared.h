@@ -78,6 +78,9 @@ struct alignas(4096) ChipShared {
   std::atomic<uint32_t> chip_sleeping;
   alignas(64) std::atomic<uint32_t> done_seq;      // chip -> parent
   alignas(64) std::atomic<uint32_t> abort;         // parent -> running kernels
+  // The CPU the chip last ran on (futex::current_cpu), for the parent's
+  // spin: a waiter never spins on the core of the process it waits for.
+  alignas(64) std::atomic<int32_t> cpu;
   Entry entries[kRingDepth];
   alignas(4096) unsigned char chunks[kRingDepth][kChunkBytes];
 };
@@ -85,6 +88,7 @@ struct alignas(4096) ChipShared {
 struct alignas(64) SharedHeader {
   std::atomic<uint32_t> events;           // bumped on every completion/publish/death
   std::atomic<uint32_t> parent_sleeping;  // parent is (about to be) in futex_wait
+  alignas(64) std::atomic<int32_t> parent_cpu;  // the CPU the parent last waited on, for the chips' spins
 };
 
 // Bumps `events` and wakes the parent if it sleeps (Dekker pairing with

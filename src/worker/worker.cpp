@@ -83,8 +83,10 @@ void Worker::Impl::map_region() {
                       std::to_string(n()) + " chips: " + std::strerror(errno));
   }
   header = static_cast<worker::SharedHeader*>(region);
+  header->parent_cpu.store(-1, std::memory_order_relaxed);  // nobody seen anywhere yet
   for (size_t i = 0; i < n(); ++i) {
     chips.push_back(reinterpret_cast<ChipShared*>(static_cast<char*>(region) + kHeaderBytes + i * sizeof(ChipShared)));
+    chips.back()->cpu.store(-1, std::memory_order_relaxed);
     ChipBootstrapChannel(chips.back()->mailbox, CHIP_BOOTSTRAP_MAX_BUFFERS).reset();
   }
   next_req.assign(n(), 0);

@@ -130,7 +130,15 @@ struct Worker::Impl {
 
 template <typename Pred>
 bool Worker::Impl::wait_until(Pred&& done, const Deadline* deadline) {
-  if (futex::spin_then_yield(done, static_cast<int>(n()) + 1)) return true;
+  // A chip busy on the parent's own CPU gets it at once (futex.h).
+  auto busy_chip_here = [&] {
+    const int me = futex::current_cpu();
+    header->parent_cpu.store(me, std::memory_order_relaxed);
+    for (size_t c = 0; c < n(); ++c)
+      if (chips[c]->cpu.load(std::memory_order_relaxed) == me && !idle(c)) return true;
+    return false;
+  };
+  if (futex::spin_then_yield(done, static_cast<int>(n()) + 1, busy_chip_here)) return true;
   for (;;) {
     const uint32_t seen = header->events.load(std::memory_order_acquire);
     if (done()) return true;
