@@ -223,15 +223,23 @@ BenchResult run_allreduce(const BenchOptions& o) {
         });
         return us_between(t0, Clock::now()) / ops;
       };
-      // The empty-task round trip on the same ranks, the floor of a round trip.
+      // The empty task on the same ranks, round trip and back to back: the
+      // floors of the two allreduce figures (what dispatch alone costs).
       const Task noop = noop_task();
-      std::vector<double> noop_us;
+      std::vector<double> noop_us, noop_stream_us;
       auto measure_noop = [&] {
         for (int k = 0; k < 20; ++k) w.run([&](Orchestrator& orch) { orch.submit_group(all, noop); });
         for (int k = 0; k < (o.quick ? 20 : 200); ++k) {
           const auto t0 = Clock::now();
           w.run([&](Orchestrator& orch) { orch.submit_group(all, noop); });
           noop_us.push_back(us_between(t0, Clock::now()));
+        }
+        for (int k = 0; k < (o.quick ? 1 : 10); ++k) {
+          const auto t0 = Clock::now();
+          w.run([&](Orchestrator& orch) {
+            for (int i = 0; i < ops; ++i) orch.submit_group(all, noop);
+          });
+          noop_stream_us.push_back(us_between(t0, Clock::now()) / ops);
         }
       };
       // One checked call: outputs set to NaN first, then every element of
@@ -366,11 +374,11 @@ BenchResult run_allreduce(const BenchOptions& o) {
                         mpi_bus_sum / mpi_bus_n, n);
           t.add_note(line);
         }
-        char empty_line[200];
+        char empty_line[240];
         std::snprintf(empty_line, sizeof empty_line,
-                      "empty-task round trip (submit_group of chipmesh_noop on the %d ranks): %.2f us median; "
-                      "stream: %d operations back to back in one run(), per operation",
-                      n, noop_med, ops);
+                      "empty task (submit_group of chipmesh_noop on the %d ranks): round trip %.2f us, back to back "
+                      "%.2f us per operation (median); stream: %d operations back to back in one run(), per operation",
+                      n, noop_med, median_of(noop_stream_us), ops);
         t.add_note(empty_line);
         t.add_note(mpi.note());
         if (n == 2) {
