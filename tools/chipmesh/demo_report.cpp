@@ -69,8 +69,8 @@ void print_demo_text(const DemoReport& r, FILE* out) {
       std::fprintf(out, "  flush        %10.1f us   per call: outputs to host staging (median of %d)\n", *r.flush_us,
                    r.iterations);
     if (r.allreduce_stream_us)
-      std::fprintf(out, "  stream       %10.1f us   per call, %d calls back to back in one run()\n",
-                   *r.allreduce_stream_us, r.iterations);
+      std::fprintf(out, "  stream       %10.1f us   per call, %d call%s back to back in one run()\n",
+                   *r.allreduce_stream_us, r.iterations, r.iterations == 1 ? "" : "s");
     std::fprintf(out, "  algbw        %10.3f GB/s\n", r.algbw_gbps().value_or(0.0));
     std::fprintf(out, "  busbw        %10.3f GB/s (algbw * 2(n-1)/n)\n", r.busbw_gbps().value_or(0.0));
   }
