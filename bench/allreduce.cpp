@@ -3,7 +3,11 @@
 // N = 2 and 4 ranks, for each mode (onephase, twophase, ring), side by side
 // with Open MPI's MPI_Allreduce over the same sizes and ranks. Every result
 // is checked (#wrong). Rounds alternate: all chipmesh modes, then one mpirun
-// over all sizes, again.
+// over all sizes, again. Two times per size: the round trip of one operation
+// (one Worker::run, submit to done) and the time per operation of --iters
+// operations submitted back to back in one run() (nccl-tests' figure; the
+// MPI peer times as many back-to-back MPI_Allreduce), next to the round trip
+// of an empty task on the same ranks.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -33,8 +37,9 @@ inline float input_value(int rank, uint64_t i) {
 double bus_factor(int n) { return n > 1 ? 2.0 * (n - 1) / n : 0.0; }
 
 struct Point {
-  std::vector<double> us;  // per call
-  int64_t wrong = -1;      // -1 = not checked
+  std::vector<double> us;         // per call
+  std::vector<double> stream_us;  // per operation, one per back-to-back run
+  int64_t wrong = -1;             // -1 = not checked
 };
 
 // Timed calls per size over all rounds (fewer for big sizes).
@@ -43,12 +48,38 @@ int total_iters(uint64_t bytes, bool quick) {
   return static_cast<int>(std::clamp<uint64_t>((uint64_t{2} << 30) / std::max<uint64_t>(bytes, 1), 9, 300));
 }
 int warmup_iters(uint64_t bytes, bool quick) { return quick ? 1 : bytes >= (uint64_t{64} << 20) ? 1 : 5; }
+// Back-to-back runs of `ops` operations per size and round: about as many
+// operations as the single calls, at least one run.
+int stream_reps(uint64_t bytes, bool quick, int rounds, int ops) {
+  return std::max(1, total_iters(bytes, quick) / rounds / ops);
+}
 
-// "<bytes> <count> <wrong> t1 t2 ..." lines of the MPI program.
+// The sizes of the small-message targets, and the mode AUTO runs them in.
+constexpr uint64_t kSmallMax = uint64_t{64} << 10;
+int auto_mode(uint64_t bytes) {
+  return static_cast<int>(allreduce_kernel::mode(AllreduceAlgo::AUTO, bytes));
+}
+
+Task noop_task() {
+  Task t;
+  t.kernel = "chipmesh_noop";
+  return t;
+}
+
+// "<bytes> <count> <wrong> t1 t2 ..." and "stream <bytes> <ops> t1 t2 ..."
+// lines of the MPI program.
 void parse_mpi(const std::string& out, std::map<uint64_t, Point>& into) {
   std::istringstream lines(out);
   for (std::string line; std::getline(lines, line);) {
     std::istringstream in(line);
+    if (line.rfind("stream ", 0) == 0) {
+      std::string tag;
+      unsigned long long bytes = 0;
+      int ops = 0;
+      if (!(in >> tag >> bytes >> ops)) continue;
+      for (double t; in >> t;) into[bytes].stream_us.push_back(t);
+      continue;
+    }
     unsigned long long bytes = 0;
     long long count = 0, wrong = 0;
     if (!(in >> bytes >> count >> wrong)) continue;
@@ -56,6 +87,36 @@ void parse_mpi(const std::string& out, std::map<uint64_t, Point>& into) {
     p.wrong = std::max<int64_t>(p.wrong, wrong);
     for (double t; in >> t;) p.us.push_back(t);
   }
+}
+
+// The targets of issue 10 for one rank count, over 8 B .. 64 KiB in the mode
+// AUTO picks there: back to back at or below Open MPI per operation, and a
+// single round trip within 3x the empty task's.
+void small_targets(BenchResult& res, int n, bool seen, bool with_mpi, double worst_stream, uint64_t stream_at,
+                   double worst_rt, uint64_t rt_at, double noop_us) {
+  const std::string where = std::to_string(n) + " ranks, <= 64 KiB, " + kModeNames[auto_mode(8)] + " (AUTO)";
+  Target stream{"allreduce back to back, " + where, "not measured (mode or sizes not in this run)",
+                "<= 1x Open MPI MPI_Allreduce per operation", false, false};
+  Target rt{"allreduce single round trip, " + where, stream.measured, "<= 3x the empty-task round trip", false,
+            false};
+  char buf[200];
+  if (seen && !with_mpi) {
+    stream.measured = "Open MPI unavailable";
+  } else if (seen && worst_stream >= 0) {
+    std::snprintf(buf, sizeof buf, "worst %.2fx Open MPI (at %s)", worst_stream, size_label(stream_at).c_str());
+    stream.measured = buf, stream.known = true, stream.met = worst_stream <= 1.0;
+  }
+  if (seen && worst_rt >= 0) {
+    std::snprintf(buf, sizeof buf, "worst %.2fx (at %s; empty task %.2f us)", worst_rt, size_label(rt_at).c_str(),
+                  noop_us);
+    rt.measured = buf, rt.known = true, rt.met = worst_rt <= 3.0;
+  }
+  if (res.wrong) {
+    stream.measured += "; WRONG RESULTS", stream.met = false;
+    rt.measured += "; WRONG RESULTS", rt.met = false;
+  }
+  res.targets.push_back(stream);
+  res.targets.push_back(rt);
 }
 
 }  // namespace
@@ -76,11 +137,12 @@ BenchResult run_allreduce(const BenchOptions& o) {
   for (uint64_t s = std::max<uint64_t>(lo, 4); s <= hi; s *= 4) sizes.push_back(s / 4 * 4);
   if (sizes.empty() || sizes.back() != hi / 4 * 4) sizes.push_back(std::max<uint64_t>(hi / 4 * 4, 4));
   const int rounds = o.quick ? 1 : 3;
+  const int ops = stream_ops(o);
   MpiPeer mpi(o);
   say(o.out, "allreduce: float32 sum, %s .. %s (x4), ranks {", size_label(sizes.front()).c_str(),
       size_label(sizes.back()).c_str());
   for (int n : ranks) say(o.out, " %d", n);
-  say(o.out, " }, %d alternating rounds\n", rounds);
+  say(o.out, " }, %d alternating rounds, %d operations per back-to-back run\n", rounds, ops);
 
   // memcpy bandwidth per size (for the ">= 50% of memcpy" target).
   std::map<uint64_t, double> memcpy_gbps;
@@ -147,6 +209,39 @@ BenchResult run_allreduce(const BenchOptions& o) {
         }
         w.run([&](Orchestrator& orch) { orch.submit_group(all, tasks); });
       };
+      // `ops` operations back to back in one run(); time per operation.
+      auto stream = [&](int mode, uint64_t bytes) {
+        std::vector<Task> tasks;
+        for (int r = 0; r < n; ++r) {
+          tasks.push_back(allreduce_task(ctx[r].buffer_ptrs.at("input"), ctx[r].buffer_ptrs.at("output"), bytes / 4,
+                                         DataType::FLOAT32, ReduceOp::SUM,
+                                         parse_allreduce_algo(kModeNames[mode])));
+        }
+        const auto t0 = Clock::now();
+        w.run([&](Orchestrator& orch) {
+          for (int k = 0; k < ops; ++k) orch.submit_group(all, tasks);
+        });
+        return us_between(t0, Clock::now()) / ops;
+      };
+      // The empty task on the same ranks, round trip and back to back: the
+      // floors of the two allreduce figures (what dispatch alone costs).
+      const Task noop = noop_task();
+      std::vector<double> noop_us, noop_stream_us;
+      auto measure_noop = [&] {
+        for (int k = 0; k < 20; ++k) w.run([&](Orchestrator& orch) { orch.submit_group(all, noop); });
+        for (int k = 0; k < (o.quick ? 20 : 200); ++k) {
+          const auto t0 = Clock::now();
+          w.run([&](Orchestrator& orch) { orch.submit_group(all, noop); });
+          noop_us.push_back(us_between(t0, Clock::now()));
+        }
+        for (int k = 0; k < (o.quick ? 1 : 10); ++k) {
+          const auto t0 = Clock::now();
+          w.run([&](Orchestrator& orch) {
+            for (int i = 0; i < ops; ++i) orch.submit_group(all, noop);
+          });
+          noop_stream_us.push_back(us_between(t0, Clock::now()) / ops);
+        }
+      };
       // One checked call: outputs set to NaN first, then every element of
       // every rank compared with the closed form.
       auto check = [&](int mode, uint64_t bytes) -> int64_t {
@@ -165,6 +260,7 @@ BenchResult run_allreduce(const BenchOptions& o) {
       std::map<std::pair<int, uint64_t>, Point> cm;  // (mode, bytes)
       std::map<uint64_t, Point> mp;
       for (int round = 0; round < rounds; ++round) {
+        measure_noop();
         for (uint64_t s : sizes) {
           const int iters = std::max(1, total_iters(s, o.quick) / rounds);
           for (int mode : modes) {
@@ -179,19 +275,26 @@ BenchResult run_allreduce(const BenchOptions& o) {
               call(mode, s);
               p.us.push_back(us_between(t0, Clock::now()));
             }
+            for (int k = 0; k < stream_reps(s, o.quick, rounds, ops); ++k) p.stream_us.push_back(stream(mode, s));
           }
         }
         if (mpi.available()) {
           std::vector<std::string> args;
           for (uint64_t s : sizes)
             args.push_back(std::to_string(s) + ":" + std::to_string(std::max(1, total_iters(s, o.quick) / rounds)) +
-                           ":" + std::to_string(warmup_iters(s, o.quick)));
+                           ":" + std::to_string(warmup_iters(s, o.quick)) + ":" + std::to_string(ops) + ":" +
+                           std::to_string(stream_reps(s, o.quick, rounds, ops)));
           say(o.out, "  %d ranks: round %d: Open MPI\n", n, round + 1);
           ProcessResult pr = mpi.run(n, MpiPeer::kAllreduceProgram, args, o.quick ? 120.0 : 400.0);
           if (pr.ok()) parse_mpi(pr.out, mp);
         }
       }
       w.close();
+      const double noop_med = median_of(noop_us);
+      // Small sizes in the mode AUTO runs them in: the issue-10 targets.
+      double worst_stream = -1, worst_rt = -1;  // chipmesh / MPI per op; round trip / empty task
+      uint64_t worst_stream_at = 0, worst_rt_at = 0;
+      bool small_seen = false, small_mpi = true;
 
       for (int mode : modes) {
         Table t("allreduce_n" + std::to_string(n) + "_" + kModeNames[mode],
@@ -202,10 +305,14 @@ BenchResult run_allreduce(const BenchOptions& o) {
                  {"type", "type", 0},
                  {"redop", "redop", 0},
                  {"time_us", "time(us)", 1},
+                 {"ratio_empty", "x empty", 2},
+                 {"stream_us", "stream(us/op)", 2},
                  {"algbw_gbps", "algbw(GB/s)", 2},
                  {"busbw_gbps", "busbw(GB/s)", 2},
                  {"wrong", "#wrong", 0},
                  {"mpi_time_us", "MPI time(us)", 1},
+                 {"mpi_stream_us", "MPI stream(us/op)", 2},
+                 {"ratio_stream_mpi", "stream/MPI", 2},
                  {"mpi_busbw_gbps", "MPI busbw(GB/s)", 2},
                  {"mpi_wrong", "MPI #wrong", 0},
                  {"ratio_mpi", "x MPI", 2},
@@ -221,9 +328,10 @@ BenchResult run_allreduce(const BenchOptions& o) {
           mode_wrong += std::max<int64_t>(p.wrong, 0);
           const double us = median_of(p.us);
           const double alg = gbps(static_cast<double>(s), us), bus = alg * bus_factor(n);
+          const double stream_us = median_of(p.stream_us);
           bus_sum += bus, ++bus_n;
-          Cell mt, mb, mw, ratio;
-          double mbus = 0;
+          Cell mt, ms, mb, mw, ratio, ratio_stream;
+          double mbus = 0, mstream = 0;
           auto it = mp.find(s);
           if (it != mp.end() && !it->second.us.empty()) {
             const double mus = median_of(it->second.us);
@@ -231,9 +339,23 @@ BenchResult run_allreduce(const BenchOptions& o) {
             mt = mus, mb = mbus, mw = it->second.wrong, ratio = bus / mbus;
             mpi_bus_sum += mbus, ++mpi_bus_n;
           }
+          if (it != mp.end() && !it->second.stream_us.empty()) {
+            mstream = median_of(it->second.stream_us);
+            ms = mstream, ratio_stream = stream_us / mstream;
+          }
           const double mc = memcpy_gbps[s];
           t.add_row({static_cast<int64_t>(s), static_cast<int64_t>(s / 4), std::string("float"), std::string("sum"),
-                     us, alg, bus, p.wrong, mt, mb, mw, ratio, mc, mc > 0 ? Cell{bus / mc} : Cell{}});
+                     us, noop_med > 0 ? Cell{us / noop_med} : Cell{}, stream_us, alg, bus, p.wrong, mt, ms,
+                     ratio_stream, mb, mw, ratio, mc, mc > 0 ? Cell{bus / mc} : Cell{}});
+          if (s <= kSmallMax && auto_mode(s) == mode) {
+            small_seen = true;
+            if (mstream > 0) {
+              if (stream_us / mstream > worst_stream) worst_stream = stream_us / mstream, worst_stream_at = s;
+            } else {
+              small_mpi = false;
+            }
+            if (noop_med > 0 && us / noop_med > worst_rt) worst_rt = us / noop_med, worst_rt_at = s;
+          }
           if (n == 2 && s >= (uint64_t{1} << 20) && s <= (uint64_t{64} << 20)) {
             in_range = true;
             worst_mc = std::min(worst_mc, bus / mc);
@@ -252,6 +374,12 @@ BenchResult run_allreduce(const BenchOptions& o) {
                         mpi_bus_sum / mpi_bus_n, n);
           t.add_note(line);
         }
+        char empty_line[240];
+        std::snprintf(empty_line, sizeof empty_line,
+                      "empty task (submit_group of chipmesh_noop on the %d ranks): round trip %.2f us, back to back "
+                      "%.2f us per operation (median); stream: %d operations back to back in one run(), per operation",
+                      n, noop_med, median_of(noop_stream_us), ops);
+        t.add_note(empty_line);
         t.add_note(mpi.note());
         if (n == 2) {
           Target tg{std::string("allreduce busbw, 2 ranks, 1-64 MiB, ") + kModeNames[mode],
@@ -272,6 +400,7 @@ BenchResult run_allreduce(const BenchOptions& o) {
         res.tables.push_back(std::move(t));
         say(o.out, "  %d ranks, %s: avg busbw %.3f GB/s\n", n, kModeNames[mode], bus_n ? bus_sum / bus_n : 0.0);
       }
+      small_targets(res, n, small_seen, small_mpi, worst_stream, worst_stream_at, worst_rt, worst_rt_at, noop_med);
     }
   } catch (const std::exception& e) {
     res.failed = true;
@@ -280,9 +409,14 @@ BenchResult run_allreduce(const BenchOptions& o) {
   }
   res.notes.push_back(mpi.note());
   if (mpi.available() || !mpi.version().empty())
-    res.notes.push_back("MPI command: " + mpi.command_line(2, MpiPeer::kAllreduceProgram, {"BYTES:ITERS:WARMUP", "..."}));
+    res.notes.push_back("MPI command: " + mpi.command_line(2, MpiPeer::kAllreduceProgram, {"BYTES:ITERS:WARMUP:OPS:REPS", "..."}));
   res.notes.push_back("time: Worker::run() of one submit_group (one task per rank) until every rank is done, median; "
                       "MPI: MPI_Barrier then MPI_Allreduce, max over ranks, median; busbw = algbw * 2(n-1)/n");
+  res.notes.push_back("stream: one Worker::run() of " + std::to_string(ops) +
+                      " submit_groups back to back, its time / " + std::to_string(ops) +
+                      ", median over runs; MPI stream: MPI_Barrier then " + std::to_string(ops) +
+                      " MPI_Allreduce, max over ranks / " + std::to_string(ops) +
+                      ", median; x empty = time / the empty-task round trip on the same ranks");
   res.seconds = std::chrono::duration<double>(Clock::now() - start).count();
   return res;
 }

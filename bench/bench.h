@@ -27,6 +27,8 @@ struct BenchOptions {
   std::vector<std::string> modes;   // allreduce: onephase, twophase, ring
   uint64_t min_bytes = 0;           // copy, allreduce: smallest size
   uint64_t max_bytes = 0;           // copy, allreduce: largest size
+  int iters = 0;                    // allreduce and the other collectives: operations per run() of the
+                                    // back-to-back (stream) figure (default 20, as nccl-tests)
   int tasks = 0;                    // dispatch: tasks per measurement
   int repeats = 0;                  // bringup: chipmesh repetitions per point
   std::FILE* out = stdout;          // tables and progress
@@ -40,6 +42,9 @@ BenchResult run_allreduce(const BenchOptions& o);
 BenchResult run_collective(const BenchOptions& o, const std::string& which);
 // allocate_domain + release_domain over 2..16 chips (bench/domains.cpp)
 BenchResult run_domains(const BenchOptions& o);
+
+// Operations per run() of the back-to-back figures (o.iters or its default).
+inline int stream_ops(const BenchOptions& o) { return o.iters > 0 ? o.iters : 20; }
 
 // Runs o.what, prints every table, the targets and the summary, writes the
 // JSON file. Returns 0, or 1 when a result was wrong or chipmesh failed

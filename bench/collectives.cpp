@@ -6,7 +6,8 @@
 // (#wrong). Sizes and bus bandwidth follow nccl-tests: size is the larger
 // buffer of a rank (allgather: the output, reduce_scatter: the input,
 // alltoall: either), busbw = algbw * (n-1)/n for allgather, reduce_scatter
-// and alltoall, * 1 for broadcast and reduce.
+// and alltoall, * 1 for broadcast and reduce. Out of place, also the time
+// per operation of --iters calls submitted back to back in one run().
 //
 // The Open MPI peer (MPI_Allgather, MPI_Reduce_scatter_block, MPI_Bcast,
 // MPI_Reduce, MPI_Alltoall) is not wired in yet: its columns are not shown.
@@ -104,18 +105,21 @@ BenchResult run_collective(const BenchOptions& o, const std::string& which) {
         in[r] = world.context(r).buffer_ptrs.at("input");
         out[r] = world.context(r).buffer_ptrs.at("output");
       }
-      auto call = [&](uint64_t bytes, bool in_place) {
+      // One typed call per run(), or `ops` of them back to back in one.
+      auto call = [&](uint64_t bytes, bool in_place, int ops = 1) {
         const uint64_t count = bytes / unit;  // per rank (per block)
         const std::vector<uint64_t>& src = in_place ? out : in;
         w.run([&](Orchestrator& orch) {
-          switch (info->coll) {
-            case Coll::kAllgather: orch.allgather(world, src, out, count, DataType::FLOAT32); break;
-            case Coll::kReduceScatter:
-              orch.reduce_scatter(world, src, out, count, DataType::FLOAT32, ReduceOp::SUM);
-              break;
-            case Coll::kBroadcast: orch.broadcast(world, src, out, count, DataType::FLOAT32, 0); break;
-            case Coll::kReduce: orch.reduce(world, src, out, count, DataType::FLOAT32, ReduceOp::SUM, 0); break;
-            case Coll::kAlltoall: orch.all_to_all(world, src, out, count, DataType::FLOAT32); break;
+          for (int k = 0; k < ops; ++k) {
+            switch (info->coll) {
+              case Coll::kAllgather: orch.allgather(world, src, out, count, DataType::FLOAT32); break;
+              case Coll::kReduceScatter:
+                orch.reduce_scatter(world, src, out, count, DataType::FLOAT32, ReduceOp::SUM);
+                break;
+              case Coll::kBroadcast: orch.broadcast(world, src, out, count, DataType::FLOAT32, 0); break;
+              case Coll::kReduce: orch.reduce(world, src, out, count, DataType::FLOAT32, ReduceOp::SUM, 0); break;
+              case Coll::kAlltoall: orch.all_to_all(world, src, out, count, DataType::FLOAT32); break;
+            }
           }
         });
       };
@@ -172,6 +176,7 @@ BenchResult run_collective(const BenchOptions& o, const std::string& which) {
                {"redop", "redop", 0},
                {"root", "root", 0},
                {"time_us", "time(us)", 1},
+               {"stream_us", "stream(us/op)", 2},
                {"algbw_gbps", "algbw(GB/s)", 2},
                {"busbw_gbps", "busbw(GB/s)", 2},
                {"wrong", "#wrong", 0},
@@ -181,8 +186,10 @@ BenchResult run_collective(const BenchOptions& o, const std::string& which) {
                {"ip_wrong", "#wrong", 0}});
       double bus_sum = 0, worst_big = -1;
       int bus_n = 0;
+      const int ops = stream_ops(o);
       for (uint64_t s : sizes) {
         Cell cells[2][4];
+        Cell stream_cell;
         for (int place = 0; place < 2; ++place) {
           const bool in_place = place == 1;
           const int64_t wrong = check(s, in_place);
@@ -194,13 +201,23 @@ BenchResult run_collective(const BenchOptions& o, const std::string& which) {
             us.push_back(us_between(t0, Clock::now()));
           }
           const double med = median_of(us);
+          if (!in_place) {
+            std::vector<double> per_op;
+            for (int k = 0; k < std::max(1, total_iters(s, o.quick) / ops); ++k) {
+              const auto t0 = Clock::now();
+              call(s, false, ops);
+              per_op.push_back(us_between(t0, Clock::now()) / ops);
+            }
+            stream_cell = median_of(per_op);
+          }
           const double alg = gbps(static_cast<double>(s), med), bus = alg * bus_factor(info->coll, n);
           cells[place][0] = med, cells[place][1] = alg, cells[place][2] = bus, cells[place][3] = wrong;
           bus_sum += bus, ++bus_n;
           if (s >= (uint64_t{1} << 20)) worst_big = worst_big < 0 ? bus : std::min(worst_big, bus);
         }
         t.add_row({static_cast<int64_t>(s), static_cast<int64_t>(s / 4), std::string("float"),
-                   std::string(info->reduces ? "sum" : "none"), int64_t{0}, cells[0][0], cells[0][1], cells[0][2],
+                   std::string(info->reduces ? "sum" : "none"), int64_t{0}, cells[0][0], stream_cell, cells[0][1],
+                   cells[0][2],
                    cells[0][3], cells[1][0], cells[1][1], cells[1][2], cells[1][3]});
       }
       w.close();
@@ -229,7 +246,8 @@ BenchResult run_collective(const BenchOptions& o, const std::string& which) {
     say(o.out, "%s: FAILED: %s\n", info->name, e.what());
   }
   res.notes.push_back("time: Worker::run() of one typed collective call until every rank is done, median; size = "
-                      "the larger buffer of a rank (nccl-tests)");
+                      "the larger buffer of a rank (nccl-tests); stream: one Worker::run() of " +
+                      std::to_string(stream_ops(o)) + " calls back to back, its time per call, median over runs");
   res.seconds = std::chrono::duration<double>(Clock::now() - start).count();
   return res;
 }

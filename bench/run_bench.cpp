@@ -82,7 +82,7 @@ int run_bench(const BenchOptions& o) {
     if (!o.json_path.empty()) json_ok = write_json(o.json_path, results_json(o, results), o.out);
   }
 
-  say(o.out, "\n# Targets (issue 4)\n");
+  say(o.out, "\n# Targets (issues 4 and 10)\n");
   for (const auto& r : results)
     for (const auto& t : r.targets)
       say(o.out, "  [%s] %s: %s (target %s)\n", !t.known ? " n/a  " : t.met ? " met  " : "missed", t.name.c_str(),

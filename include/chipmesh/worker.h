@@ -74,6 +74,11 @@ struct Task {
   // device_ctx for this chip (the typed collectives set it), or 0 for the
   // bring-up communicator. A value that is neither fails the task.
   uint64_t comm_ctx = 0;
+  // After a successful kernel the chip copies its store_to_host buffers into
+  // their output staging before the task completes. false: it does not;
+  // Orchestrator::flush_outputs does it later (back-to-back tasks that only
+  // the last result of matters, or to time the kernel without the flush).
+  bool flush_outputs = true;
 };
 
 class Worker;
@@ -92,6 +97,13 @@ class Orchestrator {
   // Blocks until every task submitted so far is done; throws ChipError on
   // the first failure.
   void wait();
+  // Copies the store_to_host buffers of each chip listed into their output
+  // staging, after the tasks queued on it before (for tasks submitted with
+  // flush_outputs = false); a chip without such buffers does nothing. Returns
+  // at once, like submit: wait() (or the end of run()) waits. As after a
+  // task, nothing is flushed when the chip's last task failed: that chip's
+  // flush fails (ChipError) and its staging stays untouched.
+  void flush_outputs(const std::vector<int>& chips);
 
   // Communication domains (docs/domains.md): a communicator over `chips`
   // (dense domain ranks in that order), each member with its own window of

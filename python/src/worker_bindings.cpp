@@ -340,17 +340,22 @@ void register_worker(py::module_& m) {
   py::class_<Task>(m, "Task",
                    "One kernel call. library: path of a kernel library, \"\" for the built-in kernels.")
       .def(py::init([](std::string kernel, std::string library, std::vector<TensorArg> tensors,
-                       const py::object& scalars) {
-             return Task{std::move(kernel), std::move(library), std::move(tensors), to_scalars(scalars)};
+                       const py::object& scalars, bool flush_outputs) {
+             Task t{std::move(kernel), std::move(library), std::move(tensors), to_scalars(scalars)};
+             t.flush_outputs = flush_outputs;
+             return t;
            }),
            py::arg("kernel"), py::arg("library") = "", py::arg("tensors") = std::vector<TensorArg>{},
-           py::arg("scalars") = py::list())
+           py::arg("scalars") = py::list(), py::arg("flush_outputs") = true)
       .def_readwrite("kernel", &Task::kernel, "Exported kernel function name.")
       .def_readwrite("library", &Task::library, "Kernel library path; \"\" for the built-in kernels.")
       .def_readwrite("tensors", &Task::tensors, "List of TensorArg (copied on read and assignment).")
       .def_property(
           "scalars", [](const Task& t) { return t.scalars; },
           [](Task& t, const py::object& s) { t.scalars = to_scalars(s); }, "List of int (uint64).")
+      .def_readwrite("flush_outputs", &Task::flush_outputs,
+                     "After success, copy the store_to_host buffers to host staging (default); False leaves it to "
+                     "Orchestrator.flush_outputs.")
       .def("__repr__", [](const Task& t) {
         return "Task(kernel=" + py::repr(py::str(t.kernel)).cast<std::string>() +
                ", library=" + py::repr(py::str(t.library)).cast<std::string>() +
@@ -425,6 +430,12 @@ void register_worker(py::module_& m) {
           },
           py::arg("chips"), py::arg("tasks"),
           "One task per chip (a list, 1:1 with chips) or the same Task on every chip, dispatched all-or-nothing.")
+      .def(
+          "flush_outputs",
+          [](PyOrchestrator& o, const std::vector<int>& chips) { blocking([&] { o.get().flush_outputs(chips); }); },
+          py::arg("chips"),
+          "Copies each chip's store_to_host buffers to host staging after its earlier tasks (for tasks with "
+          "flush_outputs=False); refused (ChipError) on a chip whose last task failed.")
       .def(
           "wait", [](PyOrchestrator& o) { blocking([&] { o.get().wait(); }); },
           "Blocks until every task submitted so far is done; ChipError on the first failure.")

@@ -114,6 +114,7 @@ class ChipServer {
         case Op::CopyFrom: w_.copy_from(chunk, e.a, e.b); break;
         case Op::CommCreate: comm_create(e.comm); break;
         case Op::CommDestroy: comm_destroy(e.comm.handle); break;
+        case Op::Flush: flush(); break;
         case Op::Shutdown:
           // Domains the parent did not release, in the order they were made
           // (the same on every member).
@@ -134,6 +135,9 @@ class ChipServer {
 
   void run_task(Entry& e) {
     const TaskDesc& t = e.task;
+    // Until this task succeeds, its outputs are suspect: no explicit Flush
+    // may publish them (set first: a bad kernel name throws below).
+    last_task_failed_ = true;
     std::string library(t.library, strnlen(t.library, sizeof(t.library)));
     std::string kernel(t.kernel, strnlen(t.kernel, sizeof(t.kernel)));
     chipmesh_kernel_entry fn = kernels_.find(library, kernel);
@@ -159,8 +163,20 @@ class ChipServer {
                         (message[0] ? std::string(message) : "returned status " + std::to_string(rc)));
       return;  // outputs are not flushed after a failed task
     }
+    last_task_failed_ = false;
     // Publish completion only after every side effect: flush store_to_host
-    // buffers into their staging before done_seq moves.
+    // buffers into their staging before done_seq moves (unless the parent
+    // asked to flush later, with an Op::Flush).
+    if (t.flush_outputs) w_.store_to_host();
+  }
+
+  // An explicit flush (Orchestrator::flush_outputs). The rule of tasks holds:
+  // the outputs of a failed task are never flushed, also not by a Flush
+  // queued behind it before the parent saw the failure.
+  void flush() {
+    if (last_task_failed_)
+      throw ConfigError("flush_outputs: the last task on this chip failed, and outputs are not flushed after a "
+                        "failed task (run a successful task first)");
     w_.store_to_host();
   }
 
@@ -213,6 +229,7 @@ class ChipServer {
     uint64_t device_ctx;
   };
   std::vector<Domain> domains_;  // live, in the order made
+  bool last_task_failed_ = false;
   const ChipProcessArgs& a_;
   ChipWorker& w_;
   ChipBootstrapResult result_;

@@ -29,7 +29,9 @@ inline constexpr size_t kMaxLibraryPath = 1024;
 inline constexpr size_t kMaxKernelName = 128;
 inline constexpr size_t kErrorBytes = 1024;
 
-enum class Op : uint32_t { None = 0, Task, Malloc, Free, CopyTo, CopyFrom, Shutdown, CommCreate, CommDestroy };
+// Flush: copy every store_to_host buffer into its output staging (after
+// tasks submitted with Task::flush_outputs = false).
+enum class Op : uint32_t { None = 0, Task, Malloc, Free, CopyTo, CopyFrom, Shutdown, CommCreate, CommDestroy, Flush };
 
 struct TaskDesc {
   char library[kMaxLibraryPath];
@@ -41,6 +43,9 @@ struct TaskDesc {
   // The CommContext the kernel gets: a domain's device_ctx on this chip, or
   // 0 for the bring-up communicator's.
   uint64_t comm_ctx;
+  // Nonzero: flush the store_to_host buffers after a successful kernel
+  // (Task::flush_outputs).
+  uint32_t flush_outputs;
 };
 
 // CommCreate: join a domain's communicator (comm_init + comm_alloc_windows)

@@ -51,6 +51,7 @@ void encode(const Task& t, Entry& e) {
   d.num_scalars = static_cast<uint32_t>(t.scalars.size());
   if (!t.scalars.empty()) std::memcpy(d.scalars, t.scalars.data(), t.scalars.size() * sizeof(uint64_t));
   d.comm_ctx = t.comm_ctx;
+  d.flush_outputs = t.flush_outputs ? 1 : 0;
 }
 
 }  // namespace
@@ -81,6 +82,22 @@ void Orchestrator::submit_group(const std::vector<int>& chips, const std::vector
   m.throw_pending();
   for (size_t i = 0; i < chips.size(); ++i) encode(tasks[i], *entries[i]);
   for (int c : chips) m.commit(c);
+}
+
+void Orchestrator::flush_outputs(const std::vector<int>& chips) {
+  Worker::Impl& m = *worker_.impl_;
+  std::set<int> seen;
+  for (int c : chips) {
+    m.require_usable(c, "run");
+    if (!seen.insert(c).second) throw ConfigError("flush_outputs: chip " + std::to_string(c) + " is listed twice");
+  }
+  m.throw_pending();
+  // Each chip flushes on its own (no kernel waits on a flush): no need for
+  // the all-or-nothing of a group.
+  for (int c : chips) {
+    m.acquire_entry(c).op = worker::Op::Flush;
+    m.commit(c);
+  }
 }
 
 void Orchestrator::wait() {

@@ -24,11 +24,12 @@ struct BenchRun {
   json doc;
 };
 
-BenchRun run_quick(const std::string& what, bool no_mpi, chipmesh::testing::ScratchDir& dir) {
+BenchRun run_quick(const std::string& what, bool no_mpi, chipmesh::testing::ScratchDir& dir, int iters = 0) {
   BenchOptions o;
   o.what = what;
   o.quick = true;
   o.no_mpi = no_mpi;
+  o.iters = iters;
   o.json_path = dir.file(what + ".json");
   BenchRun r;
   r.rc = run_bench(o);
@@ -182,19 +183,31 @@ TEST(BenchSmoke, Copy) {
               2);
 }
 
-void check_allreduce(const BenchRun& r, bool expect_unavailable) {
+void check_allreduce(const BenchRun& r, bool expect_unavailable, int ops = 20) {
   check_common(r, "allreduce");
   const json& b = benchmark(r.doc, "allreduce");
+  // The back-to-back figures: --iters operations per run(), said in the notes.
+  EXPECT_NE(b.at("notes").dump().find("one Worker::run() of " + std::to_string(ops) + " submit_groups"),
+            std::string::npos)
+      << b.at("notes").dump();
+  // The small-message targets of issue 10 (2 ranks in quick mode).
+  std::set<std::string> names;
+  for (const auto& t : b.at("targets")) names.insert(t.at("name").get<std::string>());
+  EXPECT_TRUE(names.count("allreduce back to back, 2 ranks, <= 64 KiB, onephase (AUTO)")) << b.at("targets").dump();
+  EXPECT_TRUE(names.count("allreduce single round trip, 2 ranks, <= 64 KiB, onephase (AUTO)"))
+      << b.at("targets").dump();
   int tables = 0;
   for (const char* mode : {"onephase", "twophase", "ring"}) {
     const json* t = table(b, std::string("allreduce_n2_") + mode);
     if (!t) continue;
     ++tables;
     check_table(*t,
-                {"size_bytes", "count", "type", "redop", "time_us", "algbw_gbps", "busbw_gbps", "wrong", "mpi_time_us",
-                 "mpi_busbw_gbps", "mpi_wrong", "ratio_mpi", "memcpy_gbps", "ratio_memcpy"},
+                {"size_bytes", "count", "type", "redop", "time_us", "ratio_empty", "stream_us", "algbw_gbps",
+                 "busbw_gbps", "wrong", "mpi_time_us", "mpi_stream_us", "ratio_stream_mpi", "mpi_busbw_gbps",
+                 "mpi_wrong", "ratio_mpi", "memcpy_gbps", "ratio_memcpy"},
                 3);
     check_peer(b, *t, "mpi_time_us", expect_unavailable);
+    check_peer(b, *t, "mpi_stream_us", expect_unavailable);
     for (const auto& row : t->at("rows")) {
       EXPECT_EQ(row.at("wrong"), 0) << row.dump();
       if (!row.at("mpi_wrong").is_null()) {
@@ -214,6 +227,12 @@ TEST(BenchSmoke, Allreduce) {
   check_allreduce(run_quick("allreduce", false, dir), false);
 }
 
+// --iters K: K operations per back-to-back run, on both sides.
+TEST(BenchSmoke, AllreduceIters) {
+  chipmesh::testing::ScratchDir dir;
+  check_allreduce(run_quick("allreduce", false, dir, 3), false, 3);
+}
+
 // Without the Open MPI peer (as on a machine without Open MPI): the run
 // still succeeds, the peer columns are empty and marked unavailable.
 TEST(BenchSmoke, AllreduceWithoutPeer) {
@@ -231,8 +250,8 @@ TEST(BenchSmoke, OtherCollectives) {
     const json* t = table(benchmark(r.doc, what), std::string(what) + "_n2");
     ASSERT_NE(t, nullptr) << what;
     check_table(*t,
-                {"size_bytes", "count", "type", "redop", "root", "time_us", "algbw_gbps", "busbw_gbps", "wrong",
-                 "ip_time_us", "ip_algbw_gbps", "ip_busbw_gbps", "ip_wrong"},
+                {"size_bytes", "count", "type", "redop", "root", "time_us", "stream_us", "algbw_gbps", "busbw_gbps",
+                 "wrong", "ip_time_us", "ip_algbw_gbps", "ip_busbw_gbps", "ip_wrong"},
                 3);
     for (const auto& row : t->at("rows")) {
       EXPECT_EQ(row.at("wrong"), 0) << what << ": " << row.dump();

@@ -121,6 +121,31 @@ def test_kernel_failure_then_close(tmp_path, test_kernels):
     w.close()
 
 
+def test_deferred_flush(tmp_path, test_kernels):
+    t = chipmesh.Task("test_noop", test_kernels)
+    assert t.flush_outputs is True
+    t = chipmesh.Task("test_noop", test_kernels, flush_outputs=False)
+    assert t.flush_outputs is False
+    t.flush_outputs = True
+    assert t.flush_outputs is True
+    t.flush_outputs = False
+
+    def body(orch):
+        orch.submit_group([0, 1], t)
+        orch.flush_outputs([0, 1])  # no store_to_host buffers: nothing to copy
+
+    with chipmesh.Worker(device_ids=[0, 1], chip_bootstrap_configs=configs(2, tmp_path)) as w:
+        w.init()
+        w.run(body)
+        with pytest.raises(chipmesh.ChipError, match="bad input 42"):
+            w.run(lambda orch: orch.submit(1, chipmesh.Task("test_fail", test_kernels)))
+        # Outputs are never flushed after a failed task, also not on request.
+        with pytest.raises(chipmesh.ChipError, match="last task on this chip failed") as info:
+            w.run(lambda orch: orch.flush_outputs([1]))
+        assert info.value.chip == 1
+        w.run(lambda orch: orch.flush_outputs([0]))
+
+
 def test_orchestrator_after_run(tmp_path):
     kept = []
     with chipmesh.Worker(device_ids=[0]) as w:

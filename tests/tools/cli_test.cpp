@@ -385,7 +385,8 @@ TEST(Demo, DefaultsReportOk) {
   ASSERT_EQ(r.exit_code, 0) << r.describe();
   EXPECT_TRUE(contains(r.out, "\nOK\n")) << r.describe();
   for (const char* part : {"4 sim chips", "1048576 bytes of float32", "onephase", "bring-up", "allreduce",
-                           "algbw", "busbw", "max abs err"})
+                           "without the output flush", "flush", "back to back in one run()", "algbw", "busbw",
+                           "max abs err"})
     EXPECT_TRUE(contains(r.out, part)) << part << "\n" << r.describe();
   EXPECT_EQ(leftovers_after(before), std::vector<std::string>{});
 }
@@ -403,10 +404,13 @@ TEST(Demo, JsonReportParses) {
   EXPECT_EQ(j.at("dtype"), "bfloat16");
   EXPECT_EQ(j.at("mode"), "ring");
   EXPECT_EQ(j.at("max_abs_error"), 0.0);
-  for (const char* key : {"bringup_ms", "allreduce_us", "algbw_gbps", "busbw_gbps"}) {
+  EXPECT_EQ(j.at("wrong_elements"), 0);
+  for (const char* key : {"bringup_ms", "allreduce_us", "allreduce_us_min", "allreduce_us_mean", "flush_us",
+                          "allreduce_stream_us", "algbw_gbps", "busbw_gbps"}) {
     ASSERT_TRUE(j.at(key).is_number()) << key << ": " << r.out;
     EXPECT_GT(j.at(key).get<double>(), 0.0) << key;
   }
+  EXPECT_LE(j.at("allreduce_us_min").get<double>(), j.at("allreduce_us").get<double>());
   const double alg = j.at("algbw_gbps").get<double>();
   EXPECT_NEAR(j.at("busbw_gbps").get<double>(), alg * 2.0 * 2 / 3, alg * 1e-9);
   ASSERT_TRUE(j.at("phases_ms").is_object());

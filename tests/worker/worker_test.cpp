@@ -147,6 +147,85 @@ TEST(Worker, StoreToHostAfterSuccessOnlyAndUntouchedAfterFailure) {
   EXPECT_TRUE(scratch.entries().empty());
 }
 
+// Tasks with flush_outputs = false leave the staging alone; flush_outputs()
+// then copies what the last of them wrote. A flush queued behind a failed
+// task (in the same run, before the parent saw the failure) is refused and
+// flushes nothing; after a successful task it works again.
+TEST(Worker, DeferredFlushCopiesOnlyWhenAskedAndNeverAfterAFailure) {
+  ScratchDir scratch;
+  const int n = 2;
+  const size_t bytes = 300000;  // more than one ring chunk: not that it matters for a flush
+  std::vector<SharedMemory> outs;
+  WorkerConfig cfg = comm_config(n, scratch.file("rootinfo"), 2 * bytes,
+                                 {{"out", DataType::UINT8, bytes, bytes, "window", false, true}});
+  for (int i = 0; i < n; ++i) {
+    outs.push_back(SharedMemory::create("/chipmesh_test_dflush_" + std::to_string(getpid()) + "_" + std::to_string(i),
+                                        bytes));
+    cfg.chip_bootstrap_configs[i].host_outputs.push_back({"out", outs.back().name(), bytes});
+  }
+  Worker w(cfg);
+  w.init();
+  for (auto& o : outs) o.unlink();
+  auto fill = [&](int chip, int value, const char* kernel) {
+    Task t = task(kernel, {{w.chip_contexts()[chip].buffer_ptrs.at("out"), DataType::UINT8, {bytes}}},
+                  {static_cast<uint64_t>(value)});
+    t.flush_outputs = false;
+    return t;
+  };
+  auto at = [&](int chip, size_t i) { return static_cast<unsigned char*>(outs[chip].data())[i]; };
+  // Back to back without a flush: the staging still holds its zeros.
+  w.run([&](Orchestrator& o) {
+    for (int k = 0; k < 40; ++k)
+      for (int i = 0; i < n; ++i) o.submit(i, fill(i, 0x10 + k, "test_fill"));
+  });
+  for (int i = 0; i < n; ++i) EXPECT_EQ(at(i, 0), 0) << "chip " << i << " flushed a task with flush_outputs = false";
+  // One flush: the last task's values, every byte.
+  w.run([&](Orchestrator& o) { o.flush_outputs({0, 1}); });
+  for (int i = 0; i < n; ++i) {
+    EXPECT_EQ(at(i, 0), 0x10 + 39);
+    EXPECT_EQ(at(i, bytes - 1), 0x10 + 39);
+  }
+  // Queued behind a failing task in the same run: refused on that chip only.
+  std::string msg = chip_error_of([&] {
+    w.run([&](Orchestrator& o) {
+      o.submit(1, fill(1, 0x77, "test_fill_then_fail"));
+      o.submit(0, fill(0, 0x55, "test_fill"));
+      o.flush_outputs({0, 1});
+    });
+  });
+  EXPECT_NE(msg.find("filled, then failed on purpose"), std::string::npos) << msg;
+  EXPECT_EQ(at(1, 0), 0x10 + 39) << "outputs of a failed task were flushed";
+  // A later explicit flush is refused too, naming why; the staging stays.
+  msg = chip_error_of([&] { w.run([&](Orchestrator& o) { o.flush_outputs({1}); }); });
+  EXPECT_NE(msg.find("chip 1"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("last task on this chip failed"), std::string::npos) << msg;
+  EXPECT_EQ(at(1, 0), 0x10 + 39);
+  // A successful task makes the outputs flushable again.
+  w.run([&](Orchestrator& o) {
+    o.submit(1, fill(1, 0x66, "test_fill"));
+    o.flush_outputs({1});
+  });
+  EXPECT_EQ(at(1, bytes - 1), 0x66);
+  EXPECT_THROW(w.run([&](Orchestrator& o) { o.flush_outputs({0, 0}); }), ConfigError);
+  EXPECT_THROW(w.run([&](Orchestrator& o) { o.flush_outputs({2}); }), ConfigError);
+  w.close();
+  EXPECT_TRUE(scratch.entries().empty());
+}
+
+// A chip without store_to_host buffers flushes nothing, without error.
+TEST(Worker, FlushWithoutOutputsIsANoOp) {
+  WorkerConfig cfg;
+  cfg.device_ids = {0, 1};
+  Worker w(cfg);
+  w.init();
+  w.run([&](Orchestrator& o) { o.flush_outputs({1}); });  // before any task
+  w.run([&](Orchestrator& o) {
+    o.submit_group({0, 1}, task("test_noop"));
+    o.flush_outputs({0, 1});
+  });
+  w.close();
+}
+
 // A failure that completes while run() is judging whether the chips have
 // settled must still be reported: CI once saw run() return cleanly after a
 // failed task (the completion moved between two reads of done_seq).

@@ -47,6 +47,11 @@ BenchCommand register_bench_command(CLI::App& app) {
       ->transform(CLI::AsSizeValue(true));
   sub->add_option("--max-bytes", opts->max_bytes, "copy, allreduce: largest size (suffixes KiB, MiB accepted)")
       ->transform(CLI::AsSizeValue(true));
+  sub->add_option("--iters", opts->iters,
+                  "allreduce and the other collectives: operations submitted back to back in one Worker::run() for "
+                  "the stream (time per operation) column (default 20); the Open MPI peer times as many "
+                  "back-to-back MPI_Allreduce")
+      ->check(CLI::Range(1, 100000));
   sub->add_option("--tasks", opts->tasks, "dispatch: round trips per point (default 10000)")->check(CLI::Range(1, 10000000));
   sub->add_option("--repeats", opts->repeats, "bringup: chipmesh runs per point (default 15); domains: 30")->check(CLI::Range(1, 100000));
   return BenchCommand{sub, opts};

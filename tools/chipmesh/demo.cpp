@@ -110,6 +110,11 @@ void check_shm_space(const DemoOptions& o) {
   }
 }
 
+double median_of_sorted(const std::vector<double>& v) {
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
 uint64_t buffer_addr(const ChipContext& ctx, int chip, const std::string& name) {
   auto it = ctx.buffer_ptrs.find(name);
   if (it == ctx.buffer_ptrs.end())
@@ -200,23 +205,46 @@ void run_steps(const DemoOptions& o, DemoReport& rep) {
     chips.push_back(c);
     tasks.push_back(allreduce_task(buffer_addr(ctx, c, "input"), buffer_addr(ctx, c, "output"), count, dtype, op,
                                    parse_allreduce_algo(o.mode)));
+    // The output flush is its own request (flush_outputs), timed apart.
+    tasks.back().flush_outputs = false;
   }
   auto allreduce = [&] { worker.run([&](Orchestrator& orch) { orch.submit_group(chips, tasks); }); };
+  auto flush = [&] { worker.run([&](Orchestrator& orch) { orch.flush_outputs(chips); }); };
+  auto us_since = [](Clock::time_point a) { return std::chrono::duration<double, std::micro>(Clock::now() - a).count(); };
 
   allreduce();  // warm-up: first-touch, kernel library load
-  std::vector<double> us;
+  flush();      // and the staging pages
+  std::vector<double> us, flush_us;
   for (int k = 0; k < o.iters; ++k) {
-    const auto a = Clock::now();
+    auto a = Clock::now();
     allreduce();
-    us.push_back(std::chrono::duration<double, std::micro>(Clock::now() - a).count());
+    us.push_back(us_since(a));
+    a = Clock::now();
+    flush();
+    flush_us.push_back(us_since(a));
   }
   std::sort(us.begin(), us.end());
   const size_t n = us.size();
-  rep.allreduce_us = n % 2 ? us[n / 2] : (us[n / 2 - 1] + us[n / 2]) / 2;
+  rep.allreduce_us = median_of_sorted(us);
   rep.allreduce_us_min = us.front();
   rep.allreduce_us_mean = std::accumulate(us.begin(), us.end(), 0.0) / static_cast<double>(n);
+  std::sort(flush_us.begin(), flush_us.end());
+  rep.flush_us = median_of_sorted(flush_us);
 
-  // Every chip copied its output into its staging after each successful run.
+  // Back to back: all K calls in one run(), as nccl-tests times them.
+  const auto s0 = Clock::now();
+  worker.run([&](Orchestrator& orch) {
+    for (int k = 0; k < o.iters; ++k) orch.submit_group(chips, tasks);
+  });
+  rep.allreduce_stream_us = us_since(s0) / o.iters;
+
+  // The check reads what the last flush brings: the staging is overwritten
+  // first with a value no result can have (|result| <= 256 in every dtype),
+  // so a flush that did not happen shows as wrong elements.
+  for (auto& out : res.outputs) std::memset(out.data(), 0x7f, o.bytes);
+  flush();
+
+  // Every chip's output, as the last flush left it in its staging.
   double max_err = 0;
   for (int r = 0; r < o.chips; ++r) {
     const void* data = res.outputs[static_cast<size_t>(r)].data();

@@ -22,9 +22,16 @@ struct DemoReport {
   // Measurements (absent when the run failed before taking them).
   std::optional<double> bringup_ms;
   std::map<std::string, double> phases_ms;  // as Worker::bringup_phases_ms()
-  std::optional<double> allreduce_us;       // median per call
+  // One allreduce per run(), submit to done, without the output flush
+  // (the tasks do not flush; median, min and mean over the calls).
+  std::optional<double> allreduce_us;
   std::optional<double> allreduce_us_min;
   std::optional<double> allreduce_us_mean;
+  // One flush_outputs request on every chip per run() (median): the copy of
+  // each chip's output buffer into its host staging, as a round trip.
+  std::optional<double> flush_us;
+  // All `iterations` allreduces submitted in one run(), per call.
+  std::optional<double> allreduce_stream_us;
   std::optional<double> max_abs_error;
   uint64_t wrong_elements = 0;
   std::string first_wrong;  // "rank 1 element 5: got 3, expected 4"

@@ -108,7 +108,9 @@ int main(int argc, char** argv) {
   demo->add_option("--op", demo_opts.op, "reduction")->check(CLI::IsMember(as_vector(demo_ops())))->capture_default_str();
   demo->add_option("--platform", demo_opts.platform, "platform name (sim, cuda) or path to a platform plugin")
       ->capture_default_str();
-  demo->add_option("--iters", demo_opts.iters, "timed allreduce calls after one warm-up call")
+  demo->add_option("--iters", demo_opts.iters,
+                   "timed allreduce calls (and output flushes) after one warm-up call; then as many back to back "
+                   "in one run()")
       ->check(CLI::Range(1, 100000))
       ->capture_default_str();
   demo->add_flag("--json", demo_opts.json, "print the report as one JSON object");
