@@ -41,6 +41,18 @@ class ChipWorker {
   // Runs fn(args) on the current device through the platform's launch hook.
   int launch(chipmesh_kernel_fn fn, void* args);
 
+  // The optional host-memory entries of the device table (docs/platform-abi.md).
+  // attach_host_arena: false when the platform has no such entry; throws
+  // when it has one and fails.
+  bool attach_host_arena(int fd, uint64_t size);
+  struct HostRange {
+    void* host = nullptr;                               // CPU address here; null: not reachable
+    uint64_t arena_offset = CHIPMESH_NO_ARENA_OFFSET;  // in the host arena
+  };
+  // Where the CPU reaches [ptr, ptr + nbytes); {null, none} when the
+  // platform does not say. DeviceError for a range outside device memory.
+  HostRange host_range(uint64_t ptr, size_t nbytes);
+
   // Through the transport table, with the job token and timeout set below
   // (the platform's defaults, CHIPMESH_JOB_TOKEN and CHIPMESH_COMM_TIMEOUT_S,
   // for what is not set).

@@ -72,7 +72,33 @@ typedef struct chipmesh_device_v1_t {
    * this process still owns. A chip process calls it (and the transport's)
    * from its SIGTERM handler. May be NULL. */
   void (*emergency_cleanup)(void);
+
+  /* ---- Optional members, appended within version 1. A table whose
+   * struct_size ends before one of them, or that sets it NULL, does not
+   * offer it; the loader then reads it as NULL and callers keep their
+   * other path. ---- */
+
+  /* Host arena: the caller (a Worker, before it forks the chip process)
+   * made `fd`, a sparse file of `size` bytes (a memfd) that it maps too.
+   * The platform duplicates fd, and from now on places device allocations
+   * in that file while it has room, so another process mapping the same
+   * file reaches them with plain loads and stores: offset o of the file is
+   * device address base + o for an allocation the platform reports through
+   * host_range below. A platform whose memory the CPU cannot reach leaves
+   * this NULL. */
+  int (*attach_host_arena)(int fd, uint64_t size);
+  /* Where the CPU reaches [ptr, ptr + nbytes) of device memory: *host, its
+   * address in this process (NULL when the CPU cannot reach it directly),
+   * and *arena_offset, its offset in the attached host arena
+   * (CHIPMESH_NO_ARENA_OFFSET when it does not lie there). A range outside
+   * every allocation and window is CHIPMESH_ERR_DEVICE, as for copies. */
+  int (*host_range)(uint64_t ptr, size_t nbytes, void** host, uint64_t* arena_offset);
 } chipmesh_device_v1_t;
+
+/* The size of the first version-1 table, before the optional members: the
+ * smallest struct_size the loader accepts. */
+#define CHIPMESH_DEVICE_V1_BASE_SIZE offsetof(chipmesh_device_v1_t, attach_host_arena)
+#define CHIPMESH_NO_ARENA_OFFSET UINT64_MAX
 
 /* The current version. */
 typedef chipmesh_device_v1_t chipmesh_device_t;

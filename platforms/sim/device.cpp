@@ -10,6 +10,8 @@
 #include <mutex>
 #include <string>
 
+#include "arena.h"
+#include "chipmesh/device_abi.h"
 #include "chipmesh/errors.h"
 #include "common/env.h"
 
@@ -19,12 +21,14 @@ namespace {
 struct Region {
   size_t size;
   bool owned;  // allocated by malloc() here (freed by free/reset)
+  bool in_arena = false;  // ... from the host arena rather than the heap
 };
 
 struct State {
   std::mutex mu;
   int device = -1;
   std::map<uint64_t, Region> regions;  // base -> region
+  Arena arena;  // unattached unless a Worker gave one
 };
 
 State& state() {
@@ -61,12 +65,13 @@ void check_range(const State& s, const char* what, const char* role, uint64_t ad
 void free_owned(State& s) {
   for (auto it = s.regions.begin(); it != s.regions.end();) {
     if (it->second.owned) {
-      std::free(reinterpret_cast<void*>(it->first));
+      if (!it->second.in_arena) std::free(reinterpret_cast<void*>(it->first));
       it = s.regions.erase(it);
     } else {
       ++it;
     }
   }
+  s.arena.release_all();
 }
 
 }  // namespace
@@ -105,6 +110,10 @@ uint64_t malloc(size_t nbytes) {
   State& s = state();
   std::lock_guard<std::mutex> lock(s.mu);
   require_device(s, "malloc");
+  if (auto p = s.arena.allocate(nbytes)) {
+    s.regions[*p] = Region{nbytes, true, true};
+    return *p;
+  }
   // 64-byte alignment like a device allocator; never hand out null, even for 0.
   size_t rounded = (nbytes + 63) / 64 * 64;
   if (rounded < nbytes) throw DeviceError("malloc: " + std::to_string(nbytes) + " bytes is too large");
@@ -122,7 +131,10 @@ void free(uint64_t ptr) {
   auto it = s.regions.find(ptr);
   if (it == s.regions.end() || !it->second.owned)
     throw DeviceError("free: " + hex(ptr) + " was not returned by malloc on sim device " + std::to_string(s.device));
-  std::free(reinterpret_cast<void*>(ptr));
+  if (it->second.in_arena)
+    s.arena.release(ptr, it->second.size);
+  else
+    std::free(reinterpret_cast<void*>(ptr));
   s.regions.erase(it);
 }
 
@@ -146,6 +158,22 @@ void copy_from_device(void* dst, uint64_t src, size_t nbytes) {
   }
   if (nbytes != 0 && dst == nullptr) throw DeviceError("copy_from_device: null host destination (nbytes=" + std::to_string(nbytes) + ")");
   if (nbytes) std::memcpy(dst, reinterpret_cast<const void*>(src), nbytes);
+}
+
+void attach_host_arena(int fd, uint64_t size) {
+  State& s = state();
+  std::lock_guard<std::mutex> lock(s.mu);
+  s.arena.attach(fd, size);
+}
+
+void host_range(uint64_t ptr, size_t nbytes, void** host, uint64_t* arena_offset) {
+  if (!host || !arena_offset) throw ConfigError("host_range: null output pointer");
+  State& s = state();
+  std::lock_guard<std::mutex> lock(s.mu);
+  require_device(s, "host_range");
+  check_range(s, "host_range", "range", ptr, nbytes);
+  *host = reinterpret_cast<void*>(ptr);
+  *arena_offset = s.arena.contains(ptr, nbytes) ? s.arena.offset_of(ptr) : CHIPMESH_NO_ARENA_OFFSET;
 }
 
 void register_region(uint64_t base, size_t size) {

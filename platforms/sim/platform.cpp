@@ -38,6 +38,12 @@ int sim_copy_to_device(uint64_t dst, const void* src, size_t n) {
 int sim_copy_from_device(void* dst, uint64_t src, size_t n) {
   return last_error().guard([&] { dev::copy_from_device(dst, src, n); });
 }
+int sim_attach_host_arena(int fd, uint64_t size) {
+  return last_error().guard([&] { dev::attach_host_arena(fd, size); });
+}
+int sim_host_range(uint64_t ptr, size_t n, void** host, uint64_t* arena_offset) {
+  return last_error().guard([&] { dev::host_range(ptr, n, host, arena_offset); });
+}
 
 // Kernels run synchronously on the calling thread; the stream is unused.
 int sim_launch_kernel(chipmesh_kernel_fn fn, void* args, void* /*stream*/) {
@@ -54,7 +60,8 @@ const char* sim_last_error() { return last_error().message(); }
 int sim_last_error_code() { return last_error().code(); }
 void sim_emergency_cleanup() { chipmesh::sim::names::emergency_unlink(); }
 
-// Device memory is this process's heap: nothing system-wide to remove.
+// Device memory is this process's heap or the Worker's name-less arena:
+// nothing system-wide to remove.
 void sim_device_emergency_cleanup() {}
 
 const chipmesh_device_v1_t kSimDevice = {
@@ -72,6 +79,8 @@ const chipmesh_device_v1_t kSimDevice = {
     sim_last_error,
     sim_last_error_code,
     sim_device_emergency_cleanup,
+    sim_attach_host_arena,
+    sim_host_range,
 };
 
 const chipmesh_transport_v1_t kSimTransport = {

@@ -64,8 +64,8 @@ void copy_error(Entry& e, const std::string& text) {
 
 class ChipServer {
  public:
-  ChipServer(const ChipProcessArgs& a, ChipWorker& w, ChipBootstrapResult result)
-      : a_(a), w_(w), result_(std::move(result)), kernel_timeout_(env::comm_timeout()) {}
+  ChipServer(const ChipProcessArgs& a, ChipWorker& w, ChipBootstrapResult result, bool arena)
+      : a_(a), w_(w), result_(std::move(result)), kernel_timeout_(env::comm_timeout()), arena_(arena) {}
 
   [[noreturn]] void serve() {
     ChipShared& s = *a_.shared;
@@ -108,7 +108,11 @@ class ChipServer {
     try {
       switch (e.op) {
         case Op::Task: run_task(e); break;
-        case Op::Malloc: e.result = w_.malloc(e.a); break;
+        case Op::Malloc:
+          e.arena_offset = CHIPMESH_NO_ARENA_OFFSET;
+          e.result = w_.malloc(e.a);
+          if (arena_) e.arena_offset = w_.host_range(e.result, e.a).arena_offset;
+          break;
         case Op::Free: w_.free(e.a); break;
         case Op::CopyTo: w_.copy_to(e.a, chunk, e.b); break;
         case Op::CopyFrom: w_.copy_from(chunk, e.a, e.b); break;
@@ -235,7 +239,22 @@ class ChipServer {
   ChipBootstrapResult result_;
   KernelLibraries kernels_;
   const std::chrono::milliseconds kernel_timeout_;  // read once: not per task
+  const bool arena_;  // the platform took the host arena: report where allocations lie
 };
+
+// Hands the Worker's arena to the platform when it takes one; without it
+// (or when attaching fails) the parent's copies take the ring.
+bool attach_arena(const ChipProcessArgs& a, ChipWorker& w) {
+  if (a.arena_fd < 0) return false;
+  bool attached = false;
+  try {
+    attached = w.attach_host_arena(a.arena_fd, a.arena_bytes);
+  } catch (const std::exception& e) {
+    CHIPMESH_INFO(CHIP, "no host arena: %s; copies take the request ring", e.what());
+  }
+  ::close(a.arena_fd);  // the platform holds its own duplicate
+  return attached;
+}
 
 }  // namespace
 
@@ -254,6 +273,7 @@ void run_chip_process(const ChipProcessArgs& a) {
   ChipWorker w;
   if (!a.job_token.empty()) w.set_job_token(a.job_token);  // travels through comm_init's options
   ChipBootstrapResult result;
+  bool arena = false;
   try {
     try {
       w.init(a.platform);
@@ -262,13 +282,14 @@ void run_chip_process(const ChipProcessArgs& a) {
       throw;
     }
     g_platform = &w.platform();
+    arena = attach_arena(a, w);
     result = w.bootstrap_context(a.device_id, *a.config, &channel);
   } catch (...) {
     notify_parent(a.header);
     _exit(1);  // bootstrap_context released what it made
   }
   notify_parent(a.header);
-  ChipServer server(a, w, std::move(result));
+  ChipServer server(a, w, std::move(result), arena);
   server.serve();
 }
 

@@ -21,6 +21,8 @@ struct ChipProcessArgs {
   SharedHeader* header;
   pid_t parent;
   std::string job_token;
+  int arena_fd;          // this chip's host arena (-1: none), handed to the platform
+  uint64_t arena_bytes;
 };
 
 [[noreturn]] void run_chip_process(const ChipProcessArgs& args);

@@ -89,6 +89,20 @@ void ChipWorker::copy_from(void* dst, uint64_t src, size_t nbytes) {
   check(device().copy_from_device(dst, src, nbytes), "copy_from");
 }
 
+bool ChipWorker::attach_host_arena(int fd, uint64_t size) {
+  const chipmesh_device_t& d = device();
+  if (!d.attach_host_arena) return false;
+  check(d.attach_host_arena(fd, size), "attach_host_arena");
+  return true;
+}
+
+ChipWorker::HostRange ChipWorker::host_range(uint64_t ptr, size_t nbytes) {
+  HostRange r;
+  const chipmesh_device_t& d = device();
+  if (d.host_range) check(d.host_range(ptr, nbytes, &r.host, &r.arena_offset), "host_range");
+  return r;
+}
+
 int ChipWorker::launch(chipmesh_kernel_fn fn, void* args) {
   int rc = device().launch_kernel(fn, args, nullptr);
   // Platform failures carry a message; a kernel's own non-zero status is its result.

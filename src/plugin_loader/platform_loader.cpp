@@ -2,9 +2,11 @@
 
 #include <dlfcn.h>
 
+#include <algorithm>
 #include <array>
 #include <cctype>
 #include <cstdlib>
+#include <cstring>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -90,7 +92,8 @@ PlatformTables adapt_legacy(const chipmesh_platform* p, const std::string& path)
   s.device = chipmesh_device_v1_t{CHIPMESH_DEVICE_ABI_VERSION, sizeof(chipmesh_device_v1_t), p->name,
                                   p->set_device, p->reset_device, p->finalize, p->malloc, p->free,
                                   p->copy_to_device, p->copy_from_device, p->launch_kernel, p->last_error,
-                                  p->last_error_code, p->emergency_cleanup};
+                                  p->last_error_code, p->emergency_cleanup,
+                                  nullptr /* no host arena */, nullptr /* no host_range */};
   s.transport = chipmesh_transport_v1_t{CHIPMESH_TRANSPORT_ABI_VERSION, sizeof(chipmesh_transport_v1_t), p->name,
                                         kLegacyInits[i], p->comm_alloc_windows, p->comm_get_local_window_base,
                                         p->comm_get_window_size, p->comm_barrier, p->comm_destroy, p->last_error,
@@ -121,7 +124,11 @@ PlatformTables compose_legacy(const chipmesh_device_v1_t* d, const chipmesh_tran
   const size_t i = g_slots_used;
   AdapterSlot& s = take_slot(path);
   s.transport_src = t;
-  s.device = *d;  // for the composed cleanup
+  // The device table callers use: the plugin's bytes up to its struct_size,
+  // so an optional member it was built without reads as NULL (and nothing
+  // past its table is read).
+  s.device = chipmesh_device_v1_t{};
+  std::memcpy(&s.device, d, std::min<size_t>(d->struct_size, sizeof(chipmesh_device_v1_t)));
   chipmesh_platform& l = s.legacy;
   l = chipmesh_platform{};
   l.abi_version = CHIPMESH_PLATFORM_ABI_VERSION;
@@ -146,7 +153,7 @@ PlatformTables compose_legacy(const chipmesh_device_v1_t* d, const chipmesh_tran
   l.last_error = d->last_error;
   l.last_error_code = d->last_error_code;
   l.emergency_cleanup = kComposedCleanups[i];
-  return PlatformTables{d, t, &l, false};
+  return PlatformTables{&s.device, t, &l, false};
 }
 
 // ---------------------------------------------------------------------------
@@ -184,7 +191,7 @@ std::unique_ptr<PlatformTables> try_open(const std::string& path, std::string* w
       reinterpret_cast<chipmesh_transport_entry_fn>(dlsym(handle, CHIPMESH_TRANSPORT_ENTRY_SYMBOL));
   if (device_entry) {
     const chipmesh_device_v1_t* d = device_entry();
-    if (!check_table(d, "device", CHIPMESH_DEVICE_ABI_VERSION, sizeof(chipmesh_device_v1_t), why)) return nullptr;
+    if (!check_table(d, "device", CHIPMESH_DEVICE_ABI_VERSION, CHIPMESH_DEVICE_V1_BASE_SIZE, why)) return nullptr;
     const chipmesh_transport_v1_t* t = nullptr;
     if (transport_entry) {
       t = transport_entry();

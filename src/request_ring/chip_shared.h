@@ -6,7 +6,8 @@
 // fills entry[req % depth] and bumps req_seq; the chip runs entries in order
 // and bumps done_seq. Copies carry their data in the entry's chunk, so up to
 // kRingDepth chunks are in flight and the parent's and the chip's memcpy
-// overlap. Every completion and every chip death also bumps the header's
+// overlap. Copies of memory in the chip's host arena (host_arenas.h) skip
+// the ring: the parent copies straight into its mapping. Every completion and every chip death also bumps the header's
 // `events`, the one word the parent sleeps on.
 #pragma once
 
@@ -70,6 +71,7 @@ struct Entry {
   uint64_t a;      // address (dst / src / ptr) or malloc size
   uint64_t b;      // byte count
   uint64_t result; // malloc's pointer
+  uint64_t arena_offset;  // malloc: where it lies in the chip's host arena (CHIPMESH_NO_ARENA_OFFSET: not there)
   char error[kErrorBytes];  // "<kind>: <message>" when status != 0
   union {
     TaskDesc task;   // Op::Task

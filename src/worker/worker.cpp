@@ -31,6 +31,16 @@ constexpr size_t kHeaderBytes = 4096;
 
 double ms(Clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
 
+// CHIPMESH_HOST_ARENA_BYTES, capped at the machine's memory (a chip can
+// never fill more), in whole pages.
+uint64_t host_arena_bytes() {
+  const uint64_t page = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
+  const long pages = sysconf(_SC_PHYS_PAGES);
+  uint64_t bytes = static_cast<uint64_t>(knobs::integer(knobs::Id::HostArenaBytes));
+  if (pages > 0) bytes = std::min(bytes, static_cast<uint64_t>(pages) * page);
+  return bytes / page * page;
+}
+
 }  // namespace
 
 Worker::Worker(WorkerConfig cfg) : impl_(std::make_unique<Impl>(std::move(cfg))) {
@@ -70,7 +80,7 @@ const std::vector<ChipContext>& Worker::chip_contexts() const {
   return impl_->contexts;
 }
 
-void Worker::Impl::map_region() {
+void Worker::Impl::map_region(uint64_t arena_bytes) {
   // The header takes the first page; the chips' blocks are page-aligned after it.
   static_assert(sizeof(worker::SharedHeader) <= kHeaderBytes && alignof(ChipShared) <= kHeaderBytes);
   region_bytes = kHeaderBytes + n() * sizeof(ChipShared);
@@ -91,6 +101,7 @@ void Worker::Impl::map_region() {
   }
   next_req.assign(n(), 0);
   inspected.assign(n(), 0);
+  arenas = std::make_unique<worker::HostArenas>(n(), arena_bytes);
 }
 
 void Worker::Impl::fork_chips() {
@@ -108,6 +119,7 @@ void Worker::Impl::fork_chips() {
                         "; the " + std::to_string(i) + " chips already forked were killed and reaped");
     }
     if (pid == 0) {
+      arenas->keep_only(i);
       worker::ChipProcessArgs args{static_cast<int>(i),
                                    static_cast<int>(n()),
                                    cfg.device_ids[i],
@@ -116,7 +128,9 @@ void Worker::Impl::fork_chips() {
                                    chips[i],
                                    header,
                                    parent,
-                                   token};
+                                   token,
+                                   arenas->fd(i),
+                                   arenas->bytes()};
       worker::run_chip_process(args);
     }
     pids.push_back(pid);
@@ -124,6 +138,7 @@ void Worker::Impl::fork_chips() {
     live_pids[i].store(pid, std::memory_order_seq_cst);
     if (interrupted.load(std::memory_order_seq_cst)) kill(pid, SIGTERM);
   }
+  arenas->close_fds();  // each chip holds its own; the mappings stay here
   try {
     watcher = std::make_unique<worker::ChildWatcher>(pids, header);
   } catch (const Error& e) {
@@ -247,7 +262,7 @@ void Worker::init() {
   // Load the platform here too: a bad name fails before anything is forked.
   m.platform = load_platform(m.cfg.platform);
   const auto start = Clock::now();
-  m.map_region();
+  m.map_region(load_platform_tables(m.cfg.platform).device->attach_host_arena ? host_arena_bytes() : 0);
   m.fork_chips();
   m.phases["fork"] = ms(Clock::now() - start);
   try {
@@ -296,6 +311,7 @@ void Worker::Impl::terminate_all(std::chrono::milliseconds grace) noexcept {
     wait_until([&] { return watcher->all_dead(); }, nullptr);
     watcher.reset();
   }
+  arenas.reset();
   if (region) {
     munmap(region, region_bytes);
     region = nullptr;

@@ -16,6 +16,7 @@
 #include "common/futex.h"
 #include "request_ring/chip_shared.h"
 #include "worker/child_watcher.h"
+#include "worker/host_arenas.h"
 
 namespace chipmesh {
 
@@ -35,6 +36,9 @@ struct Worker::Impl {
   std::unique_ptr<std::atomic<pid_t>[]> live_pids;
   std::atomic<bool> interrupted{false};
   std::unique_ptr<worker::ChildWatcher> watcher;
+  // The chips' host arenas (none when the platform takes none); made with
+  // the region, before the forks.
+  std::unique_ptr<worker::HostArenas> arenas;
 
   std::vector<ChipContext> contexts;
   // world(): built by init() from the contexts; `world_error` says why
@@ -81,7 +85,7 @@ struct Worker::Impl {
   size_t n() const { return cfg.device_ids.size(); }
 
   // --- lifecycle (worker.cpp) ---
-  void map_region();
+  void map_region(uint64_t arena_bytes);
   void fork_chips();
   void wait_for_bringup(std::chrono::steady_clock::time_point start);
   void build_contexts();
@@ -112,6 +116,11 @@ struct Worker::Impl {
   // Waits for completion of `seq` (or the chip's death); inspects.
   void wait_done(size_t chip, uint32_t seq);
   void wait_idle(size_t chip);
+  // Where [ptr, ptr + nbytes) of `chip` lies in this process when it is
+  // inside one allocation in the chip's host arena, once the chip has
+  // completed every request queued before (null: take the ring). Throws
+  // when the chip is dead.
+  unsigned char* arena_range(size_t chip, uint64_t ptr, size_t nbytes);
   // Records the first failure among newly completed entries of `chip` and
   // the chip's death; sets the abort flags on the first one. Returns true
   // when every request written to `chip` has been inspected (or the chip is

@@ -1,5 +1,7 @@
 // The parent side of each chip's request ring, and the control operations
-// (malloc, free, copy_to, copy_from) built on it.
+// (malloc, free, copy_to, copy_from) built on it. A copy of memory in the
+// chip's host arena skips the ring: one memcpy by the parent, once the chip
+// has finished everything queued before it (the ring's own order).
 #include <signal.h>
 
 #include <cstring>
@@ -136,6 +138,17 @@ void Worker::Impl::wait_idle(size_t chip) {
   if (next_req[chip] != 0) wait_done(chip, next_req[chip] - 1);
 }
 
+unsigned char* Worker::Impl::arena_range(size_t chip, uint64_t ptr, size_t nbytes) {
+  unsigned char* host = arenas ? arenas->find(chip, ptr, nbytes) : nullptr;
+  if (!host) return nullptr;
+  // Requests queued before this copy (a kernel writing or reading the
+  // range) complete first, as they would ahead of it in the ring.
+  // (A chip that dies meanwhile becomes the pending error: the copy still
+  // lands in this process's mapping, which keeps the pages alive.)
+  if (!idle(chip) || inspected[chip] != next_req[chip]) wait_idle(chip);
+  return host;
+}
+
 // ---------------------------------------------------------------------------
 
 uint64_t Worker::malloc(int chip, size_t nbytes) {
@@ -146,11 +159,15 @@ uint64_t Worker::malloc(int chip, size_t nbytes) {
   uint32_t seq = impl_->commit(chip);
   impl_->wait_done(chip, seq);
   impl_->throw_pending();
-  return impl_->chips[chip]->entries[seq % kRingDepth].result;
+  const Entry& done = impl_->chips[chip]->entries[seq % kRingDepth];
+  if (impl_->arenas && done.arena_offset != CHIPMESH_NO_ARENA_OFFSET)
+    impl_->arenas->add(chip, done.result, nbytes, done.arena_offset);
+  return done.result;
 }
 
 void Worker::free(int chip, uint64_t ptr) {
   impl_->require_usable(chip, "free");
+  if (impl_->arenas) impl_->arenas->remove(chip, ptr);  // first: no copy may reach it once it is going
   Entry& e = impl_->acquire_entry(chip);
   e.op = Op::Free;
   e.a = ptr;
@@ -162,6 +179,13 @@ void Worker::copy_to(int chip, uint64_t dst, const void* src, size_t nbytes) {
   impl_->require_usable(chip, "copy_to");
   if (nbytes > 0 && src == nullptr) throw ConfigError("Worker::copy_to: null source for " + std::to_string(nbytes) + " bytes");
   const auto* in = static_cast<const unsigned char*>(src);
+  if (nbytes > 0) {
+    if (unsigned char* to = impl_->arena_range(chip, dst, nbytes)) {
+      std::memcpy(to, in, nbytes);
+      impl_->throw_pending();  // a failure of a request queued before this copy
+      return;
+    }
+  }
   // Fill chunk k+1 while the chip drains chunk k.
   for (size_t off = 0; off < nbytes; off += kChunkBytes) {
     const size_t len = std::min(kChunkBytes, nbytes - off);
@@ -180,6 +204,13 @@ void Worker::copy_from(int chip, void* dst, uint64_t src, size_t nbytes) {
   impl_->require_usable(chip, "copy_from");
   if (nbytes > 0 && dst == nullptr) throw ConfigError("Worker::copy_from: null destination for " + std::to_string(nbytes) + " bytes");
   auto* out = static_cast<unsigned char*>(dst);
+  if (nbytes > 0) {
+    if (const unsigned char* from = impl_->arena_range(chip, src, nbytes)) {
+      std::memcpy(out, from, nbytes);
+      impl_->throw_pending();
+      return;
+    }
+  }
   struct InFlight {
     uint32_t seq;
     size_t off, len;

@@ -1,9 +1,13 @@
 // The sim platform with two traps in set_device, for bring-up failures that
 // no config can cause: device 13 aborts the chip process, device 14 hangs.
 // It wraps sim's device table and passes its transport table through.
+// Built with OLD_DEVICE_TABLE (chipmesh_platform_oldtable): a plugin built
+// before the optional members, whose struct_size ends before them and whose
+// bytes past it are garbage that must never be read.
 #include <dlfcn.h>
 #include <unistd.h>
 
+#include <cstdint>
 #include <cstdlib>
 #include <string>
 
@@ -32,6 +36,12 @@ bool load_sim() {
   g_device = *device();
   g_transport = *transport();
   g_device.name = g_transport.name = "crashy";
+#ifdef OLD_DEVICE_TABLE
+  g_device.name = g_transport.name = "oldtable";
+  g_device.struct_size = CHIPMESH_DEVICE_V1_BASE_SIZE;
+  g_device.attach_host_arena = reinterpret_cast<int (*)(int, uint64_t)>(uintptr_t{1});
+  g_device.host_range = reinterpret_cast<int (*)(uint64_t, size_t, void**, uint64_t*)>(uintptr_t{1});
+#endif
   g_sim_set_device = g_device.set_device;
   g_device.set_device = crashy_set_device;
   return true;

@@ -1,0 +1,218 @@
+// Worker::copy_to / copy_from on both paths: straight into the chip's host
+// arena (one memcpy) and through the request ring (CHIPMESH_HOST_ARENA_BYTES
+// = 0, or memory outside the arena such as windows): every size boundary,
+// bounds errors, ordering with queued tasks, staging sizes.
+#include <signal.h>
+#include <unistd.h>
+
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "chipmesh/errors.h"
+#include "chipmesh/shared_memory.h"
+#include "chipmesh/worker.h"
+#include "knobs/knobs.h"
+#include "request_ring/chip_shared.h"
+#include "support/leak_check.h"
+#include "worker/worker_support.h"
+
+namespace chipmesh::testing {
+namespace {
+
+constexpr size_t kChunk = worker::kChunkBytes;
+
+std::vector<unsigned char> random_bytes(size_t n, unsigned seed) {
+  std::mt19937 gen(seed);
+  std::vector<unsigned char> v(n);
+  for (auto& b : v) b = static_cast<unsigned char>(gen());
+  return v;
+}
+
+// True when `addr` lies in chip `pid`'s mapping of the host arena memfd.
+bool in_arena_mapping(pid_t pid, uint64_t addr) {
+  std::ifstream maps("/proc/" + std::to_string(pid) + "/maps");
+  std::string line;
+  while (std::getline(maps, line)) {
+    if (line.find("memfd:chipmesh_arena") == std::string::npos) continue;
+    uint64_t lo = std::stoull(line.substr(0, line.find('-')), nullptr, 16);
+    uint64_t hi = std::stoull(line.substr(line.find('-') + 1), nullptr, 16);
+    if (addr >= lo && addr < hi) return true;
+  }
+  return false;
+}
+
+// Param: true = the default host arena, false = CHIPMESH_HOST_ARENA_BYTES=0.
+class WorkerCopies : public ::testing::TestWithParam<bool> {
+ protected:
+  void SetUp() override {
+    if (!GetParam()) setenv("CHIPMESH_HOST_ARENA_BYTES", "0", 1);
+    knobs::reload();
+  }
+  void TearDown() override {
+    unsetenv("CHIPMESH_HOST_ARENA_BYTES");
+    knobs::reload();
+  }
+  static WorkerConfig chips(int n) {
+    WorkerConfig cfg;
+    for (int i = 0; i < n; ++i) cfg.device_ids.push_back(i);
+    return cfg;
+  }
+};
+
+TEST_P(WorkerCopies, AllocationsLieInTheArenaOnlyWhenOneIsOffered) {
+  Worker w(chips(1));
+  w.init();
+  const uint64_t p = w.malloc(0, 1 << 20);
+  EXPECT_EQ(in_arena_mapping(w.chip_pid(0), p), GetParam());
+  w.free(0, p);
+}
+
+TEST_P(WorkerCopies, RoundTripAtEverySizeBoundaryAndOffset) {
+  Worker w(chips(2));
+  w.init();
+  const size_t sizes[] = {0, 1, 63, 4095, 4097, kChunk - 1, kChunk, kChunk + 1, size_t{64} << 10,
+                          3 * kChunk + 5, 16 * kChunk + 4093, (size_t{32} << 20) + 3};
+  for (size_t n : sizes) {
+    for (int chip = 0; chip < 2; ++chip) {
+      // The copy starts 7 bytes into the allocation and ends at its last byte.
+      const uint64_t p = w.malloc(chip, n + 7);
+      const auto in = random_bytes(n, static_cast<unsigned>(n + chip));
+      std::vector<unsigned char> out(n, 0);
+      w.copy_to(chip, p + 7, in.data(), n);
+      w.copy_from(chip, out.data(), p + 7, n);
+      EXPECT_TRUE(in == out) << n << " bytes on chip " << chip;
+      w.free(chip, p);
+    }
+  }
+}
+
+TEST_P(WorkerCopies, CopiesWaitForTasksQueuedBeforeThem) {
+  Worker w(chips(1));
+  w.init();
+  const size_t n = 3 * kChunk + 11;
+  const uint64_t p = w.malloc(0, n);
+  const auto in = random_bytes(n, 5);
+  w.copy_to(0, p, in.data(), n);
+  std::vector<unsigned char> out(n, 0);
+  w.run([&](Orchestrator& o) {
+    o.submit(0, task("test_fill", {{p, DataType::UINT8, {n}}}, {0x5a}));
+    w.copy_from(0, out.data(), p, n);  // after the fill, never before or during it
+  });
+  EXPECT_EQ(std::vector<unsigned char>(n, 0x5a), out);
+  // and a copy_to queued after a fill lands after it
+  w.run([&](Orchestrator& o) {
+    o.submit(0, task("test_fill", {{p, DataType::UINT8, {n}}}, {0x11}));
+    w.copy_to(0, p, in.data(), n);
+  });
+  w.copy_from(0, out.data(), p, n);
+  EXPECT_TRUE(in == out);
+  w.free(0, p);
+}
+
+TEST_P(WorkerCopies, OutOfBoundsAndFreedAddressesAreDeviceErrorsNamingTheChip) {
+  Worker w(chips(2));
+  w.init();
+  const size_t n = kChunk + 100;
+  const uint64_t p = w.malloc(1, n);
+  std::vector<unsigned char> buf(n + 1, 1);
+  auto expect_error = [&](const char* what, auto&& body) {
+    std::string msg = chip_error_of(body);
+    EXPECT_NE(msg.find("chip 1 (device 1"), std::string::npos) << what << ": " << msg;
+    EXPECT_NE(msg.find("DeviceError"), std::string::npos) << what << ": " << msg;
+  };
+  expect_error("one byte past the end", [&] { w.copy_to(1, p, buf.data(), n + 1); });
+  expect_error("straddling the end", [&] { w.copy_from(1, buf.data(), p + n - 2, 3); });
+  expect_error("before the start", [&] { w.copy_to(1, p - 1, buf.data(), 2); });
+  w.free(1, p);
+  expect_error("after free", [&] { w.copy_to(1, p, buf.data(), 16); });
+  expect_error("after free", [&] { w.copy_from(1, buf.data(), p, 16); });
+  const uint64_t q = w.malloc(1, 8);  // still usable after errors
+  w.copy_to(1, q, buf.data(), 8);
+  w.free(1, q);
+}
+
+TEST_P(WorkerCopies, CopiesToADeadChipFailNamingIt) {
+  Worker w(chips(1));
+  w.init();
+  const uint64_t p = w.malloc(0, 4096);
+  std::vector<unsigned char> buf(4096, 3);
+  const pid_t pid = w.chip_pid(0);
+  ASSERT_EQ(kill(pid, SIGKILL), 0);
+  std::string msg = chip_error_of([&] {
+    // The watcher may not have seen the death yet: the first copy may still
+    // land in the arena (whose pages this process keeps alive), a later one
+    // fails.
+    for (;;) w.copy_to(0, p, buf.data(), buf.size());
+  });
+  EXPECT_NE(msg.find("chip 0 (device 0, pid " + std::to_string(pid) + ")"), std::string::npos) << msg;
+}
+
+INSTANTIATE_TEST_SUITE_P(Paths, WorkerCopies, ::testing::Bool(),
+                         [](const auto& info) { return info.param ? "HostArena" : "Ring"; });
+
+// A plugin built before the optional device-table members: the loader
+// reads them as absent (never the bytes past its struct_size), the Worker
+// offers no arena and every copy takes the ring.
+TEST(WorkerCopiesOldPlugin, TakeTheRing) {
+  WorkerConfig cfg;
+  cfg.platform = kLibDir + "/libchipmesh_platform_oldtable.so";
+  cfg.device_ids = {0};
+  Worker w(cfg);
+  w.init();
+  const size_t n = kChunk + 5;
+  const uint64_t p = w.malloc(0, n);
+  EXPECT_FALSE(in_arena_mapping(w.chip_pid(0), p));
+  const auto in = random_bytes(n, 9);
+  std::vector<unsigned char> out(n, 0);
+  w.copy_to(0, p, in.data(), n);
+  w.copy_from(0, out.data(), p, n);
+  EXPECT_TRUE(in == out);
+  w.free(0, p);
+}
+
+// load_from_host staging of sizes that are not a page multiple, 1 byte and
+// 0 bytes, read back through copy_from (windows are outside the arena: the
+// ring path).
+TEST(WorkerStaging, LoadsZeroOneAndNonPageSizes) {
+  ScratchDir scratch;
+  const size_t sizes[] = {0, 1, 4095, 4097, kChunk + 3};
+  std::vector<ChipBufferSpec> buffers;
+  size_t total = 0;
+  for (size_t i = 0; i < std::size(sizes); ++i) {
+    buffers.push_back({"in" + std::to_string(i), DataType::UINT8, sizes[i], sizes[i], "window", true, false});
+    total += sizes[i];
+  }
+  WorkerConfig cfg = comm_config(1, scratch.file("rootinfo"), total, buffers);
+  std::vector<SharedMemory> inputs;
+  std::vector<std::vector<unsigned char>> data;
+  for (size_t i = 0; i < std::size(sizes); ++i) {
+    const std::string name = "/chipmesh_test_in_" + std::to_string(getpid()) + "_" + std::to_string(i);
+    inputs.push_back(SharedMemory::create(name, sizes[i]));
+    data.push_back(random_bytes(sizes[i], static_cast<unsigned>(i)));
+    if (sizes[i]) std::memcpy(inputs.back().data(), data.back().data(), sizes[i]);
+    cfg.chip_bootstrap_configs[0].host_inputs.push_back({buffers[i].name, name, sizes[i]});
+  }
+  Worker w(cfg);
+  try {
+    w.init();
+  } catch (...) {
+    for (auto& s : inputs) s.unlink();
+    throw;
+  }
+  for (auto& s : inputs) s.unlink();
+  for (size_t i = 0; i < std::size(sizes); ++i) {
+    std::vector<unsigned char> out(sizes[i], 0);
+    w.copy_from(0, out.data(), w.chip_contexts()[0].buffer_ptrs.at(buffers[i].name), sizes[i]);
+    EXPECT_TRUE(out == data[i]) << sizes[i] << " bytes";
+  }
+}
+
+}  // namespace
+}  // namespace chipmesh::testing
