@@ -155,6 +155,7 @@ BenchResult run_bringup(const BenchOptions& o) {
                {"mpirun_wall_ms", "mpirun wall", 1},
                {"ratio_mpirun", "init+close x mpirun", 3}});
 
+  std::map<std::pair<int, size_t>, double> init_by_point, floor_by_point;
   say(o.out, "bringup: chips {");
   for (int n : chips) say(o.out, " %d", n);
   say(o.out, " }, windows {");
@@ -195,15 +196,8 @@ BenchResult run_bringup(const BenchOptions& o) {
         say(o.out, "  %2d chips, %s window: init %.3f ms, fork floor %.3f ms%s\n", n, size_label(window).c_str(),
             st.median, median_of(floor),
             mpi_ready.empty() ? "" : (", MPI init->ready " + std::to_string(median_of(mpi_ready)) + " ms").c_str());
-        if (n == 8 && window == (size_t{1} << 20)) {
-          const double f = median_of(floor);
-          Target t{"bring-up, 8 chips, 1 MiB windows", "", "<= 10 ms and <= 3x fork floor"};
-          char buf[160];
-          std::snprintf(buf, sizeof buf, "%.2f ms = %.1fx fork floor (%.2f ms)", st.median, st.median / f, f);
-          t.measured = buf;
-          t.met = st.median <= 10.0 && st.median <= 3.0 * f;
-          res.targets.push_back(t);
-        }
+        init_by_point[{n, window}] = st.median;
+        floor_by_point[{n, window}] = median_of(floor);
       }
     }
   } catch (const std::exception& e) {
@@ -211,9 +205,32 @@ BenchResult run_bringup(const BenchOptions& o) {
     res.notes.push_back(std::string("chipmesh failed: ") + e.what());
     say(o.out, "bringup: FAILED: %s\n", e.what());
   }
-  if (res.targets.empty())
-    res.targets.push_back({"bring-up, 8 chips, 1 MiB windows", "not measured (8 chips not in this run)",
-                           "<= 10 ms and <= 3x fork floor", false, false});
+  // Issue 10's targets (issue 4's: 8 chips, 1 MiB, <= 10 ms and <= 3x the floor).
+  const size_t small = size_t{1} << 20, big = size_t{64} << 20;
+  for (int n : {8, 16}) {
+    Target t{"bring-up, " + std::to_string(n) + " chips, 1 MiB windows", "not measured (not in this run)",
+             "<= 1.5x fork floor", false, false};
+    if (init_by_point.count({n, small})) {
+      const double i = init_by_point[{n, small}], f = floor_by_point[{n, small}];
+      char buf[160];
+      std::snprintf(buf, sizeof buf, "%.2f ms = %.2fx fork floor (%.2f ms)", i, i / f, f);
+      t.measured = buf;
+      t.met = i <= 1.5 * f;
+      t.known = true;
+    }
+    res.targets.push_back(t);
+    Target w{"bring-up, " + std::to_string(n) + " chips, 64 MiB vs 1 MiB windows", "not measured (not in this run)",
+             "<= 1.2x", false, false};
+    if (init_by_point.count({n, small}) && init_by_point.count({n, big})) {
+      char buf[160];
+      const double r = init_by_point[{n, big}] / init_by_point[{n, small}];
+      std::snprintf(buf, sizeof buf, "%.2f ms vs %.2f ms = %.2fx", init_by_point[{n, big}], init_by_point[{n, small}], r);
+      w.measured = buf;
+      w.met = r <= 1.2;
+      w.known = true;
+    }
+    res.targets.push_back(w);
+  }
   phases.add_note("fork: parent forks all chips; comm_init, windows, staging: slowest chip; handshake: the rest of "
                   "init (mailbox wait); each chip stages a 4 KiB input from host shared memory");
   phases.add_note("1st kernel, 2nd kernel: the two run() calls right after init, each an in-place float32 sum "

@@ -152,16 +152,19 @@ BenchResult run_dispatch(const BenchOptions& o) {
                "with " + std::to_string(kRoundWarmup) + " untimed round trips");
 
   // Targets.
-  Target t1{"empty-task round trip, 1 chip (a free core)", "not measured", "<= 5 us median", false, false};
-  Target t2{"group of 8 on 2 cores", "not measured (8 chips not in this run)", "no livelock, <= 200 us", false, false};
+  // Issue 10's targets (issue 4's were <= 5 us and <= 200 us).
+  Target t1{"empty-task round trip, 1 chip (a free core)", "not measured", "<= 3x the spin ping-pong median", false,
+            false};
+  Target t2{"group of 8 on 2 cores", "not measured (8 chips not in this run)", "no livelock, <= 40 us median", false,
+            false};
   for (const Row& r : rows) {
     if (r.chips == 1 && r.what == "chipmesh submit(chip 0)" && r.st.n) {
       t1 = {t1.name, fmt("%.2f us median (p99 %.2f us)", r.st.median, r.st.p99) +
                          (sp.n ? fmt(", %.1fx the spin ping-pong", r.st.median / sp.median) : ""),
-            t1.threshold, r.st.median <= 5.0, true};
+            t1.threshold, sp.n > 0 && r.st.median <= 3.0 * sp.median, sp.n > 0};
     }
     if (r.chips == 8 && r.what == "chipmesh submit_group(all)" && r.st.n) {
-      t2 = {t2.name, fmt("%.1f us median, p99 %.1f us", r.st.median, r.st.p99), t2.threshold, r.st.median <= 200.0,
+      t2 = {t2.name, fmt("%.1f us median, p99 %.1f us", r.st.median, r.st.p99), t2.threshold, r.st.median <= 40.0,
             true};
     }
   }
