@@ -59,6 +59,12 @@ std::string ChildWatcher::cause(size_t chip) const {
   return "exited with status " + std::to_string(WEXITSTATUS(status));
 }
 
+bool ChildWatcher::died_uncleanly(size_t chip) const {
+  if (!dead(chip)) return false;
+  std::lock_guard<std::mutex> lock(mu_);
+  return reaped_elsewhere_[chip] || WIFSIGNALED(status_[chip]);
+}
+
 void ChildWatcher::loop() {
   size_t alive = pids_.size();
   std::vector<int> watched = pidfds_;  // -1 once reaped

@@ -27,6 +27,9 @@ class ChildWatcher {
   bool all_dead() const;
   // "exited with status 3" / "killed by signal 11 (Segmentation fault)".
   std::string cause(size_t chip) const;
+  // Dead by a signal, or reaped by someone else (how is unknown): it may not
+  // have removed what it owned.
+  bool died_uncleanly(size_t chip) const;
 
  private:
   void loop();

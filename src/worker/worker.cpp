@@ -15,6 +15,7 @@
 
 #include "chipmesh/bootstrap_channel.h"
 #include "plugin_loader/platform_loader.h"
+#include "worker/janitor.h"
 #include "chip/chip_process.h"
 #include "knobs/knobs.h"
 #include "logging/log.h"
@@ -309,7 +310,10 @@ void Worker::Impl::terminate_all(std::chrono::milliseconds grace) noexcept {
     for (size_t i = 0; i < pids.size(); ++i)
       if (!watcher->dead(i)) kill(pids[i], SIGKILL);
     wait_until([&] { return watcher->all_dead(); }, nullptr);
+    bool unclean = false;
+    for (size_t i = 0; i < pids.size(); ++i) unclean = unclean || watcher->died_uncleanly(i);
     watcher.reset();
+    if (unclean) sweep_leftovers();
   }
   arenas.reset();
   if (region) {
@@ -317,6 +321,18 @@ void Worker::Impl::terminate_all(std::chrono::milliseconds grace) noexcept {
     region = nullptr;
     header = nullptr;
     chips.clear();
+  }
+}
+
+void Worker::Impl::sweep_leftovers() noexcept {
+  try {
+    std::vector<std::string> rootinfos;
+    for (const auto& c : cfg.chip_bootstrap_configs)
+      if (c.comm) rootinfos.push_back(c.comm->rootinfo_path);
+    for (const std::string& name : worker::remove_stale_leftovers(load_platform_tables(cfg.platform).transport, rootinfos))
+      CHIPMESH_INFO(WORKER, "removed %s, left by a chip that died by a signal", name.c_str());
+  } catch (const std::exception& e) {
+    CHIPMESH_WARN(WORKER, "could not sweep what dead chips left: %s", e.what());
   }
 }
 

@@ -134,6 +134,9 @@ struct Worker::Impl {
   // endless (its peers' kernels are aborted). Called from the slow path of
   // every wait.
   void check_stopped_chips();
+  // After chips died by a signal: remove the platform's names they owned
+  // (worker/janitor.h).
+  void sweep_leftovers() noexcept;
   bool idle(size_t chip) const;
 };
 

@@ -1,7 +1,11 @@
 #include "support/leak_check.h"
 
+#include <poll.h>
+#include <sys/inotify.h>
 #include <sys/mman.h>
 #include <unistd.h>
+
+#include <chrono>
 
 #include <cstdlib>
 #include <random>
@@ -80,6 +84,39 @@ class LeakListener : public ::testing::EmptyTestEventListener {
 
 void install_leak_listener() {
   ::testing::UnitTest::GetInstance()->listeners().Append(new LeakListener);
+}
+
+
+size_t shm_objects_of(pid_t pid) {
+  char prefix[32];
+  std::snprintf(prefix, sizeof prefix, "chipmesh_%08x_", static_cast<unsigned>(pid));
+  size_t n = 0;
+  for (const auto& name : chipmesh_shm_objects())
+    if (name.rfind(prefix, 0) == 0 || name.rfind(std::string("/") + prefix, 0) == 0) ++n;
+  return n;
+}
+
+bool wait_shm_object_of(pid_t pid, std::chrono::milliseconds deadline) {
+  const int in = inotify_init1(IN_CLOEXEC);
+  if (in < 0 || inotify_add_watch(in, "/dev/shm", IN_CREATE | IN_MOVED_TO) < 0) {
+    if (in >= 0) close(in);
+    return false;
+  }
+  const auto until = std::chrono::steady_clock::now() + deadline;
+  bool found = shm_objects_of(pid) > 0;
+  while (!found) {
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(until - std::chrono::steady_clock::now()).count();
+    if (left <= 0) break;
+    struct pollfd p{in, POLLIN, 0};
+    if (poll(&p, 1, static_cast<int>(left)) > 0) {
+      char events[4096];
+      if (read(in, events, sizeof events) < 0) break;
+    }
+    found = shm_objects_of(pid) > 0;
+  }
+  close(in);
+  return found;
 }
 
 }  // namespace chipmesh::testing

@@ -2,6 +2,9 @@
 // test, and per-test scratch directories (for rootinfo files) left empty.
 #pragma once
 
+#include <sys/types.h>
+
+#include <chrono>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -10,6 +13,14 @@ namespace chipmesh::testing {
 
 // Names in /dev/shm that start with "chipmesh".
 std::vector<std::string> chipmesh_shm_objects();
+
+// The sim's shared-memory objects made by process `pid` (its names carry
+// their creator's pid in hex).
+size_t shm_objects_of(pid_t pid);
+
+// Blocks on inotify of /dev/shm (the watch is made before the first look,
+// so no creation is missed) until `pid` owns an object, or the deadline.
+bool wait_shm_object_of(pid_t pid, std::chrono::milliseconds deadline);
 
 // A fresh directory under $TMPDIR for one test's rootinfo files; the
 // destructor removes it. empty() tells whether anything was left in it.

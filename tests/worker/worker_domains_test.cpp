@@ -43,41 +43,6 @@ size_t domain_dirs() {
   return n;
 }
 
-// The sim's shared-memory objects made by process `pid`.
-size_t shm_objects_of(pid_t pid) {
-  char prefix[32];
-  std::snprintf(prefix, sizeof prefix, "chipmesh_%08x_", static_cast<unsigned>(pid));
-  size_t n = 0;
-  for (const auto& name : chipmesh_shm_objects())
-    if (name.rfind(prefix, 0) == 0 || name.rfind(std::string("/") + prefix, 0) == 0) ++n;
-  return n;
-}
-
-// Blocks on inotify of /dev/shm (the watch is made before the first look,
-// so no creation is missed) until `pid` owns an object, or the deadline.
-bool wait_shm_object_of(pid_t pid, std::chrono::milliseconds deadline) {
-  const int in = inotify_init1(IN_CLOEXEC);
-  if (in < 0 || inotify_add_watch(in, "/dev/shm", IN_CREATE | IN_MOVED_TO) < 0) {
-    if (in >= 0) close(in);
-    return false;
-  }
-  const auto until = std::chrono::steady_clock::now() + deadline;
-  bool found = shm_objects_of(pid) > 0;
-  while (!found) {
-    const auto left =
-        std::chrono::duration_cast<std::chrono::milliseconds>(until - std::chrono::steady_clock::now()).count();
-    if (left <= 0) break;
-    struct pollfd p{in, POLLIN, 0};
-    if (poll(&p, 1, static_cast<int>(left)) > 0) {
-      char events[4096];
-      if (read(in, events, sizeof events) < 0) break;
-    }
-    found = shm_objects_of(pid) > 0;
-  }
-  close(in);
-  return found;
-}
-
 // Every test: nothing of ours in /dev/shm (the listener checks too) and no
 // domain directory more than before.
 class DomainsTest : public ::testing::Test {

@@ -353,5 +353,54 @@ TEST(WorkerResourceLimits, NoPidfdsForTheChipsNamesTheLimitAndReapsThem) {
   ASSERT_TRUE(all_ok(outcomes)) << outcomes[0].describe();
 }
 
+
+// A chip SIGKILLed right after it created its window object (a chip killed
+// so gets no chance to remove anything): init fails naming it, and the
+// Worker sweeps what it left (its window; as rank 0 also the control segment
+// and the rootinfo file), so nothing of the job stays (issue 12, item 3).
+// In a child: the pause knob is set there only.
+class WorkerKilledChip : public ::testing::TestWithParam<int> {};
+
+TEST_P(WorkerKilledChip, SigkilledOnceItsWindowExistsLeavesNothing) {
+  const int victim_rank = GetParam();
+  ScratchDir dir;
+  auto outcomes = fork_ranks(1, [&](int) {
+    setenv("CHIPMESH_TEST_PAUSE_AT", "window_made", 1);
+    knobs::reload();
+    Worker w(comm_config(3, dir.file("rootinfo"), 1 << 20));
+    std::vector<pid_t> chips;
+    pid_t victim = -1;
+    std::thread killer([&] {
+      const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+      while ((chips = children_of(getpid())).size() < 3 && std::chrono::steady_clock::now() < until)
+        std::this_thread::yield();
+      // Every chip pauses once its window exists: wait for all three.
+      for (pid_t c : chips) wait_shm_object_of(c, std::chrono::seconds(60));
+      char suffix[16];
+      std::snprintf(suffix, sizeof suffix, "_w%d", victim_rank);
+      for (pid_t c : chips) {
+        char prefix[32];
+        std::snprintf(prefix, sizeof prefix, "chipmesh_%08x_", static_cast<unsigned>(c));
+        for (const auto& n : chipmesh_shm_objects())
+          if (n.find(prefix) != std::string::npos && n.size() > std::strlen(suffix) &&
+              n.compare(n.size() - std::strlen(suffix), std::string::npos, suffix) == 0)
+            victim = c;
+      }
+      if (victim > 0) kill(victim, SIGKILL);
+      else for (pid_t c : chips) kill(c, SIGKILL);  // nothing to find: end init, fail below
+    });
+    std::string msg = chip_error_of([&] { w.init(); });
+    killer.join();
+    CM_REQUIRE(victim > 0) << "no chip made the window of rank " << victim_rank;
+    CM_REQUIRE(contains(msg, "pid " + std::to_string(victim)) && contains(msg, "signal 9")) << msg;
+    for (pid_t c : chips) CM_REQUIRE(shm_objects_of(c) == 0) << "chip pid " << c << " left shared memory";
+  }, 90s);
+  ASSERT_TRUE(all_ok(outcomes)) << outcomes[0].describe();
+  EXPECT_TRUE(dir.entries().empty()) << "the rootinfo file was left";
+}
+
+INSTANTIATE_TEST_SUITE_P(Ranks, WorkerKilledChip, ::testing::Values(0, 2),
+                         [](const auto& info) { return "rank" + std::to_string(info.param); });
+
 }  // namespace
 }  // namespace chipmesh::testing
