@@ -13,7 +13,15 @@ class SharedMemory {
   // read-write, mode 0600. name: "/name" as for shm_open. ConfigError for a
   // bad name, DeviceError naming name, size and errno otherwise.
   static SharedMemory create(const std::string& name, size_t size);
-  // Maps an existing object of this user; refuses one owned by another user.
+  // An unnamed region (memfd, pages reserved like create): nothing appears
+  // in /dev/shm, so nothing can be left there by any kill; the memory goes
+  // with the last process holding it. Its name() is "/proc/<pid>/fd/<fd>":
+  // processes forked after it (they inherit the descriptor) and any process
+  // of this user that may open it attach() it by that name. `label` names it
+  // in /proc/<pid>/maps and in errors.
+  static SharedMemory create_anonymous(const std::string& label, size_t size);
+  // Maps an existing object of this user (a shm name, or the name of a
+  // create_anonymous region); refuses one owned by another user.
   static SharedMemory attach(const std::string& name, bool writable = false);
   // Removes `name` if it exists and belongs to this user (a stale object of
   // an earlier run); another user's object stays, even for root. True when
@@ -35,8 +43,10 @@ class SharedMemory {
 
   // Unmaps and closes; idempotent.
   void close();
-  // Removes the name (mapping stays valid until close); ENOENT is not an error.
+  // Removes the name (mapping stays valid until close); ENOENT is not an
+  // error; nothing to do for an anonymous region.
   void unlink();
+  bool is_anonymous() const { return name_.rfind("/proc/", 0) == 0; }
 
  private:
   SharedMemory(std::string name, int fd, void* data, size_t size);

@@ -15,6 +15,7 @@
 
 #include "chipmesh/comm_domain.h"
 #include "chipmesh/errors.h"
+#include "chipmesh/shared_memory.h"
 #include "chipmesh/types.h"
 
 namespace chipmesh {
@@ -184,6 +185,17 @@ class Worker {
 
   void init();
   const std::vector<ChipContext>& chip_contexts() const;  // error before init()
+
+  // Host staging the Worker owns (before init()): an unnamed region of
+  // `bytes` for `buffer` of `chip`, recorded as that chip's host input
+  // (load_from_host) or host output (store_to_host) in its bootstrap config.
+  // Fill an input before init(); read an output after a run(). Nothing of
+  // it is ever in /dev/shm, so no kill of any process leaves it behind; it
+  // lives until the Worker is destroyed. ConfigError: after init(), a chip
+  // outside the job, no chip_bootstrap_configs, a buffer already staged
+  // that way. DeviceError naming the size when memory is short.
+  SharedMemory& stage_input(int chip, const std::string& buffer, size_t bytes);
+  SharedMemory& stage_output(int chip, const std::string& buffer, size_t bytes);
   // The bring-up communicator of chip_bootstrap_configs as a domain (name
   // "world", allocation id 0, chips in rank order); ConfigError if there is
   // none (or before init()).
@@ -213,6 +225,7 @@ class Worker {
 
  private:
   friend class Orchestrator;
+  SharedMemory& stage(int chip, const std::string& buffer, size_t bytes, bool input);
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };

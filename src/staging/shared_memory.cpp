@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <utility>
 
@@ -87,10 +88,50 @@ SharedMemory SharedMemory::create(const std::string& name, size_t size) {
   return SharedMemory(name, fd, data, size);
 }
 
+SharedMemory SharedMemory::create_anonymous(const std::string& label, size_t size) {
+  // Not MFD_CLOEXEC-sensitive: chips are forked, not exec'd, and inherit it.
+  int fd = memfd_create(("chipmesh:" + label).c_str(), MFD_CLOEXEC);
+  if (fd < 0) throw DeviceError("cannot create staging '" + label + "' of size " + std::to_string(size) + ": memfd_create failed: " + errno_text(errno));
+  auto fail = [&](const char* what, int err) {
+    ::close(fd);
+    throw DeviceError("cannot create staging '" + label + "' of size " + std::to_string(size) + ": " + what +
+                      " failed: " + errno_text(err));
+  };
+  if (size > 0 && ftruncate(fd, static_cast<off_t>(size)) != 0) fail("ftruncate", errno);
+  // Reserve every page now (as create): never a SIGBUS at first write.
+  if (size > 0)
+    if (int err = posix_fallocate(fd, 0, static_cast<off_t>(size)); err != 0) fail("posix_fallocate", err);
+  void* data = nullptr;
+  if (size > 0) {
+    data = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (data == MAP_FAILED) fail("mmap", errno);
+  }
+  return SharedMemory("/proc/" + std::to_string(getpid()) + "/fd/" + std::to_string(fd), fd, data, size);
+}
+
+namespace {
+
+// The descriptor behind a create_anonymous name: inherited (the creator is
+// this process or its parent), else reopened through /proc. -1 with errno.
+int open_anonymous(const std::string& name, bool writable) {
+  int pid = 0, fd = -1, end = 0;
+  if (std::sscanf(name.c_str(), "/proc/%d/fd/%d%n", &pid, &fd, &end) != 2 || static_cast<size_t>(end) != name.size() ||
+      pid <= 0 || fd < 0) {
+    errno = EINVAL;
+    return -1;
+  }
+  if (pid == getpid() || pid == getppid()) return fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  return ::open(name.c_str(), (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC);
+}
+
+}  // namespace
+
 SharedMemory SharedMemory::attach(const std::string& name, bool writable) {
-  validate_name(name, "attach");
+  const bool anonymous = name.rfind("/proc/", 0) == 0;
+  if (!anonymous) validate_name(name, "attach");
   const char* mode = writable ? "read-write" : "read-only";
-  int fd = shm_open(name.c_str(), (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC, 0);
+  int fd = anonymous ? open_anonymous(name, writable)
+                     : shm_open(name.c_str(), (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC, 0);
   if (fd < 0) {
     int err = errno;
     if (err == ENOENT) throw DeviceError("shared memory '" + name + "' does not exist (attach)");
@@ -149,7 +190,7 @@ void SharedMemory::close() {
 }
 
 void SharedMemory::unlink() {
-  if (name_.empty()) return;  // default-constructed or moved-from: nothing named
+  if (name_.empty() || is_anonymous()) return;  // nothing named
   if (shm_unlink(name_.c_str()) != 0 && errno != ENOENT) {
     int err = errno;
     throw DeviceError("cannot unlink shared memory '" + name_ + "': " + errno_text(err));

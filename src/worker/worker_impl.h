@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <deque>
 #include <memory>
 #include <optional>
 #include <string>
@@ -22,6 +23,7 @@ namespace chipmesh {
 
 struct Worker::Impl {
   WorkerConfig cfg;
+  std::deque<SharedMemory> staging;  // stage_input / stage_output (stable addresses)
   enum class State { Created, Running, Closed } state = State::Created;
   const chipmesh_platform* platform = nullptr;
 

@@ -10,7 +10,9 @@
 
 #include <cstdint>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
+#include <set>
 #include <sstream>
 #include <string>
 #include <utility>
@@ -121,6 +123,37 @@ TEST(SharedMemory, DataVisibleAcrossFork) {
   EXPECT_EQ(static_cast<uint8_t*>(parent.data())[0], 0xab);
   EXPECT_TRUE(exists(name));
   parent.unlink();
+}
+
+// An unnamed region: nothing in /dev/shm, found by its /proc name in this
+// process, in a forked child (the inherited descriptor) and after the
+// creator closed its copy only while a mapping holds it.
+TEST(SharedMemory, AnonymousRegionIsSharedWithChildrenAndNamesNothing) {
+  std::set<std::string> before;
+  for (const auto& e : std::filesystem::directory_iterator("/dev/shm")) before.insert(e.path().filename());
+  auto parent = SharedMemory::create_anonymous("test", 10000);  // not a page multiple
+  EXPECT_TRUE(parent.is_anonymous());
+  EXPECT_EQ(parent.name().rfind("/proc/" + std::to_string(getpid()) + "/fd/", 0), 0u) << parent.name();
+  std::set<std::string> after;
+  for (const auto& e : std::filesystem::directory_iterator("/dev/shm")) after.insert(e.path().filename());
+  EXPECT_EQ(before, after) << "an anonymous region appeared in /dev/shm";
+  fill(parent, 5);
+  {
+    auto again = SharedMemory::attach(parent.name());
+    EXPECT_EQ(again.size(), 10000u);
+    EXPECT_TRUE(holds(again, 5));
+  }
+  auto outcomes = cmt::fork_ranks(1, [&](int) {
+    auto in = SharedMemory::attach(parent.name());
+    CM_REQUIRE(in.size() == 10000 && holds(in, 5)) << in.size();
+    auto out = SharedMemory::attach(parent.name(), /*writable=*/true);
+    static_cast<uint8_t*>(out.data())[9999] = 0xab;
+  });
+  ASSERT_TRUE(cmt::all_ok(outcomes));
+  EXPECT_EQ(static_cast<uint8_t*>(parent.data())[9999], 0xab);
+  parent.unlink();  // nothing named: a no-op
+  EXPECT_EQ(SharedMemory::create_anonymous("empty", 0).size(), 0u);
+  EXPECT_THROW(SharedMemory::attach("/proc/1/fd/x"), DeviceError);
 }
 
 TEST(SharedMemory, AttachReadOnlyMapsWithoutWrite) {

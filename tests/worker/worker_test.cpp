@@ -226,6 +226,46 @@ TEST(Worker, FlushWithoutOutputsIsANoOp) {
   w.close();
 }
 
+// Worker-owned staging: inputs the chips load at bring-up, outputs they
+// flush after a task, all unnamed (nothing of the job in /dev/shm at any
+// point, so nothing a kill could leave); misuse is a ConfigError.
+TEST(Worker, StageInputAndOutputAreUnnamedAndRoundTrip) {
+  ScratchDir scratch;
+  const int n = 2;
+  const size_t bytes = 5000;  // not a page multiple
+  WorkerConfig cfg = comm_config(n, scratch.file("rootinfo"), 16384,
+                                 {{"in", DataType::UINT8, bytes, bytes, "window", true, false},
+                                  {"out", DataType::UINT8, bytes, bytes, "window", false, true}});
+  Worker w(cfg);
+  std::vector<SharedMemory*> outs;
+  for (int c = 0; c < n; ++c) {
+    std::memset(w.stage_input(c, "in", bytes).data(), 0x10 + c, bytes);
+    outs.push_back(&w.stage_output(c, "out", bytes));
+  }
+  EXPECT_THROW(w.stage_input(0, "in", bytes), ConfigError);   // staged twice
+  EXPECT_THROW(w.stage_output(2, "out", bytes), ConfigError);  // no chip 2
+  w.init();
+  EXPECT_THROW(w.stage_input(0, "other", 1), ConfigError);  // after init
+  EXPECT_TRUE(chipmesh_shm_objects().empty()) << "staging or windows named in /dev/shm after bring-up";
+  std::vector<unsigned char> got(bytes);
+  for (int c = 0; c < n; ++c) {
+    w.copy_from(c, got.data(), w.chip_contexts()[c].buffer_ptrs.at("in"), bytes);
+    EXPECT_EQ(got[0], 0x10 + c);
+    EXPECT_EQ(got[bytes - 1], 0x10 + c);
+  }
+  w.run([&](Orchestrator& o) {
+    for (int c = 0; c < n; ++c)
+      o.submit(c, task("test_fill", {{w.chip_contexts()[c].buffer_ptrs.at("out"), DataType::UINT8, {bytes}}},
+                       {static_cast<uint64_t>(0x60 + c)}));
+  });
+  for (int c = 0; c < n; ++c) {
+    EXPECT_EQ(static_cast<unsigned char*>(outs[c]->data())[0], 0x60 + c);
+    EXPECT_EQ(static_cast<unsigned char*>(outs[c]->data())[bytes - 1], 0x60 + c);
+  }
+  w.close();
+  EXPECT_TRUE(scratch.entries().empty());
+}
+
 // A failure that completes while run() is judging whether the chips have
 // settled must still be reported: CI once saw run() return cleanly after a
 // failed task (the completion moved between two reads of done_seq).

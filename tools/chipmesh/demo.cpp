@@ -54,18 +54,17 @@ std::string joined(const char* const* list) {
   return s;
 }
 
-// Everything the demo creates outside the Worker: the staging objects and
-// the directory holding the rootinfo file. Destroyed after the Worker (it is
-// declared first), so the Worker has closed before the directory goes.
+// What the demo creates outside the Worker: the directory holding the
+// rootinfo file. (The host staging is the Worker's own, unnamed:
+// Worker::stage_input / stage_output, nothing of it in /dev/shm.) Destroyed
+// after the Worker (it is declared first), so the Worker has closed before
+// the directory goes.
 class DemoResources {
  public:
   DemoResources() = default;
   DemoResources(const DemoResources&) = delete;
   DemoResources& operator=(const DemoResources&) = delete;
   ~DemoResources() {
-    unlink_staging();
-    inputs.clear();
-    outputs.clear();
     if (!tmpdir.empty()) {
       std::error_code ec;
       fs::remove_all(tmpdir, ec);
@@ -73,15 +72,7 @@ class DemoResources {
     interrupt_cleanup::reset();
   }
 
-  // Removes the staging names; the mappings stay valid.
-  void unlink_staging() {
-    for (auto& s : inputs) s.unlink();
-    for (auto& s : outputs) s.unlink();
-  }
-
   fs::path tmpdir;
-  std::vector<SharedMemory> inputs;   // by rank
-  std::vector<SharedMemory> outputs;  // by rank
 };
 
 // A fresh private directory for the rootinfo file.
@@ -98,9 +89,10 @@ void check_shm_space(const DemoOptions& o) {
   struct statvfs vfs;
   if (::statvfs("/dev/shm", &vfs) != 0) return;
   const double avail = static_cast<double>(vfs.f_bavail) * static_cast<double>(vfs.f_frsize);
-  // Per chip: input + output staging, and a window of 2 * bytes (+ page, scratch).
+  // Per chip a window of 2 * bytes (+ page, scratch); the staging is the
+  // Worker's unnamed memory, not /dev/shm's.
   const double need = static_cast<double>(o.chips) *
-                      (4.0 * static_cast<double>(o.bytes) + static_cast<double>(kPage + kWorkspaceAllowance));
+                      (2.0 * static_cast<double>(o.bytes) + static_cast<double>(kPage + kWorkspaceAllowance));
   if (need > avail) {
     char msg[256];
     std::snprintf(msg, sizeof msg,
@@ -140,26 +132,6 @@ void run_steps(const DemoOptions& o, DemoReport& rep) {
   // The rootinfo is removed by the Worker; this covers an interrupted run.
   interrupt_cleanup::add_file(rootinfo);
 
-  // Host staging: inputs filled with the closed-form values, outputs zero.
-  const std::string prefix = "/chipmesh_demo_" + std::to_string(getpid()) + "_";
-  for (int r = 0; r < o.chips; ++r) {
-    const std::string in_name = prefix + "in" + std::to_string(r);
-    const std::string out_name = prefix + "out" + std::to_string(r);
-    interrupt_cleanup::add_shm(in_name);
-    interrupt_cleanup::add_shm(out_name);
-    // A name carrying our pid can only be left by a dead process that had
-    // it before us: it is stale, and would make create() fail. Only this
-    // user's goes (root must not remove another user's object); a foreign one
-    // makes create() fail with a message naming it.
-    SharedMemory::remove_if_own(in_name);
-    SharedMemory::remove_if_own(out_name);
-    res.inputs.push_back(SharedMemory::create(in_name, o.bytes));
-    res.outputs.push_back(SharedMemory::create(out_name, o.bytes));
-    void* data = res.inputs.back().data();
-    for (uint64_t i = 0; i < count; ++i) store_element(dtype, data, i, pattern.input(r, i));
-  }
-  knobs::test_pause_point("host_staging");
-
   WorkerConfig cfg;
   for (int r = 0; r < o.chips; ++r) {
     cfg.device_ids.push_back(r);
@@ -177,19 +149,23 @@ void run_steps(const DemoOptions& o, DemoReport& rep) {
     output.load_from_host = false;
     output.store_to_host = true;
     chip.buffers = {input, output};
-    chip.host_inputs = {HostBufferStaging{"input", res.inputs[static_cast<size_t>(r)].name(), o.bytes}};
-    chip.host_outputs = {HostBufferStaging{"output", res.outputs[static_cast<size_t>(r)].name(), o.bytes}};
     cfg.chip_bootstrap_configs.push_back(std::move(chip));
   }
   cfg.platform = o.platform;
 
   Worker worker(std::move(cfg));
+  // Host staging, owned by the Worker and unnamed, so no kill of any process
+  // leaves it: inputs filled with the closed-form values, outputs zero.
+  std::vector<SharedMemory*> outputs;
+  for (int r = 0; r < o.chips; ++r) {
+    void* data = worker.stage_input(r, "input", o.bytes).data();
+    for (uint64_t i = 0; i < count; ++i) store_element(dtype, data, i, pattern.input(r, i));
+    outputs.push_back(&worker.stage_output(r, "output", o.bytes));
+  }
+  knobs::test_pause_point("host_staging");
   const auto t0 = Clock::now();
   worker.init();
   const auto t1 = Clock::now();
-  // The chips read their inputs during bring-up and keep their output
-  // staging mapped: the names can go now (nothing to leak from here on).
-  res.unlink_staging();
 
   rep.phases_ms = worker.bringup_phases_ms();
   if (auto it = rep.phases_ms.find("total"); it != rep.phases_ms.end())
@@ -241,13 +217,13 @@ void run_steps(const DemoOptions& o, DemoReport& rep) {
   // The check reads what the last flush brings: the staging is overwritten
   // first with a value no result can have (|result| <= 256 in every dtype),
   // so a flush that did not happen shows as wrong elements.
-  for (auto& out : res.outputs) std::memset(out.data(), 0x7f, o.bytes);
+  for (SharedMemory* out : outputs) std::memset(out->data(), 0x7f, o.bytes);
   flush();
 
   // Every chip's output, as the last flush left it in its staging.
   double max_err = 0;
   for (int r = 0; r < o.chips; ++r) {
-    const void* data = res.outputs[static_cast<size_t>(r)].data();
+    const void* data = outputs[static_cast<size_t>(r)]->data();
     for (uint64_t i = 0; i < count; ++i) {
       const double got = load_element(dtype, data, i);
       const double want = static_cast<double>(pattern.expected(i));
