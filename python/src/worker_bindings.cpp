@@ -24,6 +24,8 @@
 
 #include "chipmesh/collectives.h"
 #include "chipmesh/worker.h"
+
+#include <pybind11/numpy.h>
 #include "common.h"
 
 namespace chipmesh::py_ext {
@@ -589,6 +591,28 @@ void register_worker(py::module_& m) {
             }
           },
           "One ChipContext per chip, after init().")
+      .def(
+          "stage_input",
+          [](py::object self, int chip, const std::string& buffer, int64_t nbytes) {
+            Worker& w = self.cast<Worker&>();
+            SharedMemory& s = w.stage_input(chip, buffer, to_size(nbytes, "nbytes"));
+            // A uint8 array over the staging; it keeps the Worker (its owner) alive.
+            return py::array(py::dtype("uint8"), {static_cast<py::ssize_t>(s.size())}, {py::ssize_t{1}}, s.data(), self);
+          },
+          py::arg("chip"), py::arg("buffer"), py::arg("nbytes"),
+          "Before init(): unnamed host staging of nbytes the Worker owns (nothing in /dev/shm, so no kill leaves "
+          "it), loaded into `buffer` of `chip` at bring-up (load_from_host). Returns a writable uint8 numpy array "
+          "over it: fill it before init().")
+      .def(
+          "stage_output",
+          [](py::object self, int chip, const std::string& buffer, int64_t nbytes) {
+            Worker& w = self.cast<Worker&>();
+            SharedMemory& s = w.stage_output(chip, buffer, to_size(nbytes, "nbytes"));
+            return py::array(py::dtype("uint8"), {static_cast<py::ssize_t>(s.size())}, {py::ssize_t{1}}, s.data(), self);
+          },
+          py::arg("chip"), py::arg("buffer"), py::arg("nbytes"),
+          "Before init(): unnamed host staging of nbytes the Worker owns, where `buffer` of `chip` is flushed after "
+          "each successful task (store_to_host). Returns a uint8 numpy array over it: read it after run().")
       .def(
           "world", [](const Worker& w) { return w.world(); },
           "The bring-up communicator of chip_bootstrap_configs as a CommDomain (name \"world\", allocation_id 0, "

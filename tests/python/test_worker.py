@@ -146,6 +146,36 @@ def test_deferred_flush(tmp_path, test_kernels):
         w.run(lambda orch: orch.flush_outputs([0]))
 
 
+def test_worker_owned_staging(tmp_path):
+    # stage_input / stage_output: unnamed staging the Worker owns (nothing in
+    # /dev/shm); inputs loaded at bring-up, outputs flushed after a task.
+    n, count = 2, 1000
+    size = count * 4
+    root = str(tmp_path / "rootinfo")
+    cfgs = [chipmesh.ChipBootstrapConfig(
+        comm=chipmesh.ChipCommBootstrapConfig(r, n, root, 3 * size),
+        buffers=[chipmesh.ChipBufferSpec("x", "float32", count, size, load_from_host=True),
+                 chipmesh.ChipBufferSpec("y", "float32", count, size, store_to_host=True)])
+        for r in range(n)]
+    before = chipmesh_shm()
+    with chipmesh.Worker(device_ids=list(range(n)), chip_bootstrap_configs=cfgs) as w:
+        outs = []
+        for r in range(n):
+            staged = w.stage_input(r, "x", size).view(np.float32)
+            staged[:] = np.arange(count, dtype=np.float32) + r
+            outs.append(w.stage_output(r, "y", size).view(np.float32))
+        with pytest.raises(chipmesh.ConfigError, match="already staged"):
+            w.stage_input(0, "x", size)
+        w.init()
+        assert chipmesh_shm() == before
+        with pytest.raises(chipmesh.ConfigError, match="only before init"):
+            w.stage_output(0, "z", 4)
+        w.run(lambda orch: orch.allreduce(w.world(), "x", "y", count, "float32", "sum"))
+        want = sum(np.arange(count, dtype=np.float32) + r for r in range(n))
+        for r in range(n):
+            np.testing.assert_array_equal(outs[r], want)
+
+
 def test_orchestrator_after_run(tmp_path):
     kept = []
     with chipmesh.Worker(device_ids=[0]) as w:
