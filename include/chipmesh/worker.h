@@ -27,6 +27,12 @@ struct WorkerConfig {
   // Deadline of init()'s bring-up, and of the rendezvous of every
   // Orchestrator::allocate_domain (a member that never comes).
   std::chrono::milliseconds bootstrap_timeout{120000};
+  // "": one host (or what CHIPMESH_CLUSTER says). "mpi": this process is
+  // one host's Worker in an MPI job (mpirun, one process per host; SPMD):
+  // init() joins it (MPI_Init unless the program did it), checks that every
+  // host has the same job, and world() spans every chip of every host
+  // (docs/multi-host.md). ConfigError when chipmesh was built without MPI.
+  std::string cluster;
 };
 
 struct ChipContext {
@@ -200,6 +206,14 @@ class Worker {
   std::map<std::string, double> bringup_phases_ms() const;
   size_t num_chips() const;
   pid_t chip_pid(int chip) const;
+
+  // Hosts of the job (docs/multi-host.md): 1 and 0 on one host. In a
+  // cluster these need init() (ConfigError before). A chip's global index
+  // is the chips of the lower hosts plus its local index.
+  int num_hosts() const;
+  int host_rank() const;
+  size_t num_global_chips() const;
+  int global_chip(int local_chip) const;  // ConfigError outside 0..num_chips()-1
 
   // Stops a blocking init() or run() from another thread (a Ctrl-C watcher):
   // marks the worker interrupted and sends SIGTERM to every chip forked so

@@ -34,6 +34,9 @@ Checked check_common(const void* owner, const CommDomain& d, const char* what, s
   if (!d.state()) throw ConfigError(std::string("Orchestrator::") + what + ": the domain handle refers to no domain");
   if (d.state()->owner != owner) throw ConfigError(where(what, d) + ": the domain belongs to another worker");
   if (d.released()) throw ConfigError(where(what, d) + ": the domain was released");
+  // Across hosts only allreduce and barrier exist so far (docs/multi-host.md).
+  if (d.spans_hosts() && std::string(what) != "allreduce" && std::string(what) != "barrier")
+    throw ConfigError(where(what, d) + ": " + what + " is not yet supported across hosts (allreduce and barrier are)");
   Checked c;
   c.chips = d.chips();
   const size_t n = c.chips.size();
@@ -111,6 +114,7 @@ void Orchestrator::allreduce(const CommDomain& d, const std::vector<uint64_t>& i
   const char* what = "allreduce";
   Checked c = check_common(worker_.impl_.get(), d, what, in.size(), out.size(), 1, 1, count, dtype, true, &op);
   allreduce_kernel::mode(algo, 0);  // ConfigError outside the enum
+  if (d.spans_hosts()) cluster::check_allreduce(dtype, op);
   check_addrs(d, what, c, in, out, false, false, 0);
   // In place (in == out) or apart: a partial overlap would read what it has already written.
   for (size_t r = 0; r < in.size() && c.in_bytes; ++r) {
@@ -130,7 +134,15 @@ void Orchestrator::allreduce(const CommDomain& d, const std::vector<uint64_t>& i
   }
   std::vector<Task> tasks;
   for (size_t r = 0; r < in.size(); ++r) tasks.push_back(allreduce_task(in[r], out[r], count, dtype, op, algo));
+  if (!d.spans_hosts()) {
+    submit_group(c.chips, on_domain(d, c.chips, std::move(tasks)));
+    return;
+  }
+  // Hierarchical: this host's chips reduce into `out` (no flush yet), the
+  // hosts exchange, every chip gets the result; returns when done.
+  for (Task& t : tasks) t.flush_outputs = false;
   submit_group(c.chips, on_domain(d, c.chips, std::move(tasks)));
+  worker_.impl_->across_hosts_allreduce(worker_, *this, c.chips, out, count, dtype, op);
 }
 
 void Orchestrator::allgather(const CommDomain& d, const std::vector<uint64_t>& in, const std::vector<uint64_t>& out,
@@ -197,6 +209,7 @@ void Orchestrator::barrier(const CommDomain& d) {
   Checked c = check_common(worker_.impl_.get(), d, "barrier", static_cast<size_t>(d.size()), static_cast<size_t>(d.size()),
                            1, 1, 0, DataType::UINT8, false, nullptr);
   submit_group(c.chips, on_domain(d, c.chips, std::vector<Task>(c.chips.size(), barrier_task())));
+  if (d.spans_hosts()) worker_.impl_->across_hosts_barrier(*this);
 }
 
 // --- by buffer name ---------------------------------------------------------------
