@@ -214,6 +214,12 @@ class Worker {
   int host_rank() const;
   size_t num_global_chips() const;
   int global_chip(int local_chip) const;  // ConfigError outside 0..num_chips()-1
+  // Collective over the hosts' Worker processes (every host calls it, in
+  // the same order as its other cross-host calls): reduces `count` elements
+  // of host memory in place; on one host it does nothing. For what an SPMD
+  // program agrees on outside the chips (a check's verdict, a metric).
+  // float32, float64, int32, int64; ConfigError otherwise.
+  void host_allreduce(void* data, size_t count, DataType dtype, ReduceOp op);
 
   // Stops a blocking init() or run() from another thread (a Ctrl-C watcher):
   // marks the worker interrupted and sends SIGTERM to every chip forked so

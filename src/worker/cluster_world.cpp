@@ -52,6 +52,12 @@ int Worker::global_chip(int local_chip) const {
   return host_rank() * static_cast<int>(num_chips()) + local_chip;
 }
 
+void Worker::host_allreduce(void* data, size_t count, DataType dtype, ReduceOp op) {
+  const Impl& m = impl_->joined("host_allreduce");
+  if (!m.cluster) return;
+  m.cluster->allreduce(data, count, dtype, op);
+}
+
 // --- the inter-host steps of the hierarchical collectives ----------------------
 
 void Worker::Impl::across_hosts_allreduce(Worker& w, Orchestrator& o, const std::vector<int>& chips,

@@ -65,10 +65,11 @@ TEST(ClusterConfig, MpiNeedsMpiBuildAndInitBeforeAccessors) {
 // Runs `args` under mpirun with `np` processes on this machine, TCP over the
 // loopback only; every run is bounded by timeout(1). Returns the exit status
 // and the output.
-int mpirun(int np, const std::string& args, std::string& out) {
+int mpirun(int np, const std::string& args, std::string& out,
+           const std::string& program = CHIPMESH_TEST_CLUSTER_PROG) {
   const std::string cmd = "timeout -k 5 120 " CHIPMESH_TEST_MPIEXEC " -np " + std::to_string(np) +
                           " --oversubscribe --allow-run-as-root --mca pml ob1 --mca btl tcp,self"
-                          " --mca btl_tcp_if_include lo --mca oob_tcp_if_include lo " CHIPMESH_TEST_CLUSTER_PROG
+                          " --mca btl_tcp_if_include lo --mca oob_tcp_if_include lo " + program +
                           " " + args + " 2>&1";
   FILE* p = popen(cmd.c_str(), "r");
   if (!p) return -1;
@@ -111,6 +112,31 @@ TEST(ClusterMpiMismatch, EveryHostGetsTheSameConfigError) {
   EXPECT_EQ(rc, 0) << out;
   EXPECT_NE(out.find("host 0: OK"), std::string::npos) << out;
   EXPECT_NE(out.find("host 1: OK"), std::string::npos) << out;
+}
+
+// `chipmesh demo` started by mpirun: one demo per host, the allreduce over
+// every chip of every host; only host 0 prints the report.
+TEST(ClusterMpiDemo, HostZeroReportsEveryChipOfEveryHost) {
+  std::string why;
+  if (!mpirun_usable(why)) GTEST_SKIP() << why;
+  std::string out;
+  const int rc = mpirun(2, "demo --cluster mpi --chips 2 --bytes 16KiB --iters 2 --json", out, CHIPMESH_TEST_CLI);
+  EXPECT_EQ(rc, 0) << out;
+  EXPECT_EQ(out.find("\"ok\":true"), out.rfind("\"ok\":true")) << "one report only:\n" << out;
+  EXPECT_NE(out.find("{\"ok\":true,\"hosts\":2,\"chips\":4,"), std::string::npos) << out;
+  EXPECT_NE(out.find("\"wrong_elements\":0"), std::string::npos) << out;
+}
+
+TEST(ClusterMpiDemo, SelectedByTheEnvironmentWithTextReport) {
+  std::string why;
+  if (!mpirun_usable(why)) GTEST_SKIP() << why;
+  std::string out;
+  const int rc = mpirun(3, "demo --chips 2 --bytes 4KiB --iters 1 --dtype int32 --op min", out,
+                        "-x CHIPMESH_CLUSTER=mpi " CHIPMESH_TEST_CLI);
+  EXPECT_EQ(rc, 0) << out;
+  EXPECT_NE(out.find("over 6 sim chips on 3 hosts"), std::string::npos) << out;
+  EXPECT_NE(out.find("(0 of 6144 elements wrong, over 6 ranks)"), std::string::npos) << out;
+  EXPECT_EQ(out.find("OK\n"), out.rfind("OK\n")) << "one report only:\n" << out;
 }
 #endif
 
