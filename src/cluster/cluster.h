@@ -52,6 +52,9 @@ bool available();
 // unless the program already did it; then MPI is finalized at exit only if
 // chipmesh initialized it).
 std::unique_ptr<Cluster> join(const std::string& kind);
+// "host <rank> (<hostname>)" once this process joined a cluster, else "".
+std::string this_host();
+void set_this_host(const std::string& label);
 // Throws ConfigError naming the dtype/op when allreduce cannot take them.
 void check_allreduce(DataType dtype, ReduceOp op);
 

@@ -110,6 +110,7 @@ class MpiCluster final : public Cluster {
     hosts_.resize(static_cast<size_t>(size_));
     check(MPI_Allgather(&mine, sizeof mine, MPI_BYTE, hosts_.data(), sizeof mine, MPI_BYTE, comm_),
           "MPI_Allgather of the host names");
+    set_this_host(host_name(rank_));
   }
   ~MpiCluster() override {
     int finalized = 0;

@@ -5,12 +5,26 @@
 #include <vector>
 
 #include "chipmesh/worker.h"
+#include "plugin_loader/platform_loader.h"
 #include "worker/worker_impl.h"
 
 namespace chipmesh {
 
 void Worker::Impl::join_cluster() {
   cluster = cluster::join(cluster_kind);
+  try {
+    platform = load_platform(cfg.platform);
+  } catch (...) {
+    state = State::Closed;
+    settle("loading the platform", describe_current_exception());
+    throw;
+  }
+  try {
+    settle("loading the platform", "");
+  } catch (...) {
+    state = State::Closed;
+    throw;
+  }
   cluster::JobShape shape;
   shape.chips = static_cast<int>(n());
   shape.platform = cfg.platform;
@@ -19,7 +33,6 @@ void Worker::Impl::join_cluster() {
   try {
     cluster->agree(shape);
   } catch (...) {
-    cluster.reset();
     state = State::Closed;
     throw;
   }

@@ -265,14 +265,28 @@ void Worker::init() {
     throw ConfigError(std::string("Worker::init: the worker is already ") +
                       (m.state == Impl::State::Running ? "initialized" : "closed"));
   m.check_interrupted("init");
-  // Load the platform here too: a bad name fails before anything is forked.
-  m.platform = load_platform(m.cfg.platform);
-  // In a cluster: join and agree on the job before anything is forked, so a
-  // mismatch costs nothing and is reported on every host.
-  if (!m.cluster_kind.empty()) m.join_cluster();
+  if (!m.cluster_kind.empty()) {
+    // In a cluster: join, load the platform and agree on the job before
+    // anything is forked, each step settled with the other hosts.
+    m.join_cluster();
+  } else {
+    // Load the platform here too: a bad name fails before anything is forked.
+    m.platform = load_platform(m.cfg.platform);
+  }
   const auto start = Clock::now();
-  m.map_region(load_platform_tables(m.cfg.platform).device->attach_host_arena ? host_arena_bytes() : 0);
-  m.fork_chips();
+  try {
+    m.map_region(load_platform_tables(m.cfg.platform).device->attach_host_arena ? host_arena_bytes() : 0);
+    m.fork_chips();
+  } catch (...) {
+    // On one host the worker stays as it was; in a cluster it is done, and
+    // the other hosts must hear of it rather than wait in MPI.
+    if (m.cluster) {
+      m.terminate_all(std::chrono::milliseconds(2000));
+      m.state = Impl::State::Closed;
+      m.settle("bring-up", describe_current_exception());
+    }
+    throw;
+  }
   m.phases["fork"] = ms(Clock::now() - start);
   try {
     knobs::test_pause_point("fork");

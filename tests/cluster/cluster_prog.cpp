@@ -5,8 +5,17 @@
 //                          results checked exactly
 //   cluster_prog mismatch  host r brings 1 + r chips: init() must throw a
 //                          ConfigError naming the hosts on every host
+//   cluster_prog platform  host 1 names a platform that does not exist: it
+//                          throws its own error, the others a CommError
+//                          naming host 1
+//   cluster_prog bringup   host 1's chips declare a buffer larger than the
+//                          window: ChipError there, CommError elsewhere
+//   cluster_prog chipdies  after init, host 1 kills its chip 0; the
+//                          allreduce over world() then fails on every host
+//                          (ChipError on host 1, CommError elsewhere)
 // Prints "host <r>: OK" on success; any failure prints "host <r>: FAIL ..."
 // and exits 1.
+#include <signal.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -147,6 +156,61 @@ void mismatch() {
   }
 }
 
+int env_rank() {
+  const char* r = std::getenv("OMPI_COMM_WORLD_RANK");
+  return r ? std::atoi(r) : 0;
+}
+
+// Host 1 fails a step of init() in its own way; every other host must get a
+// CommError naming host 1 and the step, and nobody may hang.
+void one_host_fails(const std::string& mode) {
+  TmpDir dir;
+  g_rank = env_rank();
+  WorkerConfig cfg = config(2, dir.path);
+  if (g_rank == 1 && mode == "platform") cfg.platform = "no_such_platform";
+  if (g_rank == 1 && mode == "bringup")
+    for (auto& b : cfg.chip_bootstrap_configs) b.buffers.push_back({"huge", DataType::FLOAT32, 1 << 15, 4 << 15});
+  Worker w(cfg);
+  try {
+    w.init();
+    fail("init() did not throw");
+  } catch (const CommError& e) {
+    const std::string m = e.what();
+    std::printf("host %d: error: %s\n", g_rank, m.c_str());
+    expect(g_rank != 1, "host 1 got a CommError: " + m);
+    const std::string step = mode == "platform" ? "loading the platform failed on host 1 (" : "bring-up failed on host 1 (";
+    expect(m.find(step) != std::string::npos, "message: " + m);
+  } catch (const Error& e) {
+    std::printf("host %d: error: %s\n", g_rank, describe(e).c_str());
+    expect(g_rank == 1, "host " + std::to_string(g_rank) + " got " + describe(e));
+    // A chip's error names its host too.
+    if (mode == "bringup")
+      expect(std::string(e.what()).find(", host 1 (") != std::string::npos, std::string("message: ") + e.what());
+  }
+}
+
+void chip_dies() {
+  TmpDir dir;
+  Worker w(config(2, dir.path));
+  w.init();
+  g_rank = w.host_rank();
+  if (g_rank == 1) kill(w.chip_pid(0), SIGKILL);
+  try {
+    w.run([&](Orchestrator& o) {
+      o.allreduce(w.world(), "f_in", "f_out", kCount, DataType::FLOAT32, ReduceOp::SUM);
+    });
+    fail("the allreduce did not throw");
+  } catch (const CommError& e) {
+    std::printf("host %d: error: %s\n", g_rank, e.what());
+    expect(g_rank != 1 && std::string(e.what()).find("allreduce across hosts (local step) failed on host 1 (") !=
+                              std::string::npos,
+           std::string("message: ") + e.what());
+  } catch (const ChipError& e) {
+    std::printf("host %d: error: %s\n", g_rank, e.what());
+    expect(g_rank == 1 && e.chip() == 0, std::string("message: ") + e.what());
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -156,8 +220,12 @@ int main(int argc, char** argv) {
       basic();
     else if (mode == "mismatch")
       mismatch();
+    else if (mode == "platform" || mode == "bringup")
+      one_host_fails(mode);
+    else if (mode == "chipdies")
+      chip_dies();
     else
-      fail("usage: cluster_prog basic|mismatch");
+      fail("usage: cluster_prog basic|mismatch|platform|bringup|chipdies");
   } catch (const Error& e) {
     fail(describe(e));
   }

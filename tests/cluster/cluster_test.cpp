@@ -114,6 +114,23 @@ TEST(ClusterMpiMismatch, EveryHostGetsTheSameConfigError) {
   EXPECT_NE(out.find("host 1: OK"), std::string::npos) << out;
 }
 
+// A host that fails loading its platform or bringing up its chips fails
+// init() on every host, and one whose chip dies fails the allreduce over
+// world() on every host: its own error there, a CommError naming it
+// elsewhere.
+class ClusterMpiOneHostFails : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(ClusterMpiOneHostFails, EveryHostThrows) {
+  std::string why;
+  if (!mpirun_usable(why)) GTEST_SKIP() << why;
+  std::string out;
+  const int rc = mpirun(3, GetParam(), out);
+  EXPECT_EQ(rc, 0) << out;
+  for (int r = 0; r < 3; ++r) EXPECT_NE(out.find("host " + std::to_string(r) + ": OK"), std::string::npos) << out;
+}
+
+INSTANTIATE_TEST_SUITE_P(Steps, ClusterMpiOneHostFails, ::testing::Values("platform", "bringup", "chipdies"));
+
 // `chipmesh demo` started by mpirun: one demo per host, the allreduce over
 // every chip of every host; only host 0 prints the report.
 TEST(ClusterMpiDemo, HostZeroReportsEveryChipOfEveryHost) {
