@@ -3,7 +3,8 @@
 # namespaces with private /dev/shm and /tmp, scripts/multihost/), 2 hosts x
 # 2 chips and 3 hosts x 3 chips: one report from host 0 with every chip of
 # every host, checked exact; nothing left in any host's /dev/shm or /tmp.
-# Skips (77) where namespaces cannot be made.
+# Skips (77) where namespaces cannot be made. Bounded: each run 100 s, set-up
+# and tear-down 60 s each, so ctest's 600 s never cuts a tear-down short.
 #   multihost_test.sh SOURCE_DIR CHIPMESH
 set -uo pipefail
 src=$1
@@ -12,7 +13,7 @@ run=$src/scripts/multihost/mpirun_hosts.sh
 
 check() {
   local hosts=$1 chips=$2 out rc
-  out=$("$run" -t 120 "$hosts" "$chipmesh" demo --chips "$chips" --bytes 64KiB --iters 2 --json 2>&1)
+  out=$("$run" -t 100 "$hosts" "$chipmesh" demo --chips "$chips" --bytes 64KiB --iters 2 --json 2>&1)
   rc=$?
   echo "$out"
   [[ $rc -eq 77 ]] && exit 77
