@@ -73,19 +73,24 @@ void Worker::host_allreduce(void* data, size_t count, DataType dtype, ReduceOp o
 
 // --- the inter-host steps of the hierarchical collectives ----------------------
 
-void Worker::Impl::across_hosts_allreduce(Worker& w, Orchestrator& o, const std::vector<int>& chips,
+void Worker::Impl::across_hosts_allreduce(Worker& w, Orchestrator& o, const std::function<std::vector<int>()>& submit,
                                           const std::vector<uint64_t>& out, size_t count, DataType dtype,
                                           ReduceOp op) {
-  // 1. The local allreduce (already submitted) must be done, and its result
-  //    read out of a chip's window, on every host before any host goes on.
-  const size_t bytes = count * dtype_size(dtype);
-  std::vector<unsigned char> host(bytes);
+  // 1. The local allreduce must be checked, submitted and done, and its
+  //    result read out of a chip's window, on every host before any host
+  //    goes on (a chip found dead at submission fails here too).
   const char* step = "allreduce across hosts (local step)";
+  std::vector<int> chips;
+  std::vector<unsigned char> host;
+  size_t bytes = 0;
   try {
+    chips = submit();
+    bytes = count * dtype_size(dtype);  // checked by submit()
+    host.resize(bytes);
     o.wait();
     if (bytes) w.copy_from(chips[0], host.data(), out[0], bytes);
   } catch (...) {
-    if (!settle(step, describe_current_exception())) throw;
+    settle(step, describe_current_exception());  // tells the others; false here
     throw;
   }
   settle(step, "");
@@ -96,12 +101,13 @@ void Worker::Impl::across_hosts_allreduce(Worker& w, Orchestrator& o, const std:
   o.flush_outputs(chips);
 }
 
-void Worker::Impl::across_hosts_barrier(Orchestrator& o) {
+void Worker::Impl::across_hosts_barrier(Orchestrator& o, const std::function<void()>& submit) {
   const char* step = "barrier across hosts (local step)";
   try {
+    submit();
     o.wait();
   } catch (...) {
-    if (!settle(step, describe_current_exception())) throw;
+    settle(step, describe_current_exception());  // tells the others; false here
     throw;
   }
   settle(step, "");

@@ -3,6 +3,7 @@
 // (chipmesh/collectives.h), dispatch them all-or-nothing with submit_group.
 #include "chipmesh/collectives.h"
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -109,10 +110,15 @@ std::vector<Task> on_domain(const CommDomain& d, const std::vector<int>& chips, 
 
 }  // namespace
 
-void Orchestrator::allreduce(const CommDomain& d, const std::vector<uint64_t>& in, const std::vector<uint64_t>& out,
-                             size_t count, DataType dtype, ReduceOp op, AllreduceAlgo algo) {
+namespace {
+
+// Checks an allreduce and submits one task per member; returns the chips.
+// `flush`: whether the tasks flush their store_to_host buffers.
+std::vector<int> submit_allreduce(Orchestrator& o, const void* owner, const CommDomain& d,
+                                  const std::vector<uint64_t>& in, const std::vector<uint64_t>& out, size_t count,
+                                  DataType dtype, ReduceOp op, AllreduceAlgo algo, bool flush) {
   const char* what = "allreduce";
-  Checked c = check_common(worker_.impl_.get(), d, what, in.size(), out.size(), 1, 1, count, dtype, true, &op);
+  Checked c = check_common(owner, d, what, in.size(), out.size(), 1, 1, count, dtype, true, &op);
   allreduce_kernel::mode(algo, 0);  // ConfigError outside the enum
   if (d.spans_hosts()) cluster::check_allreduce(dtype, op);
   check_addrs(d, what, c, in, out, false, false, 0);
@@ -133,16 +139,31 @@ void Orchestrator::allreduce(const CommDomain& d, const std::vector<uint64_t>& i
                         "'s buffers are not at the same window offsets as rank 0's (allreduce needs that)");
   }
   std::vector<Task> tasks;
-  for (size_t r = 0; r < in.size(); ++r) tasks.push_back(allreduce_task(in[r], out[r], count, dtype, op, algo));
-  if (!d.spans_hosts()) {
-    submit_group(c.chips, on_domain(d, c.chips, std::move(tasks)));
+  for (size_t r = 0; r < in.size(); ++r) {
+    tasks.push_back(allreduce_task(in[r], out[r], count, dtype, op, algo));
+    tasks.back().flush_outputs = flush;
+  }
+  o.submit_group(c.chips, on_domain(d, c.chips, std::move(tasks)));
+  return c.chips;
+}
+
+bool spans_hosts(const CommDomain& d) { return d.state() && d.state()->spans_hosts; }
+
+}  // namespace
+
+void Orchestrator::allreduce(const CommDomain& d, const std::vector<uint64_t>& in, const std::vector<uint64_t>& out,
+                             size_t count, DataType dtype, ReduceOp op, AllreduceAlgo algo) {
+  const void* owner = worker_.impl_.get();
+  if (!spans_hosts(d)) {
+    submit_allreduce(*this, owner, d, in, out, count, dtype, op, algo, true);
     return;
   }
   // Hierarchical: this host's chips reduce into `out` (no flush yet), the
-  // hosts exchange, every chip gets the result; returns when done.
-  for (Task& t : tasks) t.flush_outputs = false;
-  submit_group(c.chips, on_domain(d, c.chips, std::move(tasks)));
-  worker_.impl_->across_hosts_allreduce(worker_, *this, c.chips, out, count, dtype, op);
+  // hosts exchange, every chip gets the result; returns when done. Every
+  // failure from the checks on is settled with the other hosts.
+  worker_.impl_->across_hosts_allreduce(
+      worker_, *this, [&] { return submit_allreduce(*this, owner, d, in, out, count, dtype, op, algo, false); }, out,
+      count, dtype, op);
 }
 
 void Orchestrator::allgather(const CommDomain& d, const std::vector<uint64_t>& in, const std::vector<uint64_t>& out,
@@ -206,10 +227,15 @@ void Orchestrator::all_to_all(const CommDomain& d, const std::vector<uint64_t>& 
 }
 
 void Orchestrator::barrier(const CommDomain& d) {
-  Checked c = check_common(worker_.impl_.get(), d, "barrier", static_cast<size_t>(d.size()), static_cast<size_t>(d.size()),
-                           1, 1, 0, DataType::UINT8, false, nullptr);
-  submit_group(c.chips, on_domain(d, c.chips, std::vector<Task>(c.chips.size(), barrier_task())));
-  if (d.spans_hosts()) worker_.impl_->across_hosts_barrier(*this);
+  auto local = [&] {
+    Checked c = check_common(worker_.impl_.get(), d, "barrier", static_cast<size_t>(d.size()),
+                             static_cast<size_t>(d.size()), 1, 1, 0, DataType::UINT8, false, nullptr);
+    submit_group(c.chips, on_domain(d, c.chips, std::vector<Task>(c.chips.size(), barrier_task())));
+  };
+  if (spans_hosts(d))
+    worker_.impl_->across_hosts_barrier(*this, local);
+  else
+    local();
 }
 
 // --- by buffer name ---------------------------------------------------------------

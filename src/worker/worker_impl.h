@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -51,12 +52,14 @@ struct Worker::Impl {
   // Collective over the hosts: settles a step of init() or a collective
   // (`error` empty: it succeeded here); throws when another host failed.
   bool settle(const char* step, const std::string& error);
-  // After the local step of a collective over a domain that spans hosts was
-  // submitted on `chips`: waits for it, then the step between the hosts,
-  // then back into the chips (`out`: one address per chip).
-  void across_hosts_allreduce(Worker& w, Orchestrator& o, const std::vector<int>& chips,
+  // A collective over a domain that spans hosts: `submit` checks and
+  // submits the local step (returning its chips), then this waits for it,
+  // runs the step between the hosts and copies the result back into every
+  // chip (`out`: one address per chip). Any failure up to the exchange is
+  // settled with the other hosts first.
+  void across_hosts_allreduce(Worker& w, Orchestrator& o, const std::function<std::vector<int>()>& submit,
                               const std::vector<uint64_t>& out, size_t count, DataType dtype, ReduceOp op);
-  void across_hosts_barrier(Orchestrator& o);
+  void across_hosts_barrier(Orchestrator& o, const std::function<void()>& submit);
 
   std::vector<ChipContext> contexts;
   // world(): built by init() from the contexts; `world_error` says why
