@@ -10,11 +10,16 @@
 //                          naming host 1
 //   cluster_prog bringup   host 1's chips declare a buffer larger than the
 //                          window: ChipError there, CommError elsewhere
+//   cluster_prog owninit   the program calls MPI_Init itself, then runs
+//                          `basic`: chipmesh must not finalize MPI (the
+//                          program does, after the Worker is gone)
 //   cluster_prog chipdies  after init, host 1 kills its chip 0; the
 //                          allreduce over world() then fails on every host
 //                          (ChipError on host 1, CommError elsewhere)
 // Prints "host <r>: OK" on success; any failure prints "host <r>: FAIL ..."
 // and exits 1.
+#define OMPI_SKIP_MPICXX 1
+#include <mpi.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -216,8 +221,22 @@ void chip_dies() {
 int main(int argc, char** argv) {
   const std::string mode = argc > 1 ? argv[1] : "";
   try {
-    if (mode == "basic")
+    if (mode == "basic") {
       basic();
+    } else if (mode == "owninit") {
+      MPI_Init(&argc, &argv);
+      basic();
+      int finalized = 1;
+      MPI_Finalized(&finalized);
+      expect(!finalized, "chipmesh finalized MPI that the program initialized");
+      // Still usable by the program after the Worker closed.
+      int sum = 1;
+      MPI_Allreduce(MPI_IN_PLACE, &sum, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
+      int size = 0;
+      MPI_Comm_size(MPI_COMM_WORLD, &size);
+      expect(sum == size, "MPI_Allreduce after the Worker closed");
+      MPI_Finalize();
+    }
     else if (mode == "mismatch")
       mismatch();
     else if (mode == "platform" || mode == "bringup")
@@ -225,7 +244,7 @@ int main(int argc, char** argv) {
     else if (mode == "chipdies")
       chip_dies();
     else
-      fail("usage: cluster_prog basic|mismatch|platform|bringup|chipdies");
+      fail("usage: cluster_prog basic|owninit|mismatch|platform|bringup|chipdies");
   } catch (const Error& e) {
     fail(describe(e));
   }

@@ -104,6 +104,18 @@ TEST_P(ClusterMpi, AccessorsWorldAndHierarchicalAllreduce) {
 
 INSTANTIATE_TEST_SUITE_P(Hosts, ClusterMpi, ::testing::Values(2, 3));
 
+// A program that initialized MPI itself keeps it: chipmesh joins without
+// MPI_Init and leaves MPI_Finalize to the program.
+TEST(ClusterMpiOwnership, TheProgramsMpiInitIsTheProgramsToFinalize) {
+  std::string why;
+  if (!mpirun_usable(why)) GTEST_SKIP() << why;
+  std::string out;
+  const int rc = mpirun(2, "owninit", out);
+  EXPECT_EQ(rc, 0) << out;
+  EXPECT_NE(out.find("host 0: OK"), std::string::npos) << out;
+  EXPECT_NE(out.find("host 1: OK"), std::string::npos) << out;
+}
+
 TEST(ClusterMpiMismatch, EveryHostGetsTheSameConfigError) {
   std::string why;
   if (!mpirun_usable(why)) GTEST_SKIP() << why;
