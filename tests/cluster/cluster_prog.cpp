@@ -5,6 +5,8 @@
 //                          results checked exactly
 //   cluster_prog mismatch  host r brings 1 + r chips: init() must throw a
 //                          ConfigError naming the hosts on every host
+//   cluster_prog window    host 1 asks for a larger bring-up window: the
+//                          same ConfigError on every host
 //   cluster_prog platform  host 1 names a platform that does not exist: it
 //                          throws its own error, the others a CommError
 //                          naming host 1
@@ -143,6 +145,11 @@ void basic() {
   w.close();
 }
 
+int env_rank() {
+  const char* r = std::getenv("OMPI_COMM_WORLD_RANK");
+  return r ? std::atoi(r) : 0;
+}
+
 void mismatch() {
   TmpDir dir;
   const char* r = std::getenv("OMPI_COMM_WORLD_RANK");
@@ -161,9 +168,24 @@ void mismatch() {
   }
 }
 
-int env_rank() {
-  const char* r = std::getenv("OMPI_COMM_WORLD_RANK");
-  return r ? std::atoi(r) : 0;
+// Same chips, but host 1 asks for a larger bring-up window.
+void window_mismatch() {
+  TmpDir dir;
+  g_rank = env_rank();
+  WorkerConfig cfg = config(2, dir.path);
+  if (g_rank == 1)
+    for (auto& b : cfg.chip_bootstrap_configs) b.comm->window_size = 1 << 17;
+  Worker w(cfg);
+  try {
+    w.init();
+    fail("init() did not throw on a window size mismatch");
+  } catch (const ConfigError& e) {
+    const std::string m = e.what();
+    std::printf("host %d: error: %s\n", g_rank, m.c_str());
+    expect(m.find("bring-up window size: host 0 (") != std::string::npos && m.find("has 65536") != std::string::npos &&
+               m.find("host 1 (") != std::string::npos && m.find("has 131072") != std::string::npos,
+           "message: " + m);
+  }
 }
 
 // Host 1 fails a step of init() in its own way; every other host must get a
@@ -239,12 +261,14 @@ int main(int argc, char** argv) {
     }
     else if (mode == "mismatch")
       mismatch();
+    else if (mode == "window")
+      window_mismatch();
     else if (mode == "platform" || mode == "bringup")
       one_host_fails(mode);
     else if (mode == "chipdies")
       chip_dies();
     else
-      fail("usage: cluster_prog basic|owninit|mismatch|platform|bringup|chipdies");
+      fail("usage: cluster_prog basic|owninit|mismatch|window|platform|bringup|chipdies");
   } catch (const Error& e) {
     fail(describe(e));
   }

@@ -116,15 +116,19 @@ TEST(ClusterMpiOwnership, TheProgramsMpiInitIsTheProgramsToFinalize) {
   EXPECT_NE(out.find("host 1: OK"), std::string::npos) << out;
 }
 
-TEST(ClusterMpiMismatch, EveryHostGetsTheSameConfigError) {
+class ClusterMpiMismatch : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(ClusterMpiMismatch, EveryHostGetsTheSameConfigError) {
   std::string why;
   if (!mpirun_usable(why)) GTEST_SKIP() << why;
   std::string out;
-  const int rc = mpirun(2, "mismatch", out);
+  const int rc = mpirun(2, GetParam(), out);
   EXPECT_EQ(rc, 0) << out;
   EXPECT_NE(out.find("host 0: OK"), std::string::npos) << out;
   EXPECT_NE(out.find("host 1: OK"), std::string::npos) << out;
 }
+
+INSTANTIATE_TEST_SUITE_P(Shapes, ClusterMpiMismatch, ::testing::Values("mismatch", "window"));
 
 // A host that fails loading its platform or bringing up its chips fails
 // init() on every host, and one whose chip dies fails the allreduce over
