@@ -6,6 +6,7 @@ set -euo pipefail
 # The Python package builds against Debian's interpreter (/usr/bin/python3),
 # where python3-numpy and python3-pytest install.
 packages=(cmake ninja-build g++ libgtest-dev libcli11-dev nlohmann-json3-dev
+          openmpi-bin libopenmpi-dev iproute2
           pybind11-dev python3-dev python3-numpy python3-pytest)
 
 missing=()

@@ -42,6 +42,15 @@ class CommDomain {
   const DomainContext& context(int chip) const;
   // Domain rank of a chip, -1 if not a member.
   int rank_of(int chip) const;
+  // Across hosts (Worker::world() of a Worker in a cluster,
+  // docs/multi-host.md): chips() / size() / rank_of() are this host's
+  // members, the ones a collective takes addresses for; these count every
+  // member of every host. On one host they equal size() / rank_of().
+  bool spans_hosts() const;
+  int global_size() const;
+  // Global rank of a member chip of this host (members of lower hosts
+  // first), -1 if not a member.
+  int global_rank_of(int chip) const;
 
   // Internal: the state shared by the copies of one domain.
   struct State;
@@ -60,6 +69,10 @@ struct CommDomain::State {
   uint64_t allocation_id = 0;
   bool released = false;
   std::map<int, DomainContext> contexts;  // by chip
+  // Across hosts: members on all hosts, and the global rank of local rank 0.
+  bool spans_hosts = false;
+  int global_size = 0;
+  int global_offset = 0;
 };
 
 }  // namespace chipmesh

@@ -28,6 +28,12 @@ struct WorkerConfig {
   // Deadline of init()'s bring-up, and of the rendezvous of every
   // Orchestrator::allocate_domain (a member that never comes).
   std::chrono::milliseconds bootstrap_timeout{120000};
+  // "": one host (or what CHIPMESH_CLUSTER says). "mpi": this process is
+  // one host's Worker in an MPI job (mpirun, one process per host; SPMD):
+  // init() joins it (MPI_Init unless the program did it), checks that every
+  // host has the same job, and world() spans every chip of every host
+  // (docs/multi-host.md). ConfigError when chipmesh was built without MPI.
+  std::string cluster;
 };
 
 struct ChipContext {
@@ -212,6 +218,20 @@ class Worker {
   std::map<std::string, double> bringup_phases_ms() const;
   size_t num_chips() const;
   pid_t chip_pid(int chip) const;
+
+  // Hosts of the job (docs/multi-host.md): 1 and 0 on one host. In a
+  // cluster these need init() (ConfigError before). A chip's global index
+  // is the chips of the lower hosts plus its local index.
+  int num_hosts() const;
+  int host_rank() const;
+  size_t num_global_chips() const;
+  int global_chip(int local_chip) const;  // ConfigError outside 0..num_chips()-1
+  // Collective over the hosts' Worker processes (every host calls it, in
+  // the same order as its other cross-host calls): reduces `count` elements
+  // of host memory in place; on one host it does nothing. For what an SPMD
+  // program agrees on outside the chips (a check's verdict, a metric).
+  // float32, float64, int32, int64; ConfigError otherwise.
+  void host_allreduce(void* data, size_t count, DataType dtype, ReduceOp op);
 
   // Stops a blocking init() or run() from another thread (a Ctrl-C watcher):
   // marks the worker interrupted and sends SIGTERM to every chip forked so

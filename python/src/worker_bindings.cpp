@@ -571,11 +571,14 @@ void register_worker(py::module_& m) {
                      "The parent of a group of chips, one process per chip (level 3). Usable as a context manager: "
                      "`with Worker(...) as w:` closes on exit.")
       .def(py::init([](int level, const py::object& device_ids, const std::string& platform,
-                       const py::object& configs, double timeout_s) {
-             return std::make_unique<Worker>(make_config(level, device_ids, platform, configs, timeout_s));
+                       const py::object& configs, double timeout_s, const std::string& cluster) {
+             WorkerConfig cfg = make_config(level, device_ids, platform, configs, timeout_s);
+             cfg.cluster = cluster;
+             return std::make_unique<Worker>(std::move(cfg));
            }),
            py::arg("level") = 3, py::arg("device_ids") = py::none(), py::arg("platform") = "sim",
-           py::arg("chip_bootstrap_configs") = py::none(), py::arg("bootstrap_timeout_s") = 120.0)
+           py::arg("chip_bootstrap_configs") = py::none(), py::arg("bootstrap_timeout_s") = 120.0,
+           py::arg("cluster") = "")
       .def(
           "init", [](Worker& w) { interruptible(w, [&] { w.init(); }); },
           "Forks the chips and waits for their bring-up; ChipError naming the first chip that failed (every chip is "
@@ -686,6 +689,12 @@ void register_worker(py::module_& m) {
                              "handshake, total.")
       .def_property_readonly("num_chips", &Worker::num_chips, "Chips of this worker (len(device_ids)).")
       .def("chip_pid", &Worker::chip_pid, py::arg("chip"), "Process id of a chip (-1 before init()).")
+      .def_property_readonly("num_hosts", &Worker::num_hosts,
+                             "Hosts of the job: 1 on one host; in a cluster (cluster=\"mpi\"), after init().")
+      .def_property_readonly("host_rank", &Worker::host_rank, "This host's rank in the job (0 on one host).")
+      .def_property_readonly("num_global_chips", &Worker::num_global_chips, "Chips of every host of the job.")
+      .def("global_chip", &Worker::global_chip, py::arg("chip"),
+           "Global index of a local chip: the chips of the lower hosts plus its index here.")
       .def("__enter__", [](py::object self) { return self; })
       .def(
           "__exit__",

@@ -3,6 +3,7 @@
 // (chipmesh/collectives.h), dispatch them all-or-nothing with submit_group.
 #include "chipmesh/collectives.h"
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -34,6 +35,9 @@ Checked check_common(const void* owner, const CommDomain& d, const char* what, s
   if (!d.state()) throw ConfigError(std::string("Orchestrator::") + what + ": the domain handle refers to no domain");
   if (d.state()->owner != owner) throw ConfigError(where(what, d) + ": the domain belongs to another worker");
   if (d.released()) throw ConfigError(where(what, d) + ": the domain was released");
+  // Across hosts only allreduce and barrier exist so far (docs/multi-host.md).
+  if (d.spans_hosts() && std::string(what) != "allreduce" && std::string(what) != "barrier")
+    throw ConfigError(where(what, d) + ": " + what + " is not yet supported across hosts (allreduce and barrier are)");
   Checked c;
   c.chips = d.chips();
   const size_t n = c.chips.size();
@@ -106,11 +110,17 @@ std::vector<Task> on_domain(const CommDomain& d, const std::vector<int>& chips, 
 
 }  // namespace
 
-void Orchestrator::allreduce(const CommDomain& d, const std::vector<uint64_t>& in, const std::vector<uint64_t>& out,
-                             size_t count, DataType dtype, ReduceOp op, AllreduceAlgo algo) {
+namespace {
+
+// Checks an allreduce and submits one task per member; returns the chips.
+// `flush`: whether the tasks flush their store_to_host buffers.
+std::vector<int> submit_allreduce(Orchestrator& o, const void* owner, const CommDomain& d,
+                                  const std::vector<uint64_t>& in, const std::vector<uint64_t>& out, size_t count,
+                                  DataType dtype, ReduceOp op, AllreduceAlgo algo, bool flush) {
   const char* what = "allreduce";
-  Checked c = check_common(worker_.impl_.get(), d, what, in.size(), out.size(), 1, 1, count, dtype, true, &op);
+  Checked c = check_common(owner, d, what, in.size(), out.size(), 1, 1, count, dtype, true, &op);
   allreduce_kernel::mode(algo, 0);  // ConfigError outside the enum
+  if (d.spans_hosts()) cluster::check_allreduce(dtype, op);
   check_addrs(d, what, c, in, out, false, false, 0);
   // In place (in == out) or apart: a partial overlap would read what it has already written.
   for (size_t r = 0; r < in.size() && c.in_bytes; ++r) {
@@ -129,8 +139,31 @@ void Orchestrator::allreduce(const CommDomain& d, const std::vector<uint64_t>& i
                         "'s buffers are not at the same window offsets as rank 0's (allreduce needs that)");
   }
   std::vector<Task> tasks;
-  for (size_t r = 0; r < in.size(); ++r) tasks.push_back(allreduce_task(in[r], out[r], count, dtype, op, algo));
-  submit_group(c.chips, on_domain(d, c.chips, std::move(tasks)));
+  for (size_t r = 0; r < in.size(); ++r) {
+    tasks.push_back(allreduce_task(in[r], out[r], count, dtype, op, algo));
+    tasks.back().flush_outputs = flush;
+  }
+  o.submit_group(c.chips, on_domain(d, c.chips, std::move(tasks)));
+  return c.chips;
+}
+
+bool spans_hosts(const CommDomain& d) { return d.state() && d.state()->spans_hosts; }
+
+}  // namespace
+
+void Orchestrator::allreduce(const CommDomain& d, const std::vector<uint64_t>& in, const std::vector<uint64_t>& out,
+                             size_t count, DataType dtype, ReduceOp op, AllreduceAlgo algo) {
+  const void* owner = worker_.impl_.get();
+  if (!spans_hosts(d)) {
+    submit_allreduce(*this, owner, d, in, out, count, dtype, op, algo, true);
+    return;
+  }
+  // Hierarchical: this host's chips reduce into `out` (no flush yet), the
+  // hosts exchange, every chip gets the result; returns when done. Every
+  // failure from the checks on is settled with the other hosts.
+  worker_.impl_->across_hosts_allreduce(
+      worker_, *this, [&] { return submit_allreduce(*this, owner, d, in, out, count, dtype, op, algo, false); }, out,
+      count, dtype, op);
 }
 
 void Orchestrator::allgather(const CommDomain& d, const std::vector<uint64_t>& in, const std::vector<uint64_t>& out,
@@ -194,9 +227,15 @@ void Orchestrator::all_to_all(const CommDomain& d, const std::vector<uint64_t>& 
 }
 
 void Orchestrator::barrier(const CommDomain& d) {
-  Checked c = check_common(worker_.impl_.get(), d, "barrier", static_cast<size_t>(d.size()), static_cast<size_t>(d.size()),
-                           1, 1, 0, DataType::UINT8, false, nullptr);
-  submit_group(c.chips, on_domain(d, c.chips, std::vector<Task>(c.chips.size(), barrier_task())));
+  auto local = [&] {
+    Checked c = check_common(worker_.impl_.get(), d, "barrier", static_cast<size_t>(d.size()),
+                             static_cast<size_t>(d.size()), 1, 1, 0, DataType::UINT8, false, nullptr);
+    submit_group(c.chips, on_domain(d, c.chips, std::vector<Task>(c.chips.size(), barrier_task())));
+  };
+  if (spans_hosts(d))
+    worker_.impl_->across_hosts_barrier(*this, local);
+  else
+    local();
 }
 
 // --- by buffer name ---------------------------------------------------------------

@@ -35,6 +35,16 @@ int CommDomain::rank_of(int chip) const {
   return it == s.contexts.end() ? -1 : it->second.domain_rank;
 }
 
+bool CommDomain::spans_hosts() const { return get().spans_hosts; }
+int CommDomain::global_size() const {
+  const State& s = get();
+  return s.spans_hosts ? s.global_size : static_cast<int>(s.chips.size());
+}
+int CommDomain::global_rank_of(int chip) const {
+  const int r = rank_of(chip);
+  return r < 0 ? -1 : r + get().global_offset;
+}
+
 void Worker::Impl::build_world() {
   world.reset();
   world_error.clear();
@@ -75,6 +85,12 @@ void Worker::Impl::build_world() {
     const ChipContext& c = contexts[static_cast<size_t>(chip)];
     s->contexts[chip] = DomainContext{chip, r, nranks, c.device_ctx, c.local_window_base, c.actual_window_size,
                                       c.buffer_ptrs};
+  }
+  if (cluster) {
+    // Every host has the same number of chips (checked by agree()).
+    s->spans_hosts = true;
+    s->global_size = nranks * cluster->size();
+    s->global_offset = nranks * cluster->rank();
   }
   world = CommDomain(std::move(s));
 }

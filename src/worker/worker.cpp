@@ -57,6 +57,12 @@ Worker::Worker(WorkerConfig cfg) : impl_(std::make_unique<Impl>(std::move(cfg)))
                         std::to_string(c.chip_bootstrap_configs[i].buffers.size()) + " buffers, at most " +
                         std::to_string(CHIP_BOOTSTRAP_MAX_BUFFERS) + " fit a bootstrap mailbox");
   if (c.bootstrap_timeout.count() <= 0) throw ConfigError("Worker: bootstrap_timeout must be > 0");
+  impl_->cluster_kind = c.cluster;
+  if (impl_->cluster_kind.empty() && knobs::is_set(knobs::Id::Cluster)) impl_->cluster_kind = "mpi";
+  if (!impl_->cluster_kind.empty() && impl_->cluster_kind != "mpi")
+    throw ConfigError("Worker: cluster must be \"\" (one host) or \"mpi\", got '" + impl_->cluster_kind + "'");
+  if (!impl_->cluster_kind.empty() && !cluster::available())
+    throw ConfigError("Worker: cluster \"mpi\": chipmesh was built without MPI (install libopenmpi-dev and rebuild)");
 }
 
 Worker::~Worker() {
@@ -260,11 +266,28 @@ void Worker::init() {
     throw ConfigError(std::string("Worker::init: the worker is already ") +
                       (m.state == Impl::State::Running ? "initialized" : "closed"));
   m.check_interrupted("init");
-  // Load the platform here too: a bad name fails before anything is forked.
-  m.platform = load_platform(m.cfg.platform);
+  if (!m.cluster_kind.empty()) {
+    // In a cluster: join, load the platform and agree on the job before
+    // anything is forked, each step settled with the other hosts.
+    m.join_cluster();
+  } else {
+    // Load the platform here too: a bad name fails before anything is forked.
+    m.platform = load_platform(m.cfg.platform);
+  }
   const auto start = Clock::now();
-  m.map_region(load_platform_tables(m.cfg.platform).device->attach_host_arena ? host_arena_bytes() : 0);
-  m.fork_chips();
+  try {
+    m.map_region(load_platform_tables(m.cfg.platform).device->attach_host_arena ? host_arena_bytes() : 0);
+    m.fork_chips();
+  } catch (...) {
+    // On one host the worker stays as it was; in a cluster it is done, and
+    // the other hosts must hear of it rather than wait in MPI.
+    if (m.cluster) {
+      m.terminate_all(std::chrono::milliseconds(2000));
+      m.state = Impl::State::Closed;
+      m.settle("bring-up", describe_current_exception());
+    }
+    throw;
+  }
   m.phases["fork"] = ms(Clock::now() - start);
   try {
     knobs::test_pause_point("fork");
@@ -275,7 +298,18 @@ void Worker::init() {
   } catch (...) {
     m.terminate_all(std::chrono::milliseconds(2000));
     m.state = Impl::State::Closed;
+    // The other hosts wait for this one: tell them, then rethrow ours.
+    if (m.cluster) m.settle("bring-up", describe_current_exception());
     throw;
+  }
+  if (m.cluster) {
+    try {
+      m.settle("bring-up", "");
+    } catch (...) {
+      m.terminate_all(std::chrono::milliseconds(2000));
+      m.state = Impl::State::Closed;
+      throw;
+    }
   }
   m.state = Impl::State::Running;
   CHIPMESH_INFO(INIT,

@@ -6,6 +6,7 @@
 #include <atomic>
 #include <chrono>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -14,6 +15,7 @@
 #include "chipmesh/platform_abi.h"
 #include "chipmesh/worker.h"
 #include "common/deadline.h"
+#include "cluster/cluster.h"
 #include "common/futex.h"
 #include "request_ring/chip_shared.h"
 #include "worker/child_watcher.h"
@@ -41,6 +43,25 @@ struct Worker::Impl {
   // The chips' host arenas (none when the platform takes none); made with
   // the region, before the forks.
   std::unique_ptr<worker::HostArenas> arenas;
+
+  // The job across hosts (cluster_world.cpp): resolved at construction,
+  // joined by init(); null on one host.
+  std::string cluster_kind;
+  std::unique_ptr<cluster::Cluster> cluster;
+  void join_cluster();
+  // *this; ConfigError naming `what` when in a cluster not joined yet.
+  const Impl& joined(const char* what) const;
+  // Collective over the hosts: settles a step of init() or a collective
+  // (`error` empty: it succeeded here); throws when another host failed.
+  bool settle(const char* step, const std::string& error);
+  // A collective over a domain that spans hosts: `submit` checks and
+  // submits the local step (returning its chips), then this waits for it,
+  // runs the step between the hosts and copies the result back into every
+  // chip (`out`: one address per chip). Any failure up to the exchange is
+  // settled with the other hosts first.
+  void across_hosts_allreduce(Worker& w, Orchestrator& o, const std::function<std::vector<int>()>& submit,
+                              const std::vector<uint64_t>& out, size_t count, DataType dtype, ReduceOp op);
+  void across_hosts_barrier(Orchestrator& o, const std::function<void()>& submit);
 
   std::vector<ChipContext> contexts;
   // world(): built by init() from the contexts; `world_error` says why

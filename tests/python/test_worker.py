@@ -250,3 +250,16 @@ def test_worker_copies_validate(tmp_path):
         with pytest.raises(ValueError, match=">= 0"):
             w.malloc(0, -5)
         w.free(0, p)
+
+
+def test_one_host_accessors_and_cluster_choice():
+    # Multi-host jobs (docs/multi-host.md): on one host the accessors are
+    # the trivial ones; the cluster choice is checked when the Worker is made.
+    w = chipmesh.Worker(device_ids=[0, 1])
+    assert (w.num_hosts, w.host_rank, w.num_global_chips) == (1, 0, 2)
+    assert w.global_chip(1) == 1
+    with pytest.raises(ValueError, match="not one of this host"):
+        w.global_chip(2)
+    w.close()
+    with pytest.raises(ValueError, match="'slurm'"):
+        chipmesh.Worker(device_ids=[0], cluster="slurm")

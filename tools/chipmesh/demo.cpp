@@ -12,6 +12,7 @@
 #include <cstring>
 #include <filesystem>
 #include <numeric>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -118,7 +119,11 @@ void run_steps(const DemoOptions& o, DemoReport& rep) {
   const DataType dtype = dtype_from_name(o.dtype);
   const uint64_t count = o.bytes / dtype_size(dtype);
   const ReduceOp op = parse_reduce_op(o.op);
-  const DemoPattern pattern(o.chips, op);
+  // Across hosts the inputs depend on the global rank, known once the
+  // Worker joined: they are copied in after init() instead of staged.
+  const bool cluster = rep.cluster;
+  std::optional<DemoPattern> pattern;
+  if (!cluster) pattern.emplace(o.chips, op);
   check_shm_space(o);
   // One random job token, unless the caller set one, so that the chips only
   // ever join this run's rootinfo.
@@ -143,7 +148,7 @@ void run_steps(const DemoOptions& o, DemoReport& rep) {
     input.dtype = dtype;
     input.count = count;
     input.nbytes = o.bytes;
-    input.load_from_host = true;
+    input.load_from_host = !cluster;
     ChipBufferSpec output = input;
     output.name = "output";
     output.load_from_host = false;
@@ -152,14 +157,19 @@ void run_steps(const DemoOptions& o, DemoReport& rep) {
     cfg.chip_bootstrap_configs.push_back(std::move(chip));
   }
   cfg.platform = o.platform;
+  if (cluster) cfg.cluster = "mpi";
 
   Worker worker(std::move(cfg));
   // Host staging, owned by the Worker and unnamed, so no kill of any process
   // leaves it: inputs filled with the closed-form values, outputs zero.
   std::vector<SharedMemory*> outputs;
   for (int r = 0; r < o.chips; ++r) {
-    void* data = worker.stage_input(r, "input", o.bytes).data();
-    for (uint64_t i = 0; i < count; ++i) store_element(dtype, data, i, pattern.input(r, i));
+    // In a cluster the inputs depend on the global chip number, known after
+    // init(): they are copied in then (below), not staged.
+    if (!cluster) {
+      void* data = worker.stage_input(r, "input", o.bytes).data();
+      for (uint64_t i = 0; i < count; ++i) store_element(dtype, data, i, pattern->input(r, i));
+    }
     outputs.push_back(&worker.stage_output(r, "output", o.bytes));
   }
   knobs::test_pause_point("host_staging");
@@ -174,6 +184,21 @@ void run_steps(const DemoOptions& o, DemoReport& rep) {
     rep.bringup_ms = std::chrono::duration<double, std::milli>(t1 - t0).count();
 
   const auto& contexts = worker.chip_contexts();
+  if (cluster) {
+    rep.hosts = worker.num_hosts();
+    rep.host_rank = worker.host_rank();
+    rep.chips = static_cast<int>(worker.num_global_chips());
+    if (rep.chips > kDemoMaxChips)
+      throw ConfigError("--chips " + std::to_string(o.chips) + " on " + std::to_string(rep.hosts) + " hosts makes " +
+                        std::to_string(rep.chips) + " chips; the demo's values are exact for at most " +
+                        std::to_string(kDemoMaxChips) + " in all");
+    pattern.emplace(rep.chips, op);
+    std::vector<unsigned char> data(o.bytes);
+    for (int c = 0; c < o.chips; ++c) {
+      for (uint64_t i = 0; i < count; ++i) store_element(dtype, data.data(), i, pattern->input(worker.global_chip(c), i));
+      worker.copy_to(c, buffer_addr(contexts.at(static_cast<size_t>(c)), c, "input"), data.data(), o.bytes);
+    }
+  }
   std::vector<int> chips;
   std::vector<Task> tasks;
   for (int c = 0; c < o.chips; ++c) {
@@ -184,7 +209,15 @@ void run_steps(const DemoOptions& o, DemoReport& rep) {
     // The output flush is its own request (flush_outputs), timed apart.
     tasks.back().flush_outputs = false;
   }
-  auto allreduce = [&] { worker.run([&](Orchestrator& orch) { orch.submit_group(chips, tasks); }); };
+  // Across hosts: the hierarchical allreduce over world(), which returns
+  // done (and flushed) on every host; its time includes the flush.
+  auto one_call = [&](Orchestrator& orch) {
+    if (cluster)
+      orch.allreduce(worker.world(), "input", "output", count, dtype, op, parse_allreduce_algo(o.mode));
+    else
+      orch.submit_group(chips, tasks);
+  };
+  auto allreduce = [&] { worker.run(one_call); };
   auto flush = [&] { worker.run([&](Orchestrator& orch) { orch.flush_outputs(chips); }); };
   auto us_since = [](Clock::time_point a) { return std::chrono::duration<double, std::micro>(Clock::now() - a).count(); };
 
@@ -210,7 +243,7 @@ void run_steps(const DemoOptions& o, DemoReport& rep) {
   // Back to back: all K calls in one run(), as nccl-tests times them.
   const auto s0 = Clock::now();
   worker.run([&](Orchestrator& orch) {
-    for (int k = 0; k < o.iters; ++k) orch.submit_group(chips, tasks);
+    for (int k = 0; k < o.iters; ++k) one_call(orch);
   });
   rep.allreduce_stream_us = us_since(s0) / o.iters;
 
@@ -226,19 +259,31 @@ void run_steps(const DemoOptions& o, DemoReport& rep) {
     const void* data = outputs[static_cast<size_t>(r)]->data();
     for (uint64_t i = 0; i < count; ++i) {
       const double got = load_element(dtype, data, i);
-      const double want = static_cast<double>(pattern.expected(i));
+      const double want = static_cast<double>(pattern->expected(i));
       const double err = std::isnan(got) ? INFINITY : std::fabs(got - want);
       if (err == 0) continue;
       max_err = std::max(max_err, err);
       if (rep.wrong_elements++ == 0) {
         char buf[160];
-        std::snprintf(buf, sizeof buf, "rank %d element %llu: got %g, expected %g", r,
+        std::snprintf(buf, sizeof buf, "rank %d element %llu: got %g, expected %g", worker.global_chip(r),
                       static_cast<unsigned long long>(i), got, want);
         rep.first_wrong = buf;
       }
     }
   }
   rep.max_abs_error = max_err;
+  if (cluster) {
+    // Host 0 reports for every host: the counts of all of them.
+    if (rep.wrong_elements)
+      std::fprintf(stderr, "chipmesh demo: host %d: %llu wrong elements; first: %s\n", rep.host_rank,
+                   static_cast<unsigned long long>(rep.wrong_elements), rep.first_wrong.c_str());
+    int64_t wrong = static_cast<int64_t>(rep.wrong_elements);
+    worker.host_allreduce(&wrong, 1, DataType::INT64, ReduceOp::SUM);
+    worker.host_allreduce(&max_err, 1, DataType::FLOAT64, ReduceOp::MAX);
+    if (wrong && !rep.wrong_elements) rep.first_wrong = "on another host (its stderr names it)";
+    rep.wrong_elements = static_cast<uint64_t>(wrong);
+    rep.max_abs_error = max_err;
+  }
 
   worker.close();
 }
@@ -280,6 +325,7 @@ int run_demo(const DemoOptions& o) {
   rep.op = o.op;
   rep.platform = o.platform;
   rep.iterations = o.iters;
+  rep.cluster = !o.cluster.empty() || knobs::is_set(knobs::Id::Cluster);
 
   try {
     run_steps(o, rep);
@@ -296,6 +342,8 @@ int run_demo(const DemoOptions& o) {
     std::fprintf(stderr, "chipmesh demo: %s\n", rep.error.c_str());
   }
   std::fflush(stderr);
+  // Across hosts only host 0 reports; the others print nothing but errors.
+  if (rep.host_rank != 0) return rep.ok ? 0 : 1;
   if (o.json)
     print_demo_json(rep, stdout);
   else

@@ -17,6 +17,9 @@ struct DemoOptions {
   std::string platform = "sim";
   int iters = 10;                      // timed calls after one warm-up call
   bool json = false;
+  // "mpi" (or CHIPMESH_CLUSTER=mpi): one demo per host under mpirun, `chips`
+  // on each, the allreduce over all of them (docs/multi-host.md).
+  std::string cluster;
 };
 
 // The demo's allowed values (also used for the command line's checks).

@@ -44,8 +44,9 @@ std::optional<double> DemoReport::busbw_gbps() const {
 }
 
 void print_demo_text(const DemoReport& r, FILE* out) {
-  std::fprintf(out, "chipmesh demo: allreduce (%s, %s) over %d %s chip%s, %llu bytes of %s (%llu element%s) per chip\n",
-               r.op.c_str(), r.mode.c_str(), r.chips, r.platform.c_str(), r.chips == 1 ? "" : "s",
+  const std::string hosts = r.cluster ? " on " + std::to_string(r.hosts) + " host" + (r.hosts == 1 ? "" : "s") : "";
+  std::fprintf(out, "chipmesh demo: allreduce (%s, %s) over %d %s chip%s%s, %llu bytes of %s (%llu element%s) per chip\n",
+               r.op.c_str(), r.mode.c_str(), r.chips, r.platform.c_str(), r.chips == 1 ? "" : "s", hosts.c_str(),
                static_cast<unsigned long long>(r.bytes), r.dtype.c_str(),
                static_cast<unsigned long long>(r.elements), r.elements == 1 ? "" : "s");
   if (r.bringup_ms) {
@@ -61,9 +62,10 @@ void print_demo_text(const DemoReport& r, FILE* out) {
   }
   if (r.allreduce_us) {
     std::fprintf(out,
-                 "  allreduce    %10.1f us   per call, without the output flush (median of %d; min %.1f us, mean "
+                 "  allreduce    %10.1f us   per call, %s (median of %d; min %.1f us, mean "
                  "%.1f us)\n",
-                 *r.allreduce_us, r.iterations, r.allreduce_us_min.value_or(0.0),
+                 *r.allreduce_us,
+                 r.cluster ? "hierarchical across hosts, with the output flush" : "without the output flush", r.iterations, r.allreduce_us_min.value_or(0.0),
                  r.allreduce_us_mean.value_or(0.0));
     if (r.flush_us)
       std::fprintf(out, "  flush        %10.1f us   per call: outputs to host staging (median of %d)\n", *r.flush_us,
@@ -93,6 +95,7 @@ void print_demo_text(const DemoReport& r, FILE* out) {
 void print_demo_json(const DemoReport& r, FILE* out) {
   nlohmann::ordered_json j;
   j["ok"] = r.ok;
+  if (r.cluster) j["hosts"] = r.hosts;
   j["chips"] = r.chips;
   j["bytes"] = r.bytes;
   j["elements"] = r.elements;

@@ -11,7 +11,12 @@ namespace chipmesh::cli {
 
 struct DemoReport {
   // The run.
-  int chips = 0;
+  int chips = 0;  // in all, on every host
+  // Across hosts (one demo per host under mpirun): hosts in the job and
+  // this one's rank; only host 0 prints the report.
+  bool cluster = false;
+  int hosts = 1;
+  int host_rank = 0;
   uint64_t bytes = 0;
   uint64_t elements = 0;
   std::string dtype;

@@ -114,6 +114,10 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 100000))
       ->capture_default_str();
   demo->add_flag("--json", demo_opts.json, "print the report as one JSON object");
+  demo->add_option("--cluster", demo_opts.cluster,
+                   "mpi: this is one host's demo in an MPI job (mpirun, one process per host): --chips on every "
+                   "host, the allreduce over all of them; host 0 prints the report (also CHIPMESH_CLUSTER=mpi)")
+      ->check(CLI::IsMember({"mpi"}));
 
   CleanOptions clean_opts;
   CLI::App* clean =

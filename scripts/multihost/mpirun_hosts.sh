@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Runs PROGRAM under mpirun on N simulated hosts (hosts.sh), one process per
+# host, TCP only over the hosts' bridge, then checks that every host's
+# private /dev/shm and /tmp are empty, and tears everything down (also on
+# failure or a signal).
+#
+#   mpirun_hosts.sh [-t SECONDS] N PROGRAM [ARGS...]
+#
+# Exit status: PROGRAM's (through mpirun); 77 when namespaces cannot be
+# made here or the build lives under /tmp (hidden by the private /tmp);
+# 3 when PROGRAM succeeded but a host's /dev/shm or /tmp is not empty;
+# 124 when the run took longer than SECONDS (default 120).
+set -uo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+limit=120
+if [[ "${1:-}" == -t ]]; then
+  limit=$2
+  shift 2
+fi
+n=${1:?usage: mpirun_hosts.sh [-t SECONDS] N PROGRAM [ARGS...]}
+shift
+program=$(readlink -f "${1:?usage: mpirun_hosts.sh [-t SECONDS] N PROGRAM [ARGS...]}")
+shift
+
+if [[ $(id -u) -ne 0 ]]; then
+  echo "mpirun_hosts.sh: needs root for network and mount namespaces; skipping" >&2
+  exit 77
+fi
+for tool in ip unshare mpirun timeout; do
+  if ! command -v "$tool" >/dev/null; then
+    echo "mpirun_hosts.sh: $tool is not installed; skipping" >&2
+    exit 77
+  fi
+done
+case "$program/" in
+  /tmp/*)
+    echo "mpirun_hosts.sh: $program is under /tmp, which every simulated host replaces by its own; skipping" >&2
+    exit 77
+    ;;
+esac
+
+# Outside /tmp, which the hosts do not see; /run is root's tmpfs.
+dir=$(mktemp -d "${MH_ROOT:-/run}/chipmesh-mh.XXXXXX") || exit 1
+cleanup() { timeout -k 5 60 "$here/hosts.sh" down "$dir"; }
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+timeout -k 5 60 "$here/hosts.sh" up "$dir" "$n"
+rc=$?
+[[ $rc -ne 0 ]] && exit $rc
+source "$dir/hosts.env"
+first=${MH_HOSTLIST%%,*}
+
+export MH_DIR=$dir OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+# mpirun runs on host 0 and reaches the others through agent.sh.
+args=""
+for a in "$@"; do args+=" $(printf '%q' "$a")"; done
+timeout -k 10 "$limit" "$here/agent.sh" "$first" \
+  "mpirun --allow-run-as-root -np $n --host $MH_HOSTLIST --mca plm_rsh_agent $here/agent.sh" \
+  "--mca pml ob1 --mca btl tcp,self --mca btl_tcp_if_include $MH_SUBNET --mca oob_tcp_if_include $MH_SUBNET" \
+  "-x MH_DIR -x CHIPMESH_CLUSTER=mpi $(printf '%q' "$program")$args"
+rc=$?
+if [[ $rc -eq 124 || $rc -eq 137 ]]; then
+  echo "mpirun_hosts.sh: the run did not end within $limit s" >&2
+  exit 124
+fi
+
+left=0
+for ((i = 0; i < n; i++)); do
+  for d in shm tmp; do
+    if [[ -n "$(ls -A "$dir/h$i/$d")" ]]; then
+      echo "mpirun_hosts.sh: host $i left behind in its private /${d/shm/dev/shm}: $(ls -A "$dir/h$i/$d" | tr '\n' ' ')" >&2
+      left=1
+    fi
+  done
+done
+echo "mpirun_hosts.sh: $n hosts, exit status $rc, private /dev/shm and /tmp $([[ $left -eq 0 ]] && echo clean || echo NOT clean)"
+[[ $rc -eq 0 && $left -ne 0 ]] && exit 3
+exit $rc

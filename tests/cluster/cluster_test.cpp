@@ -1,0 +1,176 @@
+// Multi-host Workers (docs/multi-host.md). On one host: the accessors and
+// the config errors. Under mpirun (-np 2 / 3 on this machine, one process
+// per "host", each with its own chips, rootinfo and job token): cluster_prog
+// checks the accessors, world() and the hierarchical allreduce, and that a
+// job the hosts disagree on fails on every host. Skips without MPI/mpirun.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+
+#include "chipmesh/worker.h"
+
+using namespace chipmesh;
+
+namespace {
+
+WorkerConfig two_chips() {
+  WorkerConfig cfg;
+  cfg.device_ids = {0, 1};
+  return cfg;
+}
+
+TEST(ClusterConfig, OneHostAccessors) {
+  Worker w(two_chips());
+  EXPECT_EQ(w.num_hosts(), 1);
+  EXPECT_EQ(w.host_rank(), 0);
+  EXPECT_EQ(w.num_global_chips(), 2u);
+  EXPECT_EQ(w.global_chip(1), 1);
+  EXPECT_THROW(w.global_chip(2), ConfigError);
+  EXPECT_THROW(w.global_chip(-1), ConfigError);
+}
+
+TEST(ClusterConfig, UnknownClusterIsAConfigError) {
+  WorkerConfig cfg = two_chips();
+  cfg.cluster = "slurm";
+  try {
+    Worker w(cfg);
+    FAIL() << "no error";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("'slurm'"), std::string::npos) << e.what();
+  }
+}
+
+TEST(ClusterConfig, MpiNeedsMpiBuildAndInitBeforeAccessors) {
+  WorkerConfig cfg = two_chips();
+  cfg.cluster = "mpi";
+#ifdef CHIPMESH_TEST_HAVE_MPI
+  Worker w(cfg);  // joins only in init()
+  EXPECT_THROW(w.num_hosts(), ConfigError);
+  EXPECT_THROW(w.host_rank(), ConfigError);
+#else
+  try {
+    Worker w(cfg);
+    FAIL() << "no error";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("built without MPI"), std::string::npos) << e.what();
+  }
+#endif
+}
+
+#ifdef CHIPMESH_TEST_HAVE_MPI
+// Runs `args` under mpirun with `np` processes on this machine, TCP over the
+// loopback only; every run is bounded by timeout(1). Returns the exit status
+// and the output.
+int mpirun(int np, const std::string& args, std::string& out,
+           const std::string& program = CHIPMESH_TEST_CLUSTER_PROG) {
+  const std::string cmd = "timeout -k 5 120 " CHIPMESH_TEST_MPIEXEC " -np " + std::to_string(np) +
+                          " --oversubscribe --allow-run-as-root --mca pml ob1 --mca btl tcp,self"
+                          " --mca btl_tcp_if_include lo --mca oob_tcp_if_include lo " + program +
+                          " " + args + " 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  if (!p) return -1;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+  const int st = pclose(p);
+  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+bool mpirun_usable(std::string& why) {
+  if (access(CHIPMESH_TEST_MPIEXEC, X_OK) != 0) {
+    why = "mpirun (" CHIPMESH_TEST_MPIEXEC ") is not installed";
+    return false;
+  }
+  return true;
+}
+
+class ClusterMpi : public ::testing::TestWithParam<int> {};
+
+TEST_P(ClusterMpi, AccessorsWorldAndHierarchicalAllreduce) {
+  std::string why;
+  if (!mpirun_usable(why)) GTEST_SKIP() << why;
+  std::string out;
+  const int np = GetParam();
+  const int rc = mpirun(np, "basic", out);
+  EXPECT_EQ(rc, 0) << out;
+  for (int r = 0; r < np; ++r)
+    EXPECT_NE(out.find("host " + std::to_string(r) + ": OK"), std::string::npos) << out;
+  EXPECT_EQ(out.find("FAIL"), std::string::npos) << out;
+}
+
+INSTANTIATE_TEST_SUITE_P(Hosts, ClusterMpi, ::testing::Values(2, 3));
+
+// A program that initialized MPI itself keeps it: chipmesh joins without
+// MPI_Init and leaves MPI_Finalize to the program.
+TEST(ClusterMpiOwnership, TheProgramsMpiInitIsTheProgramsToFinalize) {
+  std::string why;
+  if (!mpirun_usable(why)) GTEST_SKIP() << why;
+  std::string out;
+  const int rc = mpirun(2, "owninit", out);
+  EXPECT_EQ(rc, 0) << out;
+  EXPECT_NE(out.find("host 0: OK"), std::string::npos) << out;
+  EXPECT_NE(out.find("host 1: OK"), std::string::npos) << out;
+}
+
+class ClusterMpiMismatch : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(ClusterMpiMismatch, EveryHostGetsTheSameConfigError) {
+  std::string why;
+  if (!mpirun_usable(why)) GTEST_SKIP() << why;
+  std::string out;
+  const int rc = mpirun(2, GetParam(), out);
+  EXPECT_EQ(rc, 0) << out;
+  EXPECT_NE(out.find("host 0: OK"), std::string::npos) << out;
+  EXPECT_NE(out.find("host 1: OK"), std::string::npos) << out;
+}
+
+INSTANTIATE_TEST_SUITE_P(Shapes, ClusterMpiMismatch, ::testing::Values("mismatch", "window"));
+
+// A host that fails loading its platform or bringing up its chips fails
+// init() on every host, and one whose chip dies fails the allreduce over
+// world() on every host: its own error there, a CommError naming it
+// elsewhere.
+class ClusterMpiOneHostFails : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(ClusterMpiOneHostFails, EveryHostThrows) {
+  std::string why;
+  if (!mpirun_usable(why)) GTEST_SKIP() << why;
+  std::string out;
+  const int rc = mpirun(3, GetParam(), out);
+  EXPECT_EQ(rc, 0) << out;
+  for (int r = 0; r < 3; ++r) EXPECT_NE(out.find("host " + std::to_string(r) + ": OK"), std::string::npos) << out;
+}
+
+INSTANTIATE_TEST_SUITE_P(Steps, ClusterMpiOneHostFails, ::testing::Values("platform", "bringup", "chipdies"));
+
+// `chipmesh demo` started by mpirun: one demo per host, the allreduce over
+// every chip of every host; only host 0 prints the report.
+TEST(ClusterMpiDemo, HostZeroReportsEveryChipOfEveryHost) {
+  std::string why;
+  if (!mpirun_usable(why)) GTEST_SKIP() << why;
+  std::string out;
+  const int rc = mpirun(2, "demo --cluster mpi --chips 2 --bytes 16KiB --iters 2 --json", out, CHIPMESH_TEST_CLI);
+  EXPECT_EQ(rc, 0) << out;
+  EXPECT_EQ(out.find("\"ok\":true"), out.rfind("\"ok\":true")) << "one report only:\n" << out;
+  EXPECT_NE(out.find("{\"ok\":true,\"hosts\":2,\"chips\":4,"), std::string::npos) << out;
+  EXPECT_NE(out.find("\"wrong_elements\":0"), std::string::npos) << out;
+}
+
+TEST(ClusterMpiDemo, SelectedByTheEnvironmentWithTextReport) {
+  std::string why;
+  if (!mpirun_usable(why)) GTEST_SKIP() << why;
+  std::string out;
+  const int rc = mpirun(3, "demo --chips 2 --bytes 4KiB --iters 1 --dtype int32 --op min", out,
+                        "-x CHIPMESH_CLUSTER=mpi " CHIPMESH_TEST_CLI);
+  EXPECT_EQ(rc, 0) << out;
+  EXPECT_NE(out.find("over 6 sim chips on 3 hosts"), std::string::npos) << out;
+  EXPECT_NE(out.find("(0 of 6144 elements wrong, over 6 ranks)"), std::string::npos) << out;
+  EXPECT_EQ(out.find("OK\n"), out.rfind("OK\n")) << "one report only:\n" << out;
+}
+#endif
+
+}  // namespace

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# ctest "multihost_demo": chipmesh demo across simulated hosts (network
+# namespaces with private /dev/shm and /tmp, scripts/multihost/), 2 hosts x
+# 2 chips and 3 hosts x 3 chips: one report from host 0 with every chip of
+# every host, checked exact; nothing left in any host's /dev/shm or /tmp.
+# Skips (77) where namespaces cannot be made. Bounded: each run 100 s, set-up
+# and tear-down 60 s each, so ctest's 600 s never cuts a tear-down short.
+#   multihost_test.sh SOURCE_DIR CHIPMESH
+set -uo pipefail
+src=$1
+chipmesh=$2
+run=$src/scripts/multihost/mpirun_hosts.sh
+
+check() {
+  local hosts=$1 chips=$2 out rc
+  out=$("$run" -t 100 "$hosts" "$chipmesh" demo --chips "$chips" --bytes 64KiB --iters 2 --json 2>&1)
+  rc=$?
+  echo "$out"
+  [[ $rc -eq 77 ]] && exit 77
+  if [[ $rc -ne 0 ]]; then
+    echo "FAIL: $hosts hosts x $chips chips: exit status $rc" >&2
+    exit 1
+  fi
+  local total=$((hosts * chips))
+  if [[ $(grep -c '^{"ok":' <<<"$out") -ne 1 ]]; then
+    echo "FAIL: $hosts hosts: expected exactly one report (host 0's)" >&2
+    exit 1
+  fi
+  if ! grep -q "^{\"ok\":true,\"hosts\":$hosts,\"chips\":$total,.*\"wrong_elements\":0," <<<"$out"; then
+    echo "FAIL: $hosts hosts x $chips chips: the report is not ok with hosts $hosts and chips $total" >&2
+    exit 1
+  fi
+  if ! grep -q "private /dev/shm and /tmp clean" <<<"$out"; then
+    echo "FAIL: $hosts hosts: a host's private /dev/shm or /tmp was not clean" >&2
+    exit 1
+  fi
+}
+
+check 2 2
+check 3 3
+echo "multihost_demo: OK"
