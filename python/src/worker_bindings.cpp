@@ -304,6 +304,12 @@ std::string repr(const DomainContext& c) {
          ", buffer_ptrs=" + py::repr(py::cast(c.buffer_ptrs)).cast<std::string>() + ")";
 }
 
+// A uint8 numpy array over Worker-owned staging; `owner` (the Python
+// Worker) is its base, so the Worker outlives the array.
+py::array staging_array(const py::object& owner, SharedMemory& s) {
+  return py::array(py::dtype("uint8"), {static_cast<py::ssize_t>(s.size())}, {py::ssize_t{1}}, s.data(), owner);
+}
+
 }  // namespace
 
 void register_worker(py::module_& m) {
@@ -597,10 +603,7 @@ void register_worker(py::module_& m) {
       .def(
           "stage_input",
           [](py::object self, int chip, const std::string& buffer, int64_t nbytes) {
-            Worker& w = self.cast<Worker&>();
-            SharedMemory& s = w.stage_input(chip, buffer, to_size(nbytes, "nbytes"));
-            // A uint8 array over the staging; it keeps the Worker (its owner) alive.
-            return py::array(py::dtype("uint8"), {static_cast<py::ssize_t>(s.size())}, {py::ssize_t{1}}, s.data(), self);
+            return staging_array(self, self.cast<Worker&>().stage_input(chip, buffer, to_size(nbytes, "nbytes")));
           },
           py::arg("chip"), py::arg("buffer"), py::arg("nbytes"),
           "Before init(): unnamed host staging of nbytes the Worker owns (nothing in /dev/shm, so no kill leaves "
@@ -609,9 +612,7 @@ void register_worker(py::module_& m) {
       .def(
           "stage_output",
           [](py::object self, int chip, const std::string& buffer, int64_t nbytes) {
-            Worker& w = self.cast<Worker&>();
-            SharedMemory& s = w.stage_output(chip, buffer, to_size(nbytes, "nbytes"));
-            return py::array(py::dtype("uint8"), {static_cast<py::ssize_t>(s.size())}, {py::ssize_t{1}}, s.data(), self);
+            return staging_array(self, self.cast<Worker&>().stage_output(chip, buffer, to_size(nbytes, "nbytes")));
           },
           py::arg("chip"), py::arg("buffer"), py::arg("nbytes"),
           "Before init(): unnamed host staging of nbytes the Worker owns, where `buffer` of `chip` is flushed after "
