@@ -67,7 +67,13 @@ TEST(ClusterConfig, MpiNeedsMpiBuildAndInitBeforeAccessors) {
 // and the output.
 int mpirun(int np, const std::string& args, std::string& out,
            const std::string& program = CHIPMESH_TEST_CLUSTER_PROG) {
-  const std::string cmd = "timeout -k 5 120 " CHIPMESH_TEST_MPIEXEC " -np " + std::to_string(np) +
+  // Under AddressSanitizer the MPI processes run without LeakSanitizer: Open
+  // MPI keeps allocations to exit (ompi_op_base_op_select and others, many
+  // from MCA components it has dlclose()d, which no suppression can name).
+  // This process and every other test keep the leak check.
+  std::string env;
+  if (const char* asan = std::getenv("ASAN_OPTIONS")) env = "ASAN_OPTIONS='" + std::string(asan) + ":detect_leaks=0' ";
+  const std::string cmd = env + "timeout -k 5 120 " CHIPMESH_TEST_MPIEXEC " -np " + std::to_string(np) +
                           " --oversubscribe --allow-run-as-root --mca pml ob1 --mca btl tcp,self"
                           " --mca btl_tcp_if_include lo --mca oob_tcp_if_include lo " + program +
                           " " + args + " 2>&1";
