@@ -10,6 +10,12 @@ set -uo pipefail
 src=$1
 chipmesh=$2
 run=$src/scripts/multihost/mpirun_hosts.sh
+# Under ASan the demo runs without LeakSanitizer, as in cluster_test: Open MPI
+# keeps allocations to exit, many in dlclose()d MCA components that no
+# suppression can name. Our own leaks are covered by every other test.
+if [[ -n "${ASAN_OPTIONS:-}" ]]; then
+  export ASAN_OPTIONS="$ASAN_OPTIONS:detect_leaks=0"
+fi
 
 check() {
   local hosts=$1 chips=$2 out rc
