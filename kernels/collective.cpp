@@ -36,8 +36,15 @@ Spec spec_of(Kind k) {
   return {0, 0, false, -1, false, false, "none"};
 }
 
-// Storage size of any chipmesh::DataType (the library links nothing of
-// chipmesh, so not dtype_size), 0 outside the enum.
+
+CollDesc* desc(const CommContext* ctx, uint32_t rank, uint32_t call_no) {
+  return reinterpret_cast<CollDesc*>(device::flag(ctx, static_cast<int>(rank), kCollDescLine0 + call_no % 2));
+}
+
+using ull = unsigned long long;
+
+}  // namespace
+
 size_t any_dtype_size(uint32_t dtype) {
   switch (static_cast<DataType>(dtype)) {
     case DataType::INT8:
@@ -55,14 +62,6 @@ size_t any_dtype_size(uint32_t dtype) {
   }
   return 0;
 }
-
-CollDesc* desc(const CommContext* ctx, uint32_t rank, uint32_t call_no) {
-  return reinterpret_cast<CollDesc*>(device::flag(ctx, static_cast<int>(rank), kCollDescLine0 + call_no % 2));
-}
-
-using ull = unsigned long long;
-
-}  // namespace
 
 const char* kind_name(Kind k) {
   switch (k) {

@@ -42,6 +42,10 @@ enum class Kind : uint32_t { kAllgather = 1, kReduceScatter, kBroadcast, kReduce
 
 const char* kind_name(Kind k);
 
+// Storage size of any chipmesh::DataType (the library links nothing of
+// chipmesh, so not dtype_size), 0 outside the enum.
+size_t any_dtype_size(uint32_t dtype);
+
 // What a rank publishes about its call. Slot k % 2 of call k is rewritten by
 // call k + 2, which the rank cannot begin before every peer has entered call
 // k + 1, i.e. finished reading this one (as for allreduce's CallDesc).

@@ -171,4 +171,26 @@ inline Task alltoall_task(uint64_t in, uint64_t out, uint64_t count, DataType dt
 // Returns on a rank once every rank has entered.
 inline Task barrier_task() { return Task{"chipmesh_barrier", "", {}, {}}; }
 
+// The staged form of a collective task above, for data outside the window
+// (any device memory of the chip): kernel chipmesh_staged moves it through
+// [stage_offset, stage_offset + chunk * blocks * size) of the window, chunk
+// elements per block at a time (blocks: nranks for allgather, reduce_scatter
+// and alltoall, else 1). stage_offset and chunk must be the same on every
+// rank, and nothing else may use that part of the windows meanwhile. The
+// Orchestrator's collectives pick this form themselves (kernels/staged.cpp).
+namespace staged_kernel {
+inline constexpr uint64_t kAllreduce = 0;
+inline constexpr uint64_t kAllgather = 1;
+inline constexpr uint64_t kReduceScatter = 2;
+inline constexpr uint64_t kBroadcast = 3;
+inline constexpr uint64_t kReduce = 4;
+inline constexpr uint64_t kAlltoall = 5;
+}  // namespace staged_kernel
+// `collective` is one of staged_kernel's numbers, matching the task's kernel.
+inline Task staged_task(Task t, uint64_t collective, uint64_t stage_offset, uint64_t chunk) {
+  t.kernel = "chipmesh_staged";
+  t.scalars.insert(t.scalars.begin(), {collective, stage_offset, chunk});
+  return t;
+}
+
 }  // namespace chipmesh

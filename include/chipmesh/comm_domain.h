@@ -69,6 +69,9 @@ struct CommDomain::State {
   uint64_t allocation_id = 0;
   bool released = false;
   std::map<int, DomainContext> contexts;  // by chip
+  // Window bytes from this offset on hold no named buffer of any member:
+  // the staging area of collectives on data outside the windows.
+  uint64_t free_offset = 0;
   // Across hosts: members on all hosts, and the global rank of local rank 0.
   bool spans_hosts = false;
   int global_size = 0;

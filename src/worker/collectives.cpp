@@ -3,6 +3,7 @@
 // (chipmesh/collectives.h), dispatch them all-or-nothing with submit_group.
 #include "chipmesh/collectives.h"
 
+#include <algorithm>
 #include <functional>
 #include <string>
 #include <vector>
@@ -59,28 +60,123 @@ Checked check_common(const void* owner, const CommDomain& d, const char* what, s
   return c;
 }
 
-// The address lies inside the member's window with its bytes, aligned.
-void check_addr(const CommDomain& d, const char* what, const char* which, int rank, uint64_t addr, uint64_t bytes,
-                size_t es) {
-  const DomainContext& ctx = d.context(d.chips()[static_cast<size_t>(rank)]);
+// Where a call's data lies: every address inside its member's window
+// (the kernels work there directly), or some in ordinary device memory
+// (Worker::malloc): then every member moves its data through its window's
+// staging area [stage_off, stage_off + chunk * blocks * es) in chunks
+// (chipmesh_staged; kernels/staged.cpp).
+struct Placement {
+  bool staged = false;
+  uint64_t stage_off = 0;
+  uint64_t chunk = 0;  // elements per block
+};
+
+// Whether [addr, addr + bytes) of a chip lies in one Worker::malloc allocation.
+using Allocated = std::function<bool(int chip, uint64_t addr, uint64_t bytes)>;
+
+// The Worker's record of its allocations (a template: Worker::Impl is private
+// to Worker and friends, so it is deduced, not named).
+template <typename Impl>
+Allocated allocations_of(const Impl* m) {
+  return [m](int chip, uint64_t addr, uint64_t bytes) { return m->allocated(static_cast<size_t>(chip), addr, bytes); };
+}
+
+bool in_window(const DomainContext& ctx, uint64_t addr, uint64_t bytes) {
   const uint64_t base = ctx.local_window_base, size = ctx.actual_window_size;
-  if (addr < base || bytes > size || addr - base > size - bytes)
-    throw ConfigError(where(what, d) + ": " + which + " of rank " + std::to_string(rank) + " (chip " +
-                      std::to_string(ctx.chip) + ") [" + std::to_string(addr) + ", +" + std::to_string(bytes) +
-                      " bytes) is not inside its window [" + std::to_string(base) + ", +" + std::to_string(size) +
-                      " bytes); data outside the window is not staged through it yet");
+  return addr >= base && bytes <= size && addr - base <= size - bytes;
+}
+
+std::string range(uint64_t addr, uint64_t bytes) {
+  return "[" + std::to_string(addr) + ", +" + std::to_string(bytes) + " bytes)";
+}
+
+// One used address: inside the member's window or inside one Worker::malloc
+// allocation of its chip (then the call is staged), and aligned.
+void check_addr(const Allocated& allocated, const CommDomain& d, const char* what, const char* which, int rank,
+                uint64_t addr, uint64_t bytes, size_t es, Placement& p) {
+  const DomainContext& ctx = d.context(d.chips()[static_cast<size_t>(rank)]);
+  if (!in_window(ctx, addr, bytes)) {
+    if (!allocated(ctx.chip, addr, bytes))
+      throw ConfigError(where(what, d) + ": " + which + " of rank " + std::to_string(rank) + " (chip " +
+                        std::to_string(ctx.chip) + ") " + range(addr, bytes) + " is neither inside its window " +
+                        range(ctx.local_window_base, ctx.actual_window_size) +
+                        " nor inside one allocation Worker::malloc returned for chip " + std::to_string(ctx.chip));
+    p.staged = true;
+  }
   if (addr % es != 0)
     throw ConfigError(where(what, d) + ": " + which + " of rank " + std::to_string(rank) + " (" +
                       std::to_string(addr) + ") is not aligned to the " + std::to_string(es) + "-byte element size");
 }
 
-void check_addrs(const CommDomain& d, const char* what, const Checked& c, const std::vector<uint64_t>& in,
-                 const std::vector<uint64_t>& out, bool in_root_only, bool out_root_only, int root) {
+// Checks every used address (`in_root_only`: only the root's input is read,
+// `out_root_only`: only its output written) and the overlap of a member's
+// input and output (`own_block`: the NCCL in-place form of allgather (in ==
+// out + rank * count) or reduce_scatter (out == in + rank * count) is
+// allowed); picks the placement. Staged: the area starts after the domain's
+// named buffers (64-byte aligned) and takes the rest of the smallest window;
+// `blocks` blocks of one chunk must fit it, and no used address in a window
+// may reach into it.
+enum class OwnBlock { kNone, kInAtOut, kOutAtIn };
+Placement check_addrs(const Allocated& m, const CommDomain& d, const char* what, const Checked& c,
+                      const std::vector<uint64_t>& in, const std::vector<uint64_t>& out, bool in_root_only,
+                      bool out_root_only, int root, uint64_t count, uint64_t blocks, OwnBlock own_block) {
+  Placement p;
   for (size_t r = 0; r < in.size(); ++r) {
     const int rank = static_cast<int>(r);
-    if (c.in_bytes && (!in_root_only || rank == root)) check_addr(d, what, "input", rank, in[r], c.in_bytes, c.es);
-    if (c.out_bytes && (!out_root_only || rank == root)) check_addr(d, what, "output", rank, out[r], c.out_bytes, c.es);
+    const bool in_used = c.in_bytes && (!in_root_only || rank == root);
+    const bool out_used = c.out_bytes && (!out_root_only || rank == root);
+    if (in_used) check_addr(m, d, what, "input", rank, in[r], c.in_bytes, c.es, p);
+    if (out_used) check_addr(m, d, what, "output", rank, out[r], c.out_bytes, c.es, p);
+    if (!in_used || !out_used || in[r] == out[r]) continue;
+    const uint64_t block = count * c.es * r;
+    if ((own_block == OwnBlock::kInAtOut && in[r] == out[r] + block) ||
+        (own_block == OwnBlock::kOutAtIn && out[r] == in[r] + block))
+      continue;
+    if (in[r] < out[r] + c.out_bytes && out[r] < in[r] + c.in_bytes)
+      throw ConfigError(where(what, d) + ": rank " + std::to_string(r) + "'s input " + range(in[r], c.in_bytes) +
+                        " and output " + range(out[r], c.out_bytes) + " overlap without being in place");
   }
+  if (c.in_bytes == 0 && c.out_bytes == 0) {
+    // Nothing moves; the staged form (which returns at once) takes any address.
+    for (size_t r = 0; r < in.size(); ++r) {
+      const DomainContext& ctx = d.context(d.chips()[r]);
+      if (!in_window(ctx, in[r], 0) || !in_window(ctx, out[r], 0)) p = Placement{true, 0, 1};
+    }
+    return p;
+  }
+  if (!p.staged) return p;
+  uint64_t size = UINT64_MAX;
+  for (int chip : d.chips()) size = std::min<uint64_t>(size, d.context(chip).actual_window_size);
+  const uint64_t off = (d.state()->free_offset + 63) / 64 * 64;
+  const uint64_t per_chunk = blocks * c.es;  // bytes of one element of every block
+  if (off >= size || (size - off) / per_chunk == 0)
+    throw ConfigError(where(what, d) + ": data outside the windows moves through the window bytes after the " +
+                      "domain's buffers, [" + std::to_string(off) + ", " + std::to_string(size) +
+                      "), which cannot hold one element of each of its " + std::to_string(blocks) + " blocks (" +
+                      std::to_string(per_chunk) + " bytes)");
+  uint64_t chunk = std::min<uint64_t>((size - off) / per_chunk, std::max<uint64_t>(count, 1));
+  const uint64_t line = 64 / c.es;  // whole cache lines per block when there is room
+  if (chunk > line) chunk -= chunk % line;
+  p.stage_off = off;
+  p.chunk = chunk;
+  for (size_t r = 0; r < in.size(); ++r) {
+    const DomainContext& ctx = d.context(d.chips()[r]);
+    const uint64_t area = ctx.local_window_base + off, area_bytes = chunk * per_chunk;
+    const int rank = static_cast<int>(r);
+    const std::pair<uint64_t, uint64_t> used[] = {{in[r], in_root_only && rank != root ? 0 : c.in_bytes},
+                                                  {out[r], out_root_only && rank != root ? 0 : c.out_bytes}};
+    for (const auto& [addr, bytes] : used)
+      if (bytes && in_window(ctx, addr, bytes) && addr < area + area_bytes && area < addr + bytes)
+        throw ConfigError(where(what, d) + ": rank " + std::to_string(r) + "'s buffer " + range(addr, bytes) +
+                          " reaches into the window's staging area " + range(area, area_bytes) +
+                          " that the data outside the windows moves through");
+  }
+  return p;
+}
+
+// The task of a member, in its staged form when the placement says so.
+Task placed(Task t, const Placement& p, uint64_t collective) {
+  return p.staged ? staged_task(std::move(t), collective, p.stage_off, p.chunk) : t;
 }
 
 void check_root(const CommDomain& d, const char* what, int root) {
@@ -114,23 +210,17 @@ namespace {
 
 // Checks an allreduce and submits one task per member; returns the chips.
 // `flush`: whether the tasks flush their store_to_host buffers.
-std::vector<int> submit_allreduce(Orchestrator& o, const void* owner, const CommDomain& d,
+std::vector<int> submit_allreduce(Orchestrator& o, const void* owner, const Allocated& allocated, const CommDomain& d,
                                   const std::vector<uint64_t>& in, const std::vector<uint64_t>& out, size_t count,
                                   DataType dtype, ReduceOp op, AllreduceAlgo algo, bool flush) {
   const char* what = "allreduce";
   Checked c = check_common(owner, d, what, in.size(), out.size(), 1, 1, count, dtype, true, &op);
   allreduce_kernel::mode(algo, 0);  // ConfigError outside the enum
   if (d.spans_hosts()) cluster::check_allreduce(dtype, op);
-  check_addrs(d, what, c, in, out, false, false, 0);
-  // In place (in == out) or apart: a partial overlap would read what it has already written.
-  for (size_t r = 0; r < in.size() && c.in_bytes; ++r) {
-    if (in[r] != out[r] && in[r] < out[r] + c.out_bytes && out[r] < in[r] + c.in_bytes)
-      throw ConfigError(where(what, d) + ": rank " + std::to_string(r) + "'s input [" + std::to_string(in[r]) + ", +" +
-                        std::to_string(c.in_bytes) + " bytes) and output [" + std::to_string(out[r]) + ", +" +
-                        std::to_string(c.out_bytes) + " bytes) overlap without being the same (in place)");
-  }
-  // The allreduce kernel needs the same window offsets on every member.
-  for (size_t r = 1; r < in.size() && count; ++r) {
+  const Placement p = check_addrs(allocated, d, what, c, in, out, false, false, 0, count, 1, OwnBlock::kNone);
+  // The allreduce kernel needs the same window offsets on every member
+  // (staged, the staging area is at one offset everywhere).
+  for (size_t r = 1; r < in.size() && count && !p.staged; ++r) {
     const DomainContext& c0 = d.context(c.chips[0]);
     const DomainContext& cr = d.context(c.chips[r]);
     if (in[r] - cr.local_window_base != in[0] - c0.local_window_base ||
@@ -140,7 +230,9 @@ std::vector<int> submit_allreduce(Orchestrator& o, const void* owner, const Comm
   }
   std::vector<Task> tasks;
   for (size_t r = 0; r < in.size(); ++r) {
-    tasks.push_back(allreduce_task(in[r], out[r], count, dtype, op, algo));
+    Task t = allreduce_task(in[r], out[r], count, dtype, op, algo);
+    if (p.staged) t.scalars[0] = allreduce_kernel::mode(algo, p.chunk * c.es);  // by the size of one chunk
+    tasks.push_back(placed(std::move(t), p, staged_kernel::kAllreduce));
     tasks.back().flush_outputs = flush;
   }
   o.submit_group(c.chips, on_domain(d, c.chips, std::move(tasks)));
@@ -155,14 +247,14 @@ void Orchestrator::allreduce(const CommDomain& d, const std::vector<uint64_t>& i
                              size_t count, DataType dtype, ReduceOp op, AllreduceAlgo algo) {
   const void* owner = worker_.impl_.get();
   if (!spans_hosts(d)) {
-    submit_allreduce(*this, owner, d, in, out, count, dtype, op, algo, true);
+    submit_allreduce(*this, owner, allocations_of(worker_.impl_.get()), d, in, out, count, dtype, op, algo, true);
     return;
   }
   // Hierarchical: this host's chips reduce into `out` (no flush yet), the
   // hosts exchange, every chip gets the result; returns when done. Every
   // failure from the checks on is settled with the other hosts.
   worker_.impl_->across_hosts_allreduce(
-      worker_, *this, [&] { return submit_allreduce(*this, owner, d, in, out, count, dtype, op, algo, false); }, out,
+      worker_, *this, [&] { return submit_allreduce(*this, owner, allocations_of(worker_.impl_.get()), d, in, out, count, dtype, op, algo, false); }, out,
       count, dtype, op);
 }
 
@@ -171,10 +263,12 @@ void Orchestrator::allgather(const CommDomain& d, const std::vector<uint64_t>& i
   const char* what = "allgather";
   Checked c = check_common(worker_.impl_.get(), d, what, in.size(), out.size(), 1, static_cast<uint64_t>(d.size()),
                            count_per_rank, dtype, false, nullptr);
-  check_addrs(d, what, c, in, out, false, false, 0);
+  const auto n = static_cast<uint64_t>(d.size());
+  const Placement p = check_addrs(allocations_of(worker_.impl_.get()), d, what, c, in, out, false, false, 0, count_per_rank, n,
+                                  OwnBlock::kInAtOut);
   std::vector<Task> tasks;
   for (size_t r = 0; r < in.size(); ++r)
-    tasks.push_back(allgather_task(in[r], out[r], count_per_rank, dtype, static_cast<uint64_t>(d.size())));
+    tasks.push_back(placed(allgather_task(in[r], out[r], count_per_rank, dtype, n), p, staged_kernel::kAllgather));
   submit_group(c.chips, on_domain(d, c.chips, std::move(tasks)));
 }
 
@@ -184,10 +278,13 @@ void Orchestrator::reduce_scatter(const CommDomain& d, const std::vector<uint64_
   const char* what = "reduce_scatter";
   Checked c = check_common(worker_.impl_.get(), d, what, in.size(), out.size(), static_cast<uint64_t>(d.size()), 1,
                            count_per_rank, dtype, true, &op);
-  check_addrs(d, what, c, in, out, false, false, 0);
+  const auto n = static_cast<uint64_t>(d.size());
+  const Placement p = check_addrs(allocations_of(worker_.impl_.get()), d, what, c, in, out, false, false, 0, count_per_rank, n,
+                                  OwnBlock::kOutAtIn);
   std::vector<Task> tasks;
   for (size_t r = 0; r < in.size(); ++r)
-    tasks.push_back(reduce_scatter_task(in[r], out[r], count_per_rank, dtype, op, static_cast<uint64_t>(d.size())));
+    tasks.push_back(
+        placed(reduce_scatter_task(in[r], out[r], count_per_rank, dtype, op, n), p, staged_kernel::kReduceScatter));
   submit_group(c.chips, on_domain(d, c.chips, std::move(tasks)));
 }
 
@@ -196,10 +293,11 @@ void Orchestrator::broadcast(const CommDomain& d, const std::vector<uint64_t>& i
   const char* what = "broadcast";
   Checked c = check_common(worker_.impl_.get(), d, what, in.size(), out.size(), 1, 1, count, dtype, false, nullptr);
   check_root(d, what, root);
-  check_addrs(d, what, c, in, out, true, false, root);
+  const Placement p = check_addrs(allocations_of(worker_.impl_.get()), d, what, c, in, out, true, false, root, count, 1, OwnBlock::kNone);
   std::vector<Task> tasks;
   for (size_t r = 0; r < in.size(); ++r)
-    tasks.push_back(broadcast_task(in[r], out[r], count, dtype, static_cast<uint64_t>(root)));
+    tasks.push_back(
+        placed(broadcast_task(in[r], out[r], count, dtype, static_cast<uint64_t>(root)), p, staged_kernel::kBroadcast));
   submit_group(c.chips, on_domain(d, c.chips, std::move(tasks)));
 }
 
@@ -208,10 +306,11 @@ void Orchestrator::reduce(const CommDomain& d, const std::vector<uint64_t>& in, 
   const char* what = "reduce";
   Checked c = check_common(worker_.impl_.get(), d, what, in.size(), out.size(), 1, 1, count, dtype, true, &op);
   check_root(d, what, root);
-  check_addrs(d, what, c, in, out, false, true, root);
+  const Placement p = check_addrs(allocations_of(worker_.impl_.get()), d, what, c, in, out, false, true, root, count, 1, OwnBlock::kNone);
   std::vector<Task> tasks;
   for (size_t r = 0; r < in.size(); ++r)
-    tasks.push_back(reduce_task(in[r], out[r], count, dtype, op, static_cast<uint64_t>(root)));
+    tasks.push_back(
+        placed(reduce_task(in[r], out[r], count, dtype, op, static_cast<uint64_t>(root)), p, staged_kernel::kReduce));
   submit_group(c.chips, on_domain(d, c.chips, std::move(tasks)));
 }
 
@@ -220,9 +319,11 @@ void Orchestrator::all_to_all(const CommDomain& d, const std::vector<uint64_t>& 
   const char* what = "all_to_all";
   const auto n = static_cast<uint64_t>(d.size());
   Checked c = check_common(worker_.impl_.get(), d, what, in.size(), out.size(), n, n, count_per_peer, dtype, false, nullptr);
-  check_addrs(d, what, c, in, out, false, false, 0);
+  const Placement p =
+      check_addrs(allocations_of(worker_.impl_.get()), d, what, c, in, out, false, false, 0, count_per_peer, n, OwnBlock::kNone);
   std::vector<Task> tasks;
-  for (size_t r = 0; r < in.size(); ++r) tasks.push_back(alltoall_task(in[r], out[r], count_per_peer, dtype, n));
+  for (size_t r = 0; r < in.size(); ++r)
+    tasks.push_back(placed(alltoall_task(in[r], out[r], count_per_peer, dtype, n), p, staged_kernel::kAlltoall));
   submit_group(c.chips, on_domain(d, c.chips, std::move(tasks)));
 }
 

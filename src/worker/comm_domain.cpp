@@ -2,6 +2,7 @@
 // the domain over the bring-up communicator.
 #include "chipmesh/comm_domain.h"
 
+#include <algorithm>
 #include <string>
 
 #include "chipmesh/errors.h"
@@ -85,6 +86,11 @@ void Worker::Impl::build_world() {
     const ChipContext& c = contexts[static_cast<size_t>(chip)];
     s->contexts[chip] = DomainContext{chip, r, nranks, c.device_ctx, c.local_window_base, c.actual_window_size,
                                       c.buffer_ptrs};
+    for (const auto& b : cfg.chip_bootstrap_configs[static_cast<size_t>(chip)].buffers) {
+      auto it = c.buffer_ptrs.find(b.name);
+      if (b.placement == "window" && it != c.buffer_ptrs.end())
+        s->free_offset = std::max<uint64_t>(s->free_offset, it->second - c.local_window_base + b.nbytes);
+    }
   }
   if (cluster) {
     // Every host has the same number of chips (checked by agree()).

@@ -256,6 +256,7 @@ CommDomain Orchestrator::allocate_domain(const std::string& name, const std::vec
   s->name = name;
   s->chips = members;
   s->allocation_id = m.next_allocation_id++;
+  s->free_offset = buffers.empty() ? 0 : offsets.back() + buffers.back().nbytes;
   m.domains[name] = Worker::Impl::LiveDomain{s, handles, dir};
   CHIPMESH_INFO(WORKER, "allocated domain '%s' (allocation %llu) over %zu chips, window %zu bytes", name.c_str(),
                 static_cast<unsigned long long>(s->allocation_id), n, window_size);

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <deque>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -43,6 +44,12 @@ struct Worker::Impl {
   // The chips' host arenas (none when the platform takes none); made with
   // the region, before the forks.
   std::unique_ptr<worker::HostArenas> arenas;
+  // What Worker::malloc returned and free has not taken back, per chip
+  // (device address -> bytes): the collectives check addresses outside the
+  // windows against it before anything is dispatched.
+  std::vector<std::map<uint64_t, size_t>> allocations;
+  // Whether [addr, addr + bytes) of `chip` lies inside one such allocation.
+  bool allocated(size_t chip, uint64_t addr, uint64_t bytes) const;
 
   // The job across hosts (cluster_world.cpp): resolved at construction,
   // joined by init(); null on one host.
@@ -100,7 +107,8 @@ struct Worker::Impl {
   std::vector<std::optional<std::chrono::steady_clock::time_point>> stopped_since;
   std::chrono::steady_clock::time_point next_stop_check{};
 
-  explicit Impl(WorkerConfig c) : cfg(std::move(c)), live_pids(new std::atomic<pid_t>[cfg.device_ids.size()]) {
+  explicit Impl(WorkerConfig c)
+      : cfg(std::move(c)), live_pids(new std::atomic<pid_t>[cfg.device_ids.size()]), allocations(cfg.device_ids.size()) {
     for (size_t i = 0; i < n(); ++i) live_pids[i].store(0);
   }
   // ChipError "interrupted" when interrupt() was called.

@@ -162,12 +162,22 @@ uint64_t Worker::malloc(int chip, size_t nbytes) {
   const Entry& done = impl_->chips[chip]->entries[seq % kRingDepth];
   if (impl_->arenas && done.arena_offset != CHIPMESH_NO_ARENA_OFFSET)
     impl_->arenas->add(chip, done.result, nbytes, done.arena_offset);
+  if (nbytes > 0) impl_->allocations[static_cast<size_t>(chip)][done.result] = nbytes;
   return done.result;
+}
+
+bool Worker::Impl::allocated(size_t chip, uint64_t addr, uint64_t bytes) const {
+  const auto& a = allocations[chip];
+  auto it = a.upper_bound(addr);
+  if (it == a.begin()) return false;
+  --it;
+  return addr - it->first <= it->second && bytes <= it->second - (addr - it->first);
 }
 
 void Worker::free(int chip, uint64_t ptr) {
   impl_->require_usable(chip, "free");
   if (impl_->arenas) impl_->arenas->remove(chip, ptr);  // first: no copy may reach it once it is going
+  impl_->allocations[static_cast<size_t>(chip)].erase(ptr);
   Entry& e = impl_->acquire_entry(chip);
   e.op = Op::Free;
   e.a = ptr;

@@ -93,8 +93,13 @@ std::string describe(int n, const Case& c) {
          std::to_string(c.count) + " root " + std::to_string(c.root) + (c.by_name ? " by name" : " by address");
 }
 
+// Where a case's data lies: the window's buffers, or device memory from
+// Worker::malloc (staged through the window), or the input in the window
+// and the output in malloc memory.
+enum class Place { kWindow, kMalloc, kOutInMalloc };
+
 // Runs the cases one run() each and checks every member's output.
-void run_cases(Worker& w, const std::vector<Case>& cases) {
+void run_cases(Worker& w, const std::vector<Case>& cases, Place place = Place::kWindow) {
   const CommDomain& world = w.world();
   const int n = world.size();
   for (const Case& c : cases) {
@@ -105,19 +110,26 @@ void run_cases(Worker& w, const std::vector<Case>& cases) {
     const size_t out_elems = out_n ? n * c.count : c.count;
     // In place: both in "b" (allgather: the NCCL form needs an address, so
     // by name it is in == out with the input at block 0).
+    const bool by_name = c.by_name && place == Place::kWindow;
     const std::string in_name = c.in_place ? "b" : "a";
-    std::vector<uint64_t> in(n), out(n);
+    std::vector<uint64_t> in(n), out(n), allocated;
     for (int r = 0; r < n; ++r) {
       const DomainContext& ctx = world.context(world.chips()[r]);
-      in[r] = ctx.buffer_ptrs.at(in_name);
-      out[r] = ctx.buffer_ptrs.at("b");
+      const size_t bytes = std::max(in_elems, out_elems) * es + 64;
+      auto mem = [&] {
+        allocated.push_back(w.malloc(world.chips()[r], bytes));
+        return allocated.back();
+      };
+      out[r] = place == Place::kWindow ? ctx.buffer_ptrs.at("b") : mem();
+      in[r] = place == Place::kMalloc ? (c.in_place ? out[r] : mem())
+                                      : (c.in_place && place == Place::kWindow ? out[r] : ctx.buffer_ptrs.at("a"));
       std::vector<unsigned char> buf(std::max(in_elems, out_elems) * es + 64, 0xA5);
       w.copy_to(world.chips()[r], out[r], buf.data(), buf.size());
       for (size_t i = 0; i < in_elems; ++i) put(c.t, buf.data(), i, value(r, i, c.salt));
       w.copy_to(world.chips()[r], in[r], buf.data(), in_elems * es);
     }
     w.run([&](Orchestrator& o) {
-      if (c.by_name) {
+      if (by_name) {
         switch (c.coll) {
           case Coll::kAllreduce: o.allreduce(world, in_name, "b", c.count, c.t, c.op); break;
           case Coll::kAllgather: o.allgather(world, in_name, "b", c.count, c.t); break;
@@ -153,8 +165,10 @@ void run_cases(Worker& w, const std::vector<Case>& cases) {
         put(c.t, want.data(), i, v);
       }
       if (!got.empty()) w.copy_from(world.chips()[r], got.data(), out[r], got.size());
-      ASSERT_TRUE(got == want) << describe(n, c) << ": rank " << r << " (chip " << world.chips()[r] << ") differs";
+      ASSERT_TRUE(got == want) << describe(n, c) << " (place " << static_cast<int>(place) << "): rank " << r
+                               << " (chip " << world.chips()[r] << ") differs";
     }
+    for (size_t i = 0; i < allocated.size(); ++i) w.free(world.chips()[i / (allocated.size() / n)], allocated[i]);
   }
 }
 
@@ -189,6 +203,67 @@ TEST_P(WorkerCollectives, EveryCollectiveByAddressAndByName) {
 
 INSTANTIATE_TEST_SUITE_P(Chips, WorkerCollectives, ::testing::Values(1, 3, 4),
                          [](const auto& info) { return std::to_string(info.param) + "chips"; });
+
+// The same cases on data outside the windows (Worker::malloc memory), staged
+// through a 4 KiB staging area after the buffers: the larger counts take
+// several chunks (1001 int64 elements of 4 blocks are 32 KiB). And with the
+// input in the window, the output outside.
+class WorkerStagedCollectives : public ::testing::TestWithParam<int> {};
+
+TEST_P(WorkerStagedCollectives, EveryCollectiveOnMallocMemoryThroughASmallWindow) {
+  const int n = GetParam();
+  ScratchDir scratch;
+  WorkerConfig cfg = comm_config(n, scratch.file("rootinfo"), 2 * kBufBytes + 4096,
+                                 {{"a", DataType::UINT8, kBufBytes, kBufBytes}, {"b", DataType::UINT8, kBufBytes, kBufBytes}});
+  Worker w(std::move(cfg));
+  w.init();
+  run_cases(w, all_cases(n), Place::kMalloc);
+  run_cases(w, all_cases(n), Place::kOutInMalloc);
+  w.close();
+  EXPECT_TRUE(scratch.entries().empty());
+}
+
+INSTANTIATE_TEST_SUITE_P(Chips, WorkerStagedCollectives, ::testing::Values(1, 2, 3),
+                         [](const auto& info) { return std::to_string(info.param) + "chips"; });
+
+// 256 MiB of int32 per chip, in Worker::malloc memory, summed through a
+// 1 MiB window (256 chunks), in place; then an allgather of 16 MiB per rank
+// into 32 MiB outputs through the same window. Checked element by element.
+TEST(WorkerStagedCollectivesLarge, Allreduce256MiBThroughA1MiBWindow) {
+  ScratchDir scratch;
+  Worker w(comm_config(2, scratch.file("rootinfo"), size_t{1} << 20));
+  w.init();
+  const CommDomain& world = w.world();
+  const size_t count = (size_t{256} << 20) / 4;
+  std::vector<int32_t> host(count);
+  std::vector<uint64_t> data;
+  for (int chip = 0; chip < 2; ++chip) {
+    data.push_back(w.malloc(chip, count * 4));
+    for (size_t i = 0; i < count; ++i) host[i] = static_cast<int32_t>(i * (chip + 1));
+    w.copy_to(chip, data.back(), host.data(), count * 4);
+  }
+  w.run([&](Orchestrator& o) { o.allreduce(world, data, data, count, DataType::INT32, ReduceOp::SUM); });
+  for (int chip = 0; chip < 2; ++chip) {
+    w.copy_from(chip, host.data(), data[static_cast<size_t>(chip)], count * 4);
+    size_t wrong = 0, first = count;
+    for (size_t i = 0; i < count; ++i)
+      if (host[i] != static_cast<int32_t>(i * 3) && wrong++ == 0) first = i;
+    EXPECT_EQ(wrong, 0u) << "chip " << chip << ": first wrong element " << first;
+  }
+  const size_t per_rank = (size_t{16} << 20) / 4;
+  std::vector<uint64_t> gathered;
+  for (int chip = 0; chip < 2; ++chip) gathered.push_back(w.malloc(chip, 2 * per_rank * 4));
+  w.run([&](Orchestrator& o) { o.allgather(world, data, gathered, per_rank, DataType::INT32); });
+  for (int chip = 0; chip < 2; ++chip) {
+    std::vector<int32_t> got(2 * per_rank);
+    w.copy_from(chip, got.data(), gathered[static_cast<size_t>(chip)], got.size() * 4);
+    size_t wrong = 0;
+    for (size_t i = 0; i < got.size(); ++i) wrong += got[i] != static_cast<int32_t>((i % per_rank) * 3);
+    EXPECT_EQ(wrong, 0u) << "chip " << chip << " allgather";
+  }
+  w.close();
+  EXPECT_TRUE(scratch.entries().empty());
+}
 
 TEST(WorkerWorld, DescribesTheBringUpCommunicatorInRankOrder) {
   ScratchDir scratch;
@@ -251,7 +326,8 @@ TEST(WorkerCollectivesArgs, BadArgumentsAreConfigErrorsBeforeDispatch) {
   // Marker in b: nothing may run.
   std::vector<unsigned char> marker(256, 0x5A);
   for (int chip = 0; chip < 2; ++chip) w.copy_to(chip, b[static_cast<size_t>(chip)], marker.data(), marker.size());
-  auto expect_config = [&](const char* what, const std::function<void(Orchestrator&)>& call, const char* message) {
+  auto expect_config = [&](const char* what, const std::function<void(Orchestrator&)>& call,
+                           const std::string& message) {
     try {
       w.run(call);
       ADD_FAILURE() << what << ": no error";
@@ -271,17 +347,27 @@ TEST(WorkerCollectivesArgs, BadArgumentsAreConfigErrorsBeforeDispatch) {
                 "dtype uint16 is not supported");
   expect_config("op", [&](Orchestrator& o) { o.allreduce(d, a, b, 8, f32, static_cast<ReduceOp>(7)); },
                 "reduce op 7");
-  expect_config("outside window", [&](Orchestrator& o) { o.allgather(d, {outside, a[1]}, b, 8, f32); },
-                "input of rank 0 (chip 0)");
+  expect_config("outside window and memory", [&](Orchestrator& o) {
+    o.allgather(d, {outside + 4096, a[1]}, b, 8, f32);
+  }, "input of rank 0 (chip 0) [" + std::to_string(outside + 4096) + ", +32 bytes) is neither inside its window");
   expect_config("past the window", [&](Orchestrator& o) { o.broadcast(d, a, b, kBufBytes, f32, 0); },
-                "is not inside its window");
+                "nor inside one allocation Worker::malloc returned for chip 0");
+  expect_config("past an allocation", [&](Orchestrator& o) { o.broadcast(d, {outside + 8, a[1]}, b, 1024, f32, 0); },
+                "is neither inside its window");
+  // Malloc memory is staged through the window bytes after the buffers:
+  // here the buffers fill the whole window.
+  expect_config("no staging room", [&](Orchestrator& o) { o.allgather(d, {outside, a[1]}, b, 8, f32); },
+                "which cannot hold one element of each of its 2 blocks (8 bytes)");
   expect_config("unknown buffer", [&](Orchestrator& o) { o.allgather(d, "nope", "b", 8, f32); },
                 "has no buffer 'nope'");
   expect_config("allreduce offsets", [&](Orchestrator& o) { o.allreduce(d, {a[0], a[1] + 4}, b, 8, f32, ReduceOp::SUM); },
                 "same window offsets");
   expect_config("partial overlap", [&](Orchestrator& o) {
     o.allreduce(d, a, {a[0] + 16, a[1] + 16}, 8, f32, ReduceOp::SUM);
-  }, "overlap without being the same");
+  }, "overlap without being in place");
+  expect_config("partial overlap of a collective", [&](Orchestrator& o) {
+    o.all_to_all(d, a, {a[0] + 4, a[1] + 4}, 4, f32);
+  }, "rank 0's input [");
   expect_config("released handle", [&](Orchestrator& o) { o.barrier(CommDomain()); }, "refers to no domain");
   // Nothing of any rejected call reached a chip.
   for (int chip = 0; chip < 2; ++chip) {
