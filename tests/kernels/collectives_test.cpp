@@ -168,6 +168,7 @@ struct Kernels {
   void* handle = nullptr;
   chipmesh_kernel_entry entry[kNumColls] = {};
   chipmesh_kernel_entry barrier = nullptr;
+  chipmesh_kernel_entry staged = nullptr;
 };
 
 const Kernels& kernels() {
@@ -182,6 +183,8 @@ const Kernels& kernels() {
     }
     k.barrier = reinterpret_cast<chipmesh_kernel_entry>(dlsym(k.handle, "chipmesh_barrier"));
     if (!k.barrier) throw std::runtime_error("chipmesh_barrier missing in " + path);
+    k.staged = reinterpret_cast<chipmesh_kernel_entry>(dlsym(k.handle, "chipmesh_staged"));
+    if (!k.staged) throw std::runtime_error("chipmesh_staged missing in " + path);
     return k;
   }();
   return k;
@@ -634,6 +637,46 @@ TEST_F(Collectives, InvalidArgumentsAreConfigErrorsWithAMessage) {
     // Nothing was left half done: the communicator still works.
     run_and_check(R, Case{kAllgather, f32, kSum, kOutOfPlace, 7, 0, 1});
     R.w.free(outside);
+  });
+  EXPECT_TRUE(all_ok(outcomes));
+}
+
+// chipmesh_staged on memory outside the window: a reduce_scatter of 1000
+// int32 per block through a 256-byte area (chunks of 32 elements x 3
+// blocks) equals the reduction; bad staging arguments are ConfigErrors.
+TEST_F(Collectives, StagedFormMovesDataOutsideTheWindowInChunks) {
+  constexpr int n = 3;
+  auto outcomes = fork_ranks(n, [&](int rank) {
+    Rank R(rank, n, path, 4096);
+    const auto t = DataType::INT32;
+    const uint64_t count = 1000;
+    const uint64_t in = R.w.malloc(n * count * 4), out = R.w.malloc(count * 4);
+    auto* pin = reinterpret_cast<int32_t*>(in);
+    for (uint64_t i = 0; i < n * count; ++i) pin[i] = static_cast<int32_t>(i * (rank + 1));
+    const uint64_t stage_off = 2 * 4096 - 3 * 32 * 4 - 128;  // inside the window, after a and b's start
+    {
+      KernelCall call(R.ctx, {tensor(in, t, n * count), tensor(out, t, count)}, {2, stage_off, 32, 0}, 10s);
+      const int rc = call.run(R.w, kernels().staged);
+      CM_REQUIRE(rc == 0) << "rc " << rc << ": " << call.error;
+      const auto* pout = reinterpret_cast<const int32_t*>(out);
+      for (uint64_t i = 0; i < count; ++i)
+        CM_REQUIRE(pout[i] == static_cast<int32_t>((rank * count + i) * 6)) << "element " << i << ": " << pout[i];
+    }
+    const struct {
+      std::vector<uint64_t> scalars;
+      const char* message;
+    } bad[] = {{{9, 0, 32, 0}, "staged: collective 9 is not 0..5"},
+               {{2, 8192, 32, 0}, "does not fit the window of 8192 bytes"},
+               {{2, 0, 0, 0}, "chunk 0 x 3 blocks"},
+               {{2, 0}, "expects at least 3 scalars"}};
+    for (const auto& b : bad) {
+      KernelCall call(R.ctx, {tensor(in, t, n * count), tensor(out, t, count)}, b.scalars, 10s);
+      const int rc = call.run(R.w, kernels().staged);
+      CM_REQUIRE(rc == CHIPMESH_ERR_CONFIG) << b.message << ": rc " << rc << ": " << call.error;
+      CM_REQUIRE(std::string(call.error).find(b.message) != std::string::npos) << call.error;
+    }
+    R.w.free(out);
+    R.w.free(in);
   });
   EXPECT_TRUE(all_ok(outcomes));
 }
