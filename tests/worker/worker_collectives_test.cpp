@@ -223,7 +223,7 @@ TEST_P(WorkerStagedCollectives, EveryCollectiveOnMallocMemoryThroughASmallWindow
   EXPECT_TRUE(scratch.entries().empty());
 }
 
-INSTANTIATE_TEST_SUITE_P(Chips, WorkerStagedCollectives, ::testing::Values(1, 2, 3),
+INSTANTIATE_TEST_SUITE_P(Chips, WorkerStagedCollectives, ::testing::Values(1, 2, 3, 8),
                          [](const auto& info) { return std::to_string(info.param) + "chips"; });
 
 // 256 MiB of int32 per chip, in Worker::malloc memory, summed through a
