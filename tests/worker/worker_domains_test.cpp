@@ -367,6 +367,49 @@ TEST_F(DomainsTest, AllreduceAndAllgatherOnADomainMatchTheHostReference) {
   w.close();
 }
 
+// Data in Worker::malloc memory on a domain: staged through the window
+// bytes after the domain's buffers (a 4 KiB window, 1 KiB of buffers); a
+// buffer that the staged data would clobber is refused.
+TEST_F(DomainsTest, ReduceScatterOnMallocMemoryIsStagedAfterTheDomainsBuffers) {
+  Worker w(plain_config(3));
+  w.init();
+  const size_t count = 5000;  // per rank; 3 * 5000 int32 per input
+  w.run([&](Orchestrator& o) {
+    CommDomain d = o.allocate_domain("staged", {2, 0}, 4096, {{"keep", DataType::INT32, 256, 1024}});
+    std::vector<uint64_t> in, out;
+    for (int chip : d.chips()) {
+      const int r = d.context(chip).domain_rank;
+      in.push_back(w.malloc(chip, 2 * count * 4));
+      out.push_back(w.malloc(chip, count * 4));
+      std::vector<int32_t> v(2 * count);
+      for (size_t i = 0; i < v.size(); ++i) v[i] = val(r, i, 7);
+      w.copy_to(chip, in.back(), v.data(), v.size() * 4);
+      std::vector<int32_t> keep(256, 1234 + r);
+      w.copy_to(chip, d.context(chip).buffer_ptrs.at("keep"), keep.data(), 1024);
+    }
+    o.reduce_scatter(d, in, out, count, DataType::INT32, ReduceOp::SUM);
+    o.wait();
+    for (int chip : d.chips()) {
+      const int r = d.context(chip).domain_rank;
+      std::vector<int32_t> got(count), keep(256);
+      w.copy_from(chip, got.data(), out[static_cast<size_t>(r)], count * 4);
+      for (size_t i = 0; i < count; ++i)
+        ASSERT_EQ(got[i], val(0, r * count + i, 7) + val(1, r * count + i, 7)) << "chip " << chip << " element " << i;
+      w.copy_from(chip, keep.data(), d.context(chip).buffer_ptrs.at("keep"), 1024);
+      EXPECT_EQ(keep, std::vector<int32_t>(256, 1234 + r)) << "the staging overwrote buffer 'keep' of chip " << chip;
+    }
+    // The window address right after 'keep' is the staging area's.
+    std::vector<uint64_t> clash;
+    for (int chip : d.chips()) clash.push_back(d.context(chip).local_window_base + 1024);
+    EXPECT_THROW(o.reduce_scatter(d, in, clash, 8, DataType::INT32, ReduceOp::SUM), ConfigError);
+    for (size_t r = 0; r < 2; ++r) {
+      w.free(d.chips()[r], in[r]);
+      w.free(d.chips()[r], out[r]);
+    }
+  });
+  w.close();
+}
+
 // A platform failure on the members (a window no platform can give) fails
 // the call naming a chip; nothing is left, the name stays free.
 TEST_F(DomainsTest, FailedAllocateLeavesNothingAndTheNameFree) {
