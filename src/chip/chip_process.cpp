@@ -142,9 +142,17 @@ class ChipServer {
     // Until this task succeeds, its outputs are suspect: no explicit Flush
     // may publish them (set first: a bad kernel name throws below).
     last_task_failed_ = true;
-    std::string library(t.library, strnlen(t.library, sizeof(t.library)));
-    std::string kernel(t.kernel, strnlen(t.kernel, sizeof(t.kernel)));
-    chipmesh_kernel_entry fn = kernels_.find(library, kernel);
+    // Back-to-back tasks mostly call the kernel of the task before: look it
+    // up (building strings) only when the names change.
+    if (!last_fn_ || std::strncmp(t.kernel, last_kernel_.c_str(), sizeof(t.kernel)) != 0 ||
+        std::strncmp(t.library, last_library_.c_str(), sizeof(t.library)) != 0) {
+      last_fn_ = nullptr;
+      last_library_.assign(t.library, strnlen(t.library, sizeof(t.library)));
+      last_kernel_.assign(t.kernel, strnlen(t.kernel, sizeof(t.kernel)));
+      last_fn_ = kernels_.find(last_library_, last_kernel_);
+    }
+    chipmesh_kernel_entry fn = last_fn_;
+    const std::string& kernel = last_kernel_;
     char message[CHIPMESH_KERNEL_ERROR_SIZE] = "";
     chipmesh_kernel_args args{};
     args.abi_version = CHIPMESH_KERNEL_ABI_VERSION;
@@ -238,6 +246,9 @@ class ChipServer {
   ChipWorker& w_;
   ChipBootstrapResult result_;
   KernelLibraries kernels_;
+  // The kernel of the last task that found one, by its names.
+  chipmesh_kernel_entry last_fn_ = nullptr;
+  std::string last_library_, last_kernel_;
   const std::chrono::milliseconds kernel_timeout_;  // read once: not per task
   const bool arena_;  // the platform took the host arena: report where allocations lie
 };

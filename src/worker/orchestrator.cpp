@@ -37,8 +37,10 @@ void check_task(const Task& t) {
 void encode(const Task& t, Entry& e) {
   e.op = worker::Op::Task;
   TaskDesc& d = e.task;
-  std::snprintf(d.library, sizeof(d.library), "%s", t.library.c_str());
-  std::snprintf(d.kernel, sizeof(d.kernel), "%s", t.kernel.c_str());
+  // Lengths are checked (check_task): copy with the NUL, no formatting on
+  // the dispatch path.
+  std::memcpy(d.library, t.library.c_str(), t.library.size() + 1);
+  std::memcpy(d.kernel, t.kernel.c_str(), t.kernel.size() + 1);
   d.num_tensors = static_cast<uint32_t>(t.tensors.size());
   for (size_t i = 0; i < t.tensors.size(); ++i) {
     chipmesh_tensor& out = d.tensors[i];
