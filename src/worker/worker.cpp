@@ -4,6 +4,7 @@
 #include "chipmesh/worker.h"
 
 #include <signal.h>
+#include <sched.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
@@ -260,6 +261,27 @@ void Worker::Impl::build_contexts() {
   }
 }
 
+namespace {
+
+// The chips inherit this process's CPU affinity. Bound to fewer CPUs than
+// it has chips (mpirun binds a process to one core by default for up to two
+// processes, `taskset`), they all share those CPUs: say so once, with the
+// way out. Not an error: the job works, only slower.
+void warn_if_bound_tighter_than(size_t chips) {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof(set), &set) != 0) return;
+  const int bound = CPU_COUNT(&set);
+  const long online = sysconf(_SC_NPROCESSORS_ONLN);
+  if (bound >= static_cast<int>(chips) || bound >= online) return;
+  CHIPMESH_WARN(WORKER,
+                "this process is bound to %d of the %ld online CPUs and its %zu chips inherit that, so they share "
+                "them; under mpirun use --bind-to none (or --map-by ppr:1:node:pe=N), or widen the affinity",
+                bound, online, chips);
+}
+
+}  // namespace
+
 void Worker::init() {
   Impl& m = *impl_;
   if (m.state != Impl::State::Created)
@@ -274,6 +296,7 @@ void Worker::init() {
     // Load the platform here too: a bad name fails before anything is forked.
     m.platform = load_platform(m.cfg.platform);
   }
+  warn_if_bound_tighter_than(m.n());
   const auto start = Clock::now();
   try {
     m.map_region(load_platform_tables(m.cfg.platform).device->attach_host_arena ? host_arena_bytes() : 0);

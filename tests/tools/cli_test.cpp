@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sched.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -658,6 +659,29 @@ TEST(Logging, AFailureLeavesOneWarning) {
   const auto warnings = lines_with(r.err, " WARN ");
   ASSERT_EQ(warnings.size(), 1u) << r.describe();
   EXPECT_TRUE(contains(warnings[0], "no_such_platform")) << warnings[0];
+}
+
+// Chips inherit the Worker's CPU affinity: bound to one CPU (as mpirun binds
+// by default), a 2-chip demo still works and warns once, with the way out.
+TEST(Logging, AWorkerBoundToFewerCpusThanChipsWarnsOnce) {
+  if (sysconf(_SC_NPROCESSORS_ONLN) < 2) GTEST_SKIP() << "needs 2 online CPUs";
+  cpu_set_t saved, one;
+  ASSERT_EQ(sched_getaffinity(0, sizeof saved, &saved), 0);
+  if (CPU_COUNT(&saved) < 2) GTEST_SKIP() << "this test is already bound to one CPU";
+  CPU_ZERO(&one);
+  for (int c = 0; c < CPU_SETSIZE; ++c)
+    if (CPU_ISSET(c, &saved)) {
+      CPU_SET(c, &one);
+      break;
+    }
+  ASSERT_EQ(sched_setaffinity(0, sizeof one, &one), 0);  // the demo inherits it
+  CliResult r = run_cli({"demo", "--chips", "2", "--bytes", "64"}, std::chrono::seconds(120), {"CHIPMESH_DEBUG=WARN"});
+  ASSERT_EQ(sched_setaffinity(0, sizeof saved, &saved), 0);
+  EXPECT_EQ(r.exit_code, 0) << r.describe();
+  const auto warnings = lines_with(r.err, " WARN ");
+  ASSERT_EQ(warnings.size(), 1u) << r.describe();
+  EXPECT_TRUE(contains(warnings[0], "bound to 1 of the")) << warnings[0];
+  EXPECT_TRUE(contains(warnings[0], "--bind-to none")) << warnings[0];
 }
 
 }  // namespace
