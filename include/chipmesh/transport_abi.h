@@ -104,7 +104,23 @@ typedef struct chipmesh_transport_v1_t {
    * the caller removes what it decides to remove. May be NULL (the platform
    * leaves nothing a cleaner could recognise). */
   int (*inspect_leftover)(int kind, const char* name, int* verdict, char* reason, size_t reason_size);
+
+  /* Optional members: a plugin built before them has a smaller struct_size
+   * and the loader reads them as NULL. */
+
+  /* Stores in *fd a file descriptor of this process open on the memory of
+   * this rank's window (file offset 0 = the window base, at least
+   * window_size bytes) that another process of the same user can open as
+   * /proc/<pid>/fd/<fd> and map shared, or -1 when the window has none. It
+   * stays open until destroy. The Worker maps its chips' windows through it,
+   * so that its copies to and from window addresses are one memcpy. May be
+   * NULL (the CPU of another process cannot reach the windows). */
+  int (*window_fd)(CommHandle h, int* fd);
 } chipmesh_transport_v1_t;
+
+/* The size of the first version-1 table, before the optional members: the
+ * smallest struct_size the loader accepts. */
+#define CHIPMESH_TRANSPORT_V1_BASE_SIZE offsetof(chipmesh_transport_v1_t, window_fd)
 
 typedef chipmesh_transport_v1_t chipmesh_transport_t;
 

@@ -178,6 +178,10 @@ void SimComm::unmap_all() noexcept {
     munmap(ctrl_, sizeof(CtrlBlock));
     ctrl_ = nullptr;
   }
+  if (window_fd_ >= 0) {
+    ::close(window_fd_);
+    window_fd_ = -1;
+  }
 }
 
 }  // namespace chipmesh::sim
@@ -262,6 +266,16 @@ CHIPMESH_EXPORT int comm_get_window_size(CommHandle h, size_t* size) {
 CHIPMESH_EXPORT int comm_barrier(CommHandle h) {
   return t_last_error.guard([&] { unwrap(h)->barrier(); });
 }
+
+namespace chipmesh::sim {
+// The transport table's window_fd (not a comm.h symbol).
+int comm_window_fd(CommHandle h, int* fd) {
+  return t_last_error.guard([&] {
+    require_out(fd, "comm window_fd");
+    *fd = unwrap(h)->window_fd();
+  });
+}
+}  // namespace chipmesh::sim
 
 CHIPMESH_EXPORT int comm_destroy(CommHandle h) {
   return t_last_error.guard([&] { delete unwrap(h); });

@@ -39,6 +39,9 @@ class SimComm {
   uint64_t alloc_windows(size_t requested);
   uint64_t local_window_base() const;
   size_t window_size() const;
+  // This rank's window object, kept open for other processes of the user
+  // (/proc/<pid>/fd/<fd>): the transport table's window_fd.
+  int window_fd() const;
 
   void barrier();
 
@@ -106,6 +109,7 @@ class SimComm {
   size_t actual_window_ = 0;
   size_t segment_size_ = 0;  // window + scratch: the size of each mapping
   std::vector<void*> windows_;  // index = rank, this process's mapping
+  int window_fd_ = -1;          // my window object (window_fd()); closed by unmap_all
   void* workspace_ = nullptr;
   size_t workspace_size_ = 0;
   std::unique_ptr<CommContext> context_;

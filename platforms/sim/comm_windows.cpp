@@ -114,10 +114,12 @@ uint64_t SimComm::alloc_windows(size_t requested) {
     }
     void* mine_map = map_window(fd, segment);
     err = errno;
-    ::close(fd);
-    if (mine_map == MAP_FAILED)
+    if (mine_map == MAP_FAILED) {
+      ::close(fd);
       throw DeviceError("comm_alloc_windows: cannot map window " + my_name + " (" + std::to_string(segment) +
                         " bytes): " + errno_text(err));
+    }
+    window_fd_ = fd;  // kept for window_fd(); the name goes below, the object stays
     actual_window_ = actual;
     segment_size_ = segment;
     requested_window_ = requested;
@@ -190,6 +192,12 @@ uint64_t SimComm::local_window_base() const {
   if (!context_) throw ConfigError("comm_get_local_window_base: no window yet on rank " + std::to_string(rank_) +
                                    " (call comm_alloc_windows first)");
   return context_->windowsIn[rank_];
+}
+
+int SimComm::window_fd() const {
+  if (!context_) throw ConfigError("comm window_fd: no window yet on rank " + std::to_string(rank_) +
+                                   " (call comm_alloc_windows first)");
+  return window_fd_;
 }
 
 size_t SimComm::window_size() const {

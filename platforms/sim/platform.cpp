@@ -14,6 +14,7 @@ LastError& last_error();  // comm.cpp: one per-thread slot for the whole plugin
 CommHandle comm_init_with_options(int rank, int nranks, void* stream, const char* rootinfo_path,
                                   const chipmesh_comm_options_v1_t* options);
 int inspect_leftover(int kind, const char* name, int* verdict, char* reason, size_t reason_size);
+int comm_window_fd(CommHandle h, int* fd);
 }  // namespace chipmesh::sim
 
 namespace {
@@ -97,6 +98,7 @@ const chipmesh_transport_v1_t kSimTransport = {
     sim_last_error_code,
     sim_emergency_cleanup,
     chipmesh::sim::inspect_leftover,
+    chipmesh::sim::comm_window_fd,
 };
 
 }  // namespace

@@ -267,6 +267,16 @@ bool attach_arena(const ChipProcessArgs& a, ChipWorker& w) {
   return attached;
 }
 
+// The fd on the bring-up window the transport lends the parent
+// (window_views.h), or kNoWindowFd.
+int32_t lent_window_fd(ChipWorker& w) {
+  if (w.bootstrap_comm() == 0 || !w.has_transport() || !w.transport().window_fd) return kNoWindowFd;
+  int fd = kNoWindowFd;
+  if (w.transport().window_fd(reinterpret_cast<CommHandle>(w.bootstrap_comm()), &fd) != CHIPMESH_SUCCESS)
+    return kNoWindowFd;
+  return fd;
+}
+
 }  // namespace
 
 void notify_parent(SharedHeader* h) {
@@ -299,6 +309,7 @@ void run_chip_process(const ChipProcessArgs& a) {
     notify_parent(a.header);
     _exit(1);  // bootstrap_context released what it made
   }
+  a.shared->window_fd.store(lent_window_fd(w), std::memory_order_release);
   notify_parent(a.header);
   ChipServer server(a, w, std::move(result), arena);
   server.serve();

@@ -98,7 +98,7 @@ PlatformTables adapt_legacy(const chipmesh_platform* p, const std::string& path)
                                         kLegacyInits[i], p->comm_alloc_windows, p->comm_get_local_window_base,
                                         p->comm_get_window_size, p->comm_barrier, p->comm_destroy, p->last_error,
                                         p->last_error_code, p->emergency_cleanup,
-                                        nullptr /* no leftover hook in v1 */};
+                                        nullptr /* no leftover hook in v1 */, nullptr /* no window fd */};
   return PlatformTables{&s.device, &s.transport, p, true};
 }
 
@@ -129,6 +129,11 @@ PlatformTables compose_legacy(const chipmesh_device_v1_t* d, const chipmesh_tran
   // past its table is read).
   s.device = chipmesh_device_v1_t{};
   std::memcpy(&s.device, d, std::min<size_t>(d->struct_size, sizeof(chipmesh_device_v1_t)));
+  // The same for the transport table.
+  if (t) {
+    s.transport = chipmesh_transport_v1_t{};
+    std::memcpy(&s.transport, t, std::min<size_t>(t->struct_size, sizeof(chipmesh_transport_v1_t)));
+  }
   chipmesh_platform& l = s.legacy;
   l = chipmesh_platform{};
   l.abi_version = CHIPMESH_PLATFORM_ABI_VERSION;
@@ -153,7 +158,7 @@ PlatformTables compose_legacy(const chipmesh_device_v1_t* d, const chipmesh_tran
   l.last_error = d->last_error;
   l.last_error_code = d->last_error_code;
   l.emergency_cleanup = kComposedCleanups[i];
-  return PlatformTables{&s.device, t, &l, false};
+  return PlatformTables{&s.device, t ? &s.transport : nullptr, &l, false};
 }
 
 // ---------------------------------------------------------------------------
@@ -195,7 +200,7 @@ std::unique_ptr<PlatformTables> try_open(const std::string& path, std::string* w
     const chipmesh_transport_v1_t* t = nullptr;
     if (transport_entry) {
       t = transport_entry();
-      if (!check_table(t, "transport", CHIPMESH_TRANSPORT_ABI_VERSION, sizeof(chipmesh_transport_v1_t), why))
+      if (!check_table(t, "transport", CHIPMESH_TRANSPORT_ABI_VERSION, CHIPMESH_TRANSPORT_V1_BASE_SIZE, why))
         return nullptr;
     }
     return std::make_unique<PlatformTables>(compose_legacy(d, t, path));

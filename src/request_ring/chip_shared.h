@@ -79,6 +79,11 @@ struct Entry {
   };
 };
 
+// ChipShared::window_fd before the chip has said (the parent then takes
+// the ring), and when its window has no fd to lend.
+inline constexpr int32_t kWindowFdUnknown = -2;
+inline constexpr int32_t kNoWindowFd = -1;
+
 struct alignas(4096) ChipShared {
   unsigned char mailbox[CHIP_BOOTSTRAP_MAILBOX_SIZE];
   alignas(64) std::atomic<uint32_t> req_seq;       // parent -> chip (chip sleeps on it)
@@ -88,6 +93,10 @@ struct alignas(4096) ChipShared {
   // The CPU the chip last ran on (futex::current_cpu), for the parent's
   // spin: a waiter never spins on the core of the process it waits for.
   alignas(64) std::atomic<int32_t> cpu;
+  // The fd (in the chip) on its bring-up window that the parent may open
+  // as /proc/<pid>/fd/<n> (worker/window_views.h): kWindowFdUnknown until
+  // the chip has said, kNoWindowFd when it has none.
+  std::atomic<int32_t> window_fd;
   Entry entries[kRingDepth];
   alignas(4096) unsigned char chunks[kRingDepth][kChunkBytes];
 };

@@ -105,6 +105,7 @@ void Worker::Impl::map_region(uint64_t arena_bytes) {
   for (size_t i = 0; i < n(); ++i) {
     chips.push_back(reinterpret_cast<ChipShared*>(static_cast<char*>(region) + kHeaderBytes + i * sizeof(ChipShared)));
     chips.back()->cpu.store(-1, std::memory_order_relaxed);
+    chips.back()->window_fd.store(worker::kWindowFdUnknown, std::memory_order_relaxed);
     ChipBootstrapChannel(chips.back()->mailbox, CHIP_BOOTSTRAP_MAX_BUFFERS).reset();
   }
   next_req.assign(n(), 0);
@@ -208,7 +209,10 @@ void Worker::Impl::wait_for_bringup(Clock::time_point start) {
                                     watcher->cause(i));
         return true;
       }
-      all = all && st == ChipBootstrapMailboxState::SUCCESS;
+      // Done once it has also said whether it lends its window (it does
+      // right after publishing, then notifies).
+      all = all && st == ChipBootstrapMailboxState::SUCCESS &&
+            chips[i]->window_fd.load(std::memory_order_acquire) != worker::kWindowFdUnknown;
     }
     return all;
   };

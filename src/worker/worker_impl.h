@@ -21,6 +21,7 @@
 #include "request_ring/chip_shared.h"
 #include "worker/child_watcher.h"
 #include "worker/host_arenas.h"
+#include "worker/window_views.h"
 
 namespace chipmesh {
 
@@ -44,6 +45,10 @@ struct Worker::Impl {
   // The chips' host arenas (none when the platform takes none); made with
   // the region, before the forks.
   std::unique_ptr<worker::HostArenas> arenas;
+  // The chips' bring-up windows, mapped here on first use (window_views.h);
+  // `window_known[c]`: chip c's window fd was read and handed to it.
+  worker::WindowViews windows;
+  std::vector<bool> window_known;
   // What Worker::malloc returned and free has not taken back, per chip
   // (device address -> bytes): the collectives check addresses outside the
   // windows against it before anything is dispatched.
@@ -108,7 +113,11 @@ struct Worker::Impl {
   std::chrono::steady_clock::time_point next_stop_check{};
 
   explicit Impl(WorkerConfig c)
-      : cfg(std::move(c)), live_pids(new std::atomic<pid_t>[cfg.device_ids.size()]), allocations(cfg.device_ids.size()) {
+      : cfg(std::move(c)),
+        live_pids(new std::atomic<pid_t>[cfg.device_ids.size()]),
+        windows(cfg.device_ids.size()),
+        window_known(cfg.device_ids.size(), false),
+        allocations(cfg.device_ids.size()) {
     for (size_t i = 0; i < n(); ++i) live_pids[i].store(0);
   }
   // ChipError "interrupted" when interrupt() was called.
@@ -152,6 +161,8 @@ struct Worker::Impl {
   // completed every request queued before (null: take the ring). Throws
   // when the chip is dead.
   unsigned char* arena_range(size_t chip, uint64_t ptr, size_t nbytes);
+  // The same for the chip's bring-up window (window_views.h).
+  unsigned char* window_range(size_t chip, uint64_t ptr, size_t nbytes);
   // Records the first failure among newly completed entries of `chip` and
   // the chip's death; sets the abort flags on the first one. Returns true
   // when every request written to `chip` has been inspected (or the chip is

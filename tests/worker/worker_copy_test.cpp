@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -156,6 +157,40 @@ TEST_P(WorkerCopies, CopiesToADeadChipFailNamingIt) {
 
 INSTANTIATE_TEST_SUITE_P(Paths, WorkerCopies, ::testing::Bool(),
                          [](const auto& info) { return info.param ? "HostArena" : "Ring"; });
+
+// Window addresses: the transport lends each chip's window (window_fd) and
+// the Worker copies with one memcpy of its own, without the chip. So even a
+// SIGSTOPped chip's window takes a copy at once (through the ring it would
+// wait for the chip, then fail at CHIPMESH_STOPPED_CHIP_TIMEOUT_S); the
+// chips' kernels see what was copied: an allreduce over two chips of what
+// was written into chip 0 while it was stopped.
+TEST(WorkerWindowCopies, AreOneMemcpyWithoutTheChip) {
+  ScratchDir dir;
+  auto outcomes = fork_ranks(1, [&](int) {
+    setenv("CHIPMESH_STOPPED_CHIP_TIMEOUT_S", "2", 1);
+    knobs::reload();
+    const size_t n = (size_t{1} << 20) + 12;  // int32 elements: more than 4 MiB, not a page multiple
+    Worker w(comm_config(2, dir.file("rootinfo"), n * 4, {{"x", DataType::INT32, n, n * 4}}));
+    w.init();
+    const CommDomain& world = w.world();
+    const uint64_t x0 = world.context(0).buffer_ptrs.at("x"), x1 = world.context(1).buffer_ptrs.at("x");
+    std::vector<int32_t> in(n), out(n, 0);
+    for (size_t i = 0; i < n; ++i) in[i] = static_cast<int32_t>(i * 3 + 1);
+    CM_REQUIRE(kill(w.chip_pid(0), SIGSTOP) == 0);
+    w.copy_to(0, x0 + 4, in.data() + 1, (n - 1) * 4);  // unaligned start, to the end of the window
+    w.copy_to(0, x0, in.data(), 4);
+    w.copy_from(0, out.data(), x0, n * 4);
+    CM_REQUIRE(out == in) << "round trip through chip 0's window while it was stopped";
+    CM_REQUIRE(kill(w.chip_pid(0), SIGCONT) == 0);
+    w.run([&](Orchestrator& o) { o.allreduce(world, "x", "x", n, DataType::INT32, ReduceOp::SUM); });
+    std::fill(out.begin(), out.end(), 0);
+    w.copy_from(1, out.data(), x1, n * 4);
+    CM_REQUIRE(out == in) << "chip 1's allreduce result (its window held zeros)";
+    w.close();
+  }, std::chrono::seconds(90));
+  ASSERT_TRUE(all_ok(outcomes)) << outcomes[0].describe();
+  EXPECT_TRUE(dir.entries().empty());
+}
 
 // A plugin built before the optional device-table members: the loader
 // reads them as absent (never the bytes past its struct_size), the Worker

@@ -3,10 +3,17 @@
 // write), the workspace header, reusable barriers, argument checks at the C
 // boundary, disagreements and dead or missing peers failing every rank with
 // the values involved, the job token, and nothing left behind.
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/mman.h>
+#include <unistd.h>
 #include <stdlib.h>
 
+#include <atomic>
 #include <chrono>
+#include <cstring>
+#include <new>
+#include <thread>
 #include <functional>
 #include <string>
 #include <vector>
@@ -128,6 +135,63 @@ TEST_P(CommConformance, SingleRankCommunicator) {
   EXPECT_GE(R.w.comm_get_window_size(R.comm), 1u);
   EXPECT_NO_THROW(R.w.comm_barrier(R.comm));
   EXPECT_NO_THROW(R.destroy());
+}
+
+// The optional window_fd: an fd another process of the user opens as
+// /proc/<pid>/fd/<fd> and maps, seeing and changing the window itself (the
+// Worker copies to and from windows that way). Rank 1 writes a pattern into
+// rank 0's window through rank 0's fd; rank 0 reads it in its window.
+TEST_P(CommConformance, ALentWindowFdMapsTheWindowInAnotherProcess) {
+  {
+    Rank probe(platform(), 0);
+    if (!probe.w.transport().window_fd) GTEST_SKIP() << "the platform lends no window fd";
+  }
+  struct Shared {
+    std::atomic<int32_t> pid{0}, fd{-1}, written{0};
+  };
+  auto* sh = static_cast<Shared*>(
+      mmap(nullptr, sizeof(Shared), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0));
+  ASSERT_NE(sh, MAP_FAILED);
+  new (sh) Shared;
+  auto outcomes = fork_ranks(2, [&](int rank) {
+    Rank R(platform(), rank);
+    R.join(2, path).alloc(3 * 4096);
+    const size_t size = R.w.comm_get_window_size(R.comm);
+    const auto deadline = std::chrono::steady_clock::now() + 60s;
+    if (rank == 0) {
+      int fd = -1;
+      CM_REQUIRE(R.w.transport().window_fd(reinterpret_cast<CommHandle>(R.comm), &fd) == CHIPMESH_SUCCESS)
+          << R.w.transport().last_error();
+      CM_REQUIRE(fd >= -1) << "fd " << fd;
+      sh->fd.store(fd);
+      sh->pid.store(getpid());
+      while (sh->written.load() == 0 && std::chrono::steady_clock::now() < deadline) std::this_thread::yield();
+      CM_REQUIRE(sh->written.load() != 0) << "rank 1 never wrote";
+      if (fd == -1) return R.destroy();  // this window has none to lend: nothing to see
+      const auto* win = reinterpret_cast<const unsigned char*>(R.w.comm_get_local_window_base(R.comm));
+      for (size_t i = 0; i < size; i += 997) CM_REQUIRE(win[i] == static_cast<unsigned char>(i * 7)) << i;
+    } else {
+      while (sh->pid.load() == 0 && std::chrono::steady_clock::now() < deadline) std::this_thread::yield();
+      if (sh->fd.load() == -1) {
+        sh->written.store(2);
+        return R.destroy();
+      }
+      const std::string at = "/proc/" + std::to_string(sh->pid.load()) + "/fd/" + std::to_string(sh->fd.load());
+      const int fd = open(at.c_str(), O_RDWR | O_CLOEXEC);
+      CM_REQUIRE(fd >= 0) << at << ": " << std::strerror(errno);
+      void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+      close(fd);
+      CM_REQUIRE(p != MAP_FAILED) << std::strerror(errno);
+      auto* win = static_cast<unsigned char*>(p);
+      for (size_t i = 0; i < size; i += 997) win[i] = static_cast<unsigned char>(i * 7);
+      munmap(p, size);
+      sh->written.store(1);
+    }
+    R.w.comm_barrier(R.comm);  // rank 0 has read before anyone destroys
+    R.destroy();
+  }, 90s);
+  munmap(sh, sizeof(Shared));
+  EXPECT_TRUE(all_ok(outcomes));
 }
 
 // ---------------------------------------------------------------------------

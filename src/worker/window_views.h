@@ -1,0 +1,57 @@
+// The chips' communicator windows as the Worker sees them: a chip whose
+// transport lends its window (transport table window_fd) publishes the fd
+// number; the parent opens it as /proc/<chip pid>/fd/<n> and maps it on the
+// first copy that needs it. Copies to and from window addresses are then
+// one memcpy here instead of two through the request ring.
+//
+// Windows live in a size-limited file system (/dev/shm on sim), where a
+// first write to a page can fail when it is full: every range is populated
+// with MADV_POPULATE_WRITE before it is first touched, so such a copy is an
+// error of the call (it takes the ring, where the chip reports it), never a
+// SIGBUS of the user's process.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "request_ring/chip_shared.h"  // kWindowFdUnknown, kNoWindowFd
+
+namespace chipmesh::worker {
+
+class WindowViews {
+ public:
+  explicit WindowViews(size_t chips) : chips_(chips) {}
+  ~WindowViews();  // unmaps
+  WindowViews(const WindowViews&) = delete;
+  WindowViews& operator=(const WindowViews&) = delete;
+
+  // The window of `chip`: device range [base, base + size), reachable
+  // through fd `fd` of process `pid`. Mapped lazily by find().
+  void set(size_t chip, uint64_t base, size_t size, pid_t pid, int fd);
+  // Where [ptr, ptr + n) of `chip` lies in this process, populated for
+  // writing; nullptr when it is not inside the chip's window, the window
+  // cannot be mapped, or its pages cannot be had (the caller takes the ring).
+  unsigned char* find(size_t chip, uint64_t ptr, size_t n);
+
+ private:
+  struct Chip {
+    uint64_t base = 0;
+    size_t size = 0;
+    pid_t pid = 0;
+    int fd = kNoWindowFd;
+    bool tried = false;            // open + mmap attempted
+    unsigned char* map = nullptr;  // nullptr: none (yet)
+    // Pages already populated (one bit each): a page of the window, once
+    // had, stays (nothing punches windows), so each is populated only once.
+    std::vector<uint64_t> populated;
+  };
+  // Populates the pages [first, last] of `c` not yet had; false when the
+  // file system cannot give one.
+  static bool populate(Chip& c, size_t first, size_t last, size_t page);
+  std::vector<Chip> chips_;
+};
+
+}  // namespace chipmesh::worker
