@@ -12,9 +12,11 @@
 
 namespace chipmesh::worker {
 
-WindowViews::~WindowViews() {
-  for (Chip& c : chips_)
+void WindowViews::clear() noexcept {
+  for (Chip& c : chips_) {
     if (c.map) munmap(c.map, c.size);
+    c = Chip{};
+  }
 }
 
 void WindowViews::set(size_t chip, uint64_t base, size_t size, pid_t pid, int fd) {

@@ -24,7 +24,8 @@ namespace chipmesh::worker {
 class WindowViews {
  public:
   explicit WindowViews(size_t chips) : chips_(chips) {}
-  ~WindowViews();  // unmaps
+  ~WindowViews() { clear(); }
+  void clear() noexcept;  // unmaps every window; find() then finds none
   WindowViews(const WindowViews&) = delete;
   WindowViews& operator=(const WindowViews&) = delete;
 

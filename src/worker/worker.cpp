@@ -377,6 +377,7 @@ void Worker::Impl::terminate_all(std::chrono::milliseconds grace) noexcept {
     if (unclean) sweep_leftovers();
   }
   arenas.reset();
+  windows.clear();
   if (region) {
     munmap(region, region_bytes);
     region = nullptr;
