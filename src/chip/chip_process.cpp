@@ -62,6 +62,15 @@ void copy_error(Entry& e, const std::string& text) {
   std::snprintf(e.error, sizeof(e.error), "%s", text.c_str());
 }
 
+// The fd on communicator `comm`'s window that the transport lends the
+// parent (worker/window_views.h), or kNoWindowFd.
+int32_t lent_window_fd(ChipWorker& w, uint64_t comm) {
+  if (comm == 0 || !w.has_transport() || !w.transport().window_fd) return kNoWindowFd;
+  int fd = kNoWindowFd;
+  if (w.transport().window_fd(reinterpret_cast<CommHandle>(comm), &fd) != CHIPMESH_SUCCESS) return kNoWindowFd;
+  return fd;
+}
+
 class ChipServer {
  public:
   ChipServer(const ChipProcessArgs& a, ChipWorker& w, ChipBootstrapResult result, bool arena)
@@ -214,6 +223,7 @@ class ChipServer {
       throw;
     }
     c.handle = h;
+    c.window_fd = lent_window_fd(w_, h);
     domains_.push_back(Domain{h, c.device_ctx});
   }
 
@@ -267,15 +277,6 @@ bool attach_arena(const ChipProcessArgs& a, ChipWorker& w) {
   return attached;
 }
 
-// The fd on the bring-up window the transport lends the parent
-// (window_views.h), or kNoWindowFd.
-int32_t lent_window_fd(ChipWorker& w) {
-  if (w.bootstrap_comm() == 0 || !w.has_transport() || !w.transport().window_fd) return kNoWindowFd;
-  int fd = kNoWindowFd;
-  if (w.transport().window_fd(reinterpret_cast<CommHandle>(w.bootstrap_comm()), &fd) != CHIPMESH_SUCCESS)
-    return kNoWindowFd;
-  return fd;
-}
 
 }  // namespace
 
@@ -309,7 +310,7 @@ void run_chip_process(const ChipProcessArgs& a) {
     notify_parent(a.header);
     _exit(1);  // bootstrap_context released what it made
   }
-  a.shared->window_fd.store(lent_window_fd(w), std::memory_order_release);
+  a.shared->window_fd.store(lent_window_fd(w, w.bootstrap_comm()), std::memory_order_release);
   notify_parent(a.header);
   ChipServer server(a, w, std::move(result), arena);
   server.serve();

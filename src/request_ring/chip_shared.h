@@ -63,6 +63,7 @@ struct CommDesc {
   uint64_t device_ctx;
   uint64_t local_window_base;
   uint64_t actual_window_size;
+  int32_t window_fd;  // the fd on the window the chip lends the parent, or kNoWindowFd
 };
 
 struct Entry {

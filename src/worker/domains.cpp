@@ -133,6 +133,8 @@ void Worker::Impl::release_domain(const std::string& name) {
   LiveDomain d = std::move(it->second);
   domains.erase(it);
   d.state->released = true;
+  // No copy reaches the windows once they are going.
+  for (const auto& [chip, ctx] : d.state->contexts) windows.remove(static_cast<size_t>(chip), ctx.local_window_base);
   std::optional<ChipError> failure = destroy_domain(name, d.state->chips, d.handles, d.dir);
   CHIPMESH_INFO(WORKER, "released domain '%s' (allocation %llu)%s", name.c_str(),
                 static_cast<unsigned long long>(d.state->allocation_id), failure ? " with a failure" : "");
@@ -217,6 +219,7 @@ CommDomain Orchestrator::allocate_domain(const std::string& name, const std::vec
       },
       nullptr);
   std::vector<uint64_t> handles(n, 0);
+  std::vector<int32_t> lent(n, worker::kNoWindowFd);
   std::optional<ChipError> failure;
   int dead_member = -1;
   auto s = std::make_shared<CommDomain::State>();
@@ -235,6 +238,7 @@ CommDomain Orchestrator::allocate_domain(const std::string& name, const std::vec
       continue;
     }
     handles[r] = cd.handle;
+    lent[r] = cd.window_fd;
     DomainContext ctx{c, static_cast<int>(r), static_cast<int>(n), cd.device_ctx, cd.local_window_base,
                       cd.actual_window_size, {}};
     for (size_t b = 0; b < buffers.size(); ++b) ctx.buffer_ptrs[buffers[b].name] = cd.local_window_base + offsets[b];
@@ -258,6 +262,11 @@ CommDomain Orchestrator::allocate_domain(const std::string& name, const std::vec
   s->allocation_id = m.next_allocation_id++;
   s->free_offset = buffers.empty() ? 0 : offsets.back() + buffers.back().nbytes;
   m.domains[name] = Worker::Impl::LiveDomain{s, handles, dir};
+  for (size_t r = 0; r < n; ++r) {
+    const DomainContext& ctx = s->contexts.at(members[r]);
+    m.windows.add(static_cast<size_t>(members[r]), ctx.local_window_base, ctx.actual_window_size,
+                  m.pids[static_cast<size_t>(members[r])], lent[r]);
+  }
   CHIPMESH_INFO(WORKER, "allocated domain '%s' (allocation %llu) over %zu chips, window %zu bytes", name.c_str(),
                 static_cast<unsigned long long>(s->allocation_id), n, window_size);
   return CommDomain(std::move(s));

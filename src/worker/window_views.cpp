@@ -12,55 +12,80 @@
 
 namespace chipmesh::worker {
 
+void WindowViews::add(size_t chip, uint64_t base, size_t size, pid_t pid, int fd) {
+  if (chip >= chips_.size() || fd < 0 || size == 0) return;
+  remove(chip, base);
+  Window w;
+  w.base = base;
+  w.size = size;
+  w.pid = pid;
+  w.fd = fd;
+  chips_[chip].push_back(std::move(w));
+}
+
+void WindowViews::unmap(Window& w) noexcept {
+  if (w.map) munmap(w.map, w.size);
+  w.map = nullptr;
+}
+
+void WindowViews::remove(size_t chip, uint64_t base) noexcept {
+  if (chip >= chips_.size()) return;
+  auto& v = chips_[chip];
+  for (size_t i = 0; i < v.size(); ++i)
+    if (v[i].base == base) {
+      unmap(v[i]);
+      v.erase(v.begin() + static_cast<std::ptrdiff_t>(i));
+      return;
+    }
+}
+
 void WindowViews::clear() noexcept {
-  for (Chip& c : chips_) {
-    if (c.map) munmap(c.map, c.size);
-    c = Chip{};
+  for (auto& v : chips_) {
+    for (Window& w : v) unmap(w);
+    v.clear();
   }
 }
 
-void WindowViews::set(size_t chip, uint64_t base, size_t size, pid_t pid, int fd) {
-  Chip& c = chips_[chip];
-  if (c.map) munmap(c.map, c.size);
-  c = Chip{base, size, pid, fd, false, nullptr, {}};
+unsigned char* WindowViews::map(size_t chip, Window& w) {
+  if (w.tried) return w.map;
+  w.tried = true;
+  const std::string path = "/proc/" + std::to_string(w.pid) + "/fd/" + std::to_string(w.fd);
+  const int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
+  void* p = fd >= 0 ? mmap(nullptr, w.size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0) : MAP_FAILED;
+  const int err = errno;
+  if (fd >= 0) ::close(fd);
+  if (p == MAP_FAILED) {
+    CHIPMESH_INFO(WORKER, "chip %zu: cannot map its window through %s (%s); copies into it take the ring", chip,
+                  path.c_str(), std::strerror(err));
+    return nullptr;
+  }
+  // Processes this one forks later must not inherit a view of it.
+  madvise(p, w.size, MADV_DONTFORK);
+  w.map = static_cast<unsigned char*>(p);
+  return w.map;
 }
 
 unsigned char* WindowViews::find(size_t chip, uint64_t ptr, size_t n) {
   if (chip >= chips_.size()) return nullptr;
-  Chip& c = chips_[chip];
-  if (c.fd < 0 || c.size == 0 || ptr < c.base || n > c.size || ptr - c.base > c.size - n) return nullptr;
-  if (!c.tried) {
-    c.tried = true;
-    const std::string path = "/proc/" + std::to_string(c.pid) + "/fd/" + std::to_string(c.fd);
-    const int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
-    void* p = fd >= 0 ? mmap(nullptr, c.size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0) : MAP_FAILED;
-    const int err = errno;
-    if (fd >= 0) ::close(fd);
-    if (p == MAP_FAILED) {
-      CHIPMESH_INFO(WORKER, "chip %zu: cannot map its window through %s (%s); its window copies take the ring",
-                    chip, path.c_str(), std::strerror(err));
+  for (Window& w : chips_[chip]) {
+    if (ptr < w.base || n > w.size || ptr - w.base > w.size - n) continue;
+    if (!map(chip, w)) return nullptr;
+    const size_t off = ptr - w.base;
+    if (n == 0) return w.map + off;
+    static const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+    if (!populate(w, off / page, (off + n - 1) / page, page)) {
+      CHIPMESH_INFO(WORKER, "chip %zu: window pages for %zu bytes at offset %zu unavailable (%s); this copy takes "
+                    "the ring", chip, n, off, std::strerror(errno));
       return nullptr;
     }
-    // Processes this one forks later must not inherit a view of it.
-    madvise(p, c.size, MADV_DONTFORK);
-    c.map = static_cast<unsigned char*>(p);
+    return w.map + off;
   }
-  if (!c.map) return nullptr;
-  unsigned char* at = c.map + (ptr - c.base);
-  if (n == 0) return at;
-  static const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
-  const size_t off = ptr - c.base;
-  if (!populate(c, off / page, (off + n - 1) / page, page)) {
-    CHIPMESH_INFO(WORKER, "chip %zu: window pages for %zu bytes at offset %zu unavailable (%s); this copy takes the ring",
-                  chip, n, off, std::strerror(errno));
-    return nullptr;
-  }
-  return at;
+  return nullptr;
 }
 
-bool WindowViews::populate(Chip& c, size_t first, size_t last, size_t page) {
-  if (c.populated.empty()) c.populated.assign((c.size / page + 63) / 64, 0);
-  auto had = [&](size_t p) { return (c.populated[p / 64] >> (p % 64)) & 1; };
+bool WindowViews::populate(Window& w, size_t first, size_t last, size_t page) {
+  if (w.populated.empty()) w.populated.assign((w.size / page + 63) / 64 + 1, 0);
+  auto had = [&](size_t p) { return (w.populated[p / 64] >> (p % 64)) & 1; };
   for (size_t p = first; p <= last;) {
     if (had(p)) {
       ++p;
@@ -68,8 +93,8 @@ bool WindowViews::populate(Chip& c, size_t first, size_t last, size_t page) {
     }
     size_t end = p;  // a run of pages not had yet
     while (end + 1 <= last && !had(end + 1)) ++end;
-    if (madvise(c.map + p * page, (end - p + 1) * page, MADV_POPULATE_WRITE) != 0) return false;
-    for (size_t q = p; q <= end; ++q) c.populated[q / 64] |= uint64_t{1} << (q % 64);
+    if (madvise(w.map + p * page, (end - p + 1) * page, MADV_POPULATE_WRITE) != 0) return false;
+    for (size_t q = p; q <= end; ++q) w.populated[q / 64] |= uint64_t{1} << (q % 64);
     p = end + 1;
   }
   return true;

@@ -1,8 +1,9 @@
 // The chips' communicator windows as the Worker sees them: a chip whose
-// transport lends its window (transport table window_fd) publishes the fd
-// number; the parent opens it as /proc/<chip pid>/fd/<n> and maps it on the
-// first copy that needs it. Copies to and from window addresses are then
-// one memcpy here instead of two through the request ring.
+// transport lends a window (transport table window_fd) says which fd; the
+// parent opens it as /proc/<chip pid>/fd/<n> and maps it on the first copy
+// that needs it. Copies to and from window addresses are then one memcpy
+// here instead of two through the request ring, and need no chip CPU. Each
+// chip may have several windows: the bring-up one and its domains'.
 //
 // Windows live in a size-limited file system (/dev/shm on sim), where a
 // first write to a page can fail when it is full: every range is populated
@@ -25,20 +26,22 @@ class WindowViews {
  public:
   explicit WindowViews(size_t chips) : chips_(chips) {}
   ~WindowViews() { clear(); }
-  void clear() noexcept;  // unmaps every window; find() then finds none
   WindowViews(const WindowViews&) = delete;
   WindowViews& operator=(const WindowViews&) = delete;
 
-  // The window of `chip`: device range [base, base + size), reachable
-  // through fd `fd` of process `pid`. Mapped lazily by find().
-  void set(size_t chip, uint64_t base, size_t size, pid_t pid, int fd);
+  // A window of `chip`: device range [base, base + size), reachable through
+  // fd `fd` of process `pid`; mapped lazily by find(). fd < 0: ignored.
+  void add(size_t chip, uint64_t base, size_t size, pid_t pid, int fd);
+  // Forgets (unmaps) the window of `chip` at `base`, if any.
+  void remove(size_t chip, uint64_t base) noexcept;
+  void clear() noexcept;  // unmaps every window
   // Where [ptr, ptr + n) of `chip` lies in this process, populated for
-  // writing; nullptr when it is not inside the chip's window, the window
-  // cannot be mapped, or its pages cannot be had (the caller takes the ring).
+  // writing; nullptr when it is not inside one of the chip's windows, the
+  // window cannot be mapped, or its pages cannot be had (take the ring).
   unsigned char* find(size_t chip, uint64_t ptr, size_t n);
 
  private:
-  struct Chip {
+  struct Window {
     uint64_t base = 0;
     size_t size = 0;
     pid_t pid = 0;
@@ -49,10 +52,12 @@ class WindowViews {
     // had, stays (nothing punches windows), so each is populated only once.
     std::vector<uint64_t> populated;
   };
-  // Populates the pages [first, last] of `c` not yet had; false when the
+  static unsigned char* map(size_t chip, Window& w);
+  // Populates the pages [first, last] of `w` not yet had; false when the
   // file system cannot give one.
-  static bool populate(Chip& c, size_t first, size_t last, size_t page);
-  std::vector<Chip> chips_;
+  static bool populate(Window& w, size_t first, size_t last, size_t page);
+  static void unmap(Window& w) noexcept;
+  std::vector<std::vector<Window>> chips_;
 };
 
 }  // namespace chipmesh::worker

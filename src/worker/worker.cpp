@@ -241,6 +241,14 @@ void Worker::Impl::wait_for_bringup(Clock::time_point start) {
   phases["handshake"] = std::max(0.0, phases["total"] - phases["fork"] - comm - windows - staging);
 }
 
+// The windows the chips lend (said before their bring-up counted as done).
+void Worker::Impl::lend_bringup_windows() {
+  for (size_t i = 0; i < n(); ++i)
+    if (contexts[i].rank >= 0)
+      windows.add(i, contexts[i].local_window_base, contexts[i].actual_window_size, pids[i],
+                  chips[i]->window_fd.load(std::memory_order_acquire));
+}
+
 void Worker::Impl::build_contexts() {
   contexts.clear();
   for (size_t i = 0; i < n(); ++i) {
@@ -321,6 +329,7 @@ void Worker::init() {
     m.wait_for_bringup(start);
     knobs::test_pause_point("handshake");
     m.build_contexts();
+    m.lend_bringup_windows();
     m.build_world();
   } catch (...) {
     m.terminate_all(std::chrono::milliseconds(2000));

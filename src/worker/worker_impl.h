@@ -45,10 +45,9 @@ struct Worker::Impl {
   // The chips' host arenas (none when the platform takes none); made with
   // the region, before the forks.
   std::unique_ptr<worker::HostArenas> arenas;
-  // The chips' bring-up windows, mapped here on first use (window_views.h);
-  // `window_known[c]`: chip c's window fd was read and handed to it.
+  // The chips' lent windows (bring-up and domains), mapped here on first
+  // use (window_views.h).
   worker::WindowViews windows;
-  std::vector<bool> window_known;
   // What Worker::malloc returned and free has not taken back, per chip
   // (device address -> bytes): the collectives check addresses outside the
   // windows against it before anything is dispatched.
@@ -116,7 +115,6 @@ struct Worker::Impl {
       : cfg(std::move(c)),
         live_pids(new std::atomic<pid_t>[cfg.device_ids.size()]),
         windows(cfg.device_ids.size()),
-        window_known(cfg.device_ids.size(), false),
         allocations(cfg.device_ids.size()) {
     for (size_t i = 0; i < n(); ++i) live_pids[i].store(0);
   }
@@ -129,6 +127,7 @@ struct Worker::Impl {
   void fork_chips();
   void wait_for_bringup(std::chrono::steady_clock::time_point start);
   void build_contexts();
+  void lend_bringup_windows();
   // SIGTERM every live chip, give them `grace` to exit, SIGKILL the rest,
   // wait until all are reaped, unmap everything.
   void terminate_all(std::chrono::milliseconds grace) noexcept;
@@ -161,8 +160,6 @@ struct Worker::Impl {
   // completed every request queued before (null: take the ring). Throws
   // when the chip is dead.
   unsigned char* arena_range(size_t chip, uint64_t ptr, size_t nbytes);
-  // The same for the chip's bring-up window (window_views.h).
-  unsigned char* window_range(size_t chip, uint64_t ptr, size_t nbytes);
   // Records the first failure among newly completed entries of `chip` and
   // the chip's death; sets the abort flags on the first one. Returns true
   // when every request written to `chip` has been inspected (or the chip is

@@ -138,19 +138,9 @@ void Worker::Impl::wait_idle(size_t chip) {
   if (next_req[chip] != 0) wait_done(chip, next_req[chip] - 1);
 }
 
-unsigned char* Worker::Impl::window_range(size_t chip, uint64_t ptr, size_t nbytes) {
-  if (!window_known[chip]) {
-    const int32_t fd = chips[chip]->window_fd.load(std::memory_order_acquire);  // said before init() returned
-    window_known[chip] = true;
-    const ChipContext& c = contexts[chip];
-    if (fd >= 0 && c.rank >= 0) windows.set(chip, c.local_window_base, c.actual_window_size, pids[chip], fd);
-  }
-  return windows.find(chip, ptr, nbytes);
-}
-
 unsigned char* Worker::Impl::arena_range(size_t chip, uint64_t ptr, size_t nbytes) {
   unsigned char* host = arenas ? arenas->find(chip, ptr, nbytes) : nullptr;
-  if (!host && chip < contexts.size()) host = window_range(chip, ptr, nbytes);
+  if (!host) host = windows.find(chip, ptr, nbytes);
   if (!host) return nullptr;
   // Requests queued before this copy (a kernel writing or reading the
   // range) complete first, as they would ahead of it in the ring.

@@ -192,6 +192,40 @@ TEST(WorkerWindowCopies, AreOneMemcpyWithoutTheChip) {
   EXPECT_TRUE(dir.entries().empty());
 }
 
+// The same for a domain's windows, while the domain lives: after release
+// the address is no window any more, and a copy to it fails on the chip.
+TEST(WorkerWindowCopies, DomainWindowsTooUntilReleased) {
+  auto outcomes = fork_ranks(1, [&](int) {
+    setenv("CHIPMESH_STOPPED_CHIP_TIMEOUT_S", "2", 1);
+    knobs::reload();
+    WorkerConfig cfg;
+    cfg.device_ids = {0, 1, 2};
+    Worker w(cfg);
+    w.init();
+    const size_t n = 100000;
+    std::vector<int32_t> in(n), out(n, 0);
+    for (size_t i = 0; i < n; ++i) in[i] = static_cast<int32_t>(i ^ 0x55);
+    uint64_t y1 = 0;
+    w.run([&](Orchestrator& o) {
+      CommDomain d = o.allocate_domain("pair", {2, 1}, n * 4, {{"y", DataType::INT32, n, n * 4}});
+      y1 = d.context(1).buffer_ptrs.at("y");
+      CM_REQUIRE(kill(w.chip_pid(1), SIGSTOP) == 0);
+      w.copy_to(1, y1, in.data(), n * 4);
+      CM_REQUIRE(kill(w.chip_pid(1), SIGCONT) == 0);
+      o.allreduce(d, "y", "y", n, DataType::INT32, ReduceOp::SUM);
+      o.wait();
+      w.copy_from(2, out.data(), d.context(2).buffer_ptrs.at("y"), n * 4);
+      CM_REQUIRE(out == in) << "chip 2's allreduce result (its window held zeros)";
+      o.release_domain(d);
+    });
+    const std::string msg = chip_error_of([&] { w.copy_to(1, y1, in.data(), 64); });
+    CM_REQUIRE(msg.find("chip 1 (device 1") != std::string::npos && msg.find("DeviceError") != std::string::npos)
+        << msg;
+    w.close();
+  }, std::chrono::seconds(90));
+  ASSERT_TRUE(all_ok(outcomes)) << outcomes[0].describe();
+}
+
 // A plugin built before the optional device-table members: the loader
 // reads them as absent (never the bytes past its struct_size), the Worker
 // offers no arena and every copy takes the ring.
