@@ -110,11 +110,12 @@ typedef struct chipmesh_transport_v1_t {
 
   /* Stores in *fd a file descriptor of this process open on the memory of
    * this rank's window (file offset 0 = the window base, at least
-   * window_size bytes) that another process of the same user can open as
-   * /proc/<pid>/fd/<fd> and map shared, or -1 when the window has none. It
-   * stays open until destroy. The Worker maps its chips' windows through it,
-   * so that its copies to and from window addresses are one memcpy. May be
-   * NULL (the CPU of another process cannot reach the windows). */
+   * window_size bytes) that another process allowed to (the parent, through
+   * pidfd_getfd) can duplicate and map shared, or -1 when the window has
+   * none. It stays open until destroy. The Worker maps its chips' windows
+   * through it, so that its copies to and from window addresses are one
+   * memcpy. May be NULL (the CPU of another process cannot reach the
+   * windows). */
   int (*window_fd)(CommHandle h, int* fd);
 } chipmesh_transport_v1_t;
 

@@ -30,6 +30,9 @@ class ChildWatcher {
   // Dead by a signal, or reaped by someone else (how is unknown): it may not
   // have removed what it owned.
   bool died_uncleanly(size_t chip) const;
+  // The chip's pidfd (open until this watcher goes; it still names the
+  // same process after its pid is reused).
+  int pidfd(size_t chip) const { return pidfds_[chip]; }
 
  private:
   void loop();

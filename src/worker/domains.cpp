@@ -265,7 +265,7 @@ CommDomain Orchestrator::allocate_domain(const std::string& name, const std::vec
   for (size_t r = 0; r < n; ++r) {
     const DomainContext& ctx = s->contexts.at(members[r]);
     m.windows.add(static_cast<size_t>(members[r]), ctx.local_window_base, ctx.actual_window_size,
-                  m.pids[static_cast<size_t>(members[r])], lent[r]);
+                  m.watcher->pidfd(static_cast<size_t>(members[r])), lent[r]);
   }
   CHIPMESH_INFO(WORKER, "allocated domain '%s' (allocation %llu) over %zu chips, window %zu bytes", name.c_str(),
                 static_cast<unsigned long long>(s->allocation_id), n, window_size);

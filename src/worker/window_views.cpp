@@ -2,23 +2,23 @@
 
 #include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
-#include <string>
 
 #include "logging/log.h"
 
 namespace chipmesh::worker {
 
-void WindowViews::add(size_t chip, uint64_t base, size_t size, pid_t pid, int fd) {
+void WindowViews::add(size_t chip, uint64_t base, size_t size, int pidfd, int fd) {
   if (chip >= chips_.size() || fd < 0 || size == 0) return;
   remove(chip, base);
   Window w;
   w.base = base;
   w.size = size;
-  w.pid = pid;
+  w.pidfd = pidfd;
   w.fd = fd;
   chips_[chip].push_back(std::move(w));
 }
@@ -49,14 +49,15 @@ void WindowViews::clear() noexcept {
 unsigned char* WindowViews::map(size_t chip, Window& w) {
   if (w.tried) return w.map;
   w.tried = true;
-  const std::string path = "/proc/" + std::to_string(w.pid) + "/fd/" + std::to_string(w.fd);
-  const int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
+  // pidfd_getfd needs ptrace rights over the chip (a child: allowed unless
+  // ptrace is locked down); a dead chip gives ESRCH.
+  const int fd = static_cast<int>(syscall(SYS_pidfd_getfd, w.pidfd, w.fd, 0));
   void* p = fd >= 0 ? mmap(nullptr, w.size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0) : MAP_FAILED;
   const int err = errno;
   if (fd >= 0) ::close(fd);
   if (p == MAP_FAILED) {
-    CHIPMESH_INFO(WORKER, "chip %zu: cannot map its window through %s (%s); copies into it take the ring", chip,
-                  path.c_str(), std::strerror(err));
+    CHIPMESH_INFO(WORKER, "chip %zu: cannot map its window (fd %d: %s); copies into it take the ring", chip, w.fd,
+                  std::strerror(err));
     return nullptr;
   }
   // Processes this one forks later must not inherit a view of it.

@@ -1,7 +1,8 @@
 // The chips' communicator windows as the Worker sees them: a chip whose
 // transport lends a window (transport table window_fd) says which fd; the
-// parent opens it as /proc/<chip pid>/fd/<n> and maps it on the first copy
-// that needs it. Copies to and from window addresses are then one memcpy
+// parent takes a duplicate through the chip's pidfd (pidfd_getfd: the very
+// process, never another one that reused its pid; /proc/<pid>/fd/<n> where
+// that is refused) and maps it on the first copy that needs it. Copies to and from window addresses are then one memcpy
 // here instead of two through the request ring, and need no chip CPU. Each
 // chip may have several windows: the bring-up one and its domains'.
 //
@@ -30,8 +31,9 @@ class WindowViews {
   WindowViews& operator=(const WindowViews&) = delete;
 
   // A window of `chip`: device range [base, base + size), reachable through
-  // fd `fd` of process `pid`; mapped lazily by find(). fd < 0: ignored.
-  void add(size_t chip, uint64_t base, size_t size, pid_t pid, int fd);
+  // fd `fd` of the process behind `pidfd`; mapped lazily by find(). fd < 0:
+  // ignored.
+  void add(size_t chip, uint64_t base, size_t size, int pidfd, int fd);
   // Forgets (unmaps) the window of `chip` at `base`, if any.
   void remove(size_t chip, uint64_t base) noexcept;
   void clear() noexcept;  // unmaps every window
@@ -44,7 +46,7 @@ class WindowViews {
   struct Window {
     uint64_t base = 0;
     size_t size = 0;
-    pid_t pid = 0;
+    int pidfd = -1;
     int fd = kNoWindowFd;
     bool tried = false;            // open + mmap attempted
     unsigned char* map = nullptr;  // nullptr: none (yet)

@@ -245,7 +245,7 @@ void Worker::Impl::wait_for_bringup(Clock::time_point start) {
 void Worker::Impl::lend_bringup_windows() {
   for (size_t i = 0; i < n(); ++i)
     if (contexts[i].rank >= 0)
-      windows.add(i, contexts[i].local_window_base, contexts[i].actual_window_size, pids[i],
+      windows.add(i, contexts[i].local_window_base, contexts[i].actual_window_size, watcher->pidfd(i),
                   chips[i]->window_fd.load(std::memory_order_acquire));
 }
 
@@ -370,6 +370,7 @@ void Worker::Impl::check_interrupted(const char* what) const {
 
 void Worker::Impl::terminate_all(std::chrono::milliseconds grace) noexcept {
   for (size_t i = 0; i < n(); ++i) live_pids[i].store(0);
+  windows.clear();  // before the watcher (and its pidfds) goes
   if (watcher) {
     // SIGTERM first: a chip cut short in bring-up removes the names it owns
     // (platform emergency_cleanup) before it exits.
@@ -386,7 +387,6 @@ void Worker::Impl::terminate_all(std::chrono::milliseconds grace) noexcept {
     if (unclean) sweep_leftovers();
   }
   arenas.reset();
-  windows.clear();
   if (region) {
     munmap(region, region_bytes);
     region = nullptr;
