@@ -36,11 +36,7 @@ inline float input_value(int rank, uint64_t i) {
 
 double bus_factor(int n) { return n > 1 ? 2.0 * (n - 1) / n : 0.0; }
 
-struct Point {
-  std::vector<double> us;         // per call
-  std::vector<double> stream_us;  // per operation, one per back-to-back run
-  int64_t wrong = -1;             // -1 = not checked
-};
+using Point = PeerPoint;
 
 // Timed calls per size over all rounds (fewer for big sizes).
 int total_iters(uint64_t bytes, bool quick) {
@@ -64,29 +60,6 @@ Task noop_task() {
   Task t;
   t.kernel = "chipmesh_noop";
   return t;
-}
-
-// "<bytes> <count> <wrong> t1 t2 ..." and "stream <bytes> <ops> t1 t2 ..."
-// lines of the MPI program.
-void parse_mpi(const std::string& out, std::map<uint64_t, Point>& into) {
-  std::istringstream lines(out);
-  for (std::string line; std::getline(lines, line);) {
-    std::istringstream in(line);
-    if (line.rfind("stream ", 0) == 0) {
-      std::string tag;
-      unsigned long long bytes = 0;
-      int ops = 0;
-      if (!(in >> tag >> bytes >> ops)) continue;
-      for (double t; in >> t;) into[bytes].stream_us.push_back(t);
-      continue;
-    }
-    unsigned long long bytes = 0;
-    long long count = 0, wrong = 0;
-    if (!(in >> bytes >> count >> wrong)) continue;
-    Point& p = into[bytes];
-    p.wrong = std::max<int64_t>(p.wrong, wrong);
-    for (double t; in >> t;) p.us.push_back(t);
-  }
 }
 
 // The targets of issue 10 for one rank count, over 8 B .. 64 KiB in the mode
@@ -286,7 +259,7 @@ BenchResult run_allreduce(const BenchOptions& o) {
                            std::to_string(stream_reps(s, o.quick, rounds, ops)));
           say(o.out, "  %d ranks: round %d: Open MPI\n", n, round + 1);
           ProcessResult pr = mpi.run(n, MpiPeer::kAllreduceProgram, args, o.quick ? 120.0 : 400.0);
-          if (pr.ok()) parse_mpi(pr.out, mp);
+          if (pr.ok()) parse_peer_output(pr.out, mp);
         }
       }
       w.close();

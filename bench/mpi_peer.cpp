@@ -10,13 +10,36 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <algorithm>
 #include <filesystem>
+#include <sstream>
 
 #include "knobs/knobs.h"
 
 extern char** environ;
 
 namespace chipmesh::bench {
+
+void parse_peer_output(const std::string& out, std::map<uint64_t, PeerPoint>& into) {
+  std::istringstream lines(out);
+  for (std::string line; std::getline(lines, line);) {
+    std::istringstream in(line);
+    if (line.rfind("stream ", 0) == 0) {
+      std::string tag;
+      unsigned long long bytes = 0;
+      int ops = 0;
+      if (!(in >> tag >> bytes >> ops)) continue;
+      for (double t; in >> t;) into[bytes].stream_us.push_back(t);
+      continue;
+    }
+    unsigned long long bytes = 0;
+    long long count = 0, wrong = 0;
+    if (!(in >> bytes >> count >> wrong)) continue;
+    PeerPoint& p = into[bytes];
+    p.wrong = std::max<int64_t>(p.wrong, wrong);
+    for (double t; in >> t;) p.us.push_back(t);
+  }
+}
 
 namespace fs = std::filesystem;
 

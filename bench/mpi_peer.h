@@ -1,8 +1,10 @@
-// The Open MPI peer: finds mpirun and the two MPI programs of bench/mpi/,
+// The Open MPI peer: finds mpirun and the MPI programs of bench/mpi/,
 // runs them (`mpirun -np N --oversubscribe ...`) with a deadline and reports
 // "peer unavailable" with the reason instead of failing.
 #pragma once
 
+#include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -25,6 +27,18 @@ struct ProcessResult {
 // stdout and stderr; kills the whole group after timeout_s.
 ProcessResult run_process(const std::vector<std::string>& argv, double timeout_s);
 
+// One size of a benchmark, chipmesh's or a peer's.
+struct PeerPoint {
+  std::vector<double> us;         // per call
+  std::vector<double> stream_us;  // per operation, one per back-to-back run
+  int64_t wrong = -1;             // -1 = not checked
+};
+
+// The lines the MPI programs print (bench/mpi/*.c):
+//   "<bytes> <count> <wrong> t1 t2 ..."  and  "stream <bytes> <ops> t1 t2 ..."
+// added to `into` by size.
+void parse_peer_output(const std::string& out, std::map<uint64_t, PeerPoint>& into);
+
 class MpiPeer {
  public:
   explicit MpiPeer(const BenchOptions& o);
@@ -42,6 +56,9 @@ class MpiPeer {
 
   static constexpr const char* kBringupProgram = "chipmesh_bench_mpi_bringup";
   static constexpr const char* kAllreduceProgram = "chipmesh_bench_mpi_allreduce";
+  // allgather, reduce_scatter, broadcast, reduce, alltoall: the first argument.
+  static constexpr const char* kCollectivesProgram = "chipmesh_bench_mpi_collectives";
+  static constexpr const char* kDomainsProgram = "chipmesh_bench_mpi_domains";
 
  private:
   std::string program_path(const std::string& name) const;

@@ -241,34 +241,52 @@ TEST(BenchSmoke, AllreduceWithoutPeer) {
 }
 
 // The other collectives: nccl-tests columns, in place and out of place,
-// every result right.
-TEST(BenchSmoke, OtherCollectives) {
+// every result right, on both sides; the Open MPI columns filled (or the
+// peer marked unavailable) and memcpy's.
+void check_other_collectives(bool no_mpi) {
   chipmesh::testing::ScratchDir dir;
   for (const char* what : {"allgather", "reduce_scatter", "broadcast", "reduce", "alltoall"}) {
-    BenchRun r = run_quick(what, true, dir);
+    BenchRun r = run_quick(what, no_mpi, dir);
     check_common(r, what);
-    const json* t = table(benchmark(r.doc, what), std::string(what) + "_n2");
+    const json& b = benchmark(r.doc, what);
+    const json* t = table(b, std::string(what) + "_n2");
     ASSERT_NE(t, nullptr) << what;
     check_table(*t,
                 {"size_bytes", "count", "type", "redop", "root", "time_us", "stream_us", "algbw_gbps", "busbw_gbps",
-                 "wrong", "ip_time_us", "ip_algbw_gbps", "ip_busbw_gbps", "ip_wrong"},
+                 "wrong", "ip_time_us", "ip_algbw_gbps", "ip_busbw_gbps", "ip_wrong", "mpi_time_us", "mpi_stream_us",
+                 "mpi_busbw_gbps", "mpi_wrong", "ratio_mpi", "memcpy_gbps", "ratio_memcpy"},
                 3);
+    check_peer(b, *t, "mpi_time_us", no_mpi);
+    check_peer(b, *t, "mpi_busbw_gbps", no_mpi);
     for (const auto& row : t->at("rows")) {
       EXPECT_EQ(row.at("wrong"), 0) << what << ": " << row.dump();
       EXPECT_EQ(row.at("ip_wrong"), 0) << what << ": " << row.dump();
+      if (!row.at("mpi_wrong").is_null()) {
+        EXPECT_EQ(row.at("mpi_wrong"), 0) << what << ": " << row.dump();
+      }
+      EXPECT_GT(row.at("memcpy_gbps").get<double>(), 0) << what << ": " << row.dump();
       EXPECT_EQ(row.at("count").get<int64_t>() * 4, row.at("size_bytes").get<int64_t>());
     }
   }
 }
 
-// allocate_domain + release_domain: one row per chip count, positive times.
+TEST(BenchSmoke, OtherCollectives) { check_other_collectives(false); }
+TEST(BenchSmoke, OtherCollectivesWithoutPeer) { check_other_collectives(true); }
+
+// allocate_domain + release_domain: one row per chip count, positive times,
+// next to MPI_Comm_split + MPI_Win_allocate_shared + frees.
 TEST(BenchSmoke, Domains) {
   chipmesh::testing::ScratchDir dir;
-  BenchRun r = run_quick("domains", true, dir);
+  BenchRun r = run_quick("domains", false, dir);
   check_common(r, "domains");
-  const json* t = table(benchmark(r.doc, "domains"), "domains");
+  const json& b = benchmark(r.doc, "domains");
+  const json* t = table(b, "domains");
   ASSERT_NE(t, nullptr);
-  check_table(*t, {"chips", "window", "samples", "allocate_median_ms", "release_median_ms", "total_median_ms"}, 2);
+  check_table(*t,
+              {"chips", "window", "samples", "allocate_median_ms", "release_median_ms", "total_median_ms",
+               "mpi_allocate_median_ms", "mpi_release_median_ms", "mpi_total_median_ms", "ratio_mpi"},
+              2);
+  check_peer(b, *t, "mpi_total_median_ms", false);
 }
 
 TEST(BenchSmoke, UnknownBenchmarkIsAnError) {
