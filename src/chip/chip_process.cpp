@@ -23,8 +23,10 @@
 namespace chipmesh::worker {
 namespace {
 
-// The platform whose emergency_cleanup the signal handler runs.
+// The platform whose emergency_cleanup the signal handler runs, and the
+// Worker's shared header (the job's directories).
 const chipmesh_platform* g_platform = nullptr;
+SharedHeader* g_header = nullptr;
 
 // SIGTERM: the parent died (PR_SET_PDEATHSIG) or gave up on us. SIGINT,
 // SIGHUP: Ctrl-C or a hang-up reached the whole process group, chips
@@ -35,10 +37,19 @@ constexpr int kCleanupSignals[] = {SIGTERM, SIGINT, SIGHUP};
 void on_terminating_signal(int sig) {
   // Remove the names this process still owns, then leave. Async-signal-safe only.
   if (g_platform && g_platform->emergency_cleanup) g_platform->emergency_cleanup();
+  // The job's directories go too, each once its rootinfo's owner has
+  // removed that: every chip tries rmdir after its own cleanup, so the last
+  // one to leave takes each (a parent killed by SIGKILL, or one that dies of
+  // the same Ctrl-C, gets no say). A directory still holding a live
+  // communicator's rootinfo is not empty and stays.
+  if (g_header)
+    for (const OwnedDir& d : g_header->owned_dirs)
+      if (d.state.load(std::memory_order_acquire) == 2) rmdir(d.path);
   _exit(128 + sig);
 }
 
-void install_signal_handlers(pid_t parent) {
+void install_signal_handlers(pid_t parent, SharedHeader* header) {
+  g_header = header;
   struct sigaction sa;
   std::memset(&sa, 0, sizeof(sa));
   sa.sa_handler = on_terminating_signal;
@@ -286,7 +297,7 @@ void notify_parent(SharedHeader* h) {
 }
 
 void run_chip_process(const ChipProcessArgs& a) {
-  install_signal_handlers(a.parent);
+  install_signal_handlers(a.parent, a.header);
   // The one bring-up path: bootstrap_context validates, brings up, maps the
   // outputs and publishes the result (or "<Kind>: <message>", code 1) on
   // this chip's mailbox itself.

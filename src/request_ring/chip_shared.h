@@ -102,10 +102,23 @@ struct alignas(4096) ChipShared {
   alignas(4096) unsigned char chunks[kRingDepth][kChunkBytes];
 };
 
+// A directory the job owns (a rootinfo directory the Worker made), listed
+// for the chips: each chip's terminating-signal handler rmdir()s them after
+// its own cleanup, so a job whose parent dies first leaves none (rmdir
+// only: a directory goes once the rank that owns its rootinfo has removed
+// that). `state`: 0 free, 1 being written, 2 set.
+inline constexpr size_t kOwnedDirPath = 252;
+struct OwnedDir {
+  std::atomic<uint32_t> state;
+  char path[kOwnedDirPath];
+};
+inline constexpr size_t kMaxOwnedDirs = 16;
+
 struct alignas(64) SharedHeader {
   std::atomic<uint32_t> events;           // bumped on every completion/publish/death
   std::atomic<uint32_t> parent_sleeping;  // parent is (about to be) in futex_wait
   alignas(64) std::atomic<int32_t> parent_cpu;  // the CPU the parent last waited on, for the chips' spins
+  alignas(64) OwnedDir owned_dirs[kMaxOwnedDirs];
 };
 
 // Bumps `events` and wakes the parent if it sleeps (Dekker pairing with

@@ -123,6 +123,7 @@ std::optional<ChipError> Worker::Impl::destroy_domain(const std::string& name, c
       failure = chip_error(c, "release_domain '" + name + "': " + std::string(e.error, strnlen(e.error, sizeof(e.error))),
                            true);
   }
+  disown_dir(dir);
   remove_private_dir(dir);
   return failure;
 }
@@ -177,8 +178,10 @@ CommDomain Orchestrator::allocate_domain(const std::string& name, const std::vec
   m.throw_pending();  // nothing is started after a failure
 
   const std::string dir = make_private_dir(what);
+  m.own_dir(dir);  // the chips remove it should this process die
   const std::string rootinfo = dir + "/rootinfo";
   if (rootinfo.size() >= worker::kMaxLibraryPath) {
+    m.disown_dir(dir);
     remove_private_dir(dir);
     throw ConfigError(what + ": the rootinfo path '" + rootinfo + "' is too long");
   }
@@ -189,6 +192,7 @@ CommDomain Orchestrator::allocate_domain(const std::string& name, const std::vec
     for (int c : members) entries.push_back(&m.acquire_entry(c));
     m.throw_pending();
   } catch (...) {
+    m.disown_dir(dir);
     remove_private_dir(dir);
     throw;
   }

@@ -29,7 +29,7 @@ using worker::ChipShared;
 
 namespace {
 
-constexpr size_t kHeaderBytes = 4096;
+constexpr size_t kHeaderBytes = 8192;
 
 double ms(Clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
 
@@ -312,6 +312,7 @@ void Worker::init() {
   const auto start = Clock::now();
   try {
     m.map_region(load_platform_tables(m.cfg.platform).device->attach_host_arena ? host_arena_bytes() : 0);
+    m.make_job_dir();
     m.fork_chips();
   } catch (...) {
     // On one host the worker stays as it was; in a cluster it is done, and
@@ -387,6 +388,7 @@ void Worker::Impl::terminate_all(std::chrono::milliseconds grace) noexcept {
     if (unclean) sweep_leftovers();
   }
   arenas.reset();
+  remove_job_dir();  // the chips are gone (or were never forked)
   if (region) {
     munmap(region, region_bytes);
     region = nullptr;

@@ -122,6 +122,18 @@ struct Worker::Impl {
   void check_interrupted(const char* what) const;
   size_t n() const { return cfg.device_ids.size(); }
 
+  // --- the job's directories (job_dirs.cpp) ---
+  // Lists `path` in the shared header for the chips to rmdir should this
+  // process die (false: too long, or no free slot); disown_dir unlists it.
+  bool own_dir(const std::string& path) noexcept;
+  void disown_dir(const std::string& path) noexcept;
+  // A communicator config with an empty rootinfo_path gets one in a private
+  // directory the Worker makes (needs the header); removed by
+  // remove_job_dir() once the chips are gone.
+  std::string job_dir;
+  void make_job_dir();
+  void remove_job_dir() noexcept;
+
   // --- lifecycle (worker.cpp) ---
   void map_region(uint64_t arena_bytes);
   void fork_chips();

@@ -485,8 +485,9 @@ void interrupt_demo_in_every_phase(int sig, bool whole_group) {
        {"host_staging", "fork", "comm_init", "windows", "window_made", "staging", "handshake", "run"}) {
     SCOPED_TRACE(std::string("paused at ") + phase);
     const auto before = shm_snapshot();
+    ScratchDir tmp;  // the demo's TMPDIR: where the Worker makes the job's rootinfo directory
     CliProcess p = start_cli({"demo", "--chips", "4", "--bytes", "1MiB", "--iters", "100000"},
-                             {std::string("CHIPMESH_TEST_PAUSE_AT=") + phase});
+                             {std::string("CHIPMESH_TEST_PAUSE_AT=") + phase, "TMPDIR=" + tmp.path().string()});
     ASSERT_GT(p.pid, 0);
     const std::string marker = std::string("chipmesh: test pause at ") + phase + " (pid ";
     // Phases inside the chips pause every chip: wait for all 4, so all exist.
@@ -504,6 +505,9 @@ void interrupt_demo_in_every_phase(int sig, bool whole_group) {
       EXPECT_EQ(chips.size(), 4u) << r.describe();
     }
     EXPECT_TRUE(wait_gone(chips, std::chrono::seconds(30))) << "a chip process survived the demo by 30 s";
+    // The job's directory goes with the last chip (or, before any chip, was
+    // never made).
+    EXPECT_EQ(tmp.entries(), std::vector<std::string>{}) << "left in the demo's TMPDIR";
     std::vector<std::string> left;
     for (const auto& n : chipmesh_shm_objects())
       if (n.rfind("chipmesh_demo_" + std::to_string(r.pid) + "_", 0) == 0) left.push_back(n);
@@ -517,6 +521,9 @@ void interrupt_demo_in_every_phase(int sig, bool whole_group) {
 
 TEST(Demo, AnInterruptedDemoLeavesNothingBehind) { interrupt_demo_in_every_phase(SIGTERM, false); }
 TEST(Demo, CtrlCToTheDemosProcessGroupLeavesNothingBehind) { interrupt_demo_in_every_phase(SIGINT, true); }
+// SIGKILL gives the demo no say: its chips (told by PR_SET_PDEATHSIG) remove
+// everything, the job's rootinfo directory included (issue 12 item 3).
+TEST(Demo, ADemoKilledBySigkillInAnyPhaseLeavesNothingBehind) { interrupt_demo_in_every_phase(SIGKILL, false); }
 
 TEST(Cli, HelpAndVersionExitZero) {
   CliResult help = run_cli({"--help"});

@@ -10,7 +10,6 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <filesystem>
 #include <numeric>
 #include <optional>
 #include <string>
@@ -23,7 +22,6 @@
 #include "chipmesh/worker.h"
 #include "demo_report.h"
 #include "demo_values.h"
-#include "interrupt_cleanup.h"
 #include "knobs/knobs.h"
 #include "logging/log.h"
 
@@ -31,7 +29,6 @@ namespace chipmesh::cli {
 
 namespace {
 
-namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
 constexpr const char* kDtypes[] = {"float32", "float16", "bfloat16", "int32", nullptr};
@@ -53,35 +50,6 @@ std::string joined(const char* const* list) {
   std::string s;
   for (int i = 0; list[i]; ++i) s += std::string(i ? ", " : "") + list[i];
   return s;
-}
-
-// What the demo creates outside the Worker: the directory holding the
-// rootinfo file. (The host staging is the Worker's own, unnamed:
-// Worker::stage_input / stage_output, nothing of it in /dev/shm.) Destroyed
-// after the Worker (it is declared first), so the Worker has closed before
-// the directory goes.
-class DemoResources {
- public:
-  DemoResources() = default;
-  DemoResources(const DemoResources&) = delete;
-  DemoResources& operator=(const DemoResources&) = delete;
-  ~DemoResources() {
-    if (!tmpdir.empty()) {
-      std::error_code ec;
-      fs::remove_all(tmpdir, ec);
-    }
-    interrupt_cleanup::reset();
-  }
-
-  fs::path tmpdir;
-};
-
-// A fresh private directory for the rootinfo file.
-fs::path make_tmpdir() {
-  std::string tmpl = (fs::temp_directory_path() / "chipmesh_demo_XXXXXX").string();
-  if (::mkdtemp(tmpl.data()) == nullptr)
-    throw ConfigError("cannot create a temp directory for the rootinfo (" + tmpl + "): " + std::strerror(errno));
-  return tmpl;
 }
 
 // Fails early, with a clear message, when /dev/shm cannot hold the run
@@ -129,13 +97,10 @@ void run_steps(const DemoOptions& o, DemoReport& rep) {
   // ever join this run's rootinfo.
   knobs::ensure_job_token("demo");
 
-  DemoResources res;  // declared before the Worker: outlives it
-  interrupt_cleanup::install();
-  res.tmpdir = make_tmpdir();
-  interrupt_cleanup::add_dir(res.tmpdir.string());
-  const std::string rootinfo = (res.tmpdir / "rootinfo").string();
-  // The rootinfo is removed by the Worker; this covers an interrupted run.
-  interrupt_cleanup::add_file(rootinfo);
+  // The rootinfo lives in a private directory the Worker makes at init()
+  // (an empty rootinfo_path) and removes; if this process dies first, its
+  // chips remove it as they go. Nothing of the run is named before init().
+  const std::string rootinfo;
 
   WorkerConfig cfg;
   for (int r = 0; r < o.chips; ++r) {

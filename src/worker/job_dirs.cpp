@@ -1,0 +1,67 @@
+// The directories a Worker's job owns (its rootinfo directories): made by
+// the Worker, listed in the shared header for the chips, removed by the
+// Worker when the job ends, and by the chips (rmdir, after their own
+// cleanup) should the parent die first (request_ring/chip_shared.h).
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <string>
+
+#include "chipmesh/errors.h"
+#include "logging/log.h"
+#include "worker/worker_impl.h"
+
+namespace chipmesh {
+
+bool Worker::Impl::own_dir(const std::string& path) noexcept {
+  if (!header || path.size() >= worker::kOwnedDirPath) return false;
+  for (worker::OwnedDir& d : header->owned_dirs) {
+    uint32_t free_slot = 0;
+    if (!d.state.compare_exchange_strong(free_slot, 1, std::memory_order_acq_rel)) continue;
+    std::memcpy(d.path, path.c_str(), path.size() + 1);
+    d.state.store(2, std::memory_order_release);
+    return true;
+  }
+  CHIPMESH_INFO(WORKER, "no free slot to list '%s' for the chips; only this process removes it", path.c_str());
+  return false;
+}
+
+void Worker::Impl::disown_dir(const std::string& path) noexcept {
+  if (!header) return;
+  for (worker::OwnedDir& d : header->owned_dirs)
+    if (d.state.load(std::memory_order_acquire) == 2 && path == d.path) {
+      d.state.store(1, std::memory_order_relaxed);
+      d.path[0] = '\0';
+      d.state.store(0, std::memory_order_release);
+    }
+}
+
+void Worker::Impl::make_job_dir() {
+  bool needed = false;
+  for (const auto& c : cfg.chip_bootstrap_configs) needed = needed || (c.comm && c.comm->rootinfo_path.empty());
+  if (!needed) return;
+  std::error_code ec;
+  std::filesystem::path base = std::filesystem::temp_directory_path(ec);
+  if (ec) base = "/tmp";
+  std::string tmpl = (base / ("chipmesh-job-" + std::to_string(getpid()) + "-XXXXXX")).string();
+  if (!mkdtemp(tmpl.data()))
+    throw DeviceError("Worker::init: cannot create the job's rootinfo directory (" + tmpl + "): " +
+                      std::strerror(errno));
+  job_dir = tmpl;
+  own_dir(job_dir);
+  for (auto& c : cfg.chip_bootstrap_configs)
+    if (c.comm && c.comm->rootinfo_path.empty()) c.comm->rootinfo_path = job_dir + "/rootinfo";
+}
+
+void Worker::Impl::remove_job_dir() noexcept {
+  if (job_dir.empty()) return;
+  disown_dir(job_dir);
+  std::error_code ec;
+  std::filesystem::remove_all(job_dir, ec);  // ours: made by mkdtemp, mode 0700
+  job_dir.clear();
+}
+
+}  // namespace chipmesh
