@@ -11,6 +11,8 @@
 
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -353,6 +355,52 @@ TEST(WorkerResourceLimits, NoPidfdsForTheChipsNamesTheLimitAndReapsThem) {
   ASSERT_TRUE(all_ok(outcomes)) << outcomes[0].describe();
 }
 
+
+// Out of processes (RLIMIT_NPROC) in the middle of the forks: init fails
+// naming the fork, the chip, the limit, and every chip already forked is
+// killed and reaped. The limit binds only a non-root user, so the child
+// drops to nobody first (skipped when the test does not run as root).
+TEST(WorkerResourceLimits, ForkFailingAtRlimitNprocNamesItAndReapsTheChipsForked) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to become a user whose process count is known";
+#if defined(__SANITIZE_THREAD__)
+  GTEST_SKIP() << "ThreadSanitizer's own threads count against RLIMIT_NPROC";
+#endif
+  // Tasks nobody already runs on this machine count against the limit too.
+  rlim_t others = 0;
+  for (const auto& proc : std::filesystem::directory_iterator("/proc")) {
+    std::error_code ec;
+    for (const auto& task : std::filesystem::directory_iterator(proc.path() / "task", ec)) {
+      std::ifstream status(task.path() / "status");
+      for (std::string line; std::getline(status, line);)
+        if (line.rfind("Uid:", 0) == 0) {
+          others += std::stoul(line.substr(4)) == 65534;
+          break;
+        }
+    }
+  }
+  auto outcomes = fork_ranks(1, [&](int) {
+    CM_REQUIRE(setgid(65534) == 0 && setuid(65534) == 0) << "cannot become nobody: " << std::strerror(errno);
+    // This process and two chips; the third fork fails.
+    const rlim_t limit = others + 3;
+    struct rlimit rl{limit, limit};
+    CM_REQUIRE(setrlimit(RLIMIT_NPROC, &rl) == 0) << std::strerror(errno);
+    WorkerConfig cfg;
+    cfg.device_ids = {0, 1, 2, 3};
+    Worker w(cfg);
+    std::string msg;
+    try {
+      w.init();
+    } catch (const DeviceError& e) {
+      msg = e.what();
+    }
+    CM_REQUIRE(contains(msg, "fork of chip 2 of 4 failed")) << "init: " << msg;
+    CM_REQUIRE(contains(msg, "RLIMIT_NPROC (processes) = " + std::to_string(limit))) << msg;
+    CM_REQUIRE(contains(msg, "the 2 chips already forked were killed and reaped")) << msg;
+    CM_REQUIRE(children_of(getpid()).empty()) << "a chip survived (or is a zombie): " << msg;
+    rank_note(msg);
+  }, std::chrono::seconds(60));
+  ASSERT_TRUE(all_ok(outcomes)) << outcomes[0].describe();
+}
 
 // A chip SIGKILLed right after it created its window object (a chip killed
 // so gets no chance to remove anything): init fails naming it, and the
