@@ -280,6 +280,10 @@ void reload() {
 
 std::string new_job_token(std::string_view prefix) {
   if (is_set(Id::JobToken)) return text(Id::JobToken);
+  return unique_job_token(prefix);
+}
+
+std::string unique_job_token(std::string_view prefix) {
   uint64_t v = 0;
   if (getrandom(&v, sizeof(v), 0) != static_cast<ssize_t>(sizeof(v)))
     v = static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count()) * 0x9e3779b97f4a7c15ULL;
@@ -287,6 +291,13 @@ std::string new_job_token(std::string_view prefix) {
   std::snprintf(buf, sizeof buf, "%.*s-%d-%016llx", static_cast<int>(std::min<size_t>(prefix.size(), 24)),
                 prefix.data(), static_cast<int>(getpid()), static_cast<unsigned long long>(v));
   return buf;
+}
+
+std::string job_token_of_one_job(std::string_view prefix) {
+  std::string token = unique_job_token(prefix);
+  if (is_set(Id::JobToken) && !text(Id::JobToken).empty() && token.size() < 62)
+    token = text(Id::JobToken).substr(0, 63 - 1 - token.size()) + "-" + token;
+  return token;
 }
 
 std::string ensure_job_token(std::string_view prefix) {

@@ -75,6 +75,11 @@ void reload();
 // The one job-token generator: CHIPMESH_JOB_TOKEN when set (environment or
 // set_for_process), otherwise a new random "<prefix>-<pid>-<hex>".
 std::string new_job_token(std::string_view prefix);
+// "<prefix>-<pid>-<16 random hex digits>", whatever CHIPMESH_JOB_TOKEN says.
+std::string unique_job_token(std::string_view prefix);
+// A token no other job has: unique_job_token(), after CHIPMESH_JOB_TOKEN's
+// value (cut so that the whole fits sim's 63 bytes) when that is set.
+std::string job_token_of_one_job(std::string_view prefix);
 // new_job_token(), and make it this process's CHIPMESH_JOB_TOKEN (seen by the
 // processes it forks from now on). Returns the token.
 std::string ensure_job_token(std::string_view prefix);

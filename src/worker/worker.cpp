@@ -12,6 +12,7 @@
 
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 
 #include "chipmesh/bootstrap_channel.h"
@@ -115,7 +116,9 @@ void Worker::Impl::map_region(uint64_t arena_bytes) {
 
 void Worker::Impl::fork_chips() {
   static const ChipBootstrapConfig kNoComm{};
-  const std::string token = knobs::new_job_token("worker");
+  // A token of this job alone, even when CHIPMESH_JOB_TOKEN is set: two
+  // Workers with one token on one rootinfo path must never meet.
+  const std::string token = knobs::job_token_of_one_job("worker");
   const pid_t parent = getpid();
   std::fflush(nullptr);  // no doubled stdio buffers in the children
   for (size_t i = 0; i < n(); ++i) {
