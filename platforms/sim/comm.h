@@ -102,6 +102,7 @@ class SimComm {
   CtrlBlock* ctrl_ = nullptr;
   std::vector<process::Watch> watches_;  // index = rank; opened when claimed
   bool failed_ = false;
+  bool published_ = false;  // rank 0: its rootinfo went out
   std::vector<int> name_slots_;
 
   // windows

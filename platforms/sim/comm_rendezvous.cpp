@@ -88,7 +88,8 @@ SimComm::SimComm(int rank, int nranks, const std::string& rootinfo_path, CommOpt
   } catch (const Error& e) {
     if (ctrl_) {
       abort_all(status_of(e), e.what());
-      if (!dynamic_cast<const TimeoutError*>(&e)) linger_for_late_joiners();
+      // A rank 0 that never published has no late joiners to wait for.
+      if (!dynamic_cast<const TimeoutError*>(&e) && (rank_ != 0 || published_)) linger_for_late_joiners();
     }
     unlink_all_names();
     unmap_all();
@@ -168,7 +169,38 @@ void SimComm::publish_rootinfo() {
   for (size_t i = 0; i < names.size(); ++i)
     remember_name(i + 1 == names.size() ? names::Kind::Rootinfo : names::Kind::File, names[i]);
   try {
-    store_->set(store_key_, encode_rootinfo(ri));
+    // Only where nothing is: of two rank 0s racing on one path exactly one
+    // publishes (a plain replace let the later one strand the earlier job).
+    // Something there: a live job's is refused naming it; a stale one (its
+    // rank 0 gone), one of this process's or an unreadable one is removed,
+    // then publishing is tried again.
+    const rendezvous::Bytes mine = encode_rootinfo(ri);
+    for (int attempt = 0; !store_->set_if_absent(store_key_, mine); ++attempt) {
+      refuse_live_foreign_rootinfo();
+      if (attempt == 100)
+        throw CommError("comm_init: the rootinfo '" + rootinfo_path_ +
+                        "' kept being replaced by other publishers; choose a path of this job alone");
+      std::string why;
+      RootInfo other;
+      auto v = store_->check(store_key_, &why);
+      if (!v) {
+        // Not a file this user's store reads (another owner's, unreadable):
+        // replaced as before, for a file of ours can never be that.
+        if (why == "no file yet") continue;
+        store_->set(store_key_, mine);
+        break;
+      }
+      if (decode_rootinfo(*v, &other, &why) && other.uid != geteuid())
+        throw CommError("comm_init: the rootinfo '" + rootinfo_path_ + "' is another user's (uid " +
+                        std::to_string(other.uid) + "); choose another path");
+      store_->remove_if(store_key_, [](const rendezvous::Bytes& v) {
+        RootInfo old;
+        std::string reason;
+        if (!decode_rootinfo(v, &old, &reason) || old.root_pid == getpid()) return true;
+        return old.root_start == 0 || process::start_time(old.root_pid) != old.root_start;  // stale
+      });
+    }
+    published_ = true;
   } catch (const Error& e) {
     throw_status(status_of(e), "comm_init: cannot publish rootinfo '" + rootinfo_path_ + "': " + e.what());
   }

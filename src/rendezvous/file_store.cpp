@@ -90,7 +90,11 @@ std::optional<pid_t> FileStore::temp_owner(const std::string& file_name) {
   return static_cast<pid_t>(v);
 }
 
-void FileStore::set(const std::string& key, const Bytes& value) {
+void FileStore::set(const std::string& key, const Bytes& value) { publish(key, value, false); }
+
+bool FileStore::set_if_absent(const std::string& key, const Bytes& value) { return publish(key, value, true); }
+
+bool FileStore::publish(const std::string& key, const Bytes& value, bool only_if_absent) {
   const std::string final_path = path(key);
   // rename() would replace a link (or anything not a regular file) with our
   // file, and our cleanup would then delete it: the user's, not ours.
@@ -106,11 +110,24 @@ void FileStore::set(const std::string& key, const Bytes& value) {
   bool ok = ::write(fd, value.data(), value.size()) == static_cast<ssize_t>(value.size());
   int err = errno;
   ::close(fd);
+  if (ok && only_if_absent) {
+    int rc = ::renameat2(AT_FDCWD, tmp.c_str(), AT_FDCWD, final_path.c_str(), RENAME_NOREPLACE);
+    if (rc != 0 && errno == EINVAL) {  // no RENAME_NOREPLACE here: link() refuses an existing name too
+      rc = ::link(tmp.c_str(), final_path.c_str());
+      if (rc == 0) ::unlink(tmp.c_str());
+    }
+    if (rc == 0) return true;
+    err = errno;
+    ::unlink(tmp.c_str());
+    if (err == EEXIST) return false;
+    throw CommError("rendezvous: cannot publish '" + final_path + "': " + errno_text(err));
+  }
   if (!ok || ::rename(tmp.c_str(), final_path.c_str()) != 0) {
     if (ok) err = errno;
     ::unlink(tmp.c_str());
     throw CommError("rendezvous: cannot publish '" + final_path + "': " + errno_text(err));
   }
+  return true;
 }
 
 std::optional<Bytes> FileStore::check(const std::string& key, std::string* why) {

@@ -23,6 +23,9 @@ class FileStore : public Store {
   explicit FileStore(std::string dir);
 
   void set(const std::string& key, const Bytes& value) override;
+  // renameat2(RENAME_NOREPLACE) of the temp file: atomic against another
+  // publisher (or link() where the file system has no RENAME_NOREPLACE).
+  bool set_if_absent(const std::string& key, const Bytes& value) override;
   std::optional<Bytes> check(const std::string& key, std::string* why) override;
   Bytes wait(const std::string& key, std::chrono::milliseconds timeout, const Accept& accept,
              const std::string& what) override;
@@ -46,6 +49,7 @@ class FileStore : public Store {
   static constexpr size_t kMaxValueBytes = 64 << 10;
 
  private:
+  bool publish(const std::string& key, const Bytes& value, bool only_if_absent);
   std::string dir_;
   uint64_t nonce_;  // random per store: temp names of two stores never collide
 };

@@ -25,6 +25,17 @@ class Store {
   // or none. Replaces an older value. Throws an Error naming the key.
   virtual void set(const std::string& key, const Bytes& value) = 0;
 
+  // The same, but only when `key` holds no value: false (and nothing
+  // published) when one is there, decided atomically, so of two publishers
+  // racing on one key exactly one wins. A store that cannot decide it
+  // atomically checks, then sets.
+  virtual bool set_if_absent(const std::string& key, const Bytes& value) {
+    std::string why;
+    if (check(key, &why)) return false;
+    set(key, value);
+    return true;
+  }
+
   // The value under `key` now, or nullopt with the reason in *why (absent,
   // unreadable, not this user's).
   virtual std::optional<Bytes> check(const std::string& key, std::string* why) = 0;

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -400,6 +401,52 @@ TEST(WorkerResourceLimits, ForkFailingAtRlimitNprocNamesItAndReapsTheChipsForked
     rank_note(msg);
   }, std::chrono::seconds(60));
   ASSERT_TRUE(all_ok(outcomes)) << outcomes[0].describe();
+}
+
+// Two Worker jobs of 2 chips started at once on one rootinfo path, with one
+// CHIPMESH_JOB_TOKEN, 100 times: ranks of the two never meet (each job's
+// allreduce sums only its own chips' values, or the job fails), a job that
+// fails does so at once with an error naming the path (never at a
+// deadline), and at least one of the two always completes (issue 12 item 1).
+TEST(WorkerTwoJobs, OnOneRootinfoPathNeverMixAndTheLoserFailsAtOnce) {
+  int both_ran = 0, one_failed = 0;
+  for (int run = 0; run < 100; ++run) {
+    ScratchDir dir;
+    const std::string path = dir.file("rootinfo");
+    auto outcomes = fork_ranks(2, [&](int job) {
+      setenv("CHIPMESH_JOB_TOKEN", "shared-token", 1);
+      knobs::reload();
+      const auto t0 = std::chrono::steady_clock::now();
+      try {
+        Worker w(comm_config(2, path, 4096, {{"x", DataType::INT32, 4, 16}}));
+        w.init();
+        const CommDomain& world = w.world();
+        const int32_t mine[4] = {job + 1, job + 1, job + 1, job + 1};
+        for (int c = 0; c < 2; ++c) w.copy_to(c, world.context(c).buffer_ptrs.at("x"), mine, sizeof mine);
+        w.run([&](Orchestrator& o) { o.allreduce(world, "x", "x", 4, DataType::INT32, ReduceOp::SUM); });
+        for (int c = 0; c < 2; ++c) {
+          int32_t got[4] = {};
+          w.copy_from(c, got, world.context(c).buffer_ptrs.at("x"), sizeof got);
+          for (int32_t v : got) CM_REQUIRE(v == 2 * (job + 1)) << "job " << job << " chip " << c << " summed " << v;
+        }
+        w.close();
+        rank_note("ran");
+      } catch (const ChipError& e) {
+        const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        const std::string msg = e.what();
+        CM_REQUIRE(s < 10) << "the failure took " << s << " s: " << msg;
+        CM_REQUIRE(msg.find(path) != std::string::npos && msg.find("TimeoutError") == std::string::npos) << msg;
+        rank_note("failed after " + std::to_string(s) + " s: " + msg);
+      }
+    }, std::chrono::seconds(60));
+    ASSERT_TRUE(all_ok(outcomes)) << "run " << run << ": " << outcomes[0].describe() << outcomes[1].describe();
+    const bool ran0 = outcomes[0].message == "ran", ran1 = outcomes[1].message == "ran";
+    ASSERT_TRUE(ran0 || ran1) << "run " << run << ": both failed: " << outcomes[0].message << " / "
+                              << outcomes[1].message;
+    (ran0 && ran1 ? both_ran : one_failed) += 1;
+    EXPECT_TRUE(dir.entries().empty()) << "run " << run << " left " << dir.entries().front();
+  }
+  std::printf("  100 runs: both jobs ran in %d, one failed at once in %d\n", both_ran, one_failed);
 }
 
 // A chip SIGKILLed right after it created its window object (a chip killed
