@@ -6,7 +6,8 @@
  *   <bytes> <count> <#wrong> <time_us> <time_us> ...
  * one time per timed iteration: MPI_Barrier, then the MPI_Allreduce, timed on
  * every rank, the max over ranks. #wrong counts wrong output elements over
- * all ranks, checked on one extra call after the output is set to NaN.
+ * all ranks, checked on one extra call (before the timed ones) after the
+ * output is set to NaN. The loops and lines: peer_timing.h.
  * With OPS:REPS it also times REPS streams of OPS back-to-back calls
  * (MPI_Barrier, then OPS MPI_Allreduce with nothing between them, as
  * nccl-tests does; max over ranks) and prints
@@ -18,16 +19,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
+
+#include "peer_timing.h"
 
 /* Must match bench/allreduce.cpp: small integers, so fp32 sums are exact. */
 static float input_value(int rank, uint64_t i) { return (float)((int)((i * 7 + (uint64_t)rank * 13) % 31) - 15); }
 
-static double now_us(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
-}
+static float *in, *out;
+
+static void call(int count) { MPI_Allreduce(in, out, count, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD); }
 
 int main(int argc, char** argv) {
   MPI_Init(&argc, &argv);
@@ -40,8 +40,8 @@ int main(int argc, char** argv) {
     if (b > max_bytes) max_bytes = b;
   }
   const uint64_t max_count = max_bytes / sizeof(float);
-  float* in = (float*)malloc((max_count ? max_count : 1) * sizeof(float));
-  float* out = (float*)malloc((max_count ? max_count : 1) * sizeof(float));
+  in = (float*)malloc((max_count ? max_count : 1) * sizeof(float));
+  out = (float*)malloc((max_count ? max_count : 1) * sizeof(float));
   if (!in || !out) {
     fprintf(stderr, "rank %d: cannot allocate 2 x %llu bytes\n", rank, (unsigned long long)max_bytes);
     MPI_Abort(MPI_COMM_WORLD, 1);
@@ -52,36 +52,12 @@ int main(int argc, char** argv) {
   }
 
   for (int a = 1; a < argc; ++a) {
-    unsigned long long bytes = 0;
-    int iters = 0, warmup = 0, ops = 0, reps = 0;
-    const int fields = sscanf(argv[a], "%llu:%d:%d:%d:%d", &bytes, &iters, &warmup, &ops, &reps);
-    if ((fields != 3 && fields != 5) || iters < 1 || warmup < 0 || (fields == 5 && (ops < 1 || reps < 1))) {
-      if (rank == 0) fprintf(stderr, "bad size spec '%s' (BYTES:ITERS:WARMUP or BYTES:ITERS:WARMUP:OPS:REPS)\n", argv[a]);
-      MPI_Abort(MPI_COMM_WORLD, 2);
-    }
-    const int count = (int)(bytes / sizeof(float));
-    for (int w = 0; w < warmup; ++w) MPI_Allreduce(in, out, count, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
-    double* times = (double*)malloc((size_t)iters * sizeof(double));
-    for (int it = 0; it < iters; ++it) {
-      MPI_Barrier(MPI_COMM_WORLD);
-      const double t0 = now_us();
-      MPI_Allreduce(in, out, count, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
-      double dt = now_us() - t0, dt_max = 0;
-      MPI_Reduce(&dt, &dt_max, 1, MPI_DOUBLE, MPI_MAX, 0, MPI_COMM_WORLD);
-      times[it] = dt_max;
-    }
-    double* stream = (double*)malloc((size_t)(reps > 0 ? reps : 1) * sizeof(double));
-    for (int r = 0; r < reps; ++r) {
-      MPI_Barrier(MPI_COMM_WORLD);
-      const double t0 = now_us();
-      for (int k = 0; k < ops; ++k) MPI_Allreduce(in, out, count, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
-      double dt = now_us() - t0, dt_max = 0;
-      MPI_Reduce(&dt, &dt_max, 1, MPI_DOUBLE, MPI_MAX, 0, MPI_COMM_WORLD);
-      stream[r] = dt_max / ops;
-    }
-    /* Check one more call. */
+    const struct peer_spec spec = peer_parse_spec(argv[a], rank);
+    const int count = (int)(spec.bytes / sizeof(float));
+    for (int w = 0; w < spec.warmup; ++w) call(count);
+    /* Check one call, its output set to NaN first. */
     for (int i = 0; i < count; ++i) out[i] = NAN;
-    MPI_Allreduce(in, out, count, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+    call(count);
     long long wrong = 0, wrong_all = 0;
     for (int i = 0; i < count; ++i) {
       float want = 0;
@@ -89,19 +65,7 @@ int main(int argc, char** argv) {
       if (!(out[i] == want)) ++wrong;
     }
     MPI_Reduce(&wrong, &wrong_all, 1, MPI_LONG_LONG, MPI_SUM, 0, MPI_COMM_WORLD);
-    if (rank == 0) {
-      printf("%llu %d %lld", bytes, count, wrong_all);
-      for (int it = 0; it < iters; ++it) printf(" %.3f", times[it]);
-      printf("\n");
-      if (reps > 0) {
-        printf("stream %llu %d", bytes, ops);
-        for (int r = 0; r < reps; ++r) printf(" %.4f", stream[r]);
-        printf("\n");
-      }
-      fflush(stdout);
-    }
-    free(times);
-    free(stream);
+    peer_time_and_report(&spec, count, wrong_all, call, rank);
   }
   free(in);
   free(out);

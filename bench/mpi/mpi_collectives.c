@@ -17,23 +17,19 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
+
+#include "peer_timing.h"
 
 enum coll { ALLGATHER, REDUCE_SCATTER, BROADCAST, REDUCE, ALLTOALL };
 
 /* Must match bench/collectives.cpp: small integers, so fp32 sums are exact. */
 static float input_value(int rank, uint64_t i) { return (float)((int)((i * 7 + (uint64_t)rank * 13) % 31) - 15); }
 
-static double now_us(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
-}
-
 static float *in, *out;
 static int nranks, rank;
+static enum coll the_coll;
 
-static void call(enum coll c, int count) {
+static void call_as(enum coll c, int count) {
   switch (c) {
     case ALLGATHER: MPI_Allgather(in, count, MPI_FLOAT, out, count, MPI_FLOAT, MPI_COMM_WORLD); break;
     case REDUCE_SCATTER: MPI_Reduce_scatter_block(in, out, count, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD); break;
@@ -42,6 +38,7 @@ static void call(enum coll c, int count) {
     case ALLTOALL: MPI_Alltoall(in, count, MPI_FLOAT, out, count, MPI_FLOAT, MPI_COMM_WORLD); break;
   }
 }
+static void call(int count) { call_as(the_coll, count); }
 
 /* Wrong output elements on this rank after one checked call. */
 static long long check(enum coll c, int count) {
@@ -50,7 +47,7 @@ static long long check(enum coll c, int count) {
   for (uint64_t i = 0; i < out_elems; ++i) out[i] = NAN;
   if (c == BROADCAST && rank == 0)
     for (uint64_t i = 0; i < out_elems; ++i) out[i] = input_value(0, i);
-  call(c, count);
+  call_as(c, count);
   if (c == REDUCE && rank != 0) return 0;
   long long wrong = 0;
   for (uint64_t i = 0; i < out_elems; ++i) {
@@ -100,49 +97,14 @@ int main(int argc, char** argv) {
   for (uint64_t i = 0; i < max_bytes / sizeof(float); ++i) in[i] = input_value(rank, i), out[i] = 0;
   const int unit = 4 * ((coll == ALLGATHER || coll == REDUCE_SCATTER || coll == ALLTOALL) ? nranks : 1);
 
+  the_coll = coll;
   for (int a = 2; a < argc; ++a) {
-    unsigned long long bytes = 0;
-    int iters = 0, warmup = 0, ops = 0, reps = 0;
-    const int fields = sscanf(argv[a], "%llu:%d:%d:%d:%d", &bytes, &iters, &warmup, &ops, &reps);
-    if ((fields != 3 && fields != 5) || iters < 1 || warmup < 0 || (fields == 5 && (ops < 1 || reps < 1))) {
-      if (rank == 0) fprintf(stderr, "bad size spec '%s' (BYTES:ITERS:WARMUP or BYTES:ITERS:WARMUP:OPS:REPS)\n", argv[a]);
-      MPI_Abort(MPI_COMM_WORLD, 2);
-    }
-    const int count = (int)(bytes / (unsigned long long)unit);
-    for (int w = 0; w < warmup; ++w) call(coll, count);
+    const struct peer_spec spec = peer_parse_spec(argv[a], rank);
+    const int count = (int)(spec.bytes / (unsigned long long)unit);
+    for (int w = 0; w < spec.warmup; ++w) call(count);
     long long wrong = check(coll, count), wrong_all = 0;
     MPI_Reduce(&wrong, &wrong_all, 1, MPI_LONG_LONG, MPI_SUM, 0, MPI_COMM_WORLD);
-    double* times = (double*)malloc((size_t)iters * sizeof(double));
-    for (int it = 0; it < iters; ++it) {
-      MPI_Barrier(MPI_COMM_WORLD);
-      const double t0 = now_us();
-      call(coll, count);
-      double dt = now_us() - t0, dt_max = 0;
-      MPI_Reduce(&dt, &dt_max, 1, MPI_DOUBLE, MPI_MAX, 0, MPI_COMM_WORLD);
-      times[it] = dt_max;
-    }
-    double* stream = (double*)malloc((size_t)(reps > 0 ? reps : 1) * sizeof(double));
-    for (int r = 0; r < reps; ++r) {
-      MPI_Barrier(MPI_COMM_WORLD);
-      const double t0 = now_us();
-      for (int k = 0; k < ops; ++k) call(coll, count);
-      double dt = now_us() - t0, dt_max = 0;
-      MPI_Reduce(&dt, &dt_max, 1, MPI_DOUBLE, MPI_MAX, 0, MPI_COMM_WORLD);
-      stream[r] = dt_max / ops;
-    }
-    if (rank == 0) {
-      printf("%llu %d %lld", bytes, count, wrong_all);
-      for (int it = 0; it < iters; ++it) printf(" %.3f", times[it]);
-      printf("\n");
-      if (reps > 0) {
-        printf("stream %llu %d", bytes, ops);
-        for (int r = 0; r < reps; ++r) printf(" %.4f", stream[r]);
-        printf("\n");
-      }
-      fflush(stdout);
-    }
-    free(times);
-    free(stream);
+    peer_time_and_report(&spec, count, wrong_all, call, rank);
   }
   free(in);
   free(out);
