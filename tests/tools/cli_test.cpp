@@ -574,6 +574,22 @@ TEST(DemoFaults, AChipKilledInAnyBringUpPhaseFailsTheDemoNamingItAndLeavesNothin
   }
 }
 
+// The demo's own process stopped (SIGSTOP) and continued: nothing times
+// out and nothing fails; the job simply resumes and ends OK (the chips wait
+// for work without a deadline of their own while their parent is stopped).
+TEST(DemoFaults, ADemoStoppedAndContinuedResumesAndSucceeds) {
+  CliProcess p = start_cli({"demo", "--chips", "4", "--bytes", "1MiB", "--iters", "200"});
+  ASSERT_GT(p.pid, 0);
+  ASSERT_EQ(kill(p.pid, SIGSTOP), 0);
+  int status = 0;
+  ASSERT_EQ(waitpid(p.pid, &status, WUNTRACED), p.pid);  // stopped for sure
+  ASSERT_TRUE(WIFSTOPPED(status));
+  ASSERT_EQ(kill(p.pid, SIGCONT), 0);
+  CliResult r = finish_cli(p, std::chrono::seconds(120));
+  EXPECT_EQ(r.exit_code, 0) << r.describe();
+  EXPECT_TRUE(contains(r.out, "OK")) << r.describe();
+}
+
 TEST(Cli, HelpAndVersionExitZero) {
   CliResult help = run_cli({"--help"});
   EXPECT_EQ(help.exit_code, 0) << help.describe();

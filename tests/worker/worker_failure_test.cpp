@@ -323,6 +323,48 @@ TEST(WorkerStoppedChip, RunFailsNamingItAndThePeersStayUsable) {
   EXPECT_TRUE(dir.entries().empty());
 }
 
+// A chip ended by SIGTERM or SIGINT (a kill, a Ctrl-C that reached it)
+// while its group runs, the others blocked on it in their kernels: run()
+// fails naming that chip, the others' kernels are aborted, they stay
+// usable, and nothing of the job is left (issue 12's faults, during a run).
+class WorkerChipSignalled : public ::testing::TestWithParam<int> {};
+
+TEST_P(WorkerChipSignalled, DuringARunFailsNamingItAndThePeersStayUsable) {
+  const int sig = GetParam();
+  ScratchDir dir;
+  auto outcomes = fork_ranks(1, [&](int) {
+    int fds[2];
+    CM_REQUIRE(pipe(fds) == 0);
+    Worker w(comm_config(3, dir.file("rootinfo"), 4096));
+    w.init();
+    const pid_t victim = w.chip_pid(1);
+    std::thread killer([&] {
+      char c;
+      for (int entered = 0; entered < 3 && read(fds[0], &c, 1) == 1;) entered += c == 'r';
+      kill(victim, sig);  // every kernel of the group has started
+    });
+    std::string msg = chip_error_of([&] {
+      w.run([&](Orchestrator& o) {
+        o.submit_group({0, 1, 2}, task("test_block", {}, {static_cast<uint64_t>(fds[1])}));
+      });
+    });
+    killer.join();
+    CM_REQUIRE(contains(msg, "chip 1 (device 1, pid " + std::to_string(victim) + ")")) << msg;
+    CM_REQUIRE(kill(victim, 0) == -1 && errno == ESRCH) << "chip 1 outlived its signal";
+    w.run([&](Orchestrator& o) { o.submit_group({0, 2}, task("test_noop")); });
+    w.close();
+    close(fds[0]);
+    close(fds[1]);
+    CM_REQUIRE(shm_objects_of(victim) == 0) << "chip 1 left shared memory";
+    rank_note(msg);
+  }, std::chrono::seconds(60));
+  ASSERT_TRUE(all_ok(outcomes)) << outcomes[0].describe();
+  EXPECT_TRUE(dir.entries().empty());
+}
+
+INSTANTIATE_TEST_SUITE_P(Signals, WorkerChipSignalled, ::testing::Values(SIGTERM, SIGINT),
+                         [](const auto& info) { return info.param == SIGTERM ? "SIGTERM" : "SIGINT"; });
+
 // Out of file descriptors right after the forks (no pidfd for every chip):
 // init fails naming the operation and RLIMIT_NOFILE, and every chip already
 // forked is killed and reaped (it used to be left running, then a zombie).
