@@ -13,6 +13,10 @@
 
 namespace chipmesh {
 
+namespace cluster {
+class Cluster;  // internal: the hosts of a job (src/cluster/cluster.h)
+}
+
 // Reduction operators and allreduce algorithms of the built-in collectives
 // (names, parsing and the kernels' encoding: chipmesh/collectives.h).
 enum class ReduceOp : uint32_t { SUM, PROD, MAX, MIN };
@@ -42,10 +46,12 @@ class CommDomain {
   const DomainContext& context(int chip) const;
   // Domain rank of a chip, -1 if not a member.
   int rank_of(int chip) const;
-  // Across hosts (Worker::world() of a Worker in a cluster,
-  // docs/multi-host.md): chips() / size() / rank_of() are this host's
-  // members, the ones a collective takes addresses for; these count every
-  // member of every host. On one host they equal size() / rank_of().
+  // Across hosts (Worker::world() and the domains Orchestrator::
+  // allocate_domain makes in a cluster, docs/multi-host.md): chips() /
+  // size() / rank_of() are this host's members, the ones a collective takes
+  // addresses for (none on a host without members: collectives there return
+  // at once); these count every member of every host. On one host they
+  // equal size() / rank_of().
   bool spans_hosts() const;
   int global_size() const;
   // Global rank of a member chip of this host (members of lower hosts
@@ -76,6 +82,13 @@ struct CommDomain::State {
   bool spans_hosts = false;
   int global_size = 0;
   int global_offset = 0;
+  // In a cluster (world() and allocated domains): the global rank of each
+  // local rank (empty: local rank + global_offset), the host of every
+  // global rank (its rank in `hosts`), and the cluster of the hosts with
+  // members (null on a host without members).
+  std::vector<int> global_ranks;
+  std::vector<int> rank_hosts;
+  std::shared_ptr<cluster::Cluster> hosts;
 };
 
 }  // namespace chipmesh

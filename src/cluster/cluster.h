@@ -43,7 +43,38 @@ class Cluster {
   // ConfigError for a dtype or op not supported across hosts.
   virtual void allreduce(void* data, size_t count, DataType dtype, ReduceOp op) = 0;
   virtual void barrier() = 0;
+
+  // Collective: the hosts with `member` true get a cluster of their own
+  // (ranks in this cluster's order; host_name() keeps naming them by their
+  // rank in the job), the others nullptr. A domain spanning hosts lives on
+  // the cluster of its members' hosts.
+  virtual std::shared_ptr<Cluster> split(bool member) = 0;
+  // Collective: every host passes a description of the same call; on a
+  // difference every host throws the same ConfigError naming `what`, the
+  // first two hosts that differ and both descriptions.
+  virtual void check_same(const std::string& what, const std::string& description) = 0;
+
+  // The data steps of the collectives across hosts (docs/multi-host.md).
+  // Byte counts per host; a count over INT_MAX bytes (MPI counts are int)
+  // is a ConfigError naming it. Element counts follow the dtype.
+  // recv (sum of counts) = every host's send (counts[h] bytes), in host order.
+  virtual void allgatherv(const void* send, void* recv, const std::vector<size_t>& counts) = 0;
+  virtual void broadcast(void* data, size_t bytes, int root) = 0;
+  // In place: `data` (count elements) of `root` = every host's data reduced.
+  virtual void reduce(void* data, size_t count, DataType dtype, ReduceOp op, int root) = 0;
+  // recv (counts[rank()] elements) = block rank() of the reduction of every
+  // host's send (sum of counts elements, block h holding counts[h]).
+  virtual void reduce_scatter(const void* send, void* recv, const std::vector<size_t>& counts, DataType dtype,
+                              ReduceOp op) = 0;
+  // Host h gets send[sdispl[h], +scounts[h]); recv[rdispl[g], +rcounts[g]) comes
+  // from host g (bytes, displacements from the counts in host order).
+  virtual void alltoallv(const void* send, const std::vector<size_t>& scounts, void* recv,
+                         const std::vector<size_t>& rcounts) = 0;
 };
+
+// inout[i] = in[i] op inout[i] for `count` elements (the local fold of the
+// reducing collectives across hosts; the same dtypes as allreduce).
+void reduce_local(const void* in, void* inout, size_t count, DataType dtype, ReduceOp op);
 
 // Whether this build can join clusters (built with MPI).
 bool available();
@@ -57,5 +88,7 @@ std::string this_host();
 void set_this_host(const std::string& label);
 // Throws ConfigError naming the dtype/op when allreduce cannot take them.
 void check_allreduce(DataType dtype, ReduceOp op);
+// The same for any reducing collective across hosts (`what` names it).
+void check_reducible(const char* what, DataType dtype, ReduceOp op);
 
 }  // namespace chipmesh::cluster

@@ -35,6 +35,37 @@ struct StatusRecord {
   int32_t failed;
   char message[1020];
 };
+struct CallRecord {
+  uint64_t hash;
+  char description[504];
+};
+
+// FNV-1a: the same value on every host whatever its build.
+uint64_t fnv1a(const std::string& s) {
+  uint64_t h = 1469598103934665603ull;
+  for (unsigned char ch : s) h = (h ^ ch) * 1099511628211ull;
+  return h;
+}
+
+// MPI counts and displacements are int.
+int int_count(size_t n, const char* what) {
+  if (n > static_cast<size_t>(INT_MAX))
+    throw ConfigError(std::string("cluster: ") + what + " of " + std::to_string(n) +
+                      " exceeds the 2^31 - 1 that one MPI call carries between two hosts; split the call");
+  return static_cast<int>(n);
+}
+
+std::vector<int> int_counts(const std::vector<size_t>& counts, std::vector<int>* displs, const char* what) {
+  std::vector<int> out;
+  size_t total = 0;
+  for (size_t c : counts) {
+    if (displs) displs->push_back(int_count(total, what));
+    out.push_back(int_count(c, what));
+    total += c;
+  }
+  int_count(total, what);
+  return out;
+}
 
 void check(int rc, const char* what) {
   if (rc == MPI_SUCCESS) return;
@@ -81,6 +112,8 @@ MPI_Datatype mpi_type(DataType t) {
     case DataType::FLOAT64: return MPI_DOUBLE;
     case DataType::INT32: return MPI_INT32_T;
     case DataType::INT64: return MPI_INT64_T;
+    case DataType::INT8: return MPI_INT8_T;
+    case DataType::UINT8: return MPI_UINT8_T;
     default: return MPI_DATATYPE_NULL;
   }
 }
@@ -112,6 +145,14 @@ class MpiCluster final : public Cluster {
           "MPI_Allgather of the host names");
     set_this_host(host_name(rank_));
   }
+  // A cluster over `comm` (ours to free): `hosts` and `world_ranks` name
+  // its ranks as the job's cluster does.
+  MpiCluster(MPI_Comm comm, std::vector<HostRecord> hosts, std::vector<int> world_ranks)
+      : comm_(comm), hosts_(std::move(hosts)), world_ranks_(std::move(world_ranks)) {
+    MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN);
+    MPI_Comm_rank(comm_, &rank_);
+    MPI_Comm_size(comm_, &size_);
+  }
   ~MpiCluster() override {
     int finalized = 0;
     MPI_Finalized(&finalized);
@@ -121,7 +162,8 @@ class MpiCluster final : public Cluster {
   int rank() const override { return rank_; }
   int size() const override { return size_; }
   std::string host_name(int r) const override {
-    return "host " + std::to_string(r) + " (" + hosts_.at(static_cast<size_t>(r)).hostname + ")";
+    const int job_rank = world_ranks_.empty() ? r : world_ranks_.at(static_cast<size_t>(r));
+    return "host " + std::to_string(job_rank) + " (" + hosts_.at(static_cast<size_t>(r)).hostname + ")";
   }
 
   void agree(const JobShape& s) override {
@@ -181,11 +223,81 @@ class MpiCluster final : public Cluster {
 
   void barrier() override { check(MPI_Barrier(comm_), "MPI_Barrier between the hosts"); }
 
+  std::shared_ptr<Cluster> split(bool member) override {
+    MPI_Comm sub = MPI_COMM_NULL;
+    check(MPI_Comm_split(comm_, member ? 0 : MPI_UNDEFINED, rank_, &sub), "MPI_Comm_split of the hosts");
+    std::vector<int> flags(static_cast<size_t>(size_));
+    const int mine = member ? 1 : 0;
+    check(MPI_Allgather(&mine, 1, MPI_INT, flags.data(), 1, MPI_INT, comm_), "MPI_Allgather of the members");
+    if (!member) return nullptr;
+    std::vector<HostRecord> hosts;
+    std::vector<int> ranks;
+    for (int r = 0; r < size_; ++r)
+      if (flags[static_cast<size_t>(r)]) {
+        hosts.push_back(hosts_[static_cast<size_t>(r)]);
+        ranks.push_back(world_ranks_.empty() ? r : world_ranks_[static_cast<size_t>(r)]);
+      }
+    return std::make_shared<MpiCluster>(sub, std::move(hosts), std::move(ranks));
+  }
+
+  void check_same(const std::string& what, const std::string& description) override {
+    CallRecord mine{};
+    mine.hash = fnv1a(description);
+    copy_cut(mine.description, sizeof mine.description, description);
+    std::vector<CallRecord> all(static_cast<size_t>(size_));
+    check(MPI_Allgather(&mine, sizeof mine, MPI_BYTE, all.data(), sizeof mine, MPI_BYTE, comm_),
+          "MPI_Allgather of the call descriptions");
+    for (int r = 1; r < size_; ++r)
+      if (all[static_cast<size_t>(r)].hash != all[0].hash)
+        throw ConfigError(what + ": the hosts disagree (seen on " + me() + "): " + host_name(0) + " calls it with " +
+                          all[0].description + ", " + host_name(r) + " with " +
+                          all[static_cast<size_t>(r)].description);
+  }
+
+  void allgatherv(const void* send, void* recv, const std::vector<size_t>& counts) override {
+    std::vector<int> displs;
+    const std::vector<int> n = int_counts(counts, &displs, "an allgather across hosts");
+    check(MPI_Allgatherv(send, n[static_cast<size_t>(rank_)], MPI_BYTE, recv, n.data(), displs.data(), MPI_BYTE,
+                         comm_),
+          "MPI_Allgatherv between the hosts");
+  }
+
+  void broadcast(void* data, size_t bytes, int root) override {
+    check(MPI_Bcast(data, int_count(bytes, "a broadcast across hosts"), MPI_BYTE, root, comm_),
+          "MPI_Bcast between the hosts");
+  }
+
+  void reduce(void* data, size_t count, DataType dtype, ReduceOp op, int root) override {
+    check_reducible("reduce", dtype, op);
+    const int n = int_count(count, "a reduce across hosts");
+    check(MPI_Reduce(rank_ == root ? MPI_IN_PLACE : data, rank_ == root ? data : nullptr, n, mpi_type(dtype),
+                     mpi_op(op), root, comm_),
+          "MPI_Reduce between the hosts");
+  }
+
+  void reduce_scatter(const void* send, void* recv, const std::vector<size_t>& counts, DataType dtype,
+                      ReduceOp op) override {
+    check_reducible("reduce_scatter", dtype, op);
+    const std::vector<int> n = int_counts(counts, nullptr, "a reduce_scatter across hosts");
+    check(MPI_Reduce_scatter(send, recv, n.data(), mpi_type(dtype), mpi_op(op), comm_),
+          "MPI_Reduce_scatter between the hosts");
+  }
+
+  void alltoallv(const void* send, const std::vector<size_t>& scounts, void* recv,
+                 const std::vector<size_t>& rcounts) override {
+    std::vector<int> sd, rd;
+    const std::vector<int> sn = int_counts(scounts, &sd, "an all_to_all across hosts");
+    const std::vector<int> rn = int_counts(rcounts, &rd, "an all_to_all across hosts");
+    check(MPI_Alltoallv(send, sn.data(), sd.data(), MPI_BYTE, recv, rn.data(), rd.data(), MPI_BYTE, comm_),
+          "MPI_Alltoallv between the hosts");
+  }
+
  private:
   MPI_Comm comm_ = MPI_COMM_NULL;
   int rank_ = 0;
   int size_ = 1;
   std::vector<HostRecord> hosts_;
+  std::vector<int> world_ranks_;  // of a split cluster: each rank's rank in the job
 };
 
 }  // namespace
@@ -197,11 +309,27 @@ std::unique_ptr<Cluster> join(const std::string& kind) {
   return std::make_unique<MpiCluster>();
 }
 
-void check_allreduce(DataType dtype, ReduceOp op) {
+void check_allreduce(DataType dtype, ReduceOp op) { check_reducible("allreduce", dtype, op); }
+
+void check_reducible(const char* what, DataType dtype, ReduceOp op) {
   if (mpi_type(dtype) == MPI_DATATYPE_NULL)
-    throw ConfigError("allreduce across hosts: dtype " + std::string(dtype_name(dtype)) +
-                      " is not yet supported across hosts (float32, float64, int32, int64)");
-  if (mpi_op(op) == MPI_OP_NULL) throw ConfigError("allreduce across hosts: unknown reduce op");
+    throw ConfigError(std::string(what) + " across hosts: dtype " + std::string(dtype_name(dtype)) +
+                      " is not yet supported across hosts (float32, float64, int8, uint8, int32, int64)");
+  if (mpi_op(op) == MPI_OP_NULL) throw ConfigError(std::string(what) + " across hosts: unknown reduce op");
+}
+
+void reduce_local(const void* in, void* inout, size_t count, DataType dtype, ReduceOp op) {
+  check_reducible("a reduction", dtype, op);
+  const size_t es = dtype_size(dtype);
+  constexpr size_t kSlice = size_t{1} << 30;
+  for (size_t done = 0; done < count;) {
+    const size_t n = std::min(kSlice, count - done);
+    check(MPI_Reduce_local(static_cast<const unsigned char*>(in) + done * es,
+                           static_cast<unsigned char*>(inout) + done * es, static_cast<int>(n), mpi_type(dtype),
+                           mpi_op(op)),
+          "MPI_Reduce_local");
+    done += n;
+  }
 }
 
 }  // namespace chipmesh::cluster

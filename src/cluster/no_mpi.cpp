@@ -1,4 +1,6 @@
 // A chipmesh built without MPI: clusters cannot be joined.
+#include <string>
+
 #include "chipmesh/errors.h"
 #include "cluster/cluster.h"
 
@@ -14,6 +16,14 @@ std::unique_ptr<Cluster> join(const std::string& kind) {
 
 void check_allreduce(DataType, ReduceOp) {
   throw ConfigError("allreduce across hosts: chipmesh was built without MPI");
+}
+
+void check_reducible(const char* what, DataType, ReduceOp) {
+  throw ConfigError(std::string(what) + " across hosts: chipmesh was built without MPI");
+}
+
+void reduce_local(const void*, void*, size_t, DataType, ReduceOp) {
+  throw ConfigError("a reduction across hosts: chipmesh was built without MPI");
 }
 
 }  // namespace chipmesh::cluster

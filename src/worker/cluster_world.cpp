@@ -1,6 +1,5 @@
-// A Worker as one host of a cluster (docs/multi-host.md): joining the job,
-// the host accessors, and the inter-host step of the hierarchical
-// collectives over world(). The local steps are the ordinary ones.
+// A Worker as one host of a cluster (docs/multi-host.md): joining the job
+// and the host accessors. The collectives across hosts: across_hosts.cpp.
 #include <string>
 #include <vector>
 
@@ -69,49 +68,6 @@ void Worker::host_allreduce(void* data, size_t count, DataType dtype, ReduceOp o
   const Impl& m = impl_->joined("host_allreduce");
   if (!m.cluster) return;
   m.cluster->allreduce(data, count, dtype, op);
-}
-
-// --- the inter-host steps of the hierarchical collectives ----------------------
-
-void Worker::Impl::across_hosts_allreduce(Worker& w, Orchestrator& o, const std::function<std::vector<int>()>& submit,
-                                          const std::vector<uint64_t>& out, size_t count, DataType dtype,
-                                          ReduceOp op) {
-  // 1. The local allreduce must be checked, submitted and done, and its
-  //    result read out of a chip's window, on every host before any host
-  //    goes on (a chip found dead at submission fails here too).
-  const char* step = "allreduce across hosts (local step)";
-  std::vector<int> chips;
-  std::vector<unsigned char> host;
-  size_t bytes = 0;
-  try {
-    chips = submit();
-    bytes = count * dtype_size(dtype);  // checked by submit()
-    host.resize(bytes);
-    o.wait();
-    if (bytes) w.copy_from(chips[0], host.data(), out[0], bytes);
-  } catch (...) {
-    settle(step, describe_current_exception());  // tells the others; false here
-    throw;
-  }
-  settle(step, "");
-  // 2. Between the hosts' Worker processes; 3. into every local chip's
-  //    output, then the store_to_host flush the local step skipped.
-  if (count) cluster->allreduce(host.data(), count, dtype, op);
-  for (size_t r = 0; r < chips.size() && bytes; ++r) w.copy_to(chips[r], out[r], host.data(), bytes);
-  o.flush_outputs(chips);
-}
-
-void Worker::Impl::across_hosts_barrier(Orchestrator& o, const std::function<void()>& submit) {
-  const char* step = "barrier across hosts (local step)";
-  try {
-    submit();
-    o.wait();
-  } catch (...) {
-    settle(step, describe_current_exception());  // tells the others; false here
-    throw;
-  }
-  settle(step, "");
-  cluster->barrier();
 }
 
 }  // namespace chipmesh

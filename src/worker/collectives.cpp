@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "chipmesh/worker.h"
+#include "worker/across_hosts.h"
 #include "worker/worker_impl.h"
 
 namespace chipmesh {
@@ -28,23 +29,27 @@ std::string where(const char* what, const CommDomain& d) {
   return std::string("Orchestrator::") + what + " on domain '" + d.name() + "'";
 }
 
-// The domain is this worker's and live; the dtype (and op) are supported;
-// the vectors have one address per rank; the counts' bytes do not overflow.
-Checked check_common(const void* owner, const CommDomain& d, const char* what, size_t nin, size_t nout,
-                     uint64_t in_elems_per_count, uint64_t out_elems_per_count, uint64_t count, DataType dtype,
-                     bool reduces, const ReduceOp* op) {
+// The handle refers to a live domain of this worker.
+void check_live(const void* owner, const CommDomain& d, const char* what) {
   if (!d.state()) throw ConfigError(std::string("Orchestrator::") + what + ": the domain handle refers to no domain");
   if (d.state()->owner != owner) throw ConfigError(where(what, d) + ": the domain belongs to another worker");
   if (d.released()) throw ConfigError(where(what, d) + ": the domain was released");
-  // Across hosts only allreduce and barrier exist so far (docs/multi-host.md).
-  if (d.spans_hosts() && std::string(what) != "allreduce" && std::string(what) != "barrier")
-    throw ConfigError(where(what, d) + ": " + what + " is not yet supported across hosts (allreduce and barrier are)");
+}
+
+// The domain is this worker's and live; the dtype (and op) are supported;
+// the vectors have one address per local member; the counts' bytes do not
+// overflow (block multipliers count every member of every host).
+Checked check_common(const void* owner, const CommDomain& d, const char* what, size_t nin, size_t nout,
+                     uint64_t in_elems_per_count, uint64_t out_elems_per_count, uint64_t count, DataType dtype,
+                     bool reduces, const ReduceOp* op) {
+  check_live(owner, d, what);
   Checked c;
   c.chips = d.chips();
   const size_t n = c.chips.size();
   if (nin != n || nout != n)
     throw ConfigError(where(what, d) + ": " + std::to_string(nin) + " input and " + std::to_string(nout) +
-                      " output addresses for a domain of " + std::to_string(n) + " chips (one per domain rank)");
+                      " output addresses for a domain of " + std::to_string(n) +
+                      (d.spans_hosts() ? " chips on this host (one per local member)" : " chips (one per domain rank)"));
   c.es = dtype_size(dtype);  // ConfigError outside the enum
   if (reduces && !reducible(dtype))
     throw ConfigError(where(what, d) + ": dtype " + std::string(dtype_name(dtype)) +
@@ -119,7 +124,8 @@ void check_addr(const Allocated& allocated, const CommDomain& d, const char* wha
 enum class OwnBlock { kNone, kInAtOut, kOutAtIn };
 Placement check_addrs(const Allocated& m, const CommDomain& d, const char* what, const Checked& c,
                       const std::vector<uint64_t>& in, const std::vector<uint64_t>& out, bool in_root_only,
-                      bool out_root_only, int root, uint64_t count, uint64_t blocks, OwnBlock own_block) {
+                      bool out_root_only, int root, uint64_t count, uint64_t blocks, OwnBlock own_block,
+                      bool plan_staging = true) {
   Placement p;
   for (size_t r = 0; r < in.size(); ++r) {
     const int rank = static_cast<int>(r);
@@ -128,7 +134,7 @@ Placement check_addrs(const Allocated& m, const CommDomain& d, const char* what,
     if (in_used) check_addr(m, d, what, "input", rank, in[r], c.in_bytes, c.es, p);
     if (out_used) check_addr(m, d, what, "output", rank, out[r], c.out_bytes, c.es, p);
     if (!in_used || !out_used || in[r] == out[r]) continue;
-    const uint64_t block = count * c.es * r;
+    const uint64_t block = count * c.es * static_cast<uint64_t>(d.global_rank_of(d.chips()[r]));
     if ((own_block == OwnBlock::kInAtOut && in[r] == out[r] + block) ||
         (own_block == OwnBlock::kOutAtIn && out[r] == in[r] + block))
       continue;
@@ -136,6 +142,7 @@ Placement check_addrs(const Allocated& m, const CommDomain& d, const char* what,
       throw ConfigError(where(what, d) + ": rank " + std::to_string(r) + "'s input " + range(in[r], c.in_bytes) +
                         " and output " + range(out[r], c.out_bytes) + " overlap without being in place");
   }
+  if (!plan_staging) return p;  // across hosts the Worker moves the data
   if (c.in_bytes == 0 && c.out_bytes == 0) {
     // Nothing moves; the staged form (which returns at once) takes any address.
     for (size_t r = 0; r < in.size(); ++r) {
@@ -179,10 +186,21 @@ Task placed(Task t, const Placement& p, uint64_t collective) {
   return p.staged ? staged_task(std::move(t), collective, p.stage_off, p.chunk) : t;
 }
 
-void check_root(const CommDomain& d, const char* what, int root) {
-  if (root < 0 || root >= d.size())
+// `root` is a (global) domain rank; returns its local rank, -1 when it is
+// on another host.
+int check_root(const CommDomain& d, const char* what, int root) {
+  if (root < 0 || root >= d.global_size())
     throw ConfigError(where(what, d) + ": root " + std::to_string(root) + " is outside the domain of " +
-                      std::to_string(d.size()) + " chips");
+                      std::to_string(d.global_size()) + " chips");
+  for (int chip : d.chips())
+    if (d.global_rank_of(chip) == root) return d.rank_of(chip);
+  return -1;
+}
+
+// In a cluster, a host without members of `d` has nothing to do.
+bool no_local_members(const void* owner, const CommDomain& d, const char* what) {
+  check_live(owner, d, what);
+  return d.chips().empty();
 }
 
 std::vector<uint64_t> resolve(const CommDomain& d, const char* what, const std::string& name) {
@@ -245,27 +263,35 @@ bool spans_hosts(const CommDomain& d) { return d.state() && d.state()->spans_hos
 
 void Orchestrator::allreduce(const CommDomain& d, const std::vector<uint64_t>& in, const std::vector<uint64_t>& out,
                              size_t count, DataType dtype, ReduceOp op, AllreduceAlgo algo) {
-  const void* owner = worker_.impl_.get();
+  Worker::Impl* m = worker_.impl_.get();
+  if (no_local_members(m, d, "allreduce")) return;
   if (!spans_hosts(d)) {
-    submit_allreduce(*this, owner, allocations_of(worker_.impl_.get()), d, in, out, count, dtype, op, algo, true);
+    submit_allreduce(*this, m, allocations_of(m), d, in, out, count, dtype, op, algo, true);
     return;
   }
   // Hierarchical: this host's chips reduce into `out` (no flush yet), the
-  // hosts exchange, every chip gets the result; returns when done. Every
-  // failure from the checks on is settled with the other hosts.
-  worker_.impl_->across_hosts_allreduce(
-      worker_, *this, [&] { return submit_allreduce(*this, owner, allocations_of(worker_.impl_.get()), d, in, out, count, dtype, op, algo, false); }, out,
+  // hosts exchange, every chip gets the result; returns when done.
+  across_hosts::allreduce(
+      worker_, *this, d,
+      [&] { return submit_allreduce(*this, m, allocations_of(m), d, in, out, count, dtype, op, algo, false); }, out,
       count, dtype, op);
 }
 
 void Orchestrator::allgather(const CommDomain& d, const std::vector<uint64_t>& in, const std::vector<uint64_t>& out,
                              size_t count_per_rank, DataType dtype) {
   const char* what = "allgather";
-  Checked c = check_common(worker_.impl_.get(), d, what, in.size(), out.size(), 1, static_cast<uint64_t>(d.size()),
-                           count_per_rank, dtype, false, nullptr);
-  const auto n = static_cast<uint64_t>(d.size());
-  const Placement p = check_addrs(allocations_of(worker_.impl_.get()), d, what, c, in, out, false, false, 0, count_per_rank, n,
-                                  OwnBlock::kInAtOut);
+  Worker::Impl* m = worker_.impl_.get();
+  if (no_local_members(m, d, what)) return;
+  const auto n = static_cast<uint64_t>(d.global_size());
+  auto check = [&] {
+    Checked c = check_common(m, d, what, in.size(), out.size(), 1, n, count_per_rank, dtype, false, nullptr);
+    const Placement p = check_addrs(allocations_of(m), d, what, c, in, out, false, false, 0, count_per_rank, n,
+                                    OwnBlock::kInAtOut, !spans_hosts(d));
+    return std::make_pair(c, p);
+  };
+  if (spans_hosts(d))
+    return across_hosts::allgather(worker_, *this, d, [&] { check(); }, in, out, count_per_rank, dtype);
+  const auto [c, p] = check();
   std::vector<Task> tasks;
   for (size_t r = 0; r < in.size(); ++r)
     tasks.push_back(placed(allgather_task(in[r], out[r], count_per_rank, dtype, n), p, staged_kernel::kAllgather));
@@ -276,11 +302,18 @@ void Orchestrator::reduce_scatter(const CommDomain& d, const std::vector<uint64_
                                   const std::vector<uint64_t>& out, size_t count_per_rank, DataType dtype,
                                   ReduceOp op) {
   const char* what = "reduce_scatter";
-  Checked c = check_common(worker_.impl_.get(), d, what, in.size(), out.size(), static_cast<uint64_t>(d.size()), 1,
-                           count_per_rank, dtype, true, &op);
-  const auto n = static_cast<uint64_t>(d.size());
-  const Placement p = check_addrs(allocations_of(worker_.impl_.get()), d, what, c, in, out, false, false, 0, count_per_rank, n,
-                                  OwnBlock::kOutAtIn);
+  Worker::Impl* m = worker_.impl_.get();
+  if (no_local_members(m, d, what)) return;
+  const auto n = static_cast<uint64_t>(d.global_size());
+  auto check = [&] {
+    Checked c = check_common(m, d, what, in.size(), out.size(), n, 1, count_per_rank, dtype, true, &op);
+    const Placement p = check_addrs(allocations_of(m), d, what, c, in, out, false, false, 0, count_per_rank, n,
+                                    OwnBlock::kOutAtIn, !spans_hosts(d));
+    return std::make_pair(c, p);
+  };
+  if (spans_hosts(d))
+    return across_hosts::reduce_scatter(worker_, *this, d, [&] { check(); }, in, out, count_per_rank, dtype, op);
+  const auto [c, p] = check();
   std::vector<Task> tasks;
   for (size_t r = 0; r < in.size(); ++r)
     tasks.push_back(
@@ -291,9 +324,18 @@ void Orchestrator::reduce_scatter(const CommDomain& d, const std::vector<uint64_
 void Orchestrator::broadcast(const CommDomain& d, const std::vector<uint64_t>& in, const std::vector<uint64_t>& out,
                              size_t count, DataType dtype, int root) {
   const char* what = "broadcast";
-  Checked c = check_common(worker_.impl_.get(), d, what, in.size(), out.size(), 1, 1, count, dtype, false, nullptr);
-  check_root(d, what, root);
-  const Placement p = check_addrs(allocations_of(worker_.impl_.get()), d, what, c, in, out, true, false, root, count, 1, OwnBlock::kNone);
+  Worker::Impl* m = worker_.impl_.get();
+  if (no_local_members(m, d, what)) return;
+  auto check = [&] {
+    Checked c = check_common(m, d, what, in.size(), out.size(), 1, 1, count, dtype, false, nullptr);
+    const int local_root = check_root(d, what, root);
+    const Placement p = check_addrs(allocations_of(m), d, what, c, in, out, true, false, local_root, count, 1,
+                                    OwnBlock::kNone, !spans_hosts(d));
+    return std::make_pair(c, p);
+  };
+  if (spans_hosts(d))
+    return across_hosts::broadcast(worker_, *this, d, [&] { check(); }, in, out, count, dtype, root);
+  const auto [c, p] = check();
   std::vector<Task> tasks;
   for (size_t r = 0; r < in.size(); ++r)
     tasks.push_back(
@@ -304,9 +346,18 @@ void Orchestrator::broadcast(const CommDomain& d, const std::vector<uint64_t>& i
 void Orchestrator::reduce(const CommDomain& d, const std::vector<uint64_t>& in, const std::vector<uint64_t>& out,
                           size_t count, DataType dtype, ReduceOp op, int root) {
   const char* what = "reduce";
-  Checked c = check_common(worker_.impl_.get(), d, what, in.size(), out.size(), 1, 1, count, dtype, true, &op);
-  check_root(d, what, root);
-  const Placement p = check_addrs(allocations_of(worker_.impl_.get()), d, what, c, in, out, false, true, root, count, 1, OwnBlock::kNone);
+  Worker::Impl* m = worker_.impl_.get();
+  if (no_local_members(m, d, what)) return;
+  auto check = [&] {
+    Checked c = check_common(m, d, what, in.size(), out.size(), 1, 1, count, dtype, true, &op);
+    const int local_root = check_root(d, what, root);
+    const Placement p = check_addrs(allocations_of(m), d, what, c, in, out, false, true, local_root, count, 1,
+                                    OwnBlock::kNone, !spans_hosts(d));
+    return std::make_pair(c, p);
+  };
+  if (spans_hosts(d))
+    return across_hosts::reduce(worker_, *this, d, [&] { check(); }, in, out, count, dtype, op, root);
+  const auto [c, p] = check();
   std::vector<Task> tasks;
   for (size_t r = 0; r < in.size(); ++r)
     tasks.push_back(
@@ -317,10 +368,18 @@ void Orchestrator::reduce(const CommDomain& d, const std::vector<uint64_t>& in, 
 void Orchestrator::all_to_all(const CommDomain& d, const std::vector<uint64_t>& in, const std::vector<uint64_t>& out,
                               size_t count_per_peer, DataType dtype) {
   const char* what = "all_to_all";
-  const auto n = static_cast<uint64_t>(d.size());
-  Checked c = check_common(worker_.impl_.get(), d, what, in.size(), out.size(), n, n, count_per_peer, dtype, false, nullptr);
-  const Placement p =
-      check_addrs(allocations_of(worker_.impl_.get()), d, what, c, in, out, false, false, 0, count_per_peer, n, OwnBlock::kNone);
+  Worker::Impl* m = worker_.impl_.get();
+  if (no_local_members(m, d, what)) return;
+  const auto n = static_cast<uint64_t>(d.global_size());
+  auto check = [&] {
+    Checked c = check_common(m, d, what, in.size(), out.size(), n, n, count_per_peer, dtype, false, nullptr);
+    const Placement p = check_addrs(allocations_of(m), d, what, c, in, out, false, false, 0, count_per_peer, n,
+                                    OwnBlock::kNone, !spans_hosts(d));
+    return std::make_pair(c, p);
+  };
+  if (spans_hosts(d))
+    return across_hosts::all_to_all(worker_, *this, d, [&] { check(); }, in, out, count_per_peer, dtype);
+  const auto [c, p] = check();
   std::vector<Task> tasks;
   for (size_t r = 0; r < in.size(); ++r)
     tasks.push_back(placed(alltoall_task(in[r], out[r], count_per_peer, dtype, n), p, staged_kernel::kAlltoall));
@@ -328,13 +387,15 @@ void Orchestrator::all_to_all(const CommDomain& d, const std::vector<uint64_t>& 
 }
 
 void Orchestrator::barrier(const CommDomain& d) {
+  Worker::Impl* m = worker_.impl_.get();
+  if (no_local_members(m, d, "barrier")) return;
   auto local = [&] {
-    Checked c = check_common(worker_.impl_.get(), d, "barrier", static_cast<size_t>(d.size()),
-                             static_cast<size_t>(d.size()), 1, 1, 0, DataType::UINT8, false, nullptr);
+    Checked c = check_common(m, d, "barrier", static_cast<size_t>(d.size()), static_cast<size_t>(d.size()), 1, 1, 0,
+                             DataType::UINT8, false, nullptr);
     submit_group(c.chips, on_domain(d, c.chips, std::vector<Task>(c.chips.size(), barrier_task())));
   };
   if (spans_hosts(d))
-    worker_.impl_->across_hosts_barrier(*this, local);
+    across_hosts::barrier(*this, d, local);
   else
     local();
 }

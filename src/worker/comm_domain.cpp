@@ -39,11 +39,13 @@ int CommDomain::rank_of(int chip) const {
 bool CommDomain::spans_hosts() const { return get().spans_hosts; }
 int CommDomain::global_size() const {
   const State& s = get();
-  return s.spans_hosts ? s.global_size : static_cast<int>(s.chips.size());
+  return s.global_size ? s.global_size : static_cast<int>(s.chips.size());
 }
 int CommDomain::global_rank_of(int chip) const {
   const int r = rank_of(chip);
-  return r < 0 ? -1 : r + get().global_offset;
+  if (r < 0) return -1;
+  const State& s = get();
+  return s.global_ranks.empty() ? r + s.global_offset : s.global_ranks[static_cast<size_t>(r)];
 }
 
 void Worker::Impl::build_world() {
@@ -97,6 +99,8 @@ void Worker::Impl::build_world() {
     s->spans_hosts = true;
     s->global_size = nranks * cluster->size();
     s->global_offset = nranks * cluster->rank();
+    for (int g = 0; g < s->global_size; ++g) s->rank_hosts.push_back(g / nranks);
+    s->hosts = cluster;
   }
   world = CommDomain(std::move(s));
 }

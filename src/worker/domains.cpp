@@ -30,7 +30,9 @@ namespace {
 // The buffers' offsets in the window, in order, no padding; ConfigError
 // naming the buffer for anything bring-up would refuse, for host staging
 // and for a window too small.
-std::vector<uint64_t> carve_offsets(const std::string& what, const std::vector<ChipBufferSpec>& buffers,
+}  // namespace
+
+std::vector<uint64_t> carve_domain_offsets(const std::string& what, const std::vector<ChipBufferSpec>& buffers,
                                     size_t window_size) {
   std::set<std::string> names;
   std::vector<uint64_t> offsets;
@@ -60,6 +62,8 @@ std::vector<uint64_t> carve_offsets(const std::string& what, const std::vector<C
   }
   return offsets;
 }
+
+namespace {
 
 std::string make_private_dir(const std::string& what) {
   std::error_code ec;
@@ -161,6 +165,14 @@ CommDomain Orchestrator::allocate_domain(const std::string& name, const std::vec
                                          const std::vector<ChipBufferSpec>& buffers) {
   Worker::Impl& m = *worker_.impl_;
   m.require_running("allocate_domain");
+  // In a cluster the chips are global chip numbers (cluster_domains.cpp).
+  return m.cluster ? m.allocate_cluster_domain(name, members, window_size, buffers)
+                   : m.allocate_local_domain(name, members, window_size, buffers);
+}
+
+CommDomain Worker::Impl::allocate_local_domain(const std::string& name, const std::vector<int>& members,
+                                               size_t window_size, const std::vector<ChipBufferSpec>& buffers) {
+  Worker::Impl& m = *this;
   if (name.empty()) throw ConfigError("Orchestrator::allocate_domain: the domain name is empty");
   const std::string what = "Orchestrator::allocate_domain '" + name + "'";
   if (auto it = m.domains.find(name); it != m.domains.end())
@@ -174,7 +186,7 @@ CommDomain Orchestrator::allocate_domain(const std::string& name, const std::vec
     if (!seen.insert(c).second) throw ConfigError(what + ": chip " + std::to_string(c) + " is listed twice");
   }
   if (window_size == 0) throw ConfigError(what + ": window_size must be > 0");
-  const std::vector<uint64_t> offsets = carve_offsets(what, buffers, window_size);
+  const std::vector<uint64_t> offsets = carve_domain_offsets(what, buffers, window_size);
   m.throw_pending();  // nothing is started after a failure
 
   const std::string dir = make_private_dir(what);

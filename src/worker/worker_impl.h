@@ -25,6 +25,11 @@
 
 namespace chipmesh {
 
+// The window offsets of a domain's buffers (domains.cpp); ConfigError naming
+// the buffer for anything allocate_domain refuses.
+std::vector<uint64_t> carve_domain_offsets(const std::string& what, const std::vector<ChipBufferSpec>& buffers,
+                                           size_t window_size);
+
 struct Worker::Impl {
   WorkerConfig cfg;
   std::deque<SharedMemory> staging;  // stage_input / stage_output (stable addresses)
@@ -58,21 +63,13 @@ struct Worker::Impl {
   // The job across hosts (cluster_world.cpp): resolved at construction,
   // joined by init(); null on one host.
   std::string cluster_kind;
-  std::unique_ptr<cluster::Cluster> cluster;
+  std::shared_ptr<cluster::Cluster> cluster;
   void join_cluster();
   // *this; ConfigError naming `what` when in a cluster not joined yet.
   const Impl& joined(const char* what) const;
   // Collective over the hosts: settles a step of init() or a collective
   // (`error` empty: it succeeded here); throws when another host failed.
   bool settle(const char* step, const std::string& error);
-  // A collective over a domain that spans hosts: `submit` checks and
-  // submits the local step (returning its chips), then this waits for it,
-  // runs the step between the hosts and copies the result back into every
-  // chip (`out`: one address per chip). Any failure up to the exchange is
-  // settled with the other hosts first.
-  void across_hosts_allreduce(Worker& w, Orchestrator& o, const std::function<std::vector<int>()>& submit,
-                              const std::vector<uint64_t>& out, size_t count, DataType dtype, ReduceOp op);
-  void across_hosts_barrier(Orchestrator& o, const std::function<void()>& submit);
 
   std::vector<ChipContext> contexts;
   // world(): built by init() from the contexts; `world_error` says why
@@ -97,6 +94,12 @@ struct Worker::Impl {
   // first failure (a death first).
   std::optional<ChipError> destroy_domain(const std::string& name, const std::vector<int>& chips,
                                           const std::vector<uint64_t>& handles, const std::string& dir);
+  // Orchestrator::allocate_domain on one host (domains.cpp: `members` are
+  // chip indices) and in a cluster (cluster_domains.cpp: global chips).
+  CommDomain allocate_local_domain(const std::string& name, const std::vector<int>& members, size_t window_size,
+                                   const std::vector<ChipBufferSpec>& buffers);
+  CommDomain allocate_cluster_domain(const std::string& name, const std::vector<int>& members, size_t window_size,
+                                     const std::vector<ChipBufferSpec>& buffers);
   void release_domain(const std::string& name);  // throws the first failure; the domain is gone regardless
   // Releases every live domain in allocation order; throws the first failure
   // if `throwing`, else swallows them.

@@ -18,17 +18,36 @@
 //   cluster_prog chipdies  after init, host 1 kills its chip 0; the
 //                          allreduce over world() then fails on every host
 //                          (ChipError on host 1, CommError elsewhere)
+//   cluster_prog collectives  every collective on world() and on domains
+//                          allocated with global chips: across all hosts in
+//                          reverse chip order, over two chips of the first
+//                          and last hosts (none on the others), inside the
+//                          last host; results checked exactly on every member
+//   cluster_prog hostdies  allreduces over world() in a loop; host 1 SIGKILLs
+//                          itself after 3 (printing the time): mpirun must
+//                          end the job (multihost_faults.sh)
+//   cluster_prog spin      allreduces over world() in a loop, printing
+//                          "host <r>: running" after the first, until a
+//                          signal ends the job (Ctrl-C of mpirun)
+//   cluster_prog domainmismatch  host 1 allocates a domain with another
+//                          window size: the same ConfigError on every host
 // Prints "host <r>: OK" on success; any failure prints "host <r>: FAIL ..."
 // and exits 1.
 #define OMPI_SKIP_MPICXX 1
 #include <mpi.h>
 #include <signal.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+
+#include <algorithm>
+#include <chrono>
 #include <filesystem>
+#include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -74,7 +93,7 @@ WorkerConfig config(int chips, const fs::path& dir) {
   for (int c = 0; c < chips; ++c) {
     cfg.device_ids.push_back(c);
     ChipBootstrapConfig b;
-    b.comm = ChipCommBootstrapConfig{c, chips, (dir / "rootinfo").string(), 1 << 16};
+    b.comm = ChipCommBootstrapConfig{c, chips, dir.empty() ? "" : (dir / "rootinfo").string(), 1 << 16};
     for (const char* name : {"f_in", "f_out"}) b.buffers.push_back({name, DataType::FLOAT32, kCount, 4 * kCount});
     for (const char* name : {"i_in", "i_out"}) b.buffers.push_back({name, DataType::INT32, kCount, 4 * kCount});
     cfg.chip_bootstrap_configs.push_back(b);
@@ -137,8 +156,8 @@ void basic() {
   w.run([&](Orchestrator& o) { o.barrier(w.world()); });
   // Not yet across hosts: a clear ConfigError, on every host alike.
   try {
-    w.run([&](Orchestrator& o) { o.broadcast(w.world(), "f_in", "f_out", kCount, DataType::FLOAT32, 0); });
-    fail("broadcast across hosts did not throw");
+    w.run([&](Orchestrator& o) { o.allreduce(w.world(), "f_in", "f_out", kCount / 2, DataType::FLOAT16, ReduceOp::SUM); });
+    fail("a float16 allreduce across hosts did not throw");
   } catch (const ConfigError& e) {
     expect(std::strstr(e.what(), "not yet supported across hosts") != nullptr, std::string("message: ") + e.what());
   }
@@ -238,6 +257,218 @@ void chip_dies() {
   }
 }
 
+// --- every collective on world() and on domains across hosts ----------------
+
+std::vector<int32_t> get(Worker& w, int chip, uint64_t addr, size_t n) {
+  std::vector<int32_t> v(n);
+  w.copy_from(chip, v.data(), addr, 4 * n);
+  return v;
+}
+
+void put(Worker& w, int chip, uint64_t addr, const std::vector<int32_t>& v) { w.copy_to(chip, addr, v.data(), 4 * v.size()); }
+
+// Element i of global domain rank r's input.
+int32_t x(int r, size_t i) { return value(r, i); }
+
+void expect_equal(const std::string& what, int chip, const std::vector<int32_t>& got,
+                  const std::vector<int32_t>& want) {
+  for (size_t i = 0; i < want.size(); ++i)
+    if (got[i] != want[i])
+      fail(what + ": chip " + std::to_string(chip) + " element " + std::to_string(i) + ": got " +
+           std::to_string(got[i]) + ", expected " + std::to_string(want[i]));
+}
+
+// Runs every collective on `d` (int32 buffers `in` and `out` of kCount
+// elements on every member) and checks this host's members, inside one
+// run() (a domain lives until its run() ends).
+void check_collectives(Worker& w, Orchestrator& o, const CommDomain& d, const std::string& in, const std::string& out) {
+  const int G = d.global_size();
+  const size_t c = kCount / static_cast<size_t>(G);
+  const std::vector<int32_t> sentinel(kCount, 12345);
+  auto addr = [&](int chip, const std::string& name) { return d.context(chip).buffer_ptrs.at(name); };
+  auto fill = [&](size_t n) {
+    for (int chip : d.chips()) {
+      std::vector<int32_t> v(n);
+      for (size_t i = 0; i < n; ++i) v[i] = x(d.global_rank_of(chip), i);
+      put(w, chip, addr(chip, in), v);
+      put(w, chip, addr(chip, out), sentinel);
+    }
+  };
+  const std::string tag = "domain '" + d.name() + "' ";
+  // The collectives within one host return at once; across hosts when done.
+  auto run = [&](const std::function<void(Orchestrator&)>& f) {
+    f(o);
+    o.wait();
+  };
+
+  fill(c);
+  run([&](Orchestrator& o) { o.allgather(d, in, out, c, DataType::INT32); });
+  for (int chip : d.chips()) {
+    std::vector<int32_t> want(static_cast<size_t>(G) * c);
+    for (int j = 0; j < G; ++j)
+      for (size_t i = 0; i < c; ++i) want[static_cast<size_t>(j) * c + i] = x(j, i);
+    expect_equal(tag + "allgather", chip, get(w, chip, addr(chip, out), want.size()), want);
+  }
+
+  fill(static_cast<size_t>(G) * c);
+  run([&](Orchestrator& o) { o.reduce_scatter(d, in, out, c, DataType::INT32, ReduceOp::SUM); });
+  for (int chip : d.chips()) {
+    const int r = d.global_rank_of(chip);
+    std::vector<int32_t> want(c, 0);
+    for (int j = 0; j < G; ++j)
+      for (size_t i = 0; i < c; ++i) want[i] += x(j, static_cast<size_t>(r) * c + i);
+    expect_equal(tag + "reduce_scatter", chip, get(w, chip, addr(chip, out), c), want);
+  }
+
+  const int broadcast_root = G - 1;
+  fill(kCount);
+  run([&](Orchestrator& o) { o.broadcast(d, in, out, kCount, DataType::INT32, broadcast_root); });
+  for (int chip : d.chips()) {
+    std::vector<int32_t> want(kCount);
+    for (size_t i = 0; i < kCount; ++i) want[i] = x(broadcast_root, i);
+    expect_equal(tag + "broadcast", chip, get(w, chip, addr(chip, out), kCount), want);
+  }
+
+  const int reduce_root = G > 1 ? 1 : 0;
+  fill(kCount);
+  run([&](Orchestrator& o) { o.reduce(d, in, out, kCount, DataType::INT32, ReduceOp::SUM, reduce_root); });
+  for (int chip : d.chips()) {
+    std::vector<int32_t> want(kCount, 0);
+    for (int j = 0; j < G; ++j)
+      for (size_t i = 0; i < kCount; ++i) want[i] += x(j, i);
+    // The others' out is not written.
+    expect_equal(tag + "reduce", chip, get(w, chip, addr(chip, out), kCount),
+                 d.global_rank_of(chip) == reduce_root ? want : sentinel);
+  }
+
+  fill(static_cast<size_t>(G) * c);
+  run([&](Orchestrator& o) { o.all_to_all(d, in, out, c, DataType::INT32); });
+  for (int chip : d.chips()) {
+    const int r = d.global_rank_of(chip);
+    std::vector<int32_t> want(static_cast<size_t>(G) * c);
+    for (int j = 0; j < G; ++j)
+      for (size_t i = 0; i < c; ++i) want[static_cast<size_t>(j) * c + i] = x(j, static_cast<size_t>(r) * c + i);
+    expect_equal(tag + "all_to_all", chip, get(w, chip, addr(chip, out), want.size()), want);
+  }
+
+  fill(kCount);
+  run([&](Orchestrator& o) {
+    o.allreduce(d, in, out, kCount, DataType::INT32, ReduceOp::MAX);
+    o.barrier(d);
+  });
+  for (int chip : d.chips()) {
+    std::vector<int32_t> want(kCount);
+    for (size_t i = 0; i < kCount; ++i) {
+      want[i] = x(0, i);
+      for (int j = 1; j < G; ++j) want[i] = std::max(want[i], x(j, i));
+    }
+    expect_equal(tag + "allreduce", chip, get(w, chip, addr(chip, out), kCount), want);
+  }
+}
+
+void collectives() {
+  TmpDir dir;
+  Worker w(config(2, dir.path));
+  w.init();
+  g_rank = w.host_rank();
+  const int H = w.num_hosts(), all = static_cast<int>(w.num_global_chips());
+  const std::vector<ChipBufferSpec> buffers = {{"in", DataType::INT32, kCount, 4 * kCount},
+                                               {"out", DataType::INT32, kCount, 4 * kCount}};
+  std::vector<int> reversed;
+  for (int g = all - 1; g >= 0; --g) reversed.push_back(g);
+  const std::vector<int> ends = {1, all - 2};             // host 0's chip 1, the last host's chip 0
+  const std::vector<int> last_host = {all - 1, all - 2};  // inside the last host
+  std::optional<CommDomain> kept;
+  w.run([&](Orchestrator& o) {
+    check_collectives(w, o, w.world(), "i_in", "i_out");
+    CommDomain a = o.allocate_domain("reversed", reversed, 1 << 15, buffers);
+    expect(a.spans_hosts() && a.global_size() == all && a.size() == 2, "domain 'reversed': sizes");
+    expect(a.global_rank_of(0) == all - 1 - 2 * g_rank, "domain 'reversed': global_rank_of(0)");
+    check_collectives(w, o, a, "in", "out");
+    CommDomain b = o.allocate_domain("ends", ends, 1 << 15, buffers);
+    const int b_local = g_rank == 0 || g_rank == H - 1 ? 1 : 0;
+    expect(b.size() == b_local && b.global_size() == 2, "domain 'ends': sizes");
+    check_collectives(w, o, b, "in", "out");
+    o.release_domain(b);
+    CommDomain c = o.allocate_domain("last_host", last_host, 1 << 15, buffers);
+    expect(!c.spans_hosts() && c.global_size() == 2 && c.size() == (g_rank == H - 1 ? 2 : 0),
+           "domain 'last_host': sizes");
+    check_collectives(w, o, c, "in", "out");
+    // The name is free again after release, on every host.
+    CommDomain b2 = o.allocate_domain("ends", ends, 1 << 15, buffers);
+    kept = b2;
+  });
+  expect(kept->released(), "run() releases the domains still live");
+  w.close();
+}
+
+void domain_mismatch() {
+  TmpDir dir;
+  Worker w(config(2, dir.path));
+  w.init();
+  g_rank = w.host_rank();
+  try {
+    w.run([&](Orchestrator& o) { o.allocate_domain("d", {0, 2}, g_rank == 1 ? 8192 : 4096); });
+    fail("allocate_domain did not throw");
+  } catch (const ConfigError& e) {
+    const std::string m = e.what();
+    std::printf("host %d: error: %s\n", g_rank, m.c_str());
+    expect(m.find("the hosts disagree") != std::string::npos && m.find("window_size 4096") != std::string::npos &&
+               m.find("window_size 8192") != std::string::npos,
+           "message: " + m);
+  }
+  // The job goes on.
+  w.run([&](Orchestrator& o) { o.barrier(w.world()); });
+}
+
+// Allreduces over world() until `stop` says so or 60 s pass (then FAIL:
+// nobody ended the job).
+void loop_allreduce(Worker& w, const std::function<void(int)>& after) {
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  for (int i = 1; std::chrono::steady_clock::now() < until; ++i) {
+    w.run([&](Orchestrator& o) {
+      o.allreduce(w.world(), "f_in", "f_out", kCount, DataType::FLOAT32, ReduceOp::SUM);
+    });
+    after(i);
+  }
+  fail("still running after 60 s: nobody ended the job");
+}
+
+long long realtime_ms() {
+  timespec ts{};
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return static_cast<long long>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
+}
+
+void host_dies() {
+  // No directory of our own: the Worker makes the job's and its chips
+  // remove it whoever is killed (the harness checks /tmp).
+  Worker w(config(2, {}));
+  w.init();
+  g_rank = w.host_rank();
+  loop_allreduce(w, [&](int i) {
+    if (g_rank == 1 && i == 3) {
+      std::printf("host 1: SIGKILL to itself at %lld ms\n", realtime_ms());
+      std::fflush(stdout);
+      kill(getpid(), SIGKILL);
+    }
+  });
+}
+
+void spin() {
+  // No directory of our own: the Worker makes the job's and its chips
+  // remove it whoever is killed (the harness checks /tmp).
+  Worker w(config(2, {}));
+  w.init();
+  g_rank = w.host_rank();
+  loop_allreduce(w, [&](int i) {
+    if (i == 1) {
+      std::printf("host %d: running\n", g_rank);
+      std::fflush(stdout);
+    }
+  });
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -267,8 +498,16 @@ int main(int argc, char** argv) {
       one_host_fails(mode);
     else if (mode == "chipdies")
       chip_dies();
+    else if (mode == "collectives")
+      collectives();
+    else if (mode == "domainmismatch")
+      domain_mismatch();
+    else if (mode == "hostdies")
+      host_dies();
+    else if (mode == "spin")
+      spin();
     else
-      fail("usage: cluster_prog basic|owninit|mismatch|window|platform|bringup|chipdies");
+      fail("usage: cluster_prog basic|owninit|mismatch|window|platform|bringup|chipdies|collectives|domainmismatch|hostdies|spin");
   } catch (const Error& e) {
     fail(describe(e));
   }

@@ -110,6 +110,25 @@ TEST_P(ClusterMpi, AccessorsWorldAndHierarchicalAllreduce) {
 
 INSTANTIATE_TEST_SUITE_P(Hosts, ClusterMpi, ::testing::Values(2, 3));
 
+// Every collective on world() and on domains allocated with global chips
+// (spanning all hosts in reverse order, two chips of the end hosts only,
+// inside one host), results checked exactly on every member of every host.
+class ClusterMpiCollectives : public ::testing::TestWithParam<int> {};
+
+TEST_P(ClusterMpiCollectives, EveryCollectiveOnWorldAndOnDomainsAcrossHosts) {
+  std::string why;
+  if (!mpirun_usable(why)) GTEST_SKIP() << why;
+  std::string out;
+  const int np = GetParam();
+  const int rc = mpirun(np, "collectives", out);
+  EXPECT_EQ(rc, 0) << out;
+  for (int r = 0; r < np; ++r)
+    EXPECT_NE(out.find("host " + std::to_string(r) + ": OK"), std::string::npos) << out;
+  EXPECT_EQ(out.find("FAIL"), std::string::npos) << out;
+}
+
+INSTANTIATE_TEST_SUITE_P(Hosts, ClusterMpiCollectives, ::testing::Values(2, 3));
+
 // A program that initialized MPI itself keeps it: chipmesh joins without
 // MPI_Init and leaves MPI_Finalize to the program.
 TEST(ClusterMpiOwnership, TheProgramsMpiInitIsTheProgramsToFinalize) {
@@ -134,7 +153,7 @@ TEST_P(ClusterMpiMismatch, EveryHostGetsTheSameConfigError) {
   EXPECT_NE(out.find("host 1: OK"), std::string::npos) << out;
 }
 
-INSTANTIATE_TEST_SUITE_P(Shapes, ClusterMpiMismatch, ::testing::Values("mismatch", "window"));
+INSTANTIATE_TEST_SUITE_P(Shapes, ClusterMpiMismatch, ::testing::Values("mismatch", "window", "domainmismatch"));
 
 // A host that fails loading its platform or bringing up its chips fails
 // init() on every host, and one whose chip dies fails the allreduce over

@@ -1,0 +1,244 @@
+// The collectives across hosts (across_hosts.h, docs/multi-host.md).
+#include "worker/across_hosts.h"
+
+#include <algorithm>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "chipmesh/errors.h"
+#include "cluster/cluster.h"
+
+namespace chipmesh::across_hosts {
+namespace {
+
+using Bytes = std::vector<unsigned char>;
+
+// Who holds which global rank of a domain.
+struct Layout {
+  cluster::Cluster* hosts = nullptr;
+  std::vector<int> chips;                 // this host's members, by local rank
+  std::vector<int> global;                // the global rank of each
+  std::vector<std::vector<int>> members;  // per host of `hosts`: its global ranks, ascending
+  size_t size = 0;                        // global size
+
+  size_t local() const { return chips.size(); }
+  int me() const { return hosts->rank(); }
+  int host_of(int global_rank) const {
+    for (size_t h = 0; h < members.size(); ++h)
+      if (std::binary_search(members[h].begin(), members[h].end(), global_rank)) return static_cast<int>(h);
+    return -1;
+  }
+  int local_of(int global_rank) const {
+    auto it = std::find(global.begin(), global.end(), global_rank);
+    return it == global.end() ? -1 : static_cast<int>(it - global.begin());
+  }
+};
+
+Layout layout_of(const CommDomain& d) {
+  const CommDomain::State& s = *d.state();
+  Layout l;
+  l.hosts = s.hosts.get();
+  l.chips = s.chips;
+  for (int chip : l.chips) l.global.push_back(d.global_rank_of(chip));
+  l.size = static_cast<size_t>(d.global_size());
+  l.members.resize(static_cast<size_t>(l.hosts->size()));
+  for (size_t g = 0; g < l.size; ++g) l.members[static_cast<size_t>(s.rank_hosts[g])].push_back(static_cast<int>(g));
+  return l;
+}
+
+// The local step of `what`: when it fails here, every member host learns it
+// (and throws a CommError naming this host); when it fails elsewhere, this
+// host throws that CommError.
+void settled(const Layout& l, const char* what, const std::function<void()>& local) {
+  const std::string step = std::string(what) + " across hosts (local step)";
+  try {
+    local();
+  } catch (...) {
+    l.hosts->settle(step.c_str(), describe_current_exception());  // false here: rethrow our own
+    throw;
+  }
+  l.hosts->settle(step.c_str(), "");
+}
+
+// Every local member's `bytes` at in[r], one after the other.
+Bytes read_inputs(Worker& w, const Layout& l, const Addrs& in, size_t bytes) {
+  Bytes b(l.local() * bytes);
+  for (size_t r = 0; r < l.local() && bytes; ++r) w.copy_from(l.chips[r], b.data() + r * bytes, in[r], bytes);
+  return b;
+}
+
+// The local members' inputs of `count` elements folded into one.
+Bytes fold_inputs(Worker& w, const Layout& l, const Addrs& in, size_t count, DataType dtype, ReduceOp op) {
+  const size_t bytes = count * dtype_size(dtype);
+  Bytes acc(bytes), next(bytes);
+  for (size_t r = 0; r < l.local() && bytes; ++r) {
+    w.copy_from(l.chips[r], r ? next.data() : acc.data(), in[r], bytes);
+    if (r) cluster::reduce_local(next.data(), acc.data(), count, dtype, op);
+  }
+  return acc;
+}
+
+}  // namespace
+
+void allreduce(Worker& w, Orchestrator& o, const CommDomain& d, const std::function<std::vector<int>()>& submit,
+               const Addrs& out, size_t count, DataType dtype, ReduceOp op) {
+  const Layout l = layout_of(d);
+  // 1. The local allreduce is checked, submitted and done, and its result
+  //    read out of a member's window, on every host before any goes on.
+  std::vector<int> chips;
+  Bytes host;
+  size_t bytes = 0;
+  settled(l, "allreduce", [&] {
+    chips = submit();
+    bytes = count * dtype_size(dtype);  // checked by submit()
+    host.resize(bytes);
+    o.wait();
+    if (bytes) w.copy_from(chips[0], host.data(), out[0], bytes);
+  });
+  // 2. Between the hosts; 3. into every member's output, then the
+  //    store_to_host flush the local step skipped.
+  if (count) l.hosts->allreduce(host.data(), count, dtype, op);
+  for (size_t r = 0; r < chips.size() && bytes; ++r) w.copy_to(chips[r], out[r], host.data(), bytes);
+  o.flush_outputs(chips);
+}
+
+void barrier(Orchestrator& o, const CommDomain& d, const std::function<void()>& submit) {
+  const Layout l = layout_of(d);
+  settled(l, "barrier", [&] {
+    submit();
+    o.wait();
+  });
+  l.hosts->barrier();
+}
+
+void allgather(Worker& w, Orchestrator& o, const CommDomain& d, const Check& check, const Addrs& in, const Addrs& out,
+               size_t count, DataType dtype) {
+  const Layout l = layout_of(d);
+  const size_t bytes = count * dtype_size(dtype);
+  Bytes mine;
+  settled(l, "allgather", [&] {
+    check();
+    o.wait();
+    mine = read_inputs(w, l, in, bytes);
+  });
+  std::vector<size_t> counts;
+  for (const auto& m : l.members) counts.push_back(m.size() * bytes);
+  Bytes by_host(l.size * bytes), full(l.size * bytes);
+  l.hosts->allgatherv(mine.data(), by_host.data(), counts);
+  size_t at = 0;
+  for (const auto& m : l.members)
+    for (int g : m) {
+      if (bytes) std::memcpy(full.data() + static_cast<size_t>(g) * bytes, by_host.data() + at, bytes);
+      at += bytes;
+    }
+  for (size_t r = 0; r < l.local() && bytes; ++r) w.copy_to(l.chips[r], out[r], full.data(), full.size());
+  o.flush_outputs(l.chips);
+}
+
+void reduce_scatter(Worker& w, Orchestrator& o, const CommDomain& d, const Check& check, const Addrs& in,
+                    const Addrs& out, size_t count, DataType dtype, ReduceOp op) {
+  const Layout l = layout_of(d);
+  const size_t bytes = count * dtype_size(dtype);
+  Bytes acc;
+  settled(l, "reduce_scatter", [&] {
+    check();
+    cluster::check_reducible("reduce_scatter", dtype, op);
+    o.wait();
+    acc = fold_inputs(w, l, in, count * l.size, dtype, op);
+  });
+  // Blocks in host order, so host h's members' blocks are its one share.
+  Bytes by_host(acc.size());
+  std::vector<size_t> counts;
+  size_t at = 0;
+  for (const auto& m : l.members) {
+    counts.push_back(m.size() * count);
+    for (int g : m) {
+      if (bytes) std::memcpy(by_host.data() + at, acc.data() + static_cast<size_t>(g) * bytes, bytes);
+      at += bytes;
+    }
+  }
+  Bytes share(l.local() * bytes);
+  l.hosts->reduce_scatter(by_host.data(), share.data(), counts, dtype, op);
+  for (size_t r = 0; r < l.local() && bytes; ++r) w.copy_to(l.chips[r], out[r], share.data() + r * bytes, bytes);
+  o.flush_outputs(l.chips);
+}
+
+void broadcast(Worker& w, Orchestrator& o, const CommDomain& d, const Check& check, const Addrs& in, const Addrs& out,
+               size_t count, DataType dtype, int root) {
+  const Layout l = layout_of(d);
+  const size_t bytes = count * dtype_size(dtype);
+  Bytes data(bytes);
+  int root_host = -1;
+  settled(l, "broadcast", [&] {
+    check();
+    root_host = l.host_of(root);
+    o.wait();
+    const int r = l.local_of(root);
+    if (r >= 0 && bytes) w.copy_from(l.chips[static_cast<size_t>(r)], data.data(), in[static_cast<size_t>(r)], bytes);
+  });
+  l.hosts->broadcast(data.data(), bytes, root_host);
+  for (size_t r = 0; r < l.local() && bytes; ++r) w.copy_to(l.chips[r], out[r], data.data(), bytes);
+  o.flush_outputs(l.chips);
+}
+
+void reduce(Worker& w, Orchestrator& o, const CommDomain& d, const Check& check, const Addrs& in, const Addrs& out,
+            size_t count, DataType dtype, ReduceOp op, int root) {
+  const Layout l = layout_of(d);
+  const size_t bytes = count * dtype_size(dtype);
+  Bytes acc;
+  int root_host = -1;
+  settled(l, "reduce", [&] {
+    check();
+    cluster::check_reducible("reduce", dtype, op);
+    root_host = l.host_of(root);
+    o.wait();
+    acc = fold_inputs(w, l, in, count, dtype, op);
+  });
+  l.hosts->reduce(acc.data(), count, dtype, op, root_host);
+  const int r = l.local_of(root);
+  if (r < 0) return;
+  const int chip = l.chips[static_cast<size_t>(r)];
+  if (bytes) w.copy_to(chip, out[static_cast<size_t>(r)], acc.data(), bytes);
+  o.flush_outputs({chip});
+}
+
+void all_to_all(Worker& w, Orchestrator& o, const CommDomain& d, const Check& check, const Addrs& in,
+                const Addrs& out, size_t count, DataType dtype) {
+  const Layout l = layout_of(d);
+  const size_t bytes = count * dtype_size(dtype), row = l.size * bytes;
+  Bytes ins;
+  settled(l, "all_to_all", [&] {
+    check();
+    o.wait();
+    ins = read_inputs(w, l, in, row);
+  });
+  // To host h: for each local member r, its blocks for h's members, in order.
+  const size_t k = l.local();
+  Bytes send(k * row), recv(k * row);
+  std::vector<size_t> scounts, rcounts;
+  size_t at = 0;
+  for (const auto& m : l.members) {
+    scounts.push_back(k * m.size() * bytes);
+    rcounts.push_back(m.size() * k * bytes);
+    for (size_t r = 0; r < k; ++r)
+      for (int g : m) {
+        if (bytes) std::memcpy(send.data() + at, ins.data() + r * row + static_cast<size_t>(g) * bytes, bytes);
+        at += bytes;
+      }
+  }
+  l.hosts->alltoallv(send.data(), scounts, recv.data(), rcounts);
+  // From host h: for each of its members s, the blocks for our members.
+  Bytes outs(k * row);
+  at = 0;
+  for (const auto& m : l.members)
+    for (int s : m)
+      for (size_t r = 0; r < k; ++r) {
+        if (bytes) std::memcpy(outs.data() + r * row + static_cast<size_t>(s) * bytes, recv.data() + at, bytes);
+        at += bytes;
+      }
+  for (size_t r = 0; r < k && bytes; ++r) w.copy_to(l.chips[r], out[r], outs.data() + r * row, row);
+  o.flush_outputs(l.chips);
+}
+
+}  // namespace chipmesh::across_hosts
