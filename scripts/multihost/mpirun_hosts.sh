@@ -6,10 +6,16 @@
 #
 #   mpirun_hosts.sh [-t SECONDS] N PROGRAM [ARGS...]
 #
+# SIGINT or SIGTERM to this script goes on to mpirun (as Ctrl-C in a
+# terminal reaches it) and the checks still run once it has ended. After
+# mpirun ends, every process left in a host (a chip outliving its Worker)
+# gets 10 s to go before it counts as left behind.
+#
 # Exit status: PROGRAM's (through mpirun); 77 when namespaces cannot be
 # made here or the build lives under /tmp (hidden by the private /tmp);
-# 3 when PROGRAM succeeded but a host's /dev/shm or /tmp is not empty;
-# 124 when the run took longer than SECONDS (default 120).
+# 3 when PROGRAM succeeded but a host's /dev/shm or /tmp is not empty or a
+# process outlived the job; 124 when the run took longer than SECONDS
+# (default 120).
 set -uo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 limit=120
@@ -58,14 +64,57 @@ export MH_DIR=$dir OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 # (bound, a cross-host allreduce took 8-12 ms of time slices, not 0.1 ms).
 args=""
 for a in "$@"; do args+=" $(printf '%q' "$a")"; done
+# In a process group of its own (job control), with SIGINT not ignored as
+# it would be for a background command: a signal to this script is passed
+# to that group, as a terminal's Ctrl-C reaches mpirun and what it started.
+set -m
+started=$SECONDS
 timeout -k 10 "$limit" "$here/agent.sh" "$first" \
   "mpirun --allow-run-as-root -np $n --host $MH_HOSTLIST --bind-to none --mca plm_rsh_agent $here/agent.sh" \
   "--mca pml ob1 --mca btl tcp,self --mca btl_tcp_if_include $MH_SUBNET --mca oob_tcp_if_include $MH_SUBNET" \
-  "-x MH_DIR -x CHIPMESH_CLUSTER=mpi $(printf '%q' "$program")$args"
-rc=$?
-if [[ $rc -eq 124 || $rc -eq 137 ]]; then
+  "-x MH_DIR -x CHIPMESH_CLUSTER=mpi $(printf '%q' "$program")$args" &
+job=$!
+set +m
+# To every process of the group but `timeout` itself, which would pass the
+# signal on to mpirun a second time (and a second SIGINT makes mpirun quit
+# at once, without its own clean-up).
+pass_on() {
+  local p
+  for p in $(pgrep -g "$job"); do [[ $p != "$job" ]] && kill "-$1" "$p" 2>/dev/null; done
+}
+trap 'pass_on INT' INT
+trap 'pass_on TERM' TERM
+while :; do
+  wait "$job"
+  rc=$?
+  # A trapped signal ends `wait` early; go on waiting while the job runs.
+  if [[ $rc -gt 128 ]] && kill -0 "$job" 2>/dev/null; then continue; fi
+  break
+done
+trap 'exit 130' INT TERM
+# 124 (or 137 after the -k grace) from timeout; mpirun itself exits 137
+# when a host's process was SIGKILLed, so the clock decides.
+if [[ ($rc -eq 124 || $rc -eq 137) && $((SECONDS - started)) -ge $limit ]]; then
   echo "mpirun_hosts.sh: the run did not end within $limit s" >&2
   exit 124
+fi
+
+# Nothing of the job may outlive it: wait (up to 10 s) for every host's
+# processes to end.
+survivors() {
+  local ns out=""
+  for ns in $MH_NAMESPACES; do
+    [[ $ns == "${MH_NAMESPACES%% *}" ]] && continue  # the bridge's
+    out+="$(ip netns pids "$ns" 2>/dev/null | tr '\n' ' ')"
+  done
+  echo "$out"
+}
+deadline=$((SECONDS + 10))
+while [[ -n "$(survivors | tr -d ' ')" && $SECONDS -lt $deadline ]]; do sleep 0.05; done
+stray=$(survivors | tr -s ' ')
+if [[ -n "${stray// /}" ]]; then
+  echo "mpirun_hosts.sh: processes outlived the job by 10 s:" >&2
+  for p in $stray; do echo "  $p: $(tr '\0' ' ' </proc/$p/cmdline 2>/dev/null)" >&2; done
 fi
 
 left=0
@@ -77,6 +126,7 @@ for ((i = 0; i < n; i++)); do
     fi
   done
 done
-echo "mpirun_hosts.sh: $n hosts, exit status $rc, private /dev/shm and /tmp $([[ $left -eq 0 ]] && echo clean || echo NOT clean)"
+[[ -n "${stray// /}" ]] && left=1
+echo "mpirun_hosts.sh: $n hosts, exit status $rc, private /dev/shm and /tmp $([[ $left -eq 0 ]] && echo clean || echo NOT clean)$([[ -n "${stray// /}" ]] && echo ", processes left" || echo ", no process left")"
 [[ $rc -eq 0 && $left -ne 0 ]] && exit 3
 exit $rc

@@ -2,13 +2,16 @@
 # ctest "multihost_demo": chipmesh demo across simulated hosts (network
 # namespaces with private /dev/shm and /tmp, scripts/multihost/), 2 hosts x
 # 2 chips and 3 hosts x 3 chips: one report from host 0 with every chip of
-# every host, checked exact; nothing left in any host's /dev/shm or /tmp.
+# every host, checked exact; then every collective on world() and on
+# domains across and inside hosts (cluster_prog collectives) on 2 and 3
+# hosts; nothing left in any host's /dev/shm or /tmp.
 # Skips (77) where namespaces cannot be made. Bounded: each run 100 s, set-up
 # and tear-down 60 s each, so ctest's 600 s never cuts a tear-down short.
-#   multihost_test.sh SOURCE_DIR CHIPMESH
+#   multihost_test.sh SOURCE_DIR CHIPMESH CLUSTER_PROG
 set -uo pipefail
 src=$1
 chipmesh=$2
+prog=$3
 run=$src/scripts/multihost/mpirun_hosts.sh
 # Under ASan the demo runs without LeakSanitizer, as in cluster_test: Open MPI
 # keeps allocations to exit, many in dlclose()d MCA components that no
@@ -44,4 +47,17 @@ check() {
 
 check 2 2
 check 3 3
+
+collectives() {
+  local hosts=$1 out rc
+  out=$("$run" -t 100 "$hosts" "$prog" collectives 2>&1)
+  rc=$?
+  echo "$out"
+  if [[ $rc -ne 0 ]] || [[ $(grep -c '^host [0-9]*: OK$' <<<"$out") -ne $hosts ]]; then
+    echo "FAIL: collectives on $hosts hosts: exit status $rc" >&2
+    exit 1
+  fi
+}
+collectives 2
+collectives 3
 echo "multihost_demo: OK"
