@@ -31,6 +31,8 @@ struct BenchOptions {
                                     // back-to-back (stream) figure (default 20, as nccl-tests)
   int tasks = 0;                    // dispatch: tasks per measurement
   int repeats = 0;                  // bringup: chipmesh repetitions per point
+  std::string cluster;              // "mpi": this is one host of an MPI job (also CHIPMESH_CLUSTER=mpi)
+  std::string mpi_results;          // across hosts: the MPI peers' output (DIR/flat.txt, DIR/hier.txt)
   std::FILE* out = stdout;          // tables and progress
 };
 
@@ -42,6 +44,11 @@ BenchResult run_allreduce(const BenchOptions& o);
 BenchResult run_collective(const BenchOptions& o, const std::string& which);
 // allocate_domain + release_domain over 2..16 chips (bench/domains.cpp)
 BenchResult run_domains(const BenchOptions& o);
+
+// `chipmesh bench allreduce` as one host of an MPI job (bench/allreduce_hosts.cpp):
+// the hierarchical allreduce over every chip of every host; host 0 prints.
+// Returns as run_bench does.
+int run_bench_across_hosts(const BenchOptions& o);
 
 // Operations per run() of the back-to-back figures (o.iters or its default).
 inline int stream_ops(const BenchOptions& o) { return o.iters > 0 ? o.iters : 20; }

@@ -12,7 +12,13 @@
  * (MPI_Barrier, then OPS MPI_Allreduce with nothing between them, as
  * nccl-tests does; max over ranks) and prints
  *   stream <bytes> <ops> <us_per_op> <us_per_op> ...
- * one figure per stream: its time divided by OPS. */
+ * one figure per stream: its time divided by OPS.
+ *
+ * With --hierarchical first (the peer of an allreduce across hosts,
+ * scripts/multihost/bench_hosts.sh), each call is the hierarchical form
+ * written in MPI: MPI_Reduce to the first rank of each node (the ranks that
+ * share memory, MPI_Comm_split_type), MPI_Allreduce between those leaders,
+ * MPI_Bcast within the node. */
 #include <math.h>
 #include <mpi.h>
 #include <stdint.h>
@@ -27,13 +33,31 @@ static float input_value(int rank, uint64_t i) { return (float)((int)((i * 7 + (
 
 static float *in, *out;
 
+static MPI_Comm node = MPI_COMM_NULL, leaders = MPI_COMM_NULL;
+
 static void call(int count) { MPI_Allreduce(in, out, count, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD); }
+
+static void call_hierarchical(int count) {
+  MPI_Reduce(in, out, count, MPI_FLOAT, MPI_SUM, 0, node);
+  if (leaders != MPI_COMM_NULL) MPI_Allreduce(MPI_IN_PLACE, out, count, MPI_FLOAT, MPI_SUM, leaders);
+  MPI_Bcast(out, count, MPI_FLOAT, 0, node);
+}
 
 int main(int argc, char** argv) {
   MPI_Init(&argc, &argv);
   int rank = 0, nranks = 1;
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
   MPI_Comm_size(MPI_COMM_WORLD, &nranks);
+  void (*op)(int) = call;
+  if (argc > 1 && strcmp(argv[1], "--hierarchical") == 0) {
+    int node_rank = 0;
+    MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, rank, MPI_INFO_NULL, &node);
+    MPI_Comm_rank(node, &node_rank);
+    MPI_Comm_split(MPI_COMM_WORLD, node_rank == 0 ? 0 : MPI_UNDEFINED, rank, &leaders);
+    op = call_hierarchical;
+    --argc;
+    ++argv;
+  }
   uint64_t max_bytes = 0;
   for (int a = 1; a < argc; ++a) {
     uint64_t b = strtoull(argv[a], NULL, 10);
@@ -54,10 +78,10 @@ int main(int argc, char** argv) {
   for (int a = 1; a < argc; ++a) {
     const struct peer_spec spec = peer_parse_spec(argv[a], rank);
     const int count = (int)(spec.bytes / sizeof(float));
-    for (int w = 0; w < spec.warmup; ++w) call(count);
+    for (int w = 0; w < spec.warmup; ++w) op(count);
     /* Check one call, its output set to NaN first. */
     for (int i = 0; i < count; ++i) out[i] = NAN;
-    call(count);
+    op(count);
     long long wrong = 0, wrong_all = 0;
     for (int i = 0; i < count; ++i) {
       float want = 0;
@@ -65,7 +89,7 @@ int main(int argc, char** argv) {
       if (!(out[i] == want)) ++wrong;
     }
     MPI_Reduce(&wrong, &wrong_all, 1, MPI_LONG_LONG, MPI_SUM, 0, MPI_COMM_WORLD);
-    peer_time_and_report(&spec, count, wrong_all, call, rank);
+    peer_time_and_report(&spec, count, wrong_all, op, rank);
   }
   free(in);
   free(out);

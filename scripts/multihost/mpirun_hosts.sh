@@ -58,10 +58,9 @@ source "$dir/hosts.env"
 first=${MH_HOSTLIST%%,*}
 
 export MH_DIR=$dir OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-# mpirun runs on host 0 and reaches the others through agent.sh. The hosts
-# share this machine's cores, and each would bind its process (and so its
-# chips) to its "first" core, the same one on every host: --bind-to none
-# (bound, a cross-host allreduce took 8-12 ms of time slices, not 0.1 ms).
+# mpirun runs on host 0 and reaches the others through agent.sh
+# (mpirun_line.sh has the flags and why).
+source "$here/mpirun_line.sh"
 args=""
 for a in "$@"; do args+=" $(printf '%q' "$a")"; done
 # In a process group of its own (job control), with SIGINT not ignored as
@@ -70,9 +69,7 @@ for a in "$@"; do args+=" $(printf '%q' "$a")"; done
 set -m
 started=$SECONDS
 timeout -k 10 "$limit" "$here/agent.sh" "$first" \
-  "mpirun --allow-run-as-root -np $n --host $MH_HOSTLIST --bind-to none --mca plm_rsh_agent $here/agent.sh" \
-  "--mca pml ob1 --mca btl tcp,self --mca btl_tcp_if_include $MH_SUBNET --mca oob_tcp_if_include $MH_SUBNET" \
-  "-x MH_DIR -x CHIPMESH_CLUSTER=mpi $(printf '%q' "$program")$args" &
+  "$(mpirun_line "$n" 1) -x CHIPMESH_CLUSTER=mpi $(printf '%q' "$program")$args" &
 job=$!
 set +m
 # To every process of the group but `timeout` itself, which would pass the

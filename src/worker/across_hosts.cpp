@@ -82,24 +82,33 @@ Bytes fold_inputs(Worker& w, const Layout& l, const Addrs& in, size_t count, Dat
 }  // namespace
 
 void allreduce(Worker& w, Orchestrator& o, const CommDomain& d, const std::function<std::vector<int>()>& submit,
-               const Addrs& out, size_t count, DataType dtype, ReduceOp op) {
+               const View& view, const Addrs& out, size_t count, DataType dtype, ReduceOp op) {
   const Layout l = layout_of(d);
-  // 1. The local allreduce is checked, submitted and done, and its result
-  //    read out of a member's window, on every host before any goes on.
+  // 1. The local allreduce is checked, submitted and done on every host
+  //    before any goes on. Its result is reduced between the hosts where it
+  //    lies, in the first member's window, when that is mapped here;
+  //    otherwise a copy of it.
   std::vector<int> chips;
   Bytes host;
+  unsigned char* data = nullptr;
   size_t bytes = 0;
   settled(l, "allreduce", [&] {
     chips = submit();
     bytes = count * dtype_size(dtype);  // checked by submit()
-    host.resize(bytes);
     o.wait();
-    if (bytes) w.copy_from(chips[0], host.data(), out[0], bytes);
+    if (!bytes) return;
+    data = view(chips[0], out[0], bytes);
+    if (!data) {
+      host.resize(bytes);
+      w.copy_from(chips[0], host.data(), out[0], bytes);
+      data = host.data();
+    }
   });
-  // 2. Between the hosts; 3. into every member's output, then the
-  //    store_to_host flush the local step skipped.
-  if (count) l.hosts->allreduce(host.data(), count, dtype, op);
-  for (size_t r = 0; r < chips.size() && bytes; ++r) w.copy_to(chips[r], out[r], host.data(), bytes);
+  // 2. Between the hosts; 3. into every other member's output (and the
+  //    first one's when it went through a copy), then the store_to_host
+  //    flush the local step skipped.
+  if (count) l.hosts->allreduce(data, count, dtype, op);
+  for (size_t r = host.empty() ? 1 : 0; r < chips.size() && bytes; ++r) w.copy_to(chips[r], out[r], data, bytes);
   o.flush_outputs(chips);
 }
 

@@ -21,11 +21,16 @@ namespace chipmesh::across_hosts {
 using Check = std::function<void()>;
 using Addrs = std::vector<uint64_t>;
 
+// Where [addr, addr + bytes) of a chip lies in this process (its lent
+// window, populated), or nullptr: then the data goes through copies.
+using View = std::function<unsigned char*(int chip, uint64_t addr, size_t bytes)>;
+
 // allreduce: the local step is the built-in allreduce kernel among this
 // host's members (`submit` checks and submits it without the output flush,
-// returning the chips), then MPI_Allreduce of one copy per host.
+// returning the chips), then MPI_Allreduce of one copy per host, in place
+// in the first member's window where `view` reaches it.
 void allreduce(Worker& w, Orchestrator& o, const CommDomain& d, const std::function<std::vector<int>()>& submit,
-               const Addrs& out, size_t count, DataType dtype, ReduceOp op);
+               const View& view, const Addrs& out, size_t count, DataType dtype, ReduceOp op);
 // barrier: the local barrier kernel (`submit`), then MPI_Barrier.
 void barrier(Orchestrator& o, const CommDomain& d, const std::function<void()>& submit);
 

@@ -86,6 +86,12 @@ Allocated allocations_of(const Impl* m) {
   return [m](int chip, uint64_t addr, uint64_t bytes) { return m->allocated(static_cast<size_t>(chip), addr, bytes); };
 }
 
+// The Worker's views of the chips' lent windows (deduced like allocations_of).
+template <typename Impl>
+across_hosts::View views_of(Impl* m) {
+  return [m](int chip, uint64_t addr, size_t bytes) { return m->windows.find(static_cast<size_t>(chip), addr, bytes); };
+}
+
 bool in_window(const DomainContext& ctx, uint64_t addr, uint64_t bytes) {
   const uint64_t base = ctx.local_window_base, size = ctx.actual_window_size;
   return addr >= base && bytes <= size && addr - base <= size - bytes;
@@ -273,8 +279,8 @@ void Orchestrator::allreduce(const CommDomain& d, const std::vector<uint64_t>& i
   // hosts exchange, every chip gets the result; returns when done.
   across_hosts::allreduce(
       worker_, *this, d,
-      [&] { return submit_allreduce(*this, m, allocations_of(m), d, in, out, count, dtype, op, algo, false); }, out,
-      count, dtype, op);
+      [&] { return submit_allreduce(*this, m, allocations_of(m), d, in, out, count, dtype, op, algo, false); },
+      views_of(m), out, count, dtype, op);
 }
 
 void Orchestrator::allgather(const CommDomain& d, const std::vector<uint64_t>& in, const std::vector<uint64_t>& out,

@@ -4,7 +4,8 @@
 # 2 chips and 3 hosts x 3 chips: one report from host 0 with every chip of
 # every host, checked exact; then every collective on world() and on
 # domains across and inside hosts (cluster_prog collectives) on 2 and 3
-# hosts; nothing left in any host's /dev/shm or /tmp.
+# hosts, and chipmesh bench allreduce across 2 hosts with its MPI peers
+# (bench_hosts.sh -q); nothing left in any host's /dev/shm or /tmp.
 # Skips (77) where namespaces cannot be made. Bounded: each run 100 s, set-up
 # and tear-down 60 s each, so ctest's 600 s never cuts a tear-down short.
 #   multihost_test.sh SOURCE_DIR CHIPMESH CLUSTER_PROG
@@ -60,4 +61,16 @@ collectives() {
 }
 collectives 2
 collectives 3
+
+# chipmesh bench allreduce across 2 hosts with its MPI peers (quick sizes):
+# one table from host 0, every result right, the peers' columns filled.
+out=$(CHIPMESH_BUILD_DIR=$(dirname "$(dirname "$chipmesh")") "$src/scripts/multihost/bench_hosts.sh" -q 2 2>&1)
+rc=$?
+echo "$out"
+if [[ $rc -ne 0 ]] || ! grep -q '^# .*#wrong total 0$' <<<"$out" ||
+   [[ $(grep -c '^# allreduce across 2 hosts x 2 chips' <<<"$out") -ne 1 ]] ||
+   ! grep -Eq '^ +65536 +16384 .* [0-9.]+ +[0-9.]+ +[0-9.]+ +[0-9.]+ +[0-9.]+ +[0-9.]+$' <<<"$out"; then
+  echo "FAIL: bench_hosts.sh -q 2: exit status $rc, or not one complete table with #wrong 0" >&2
+  exit 1
+fi
 echo "multihost_demo: OK"

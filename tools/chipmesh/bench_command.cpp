@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "bench.h"
+#include "knobs/knobs.h"
 #include "logging/log.h"
 
 namespace chipmesh::cli {
@@ -54,6 +55,14 @@ BenchCommand register_bench_command(CLI::App& app) {
       ->check(CLI::Range(1, 100000));
   sub->add_option("--tasks", opts->tasks, "dispatch: round trips per point (default 10000)")->check(CLI::Range(1, 10000000));
   sub->add_option("--repeats", opts->repeats, "bringup: chipmesh runs per point (default 15); domains: 30")->check(CLI::Range(1, 100000));
+  sub->add_option("--cluster", opts->cluster,
+                  "mpi: this is one host's bench in an MPI job (mpirun, one process per host; also "
+                  "CHIPMESH_CLUSTER=mpi): allreduce over --ranks chips per host (default 2) across every host; host 0 "
+                  "prints (scripts/multihost/bench_hosts.sh runs it with its MPI peers)")
+      ->check(CLI::IsMember({"mpi"}));
+  sub->add_option("--mpi-results", opts->mpi_results,
+                  "across hosts: directory with the MPI peers' output of the same hosts (flat.txt: MPI_Allreduce with "
+                  "one rank per chip; hier.txt: the same, hierarchical)");
   return BenchCommand{sub, opts};
 }
 
@@ -64,6 +73,7 @@ int run_bench_command(const BenchCommand& cmd) {
     return 2;
   }
   try {
+    if (!opts.cluster.empty() || knobs::is_set(knobs::Id::Cluster)) return bench::run_bench_across_hosts(opts);
     return bench::run_bench(opts);
   } catch (const std::exception& e) {
     CHIPMESH_WARN(CLI, "chipmesh bench failed: %s", e.what());
