@@ -7,7 +7,11 @@
 #include <mpi.h>
 #include <unistd.h>
 
+#include <time.h>
+
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <climits>
 #include <cstdlib>
 #include <cstring>
@@ -18,6 +22,7 @@
 #include "chipmesh/collectives.h"
 #include "chipmesh/errors.h"
 #include "cluster/cluster.h"
+#include "knobs/knobs.h"
 
 namespace chipmesh::cluster {
 namespace {
@@ -81,12 +86,20 @@ void copy_cut(char* dst, size_t cap, const std::string& s) {
   dst[n] = '\0';
 }
 
+// Set when a host missed a control step's deadline: the job cannot go on,
+// and MPI_Finalize would wait for that host forever.
+std::atomic<bool> broken{false};
+
 // MPI_Finalize at exit, only when chipmesh called MPI_Init (and nobody
 // finalized since): a program that initialized MPI itself finalizes it.
+// After a missed deadline, MPI_Abort instead: mpirun then ends every host's
+// process (the late one too) and exits non-zero.
 void finalize_at_exit() {
   int finalized = 0;
   MPI_Finalized(&finalized);
-  if (!finalized) MPI_Finalize();
+  if (finalized) return;
+  if (broken.load()) MPI_Abort(MPI_COMM_WORLD, 1);
+  MPI_Finalize();
 }
 
 void ensure_initialized() {
@@ -132,17 +145,19 @@ class MpiCluster final : public Cluster {
  public:
   MpiCluster() {
     ensure_initialized();
-    // A communicator of our own: a program's traffic on MPI_COMM_WORLD never
-    // matches ours.
-    check(MPI_Comm_dup(MPI_COMM_WORLD, &comm_), "MPI_Comm_dup");
-    MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN);
-    MPI_Comm_rank(comm_, &rank_);
-    MPI_Comm_size(comm_, &size_);
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank_);
+    MPI_Comm_size(MPI_COMM_WORLD, &size_);
     HostRecord mine{};
     if (gethostname(mine.hostname, sizeof mine.hostname - 1) != 0) std::strcpy(mine.hostname, "?");
     hosts_.resize(static_cast<size_t>(size_));
-    check(MPI_Allgather(&mine, sizeof mine, MPI_BYTE, hosts_.data(), sizeof mine, MPI_BYTE, comm_),
-          "MPI_Allgather of the host names");
+    hosts_[static_cast<size_t>(rank_)] = mine;
+    // A communicator of our own: a program's traffic on MPI_COMM_WORLD never
+    // matches ours.
+    MPI_Request req = MPI_REQUEST_NULL;
+    check(MPI_Comm_idup(MPI_COMM_WORLD, &comm_, &req), "MPI_Comm_idup");
+    wait(req, "joining (MPI_Comm_idup)");
+    MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN);
+    gather(&mine, sizeof mine, hosts_.data(), "joining (MPI_Allgather of the host names)");
     set_this_host(host_name(rank_));
   }
   // A cluster over `comm` (ours to free): `hosts` and `world_ranks` name
@@ -159,6 +174,43 @@ class MpiCluster final : public Cluster {
     if (!finalized) MPI_Comm_free(&comm_);
   }
 
+  // MPI_Allgather of a fixed-size record, the control steps' exchange, with
+  // the communicators' deadline (CHIPMESH_COMM_TIMEOUT_S): a host that never
+  // arrives (stopped, hung, running other code) is a CommError here, not a
+  // wait without end.
+  void gather(const void* mine, size_t bytes, void* all, const char* what) {
+    MPI_Request req = MPI_REQUEST_NULL;
+    check(MPI_Iallgather(mine, static_cast<int>(bytes), MPI_BYTE, all, static_cast<int>(bytes), MPI_BYTE, comm_,
+                         &req),
+          what);
+    wait(req, what);
+  }
+
+  // Completes `req` or throws the CommError of a host that never arrived.
+  void wait(MPI_Request& req, const char* what) {
+    const auto limit = std::chrono::seconds(knobs::integer(knobs::Id::CommTimeoutS));
+    const auto deadline = std::chrono::steady_clock::now() + limit;
+    for (int polls = 0;; ++polls) {
+      int done = 0;
+      check(MPI_Test(&req, &done, MPI_STATUS_IGNORE), what);
+      if (done) return;
+      if (std::chrono::steady_clock::now() >= deadline) {
+        broken = true;
+        throw CommError(std::string("cluster: ") + what + ": not all of the " + std::to_string(size_) +
+                        " hosts arrived within " + std::to_string(limit.count()) +
+                        " s (CHIPMESH_COMM_TIMEOUT_S; seen on " + me() +
+                        "): a host is stopped, hung or running other code; the job cannot go on (chipmesh "
+                        "aborts the MPI job at exit)");
+      }
+      // Spin briefly, then poll every 100 us: waiting for a slow host must
+      // not take a core from its chips.
+      if (polls > 1000) {
+        const timespec ts{0, 100000};
+        nanosleep(&ts, nullptr);
+      }
+    }
+  }
+
   int rank() const override { return rank_; }
   int size() const override { return size_; }
   std::string host_name(int r) const override {
@@ -172,8 +224,7 @@ class MpiCluster final : public Cluster {
     mine.window_size = s.window_size;
     copy_cut(mine.platform, sizeof mine.platform, s.platform);
     std::vector<ShapeRecord> all(static_cast<size_t>(size_));
-    check(MPI_Allgather(&mine, sizeof mine, MPI_BYTE, all.data(), sizeof mine, MPI_BYTE, comm_),
-          "MPI_Allgather of the job shapes");
+    gather(&mine, sizeof mine, all.data(), "agreeing on the job (MPI_Allgather of the job shapes)");
     // Every host builds the same message from the same records.
     std::string why;
     auto differs = [&](const char* what, auto get) {
@@ -197,8 +248,7 @@ class MpiCluster final : public Cluster {
     mine.failed = error.empty() ? 0 : 1;
     copy_cut(mine.message, sizeof mine.message, error);
     std::vector<StatusRecord> all(static_cast<size_t>(size_));
-    check(MPI_Allgather(&mine, sizeof mine, MPI_BYTE, all.data(), sizeof mine, MPI_BYTE, comm_),
-          "MPI_Allgather of the step status");
+    gather(&mine, sizeof mine, all.data(), (std::string(step) + " (MPI_Allgather of the step status)").c_str());
     if (mine.failed) return false;
     for (int r = 0; r < size_; ++r)
       if (all[static_cast<size_t>(r)].failed)
@@ -228,7 +278,7 @@ class MpiCluster final : public Cluster {
     check(MPI_Comm_split(comm_, member ? 0 : MPI_UNDEFINED, rank_, &sub), "MPI_Comm_split of the hosts");
     std::vector<int> flags(static_cast<size_t>(size_));
     const int mine = member ? 1 : 0;
-    check(MPI_Allgather(&mine, 1, MPI_INT, flags.data(), 1, MPI_INT, comm_), "MPI_Allgather of the members");
+    gather(&mine, sizeof mine, flags.data(), "splitting the hosts (MPI_Allgather of the members)");
     if (!member) return nullptr;
     std::vector<HostRecord> hosts;
     std::vector<int> ranks;
@@ -245,8 +295,7 @@ class MpiCluster final : public Cluster {
     mine.hash = fnv1a(description);
     copy_cut(mine.description, sizeof mine.description, description);
     std::vector<CallRecord> all(static_cast<size_t>(size_));
-    check(MPI_Allgather(&mine, sizeof mine, MPI_BYTE, all.data(), sizeof mine, MPI_BYTE, comm_),
-          "MPI_Allgather of the call descriptions");
+    gather(&mine, sizeof mine, all.data(), (what + " (MPI_Allgather of the call descriptions)").c_str());
     for (int r = 1; r < size_; ++r)
       if (all[static_cast<size_t>(r)].hash != all[0].hash)
         throw ConfigError(what + ": the hosts disagree (seen on " + me() + "): " + host_name(0) + " calls it with " +

@@ -29,6 +29,11 @@
 //   cluster_prog spin      allreduces over world() in a loop, printing
 //                          "host <r>: running" after the first, until a
 //                          signal ends the job (Ctrl-C of mpirun)
+//   cluster_prog hoststops host 1 SIGSTOPs itself after init; the others'
+//                          allreduce must fail with a CommError after
+//                          CHIPMESH_COMM_TIMEOUT_S (the test sets 2) saying
+//                          not every host arrived; chipmesh then aborts the
+//                          MPI job at exit, which ends host 1 too
 //   cluster_prog domainmismatch  host 1 allocates a domain with another
 //                          window size: the same ConfigError on every host
 // Prints "host <r>: OK" on success; any failure prints "host <r>: FAIL ..."
@@ -469,6 +474,35 @@ void spin() {
   });
 }
 
+void host_stops() {
+  Worker w(config(2, {}));
+  w.init();
+  g_rank = w.host_rank();
+  if (g_rank == 1) {
+    std::printf("host 1: stopping itself\n");
+    std::fflush(stdout);
+    raise(SIGSTOP);
+    // mpirun continues a stopped process only to end it (SIGCONT, then
+    // SIGTERM): wait for that.
+    for (;;) pause();
+  }
+  const auto t0 = std::chrono::steady_clock::now();
+  try {
+    w.run([&](Orchestrator& o) {
+      o.allreduce(w.world(), "f_in", "f_out", kCount, DataType::FLOAT32, ReduceOp::SUM);
+    });
+    fail("the allreduce did not throw");
+  } catch (const CommError& e) {
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    std::printf("host %d: error after %.2f s: %s\n", g_rank, s, e.what());
+    const std::string m = e.what();
+    expect(m.find("allreduce across hosts (local step)") != std::string::npos &&
+               m.find("hosts arrived within 2 s") != std::string::npos,
+           "message: " + m);
+    expect(s < 10, "took " + std::to_string(s) + " s");
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -506,8 +540,10 @@ int main(int argc, char** argv) {
       host_dies();
     else if (mode == "spin")
       spin();
+    else if (mode == "hoststops")
+      host_stops();
     else
-      fail("usage: cluster_prog basic|owninit|mismatch|window|platform|bringup|chipdies|collectives|domainmismatch|hostdies|spin");
+      fail("usage: cluster_prog basic|owninit|mismatch|window|platform|bringup|chipdies|collectives|domainmismatch|hostdies|spin|hoststops");
   } catch (const Error& e) {
     fail(describe(e));
   }

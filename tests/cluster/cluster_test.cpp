@@ -7,7 +7,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdio>
+#include <thread>
 #include <cstdlib>
 #include <string>
 
@@ -171,6 +173,34 @@ TEST_P(ClusterMpiOneHostFails, EveryHostThrows) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Steps, ClusterMpiOneHostFails, ::testing::Values("platform", "bringup", "chipdies"));
+
+// A host that stops (SIGSTOP) after init never reaches the next settled
+// step: the others fail it with a CommError after CHIPMESH_COMM_TIMEOUT_S
+// (2 s here) saying not every host arrived, and chipmesh aborts the MPI job
+// at their exit, so mpirun ends the stopped host too and exits non-zero;
+// no process of the job is left.
+TEST(ClusterMpiDeadline, AStoppedHostFailsTheOthersWithinTheDeadlineAndNothingIsLeft) {
+  std::string why;
+  if (!mpirun_usable(why)) GTEST_SKIP() << why;
+  std::string out;
+  const auto t0 = std::chrono::steady_clock::now();
+  const int rc = mpirun(3, "hoststops", out, "-x CHIPMESH_COMM_TIMEOUT_S=2 " CHIPMESH_TEST_CLUSTER_PROG);
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_NE(rc, 0) << out;
+  EXPECT_NE(out.find("host 0: OK"), std::string::npos) << out;
+  EXPECT_NE(out.find("host 2: OK"), std::string::npos) << out;
+  EXPECT_EQ(out.find("FAIL"), std::string::npos) << out;
+  EXPECT_LT(s, 60.0) << out;
+  // The stopped host and every chip are gone (chips follow their Worker).
+  bool left = true;
+  for (const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+       left && std::chrono::steady_clock::now() < until;) {
+    left = std::system("pgrep -f 'cluster_pro[g] hoststops' >/dev/null") == 0;
+    if (left) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_FALSE(left) << "processes of the job outlived it";
+  std::printf("mpirun exit status %d after %.2f s\n", rc, s);
+}
 
 // `chipmesh demo` started by mpirun: one demo per host, the allreduce over
 // every chip of every host; only host 0 prints the report.
