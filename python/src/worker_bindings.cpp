@@ -394,6 +394,13 @@ void register_worker(py::module_& m) {
       .def("context", [](const CommDomain& d, int chip) { return d.context(chip); }, py::arg("chip"),
            "The DomainContext of a member, by chip index (as in device_ids); ConfigError if it is not a member.")
       .def("rank_of", &CommDomain::rank_of, py::arg("chip"), "Domain rank of a chip, -1 if it is not a member.")
+      .def_property_readonly("spans_hosts", &CommDomain::spans_hosts,
+                             "True for a domain over chips of several hosts (docs/multi-host.md); chips, size and "
+                             "rank_of are then this host's members.")
+      .def_property_readonly("global_size", &CommDomain::global_size, "Members of every host (size on one host).")
+      .def("global_rank_of", &CommDomain::global_rank_of, py::arg("chip"),
+           "Global domain rank of a member chip of this host (members of lower hosts first for world()), -1 if "
+           "it is not a member.")
       .def("__len__", &CommDomain::size, "Members of the domain.")
       .def("__eq__",
            [](const CommDomain& a, const py::object& b) {

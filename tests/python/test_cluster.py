@@ -33,6 +33,22 @@ SCRIPT = textwrap.dedent(
             out = np.zeros(8, dtype=np.int32)
             w.copy_from(c, out, w.chip_contexts[c].buffer_ptrs["x"])
             assert (out == n * (n - 1) // 2).all(), out
+
+        # A domain across the hosts by global chip numbers: chip 1 of host 0,
+        # chip 0 of host 1 (domain ranks 1 and 0); allgather of one element each.
+        def across(o):
+            spec = [chipmesh.ChipBufferSpec("a", "int32", 1), chipmesh.ChipBufferSpec("b", "int32", 2)]
+            with o.allocate_domain("pair", [2, 1], 4096, spec) as d:
+                assert d.spans_hosts and d.size == 1 and d.global_size == 2
+                c = d.chips[0]
+                g = d.global_rank_of(c)
+                w.copy_to(c, d.context(c).buffer_ptrs["a"], np.array([100 + g], dtype=np.int32))
+                o.allgather(d, "a", "b", 1, "int32")
+                got = np.zeros(2, dtype=np.int32)
+                w.copy_from(c, got, d.context(c).buffer_ptrs["b"])
+                assert list(got) == [100, 101], got
+
+        w.run(across)
         print(f"host {w.host_rank} of {w.num_hosts}: OK")
     os.rmdir(d)
     """
