@@ -205,6 +205,20 @@ void run_steps(const DemoOptions& o, DemoReport& rep) {
   std::sort(flush_us.begin(), flush_us.end());
   rep.flush_us = median_of_sorted(flush_us);
 
+  if (cluster) {
+    // The inter-host step alone, as often: its share of the allreduce.
+    std::vector<unsigned char> scratch(o.bytes);
+    std::vector<double> inter;
+    worker.host_allreduce(scratch.data(), count, dtype, op);  // warm-up
+    for (int k = 0; k < o.iters; ++k) {
+      const auto a = Clock::now();
+      worker.host_allreduce(scratch.data(), count, dtype, op);
+      inter.push_back(us_since(a));
+    }
+    std::sort(inter.begin(), inter.end());
+    rep.inter_host_us = median_of_sorted(inter);
+  }
+
   // Back to back: all K calls in one run(), as nccl-tests times them.
   const auto s0 = Clock::now();
   worker.run([&](Orchestrator& orch) {

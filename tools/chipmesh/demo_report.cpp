@@ -67,6 +67,10 @@ void print_demo_text(const DemoReport& r, FILE* out) {
                  *r.allreduce_us,
                  r.cluster ? "hierarchical across hosts, with the output flush" : "without the output flush", r.iterations, r.allreduce_us_min.value_or(0.0),
                  r.allreduce_us_mean.value_or(0.0));
+    if (r.inter_host_us)
+      std::fprintf(out, "  inter-host   %10.1f us   per call: MPI_Allreduce of the same bytes between the hosts alone "
+                        "(%.0f%% of the allreduce)\n",
+                   *r.inter_host_us, 100 * r.inter_host_share().value_or(0.0));
     if (r.flush_us)
       std::fprintf(out, "  flush        %10.1f us   per call: outputs to host staging (median of %d)\n", *r.flush_us,
                    r.iterations);
@@ -113,6 +117,10 @@ void print_demo_json(const DemoReport& r, FILE* out) {
   j["allreduce_us_mean"] = opt(r.allreduce_us_mean);
   j["flush_us"] = opt(r.flush_us);
   j["allreduce_stream_us"] = opt(r.allreduce_stream_us);
+  if (r.cluster) {
+    j["inter_host_us"] = opt(r.inter_host_us);
+    j["inter_host_share"] = opt(r.inter_host_share());
+  }
   j["algbw_gbps"] = opt(r.algbw_gbps());
   j["busbw_gbps"] = opt(r.busbw_gbps());
   j["max_abs_error"] = opt(r.max_abs_error);

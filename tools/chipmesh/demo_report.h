@@ -37,6 +37,14 @@ struct DemoReport {
   std::optional<double> flush_us;
   // All `iterations` allreduces submitted in one run(), per call.
   std::optional<double> allreduce_stream_us;
+  // Across hosts: the inter-host step alone (MPI_Allreduce of the same bytes
+  // between the hosts' Worker processes, median) and its share of the
+  // allreduce's median time.
+  std::optional<double> inter_host_us;
+  std::optional<double> inter_host_share() const {
+    if (!inter_host_us || !allreduce_us || *allreduce_us <= 0) return std::nullopt;
+    return *inter_host_us / *allreduce_us;
+  }
   std::optional<double> max_abs_error;
   uint64_t wrong_elements = 0;
   std::string first_wrong;  // "rank 1 element 5: got 3, expected 4"
