@@ -38,7 +38,11 @@ class Cluster {
   // or why not. When any failed, every host that did not throws a CommError
   // naming the first failed host and its message; a host that failed gets
   // false back and rethrows its own error.
-  virtual bool settle(const char* step, const std::string& error) = 0;
+  // `call` (optional) describes the call the step belongs to (a collective
+  // and its counts, dtype, op, root): when every host succeeded but the
+  // descriptions differ, every host throws the same ConfigError naming two
+  // hosts and their calls, instead of going on into mismatched MPI calls.
+  virtual bool settle(const char* step, const std::string& error, const std::string& call = "") = 0;
   // Collective: in-place allreduce of `count` elements across hosts.
   // ConfigError for a dtype or op not supported across hosts.
   virtual void allreduce(void* data, size_t count, DataType dtype, ReduceOp op) = 0;

@@ -39,6 +39,8 @@ struct ShapeRecord {
 struct StatusRecord {
   int32_t failed;
   char message[1020];
+  uint64_t call_hash;
+  char call[248];
 };
 struct CallRecord {
   uint64_t hash;
@@ -243,10 +245,12 @@ class MpiCluster final : public Cluster {
                         "): " + why);
   }
 
-  bool settle(const char* step, const std::string& error) override {
+  bool settle(const char* step, const std::string& error, const std::string& call) override {
     StatusRecord mine{};
     mine.failed = error.empty() ? 0 : 1;
     copy_cut(mine.message, sizeof mine.message, error);
+    mine.call_hash = fnv1a(call);
+    copy_cut(mine.call, sizeof mine.call, call);
     std::vector<StatusRecord> all(static_cast<size_t>(size_));
     gather(&mine, sizeof mine, all.data(), (std::string(step) + " (MPI_Allgather of the step status)").c_str());
     if (mine.failed) return false;
@@ -254,6 +258,11 @@ class MpiCluster final : public Cluster {
       if (all[static_cast<size_t>(r)].failed)
         throw CommError(std::string("cluster: ") + step + " failed on " + host_name(r) + ": " +
                         all[static_cast<size_t>(r)].message + " (seen on " + me() + ")");
+    for (int r = 1; r < size_; ++r)
+      if (all[static_cast<size_t>(r)].call_hash != all[0].call_hash)
+        throw ConfigError(std::string("cluster: ") + step + ": the hosts disagree on the call (seen on " + me() +
+                          "): " + host_name(0) + " calls " + all[0].call + ", " + host_name(r) + " calls " +
+                          all[static_cast<size_t>(r)].call);
     return true;
   }
 

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "chipmesh/collectives.h"
 #include "chipmesh/errors.h"
 #include "cluster/cluster.h"
 
@@ -47,18 +48,27 @@ Layout layout_of(const CommDomain& d) {
   return l;
 }
 
-// The local step of `what`: when it fails here, every member host learns it
-// (and throws a CommError naming this host); when it fails elsewhere, this
-// host throws that CommError.
-void settled(const Layout& l, const char* what, const std::function<void()>& local) {
+// The local step of `what` (`call`: its arguments, the same on every host):
+// when it fails here, every member host learns it (and throws a CommError
+// naming this host); when it fails elsewhere, this host throws that
+// CommError; when the hosts' calls differ, every host throws a ConfigError.
+void settled(const Layout& l, const char* what, const std::string& call, const std::function<void()>& local) {
   const std::string step = std::string(what) + " across hosts (local step)";
+  const std::string described = std::string(what) + "(" + call + ")";
   try {
     local();
   } catch (...) {
-    l.hosts->settle(step.c_str(), describe_current_exception());  // false here: rethrow our own
+    l.hosts->settle(step.c_str(), describe_current_exception(), described);  // false here: rethrow our own
     throw;
   }
-  l.hosts->settle(step.c_str(), "");
+  l.hosts->settle(step.c_str(), "", described);
+}
+
+std::string args(size_t count, DataType dtype) {
+  return "count " + std::to_string(count) + ", " + std::string(dtype_name(dtype));
+}
+std::string args(size_t count, DataType dtype, ReduceOp op) {
+  return args(count, dtype) + ", " + std::string(to_string(op));
 }
 
 // Every local member's `bytes` at in[r], one after the other.
@@ -92,7 +102,7 @@ void allreduce(Worker& w, Orchestrator& o, const CommDomain& d, const std::funct
   Bytes host;
   unsigned char* data = nullptr;
   size_t bytes = 0;
-  settled(l, "allreduce", [&] {
+  settled(l, "allreduce", args(count, dtype, op), [&] {
     chips = submit();
     bytes = count * dtype_size(dtype);  // checked by submit()
     o.wait();
@@ -114,7 +124,7 @@ void allreduce(Worker& w, Orchestrator& o, const CommDomain& d, const std::funct
 
 void barrier(Orchestrator& o, const CommDomain& d, const std::function<void()>& submit) {
   const Layout l = layout_of(d);
-  settled(l, "barrier", [&] {
+  settled(l, "barrier", "", [&] {
     submit();
     o.wait();
   });
@@ -126,7 +136,7 @@ void allgather(Worker& w, Orchestrator& o, const CommDomain& d, const Check& che
   const Layout l = layout_of(d);
   const size_t bytes = count * dtype_size(dtype);
   Bytes mine;
-  settled(l, "allgather", [&] {
+  settled(l, "allgather", args(count, dtype), [&] {
     check();
     o.wait();
     mine = read_inputs(w, l, in, bytes);
@@ -150,7 +160,7 @@ void reduce_scatter(Worker& w, Orchestrator& o, const CommDomain& d, const Check
   const Layout l = layout_of(d);
   const size_t bytes = count * dtype_size(dtype);
   Bytes acc;
-  settled(l, "reduce_scatter", [&] {
+  settled(l, "reduce_scatter", args(count, dtype, op), [&] {
     check();
     cluster::check_reducible("reduce_scatter", dtype, op);
     o.wait();
@@ -179,7 +189,7 @@ void broadcast(Worker& w, Orchestrator& o, const CommDomain& d, const Check& che
   const size_t bytes = count * dtype_size(dtype);
   Bytes data(bytes);
   int root_host = -1;
-  settled(l, "broadcast", [&] {
+  settled(l, "broadcast", args(count, dtype) + ", root " + std::to_string(root), [&] {
     check();
     root_host = l.host_of(root);
     o.wait();
@@ -197,7 +207,7 @@ void reduce(Worker& w, Orchestrator& o, const CommDomain& d, const Check& check,
   const size_t bytes = count * dtype_size(dtype);
   Bytes acc;
   int root_host = -1;
-  settled(l, "reduce", [&] {
+  settled(l, "reduce", args(count, dtype, op) + ", root " + std::to_string(root), [&] {
     check();
     cluster::check_reducible("reduce", dtype, op);
     root_host = l.host_of(root);
@@ -217,7 +227,7 @@ void all_to_all(Worker& w, Orchestrator& o, const CommDomain& d, const Check& ch
   const Layout l = layout_of(d);
   const size_t bytes = count * dtype_size(dtype), row = l.size * bytes;
   Bytes ins;
-  settled(l, "all_to_all", [&] {
+  settled(l, "all_to_all", args(count, dtype), [&] {
     check();
     o.wait();
     ins = read_inputs(w, l, in, row);

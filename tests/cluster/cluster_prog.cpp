@@ -34,12 +34,23 @@
 //                          CHIPMESH_COMM_TIMEOUT_S (the test sets 2) saying
 //                          not every host arrived; chipmesh then aborts the
 //                          MPI job at exit, which ends host 1 too
+//   cluster_prog badargs   host 1 passes an allgather a count its buffers
+//                          cannot hold: ConfigError there, CommError naming
+//                          host 1 elsewhere; then an allreduce works everywhere
+//   cluster_prog callmismatch  host 1 passes an allgather another count that
+//                          its buffers can hold: the same ConfigError on every
+//                          host; then an allreduce works everywhere
+//   cluster_prog domainfails  host 1's chip 0 is dead when a domain over
+//                          global chips 0 and 2 is allocated: ChipError on
+//                          host 1, CommError elsewhere; host 0's part is
+//                          released (the name is free again)
 //   cluster_prog domainmismatch  host 1 allocates a domain with another
 //                          window size: the same ConfigError on every host
 // Prints "host <r>: OK" on success; any failure prints "host <r>: FAIL ..."
 // and exits 1.
 #define OMPI_SKIP_MPICXX 1
 #include <mpi.h>
+#include <sched.h>
 #include <signal.h>
 #include <time.h>
 #include <unistd.h>
@@ -503,6 +514,87 @@ void host_stops() {
   }
 }
 
+// Host 1 fails its own argument check; every host must learn it in the same
+// step and the job must go on in step.
+void bad_args() {
+  TmpDir dir;
+  Worker w(config(2, dir.path));
+  w.init();
+  g_rank = w.host_rank();
+  // Host 1's window cannot hold num_global_chips() * 4 * kCount bytes.
+  const size_t count = g_rank == 1 ? 4 * kCount : kCount / w.num_global_chips();
+  try {
+    w.run([&](Orchestrator& o) { o.allgather(w.world(), "i_in", "i_out", count, DataType::INT32); });
+    fail("the allgather did not throw");
+  } catch (const CommError& e) {
+    std::printf("host %d: error: %s\n", g_rank, e.what());
+    expect(g_rank != 1 && std::string(e.what()).find("allgather across hosts (local step) failed on host 1 (") !=
+                              std::string::npos,
+           std::string("message: ") + e.what());
+  } catch (const ConfigError& e) {
+    std::printf("host %d: error: %s\n", g_rank, e.what());
+    expect(g_rank == 1 && std::string(e.what()).find("is neither inside its window") != std::string::npos,
+           std::string("message: ") + e.what());
+  }
+  check_allreduce(w, ReduceOp::SUM);
+}
+
+// Every host's arguments pass its own checks, but host 1's count differs:
+// the same ConfigError everywhere, before any mismatched MPI call.
+void call_mismatch() {
+  TmpDir dir;
+  Worker w(config(2, dir.path));
+  w.init();
+  g_rank = w.host_rank();
+  const size_t count = g_rank == 1 ? 100 : 150;
+  try {
+    w.run([&](Orchestrator& o) { o.allgather(w.world(), "i_in", "i_out", count, DataType::INT32); });
+    fail("the allgather did not throw");
+  } catch (const ConfigError& e) {
+    const std::string m = e.what();
+    std::printf("host %d: error: %s\n", g_rank, m.c_str());
+    expect(m.find("the hosts disagree on the call") != std::string::npos &&
+               m.find("allgather(count 150, int32)") != std::string::npos &&
+               m.find("allgather(count 100, int32)") != std::string::npos,
+           "message: " + m);
+  }
+  check_allreduce(w, ReduceOp::SUM);
+}
+
+void domain_fails() {
+  TmpDir dir;
+  Worker w(config(2, dir.path));
+  w.init();
+  g_rank = w.host_rank();
+  if (g_rank == 1) {
+    const pid_t pid = w.chip_pid(0);
+    kill(pid, SIGKILL);
+    // Wait until the Worker has seen it (its watcher reaps the chip).
+    for (const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+         kill(pid, 0) == 0 && std::chrono::steady_clock::now() < until;)
+      sched_yield();
+  }
+  try {
+    w.run([&](Orchestrator& o) { o.allocate_domain("d", {0, 2}, 4096); });
+    fail("allocate_domain did not throw");
+  } catch (const CommError& e) {
+    std::printf("host %d: error: %s\n", g_rank, e.what());
+    expect(g_rank != 1 && std::string(e.what()).find("allocate_domain 'd' (local step) failed on host 1 (") !=
+                              std::string::npos,
+           std::string("message: ") + e.what());
+  } catch (const ChipError& e) {
+    std::printf("host %d: error: %s\n", g_rank, e.what());
+    expect(g_rank == 1 && e.chip() == 0, std::string("message: ") + e.what());
+  }
+  // Host 0 released its part: the name is free; a domain over host 0's
+  // chips alone (host 1 takes part without members).
+  w.run([&](Orchestrator& o) {
+    CommDomain d = o.allocate_domain("d", {0, 1}, 4096);
+    expect(d.size() == (g_rank == 0 ? 2 : 0), "domain 'd' again: size");
+    o.barrier(d);
+  });
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -542,8 +634,14 @@ int main(int argc, char** argv) {
       spin();
     else if (mode == "hoststops")
       host_stops();
+    else if (mode == "badargs")
+      bad_args();
+    else if (mode == "callmismatch")
+      call_mismatch();
+    else if (mode == "domainfails")
+      domain_fails();
     else
-      fail("usage: cluster_prog basic|owninit|mismatch|window|platform|bringup|chipdies|collectives|domainmismatch|hostdies|spin|hoststops");
+      fail("usage: cluster_prog basic|owninit|mismatch|window|platform|bringup|chipdies|collectives|domainmismatch|hostdies|spin|hoststops|badargs|callmismatch|domainfails");
   } catch (const Error& e) {
     fail(describe(e));
   }

@@ -155,7 +155,8 @@ TEST_P(ClusterMpiMismatch, EveryHostGetsTheSameConfigError) {
   EXPECT_NE(out.find("host 1: OK"), std::string::npos) << out;
 }
 
-INSTANTIATE_TEST_SUITE_P(Shapes, ClusterMpiMismatch, ::testing::Values("mismatch", "window", "domainmismatch"));
+INSTANTIATE_TEST_SUITE_P(Shapes, ClusterMpiMismatch,
+                         ::testing::Values("mismatch", "window", "domainmismatch", "callmismatch"));
 
 // A host that fails loading its platform or bringing up its chips fails
 // init() on every host, and one whose chip dies fails the allreduce over
@@ -172,7 +173,8 @@ TEST_P(ClusterMpiOneHostFails, EveryHostThrows) {
   for (int r = 0; r < 3; ++r) EXPECT_NE(out.find("host " + std::to_string(r) + ": OK"), std::string::npos) << out;
 }
 
-INSTANTIATE_TEST_SUITE_P(Steps, ClusterMpiOneHostFails, ::testing::Values("platform", "bringup", "chipdies"));
+INSTANTIATE_TEST_SUITE_P(Steps, ClusterMpiOneHostFails,
+                         ::testing::Values("platform", "bringup", "chipdies", "badargs", "domainfails"));
 
 // A host that stops (SIGSTOP) after init never reaches the next settled
 // step: the others fail it with a CommError after CHIPMESH_COMM_TIMEOUT_S
