@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <climits>
@@ -21,6 +22,7 @@
 
 #include "chipmesh/collectives.h"
 #include "chipmesh/errors.h"
+#include "chipmesh/half.h"
 #include "cluster/cluster.h"
 #include "knobs/knobs.h"
 
@@ -129,11 +131,13 @@ MPI_Datatype mpi_type(DataType t) {
     case DataType::INT64: return MPI_INT64_T;
     case DataType::INT8: return MPI_INT8_T;
     case DataType::UINT8: return MPI_UINT8_T;
+    case DataType::FLOAT16:
+    case DataType::BFLOAT16: return MPI_UINT16_T;  // with our ops (mpi_op)
     default: return MPI_DATATYPE_NULL;
   }
 }
 
-MPI_Op mpi_op(ReduceOp op) {
+MPI_Op builtin_op(ReduceOp op) {
   switch (op) {
     case ReduceOp::SUM: return MPI_SUM;
     case ReduceOp::PROD: return MPI_PROD;
@@ -141,6 +145,46 @@ MPI_Op mpi_op(ReduceOp op) {
     case ReduceOp::MIN: return MPI_MIN;
   }
   return MPI_OP_NULL;
+}
+
+// float16 and bfloat16 have no MPI type: they travel as 16-bit words and
+// reduce with ops of our own that combine each pair in float32 and round
+// back (as the chips' kernels accumulate in float32 within a host).
+template <float (*To)(uint16_t), uint16_t (*From)(float), ReduceOp Op>
+void half_op(void* in, void* inout, int* len, MPI_Datatype*) {
+  const auto* a = static_cast<const uint16_t*>(in);
+  auto* b = static_cast<uint16_t*>(inout);
+  for (int i = 0; i < *len; ++i) {
+    const float x = To(a[i]), y = To(b[i]);
+    const float r = Op == ReduceOp::SUM ? x + y : Op == ReduceOp::PROD ? x * y : Op == ReduceOp::MAX ? (x > y ? x : y)
+                                                                                                 : (x < y ? x : y);
+    b[i] = From(r);
+  }
+}
+
+template <float (*To)(uint16_t), uint16_t (*From)(float)>
+std::array<MPI_Op, 4> make_half_ops() {
+  MPI_User_function* fns[4] = {half_op<To, From, ReduceOp::SUM>, half_op<To, From, ReduceOp::PROD>,
+                               half_op<To, From, ReduceOp::MAX>, half_op<To, From, ReduceOp::MIN>};
+  std::array<MPI_Op, 4> ops{};
+  for (size_t k = 0; k < 4; ++k) MPI_Op_create(fns[k], 1, &ops[k]);
+  return ops;
+}
+
+// The MPI op of `op` on `dtype` (MPI_OP_NULL: none). The half ops are made
+// once, after MPI_Init (joining comes first).
+MPI_Op mpi_op(DataType dtype, ReduceOp op) {
+  const auto k = static_cast<size_t>(op);
+  if (k >= 4) return MPI_OP_NULL;
+  if (dtype == DataType::FLOAT16) {
+    static const std::array<MPI_Op, 4> ops = make_half_ops<half::half_to_float, half::float_to_half>();
+    return ops[k];
+  }
+  if (dtype == DataType::BFLOAT16) {
+    static const std::array<MPI_Op, 4> ops = make_half_ops<half::bf16_to_float, half::float_to_bf16>();
+    return ops[k];
+  }
+  return builtin_op(op);
 }
 
 class MpiCluster final : public Cluster {
@@ -274,7 +318,7 @@ class MpiCluster final : public Cluster {
     constexpr size_t kSlice = size_t{1} << 30;
     for (size_t done = 0; done < count;) {
       const size_t n = std::min(kSlice, count - done);
-      check(MPI_Allreduce(MPI_IN_PLACE, p + done * es, static_cast<int>(n), mpi_type(dtype), mpi_op(op), comm_),
+      check(MPI_Allreduce(MPI_IN_PLACE, p + done * es, static_cast<int>(n), mpi_type(dtype), mpi_op(dtype, op), comm_),
             "MPI_Allreduce between the hosts");
       done += n;
     }
@@ -329,7 +373,7 @@ class MpiCluster final : public Cluster {
     check_reducible("reduce", dtype, op);
     const int n = int_count(count, "a reduce across hosts");
     check(MPI_Reduce(rank_ == root ? MPI_IN_PLACE : data, rank_ == root ? data : nullptr, n, mpi_type(dtype),
-                     mpi_op(op), root, comm_),
+                     mpi_op(dtype, op), root, comm_),
           "MPI_Reduce between the hosts");
   }
 
@@ -337,7 +381,7 @@ class MpiCluster final : public Cluster {
                       ReduceOp op) override {
     check_reducible("reduce_scatter", dtype, op);
     const std::vector<int> n = int_counts(counts, nullptr, "a reduce_scatter across hosts");
-    check(MPI_Reduce_scatter(send, recv, n.data(), mpi_type(dtype), mpi_op(op), comm_),
+    check(MPI_Reduce_scatter(send, recv, n.data(), mpi_type(dtype), mpi_op(dtype, op), comm_),
           "MPI_Reduce_scatter between the hosts");
   }
 
@@ -372,8 +416,9 @@ void check_allreduce(DataType dtype, ReduceOp op) { check_reducible("allreduce",
 void check_reducible(const char* what, DataType dtype, ReduceOp op) {
   if (mpi_type(dtype) == MPI_DATATYPE_NULL)
     throw ConfigError(std::string(what) + " across hosts: dtype " + std::string(dtype_name(dtype)) +
-                      " is not yet supported across hosts (float32, float64, int8, uint8, int32, int64)");
-  if (mpi_op(op) == MPI_OP_NULL) throw ConfigError(std::string(what) + " across hosts: unknown reduce op");
+                      " is not supported across hosts (float32, float16, bfloat16, float64, int8, uint8, int32, "
+                      "int64)");
+  if (mpi_op(dtype, op) == MPI_OP_NULL) throw ConfigError(std::string(what) + " across hosts: unknown reduce op");
 }
 
 void reduce_local(const void* in, void* inout, size_t count, DataType dtype, ReduceOp op) {
@@ -384,7 +429,7 @@ void reduce_local(const void* in, void* inout, size_t count, DataType dtype, Red
     const size_t n = std::min(kSlice, count - done);
     check(MPI_Reduce_local(static_cast<const unsigned char*>(in) + done * es,
                            static_cast<unsigned char*>(inout) + done * es, static_cast<int>(n), mpi_type(dtype),
-                           mpi_op(op)),
+                           mpi_op(dtype, op)),
           "MPI_Reduce_local");
     done += n;
   }

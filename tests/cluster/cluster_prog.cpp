@@ -67,6 +67,7 @@
 #include <string>
 #include <vector>
 
+#include "chipmesh/half.h"
 #include "chipmesh/worker.h"
 
 using namespace chipmesh;
@@ -170,12 +171,31 @@ void basic() {
   expect(world.global_rank_of(1) == 2 * w.host_rank() + 1, "world().global_rank_of(1)");
   for (ReduceOp op : {ReduceOp::SUM, ReduceOp::MAX, ReduceOp::MIN}) check_allreduce(w, op);
   w.run([&](Orchestrator& o) { o.barrier(w.world()); });
-  // Not yet across hosts: a clear ConfigError, on every host alike.
-  try {
-    w.run([&](Orchestrator& o) { o.allreduce(w.world(), "f_in", "f_out", kCount / 2, DataType::FLOAT16, ReduceOp::SUM); });
-    fail("a float16 allreduce across hosts did not throw");
-  } catch (const ConfigError& e) {
-    expect(std::strstr(e.what(), "not yet supported across hosts") != nullptr, std::string("message: ") + e.what());
+  // float16 and bfloat16 across hosts (our MPI ops, combining in float32):
+  // small integers, exact in both.
+  for (DataType dt : {DataType::FLOAT16, DataType::BFLOAT16}) {
+    const bool h = dt == DataType::FLOAT16;
+    for (int c = 0; c < static_cast<int>(w.num_chips()); ++c) {
+      std::vector<uint16_t> v(kCount);
+      for (size_t i = 0; i < kCount; ++i) {
+        const auto x = static_cast<float>(value(w.global_chip(c), i));
+        v[i] = h ? half::float_to_half(x) : half::float_to_bf16(x);
+      }
+      w.copy_to(c, w.chip_contexts()[static_cast<size_t>(c)].buffer_ptrs.at("f_in"), v.data(), 2 * kCount);
+    }
+    w.run([&](Orchestrator& o) { o.allreduce(w.world(), "f_in", "f_out", kCount, dt, ReduceOp::SUM); });
+    for (int c = 0; c < static_cast<int>(w.num_chips()); ++c) {
+      std::vector<uint16_t> v(kCount);
+      w.copy_from(c, v.data(), w.chip_contexts()[static_cast<size_t>(c)].buffer_ptrs.at("f_out"), 2 * kCount);
+      for (size_t i = 0; i < kCount; ++i) {
+        int want = 0;
+        for (int g = 0; g < static_cast<int>(w.num_global_chips()); ++g) want += value(g, i);
+        const float got = h ? half::half_to_float(v[i]) : half::bf16_to_float(v[i]);
+        if (got != static_cast<float>(want))
+          fail(std::string(h ? "float16" : "bfloat16") + " allreduce: chip " + std::to_string(c) + " element " +
+               std::to_string(i) + ": got " + std::to_string(got) + ", expected " + std::to_string(want));
+      }
+    }
   }
   w.close();
 }
