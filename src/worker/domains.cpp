@@ -277,7 +277,12 @@ CommDomain Worker::Impl::allocate_local_domain(const std::string& name, const st
   s->chips = members;
   s->allocation_id = m.next_allocation_id++;
   s->free_offset = buffers.empty() ? 0 : offsets.back() + buffers.back().nbytes;
-  m.domains[name] = Worker::Impl::LiveDomain{s, handles, dir};
+  // Every member joined: the rendezvous directory has done its work and goes
+  // now rather than at release, so no kill during the domain's life can
+  // leave it behind.
+  m.disown_dir(dir);
+  remove_private_dir(dir);
+  m.domains[name] = Worker::Impl::LiveDomain{s, handles, ""};
   for (size_t r = 0; r < n; ++r) {
     const DomainContext& ctx = s->contexts.at(members[r]);
     m.windows.add(static_cast<size_t>(members[r]), ctx.local_window_base, ctx.actual_window_size,

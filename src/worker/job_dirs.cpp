@@ -1,7 +1,8 @@
 // The directories a Worker's job owns (its rootinfo directories): made by
 // the Worker, listed in the shared header for the chips, removed by the
-// Worker when the job ends, and by the chips (rmdir, after their own
-// cleanup) should the parent die first (request_ring/chip_shared.h).
+// Worker as soon as their rendezvous is over (the end of init(), of
+// allocate_domain) or when the job ends, and by the chips (rmdir, after
+// their own cleanup) should the parent die first (request_ring/chip_shared.h).
 #include <stdlib.h>
 #include <unistd.h>
 

@@ -335,6 +335,10 @@ void Worker::init() {
     m.build_contexts();
     m.lend_bringup_windows();
     m.build_world();
+    // The rendezvous is over (its last arriver removed the rootinfo): the
+    // job's directory goes now, so no kill from here on, however abrupt
+    // (a launcher's SIGKILL to the chips' process group), can leave it.
+    m.remove_job_dir();
   } catch (...) {
     m.terminate_all(std::chrono::milliseconds(2000));
     m.state = Impl::State::Closed;

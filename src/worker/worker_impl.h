@@ -81,7 +81,8 @@ struct Worker::Impl {
 
   // Live communication domains by name (domains.cpp): the shared state the
   // handles see, the members' communicator handles (by domain rank) and
-  // the private directory of the rootinfo.
+  // the private directory of the rootinfo (empty once every member joined:
+  // it is removed then).
   struct LiveDomain {
     std::shared_ptr<CommDomain::State> state;
     std::vector<uint64_t> handles;

@@ -153,6 +153,38 @@ TEST_F(DomainsTest, DistinctContextsDenseRanksWithoutBootstrapConfigs) {
   w.close();
 }
 
+// The rendezvous directories go as soon as their rendezvous is over: while
+// a job runs, neither the job's (an empty rootinfo_path) nor a live
+// domain's is on disk, so no kill then can leave one.
+TEST_F(DomainsTest, NoRendezvousDirectoryOutlivesItsRendezvous) {
+  auto job_dirs = [] {
+    std::error_code ec;
+    size_t n = 0;
+    const std::string prefix = "chipmesh-job-" + std::to_string(getpid()) + "-";
+    for (const auto& e : std::filesystem::directory_iterator(std::filesystem::temp_directory_path(), ec))
+      if (e.path().filename().string().rfind(prefix, 0) == 0) ++n;
+    return n;
+  };
+  const size_t jobs_before = job_dirs();
+  WorkerConfig cfg = plain_config(2);
+  for (int r = 0; r < 2; ++r) {
+    ChipBootstrapConfig b;
+    b.comm = ChipCommBootstrapConfig{r, 2, "", 1 << 16};  // the Worker's private directory
+    cfg.chip_bootstrap_configs.push_back(b);
+  }
+  Worker w(cfg);
+  w.init();
+  EXPECT_EQ(job_dirs(), jobs_before) << "the job's rootinfo directory is still there after init()";
+  w.run([&](Orchestrator& o) {
+    CommDomain d = o.allocate_domain("d", {1, 0}, kWindow, kBuffers);
+    EXPECT_EQ(domain_dirs(), dirs_before_) << "a live domain's rootinfo directory is still there";
+    fill(w, d, "a", 1);
+    o.allreduce(d, "a", "a", kCount, DataType::INT32, ReduceOp::SUM);
+    o.release_domain(d);
+  });
+  w.close();
+}
+
 TEST_F(DomainsTest, BadArgumentsAreConfigErrorsBeforeAnything) {
   Worker w(plain_config(3));
   w.init();
