@@ -29,12 +29,7 @@ namespace {
 const char* const kModeNames[] = {allreduce_kernel::mode_name(0).data(), allreduce_kernel::mode_name(1).data(),
                                   allreduce_kernel::mode_name(2).data()};
 
-// Must match bench/mpi/mpi_allreduce.c: small integers, so fp32 sums are exact.
-inline float input_value(int rank, uint64_t i) {
-  return static_cast<float>(static_cast<int>((i * 7 + static_cast<uint64_t>(rank) * 13) % 31) - 15);
-}
 
-double bus_factor(int n) { return n > 1 ? 2.0 * (n - 1) / n : 0.0; }
 
 using Point = PeerPoint;
 
@@ -106,9 +101,7 @@ BenchResult run_allreduce(const BenchOptions& o) {
       if (m == kModeNames[k]) modes.push_back(k);
   const uint64_t lo = o.min_bytes ? o.min_bytes : 8;
   const uint64_t hi = o.max_bytes ? o.max_bytes : o.quick ? (uint64_t{32} << 10) : (uint64_t{256} << 20);
-  std::vector<uint64_t> sizes;
-  for (uint64_t s = std::max<uint64_t>(lo, 4); s <= hi; s *= 4) sizes.push_back(s / 4 * 4);
-  if (sizes.empty() || sizes.back() != hi / 4 * 4) sizes.push_back(std::max<uint64_t>(hi / 4 * 4, 4));
+  const std::vector<uint64_t> sizes = float32_sizes(lo, hi);
   const int rounds = o.quick ? 1 : 3;
   const int ops = stream_ops(o);
   MpiPeer mpi(o);
@@ -300,7 +293,7 @@ BenchResult run_allreduce(const BenchOptions& o) {
           const Point& p = cm[{mode, s}];
           mode_wrong += std::max<int64_t>(p.wrong, 0);
           const double us = median_of(p.us);
-          const double alg = gbps(static_cast<double>(s), us), bus = alg * bus_factor(n);
+          const double alg = gbps(static_cast<double>(s), us), bus = alg * allreduce_bus_factor(n);
           const double stream_us = median_of(p.stream_us);
           bus_sum += bus, ++bus_n;
           Cell mt, ms, mb, mw, ratio, ratio_stream;
@@ -308,7 +301,7 @@ BenchResult run_allreduce(const BenchOptions& o) {
           auto it = mp.find(s);
           if (it != mp.end() && !it->second.us.empty()) {
             const double mus = median_of(it->second.us);
-            mbus = gbps(static_cast<double>(s), mus) * bus_factor(n);
+            mbus = gbps(static_cast<double>(s), mus) * allreduce_bus_factor(n);
             mt = mus, mb = mbus, mw = it->second.wrong, ratio = bus / mbus;
             mpi_bus_sum += mbus, ++mpi_bus_n;
           }

@@ -25,12 +25,7 @@ namespace chipmesh::bench {
 
 namespace {
 
-// Must match bench/mpi/mpi_allreduce.c (and allreduce.cpp).
-float input_value(int rank, uint64_t i) {
-  return static_cast<float>(static_cast<int>((i * 7 + static_cast<uint64_t>(rank) * 13) % 31) - 15);
-}
 
-double bus_factor(int n) { return n > 1 ? 2.0 * (n - 1) / n : 0.0; }
 
 int iters_for(uint64_t bytes, bool quick) {
   if (quick) return 3;
@@ -57,9 +52,7 @@ int run_bench_across_hosts(const BenchOptions& o) {
   const int chips = o.ranks.empty() ? 2 : o.ranks.front();
   const uint64_t lo = o.min_bytes ? o.min_bytes : 8;
   const uint64_t hi = o.max_bytes ? o.max_bytes : o.quick ? (uint64_t{64} << 10) : (uint64_t{16} << 20);
-  std::vector<uint64_t> sizes;
-  for (uint64_t s = std::max<uint64_t>(lo, 4); s <= hi; s *= 4) sizes.push_back(s / 4 * 4);
-  if (sizes.empty() || sizes.back() != hi / 4 * 4) sizes.push_back(std::max<uint64_t>(hi / 4 * 4, 4));
+  const std::vector<uint64_t> sizes = float32_sizes(lo, hi);
   const uint64_t max_count = sizes.back() / 4;
 
   WorkerConfig cfg;
@@ -78,9 +71,6 @@ int run_bench_across_hosts(const BenchOptions& o) {
   w.init();
   const bool reporter = w.host_rank() == 0;
   std::FILE* out = reporter ? o.out : nullptr;
-  auto note = [&](const char* fmt, const std::string& s) {
-    if (out) say(out, fmt, s.c_str());
-  };
   const int hosts = w.num_hosts(), total = static_cast<int>(w.num_global_chips());
   if (out)
     say(out, "chipmesh bench allreduce across %d hosts x %d chips: float32 sum, %s .. %s (x4)\n", hosts, chips,
@@ -177,12 +167,12 @@ int run_bench_across_hosts(const BenchOptions& o) {
   bool seen = false;
   for (uint64_t s : sizes) {
     const Row& r = rows[s];
-    const double bus = gbps(static_cast<double>(s), r.us) * bus_factor(total);
+    const double bus = gbps(static_cast<double>(s), r.us) * allreduce_bus_factor(total);
     auto peer = [&](const std::map<uint64_t, PeerPoint>& m, Cell& us, Cell& busbw, Cell& ratio) {
       auto it = m.find(s);
       if (it == m.end() || it->second.us.empty()) return 0.0;
       const double mus = median_of(it->second.us);
-      const double mbus = gbps(static_cast<double>(s), mus) * bus_factor(total);
+      const double mbus = gbps(static_cast<double>(s), mus) * allreduce_bus_factor(total);
       us = mus, busbw = mbus, ratio = mbus > 0 ? Cell{bus / mbus} : Cell{};
       if (it->second.wrong > 0) wrong_total += it->second.wrong;
       return mbus;
@@ -212,16 +202,16 @@ int run_bench_across_hosts(const BenchOptions& o) {
       !seen ? " n/a  " : worst >= 1.0 ? " met  " : "missed", hosts, chips, line);
   say(out, "# %.1f s; #wrong total %lld\n", std::chrono::duration<double>(Clock::now() - start).count(),
       static_cast<long long>(wrong_total));
-  note("# machine: %s\n", machine_description().value("cpu", std::string("?")));
+  say(out, "# machine: %s\n", machine_description().value("cpu", std::string("?")).c_str());
+  bool json_ok = true;
   if (!o.json_path.empty()) {
     BenchResult res;
     res.name = "allreduce_hosts";
     res.tables.push_back(t);
     res.wrong = wrong_total;
-    std::ofstream f(o.json_path, std::ios::trunc);
-    f << results_json(o, {res}).dump(2) << "\n";
+    json_ok = write_json(o.json_path, results_json(o, {res}), out);
   }
-  return wrong_total ? 1 : 0;
+  return wrong_total || !json_ok ? 1 : 0;
 }
 
 }  // namespace chipmesh::bench

@@ -58,6 +58,9 @@ inline int stream_ops(const BenchOptions& o) { return o.iters > 0 ? o.iters : 20
 // (an unavailable peer never fails), 2 for bad options.
 int run_bench(const BenchOptions& o);
 
+// Writes `j` to `path`; false (said on `out`) when it cannot.
+bool write_json(const std::string& path, const nlohmann::json& j, std::FILE* out);
+
 // The JSON document run_bench writes: {"machine", "options", "benchmarks": [...]}.
 nlohmann::json results_json(const BenchOptions& o, const std::vector<BenchResult>& results);
 

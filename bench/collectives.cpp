@@ -48,9 +48,6 @@ double bus_factor(Coll c, int n) {
   return n > 1 ? static_cast<double>(n - 1) / n : 0.0;
 }
 
-inline float input_value(int rank, uint64_t i) {
-  return static_cast<float>(static_cast<int>((i * 7 + static_cast<uint64_t>(rank) * 13) % 31) - 15);
-}
 
 int total_iters(uint64_t bytes, bool quick) {
   if (quick) return 3;

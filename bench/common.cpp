@@ -282,4 +282,11 @@ void say(std::FILE* out, const char* fmt, ...) {
   std::fflush(out);
 }
 
+std::vector<uint64_t> float32_sizes(uint64_t lo, uint64_t hi) {
+  std::vector<uint64_t> sizes;
+  for (uint64_t s = std::max<uint64_t>(lo, 4); s <= hi; s *= 4) sizes.push_back(s / 4 * 4);
+  if (sizes.empty() || sizes.back() != hi / 4 * 4) sizes.push_back(std::max<uint64_t>(hi / 4 * 4, 4));
+  return sizes;
+}
+
 }  // namespace chipmesh::bench

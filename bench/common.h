@@ -36,6 +36,19 @@ inline double gbps(double bytes, double us) { return us > 0 ? bytes / (us * 1e3)
 // "4 KiB", "256 MiB", "8 B".
 std::string size_label(uint64_t bytes);
 
+// Element i of rank r's input in the collective benchmarks, as the MPI peers
+// compute it (bench/mpi/*.c): small integers, so float32 sums are exact.
+inline float input_value(int rank, uint64_t i) {
+  return static_cast<float>(static_cast<int>((i * 7 + static_cast<uint64_t>(rank) * 13) % 31) - 15);
+}
+
+// nccl-tests' allreduce bus bandwidth factor, 2(n-1)/n.
+inline double allreduce_bus_factor(int n) { return n > 1 ? 2.0 * (n - 1) / n : 0.0; }
+
+// The float32 sizes of an allreduce sweep: lo, 4 lo, 16 lo, ... up to hi,
+// then hi itself, each a whole number of elements.
+std::vector<uint64_t> float32_sizes(uint64_t lo, uint64_t hi);
+
 // One cell: empty (printed "-", JSON null: a peer that is unavailable),
 // an integer, a number or a string.
 using Cell = std::variant<std::monostate, int64_t, double, std::string>;

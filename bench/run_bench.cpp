@@ -22,6 +22,8 @@ BenchResult run_one(const std::string& what, const BenchOptions& o) {
   return run_collective(o, what);
 }
 
+}  // namespace
+
 bool write_json(const std::string& path, const nlohmann::json& j, std::FILE* out) {
   std::ofstream f(path, std::ios::trunc);
   f << j.dump(2) << "\n";
@@ -32,8 +34,6 @@ bool write_json(const std::string& path, const nlohmann::json& j, std::FILE* out
   }
   return true;
 }
-
-}  // namespace
 
 nlohmann::json results_json(const BenchOptions& o, const std::vector<BenchResult>& results) {
   nlohmann::json j;

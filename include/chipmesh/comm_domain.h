@@ -78,14 +78,13 @@ struct CommDomain::State {
   // Window bytes from this offset on hold no named buffer of any member:
   // the staging area of collectives on data outside the windows.
   uint64_t free_offset = 0;
-  // Across hosts: members on all hosts, and the global rank of local rank 0.
+  // In a cluster (world() and allocated domains): whether the members lie
+  // on several hosts, how many there are on all hosts (0: chips.size()),
+  // the global rank of each local rank (empty: the local rank), the host of
+  // every global rank (its rank in `hosts`), and the cluster of the hosts
+  // with members (null on a host without members).
   bool spans_hosts = false;
   int global_size = 0;
-  int global_offset = 0;
-  // In a cluster (world() and allocated domains): the global rank of each
-  // local rank (empty: local rank + global_offset), the host of every
-  // global rank (its rank in `hosts`), and the cluster of the hosts with
-  // members (null on a host without members).
   std::vector<int> global_ranks;
   std::vector<int> rank_hosts;
   std::shared_ptr<cluster::Cluster> hosts;

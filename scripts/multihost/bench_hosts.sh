@@ -34,20 +34,9 @@ peer=$build/bin/chipmesh_bench_mpi_allreduce
 for f in "$cli" "$peer"; do
   [[ -x $f ]] || { echo "bench_hosts.sh: $f is not built (cmake --build $build)" >&2; exit 1; }
 done
-if [[ $(id -u) -ne 0 ]]; then
-  echo "bench_hosts.sh: needs root for network and mount namespaces; skipping" >&2
-  exit 77
-fi
-case "$build/" in /tmp/*) echo "bench_hosts.sh: $build is under /tmp, which every host replaces; skipping" >&2; exit 77 ;; esac
-
-dir=$(mktemp -d "${MH_ROOT:-/run}/chipmesh-mh.XXXXXX") || exit 1
-trap 'timeout -k 5 60 "$here/hosts.sh" down "$dir"' EXIT
-trap 'exit 130' INT TERM
-timeout -k 5 60 "$here/hosts.sh" up "$dir" "$n" || exit $?
-source "$dir/hosts.env"
-source "$here/mpirun_line.sh"
-export MH_DIR=$dir OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-first=${MH_HOSTLIST%%,*}
+source "$here/harness.sh"
+harness_up bench_hosts.sh "$n" "$build"
+dir=$MH_DIR
 mkdir -p "$dir/results"
 
 # The same sizes as the chipmesh side (x4 from MIN, then MAX), with the

@@ -28,39 +28,11 @@ shift
 program=$(readlink -f "${1:?usage: mpirun_hosts.sh [-t SECONDS] N PROGRAM [ARGS...]}")
 shift
 
-if [[ $(id -u) -ne 0 ]]; then
-  echo "mpirun_hosts.sh: needs root for network and mount namespaces; skipping" >&2
-  exit 77
-fi
-for tool in ip unshare mpirun timeout; do
-  if ! command -v "$tool" >/dev/null; then
-    echo "mpirun_hosts.sh: $tool is not installed; skipping" >&2
-    exit 77
-  fi
-done
-case "$program/" in
-  /tmp/*)
-    echo "mpirun_hosts.sh: $program is under /tmp, which every simulated host replaces by its own; skipping" >&2
-    exit 77
-    ;;
-esac
-
-# Outside /tmp, which the hosts do not see; /run is root's tmpfs.
-dir=$(mktemp -d "${MH_ROOT:-/run}/chipmesh-mh.XXXXXX") || exit 1
-cleanup() { timeout -k 5 60 "$here/hosts.sh" down "$dir"; }
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-timeout -k 5 60 "$here/hosts.sh" up "$dir" "$n"
-rc=$?
-[[ $rc -ne 0 ]] && exit $rc
-source "$dir/hosts.env"
-first=${MH_HOSTLIST%%,*}
-
-export MH_DIR=$dir OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 # mpirun runs on host 0 and reaches the others through agent.sh
-# (mpirun_line.sh has the flags and why).
-source "$here/mpirun_line.sh"
+# (harness.sh has the flags and why).
+source "$here/harness.sh"
+harness_up mpirun_hosts.sh "$n" "$program"
+dir=$MH_DIR
 args=""
 for a in "$@"; do args+=" $(printf '%q' "$a")"; done
 # In a process group of its own (job control), with SIGINT not ignored as

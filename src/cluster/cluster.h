@@ -90,9 +90,8 @@ std::unique_ptr<Cluster> join(const std::string& kind);
 // "host <rank> (<hostname>)" once this process joined a cluster, else "".
 std::string this_host();
 void set_this_host(const std::string& label);
-// Throws ConfigError naming the dtype/op when allreduce cannot take them.
-void check_allreduce(DataType dtype, ReduceOp op);
-// The same for any reducing collective across hosts (`what` names it).
+// Throws ConfigError naming `what` (a reducing collective across hosts)
+// and the dtype/op when MPI cannot reduce them.
 void check_reducible(const char* what, DataType dtype, ReduceOp op);
 
 }  // namespace chipmesh::cluster

@@ -311,7 +311,7 @@ class MpiCluster final : public Cluster {
   }
 
   void allreduce(void* data, size_t count, DataType dtype, ReduceOp op) override {
-    check_allreduce(dtype, op);
+    check_reducible("allreduce", dtype, op);
     const size_t es = dtype_size(dtype);
     auto* p = static_cast<unsigned char*>(data);
     // MPI counts are ints: large buffers go in slices.
@@ -410,8 +410,6 @@ std::unique_ptr<Cluster> join(const std::string& kind) {
   if (kind != "mpi") throw ConfigError("WorkerConfig::cluster: unknown cluster '" + kind + "' (\"\" or \"mpi\")");
   return std::make_unique<MpiCluster>();
 }
-
-void check_allreduce(DataType dtype, ReduceOp op) { check_reducible("allreduce", dtype, op); }
 
 void check_reducible(const char* what, DataType dtype, ReduceOp op) {
   if (mpi_type(dtype) == MPI_DATATYPE_NULL)

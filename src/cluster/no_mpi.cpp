@@ -14,10 +14,6 @@ std::unique_ptr<Cluster> join(const std::string& kind) {
       "WorkerConfig::cluster \"mpi\": chipmesh was built without MPI (install libopenmpi-dev and rebuild)");
 }
 
-void check_allreduce(DataType, ReduceOp) {
-  throw ConfigError("allreduce across hosts: chipmesh was built without MPI");
-}
-
 void check_reducible(const char* what, DataType, ReduceOp) {
   throw ConfigError(std::string(what) + " across hosts: chipmesh was built without MPI");
 }

@@ -15,38 +15,29 @@ namespace {
 
 using Bytes = std::vector<unsigned char>;
 
-// Who holds which global rank of a domain.
+// Who holds which global rank of a domain (views of its state, which every
+// domain spanning hosts fills: global_ranks, rank_hosts, hosts).
 struct Layout {
-  cluster::Cluster* hosts = nullptr;
-  std::vector<int> chips;                 // this host's members, by local rank
-  std::vector<int> global;                // the global rank of each
+  explicit Layout(const CommDomain::State& s)
+      : hosts(s.hosts.get()), chips(s.chips), global(s.global_ranks), rank_hosts(s.rank_hosts),
+        members(static_cast<size_t>(hosts->size())) {
+    for (size_t g = 0; g < rank_hosts.size(); ++g)
+      members[static_cast<size_t>(rank_hosts[g])].push_back(static_cast<int>(g));
+  }
+  cluster::Cluster* hosts;
+  const std::vector<int>& chips;          // this host's members, by local rank
+  const std::vector<int>& global;         // the global rank of each
+  const std::vector<int>& rank_hosts;     // the host of every global rank
   std::vector<std::vector<int>> members;  // per host of `hosts`: its global ranks, ascending
-  size_t size = 0;                        // global size
 
   size_t local() const { return chips.size(); }
-  int me() const { return hosts->rank(); }
-  int host_of(int global_rank) const {
-    for (size_t h = 0; h < members.size(); ++h)
-      if (std::binary_search(members[h].begin(), members[h].end(), global_rank)) return static_cast<int>(h);
-    return -1;
-  }
+  size_t size() const { return rank_hosts.size(); }
+  int host_of(int global_rank) const { return rank_hosts[static_cast<size_t>(global_rank)]; }
   int local_of(int global_rank) const {
     auto it = std::find(global.begin(), global.end(), global_rank);
     return it == global.end() ? -1 : static_cast<int>(it - global.begin());
   }
 };
-
-Layout layout_of(const CommDomain& d) {
-  const CommDomain::State& s = *d.state();
-  Layout l;
-  l.hosts = s.hosts.get();
-  l.chips = s.chips;
-  for (int chip : l.chips) l.global.push_back(d.global_rank_of(chip));
-  l.size = static_cast<size_t>(d.global_size());
-  l.members.resize(static_cast<size_t>(l.hosts->size()));
-  for (size_t g = 0; g < l.size; ++g) l.members[static_cast<size_t>(s.rank_hosts[g])].push_back(static_cast<int>(g));
-  return l;
-}
 
 // The local step of `what` (`call`: its arguments, the same on every host):
 // when it fails here, every member host learns it (and throws a CommError
@@ -93,7 +84,7 @@ Bytes fold_inputs(Worker& w, const Layout& l, const Addrs& in, size_t count, Dat
 
 void allreduce(Worker& w, Orchestrator& o, const CommDomain& d, const std::function<std::vector<int>()>& submit,
                const View& view, const Addrs& out, size_t count, DataType dtype, ReduceOp op) {
-  const Layout l = layout_of(d);
+  const Layout l(*d.state());
   // 1. The local allreduce is checked, submitted and done on every host
   //    before any goes on. Its result is reduced between the hosts where it
   //    lies, in the first member's window, when that is mapped here;
@@ -123,7 +114,7 @@ void allreduce(Worker& w, Orchestrator& o, const CommDomain& d, const std::funct
 }
 
 void barrier(Orchestrator& o, const CommDomain& d, const std::function<void()>& submit) {
-  const Layout l = layout_of(d);
+  const Layout l(*d.state());
   settled(l, "barrier", "", [&] {
     submit();
     o.wait();
@@ -133,7 +124,7 @@ void barrier(Orchestrator& o, const CommDomain& d, const std::function<void()>& 
 
 void allgather(Worker& w, Orchestrator& o, const CommDomain& d, const Check& check, const Addrs& in, const Addrs& out,
                size_t count, DataType dtype) {
-  const Layout l = layout_of(d);
+  const Layout l(*d.state());
   const size_t bytes = count * dtype_size(dtype);
   Bytes mine;
   settled(l, "allgather", args(count, dtype), [&] {
@@ -143,7 +134,7 @@ void allgather(Worker& w, Orchestrator& o, const CommDomain& d, const Check& che
   });
   std::vector<size_t> counts;
   for (const auto& m : l.members) counts.push_back(m.size() * bytes);
-  Bytes by_host(l.size * bytes), full(l.size * bytes);
+  Bytes by_host(l.size() * bytes), full(l.size() * bytes);
   l.hosts->allgatherv(mine.data(), by_host.data(), counts);
   size_t at = 0;
   for (const auto& m : l.members)
@@ -157,14 +148,14 @@ void allgather(Worker& w, Orchestrator& o, const CommDomain& d, const Check& che
 
 void reduce_scatter(Worker& w, Orchestrator& o, const CommDomain& d, const Check& check, const Addrs& in,
                     const Addrs& out, size_t count, DataType dtype, ReduceOp op) {
-  const Layout l = layout_of(d);
+  const Layout l(*d.state());
   const size_t bytes = count * dtype_size(dtype);
   Bytes acc;
   settled(l, "reduce_scatter", args(count, dtype, op), [&] {
     check();
     cluster::check_reducible("reduce_scatter", dtype, op);
     o.wait();
-    acc = fold_inputs(w, l, in, count * l.size, dtype, op);
+    acc = fold_inputs(w, l, in, count * l.size(), dtype, op);
   });
   // Blocks in host order, so host h's members' blocks are its one share.
   Bytes by_host(acc.size());
@@ -185,7 +176,7 @@ void reduce_scatter(Worker& w, Orchestrator& o, const CommDomain& d, const Check
 
 void broadcast(Worker& w, Orchestrator& o, const CommDomain& d, const Check& check, const Addrs& in, const Addrs& out,
                size_t count, DataType dtype, int root) {
-  const Layout l = layout_of(d);
+  const Layout l(*d.state());
   const size_t bytes = count * dtype_size(dtype);
   Bytes data(bytes);
   int root_host = -1;
@@ -203,7 +194,7 @@ void broadcast(Worker& w, Orchestrator& o, const CommDomain& d, const Check& che
 
 void reduce(Worker& w, Orchestrator& o, const CommDomain& d, const Check& check, const Addrs& in, const Addrs& out,
             size_t count, DataType dtype, ReduceOp op, int root) {
-  const Layout l = layout_of(d);
+  const Layout l(*d.state());
   const size_t bytes = count * dtype_size(dtype);
   Bytes acc;
   int root_host = -1;
@@ -224,8 +215,8 @@ void reduce(Worker& w, Orchestrator& o, const CommDomain& d, const Check& check,
 
 void all_to_all(Worker& w, Orchestrator& o, const CommDomain& d, const Check& check, const Addrs& in,
                 const Addrs& out, size_t count, DataType dtype) {
-  const Layout l = layout_of(d);
-  const size_t bytes = count * dtype_size(dtype), row = l.size * bytes;
+  const Layout l(*d.state());
+  const size_t bytes = count * dtype_size(dtype), row = l.size() * bytes;
   Bytes ins;
   settled(l, "all_to_all", args(count, dtype), [&] {
     check();

@@ -36,13 +36,11 @@ void check_live(const void* owner, const CommDomain& d, const char* what) {
   if (d.released()) throw ConfigError(where(what, d) + ": the domain was released");
 }
 
-// The domain is this worker's and live; the dtype (and op) are supported;
-// the vectors have one address per local member; the counts' bytes do not
-// overflow (block multipliers count every member of every host).
-Checked check_common(const void* owner, const CommDomain& d, const char* what, size_t nin, size_t nout,
-                     uint64_t in_elems_per_count, uint64_t out_elems_per_count, uint64_t count, DataType dtype,
-                     bool reduces, const ReduceOp* op) {
-  check_live(owner, d, what);
+// (The domain was found live by no_local_members.) The dtype (and op) are
+// supported; the vectors have one address per local member; the counts'
+// bytes do not overflow (block multipliers count every member of every host).
+Checked check_common(const CommDomain& d, const char* what, size_t nin, size_t nout, uint64_t in_elems_per_count,
+                     uint64_t out_elems_per_count, uint64_t count, DataType dtype, bool reduces, const ReduceOp* op) {
   Checked c;
   c.chips = d.chips();
   const size_t n = c.chips.size();
@@ -234,13 +232,13 @@ namespace {
 
 // Checks an allreduce and submits one task per member; returns the chips.
 // `flush`: whether the tasks flush their store_to_host buffers.
-std::vector<int> submit_allreduce(Orchestrator& o, const void* owner, const Allocated& allocated, const CommDomain& d,
+std::vector<int> submit_allreduce(Orchestrator& o, const Allocated& allocated, const CommDomain& d,
                                   const std::vector<uint64_t>& in, const std::vector<uint64_t>& out, size_t count,
                                   DataType dtype, ReduceOp op, AllreduceAlgo algo, bool flush) {
   const char* what = "allreduce";
-  Checked c = check_common(owner, d, what, in.size(), out.size(), 1, 1, count, dtype, true, &op);
+  Checked c = check_common(d, what, in.size(), out.size(), 1, 1, count, dtype, true, &op);
   allreduce_kernel::mode(algo, 0);  // ConfigError outside the enum
-  if (d.spans_hosts()) cluster::check_allreduce(dtype, op);
+  if (d.spans_hosts()) cluster::check_reducible("allreduce", dtype, op);
   const Placement p = check_addrs(allocated, d, what, c, in, out, false, false, 0, count, 1, OwnBlock::kNone);
   // The allreduce kernel needs the same window offsets on every member
   // (staged, the staging area is at one offset everywhere).
@@ -272,14 +270,14 @@ void Orchestrator::allreduce(const CommDomain& d, const std::vector<uint64_t>& i
   Worker::Impl* m = worker_.impl_.get();
   if (no_local_members(m, d, "allreduce")) return;
   if (!spans_hosts(d)) {
-    submit_allreduce(*this, m, allocations_of(m), d, in, out, count, dtype, op, algo, true);
+    submit_allreduce(*this, allocations_of(m), d, in, out, count, dtype, op, algo, true);
     return;
   }
   // Hierarchical: this host's chips reduce into `out` (no flush yet), the
   // hosts exchange, every chip gets the result; returns when done.
   across_hosts::allreduce(
       worker_, *this, d,
-      [&] { return submit_allreduce(*this, m, allocations_of(m), d, in, out, count, dtype, op, algo, false); },
+      [&] { return submit_allreduce(*this, allocations_of(m), d, in, out, count, dtype, op, algo, false); },
       views_of(m), out, count, dtype, op);
 }
 
@@ -290,7 +288,7 @@ void Orchestrator::allgather(const CommDomain& d, const std::vector<uint64_t>& i
   if (no_local_members(m, d, what)) return;
   const auto n = static_cast<uint64_t>(d.global_size());
   auto check = [&] {
-    Checked c = check_common(m, d, what, in.size(), out.size(), 1, n, count_per_rank, dtype, false, nullptr);
+    Checked c = check_common(d, what, in.size(), out.size(), 1, n, count_per_rank, dtype, false, nullptr);
     const Placement p = check_addrs(allocations_of(m), d, what, c, in, out, false, false, 0, count_per_rank, n,
                                     OwnBlock::kInAtOut, !spans_hosts(d));
     return std::make_pair(c, p);
@@ -312,7 +310,7 @@ void Orchestrator::reduce_scatter(const CommDomain& d, const std::vector<uint64_
   if (no_local_members(m, d, what)) return;
   const auto n = static_cast<uint64_t>(d.global_size());
   auto check = [&] {
-    Checked c = check_common(m, d, what, in.size(), out.size(), n, 1, count_per_rank, dtype, true, &op);
+    Checked c = check_common(d, what, in.size(), out.size(), n, 1, count_per_rank, dtype, true, &op);
     const Placement p = check_addrs(allocations_of(m), d, what, c, in, out, false, false, 0, count_per_rank, n,
                                     OwnBlock::kOutAtIn, !spans_hosts(d));
     return std::make_pair(c, p);
@@ -333,7 +331,7 @@ void Orchestrator::broadcast(const CommDomain& d, const std::vector<uint64_t>& i
   Worker::Impl* m = worker_.impl_.get();
   if (no_local_members(m, d, what)) return;
   auto check = [&] {
-    Checked c = check_common(m, d, what, in.size(), out.size(), 1, 1, count, dtype, false, nullptr);
+    Checked c = check_common(d, what, in.size(), out.size(), 1, 1, count, dtype, false, nullptr);
     const int local_root = check_root(d, what, root);
     const Placement p = check_addrs(allocations_of(m), d, what, c, in, out, true, false, local_root, count, 1,
                                     OwnBlock::kNone, !spans_hosts(d));
@@ -355,7 +353,7 @@ void Orchestrator::reduce(const CommDomain& d, const std::vector<uint64_t>& in, 
   Worker::Impl* m = worker_.impl_.get();
   if (no_local_members(m, d, what)) return;
   auto check = [&] {
-    Checked c = check_common(m, d, what, in.size(), out.size(), 1, 1, count, dtype, true, &op);
+    Checked c = check_common(d, what, in.size(), out.size(), 1, 1, count, dtype, true, &op);
     const int local_root = check_root(d, what, root);
     const Placement p = check_addrs(allocations_of(m), d, what, c, in, out, false, true, local_root, count, 1,
                                     OwnBlock::kNone, !spans_hosts(d));
@@ -378,7 +376,7 @@ void Orchestrator::all_to_all(const CommDomain& d, const std::vector<uint64_t>& 
   if (no_local_members(m, d, what)) return;
   const auto n = static_cast<uint64_t>(d.global_size());
   auto check = [&] {
-    Checked c = check_common(m, d, what, in.size(), out.size(), n, n, count_per_peer, dtype, false, nullptr);
+    Checked c = check_common(d, what, in.size(), out.size(), n, n, count_per_peer, dtype, false, nullptr);
     const Placement p = check_addrs(allocations_of(m), d, what, c, in, out, false, false, 0, count_per_peer, n,
                                     OwnBlock::kNone, !spans_hosts(d));
     return std::make_pair(c, p);
@@ -396,7 +394,7 @@ void Orchestrator::barrier(const CommDomain& d) {
   Worker::Impl* m = worker_.impl_.get();
   if (no_local_members(m, d, "barrier")) return;
   auto local = [&] {
-    Checked c = check_common(m, d, "barrier", static_cast<size_t>(d.size()), static_cast<size_t>(d.size()), 1, 1, 0,
+    Checked c = check_common(d, "barrier", static_cast<size_t>(d.size()), static_cast<size_t>(d.size()), 1, 1, 0,
                              DataType::UINT8, false, nullptr);
     submit_group(c.chips, on_domain(d, c.chips, std::vector<Task>(c.chips.size(), barrier_task())));
   };

@@ -45,7 +45,7 @@ int CommDomain::global_rank_of(int chip) const {
   const int r = rank_of(chip);
   if (r < 0) return -1;
   const State& s = get();
-  return s.global_ranks.empty() ? r + s.global_offset : s.global_ranks[static_cast<size_t>(r)];
+  return s.global_ranks.empty() ? r : s.global_ranks[static_cast<size_t>(r)];
 }
 
 void Worker::Impl::build_world() {
@@ -98,7 +98,7 @@ void Worker::Impl::build_world() {
     // Every host has the same number of chips (checked by agree()).
     s->spans_hosts = true;
     s->global_size = nranks * cluster->size();
-    s->global_offset = nranks * cluster->rank();
+    for (int r = 0; r < nranks; ++r) s->global_ranks.push_back(nranks * cluster->rank() + r);
     for (int g = 0; g < s->global_size; ++g) s->rank_hosts.push_back(g / nranks);
     s->hosts = cluster;
   }

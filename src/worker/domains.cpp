@@ -25,15 +25,11 @@ namespace chipmesh {
 using worker::Entry;
 using worker::Op;
 
-namespace {
-
 // The buffers' offsets in the window, in order, no padding; ConfigError
 // naming the buffer for anything bring-up would refuse, for host staging
 // and for a window too small.
-}  // namespace
-
 std::vector<uint64_t> carve_domain_offsets(const std::string& what, const std::vector<ChipBufferSpec>& buffers,
-                                    size_t window_size) {
+                                           size_t window_size) {
   std::set<std::string> names;
   std::vector<uint64_t> offsets;
   uint64_t offset = 0;

@@ -96,18 +96,22 @@ bool mpirun_usable(std::string& why) {
   return true;
 }
 
+// Runs cluster_prog `mode` on `np` hosts: it must end 0 with every host OK.
+void expect_every_host_ok(int np, const std::string& mode) {
+  std::string out;
+  const int rc = mpirun(np, mode, out);
+  EXPECT_EQ(rc, 0) << out;
+  for (int r = 0; r < np; ++r)
+    EXPECT_NE(out.find("host " + std::to_string(r) + ": OK"), std::string::npos) << out;
+  EXPECT_EQ(out.find("FAIL"), std::string::npos) << out;
+}
+
 class ClusterMpi : public ::testing::TestWithParam<int> {};
 
 TEST_P(ClusterMpi, AccessorsWorldAndHierarchicalAllreduce) {
   std::string why;
   if (!mpirun_usable(why)) GTEST_SKIP() << why;
-  std::string out;
-  const int np = GetParam();
-  const int rc = mpirun(np, "basic", out);
-  EXPECT_EQ(rc, 0) << out;
-  for (int r = 0; r < np; ++r)
-    EXPECT_NE(out.find("host " + std::to_string(r) + ": OK"), std::string::npos) << out;
-  EXPECT_EQ(out.find("FAIL"), std::string::npos) << out;
+  expect_every_host_ok(GetParam(), "basic");
 }
 
 INSTANTIATE_TEST_SUITE_P(Hosts, ClusterMpi, ::testing::Values(2, 3));
@@ -120,13 +124,7 @@ class ClusterMpiCollectives : public ::testing::TestWithParam<int> {};
 TEST_P(ClusterMpiCollectives, EveryCollectiveOnWorldAndOnDomainsAcrossHosts) {
   std::string why;
   if (!mpirun_usable(why)) GTEST_SKIP() << why;
-  std::string out;
-  const int np = GetParam();
-  const int rc = mpirun(np, "collectives", out);
-  EXPECT_EQ(rc, 0) << out;
-  for (int r = 0; r < np; ++r)
-    EXPECT_NE(out.find("host " + std::to_string(r) + ": OK"), std::string::npos) << out;
-  EXPECT_EQ(out.find("FAIL"), std::string::npos) << out;
+  expect_every_host_ok(GetParam(), "collectives");
 }
 
 INSTANTIATE_TEST_SUITE_P(Hosts, ClusterMpiCollectives, ::testing::Values(2, 3));
@@ -136,11 +134,7 @@ INSTANTIATE_TEST_SUITE_P(Hosts, ClusterMpiCollectives, ::testing::Values(2, 3));
 TEST(ClusterMpiOwnership, TheProgramsMpiInitIsTheProgramsToFinalize) {
   std::string why;
   if (!mpirun_usable(why)) GTEST_SKIP() << why;
-  std::string out;
-  const int rc = mpirun(2, "owninit", out);
-  EXPECT_EQ(rc, 0) << out;
-  EXPECT_NE(out.find("host 0: OK"), std::string::npos) << out;
-  EXPECT_NE(out.find("host 1: OK"), std::string::npos) << out;
+  expect_every_host_ok(2, "owninit");
 }
 
 class ClusterMpiMismatch : public ::testing::TestWithParam<const char*> {};
@@ -148,11 +142,7 @@ class ClusterMpiMismatch : public ::testing::TestWithParam<const char*> {};
 TEST_P(ClusterMpiMismatch, EveryHostGetsTheSameConfigError) {
   std::string why;
   if (!mpirun_usable(why)) GTEST_SKIP() << why;
-  std::string out;
-  const int rc = mpirun(2, GetParam(), out);
-  EXPECT_EQ(rc, 0) << out;
-  EXPECT_NE(out.find("host 0: OK"), std::string::npos) << out;
-  EXPECT_NE(out.find("host 1: OK"), std::string::npos) << out;
+  expect_every_host_ok(2, GetParam());
 }
 
 INSTANTIATE_TEST_SUITE_P(Shapes, ClusterMpiMismatch,
@@ -167,10 +157,7 @@ class ClusterMpiOneHostFails : public ::testing::TestWithParam<const char*> {};
 TEST_P(ClusterMpiOneHostFails, EveryHostThrows) {
   std::string why;
   if (!mpirun_usable(why)) GTEST_SKIP() << why;
-  std::string out;
-  const int rc = mpirun(3, GetParam(), out);
-  EXPECT_EQ(rc, 0) << out;
-  for (int r = 0; r < 3; ++r) EXPECT_NE(out.find("host " + std::to_string(r) + ": OK"), std::string::npos) << out;
+  expect_every_host_ok(3, GetParam());
 }
 
 INSTANTIATE_TEST_SUITE_P(Steps, ClusterMpiOneHostFails,
