@@ -477,6 +477,28 @@ TEST_F(Collectives, MillionElementsEveryCollectiveAndRoot) {
   EXPECT_TRUE(all_ok(outcomes));
 }
 
+// Reduce from 64 KiB on is split: every rank folds a cache-line-aligned
+// slice into the root's output. Counts around that size, element sizes 1,
+// 2 and 8 (slices of 64, 32 and 8 elements per line), 5 ranks (the lines do
+// not divide evenly), every root, in and out of place: the guards past the
+// output stay untouched and every element is the rank-order fold.
+TEST_F(Collectives, ReduceSplitAcrossRanksAtTheSliceBoundaries) {
+  constexpr int n = 5;
+  constexpr uint64_t kSplitBytes = 64 * 1024;
+  auto outcomes = fork_ranks(n, [&](int rank) {
+    Rank R(rank, n, path, region_bytes(n, kSplitBytes + 61));
+    uint64_t salt = 0;
+    for (DataType t : {DataType::INT8, DataType::FLOAT16, DataType::INT64}) {
+      const uint64_t at = kSplitBytes / dtype_size(t);
+      for (uint64_t count : {at - 1, at, at + 1, at + 61})
+        for (Place place : {kOutOfPlace, kInPlace})
+          for (int root : {0, 2, 4})
+            run_and_check(R, Case{kReduce, t, t == DataType::FLOAT16 ? kMax : kSum, place, count, root, salt++});
+    }
+  }, 120s);
+  EXPECT_TRUE(all_ok(outcomes));
+}
+
 // --- random floats: the documented reduction order, bit for bit -------------------
 
 TEST_F(Collectives, RandomFloatsFoldInRankOrder) {
