@@ -47,8 +47,15 @@ int stream_reps(uint64_t bytes, bool quick, int rounds, int ops) {
 
 // The sizes of the small-message targets, and the mode AUTO runs them in.
 constexpr uint64_t kSmallMax = uint64_t{64} << 10;
-int auto_mode(uint64_t bytes) {
-  return static_cast<int>(allreduce_kernel::mode(AllreduceAlgo::AUTO, bytes));
+int auto_mode(uint64_t bytes, int n) {
+  return static_cast<int>(allreduce_kernel::mode(AllreduceAlgo::AUTO, bytes, static_cast<uint64_t>(n)));
+}
+// "onephase" or "onephase, twophase": the modes AUTO runs 8 B .. 64 KiB in.
+std::string small_auto_modes(int n) {
+  std::string names = kModeNames[auto_mode(8, n)];
+  const int last = auto_mode(kSmallMax, n);
+  if (last != auto_mode(8, n)) names += std::string(", ") + kModeNames[last];
+  return names;
 }
 
 Task noop_task() {
@@ -62,7 +69,7 @@ Task noop_task() {
 // single round trip within 3x the empty task's.
 void small_targets(BenchResult& res, int n, bool seen, bool with_mpi, double worst_stream, uint64_t stream_at,
                    double worst_rt, uint64_t rt_at, double noop_us) {
-  const std::string where = std::to_string(n) + " ranks, <= 64 KiB, " + kModeNames[auto_mode(8)] + " (AUTO)";
+  const std::string where = std::to_string(n) + " ranks, <= 64 KiB, " + small_auto_modes(n) + " (AUTO)";
   Target stream{"allreduce back to back, " + where, "not measured (mode or sizes not in this run)",
                 "<= 1x Open MPI MPI_Allreduce per operation", false, false};
   Target rt{"allreduce single round trip, " + where, stream.measured, "<= 3x the empty-task round trip", false,
@@ -313,7 +320,7 @@ BenchResult run_allreduce(const BenchOptions& o) {
           t.add_row({static_cast<int64_t>(s), static_cast<int64_t>(s / 4), std::string("float"), std::string("sum"),
                      us, noop_med > 0 ? Cell{us / noop_med} : Cell{}, stream_us, alg, bus, p.wrong, mt, ms,
                      ratio_stream, mb, mw, ratio, mc, mc > 0 ? Cell{bus / mc} : Cell{}});
-          if (s <= kSmallMax && auto_mode(s) == mode) {
+          if (s <= kSmallMax && auto_mode(s, n) == mode) {
             small_seen = true;
             if (mstream > 0) {
               if (stream_us / mstream > worst_stream) worst_stream = stream_us / mstream, worst_stream_at = s;

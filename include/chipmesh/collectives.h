@@ -69,14 +69,23 @@ inline constexpr uint64_t kOpMax = 1;
 inline constexpr uint64_t kOpMin = 2;
 inline constexpr uint64_t kOpProd = 3;
 
-// AUTO: one phase while a rank's data is small (latency-bound: one barrier,
-// every rank reads every peer), the ring above (bandwidth-bound: each byte
-// crosses once per step). The cut is the per-rank message size in bytes.
+// AUTO: one phase while the whole call is small (latency-bound: one
+// barrier, but every rank reads every peer, n * n * bytes read in all), two
+// phases above that (each byte read about twice, three barriers), the ring
+// from kAutoRingBytes per rank (bandwidth-bound: each byte crosses once per
+// step). With 2 ranks (and 1) two phases never win: one phase up to the
+// ring's cut, as before the rank count was taken into account.
 inline constexpr uint64_t kAutoRingBytes = uint64_t{256} << 10;
+inline constexpr uint64_t kAutoOnePhaseTotalBytes = uint64_t{1} << 20;  // n * n * bytes_per_rank below this
 
-inline uint64_t mode(AllreduceAlgo algo, uint64_t bytes_per_rank) {
+// The mode scalar of `algo` for an allreduce of `bytes_per_rank` on
+// `nranks` ranks.
+inline uint64_t mode(AllreduceAlgo algo, uint64_t bytes_per_rank, uint64_t nranks) {
   switch (algo) {
-    case AllreduceAlgo::AUTO: return bytes_per_rank < kAutoRingBytes ? kModeOnePhase : kModeRing;
+    case AllreduceAlgo::AUTO:
+      if (bytes_per_rank >= kAutoRingBytes) return kModeRing;
+      if (nranks <= 2 || bytes_per_rank < kAutoOnePhaseTotalBytes / nranks / nranks) return kModeOnePhase;
+      return kModeTwoPhase;
     case AllreduceAlgo::ONEPHASE: return kModeOnePhase;
     case AllreduceAlgo::TWOPHASE: return kModeTwoPhase;
     case AllreduceAlgo::RING: return kModeRing;
@@ -84,6 +93,9 @@ inline uint64_t mode(AllreduceAlgo algo, uint64_t bytes_per_rank) {
   throw ConfigError("allreduce algorithm " + std::to_string(static_cast<uint32_t>(algo)) + " is not one of " +
                     names::joined(names::kAllreduceAlgos));
 }
+
+// The same by the message size alone (AUTO as for 2 ranks).
+inline uint64_t mode(AllreduceAlgo algo, uint64_t bytes_per_rank) { return mode(algo, bytes_per_rank, 2); }
 
 // The kernels' number of a reduce op; ConfigError for a value outside the enum.
 inline uint64_t op(ReduceOp op) {
@@ -122,14 +134,15 @@ inline bool reducible(DataType dtype) {
 // One chip's task of an allreduce with the built-in kernel: `count` elements
 // of `dtype` from device address `in` to `out` (both inside the chip's
 // window, at the same window offsets on every rank; in == out is in place).
-// Submit one per chip with submit_group.
+// Submit one per chip with submit_group. `nranks` (the communicator's size)
+// only informs AUTO's choice; 2 picks by the message size alone.
 inline Task allreduce_task(uint64_t in, uint64_t out, uint64_t count, DataType dtype, ReduceOp op,
-                           AllreduceAlgo algo = AllreduceAlgo::AUTO) {
+                           AllreduceAlgo algo = AllreduceAlgo::AUTO, uint32_t nranks = 2) {
   Task t;
   t.kernel = "chipmesh_allreduce";
   t.library = "";  // the built-in kernels
   t.tensors = {TensorArg{in, dtype, {count}}, TensorArg{out, dtype, {count}}};
-  t.scalars = {allreduce_kernel::mode(algo, count * dtype_size(dtype)), allreduce_kernel::op(op)};
+  t.scalars = {allreduce_kernel::mode(algo, count * dtype_size(dtype), nranks), allreduce_kernel::op(op)};
   return t;
 }
 

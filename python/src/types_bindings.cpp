@@ -336,16 +336,17 @@ void register_types(py::module_& m) {
   m.def(
       "allreduce_task",
       [](uint64_t in, uint64_t out, int64_t count, const py::object& dtype, const py::object& op,
-         const py::object& algo) {
+         const py::object& algo, uint32_t nranks) {
         const ReduceOp o = py::isinstance<py::str>(op) ? parse_reduce_op(op.cast<std::string>()) : op.cast<ReduceOp>();
         const AllreduceAlgo a =
             py::isinstance<py::str>(algo) ? parse_allreduce_algo(algo.cast<std::string>()) : algo.cast<AllreduceAlgo>();
-        return allreduce_task(in, out, to_size(count, "count"), to_dtype(dtype), o, a);
+        return allreduce_task(in, out, to_size(count, "count"), to_dtype(dtype), o, a, nranks);
       },
       py::arg("in_addr"), py::arg("out_addr"), py::arg("count"), py::arg("dtype"), py::arg("op") = "sum",
-      py::arg("algo") = "auto",
+      py::arg("algo") = "auto", py::arg("nranks") = 2,
       "One chip's Task of an allreduce with the built-in kernel (in and out must not overlap); submit one per "
-      "chip with submit_group. op and algo: enums or their names.");
+      "chip with submit_group. op and algo: enums or their names; nranks (the communicator's size) only informs "
+      "the choice of \"auto\".");
 }
 
 }  // namespace chipmesh::py_ext

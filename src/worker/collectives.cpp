@@ -252,8 +252,9 @@ std::vector<int> submit_allreduce(Orchestrator& o, const Allocated& allocated, c
   }
   std::vector<Task> tasks;
   for (size_t r = 0; r < in.size(); ++r) {
-    Task t = allreduce_task(in[r], out[r], count, dtype, op, algo);
-    if (p.staged) t.scalars[0] = allreduce_kernel::mode(algo, p.chunk * c.es);  // by the size of one chunk
+    const auto n = static_cast<uint32_t>(in.size());
+    Task t = allreduce_task(in[r], out[r], count, dtype, op, algo, n);
+    if (p.staged) t.scalars[0] = allreduce_kernel::mode(algo, p.chunk * c.es, n);  // by the size of one chunk
     tasks.push_back(placed(std::move(t), p, staged_kernel::kAllreduce));
     tasks.back().flush_outputs = flush;
   }

@@ -46,6 +46,28 @@ TEST(CollectiveNames, AutoPicksOnePhaseForSmallAndRingForLargeMessages) {
   const uint64_t cut = allreduce_kernel::kAutoRingBytes;
   EXPECT_EQ(allreduce_kernel::mode(AllreduceAlgo::AUTO, cut - 1), allreduce_kernel::kModeOnePhase);
   EXPECT_EQ(allreduce_kernel::mode(AllreduceAlgo::AUTO, cut), allreduce_kernel::kModeRing);
+  // By the rank count: one phase while n * n * bytes < 1 MiB, then two
+  // phases up to the ring's cut; 1 and 2 ranks as by the size alone.
+  using allreduce_kernel::mode;
+  for (uint64_t n : {1u, 2u}) {
+    EXPECT_EQ(mode(AllreduceAlgo::AUTO, cut - 1, n), allreduce_kernel::kModeOnePhase) << n;
+    EXPECT_EQ(mode(AllreduceAlgo::AUTO, cut, n), allreduce_kernel::kModeRing) << n;
+  }
+  EXPECT_EQ(mode(AllreduceAlgo::AUTO, (64u << 10) - 1, 4), allreduce_kernel::kModeOnePhase);
+  EXPECT_EQ(mode(AllreduceAlgo::AUTO, 64u << 10, 4), allreduce_kernel::kModeTwoPhase);
+  EXPECT_EQ(mode(AllreduceAlgo::AUTO, (16u << 10) - 1, 8), allreduce_kernel::kModeOnePhase);
+  EXPECT_EQ(mode(AllreduceAlgo::AUTO, 16u << 10, 8), allreduce_kernel::kModeTwoPhase);
+  EXPECT_EQ(mode(AllreduceAlgo::AUTO, cut - 1, 8), allreduce_kernel::kModeTwoPhase);
+  EXPECT_EQ(mode(AllreduceAlgo::AUTO, cut, 8), allreduce_kernel::kModeRing);
+  EXPECT_EQ(mode(AllreduceAlgo::AUTO, 0, 64), allreduce_kernel::kModeOnePhase);
+  EXPECT_EQ(mode(AllreduceAlgo::AUTO, 256, 64), allreduce_kernel::kModeTwoPhase);
+  EXPECT_EQ(mode(AllreduceAlgo::TWOPHASE, 8, 2), allreduce_kernel::kModeTwoPhase);
+  // The task builder passes the rank count on.
+  EXPECT_EQ(allreduce_task(0, 64, (64u << 10) / 4, DataType::FLOAT32, ReduceOp::SUM).scalars[0],
+            allreduce_kernel::kModeOnePhase);
+  EXPECT_EQ(allreduce_task(0, 64, (64u << 10) / 4, DataType::FLOAT32, ReduceOp::SUM, AllreduceAlgo::AUTO, 4)
+                .scalars[0],
+            allreduce_kernel::kModeTwoPhase);
 }
 
 TEST(CollectiveNames, AllreduceTaskBuildsTheBuiltInKernelCall) {

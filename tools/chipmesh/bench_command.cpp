@@ -24,7 +24,10 @@ BenchCommand register_bench_command(CLI::App& app) {
       "latencies) with the ratio chipmesh / peer: bringup (fork floor, Open MPI mpirun and MPI_Init-to-window), "
       "dispatch (raw shared-memory ping-pong, spin and futex), copy (memcpy), allreduce (Open MPI "
       "MPI_Allreduce, nccl-tests style table, every result checked), allgather, reduce_scatter, broadcast, reduce, "
-      "alltoall (nccl-tests busbw factors, in place and out of place, checked; no MPI peer yet), domains (allocate_domain + release_domain over 2..16 chips; no MPI peer yet). Without Open MPI its columns are empty "
+      "alltoall (nccl-tests busbw factors, in place and out of place, checked; Open MPI MPI_Allgather, "
+      "MPI_Reduce_scatter_block, MPI_Bcast, MPI_Reduce, MPI_Alltoall), domains (allocate_domain + release_domain "
+      "over 2..16 chips; Open MPI MPI_Comm_split + MPI_Win_allocate_shared + MPI_Win_free). Without Open MPI its "
+      "columns are empty "
       "and marked 'peer unavailable'. Exit status: 0 done, 1 a wrong result or a chipmesh failure, 2 bad "
       "arguments. bench/report turns the JSON into docs/PERFORMANCE.md tables and plots.");
   sub->add_option("what", opts->what,
