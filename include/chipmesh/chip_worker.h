@@ -86,6 +86,12 @@ class ChipWorker {
   // only join a communicator of the same token (two jobs on one host never
   // attach to each other). "" means no token. Unset: CHIPMESH_JOB_TOKEN.
   void set_job_token(std::string token) { job_token_ = std::move(token); }
+  // A file (shared memory, file offset 0 = the window base) that the next
+  // bootstrap_context makes its window of, when the platform's transport can
+  // adopt one (adopt_window): host inputs staged in it at their buffers'
+  // offsets (Worker::stage_input does that) are then in the window without
+  // a copy. -1 (the default): a new window. The descriptor stays the caller's.
+  void set_window_file(int fd) { window_file_ = fd; }
   // Deadline of every wait of the communicators created from now on.
   // Unset: CHIPMESH_COMM_TIMEOUT_S.
   void set_comm_timeout(std::chrono::milliseconds timeout) { comm_timeout_ = timeout; }
@@ -118,6 +124,7 @@ class ChipWorker {
   const chipmesh_device_t* device_ = nullptr;
   const chipmesh_transport_t* transport_ = nullptr;
   std::optional<std::string> job_token_;
+  int window_file_ = -1;
   std::optional<std::chrono::milliseconds> comm_timeout_;
   uint64_t bootstrap_comm_ = 0;
   BootstrapTimings timings_;

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
 
 namespace chipmesh {
@@ -20,6 +21,13 @@ class SharedMemory {
   // of this user that may open it attach() it by that name. `label` names it
   // in /proc/<pid>/maps and in errors.
   static SharedMemory create_anonymous(const std::string& label, size_t size);
+  // A view of bytes [offset, offset + size) of the open shared-memory file
+  // `fd` (a descriptor of its own is taken), mapped read-write, its pages
+  // reserved as create() does. Its name() is "/proc/<pid>/fd/<fd>" as for
+  // create_anonymous, naming the whole file (attach maps all of it; the
+  // bytes are at `offset` there). Worker::stage_input places an input in
+  // the chip's window file this way.
+  static SharedMemory view(int fd, uint64_t offset, size_t size, const std::string& label);
   // Maps an existing object of this user (a shm name, or the name of a
   // create_anonymous region); refuses one owned by another user.
   static SharedMemory attach(const std::string& name, bool writable = false);
@@ -49,11 +57,12 @@ class SharedMemory {
   bool is_anonymous() const { return name_.rfind("/proc/", 0) == 0; }
 
  private:
-  SharedMemory(std::string name, int fd, void* data, size_t size);
+  SharedMemory(std::string name, int fd, void* data, size_t size, size_t lead = 0);
   std::string name_;
   int fd_ = -1;
   void* data_ = nullptr;
   size_t size_ = 0;
+  size_t lead_ = 0;  // a view's mapping starts this many bytes before data_ (a page boundary)
 };
 
 }  // namespace chipmesh

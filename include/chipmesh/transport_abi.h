@@ -117,6 +117,17 @@ typedef struct chipmesh_transport_v1_t {
    * memcpy. May be NULL (the CPU of another process cannot reach the
    * windows). */
   int (*window_fd)(CommHandle h, int* fd);
+  /* Makes the next alloc_windows of this communicator use the file `fd`
+   * (shared memory of this user: file offset 0 = the window base; its size
+   * at most the window size) as this rank's window instead of new memory, so
+   * that what it already holds (host inputs the Worker placed there before
+   * the chip was forked) is in the window without a copy. Bytes nobody
+   * wrote are zero, as in a new window. The transport keeps a descriptor of
+   * its own (the caller may close fd) and may grow the file (sim appends the
+   * scratch); peers map it as any other window. Call before alloc_windows;
+   * an unusable file fails alloc_windows, naming it. May be NULL: the
+   * Worker then stages inputs in objects of their own, copied at bring-up. */
+  int (*adopt_window)(CommHandle h, int fd);
 } chipmesh_transport_v1_t;
 
 /* The size of the first version-1 table, before the optional members: the

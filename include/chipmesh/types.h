@@ -51,6 +51,10 @@ struct HostBufferStaging {
   std::string name;      // the buffer it belongs to
   std::string shm_name;  // "/..." as for shm_open
   size_t size = 0;       // bytes; must equal the buffer's nbytes
+  // Where the bytes start in the object: 0, except for inputs that
+  // Worker::stage_input placed inside the chip's window file (at the
+  // buffer's window offset), which bring-up then finds in place.
+  uint64_t offset = 0;
 };
 
 struct ChipBootstrapConfig {

@@ -200,6 +200,10 @@ class Worker {
   // lives until the Worker is destroyed. ConfigError: after init(), a chip
   // outside the job, no chip_bootstrap_configs, a buffer already staged
   // that way. DeviceError naming the size when memory is short.
+  // An input of a load_from_host buffer of exactly `bytes`, on a platform
+  // whose transport adopts window files (sim), is a view of the chip's
+  // window file at the buffer's offset: what is written there is in the
+  // window at bring-up without a copy.
   SharedMemory& stage_input(int chip, const std::string& buffer, size_t bytes);
   SharedMemory& stage_output(int chip, const std::string& buffer, size_t bytes);
   // The bring-up communicator of chip_bootstrap_configs as a domain (name

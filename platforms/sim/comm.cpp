@@ -182,6 +182,10 @@ void SimComm::unmap_all() noexcept {
     ::close(window_fd_);
     window_fd_ = -1;
   }
+  if (adopted_fd_ >= 0) {
+    ::close(adopted_fd_);
+    adopted_fd_ = -1;
+  }
 }
 
 }  // namespace chipmesh::sim
@@ -268,6 +272,11 @@ CHIPMESH_EXPORT int comm_barrier(CommHandle h) {
 }
 
 namespace chipmesh::sim {
+// The transport table's adopt_window (not a comm.h symbol).
+int comm_adopt_window(CommHandle h, int fd) {
+  return t_last_error.guard([&] { unwrap(h)->adopt_window(fd); });
+}
+
 // The transport table's window_fd (not a comm.h symbol).
 int comm_window_fd(CommHandle h, int* fd) {
   return t_last_error.guard([&] {

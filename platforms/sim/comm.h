@@ -42,6 +42,9 @@ class SimComm {
   // This rank's window object, kept open for other processes of the user
   // (/proc/<pid>/fd/<fd>): the transport table's window_fd.
   int window_fd() const;
+  // The transport table's adopt_window: the next alloc_windows makes this
+  // file (a descriptor of our own, dup'ed here) this rank's window.
+  void adopt_window(int fd);
 
   void barrier();
 
@@ -111,6 +114,7 @@ class SimComm {
   size_t segment_size_ = 0;  // window + scratch: the size of each mapping
   std::vector<void*> windows_;  // index = rank, this process's mapping
   int window_fd_ = -1;          // my window object (window_fd()); closed by unmap_all
+  int adopted_fd_ = -1;         // adopt_window's file until alloc_windows takes it
   void* workspace_ = nullptr;
   size_t workspace_size_ = 0;
   std::unique_ptr<CommContext> context_;

@@ -17,7 +17,7 @@ namespace chipmesh::sim {
 
 inline constexpr uint64_t kRootInfoMagic = 0x31544f4f524d4843ULL;  // "CHMROOT1"
 inline constexpr uint64_t kCtrlMagic = 0x314c5254434d4843ULL;      // "CHMCTRL1"
-inline constexpr uint32_t kLayoutVersion = 1;
+inline constexpr uint32_t kLayoutVersion = 2;  // 2: RankSlot::adopted_window_fd
 inline constexpr size_t kJobTokenBytes = 64;
 inline constexpr size_t kShmNameBytes = 32;  // names are at most 31 characters
 inline constexpr size_t kAbortMessageBytes = 512;
@@ -45,6 +45,9 @@ struct alignas(64) RankSlot {
   uint64_t start_time;               // owner's start time, for liveness
   uint64_t requested_window;         // comm_alloc_windows argument
   uint64_t actual_window;
+  // An adopted window has no name: peers open /proc/<pid>/fd/<this>.
+  // -1: the window is the named object window_shm_name(pid, token, rank).
+  int32_t adopted_window_fd;
 };
 
 // The control segment: rendezvous, barrier, abort.

@@ -1,6 +1,8 @@
 // comm_alloc_windows on sim: ranks agree on the size, each creates its own
 // window object and maps every peer's, and the last to finish removes the
-// names.
+// names. A rank given a file (adopt_window: the Worker's window file, with
+// host inputs already in it) makes that its window instead; it has no name,
+// so peers open it through /proc/<pid>/fd/<fd>.
 //
 // Nothing is touched page by page at bring-up (issue 10): no fallocate, no
 // MAP_POPULATE. tmpfs hands out zero-filled pages on first touch, so peers
@@ -19,6 +21,7 @@
 #include <cerrno>
 #include <cstring>
 #include <string>
+#include <utility>
 
 #include "chipmesh/errors.h"
 #include "comm.h"
@@ -45,6 +48,7 @@ void* map_window(int fd, size_t size) { return mmap(nullptr, size, PROT_READ | P
 void check_free_space(int fd, const std::string& name, size_t segment, int nranks, size_t window, size_t scratch) {
   struct statvfs fs{};
   if (fstatvfs(fd, &fs) != 0) return;  // no verdict: let the first touch decide
+  if (fs.f_blocks == 0) return;          // no size limit (an adopted memfd's internal mount)
   const unsigned long long free_bytes = static_cast<unsigned long long>(fs.f_bavail) * fs.f_frsize;
   const unsigned long long need = static_cast<unsigned long long>(segment) * static_cast<unsigned>(nranks);
   if (need <= free_bytes) return;
@@ -54,7 +58,38 @@ void check_free_space(int fd, const std::string& name, size_t segment, int nrank
                     std::to_string(scratch) + ")), creating " + name);
 }
 
+// Where peers open an adopted window: it has no name, but this user's
+// processes reach the owner's descriptor through /proc.
+std::string adopted_name(int pid, int fd) { return "/proc/" + std::to_string(pid) + "/fd/" + std::to_string(fd); }
+
+// An adopted file must be shared memory of this user no larger than the
+// window (the transport grows it by the scratch; a larger one would not be
+// a window of this size).
+void check_adopted(int fd, const std::string& name, size_t actual) {
+  struct stat st{};
+  std::string why;
+  if (fstat(fd, &st) != 0)
+    why = "fstat failed: " + errno_text(errno);
+  else if (!S_ISREG(st.st_mode))
+    why = "it is not a regular (shared memory) file";
+  else if (st.st_uid != geteuid())
+    why = "it is owned by uid " + std::to_string(st.st_uid) + ", not " + std::to_string(geteuid());
+  else if (static_cast<uint64_t>(st.st_size) > actual)
+    why = "it holds " + std::to_string(st.st_size) + " bytes, more than the window of " + std::to_string(actual);
+  if (why.empty()) return;
+  ::close(fd);
+  throw DeviceError("comm_alloc_windows: cannot use the adopted window file " + name + ": " + why);
+}
+
 }  // namespace
+
+void SimComm::adopt_window(int fd) {
+  if (context_) throw ConfigError("comm adopt_window: windows already allocated on rank " + std::to_string(rank_));
+  const int own = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (own < 0) throw DeviceError("comm adopt_window: cannot duplicate fd " + std::to_string(fd) + ": " + errno_text(errno));
+  if (adopted_fd_ >= 0) ::close(adopted_fd_);
+  adopted_fd_ = own;
+}
 
 uint64_t SimComm::alloc_windows(size_t requested) {
   if (failed_) throw CommError("comm_alloc_windows on rank " + std::to_string(rank_) +
@@ -76,6 +111,7 @@ uint64_t SimComm::alloc_windows(size_t requested) {
   RankSlot& mine = ctrl_->slots[rank_];
   mine.requested_window = requested;
   mine.actual_window = actual;
+  mine.adopted_window_fd = adopted_fd_;
   collective_barrier("comm_alloc_windows (exchanging window sizes)");
 
   // Every rank sees every request and reaches the same verdict.
@@ -91,23 +127,31 @@ uint64_t SimComm::alloc_windows(size_t requested) {
 
   try {
     // 1. My window: a new object is zero-filled, so peers can only ever see zeros
-    //    or data written after this point.
-    const std::string my_name = window_shm_name(getpid(), token_, rank_);
-    remember_name(names::Kind::Shm, my_name);
-    int fd = shm_open(my_name.c_str(), O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0600);
-    if (fd < 0) throw DeviceError("comm_alloc_windows: cannot create window " + my_name + ": " + errno_text(errno));
+    //    or data written after this point. An adopted file (adopt_window)
+    //    holds zeros too, except where the Worker placed host inputs.
+    const bool adopted = adopted_fd_ >= 0;
+    const std::string my_name = adopted ? adopted_name(getpid(), adopted_fd_) : window_shm_name(getpid(), token_, rank_);
+    int fd = -1;
+    if (adopted) {
+      fd = std::exchange(adopted_fd_, -1);
+      check_adopted(fd, my_name, actual);
+    } else {
+      remember_name(names::Kind::Shm, my_name);
+      fd = shm_open(my_name.c_str(), O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0600);
+      if (fd < 0) throw DeviceError("comm_alloc_windows: cannot create window " + my_name + ": " + errno_text(errno));
+    }
     int err = 0;
     try {
       check_free_space(fd, my_name, segment, nranks_, actual, scratch);
     } catch (...) {
       ::close(fd);
-      shm_unlink(my_name.c_str());
+      if (!adopted) shm_unlink(my_name.c_str());
       throw;
     }
     if (ftruncate(fd, static_cast<off_t>(segment)) != 0) err = errno;
     if (err != 0) {
       ::close(fd);
-      shm_unlink(my_name.c_str());
+      if (!adopted) shm_unlink(my_name.c_str());
       throw DeviceError("comm_alloc_windows: cannot allocate window " + my_name + " of " + std::to_string(segment) +
                         " bytes (window " + std::to_string(actual) + " + scratch " + std::to_string(scratch) +
                         ") in /dev/shm: " + errno_text(err));
@@ -130,8 +174,10 @@ uint64_t SimComm::alloc_windows(size_t requested) {
     // 2. Map every peer's window, checking owner and size.
     for (int r = 0; r < nranks_; ++r) {
       if (r == rank_) continue;
-      const std::string name = window_shm_name(ctrl_->slots[r].pid.load(std::memory_order_acquire), token_, r);
-      int pfd = shm_open(name.c_str(), O_RDWR | O_CLOEXEC, 0);
+      const int32_t pid = ctrl_->slots[r].pid.load(std::memory_order_acquire);
+      const int32_t peer_fd = ctrl_->slots[r].adopted_window_fd;
+      const std::string name = peer_fd >= 0 ? adopted_name(pid, peer_fd) : window_shm_name(pid, token_, r);
+      int pfd = peer_fd >= 0 ? ::open(name.c_str(), O_RDWR | O_CLOEXEC) : shm_open(name.c_str(), O_RDWR | O_CLOEXEC, 0);
       if (pfd < 0) throw CommError("comm_alloc_windows: cannot open rank " + std::to_string(r) + "'s window " + name +
                                    ": " + errno_text(errno));
       struct stat st;
@@ -151,7 +197,8 @@ uint64_t SimComm::alloc_windows(size_t requested) {
     }
     collective_barrier("comm_alloc_windows (waiting for every rank to map the windows)", [this] {
       for (int r = 0; r < nranks_; ++r)
-        shm_unlink(window_shm_name(ctrl_->slots[r].pid.load(std::memory_order_acquire), token_, r).c_str());
+        if (ctrl_->slots[r].adopted_window_fd < 0)
+          shm_unlink(window_shm_name(ctrl_->slots[r].pid.load(std::memory_order_acquire), token_, r).c_str());
     });
     forget_names();  // removed by the last arriver
 

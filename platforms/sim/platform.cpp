@@ -15,6 +15,7 @@ CommHandle comm_init_with_options(int rank, int nranks, void* stream, const char
                                   const chipmesh_comm_options_v1_t* options);
 int inspect_leftover(int kind, const char* name, int* verdict, char* reason, size_t reason_size);
 int comm_window_fd(CommHandle h, int* fd);
+int comm_adopt_window(CommHandle h, int fd);
 }  // namespace chipmesh::sim
 
 namespace {
@@ -99,6 +100,7 @@ const chipmesh_transport_v1_t kSimTransport = {
     sim_emergency_cleanup,
     chipmesh::sim::inspect_leftover,
     chipmesh::sim::comm_window_fd,
+    chipmesh::sim::comm_adopt_window,
 };
 
 }  // namespace

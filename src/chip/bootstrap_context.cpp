@@ -1,6 +1,10 @@
 // ChipWorker::bootstrap_context: the six steps of the bring-up contract
 // (docs/architecture.md, "Bring-up"), in order, with the failure path publishing before rethrowing.
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <chrono>
+#include <cstdio>
 #include <string>
 
 #include "chipmesh/chip_worker.h"
@@ -32,6 +36,24 @@ std::vector<uint64_t> carve(const ChipBootstrapConfig& cfg, uint64_t base, uint6
     offset += b.nbytes;
   }
   return ptrs;
+}
+
+// Whether the staging object `name` is the file open as `fd` (this
+// process's). An anonymous name of this process or its parent is an
+// inherited descriptor; any other name is looked up.
+bool same_file(const std::string& name, int fd) {
+  struct stat a{}, b{};
+  if (fstat(fd, &b) != 0) return false;
+  int pid = 0, their_fd = -1, end = 0;
+  if (std::sscanf(name.c_str(), "/proc/%d/fd/%d%n", &pid, &their_fd, &end) == 2 &&
+      static_cast<size_t>(end) == name.size() && (pid == getpid() || pid == getppid())) {
+    if (fstat(their_fd, &a) != 0) return false;
+  } else if (name.rfind("/proc/", 0) == 0) {
+    if (stat(name.c_str(), &a) != 0) return false;
+  } else {
+    return false;  // a named object is never a window file
+  }
+  return a.st_dev == b.st_dev && a.st_ino == b.st_ino;
 }
 
 }  // namespace
@@ -72,6 +94,7 @@ ChipBootstrapResult ChipWorker::bootstrap_context(int device_id, const ChipBoots
     set_device(device_id);
 
     ChipBootstrapResult result;
+    bool adopted = false;  // the window is made of window_file_
     timings_ = BootstrapTimings{};
     auto t0 = Clock::now();
     // 3. communicator and window
@@ -83,6 +106,10 @@ ChipBootstrapResult ChipWorker::bootstrap_context(int device_id, const ChipBoots
       timings_.comm_init_ms = ms_between(t0, t1);
       knobs::test_pause_point("windows");
       t1 = Clock::now();
+      if (window_file_ >= 0 && transport().adopt_window) {
+        check_comm(transport().adopt_window(reinterpret_cast<CommHandle>(comm), window_file_), "comm adopt_window");
+        adopted = true;
+      }
       result.device_ctx = comm_alloc_windows(comm, c.window_size);
       t0 = Clock::now();
       timings_.windows_ms = ms_between(t1, t0);
@@ -102,11 +129,17 @@ ChipBootstrapResult ChipWorker::bootstrap_context(int device_id, const ChipBoots
       if (!b.load_from_host) continue;
       const HostBufferStaging& staging = cfg.input_staging(b.name);
       if (staging.size == 0) continue;
+      // Staged in the window file this window is made of, at this buffer's
+      // offset: already in place.
+      if (adopted && staging.offset == result.buffer_ptrs[i] - result.local_window_base &&
+          same_file(staging.shm_name, window_file_))
+        continue;
       SharedMemory region = SharedMemory::attach(staging.shm_name, false);
-      if (region.size() < staging.size)
+      if (region.size() < staging.size || region.size() - staging.size < staging.offset)
         throw ConfigError("host input '" + b.name + "': shared memory '" + staging.shm_name + "' holds " +
-                          std::to_string(region.size()) + " bytes, staging says " + std::to_string(staging.size));
-      copy_to(result.buffer_ptrs[i], region.data(), staging.size);
+                          std::to_string(region.size()) + " bytes, staging says " + std::to_string(staging.size) +
+                          " at offset " + std::to_string(staging.offset));
+      copy_to(result.buffer_ptrs[i], static_cast<const char*>(region.data()) + staging.offset, staging.size);
     }  // each region is detached at the end of its iteration, never unlinked
     // ... and map every output staging now, before SUCCESS: a missing output
     // is a bring-up error, and the parent may unlink the names once it has

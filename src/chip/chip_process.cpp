@@ -305,6 +305,7 @@ void run_chip_process(const ChipProcessArgs& a) {
   ChipBootstrapChannel channel(a.shared->mailbox, CHIP_BOOTSTRAP_MAX_BUFFERS);
   ChipWorker w;
   if (!a.job_token.empty()) w.set_job_token(a.job_token);  // travels through comm_init's options
+  w.set_window_file(a.window_file);
   ChipBootstrapResult result;
   bool arena = false;
   try {
@@ -317,6 +318,11 @@ void run_chip_process(const ChipProcessArgs& a) {
     g_platform = &w.platform();
     arena = attach_arena(a, w);
     result = w.bootstrap_context(a.device_id, *a.config, &channel);
+    // The window holds the file now (the transport took a descriptor).
+    if (a.window_file >= 0) {
+      w.set_window_file(-1);
+      ::close(a.window_file);
+    }
   } catch (...) {
     notify_parent(a.header);
     _exit(1);  // bootstrap_context released what it made

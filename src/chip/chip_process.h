@@ -23,6 +23,7 @@ struct ChipProcessArgs {
   std::string job_token;
   int arena_fd;          // this chip's host arena (-1: none), handed to the platform
   uint64_t arena_bytes;
+  int window_file;       // this chip's window file (-1: none), holding inputs staged in place
 };
 
 [[noreturn]] void run_chip_process(const ChipProcessArgs& args);

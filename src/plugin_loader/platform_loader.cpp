@@ -98,7 +98,8 @@ PlatformTables adapt_legacy(const chipmesh_platform* p, const std::string& path)
                                         kLegacyInits[i], p->comm_alloc_windows, p->comm_get_local_window_base,
                                         p->comm_get_window_size, p->comm_barrier, p->comm_destroy, p->last_error,
                                         p->last_error_code, p->emergency_cleanup,
-                                        nullptr /* no leftover hook in v1 */, nullptr /* no window fd */};
+                                        nullptr /* no leftover hook in v1 */, nullptr /* no window fd */,
+                                        nullptr /* no adopted windows */};
   return PlatformTables{&s.device, &s.transport, p, true};
 }
 

@@ -35,8 +35,8 @@ std::string errno_text(int err) {
 
 }  // namespace
 
-SharedMemory::SharedMemory(std::string name, int fd, void* data, size_t size)
-    : name_(std::move(name)), fd_(fd), data_(data), size_(size) {}
+SharedMemory::SharedMemory(std::string name, int fd, void* data, size_t size, size_t lead)
+    : name_(std::move(name)), fd_(fd), data_(data), size_(size), lead_(lead) {}
 
 bool SharedMemory::remove_if_own(const std::string& name) {
   validate_name(name, "remove_if_own");
@@ -109,6 +109,37 @@ SharedMemory SharedMemory::create_anonymous(const std::string& label, size_t siz
   return SharedMemory("/proc/" + std::to_string(getpid()) + "/fd/" + std::to_string(fd), fd, data, size);
 }
 
+SharedMemory SharedMemory::view(int fd, uint64_t offset, size_t size, const std::string& label) {
+  auto fail = [&](const std::string& why) {
+    throw DeviceError("cannot stage '" + label + "' (" + std::to_string(size) + " bytes at offset " +
+                      std::to_string(offset) + "): " + why);
+  };
+  const int own = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (own < 0) fail("cannot duplicate fd " + std::to_string(fd) + ": " + errno_text(errno));
+  const std::string name = "/proc/" + std::to_string(getpid()) + "/fd/" + std::to_string(own);
+  if (size == 0) return SharedMemory(name, own, nullptr, 0);
+  const uint64_t page = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
+  const uint64_t lead = offset % page;
+  struct stat st{};
+  if (fstat(own, &st) != 0 || static_cast<uint64_t>(st.st_size) < offset ||
+      static_cast<uint64_t>(st.st_size) - offset < size) {
+    ::close(own);
+    fail("the file holds " + std::to_string(st.st_size) + " bytes");
+  }
+  // Reserve the pages now (as create): never a SIGBUS at the first write.
+  if (int err = posix_fallocate(own, static_cast<off_t>(offset), static_cast<off_t>(size)); err != 0) {
+    ::close(own);
+    fail("posix_fallocate failed: " + errno_text(err));
+  }
+  void* map = mmap(nullptr, size + lead, PROT_READ | PROT_WRITE, MAP_SHARED, own, static_cast<off_t>(offset - lead));
+  if (map == MAP_FAILED) {
+    const int err = errno;
+    ::close(own);
+    fail("mmap failed: " + errno_text(err));
+  }
+  return SharedMemory(name, own, static_cast<char*>(map) + lead, size, lead);
+}
+
 namespace {
 
 // The descriptor behind a create_anonymous name: inherited (the creator is
@@ -165,7 +196,8 @@ SharedMemory::SharedMemory(SharedMemory&& other) noexcept
     : name_(std::exchange(other.name_, std::string())),
       fd_(std::exchange(other.fd_, -1)),
       data_(std::exchange(other.data_, nullptr)),
-      size_(std::exchange(other.size_, 0)) {}
+      size_(std::exchange(other.size_, 0)),
+      lead_(std::exchange(other.lead_, 0)) {}
 
 SharedMemory& SharedMemory::operator=(SharedMemory&& other) noexcept {
   if (this != &other) {
@@ -174,6 +206,7 @@ SharedMemory& SharedMemory::operator=(SharedMemory&& other) noexcept {
     fd_ = std::exchange(other.fd_, -1);
     data_ = std::exchange(other.data_, nullptr);
     size_ = std::exchange(other.size_, 0);
+    lead_ = std::exchange(other.lead_, 0);
   }
   return *this;
 }
@@ -181,11 +214,12 @@ SharedMemory& SharedMemory::operator=(SharedMemory&& other) noexcept {
 SharedMemory::~SharedMemory() { close(); }
 
 void SharedMemory::close() {
-  if (data_ != nullptr) munmap(data_, size_);
+  if (data_ != nullptr) munmap(static_cast<char*>(data_) - lead_, size_ + lead_);
   if (fd_ >= 0) ::close(fd_);
   data_ = nullptr;
   fd_ = -1;
   size_ = 0;
+  lead_ = 0;
   // name_ stays so unlink() still works after close().
 }
 

@@ -2,6 +2,7 @@
 // unnamed (SharedMemory::create_anonymous) before the chips are forked, so
 // they inherit it and nothing of it can outlive the job (issue 12, item 3).
 #include "chipmesh/worker.h"
+#include "plugin_loader/platform_loader.h"
 #include "worker/worker_impl.h"
 
 namespace chipmesh {
@@ -22,10 +23,44 @@ SharedMemory& Worker::stage(int chip, const std::string& buffer, size_t bytes, b
     if (s.name == buffer)
       throw ConfigError(std::string("Worker::") + what + ": buffer '" + buffer + "' of chip " + std::to_string(chip) +
                         " is already staged (" + s.shm_name + ")");
-  m.staging.push_back(SharedMemory::create_anonymous(
-      std::string(input ? "in:" : "out:") + std::to_string(chip) + ":" + buffer, bytes));
-  list.push_back(HostBufferStaging{buffer, m.staging.back().name(), bytes});
+  const std::string label = std::string(input ? "in:" : "out:") + std::to_string(chip) + ":" + buffer;
+  uint64_t offset = 0;
+  std::optional<SharedMemory> in_window;
+  if (input) in_window = m.stage_in_window(static_cast<size_t>(chip), buffer, bytes, &offset);
+  m.staging.push_back(in_window ? std::move(*in_window) : SharedMemory::create_anonymous(label, bytes));
+  list.push_back(HostBufferStaging{buffer, m.staging.back().name(), bytes, offset});
   return m.staging.back();
+}
+
+std::optional<SharedMemory> Worker::Impl::stage_in_window(size_t chip, const std::string& buffer, size_t bytes,
+                                                          uint64_t* offset) {
+  const ChipBootstrapConfig& c = cfg.chip_bootstrap_configs[chip];
+  if (!c.comm || bytes == 0) return std::nullopt;
+  if (adopts_windows < 0) {
+    try {
+      const PlatformTables& t = load_platform_tables(cfg.platform);
+      adopts_windows = t.transport && t.transport->adopt_window ? 1 : 0;
+    } catch (const Error&) {
+      adopts_windows = 0;  // init() names the platform's problem
+    }
+  }
+  if (adopts_windows == 0) return std::nullopt;
+  // The buffer's window offset as bring-up carves it (declaration order, no
+  // padding). Anything bring-up would refuse stays on the ordinary path, so
+  // that bring-up reports it as before.
+  uint64_t at = 0;
+  for (const ChipBufferSpec& b : c.buffers) {
+    if (b.name == buffer) {
+      if (!b.load_from_host || b.nbytes != bytes || at > c.comm->window_size ||
+          c.comm->window_size - at < bytes)
+        return std::nullopt;
+      *offset = at;
+      const int fd = window_files.get_or_make(chip, c.comm->window_size);
+      return SharedMemory::view(fd, at, bytes, "in:" + std::to_string(chip) + ":" + buffer);
+    }
+    at += b.nbytes;
+  }
+  return std::nullopt;
 }
 
 SharedMemory& Worker::stage_input(int chip, const std::string& buffer, size_t bytes) {

@@ -132,6 +132,7 @@ void Worker::Impl::fork_chips() {
     }
     if (pid == 0) {
       arenas->keep_only(i);
+      window_files.keep_only(i);
       worker::ChipProcessArgs args{static_cast<int>(i),
                                    static_cast<int>(n()),
                                    cfg.device_ids[i],
@@ -142,7 +143,8 @@ void Worker::Impl::fork_chips() {
                                    parent,
                                    token,
                                    arenas->fd(i),
-                                   arenas->bytes()};
+                                   arenas->bytes(),
+                                   window_files.fd(i)};
       worker::run_chip_process(args);
     }
     pids.push_back(pid);
@@ -151,6 +153,7 @@ void Worker::Impl::fork_chips() {
     if (interrupted.load(std::memory_order_seq_cst)) kill(pid, SIGTERM);
   }
   arenas->close_fds();  // each chip holds its own; the mappings stay here
+  window_files.close_all();  // likewise; the staging views keep descriptors of their own
   try {
     watcher = std::make_unique<worker::ChildWatcher>(pids, header);
   } catch (const Error& e) {

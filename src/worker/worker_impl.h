@@ -21,6 +21,7 @@
 #include "request_ring/chip_shared.h"
 #include "worker/child_watcher.h"
 #include "worker/host_arenas.h"
+#include "worker/window_files.h"
 #include "worker/window_views.h"
 
 namespace chipmesh {
@@ -33,6 +34,14 @@ std::vector<uint64_t> carve_domain_offsets(const std::string& what, const std::v
 struct Worker::Impl {
   WorkerConfig cfg;
   std::deque<SharedMemory> staging;  // stage_input / stage_output (stable addresses)
+  // Inputs staged straight into the chips' windows (window_files.h).
+  worker::WindowFiles window_files{cfg.device_ids.size()};
+  // Whether the platform's transport can adopt a window file: 1 yes, 0 no,
+  // -1 not asked yet.
+  int adopts_windows = -1;
+  // stage_input's placement in the chip's window file, when it can go there.
+  std::optional<SharedMemory> stage_in_window(size_t chip, const std::string& buffer, size_t bytes,
+                                              uint64_t* offset);
   enum class State { Created, Running, Closed } state = State::Created;
   const chipmesh_platform* platform = nullptr;
 

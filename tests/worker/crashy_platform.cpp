@@ -41,6 +41,10 @@ bool load_sim() {
   g_device.struct_size = CHIPMESH_DEVICE_V1_BASE_SIZE;
   g_device.attach_host_arena = reinterpret_cast<int (*)(int, uint64_t)>(uintptr_t{1});
   g_device.host_range = reinterpret_cast<int (*)(uint64_t, size_t, void**, uint64_t*)>(uintptr_t{1});
+  // Its transport table too ends before the optional members.
+  g_transport.struct_size = CHIPMESH_TRANSPORT_V1_BASE_SIZE;
+  g_transport.window_fd = reinterpret_cast<int (*)(CommHandle, int*)>(uintptr_t{1});
+  g_transport.adopt_window = reinterpret_cast<int (*)(CommHandle, int)>(uintptr_t{1});
 #endif
   g_sim_set_device = g_device.set_device;
   g_device.set_device = crashy_set_device;
