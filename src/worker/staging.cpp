@@ -1,6 +1,8 @@
 // Worker::stage_input / stage_output: host staging the Worker owns, made
 // unnamed (SharedMemory::create_anonymous) before the chips are forked, so
 // they inherit it and nothing of it can outlive the job (issue 12, item 3).
+// An input goes straight into the chip's window file when the platform
+// adopts one (window_files.h), so bring-up copies nothing (issue 10).
 #include "chipmesh/worker.h"
 #include "plugin_loader/platform_loader.h"
 #include "worker/worker_impl.h"
@@ -26,14 +28,14 @@ SharedMemory& Worker::stage(int chip, const std::string& buffer, size_t bytes, b
   const std::string label = std::string(input ? "in:" : "out:") + std::to_string(chip) + ":" + buffer;
   uint64_t offset = 0;
   std::optional<SharedMemory> in_window;
-  if (input) in_window = m.stage_in_window(static_cast<size_t>(chip), buffer, bytes, &offset);
+  if (input) in_window = m.stage_in_window(static_cast<size_t>(chip), buffer, bytes, label, &offset);
   m.staging.push_back(in_window ? std::move(*in_window) : SharedMemory::create_anonymous(label, bytes));
   list.push_back(HostBufferStaging{buffer, m.staging.back().name(), bytes, offset});
   return m.staging.back();
 }
 
 std::optional<SharedMemory> Worker::Impl::stage_in_window(size_t chip, const std::string& buffer, size_t bytes,
-                                                          uint64_t* offset) {
+                                                          const std::string& label, uint64_t* offset) {
   const ChipBootstrapConfig& c = cfg.chip_bootstrap_configs[chip];
   if (!c.comm || bytes == 0) return std::nullopt;
   if (adopts_windows < 0) {
@@ -56,7 +58,7 @@ std::optional<SharedMemory> Worker::Impl::stage_in_window(size_t chip, const std
         return std::nullopt;
       *offset = at;
       const int fd = window_files.get_or_make(chip, c.comm->window_size);
-      return SharedMemory::view(fd, at, bytes, "in:" + std::to_string(chip) + ":" + buffer);
+      return SharedMemory::view(fd, at, bytes, label);
     }
     at += b.nbytes;
   }

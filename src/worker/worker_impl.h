@@ -41,7 +41,7 @@ struct Worker::Impl {
   int adopts_windows = -1;
   // stage_input's placement in the chip's window file, when it can go there.
   std::optional<SharedMemory> stage_in_window(size_t chip, const std::string& buffer, size_t bytes,
-                                              uint64_t* offset);
+                                              const std::string& label, uint64_t* offset);
   enum class State { Created, Running, Closed } state = State::Created;
   const chipmesh_platform* platform = nullptr;
 
