@@ -23,6 +23,11 @@ namespace {
 // How often a sleeping waiter wakes to check for dead peers: detection
 // latency of a SIGKILLed rank is bounded by this.
 constexpr std::chrono::milliseconds kLivenessSlice{100};
+// A barrier looks at its peers' processes only once it has waited this
+// long: a peer's liveness watch costs a pidfd and a /proc read (~13 us
+// here), which every rank paid for every peer at every bring-up although
+// the peers were only a few milliseconds late (issue 10).
+constexpr std::chrono::milliseconds kFirstLivenessCheck{10};
 // How long ranks that failed comm_init together keep the names alive for a
 // rank that was merely slow to start, so it fails now rather than at its deadline.
 constexpr std::chrono::milliseconds kLateJoinerGrace{2000};
@@ -120,11 +125,13 @@ void SimComm::collective_barrier(const char* what, const std::function<void()>& 
   auto released = [&] { return c.bar_gen.load(std::memory_order_acquire) != gen; };
   if (futex::spin_then_yield(released, nranks_)) return;
   Deadline deadline(timeout_);
+  const Deadline first_check(kFirstLivenessCheck);
   for (;;) {
     if (released()) return;
     // A peer that passed this barrier may exit before we see the release:
     // only a failure observed while the barrier is still closed counts.
-    if (ctrl_->abort_state.load(std::memory_order_acquire) != 0 || !exited_peers().empty()) {
+    const bool look_at_peers = first_check.expired();
+    if (ctrl_->abort_state.load(std::memory_order_acquire) != 0 || (look_at_peers && !exited_peers().empty())) {
       if (released()) return;
       check_peers(what);
     }
@@ -141,7 +148,9 @@ void SimComm::collective_barrier(const char* what, const std::function<void()>& 
     // Dekker pairing with the releaser: it stores bar_gen then reads
     // bar_sleepers; we bump bar_sleepers then let the kernel re-read bar_gen.
     c.bar_sleepers.fetch_add(1, std::memory_order_seq_cst);
-    futex::wait(&c.bar_gen, gen, deadline.next_slice(kLivenessSlice));
+    const std::chrono::nanoseconds slice =
+        look_at_peers ? std::chrono::nanoseconds(kLivenessSlice) : first_check.next_slice(kFirstLivenessCheck);
+    futex::wait(&c.bar_gen, gen, deadline.next_slice(slice));
     c.bar_sleepers.fetch_sub(1, std::memory_order_seq_cst);
   }
 }

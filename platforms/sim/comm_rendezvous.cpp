@@ -78,7 +78,7 @@ SimComm::SimComm(int rank, int nranks, const std::string& rootinfo_path, CommOpt
   try {
     if (rank == 0) create_as_root();
     else join_published();
-    check_peers("comm_init");
+    // An abort (or a dead peer) shows in the barrier's wait.
     collective_barrier("comm_init (waiting for every rank to attach)", [this] {
       // Everyone has mapped the control segment: the names can go.
       if (!ctrl_name_.empty()) shm_unlink(ctrl_name_.c_str());
