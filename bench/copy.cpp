@@ -91,6 +91,41 @@ double staging_ms(const BenchOptions& o, size_t size, TempDir& tmp, const unsign
   return ph["staging"];
 }
 
+// Flush samples: one chip whose `out` buffer (size bytes) is store_to_host
+// into Worker::stage_output staging; its window holds `data` (copy_to), and
+// each sample is one run() of Orchestrator::flush_outputs, submit to done:
+// the chip's one copy into the staging plus the request's round trip. The
+// staging is checked against `data` (`wrong`).
+std::vector<double> flush_us(const BenchOptions& o, size_t size, TempDir& tmp, const unsigned char* data, int reps,
+                             bool* wrong) {
+  WorkerConfig cfg;
+  cfg.platform = o.platform;
+  cfg.device_ids = {0};
+  ChipBootstrapConfig c;
+  c.comm = ChipCommBootstrapConfig{0, 1, tmp.fresh("rootinfo"), size + 4096};
+  ChipBufferSpec b;
+  b.name = "out";
+  b.dtype = DataType::UINT8;
+  b.count = size;
+  b.nbytes = size;
+  b.store_to_host = true;
+  c.buffers = {b};
+  cfg.chip_bootstrap_configs = {c};
+  Worker w(std::move(cfg));
+  SharedMemory& out = w.stage_output(0, "out", size);
+  w.init();
+  w.copy_to(0, w.chip_contexts()[0].buffer_ptrs.at("out"), data, size);
+  std::vector<double> us;
+  w.run([&](Orchestrator& orch) { orch.flush_outputs({0}); });  // warm: the staging's first touch
+  for (int r = 0; r < reps; ++r) {
+    std::memset(out.data(), 0, size);
+    us.push_back(time_us([&] { w.run([&](Orchestrator& orch) { orch.flush_outputs({0}); }); }));
+  }
+  *wrong = std::memcmp(out.data(), data, size) != 0;
+  w.close();
+  return us;
+}
+
 }  // namespace
 
 BenchResult run_copy(const BenchOptions& o) {
@@ -115,14 +150,17 @@ BenchResult run_copy(const BenchOptions& o) {
            {"staging_ratio", "x memcpy", 2},
            {"own_staging_gbps", "own obj", 2},
            {"own_staging_ratio", "x memcpy", 2},
+           {"flush_gbps", "flush", 2},
+           {"flush_ratio", "x memcpy", 2},
            {"memcpy_us", "memcpy(us)", 1},
            {"copy_to_us", "copy_to(us)", 1},
            {"copy_from_us", "copy_from(us)", 1},
            {"staging_us", "staging(us)", 1},
            {"stage_write_us", "stage+write(us)", 1},
-           {"own_staging_us", "own obj(us)", 1}});
-  double worst_to = 1e9, worst_from = 1e9, worst_staging = 1e9;
-  std::string worst_to_at, worst_from_at, worst_staging_at;
+           {"own_staging_us", "own obj(us)", 1},
+           {"flush_us", "flush(us)", 1}});
+  double worst_to = 1e9, worst_from = 1e9, worst_staging = 1e9, worst_flush = 1e9;
+  std::string worst_to_at, worst_from_at, worst_staging_at, worst_flush_at;
   try {
     TempDir tmp;
     const size_t max = sizes.back();
@@ -163,12 +201,21 @@ BenchResult run_copy(const BenchOptions& o) {
       }
       const double m = median_of(mc), a = median_of(to), b = median_of(from), s = median_of(st);
       const double s_own = median_of(so), s_write = median_of(sw);
+      bool bad_flush = false;
+      const double f = median_of(flush_us(o, size, tmp, src.p.get(), staging_reps, &bad_flush));
+      if (bad_flush) {
+        res.wrong += 1;
+        res.notes.push_back("store_to_host flushed different bytes at " + size_label(size));
+      }
+      const double gf = gbps(size, f);
       const double g = gbps(size, m), ga = gbps(size, a), gb = gbps(size, b), gs = gbps(size, s);
       const double g_own = gbps(size, s_own);
-      t.add_row({static_cast<int64_t>(size), g, ga, ga / g, gb, gb / g, gs, gs / g, g_own, g_own / g, m, a, b, s,
-                 s_write, s_own});
-      say(o.out, "  %8s: memcpy %6.2f GB/s, copy_to %6.2f, copy_from %6.2f, staging %6.2f (own object %6.2f)\n",
-          size_label(size).c_str(), g, ga, gb, gs, g_own);
+      t.add_row({static_cast<int64_t>(size), g, ga, ga / g, gb, gb / g, gs, gs / g, g_own, g_own / g, gf, gf / g, m,
+                 a, b, s, s_write, s_own, f});
+      say(o.out,
+          "  %8s: memcpy %6.2f GB/s, copy_to %6.2f, copy_from %6.2f, staging %6.2f (own object %6.2f), flush %6.2f\n",
+          size_label(size).c_str(), g, ga, gb, gs, g_own, gf);
+      if (size >= (size_t{1} << 20) && gf / g < worst_flush) worst_flush = gf / g, worst_flush_at = size_label(size);
       // Issue 10: copies from 64 KiB on; staging (issue 4) from 1 MiB on.
       if (size >= (size_t{64} << 10)) {
         if (ga / g < worst_to) worst_to = ga / g, worst_to_at = size_label(size);
@@ -190,7 +237,9 @@ BenchResult run_copy(const BenchOptions& o) {
              "Worker::stage_input (in the chip's window file when the platform adopts one: nothing left to copy); "
              "stage+write: stage_input and the user's one copy into it, page allocation included; own obj: an "
              "input in an object of the caller's own (SharedMemory::create), copied into the window at bring-up; "
-             "every staged input read back and checked; memcpy: one process, warm buffers");
+             "every staged input read back and checked; flush: store_to_host of a buffer into Worker::stage_output "
+             "staging, one run() of Orchestrator::flush_outputs (the chip's one copy and the request's round trip), "
+             "checked; memcpy: one process, warm buffers");
   res.tables.push_back(std::move(t));
   auto target = [&](const char* what, const char* from, double worst, const std::string& at) {
     Target tg{std::string(what) + " >= " + from, std::string("not measured (no size >= ") + from + ")",
@@ -207,6 +256,7 @@ BenchResult run_copy(const BenchOptions& o) {
   target("copy_to", "64 KiB", worst_to, worst_to_at);
   target("copy_from", "64 KiB", worst_from, worst_from_at);
   target("load_from_host staging", "1 MiB", worst_staging, worst_staging_at);
+  target("store_to_host flush", "1 MiB", worst_flush, worst_flush_at);
   res.seconds = std::chrono::duration<double>(Clock::now() - start).count();
   return res;
 }
