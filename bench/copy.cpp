@@ -40,6 +40,26 @@ double time_us(const std::function<void()>& f) {
   return us_between(t0, Clock::now());
 }
 
+// One chip with a communicator of its own and one uint8 buffer of `size`
+// bytes in its window, loaded from the host (`input`) or stored to it.
+WorkerConfig one_chip(const BenchOptions& o, TempDir& tmp, const char* buffer, size_t size, bool input) {
+  WorkerConfig cfg;
+  cfg.platform = o.platform;
+  cfg.device_ids = {0};
+  ChipBootstrapConfig c;
+  c.comm = ChipCommBootstrapConfig{0, 1, tmp.fresh("rootinfo"), size + 4096};
+  ChipBufferSpec b;
+  b.name = buffer;
+  b.dtype = DataType::UINT8;
+  b.count = size;
+  b.nbytes = size;
+  b.load_from_host = input;
+  b.store_to_host = !input;
+  c.buffers = {b};
+  cfg.chip_bootstrap_configs = {c};
+  return cfg;
+}
+
 // Staging sample: bring up one chip whose `input` buffer (size bytes) is
 // loaded from host memory, and time its staging phase as measured in the
 // chip. in_window: staged with Worker::stage_input, which places the input
@@ -56,24 +76,12 @@ double staging_ms(const BenchOptions& o, size_t size, TempDir& tmp, const unsign
     SharedMemory& s;
     ~Unlink() { s.unlink(); }
   } guard{own};
-  WorkerConfig cfg;
-  cfg.platform = o.platform;
-  cfg.device_ids = {0};
-  ChipBootstrapConfig c;
-  c.comm = ChipCommBootstrapConfig{0, 1, tmp.fresh("rootinfo"), size + 4096};
-  ChipBufferSpec b;
-  b.name = "input";
-  b.dtype = DataType::UINT8;
-  b.count = size;
-  b.nbytes = size;
-  b.load_from_host = true;
-  c.buffers = {b};
+  WorkerConfig cfg = one_chip(o, tmp, "input", size, true);
   if (!in_window) {
     own = SharedMemory::create(staging_name("copy"), size);
     std::memcpy(own.data(), data, size);
-    c.host_inputs = {HostBufferStaging{"input", own.name(), size}};
+    cfg.chip_bootstrap_configs[0].host_inputs = {HostBufferStaging{"input", own.name(), size}};
   }
-  cfg.chip_bootstrap_configs = {c};
   Worker w(std::move(cfg));
   if (in_window) {
     const auto t0 = Clock::now();
@@ -98,20 +106,7 @@ double staging_ms(const BenchOptions& o, size_t size, TempDir& tmp, const unsign
 // staging is checked against `data` (`wrong`).
 std::vector<double> flush_us(const BenchOptions& o, size_t size, TempDir& tmp, const unsigned char* data, int reps,
                              bool* wrong) {
-  WorkerConfig cfg;
-  cfg.platform = o.platform;
-  cfg.device_ids = {0};
-  ChipBootstrapConfig c;
-  c.comm = ChipCommBootstrapConfig{0, 1, tmp.fresh("rootinfo"), size + 4096};
-  ChipBufferSpec b;
-  b.name = "out";
-  b.dtype = DataType::UINT8;
-  b.count = size;
-  b.nbytes = size;
-  b.store_to_host = true;
-  c.buffers = {b};
-  cfg.chip_bootstrap_configs = {c};
-  Worker w(std::move(cfg));
+  Worker w(one_chip(o, tmp, "out", size, false));
   SharedMemory& out = w.stage_output(0, "out", size);
   w.init();
   w.copy_to(0, w.chip_contexts()[0].buffer_ptrs.at("out"), data, size);
