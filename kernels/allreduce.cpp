@@ -7,9 +7,10 @@
 //   same window offsets (buffers are carved identically on every rank).
 //   scalars[0] mode: 0 onephase, 1 twophase, 2 ring.
 //   scalars[1] op:   0 sum, 1 max, 2 min, 3 prod.
-//   In place, onephase runs as twophase (onephase would overwrite an input a
-//   peer still reads; twophase folds in the same rank order, so the result is
-//   the same bit for bit).
+//   In place, onephase runs as twophase above 1 KiB (onephase would overwrite
+//   an input a peer still reads; twophase folds in the same rank order, so
+//   the result is the same bit for bit); up to 1 KiB it reads copies of the
+//   inputs (allreduce_onephase.cpp).
 //   (chipmesh/collectives.h: allreduce_kernel::kMode*, kOp*, allreduce_task)
 //
 // When the kernel returns on a rank, no peer reads that rank's input or
@@ -130,9 +131,11 @@ int validate(const chipmesh_kernel_args* args, AllreduceCall* call) {
                         ctx->rankNum,
                         in.dtype,
                         static_cast<uint32_t>(op),
-                        // In place: twophase (same fold order as onephase).
-                        in_off == out_off && mode == allreduce_kernel::kModeOnePhase ? Mode::kTwoPhase
-                                                                                     : static_cast<Mode>(mode),
+                        // In place, beyond the slots: twophase (same fold order as onephase).
+                        in_off == out_off && mode == allreduce_kernel::kModeOnePhase &&
+                                !onephase_uses_slots(ctx, nbytes)
+                            ? Mode::kTwoPhase
+                            : static_cast<Mode>(mode),
                         esize,
                         n_in,
                         in_off,

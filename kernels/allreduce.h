@@ -16,6 +16,12 @@ inline constexpr uint32_t kRingProgressFlag = 2;  // ring: units completed, only
 inline constexpr uint32_t kCallCounterLine = 3;   // allreduce calls made by this rank (its own use)
 inline constexpr uint32_t kCallDescLine0 = 4;     // call descriptors, two slots used by call parity
 inline constexpr uint32_t kLastCollectiveLine = kCallDescLine0 + 1;
+// onephase's input slots (allreduce_onephase.cpp): two of kSlotLines lines,
+// used by call parity, after the lines of the other collectives (collective.h).
+inline constexpr uint32_t kSlotLine0 = 16;
+inline constexpr uint32_t kSlotLines = 16;
+inline constexpr uint64_t kSlotBytes = uint64_t{kSlotLines} * CHIPMESH_FLAG_BYTES;  // 1 KiB
+static_assert(kSlotLine0 + 2 * kSlotLines <= CHIPMESH_FIRST_USER_FLAG, "the slots stay in the reserved lines");
 
 enum class Mode : uint32_t { kOnePhase = 0, kTwoPhase = 1, kRing = 2 };
 
@@ -76,6 +82,8 @@ inline T* peer_at(const AllreduceCall& c, uint32_t rank, uint64_t off) {
   return reinterpret_cast<T*>(c.ctx->windowsIn[rank] + off);
 }
 
+// Whether onephase runs through the slots (one barrier; in place allowed).
+bool onephase_uses_slots(const CommContext* ctx, uint64_t nbytes);
 int allreduce_onephase(AllreduceCall& c);
 int allreduce_twophase(AllreduceCall& c);
 int allreduce_ring(AllreduceCall& c);

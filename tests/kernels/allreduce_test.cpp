@@ -337,6 +337,58 @@ TEST_F(Allreduce, BackToBackCallsReuseTheCommunicatorAndBuffersAtOnce) {
   EXPECT_TRUE(all_ok(outcomes));
 }
 
+TEST_F(Allreduce, OnephaseUpToOneKiBReadsSlotsSoInputsAreFreeAtOnce) {
+  // Up to 1 KiB onephase copies each input into a slot of its scratch and
+  // drops the closing barrier (allreduce_onephase.cpp). 3 ranks on 2 cores,
+  // 300 calls: in place and out of place by turns, sizes 1 element up to the
+  // 1 KiB edge and just past it (the two-barrier path), and each rank
+  // rewrites its buffers the moment its call returns, while slower peers may
+  // still be folding that call.
+  constexpr int n = 3;
+  auto outcomes = fork_ranks(n, [&](int rank) {
+    Rank R(rank, n, path, 4096);
+    const uint64_t counts[] = {1, 7, 255, 256, 257, 64};
+    for (uint64_t it = 0; it < 300; ++it) {
+      const uint64_t count = counts[it % 6];
+      const int op = static_cast<int>(it % 3);
+      if (it % 2 == 0) {
+        run_and_check(R, 0, DataType::FLOAT32, op, count, 8, it, {count});
+        continue;
+      }
+      auto* buf = reinterpret_cast<float*>(R.out);
+      for (uint64_t i = 0; i < count; ++i) buf[i] = static_cast<float>(value(rank, i, 8, it));
+      KernelCall call(R.ctx, {tensor(R.out, DataType::FLOAT32, {count}), tensor(R.out, DataType::FLOAT32, {count})},
+                      {0, static_cast<uint64_t>(op)});
+      const int rc = call.run(R.w);
+      CM_REQUIRE(rc == 0) << "in place, call " << it << ": rc " << rc << ": " << call.error;
+      for (uint64_t i = 0; i < count; ++i)
+        CM_REQUIRE(buf[i] == static_cast<float>(expected(n, i, op, 8, it)))
+            << "in place, call " << it << " count " << count << ": element " << i << " is " << buf[i];
+      std::memset(buf, 0x5A, count * 4);  // at once: a peer still folding must not see it
+    }
+  }, 120s);
+  EXPECT_TRUE(all_ok(outcomes));
+}
+
+TEST_F(Allreduce, ASlotSizedCallAgainstALargerOneIsADisagreement) {
+  // One rank takes the one-barrier path (10 elements), the other the
+  // two-barrier one (1000): both still meet at the opening barrier, see the
+  // disagreement, and the next agreed call works.
+  constexpr int n = 2;
+  auto outcomes = fork_ranks(n, [&](int rank) {
+    Rank R(rank, n, path, 8192);
+    const uint64_t count = rank == 0 ? 10 : 1000;
+    KernelCall call(R.ctx, {tensor(R.in, DataType::FLOAT32, {count}), tensor(R.out, DataType::FLOAT32, {count})},
+                    {0, kSum}, 10s);
+    const int rc = call.run(R.w);
+    CM_REQUIRE(rc == CHIPMESH_ERR_CONFIG) << "rc " << rc << ": " << call.error;
+    CM_REQUIRE(std::string(call.error).find("ranks disagree") != std::string::npos) << call.error;
+    run_and_check(R, 0, DataType::FLOAT32, kSum, 10, 8, 5, {10});
+    run_and_check(R, 0, DataType::FLOAT32, kSum, 1000, 8, 6, {1000});
+  });
+  EXPECT_TRUE(all_ok(outcomes));
+}
+
 TEST_F(Allreduce, LargeCountsSpanSeveralRingPieces) {
   // 200003 elements on 3 ranks: chunks of ~66668 elements, more than one
   // 128 KiB piece per chunk for every dtype, and unequal chunks.
