@@ -9,15 +9,14 @@
 #include <cstdlib>
 #include <unistd.h>
 #include <cstring>
-#include <filesystem>
 #include <optional>
 #include <set>
 #include <string>
-#include <system_error>
 #include <vector>
 
 #include "chipmesh/worker.h"
 #include "logging/log.h"
+#include "worker/job_dirs.h"
 #include "worker/worker_impl.h"
 
 namespace chipmesh {
@@ -59,26 +58,6 @@ std::vector<uint64_t> carve_domain_offsets(const std::string& what, const std::v
   return offsets;
 }
 
-namespace {
-
-std::string make_private_dir(const std::string& what) {
-  std::error_code ec;
-  std::filesystem::path base = std::filesystem::temp_directory_path(ec);
-  if (ec) base = "/tmp";
-  std::string tmpl = (base / ("chipmesh-domain-" + std::to_string(getpid()) + "-XXXXXX")).string();
-  if (!mkdtemp(tmpl.data()))
-    throw DeviceError(what + ": cannot create a private directory for the rootinfo (" + tmpl +
-                      "): " + std::strerror(errno));
-  return tmpl;
-}
-
-void remove_private_dir(const std::string& dir) noexcept {
-  if (dir.empty()) return;
-  std::error_code ec;
-  std::filesystem::remove_all(dir, ec);  // ours: made by mkdtemp, mode 0700
-}
-
-}  // namespace
 
 std::optional<ChipError> Worker::Impl::destroy_domain(const std::string& name, const std::vector<int>& members,
                                                       const std::vector<uint64_t>& handles, const std::string& dir) {
@@ -124,7 +103,7 @@ std::optional<ChipError> Worker::Impl::destroy_domain(const std::string& name, c
                            true);
   }
   disown_dir(dir);
-  remove_private_dir(dir);
+  worker::remove_private_dir(dir);
   return failure;
 }
 
@@ -185,12 +164,12 @@ CommDomain Worker::Impl::allocate_local_domain(const std::string& name, const st
   const std::vector<uint64_t> offsets = carve_domain_offsets(what, buffers, window_size);
   m.throw_pending();  // nothing is started after a failure
 
-  const std::string dir = make_private_dir(what);
+  const std::string dir = worker::make_private_dir("chipmesh-domain", what);
   m.own_dir(dir);  // the chips remove it should this process die
   const std::string rootinfo = dir + "/rootinfo";
   if (rootinfo.size() >= worker::kMaxLibraryPath) {
     m.disown_dir(dir);
-    remove_private_dir(dir);
+    worker::remove_private_dir(dir);
     throw ConfigError(what + ": the rootinfo path '" + rootinfo + "' is too long");
   }
   const auto timeout_ms = static_cast<uint64_t>(std::max<int64_t>(m.cfg.bootstrap_timeout.count(), 1));
@@ -201,7 +180,7 @@ CommDomain Worker::Impl::allocate_local_domain(const std::string& name, const st
     m.throw_pending();
   } catch (...) {
     m.disown_dir(dir);
-    remove_private_dir(dir);
+    worker::remove_private_dir(dir);
     throw;
   }
   std::vector<uint32_t> seqs;
@@ -277,7 +256,7 @@ CommDomain Worker::Impl::allocate_local_domain(const std::string& name, const st
   // now rather than at release, so no kill during the domain's life can
   // leave it behind.
   m.disown_dir(dir);
-  remove_private_dir(dir);
+  worker::remove_private_dir(dir);
   m.domains[name] = Worker::Impl::LiveDomain{s, handles, ""};
   for (size_t r = 0; r < n; ++r) {
     const DomainContext& ctx = s->contexts.at(members[r]);

@@ -3,7 +3,11 @@
 // Worker as soon as their rendezvous is over (the end of init(), of
 // allocate_domain) or when the job ends, and by the chips (rmdir, after
 // their own cleanup) should the parent die first (request_ring/chip_shared.h).
+#include "worker/job_dirs.h"
+
+#include <linux/magic.h>
 #include <stdlib.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -12,10 +16,39 @@
 #include <string>
 
 #include "chipmesh/errors.h"
+#include "knobs/knobs.h"
 #include "logging/log.h"
 #include "worker/worker_impl.h"
 
 namespace chipmesh {
+
+namespace worker {
+
+std::string private_dir_base() {
+  if (knobs::is_set(knobs::Id::RendezvousDir)) return knobs::text(knobs::Id::RendezvousDir);
+  struct statfs fs{};
+  if (::statfs("/dev/shm", &fs) == 0 && fs.f_type == TMPFS_MAGIC && ::access("/dev/shm", W_OK | X_OK) == 0)
+    return "/dev/shm";
+  std::error_code ec;
+  std::filesystem::path base = std::filesystem::temp_directory_path(ec);
+  return ec ? std::string("/tmp") : base.string();
+}
+
+std::string make_private_dir(const std::string& prefix, const std::string& what) {
+  std::string tmpl = (std::filesystem::path(private_dir_base()) / (prefix + "-" + std::to_string(getpid()) + "-XXXXXX")).string();
+  if (!mkdtemp(tmpl.data()))
+    throw DeviceError(what + ": cannot create a private directory for the rootinfo (" + tmpl + "): " +
+                      std::strerror(errno));
+  return tmpl;
+}
+
+void remove_private_dir(const std::string& dir) noexcept {
+  if (dir.empty()) return;
+  std::error_code ec;
+  std::filesystem::remove_all(dir, ec);  // ours: made by mkdtemp, mode 0700
+}
+
+}  // namespace worker
 
 bool Worker::Impl::own_dir(const std::string& path) noexcept {
   if (!header || path.size() >= worker::kOwnedDirPath) return false;
@@ -44,14 +77,7 @@ void Worker::Impl::make_job_dir() {
   bool needed = false;
   for (const auto& c : cfg.chip_bootstrap_configs) needed = needed || (c.comm && c.comm->rootinfo_path.empty());
   if (!needed) return;
-  std::error_code ec;
-  std::filesystem::path base = std::filesystem::temp_directory_path(ec);
-  if (ec) base = "/tmp";
-  std::string tmpl = (base / ("chipmesh-job-" + std::to_string(getpid()) + "-XXXXXX")).string();
-  if (!mkdtemp(tmpl.data()))
-    throw DeviceError("Worker::init: cannot create the job's rootinfo directory (" + tmpl + "): " +
-                      std::strerror(errno));
-  job_dir = tmpl;
+  job_dir = worker::make_private_dir("chipmesh-job", "Worker::init");
   own_dir(job_dir);
   for (auto& c : cfg.chip_bootstrap_configs)
     if (c.comm && c.comm->rootinfo_path.empty()) c.comm->rootinfo_path = job_dir + "/rootinfo";
@@ -60,8 +86,7 @@ void Worker::Impl::make_job_dir() {
 void Worker::Impl::remove_job_dir() noexcept {
   if (job_dir.empty()) return;
   disown_dir(job_dir);
-  std::error_code ec;
-  std::filesystem::remove_all(job_dir, ec);  // ours: made by mkdtemp, mode 0700
+  worker::remove_private_dir(job_dir);
   job_dir.clear();
 }
 

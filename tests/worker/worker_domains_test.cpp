@@ -6,7 +6,9 @@
 // rootinfo directory of a domain is left behind.
 #include <poll.h>
 #include <signal.h>
+#include <linux/magic.h>
 #include <sys/inotify.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -27,21 +29,25 @@
 
 #include "chipmesh/collectives.h"
 #include "chipmesh/worker.h"
+#include "knobs/knobs.h"
 #include "support/leak_check.h"
+#include "worker/job_dirs.h"
 #include "worker/worker_support.h"
 
 namespace chipmesh::testing {
 namespace {
 
-// The private rootinfo directories of this process's domains in $TMPDIR.
-size_t domain_dirs() {
+// This process's private rootinfo directories of one kind ("domain" or
+// "job") where the Worker makes them.
+size_t private_dirs(const std::string& kind) {
   std::error_code ec;
   size_t n = 0;
-  const std::string prefix = "chipmesh-domain-" + std::to_string(getpid()) + "-";
-  for (const auto& e : std::filesystem::directory_iterator(std::filesystem::temp_directory_path(), ec))
+  const std::string prefix = "chipmesh-" + kind + "-" + std::to_string(getpid()) + "-";
+  for (const auto& e : std::filesystem::directory_iterator(worker::private_dir_base(), ec))
     if (e.path().filename().string().rfind(prefix, 0) == 0) ++n;
   return n;
 }
+size_t domain_dirs() { return private_dirs("domain"); }
 
 // Every test: nothing of ours in /dev/shm (the listener checks too) and no
 // domain directory more than before.
@@ -157,14 +163,7 @@ TEST_F(DomainsTest, DistinctContextsDenseRanksWithoutBootstrapConfigs) {
 // a job runs, neither the job's (an empty rootinfo_path) nor a live
 // domain's is on disk, so no kill then can leave one.
 TEST_F(DomainsTest, NoRendezvousDirectoryOutlivesItsRendezvous) {
-  auto job_dirs = [] {
-    std::error_code ec;
-    size_t n = 0;
-    const std::string prefix = "chipmesh-job-" + std::to_string(getpid()) + "-";
-    for (const auto& e : std::filesystem::directory_iterator(std::filesystem::temp_directory_path(), ec))
-      if (e.path().filename().string().rfind(prefix, 0) == 0) ++n;
-    return n;
-  };
+  auto job_dirs = [] { return private_dirs("job"); };
   const size_t jobs_before = job_dirs();
   WorkerConfig cfg = plain_config(2);
   for (int r = 0; r < 2; ++r) {
@@ -183,6 +182,42 @@ TEST_F(DomainsTest, NoRendezvousDirectoryOutlivesItsRendezvous) {
     o.release_domain(d);
   });
   w.close();
+}
+
+// The private rootinfo directories go to CHIPMESH_RENDEZVOUS_DIR when it is
+// set (a directory that cannot hold one is a DeviceError naming it, and the
+// domain's name stays free), and by default to /dev/shm when that is a
+// tmpfs: no filesystem journal in the rendezvous.
+TEST_F(DomainsTest, RendezvousDirectoriesGoWhereTheKnobSays) {
+  struct statfs fs{};
+  if (::statfs("/dev/shm", &fs) == 0 && fs.f_type == TMPFS_MAGIC && ::access("/dev/shm", W_OK | X_OK) == 0)
+    EXPECT_EQ(worker::private_dir_base(), "/dev/shm");
+  struct Restore {
+    ~Restore() { knobs::reload(); }
+  } restore;
+  Worker w(plain_config(2));
+  w.init();
+  ScratchDir scratch;
+  w.run([&](Orchestrator& o) {
+    const std::string missing = (scratch.path() / "absent").string();
+    knobs::set_for_process(knobs::Id::RendezvousDir, missing);
+    try {
+      o.allocate_domain("d", {0, 1}, kWindow, kBuffers);
+      ADD_FAILURE() << "allocate_domain made its directory in a directory that does not exist";
+    } catch (const DeviceError& e) {
+      EXPECT_NE(std::string(e.what()).find(missing + "/chipmesh-domain-"), std::string::npos) << e.what();
+    }
+    knobs::set_for_process(knobs::Id::RendezvousDir, scratch.path().string());
+    EXPECT_EQ(worker::private_dir_base(), scratch.path().string());
+    CommDomain d = o.allocate_domain("d", {0, 1}, kWindow, kBuffers);  // the name is free
+    fill(w, d, "a", 2);
+    o.allreduce(d, "a", "b", kCount, DataType::INT32, ReduceOp::SUM);
+    o.wait();
+    expect_allreduce(w, d, 2);
+    o.release_domain(d);
+  });
+  w.close();
+  EXPECT_TRUE(scratch.entries().empty()) << "the domain's directory was left in " << scratch.path();
 }
 
 TEST_F(DomainsTest, BadArgumentsAreConfigErrorsBeforeAnything) {
