@@ -486,9 +486,10 @@ void interrupt_demo_in_every_phase(int sig, bool whole_group) {
        {"host_staging", "fork", "comm_init", "windows", "window_made", "staging", "handshake", "run"}) {
     SCOPED_TRACE(std::string("paused at ") + phase);
     const auto before = shm_snapshot();
-    ScratchDir tmp;  // the demo's TMPDIR: where the Worker makes the job's rootinfo directory
+    ScratchDir tmp;  // the demo's TMPDIR and rendezvous directory: where the Worker makes the job's rootinfo directory
     CliProcess p = start_cli({"demo", "--chips", "4", "--bytes", "1MiB", "--iters", "100000"},
-                             {std::string("CHIPMESH_TEST_PAUSE_AT=") + phase, "TMPDIR=" + tmp.path().string()});
+                             {std::string("CHIPMESH_TEST_PAUSE_AT=") + phase, "TMPDIR=" + tmp.path().string(),
+                              "CHIPMESH_RENDEZVOUS_DIR=" + tmp.path().string()});
     ASSERT_GT(p.pid, 0);
     const std::string marker = std::string("chipmesh: test pause at ") + phase + " (pid ";
     // Phases inside the chips pause every chip: wait for all 4, so all exist.
@@ -541,7 +542,8 @@ TEST(DemoFaults, AChipKilledInAnyBringUpPhaseFailsTheDemoNamingItAndLeavesNothin
         const auto before = shm_snapshot();
         ScratchDir tmp;
         CliProcess p = start_cli({"demo", "--chips", "4", "--bytes", "1MiB"},
-                                 {std::string("CHIPMESH_TEST_PAUSE_AT=") + phase, "TMPDIR=" + tmp.path().string()});
+                                 {std::string("CHIPMESH_TEST_PAUSE_AT=") + phase, "TMPDIR=" + tmp.path().string(),
+                                  "CHIPMESH_RENDEZVOUS_DIR=" + tmp.path().string()});
         ASSERT_GT(p.pid, 0);
         const bool paused =
             wait_for_stderr(p, std::string("chipmesh: test pause at ") + phase + " (pid ", std::chrono::seconds(120), 4);
