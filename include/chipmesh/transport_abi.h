@@ -128,6 +128,14 @@ typedef struct chipmesh_transport_v1_t {
    * an unusable file fails alloc_windows, naming it. May be NULL: the
    * Worker then stages inputs in objects of their own, copied at bring-up. */
   int (*adopt_window)(CommHandle h, int fd);
+  /* window_fd with an offset: stores in *fd a descriptor as window_fd's
+   * (open until destroy, for pidfd_getfd) on a file that holds this rank's
+   * window at file offset *offset (a multiple of the page size), or -1 when
+   * there is none. It lets a transport keep every rank's window in one
+   * object, which each rank maps once (sim does when no rank adopted a
+   * window), where window_fd can only lend a file whose offset 0 is the
+   * window. The Worker asks this first, then window_fd. May be NULL. */
+  int (*window_file)(CommHandle h, int* fd, uint64_t* offset);
 } chipmesh_transport_v1_t;
 
 /* The size of the first version-1 table, before the optional members: the

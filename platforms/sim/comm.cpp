@@ -164,6 +164,7 @@ void SimComm::unlink_all_names() noexcept {
     for (int r = 0; r < nranks_; ++r) {
       int32_t pid = ctrl_->slots[r].pid.load(std::memory_order_acquire);
       if (pid != 0) shm_unlink(window_shm_name(pid, token_, r).c_str());
+      if (pid != 0 && r == 0) shm_unlink(segment_shm_name(pid, token_).c_str());
     }
   }
   remove_rootinfo_if_ours();
@@ -175,9 +176,13 @@ void SimComm::unmap_all() noexcept {
   for (int r = 0; r < static_cast<int>(windows_.size()); ++r) {
     if (windows_[r]) {
       device::unregister_region(reinterpret_cast<uint64_t>(windows_[r]));
-      munmap(windows_[r], segment_size_);
+      if (!all_windows_) munmap(windows_[r], segment_size_);  // else part of the one mapping below
       windows_[r] = nullptr;
     }
+  }
+  if (all_windows_) {
+    munmap(all_windows_, segment_size_ * static_cast<size_t>(nranks_));
+    all_windows_ = nullptr;
   }
   if (workspace_) {
     device::unregister_region(reinterpret_cast<uint64_t>(workspace_));  // part of my window's mapping
@@ -291,6 +296,15 @@ int comm_window_fd(CommHandle h, int* fd) {
   return t_last_error.guard([&] {
     require_out(fd, "comm window_fd");
     *fd = unwrap(h)->window_fd();
+  });
+}
+
+// The transport table's window_file (not a comm.h symbol).
+int comm_window_file(CommHandle h, int* fd, uint64_t* offset) {
+  return t_last_error.guard([&] {
+    require_out(fd, "comm window_file");
+    require_out(offset, "comm window_file");
+    *fd = unwrap(h)->window_file(offset);
   });
 }
 }  // namespace chipmesh::sim

@@ -40,8 +40,13 @@ class SimComm {
   uint64_t local_window_base() const;
   size_t window_size() const;
   // This rank's window object, kept open for other processes of the user
-  // (/proc/<pid>/fd/<fd>): the transport table's window_fd.
+  // (/proc/<pid>/fd/<fd>): the transport table's window_fd. -1 when the
+  // window lies in the communicator's one object at an offset other than 0.
   int window_fd() const;
+  // The object that holds this rank's window and where (the transport
+  // table's window_file): this rank's own object at 0, or the
+  // communicator's one object at rank * segment.
+  int window_file(uint64_t* offset) const;
   // The transport table's adopt_window: the next alloc_windows makes this
   // file (a descriptor of our own, dup'ed here) this rank's window.
   void adopt_window(int fd);
@@ -88,6 +93,9 @@ class SimComm {
   // Removes every name this communicator may have created (failure paths).
   void unlink_all_names() noexcept;
   void unmap_all() noexcept;
+  // alloc_windows' two ways to make and map the windows (comm_windows.cpp).
+  void map_own_objects(size_t actual, size_t scratch, size_t segment);
+  void map_one_object(size_t actual, size_t scratch, size_t segment);
   // Names this process created, registered for emergency_cleanup until they
   // are removed (name_registry.h).
   void remember_name(names::Kind kind, const std::string& name);
@@ -113,6 +121,9 @@ class SimComm {
   size_t actual_window_ = 0;
   size_t segment_size_ = 0;  // window + scratch: the size of each mapping
   std::vector<void*> windows_;  // index = rank, this process's mapping
+  // One object for every rank's window (no rank adopted one): this
+  // process's one mapping of it, nranks * segment_size_ bytes; else null.
+  void* all_windows_ = nullptr;
   int window_fd_ = -1;          // my window object (window_fd()); closed by unmap_all
   int adopted_fd_ = -1;         // adopt_window's file until alloc_windows takes it
   void* workspace_ = nullptr;

@@ -83,9 +83,12 @@ static_assert(std::atomic<int32_t>::is_always_lock_free && std::atomic<uint32_t>
               "cross-process atomics must be lock-free");
 static_assert(sizeof(RankSlot) == 64, "one cache line per rank");
 
-// "/chipmesh_<pid>_<token>_c" and "/chipmesh_<pid>_<token>_w<rank>": the
-// creator's pid lets a cleaner tell a live job's objects from a dead one's.
+// "/chipmesh_<pid>_<token>_c", "/chipmesh_<pid>_<token>_w<rank>" and (every
+// rank's window in one object, made by rank 0) "/chipmesh_<pid>_<token>_s":
+// the creator's pid lets a cleaner tell a live job's objects from a dead
+// one's.
 std::string ctrl_shm_name(pid_t creator, uint64_t token);
 std::string window_shm_name(pid_t creator, uint64_t token, int rank);
+std::string segment_shm_name(pid_t creator, uint64_t token);
 
 }  // namespace chipmesh::sim

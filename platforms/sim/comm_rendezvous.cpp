@@ -50,6 +50,13 @@ std::string ctrl_shm_name(pid_t creator, uint64_t token) {
   return buf;
 }
 
+std::string segment_shm_name(pid_t creator, uint64_t token) {
+  char buf[kShmNameBytes];
+  std::snprintf(buf, sizeof(buf), "/chipmesh_%08x_%08x_s", static_cast<unsigned>(creator),
+                static_cast<unsigned>(token & 0xffffffffu));
+  return buf;
+}
+
 std::string window_shm_name(pid_t creator, uint64_t token, int rank) {
   char buf[kShmNameBytes];
   std::snprintf(buf, sizeof(buf), "/chipmesh_%08x_%08x_w%d", static_cast<unsigned>(creator),

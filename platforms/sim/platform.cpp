@@ -16,6 +16,7 @@ CommHandle comm_init_with_options(int rank, int nranks, void* stream, const char
 int inspect_leftover(int kind, const char* name, int* verdict, char* reason, size_t reason_size);
 int comm_window_fd(CommHandle h, int* fd);
 int comm_adopt_window(CommHandle h, int fd);
+int comm_window_file(CommHandle h, int* fd, uint64_t* offset);
 }  // namespace chipmesh::sim
 
 namespace {
@@ -101,6 +102,7 @@ const chipmesh_transport_v1_t kSimTransport = {
     chipmesh::sim::inspect_leftover,
     chipmesh::sim::comm_window_fd,
     chipmesh::sim::comm_adopt_window,
+    chipmesh::sim::comm_window_file,
 };
 
 }  // namespace

@@ -74,11 +74,23 @@ void copy_error(Entry& e, const std::string& text) {
 }
 
 // The fd on communicator `comm`'s window that the transport lends the
-// parent (worker/window_views.h), or kNoWindowFd.
-int32_t lent_window_fd(ChipWorker& w, uint64_t comm) {
-  if (comm == 0 || !w.has_transport() || !w.transport().window_fd) return kNoWindowFd;
+// parent (worker/window_views.h), or kNoWindowFd, and where in its file the
+// window lies: window_file first (a window inside one object of every
+// rank's), then window_fd (offset 0).
+int32_t lent_window_fd(ChipWorker& w, uint64_t comm, uint64_t* offset) {
+  *offset = 0;
+  if (comm == 0 || !w.has_transport()) return kNoWindowFd;
+  const auto h = reinterpret_cast<CommHandle>(comm);
   int fd = kNoWindowFd;
-  if (w.transport().window_fd(reinterpret_cast<CommHandle>(comm), &fd) != CHIPMESH_SUCCESS) return kNoWindowFd;
+  if (w.transport().window_file) {
+    uint64_t off = 0;
+    if (w.transport().window_file(h, &fd, &off) == CHIPMESH_SUCCESS && fd >= 0) {
+      *offset = off;
+      return fd;
+    }
+    fd = kNoWindowFd;
+  }
+  if (!w.transport().window_fd || w.transport().window_fd(h, &fd) != CHIPMESH_SUCCESS) return kNoWindowFd;
   return fd;
 }
 
@@ -234,7 +246,7 @@ class ChipServer {
       throw;
     }
     c.handle = h;
-    c.window_fd = lent_window_fd(w_, h);
+    c.window_fd = lent_window_fd(w_, h, &c.window_offset);
     domains_.push_back(Domain{h, c.device_ctx});
   }
 
@@ -327,7 +339,10 @@ void run_chip_process(const ChipProcessArgs& a) {
     notify_parent(a.header);
     _exit(1);  // bootstrap_context released what it made
   }
-  a.shared->window_fd.store(lent_window_fd(w, w.bootstrap_comm()), std::memory_order_release);
+  uint64_t window_offset = 0;
+  const int32_t window_fd = lent_window_fd(w, w.bootstrap_comm(), &window_offset);
+  a.shared->window_offset.store(window_offset, std::memory_order_relaxed);
+  a.shared->window_fd.store(window_fd, std::memory_order_release);  // publishes the offset too
   notify_parent(a.header);
   ChipServer server(a, w, std::move(result), arena);
   server.serve();

@@ -64,6 +64,7 @@ struct CommDesc {
   uint64_t local_window_base;
   uint64_t actual_window_size;
   int32_t window_fd;  // the fd on the window the chip lends the parent, or kNoWindowFd
+  uint64_t window_offset;  // where the window lies in that fd's file
 };
 
 struct Entry {
@@ -96,8 +97,10 @@ struct alignas(4096) ChipShared {
   alignas(64) std::atomic<int32_t> cpu;
   // The fd (in the chip) on its bring-up window that the parent may open
   // as /proc/<pid>/fd/<n> (worker/window_views.h): kWindowFdUnknown until
-  // the chip has said, kNoWindowFd when it has none.
+  // the chip has said, kNoWindowFd when it has none. window_offset: where
+  // the window lies in that file, written before window_fd.
   std::atomic<int32_t> window_fd;
+  std::atomic<uint64_t> window_offset;
   Entry entries[kRingDepth];
   alignas(4096) unsigned char chunks[kRingDepth][kChunkBytes];
 };

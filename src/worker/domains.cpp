@@ -211,6 +211,7 @@ CommDomain Worker::Impl::allocate_local_domain(const std::string& name, const st
       nullptr);
   std::vector<uint64_t> handles(n, 0);
   std::vector<int32_t> lent(n, worker::kNoWindowFd);
+  std::vector<uint64_t> lent_offset(n, 0);
   std::optional<ChipError> failure;
   int dead_member = -1;
   auto s = std::make_shared<CommDomain::State>();
@@ -230,6 +231,7 @@ CommDomain Worker::Impl::allocate_local_domain(const std::string& name, const st
     }
     handles[r] = cd.handle;
     lent[r] = cd.window_fd;
+    lent_offset[r] = cd.window_offset;
     DomainContext ctx{c, static_cast<int>(r), static_cast<int>(n), cd.device_ctx, cd.local_window_base,
                       cd.actual_window_size, {}};
     for (size_t b = 0; b < buffers.size(); ++b) ctx.buffer_ptrs[buffers[b].name] = cd.local_window_base + offsets[b];
@@ -261,7 +263,7 @@ CommDomain Worker::Impl::allocate_local_domain(const std::string& name, const st
   for (size_t r = 0; r < n; ++r) {
     const DomainContext& ctx = s->contexts.at(members[r]);
     m.windows.add(static_cast<size_t>(members[r]), ctx.local_window_base, ctx.actual_window_size,
-                  m.watcher->pidfd(static_cast<size_t>(members[r])), lent[r]);
+                  m.watcher->pidfd(static_cast<size_t>(members[r])), lent[r], lent_offset[r]);
   }
   CHIPMESH_INFO(WORKER, "allocated domain '%s' (allocation %llu) over %zu chips, window %zu bytes", name.c_str(),
                 static_cast<unsigned long long>(s->allocation_id), n, window_size);

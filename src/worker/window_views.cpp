@@ -12,7 +12,7 @@
 
 namespace chipmesh::worker {
 
-void WindowViews::add(size_t chip, uint64_t base, size_t size, int pidfd, int fd) {
+void WindowViews::add(size_t chip, uint64_t base, size_t size, int pidfd, int fd, uint64_t offset) {
   if (chip >= chips_.size() || fd < 0 || size == 0) return;
   remove(chip, base);
   Window w;
@@ -20,6 +20,7 @@ void WindowViews::add(size_t chip, uint64_t base, size_t size, int pidfd, int fd
   w.size = size;
   w.pidfd = pidfd;
   w.fd = fd;
+  w.offset = offset;
   chips_[chip].push_back(std::move(w));
 }
 
@@ -52,7 +53,8 @@ unsigned char* WindowViews::map(size_t chip, Window& w) {
   // pidfd_getfd needs ptrace rights over the chip (a child: allowed unless
   // ptrace is locked down); a dead chip gives ESRCH.
   const int fd = static_cast<int>(syscall(SYS_pidfd_getfd, w.pidfd, w.fd, 0));
-  void* p = fd >= 0 ? mmap(nullptr, w.size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0) : MAP_FAILED;
+  void* p = fd >= 0 ? mmap(nullptr, w.size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, static_cast<off_t>(w.offset))
+                    : MAP_FAILED;
   const int err = errno;
   if (fd >= 0) ::close(fd);
   if (p == MAP_FAILED) {

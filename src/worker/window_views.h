@@ -31,9 +31,9 @@ class WindowViews {
   WindowViews& operator=(const WindowViews&) = delete;
 
   // A window of `chip`: device range [base, base + size), reachable through
-  // fd `fd` of the process behind `pidfd`; mapped lazily by find(). fd < 0:
-  // ignored.
-  void add(size_t chip, uint64_t base, size_t size, int pidfd, int fd);
+  // fd `fd` of the process behind `pidfd` at file offset `offset`; mapped
+  // lazily by find(). fd < 0: ignored.
+  void add(size_t chip, uint64_t base, size_t size, int pidfd, int fd, uint64_t offset = 0);
   // Forgets (unmaps) the window of `chip` at `base`, if any.
   void remove(size_t chip, uint64_t base) noexcept;
   void clear() noexcept;  // unmaps every window
@@ -48,6 +48,7 @@ class WindowViews {
     size_t size = 0;
     int pidfd = -1;
     int fd = kNoWindowFd;
+    uint64_t offset = 0;           // of the window in fd's file
     bool tried = false;            // open + mmap attempted
     unsigned char* map = nullptr;  // nullptr: none (yet)
     // Pages already populated (one bit each): a page of the window, once

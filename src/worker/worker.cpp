@@ -252,7 +252,8 @@ void Worker::Impl::lend_bringup_windows() {
   for (size_t i = 0; i < n(); ++i)
     if (contexts[i].rank >= 0)
       windows.add(i, contexts[i].local_window_base, contexts[i].actual_window_size, watcher->pidfd(i),
-                  chips[i]->window_fd.load(std::memory_order_acquire));
+                  chips[i]->window_fd.load(std::memory_order_acquire),
+                  chips[i]->window_offset.load(std::memory_order_relaxed));
 }
 
 void Worker::Impl::build_contexts() {

@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -491,11 +492,25 @@ TEST(WorkerTwoJobs, OnOneRootinfoPathNeverMixAndTheLoserFailsAtOnce) {
   std::printf("  100 runs: both jobs ran in %d, one failed at once in %d\n", both_ran, one_failed);
 }
 
-// A chip SIGKILLed right after it created its window object (a chip killed
-// so gets no chance to remove anything): init fails naming it, and the
-// Worker sweeps what it left (its window; as rank 0 also the control segment
-// and the rootinfo file), so nothing of the job stays (issue 12, item 3).
-// In a child: the pause knob is set there only.
+// Whether `pid` maps a /dev/shm object whose name ends in `suffix`.
+bool maps_shm_object(pid_t pid, const std::string& suffix) {
+  std::ifstream maps("/proc/" + std::to_string(pid) + "/maps");
+  for (std::string line; std::getline(maps, line);) {
+    const size_t at = line.find("/dev/shm/chipmesh_");
+    if (at == std::string::npos) continue;
+    std::string name = line.substr(at);
+    if (const size_t sp = name.find(' '); sp != std::string::npos) name.resize(sp);
+    if (name.size() >= suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0)
+      return true;
+  }
+  return false;
+}
+
+// A chip SIGKILLed right after the windows' object exists and it maps it
+// (a chip killed so gets no chance to remove anything): init fails naming
+// it, and the Worker sweeps what it left (as rank 0 the windows' object,
+// the control segment and the rootinfo file), so nothing of the job stays
+// (issue 12, item 3). In a child: the pause knob is set there only.
 class WorkerKilledChip : public ::testing::TestWithParam<int> {};
 
 TEST_P(WorkerKilledChip, SigkilledOnceItsWindowExistsLeavesNothing) {
@@ -511,24 +526,21 @@ TEST_P(WorkerKilledChip, SigkilledOnceItsWindowExistsLeavesNothing) {
       const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(60);
       while ((chips = children_of(getpid())).size() < 3 && std::chrono::steady_clock::now() < until)
         std::this_thread::yield();
-      // Every chip pauses once its window exists: wait for all three.
-      for (pid_t c : chips) wait_shm_object_of(c, std::chrono::seconds(60));
-      char suffix[16];
-      std::snprintf(suffix, sizeof suffix, "_w%d", victim_rank);
+      std::sort(chips.begin(), chips.end());  // forked in order: chip i (rank i) has the i-th smallest pid
+      // Every chip pauses once it maps the windows' object (rank 0 made it,
+      // "_s"): wait for all three.
+      bool all = chips.size() == 3;
       for (pid_t c : chips) {
-        char prefix[32];
-        std::snprintf(prefix, sizeof prefix, "chipmesh_%08x_", static_cast<unsigned>(c));
-        for (const auto& n : chipmesh_shm_objects())
-          if (n.find(prefix) != std::string::npos && n.size() > std::strlen(suffix) &&
-              n.compare(n.size() - std::strlen(suffix), std::string::npos, suffix) == 0)
-            victim = c;
+        while (!maps_shm_object(c, "_s") && std::chrono::steady_clock::now() < until) std::this_thread::yield();
+        all = all && maps_shm_object(c, "_s");
       }
+      if (all) victim = chips[static_cast<size_t>(victim_rank)];
       if (victim > 0) kill(victim, SIGKILL);
-      else for (pid_t c : chips) kill(c, SIGKILL);  // nothing to find: end init, fail below
+      else for (pid_t c : chips) kill(c, SIGKILL);  // never got there: end init, fail below
     });
     std::string msg = chip_error_of([&] { w.init(); });
     killer.join();
-    CM_REQUIRE(victim > 0) << "no chip made the window of rank " << victim_rank;
+    CM_REQUIRE(victim > 0) << "the chips never mapped the windows' object";
     CM_REQUIRE(contains(msg, "pid " + std::to_string(victim)) && contains(msg, "signal 9")) << msg;
     for (pid_t c : chips) CM_REQUIRE(shm_objects_of(c) == 0) << "chip pid " << c << " left shared memory";
   }, 90s);

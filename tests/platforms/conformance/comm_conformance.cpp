@@ -194,6 +194,68 @@ TEST_P(CommConformance, ALentWindowFdMapsTheWindowInAnotherProcess) {
   EXPECT_TRUE(all_ok(outcomes));
 }
 
+// window_file: the last rank of three lends (fd, offset); another process
+// maps that file at that offset and its writes are the lender's window
+// (sim keeps every window in one object, so the offset is not 0 there).
+TEST_P(CommConformance, ALentWindowFileMapsTheWindowAtItsOffsetInAnotherProcess) {
+  {
+    Rank probe(platform(), 0);
+    if (!probe.w.transport().window_file) GTEST_SKIP() << "the platform lends no window file";
+  }
+  struct Shared {
+    std::atomic<int32_t> pid{0}, fd{-1}, written{0};
+    std::atomic<uint64_t> offset{0};
+  };
+  auto* sh = static_cast<Shared*>(
+      mmap(nullptr, sizeof(Shared), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0));
+  ASSERT_NE(sh, MAP_FAILED);
+  new (sh) Shared;
+  constexpr int kLender = 2;
+  auto outcomes = fork_ranks(3, [&](int rank) {
+    Rank R(platform(), rank);
+    R.join(3, path).alloc(3 * 4096);
+    const size_t size = R.w.comm_get_window_size(R.comm);
+    const auto deadline = std::chrono::steady_clock::now() + 60s;
+    if (rank == kLender) {
+      int fd = -1;
+      uint64_t offset = 1;
+      CM_REQUIRE(R.w.transport().window_file(reinterpret_cast<CommHandle>(R.comm), &fd, &offset) ==
+                 CHIPMESH_SUCCESS) << R.w.transport().last_error();
+      CM_REQUIRE(fd >= -1 && offset % static_cast<uint64_t>(sysconf(_SC_PAGESIZE)) == 0)
+          << "fd " << fd << " offset " << offset;
+      sh->offset.store(offset);
+      sh->fd.store(fd);
+      sh->pid.store(getpid());
+      while (sh->written.load() == 0 && std::chrono::steady_clock::now() < deadline) std::this_thread::yield();
+      CM_REQUIRE(sh->written.load() != 0) << "rank 0 never wrote";
+      if (fd != -1) {
+        const auto* win = reinterpret_cast<const unsigned char*>(R.w.comm_get_local_window_base(R.comm));
+        for (size_t i = 0; i < size; i += 997) CM_REQUIRE(win[i] == static_cast<unsigned char>(i * 5 + 1)) << i;
+      }
+    } else if (rank == 0) {
+      while (sh->pid.load() == 0 && std::chrono::steady_clock::now() < deadline) std::this_thread::yield();
+      if (sh->fd.load() == -1) {
+        sh->written.store(2);
+      } else {
+        const std::string at = "/proc/" + std::to_string(sh->pid.load()) + "/fd/" + std::to_string(sh->fd.load());
+        const int fd = open(at.c_str(), O_RDWR | O_CLOEXEC);
+        CM_REQUIRE(fd >= 0) << at << ": " << std::strerror(errno);
+        void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, static_cast<off_t>(sh->offset.load()));
+        close(fd);
+        CM_REQUIRE(p != MAP_FAILED) << std::strerror(errno);
+        auto* win = static_cast<unsigned char*>(p);
+        for (size_t i = 0; i < size; i += 997) win[i] = static_cast<unsigned char>(i * 5 + 1);
+        munmap(p, size);
+        sh->written.store(1);
+      }
+    }
+    R.w.comm_barrier(R.comm);  // the lender has read before anyone destroys
+    R.destroy();
+  }, 90s);
+  munmap(sh, sizeof(Shared));
+  EXPECT_TRUE(all_ok(outcomes));
+}
+
 // ---------------------------------------------------------------------------
 // The C boundary: arguments, null handles, order of calls
 // ---------------------------------------------------------------------------

@@ -19,6 +19,7 @@
 
 #include <gtest/gtest.h>
 
+#include "chipmesh/transport_abi.h"
 #include "comm_support.h"
 #include "knobs/knobs.h"
 #include "support/leak_check.h"
@@ -28,25 +29,23 @@ namespace {
 
 // Resident size of the mapping that starts at addr, from /proc/self/smaps:
 // the pages of it this process has touched (page tables built).
-size_t resident_bytes(uint64_t addr) {
-  std::ifstream smaps("/proc/self/smaps");
-  std::string line;
-  bool in_mapping = false;
-  while (std::getline(smaps, line)) {
-    // Mapping headers start with a lowercase hex address; fields ("Rss:") do not.
-    unsigned long long lo = 0, hi = 0;
-    if (!line.empty() && std::isxdigit(static_cast<unsigned char>(line[0])) && !std::isupper(line[0]) &&
-        std::sscanf(line.c_str(), "%llx-%llx", &lo, &hi) == 2) {
-      in_mapping = (lo == addr);
-      continue;
-    }
-    if (in_mapping && line.rfind("Rss:", 0) == 0) {
-      size_t kb = 0;
-      std::sscanf(line.c_str(), "Rss: %zu kB", &kb);
-      return kb * 1024;
-    }
+// The sim plugin's transport table (the test links the plugin).
+extern "C" const chipmesh_transport_v1_t* chipmesh_transport_entry(void);
+
+// Bytes of [addr, addr + bytes) this process has page-table entries for
+// (/proc/self/pagemap: bit 63 present, bit 62 swapped), whatever mapping
+// they lie in.
+size_t mapped_bytes(uint64_t addr, size_t bytes) {
+  const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  std::ifstream pagemap("/proc/self/pagemap", std::ios::binary);
+  size_t n = 0;
+  for (uint64_t p = addr / page; p < (addr + bytes + page - 1) / page; ++p) {
+    uint64_t entry = 0;
+    pagemap.seekg(static_cast<std::streamoff>(p * sizeof(entry)));
+    pagemap.read(reinterpret_cast<char*>(&entry), sizeof(entry));
+    if (pagemap && (entry >> 62) != 0) n += page;
   }
-  return 0;
+  return n;
 }
 
 class SimCommRanks : public ::testing::TestWithParam<int> {
@@ -74,8 +73,9 @@ TEST_P(SimCommRanks, WindowsArePagesOfZerosMappedLazilyWithTheScratchRightAfter)
       CM_REQUIRE(header->peerWorkSpace[r] == ctx->windowsIn[r] + size) << "rank " << r << "'s scratch";
       // Bring-up built no page tables for the windows (the own scratch
       // header page is the one this rank wrote).
-      CM_REQUIRE(resident_bytes(ctx->windowsIn[r]) <= (r == rank ? page : 0))
-          << "window of rank " << r << " has " << resident_bytes(ctx->windowsIn[r]) << " bytes mapped after bring-up";
+      const size_t mapped = mapped_bytes(ctx->windowsIn[r], size + ctx->workSpaceSize);
+      CM_REQUIRE(mapped <= (r == rank ? page : 0))
+          << "window and scratch of rank " << r << " have " << mapped << " bytes mapped after bring-up";
     }
     must_barrier(h);
     // Zeros everywhere until written; then every rank sees every write.
@@ -89,6 +89,46 @@ TEST_P(SimCommRanks, WindowsArePagesOfZerosMappedLazilyWithTheScratchRightAfter)
     for (int r = 0; r < n; ++r)
       CM_REQUIRE(reinterpret_cast<const unsigned char*>(ctx->windowsIn[r])[size - 1] == 0x80 + r)
           << "rank " << r << "'s write is not visible";
+    must_barrier(h);
+    must_destroy(h);
+  });
+  EXPECT_TRUE(all_ok(outcomes));
+}
+
+// Without adopted windows every rank's window and scratch lie in one object
+// that each rank maps once: rank r's at r * (window + scratch), in one
+// mapping here too, and window_file lends that object at that offset
+// (window_fd, whose offset is always 0, only on rank 0).
+TEST_P(SimCommRanks, WithoutAdoptedWindowsEveryWindowLiesInOneObjectMappedOnce) {
+  const int n = GetParam();
+  const std::string path = scratch.file("rootinfo");
+  const chipmesh_transport_v1_t* t = chipmesh_transport_entry();
+  ASSERT_NE(t->window_file, nullptr);
+  auto outcomes = fork_ranks(n, [&](int rank) {
+    CommHandle h = must_init(rank, n, path);
+    const CommContext* ctx = must_alloc(h, 3 * 4096 + 1);
+    size_t size = 0;
+    CM_REQUIRE(comm_get_window_size(h, &size) == 0) << comm_last_error();
+    const uint64_t segment = size + ctx->workSpaceSize;
+    for (int r = 0; r < n; ++r)
+      CM_REQUIRE(ctx->windowsIn[r] == ctx->windowsIn[0] + static_cast<uint64_t>(r) * segment) << "rank " << r;
+    std::ifstream maps("/proc/self/maps");
+    size_t mappings = 0;
+    for (std::string line; std::getline(maps, line);) {
+      unsigned long long lo = 0, hi = 0;
+      if (std::sscanf(line.c_str(), "%llx-%llx", &lo, &hi) == 2 && lo <= ctx->windowsIn[0] && ctx->windowsIn[0] < hi) {
+        ++mappings;
+        CM_REQUIRE(hi - ctx->windowsIn[0] >= static_cast<uint64_t>(n) * segment) << line;
+      }
+    }
+    CM_REQUIRE(mappings == 1) << "the windows are not in one mapping";
+    int fd = -2;
+    uint64_t offset = 1;
+    CM_REQUIRE(t->window_file(h, &fd, &offset) == CHIPMESH_SUCCESS) << t->last_error();
+    CM_REQUIRE(fd >= 0 && offset == static_cast<uint64_t>(rank) * segment) << "fd " << fd << " offset " << offset;
+    int plain = -2;
+    CM_REQUIRE(t->window_fd(h, &plain) == CHIPMESH_SUCCESS) << t->last_error();
+    CM_REQUIRE(plain == (rank == 0 ? fd : -1)) << "window_fd " << plain << " on rank " << rank;
     must_barrier(h);
     must_destroy(h);
   });
@@ -155,8 +195,9 @@ TEST(SimComm, SixtyFourRanksUseShortChipmeshNames) {
     unsigned pid = 0;
     if (std::sscanf(name.c_str(), "/chipmesh_%8x_", &pid) == 1 && ranks.count(pid)) ours.insert(name);
   }
-  // One control segment and one window per rank.
-  EXPECT_EQ(ours.size(), static_cast<size_t>(n + 1));
+  // One control segment and one object for every rank's window (2 names,
+  // not n + 1: each rank opens and maps one object, not n).
+  EXPECT_EQ(ours.size(), 2u);
   for (const auto& name : ours) EXPECT_LE(name.size(), 31u) << name;
   EXPECT_TRUE(scratch.entries().empty());
 }
