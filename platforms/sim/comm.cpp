@@ -164,8 +164,10 @@ void SimComm::unlink_all_names() noexcept {
     for (int r = 0; r < nranks_; ++r) {
       int32_t pid = ctrl_->slots[r].pid.load(std::memory_order_acquire);
       if (pid != 0) shm_unlink(window_shm_name(pid, token_, r).c_str());
-      if (pid != 0 && r == 0) shm_unlink(segment_shm_name(pid, token_).c_str());
     }
+    // Rank 0's object of every window, when no rank adopted one.
+    if (int32_t root = ctrl_->slots[0].pid.load(std::memory_order_acquire))
+      shm_unlink(segment_shm_name(root, token_).c_str());
   }
   remove_rootinfo_if_ours();
   forget_names();

@@ -82,6 +82,43 @@ void check_adopted(int fd, const std::string& name, size_t actual) {
   throw DeviceError("comm_alloc_windows: cannot use the adopted window file " + name + ": " + why);
 }
 
+// Sizes the object `fd` (described by `what`, e.g. "window /chipmesh_..")
+// to `bytes` once the job's windows fit /dev/shm; on failure closes it,
+// removes the name `unlink_name` (a new object's; "" for an adopted file)
+// and throws. `parts` says what the bytes are, for the message.
+void size_object(int fd, const std::string& what, const std::string& unlink_name, size_t bytes,
+                 const std::string& parts, size_t segment, int nranks, size_t window, size_t scratch) {
+  try {
+    check_free_space(fd, what, segment, nranks, window, scratch);
+  } catch (...) {
+    ::close(fd);
+    if (!unlink_name.empty()) shm_unlink(unlink_name.c_str());
+    throw;
+  }
+  if (ftruncate(fd, static_cast<off_t>(bytes)) == 0) return;
+  const int err = errno;
+  ::close(fd);
+  if (!unlink_name.empty()) shm_unlink(unlink_name.c_str());
+  throw DeviceError("comm_alloc_windows: cannot allocate " + what + " of " + std::to_string(bytes) + " bytes " +
+                    parts + " in /dev/shm: " + errno_text(err));
+}
+
+// Opens a peer's object `path` (a /dev/shm name, or a /proc/<pid>/fd/<n>
+// path when `by_proc`) and checks that this user owns it and that it holds
+// `bytes`; CommError naming `what` otherwise.
+int open_checked(const std::string& path, bool by_proc, size_t bytes, const std::string& what) {
+  const int fd = by_proc ? ::open(path.c_str(), O_RDWR | O_CLOEXEC) : shm_open(path.c_str(), O_RDWR | O_CLOEXEC, 0);
+  if (fd < 0) throw CommError("comm_alloc_windows: cannot open " + what + ": " + errno_text(errno));
+  struct stat st{};
+  if (fstat(fd, &st) != 0 || st.st_uid != geteuid() || st.st_size != static_cast<off_t>(bytes)) {
+    ::close(fd);
+    throw CommError("comm_alloc_windows: " + what + " has size " + std::to_string(st.st_size) + " or owner uid " +
+                    std::to_string(st.st_uid) + ", expected " + std::to_string(bytes) + " bytes owned by uid " +
+                    std::to_string(geteuid()));
+  }
+  return fd;
+}
+
 }  // namespace
 
 void SimComm::adopt_window(int fd) {
@@ -109,24 +146,11 @@ void SimComm::map_own_objects(size_t actual, size_t scratch, size_t segment) {
     fd = shm_open(my_name.c_str(), O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0600);
     if (fd < 0) throw DeviceError("comm_alloc_windows: cannot create window " + my_name + ": " + errno_text(errno));
   }
-  int err = 0;
-  try {
-    check_free_space(fd, my_name, segment, nranks_, actual, scratch);
-  } catch (...) {
-    ::close(fd);
-    if (!adopted) shm_unlink(my_name.c_str());
-    throw;
-  }
-  if (ftruncate(fd, static_cast<off_t>(segment)) != 0) err = errno;
-  if (err != 0) {
-    ::close(fd);
-    if (!adopted) shm_unlink(my_name.c_str());
-    throw DeviceError("comm_alloc_windows: cannot allocate window " + my_name + " of " + std::to_string(segment) +
-                      " bytes (window " + std::to_string(actual) + " + scratch " + std::to_string(scratch) +
-                      ") in /dev/shm: " + errno_text(err));
-  }
+  size_object(fd, "window " + my_name, adopted ? "" : my_name, segment,
+              "(window " + std::to_string(actual) + " + scratch " + std::to_string(scratch) + ")", segment, nranks_,
+              actual, scratch);
   void* mine_map = map_window(fd, segment);
-  err = errno;
+  int err = errno;
   if (mine_map == MAP_FAILED) {
     ::close(fd);
     throw DeviceError("comm_alloc_windows: cannot map window " + my_name + " (" + std::to_string(segment) +
@@ -143,16 +167,7 @@ void SimComm::map_own_objects(size_t actual, size_t scratch, size_t segment) {
     const int32_t pid = ctrl_->slots[r].pid.load(std::memory_order_acquire);
     const int32_t peer_fd = ctrl_->slots[r].adopted_window_fd;
     const std::string name = peer_fd >= 0 ? adopted_name(pid, peer_fd) : window_shm_name(pid, token_, r);
-    int pfd = peer_fd >= 0 ? ::open(name.c_str(), O_RDWR | O_CLOEXEC) : shm_open(name.c_str(), O_RDWR | O_CLOEXEC, 0);
-    if (pfd < 0) throw CommError("comm_alloc_windows: cannot open rank " + std::to_string(r) + "'s window " + name +
-                                 ": " + errno_text(errno));
-    struct stat st;
-    if (fstat(pfd, &st) != 0 || st.st_uid != geteuid() || st.st_size != static_cast<off_t>(segment)) {
-      ::close(pfd);
-      throw CommError("comm_alloc_windows: rank " + std::to_string(r) + "'s window " + name + " has size " +
-                      std::to_string(st.st_size) + " or owner uid " + std::to_string(st.st_uid) +
-                      ", expected " + std::to_string(segment) + " bytes owned by uid " + std::to_string(geteuid()));
-    }
+    const int pfd = open_checked(name, peer_fd >= 0, segment, "rank " + std::to_string(r) + "'s window " + name);
     void* map = map_window(pfd, segment);
     err = errno;
     ::close(pfd);
@@ -186,37 +201,14 @@ void SimComm::map_one_object(size_t actual, size_t scratch, size_t segment) {
     remember_name(names::Kind::Shm, name);
     fd = shm_open(name.c_str(), O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0600);
     if (fd < 0) throw DeviceError("comm_alloc_windows: cannot create the windows' object " + name + ": " + errno_text(errno));
-    try {
-      check_free_space(fd, name, segment, nranks_, actual, scratch);
-    } catch (...) {
-      ::close(fd);
-      shm_unlink(name.c_str());
-      throw;
-    }
-    if (ftruncate(fd, static_cast<off_t>(total)) != 0) {
-      const int err = errno;
-      ::close(fd);
-      shm_unlink(name.c_str());
-      throw DeviceError("comm_alloc_windows: cannot allocate the windows' object " + name + " of " +
-                        std::to_string(total) + " bytes (" + std::to_string(nranks_) + " x (window " +
-                        std::to_string(actual) + " + scratch " + std::to_string(scratch) + ")) in /dev/shm: " +
-                        errno_text(err));
-    }
-    window_fd_ = fd;
+    size_object(fd, "the windows' object " + name, name, total,
+                "(" + std::to_string(nranks_) + " x (window " + std::to_string(actual) + " + scratch " +
+                    std::to_string(scratch) + "))",
+                segment, nranks_, actual, scratch);
   }
   collective_barrier("comm_alloc_windows (waiting for the windows' object to exist)");
-  if (rank_ != 0) {
-    fd = shm_open(name.c_str(), O_RDWR | O_CLOEXEC, 0);
-    if (fd < 0)
-      throw CommError("comm_alloc_windows: cannot open the windows' object " + name + " that rank 0 made: " +
-                      errno_text(errno));
-    window_fd_ = fd;  // closed by unmap_all from here on
-    struct stat st;
-    if (fstat(fd, &st) != 0 || st.st_uid != geteuid() || st.st_size != static_cast<off_t>(total))
-      throw CommError("comm_alloc_windows: the windows' object " + name + " has size " + std::to_string(st.st_size) +
-                      " or owner uid " + std::to_string(st.st_uid) + ", expected " + std::to_string(total) +
-                      " bytes owned by uid " + std::to_string(geteuid()));
-  }
+  if (rank_ != 0) fd = open_checked(name, false, total, "the windows' object " + name + " (made by rank 0)");
+  window_fd_ = fd;  // kept for window_file(); closed by unmap_all
   void* map = map_window(fd, total);
   if (map == MAP_FAILED)
     throw DeviceError("comm_alloc_windows: cannot map the windows' object " + name + " (" + std::to_string(total) +

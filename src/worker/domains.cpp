@@ -12,6 +12,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "chipmesh/worker.h"
@@ -210,8 +211,7 @@ CommDomain Worker::Impl::allocate_local_domain(const std::string& name, const st
       },
       nullptr);
   std::vector<uint64_t> handles(n, 0);
-  std::vector<int32_t> lent(n, worker::kNoWindowFd);
-  std::vector<uint64_t> lent_offset(n, 0);
+  std::vector<std::pair<int32_t, uint64_t>> lent(n, {worker::kNoWindowFd, 0});  // fd, offset in its file
   std::optional<ChipError> failure;
   int dead_member = -1;
   auto s = std::make_shared<CommDomain::State>();
@@ -230,8 +230,7 @@ CommDomain Worker::Impl::allocate_local_domain(const std::string& name, const st
       continue;
     }
     handles[r] = cd.handle;
-    lent[r] = cd.window_fd;
-    lent_offset[r] = cd.window_offset;
+    lent[r] = {cd.window_fd, cd.window_offset};
     DomainContext ctx{c, static_cast<int>(r), static_cast<int>(n), cd.device_ctx, cd.local_window_base,
                       cd.actual_window_size, {}};
     for (size_t b = 0; b < buffers.size(); ++b) ctx.buffer_ptrs[buffers[b].name] = cd.local_window_base + offsets[b];
@@ -263,7 +262,7 @@ CommDomain Worker::Impl::allocate_local_domain(const std::string& name, const st
   for (size_t r = 0; r < n; ++r) {
     const DomainContext& ctx = s->contexts.at(members[r]);
     m.windows.add(static_cast<size_t>(members[r]), ctx.local_window_base, ctx.actual_window_size,
-                  m.watcher->pidfd(static_cast<size_t>(members[r])), lent[r], lent_offset[r]);
+                  m.watcher->pidfd(static_cast<size_t>(members[r])), lent[r].first, lent[r].second);
   }
   CHIPMESH_INFO(WORKER, "allocated domain '%s' (allocation %llu) over %zu chips, window %zu bytes", name.c_str(),
                 static_cast<unsigned long long>(s->allocation_id), n, window_size);
