@@ -122,8 +122,13 @@ class ChipServer {
       s.cpu.store(me, std::memory_order_relaxed);
       return a_.header->parent_cpu.load(std::memory_order_relaxed) == me;
     };
+    // Stacked on the parent's CPU while the chips of this run() and the
+    // parent fit the cores: the chip moves, never the user's thread (futex.h).
+    auto move_off = [&] {
+      if (a_.header->run_chips.load(std::memory_order_relaxed) + 1 <= futex::cores()) futex::move_off_this_cpu();
+    };
     if (futex::spin_then_yield([&] { return s.req_seq.load(std::memory_order_acquire) != seq; }, a_.num_chips + 1,
-                               parent_here))
+                               parent_here, move_off))
       return;
     while (s.req_seq.load(std::memory_order_acquire) == seq) {
       s.chip_sleeping.store(1, std::memory_order_seq_cst);

@@ -38,18 +38,28 @@ void wake(const std::atomic<uint32_t>* word, int count) {
   syscall(SYS_futex, address(word), FUTEX_WAKE, count, nullptr, nullptr, 0);
 }
 
-namespace {
 int cores() {
   static const int n = std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
   return n;
 }
-}  // namespace
 
 int spin_budget(int participants) { return participants > cores() ? 64 : 2048; }
 
 int yield_budget(int participants) { return participants > cores() ? 32 : 64; }
 
 void yield_cpu() { sched_yield(); }
+
+bool move_off_this_cpu() {
+  cpu_set_t allowed;
+  if (sched_getaffinity(0, sizeof allowed, &allowed) != 0) return false;
+  const int cpu = sched_getcpu();
+  if (cpu < 0 || CPU_COUNT(&allowed) < 2 || !CPU_ISSET(cpu, &allowed)) return false;
+  cpu_set_t others = allowed;
+  CPU_CLR(cpu, &others);
+  if (sched_setaffinity(0, sizeof others, &others) != 0) return false;
+  sched_setaffinity(0, sizeof allowed, &allowed);
+  return true;
+}
 
 int current_cpu() { return sched_getcpu(); }
 

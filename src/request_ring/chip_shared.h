@@ -121,6 +121,10 @@ struct alignas(64) SharedHeader {
   std::atomic<uint32_t> events;           // bumped on every completion/publish/death
   std::atomic<uint32_t> parent_sleeping;  // parent is (about to be) in futex_wait
   alignas(64) std::atomic<int32_t> parent_cpu;  // the CPU the parent last waited on, for the chips' spins
+  // How many chips the current run() has given work so far: a chip found
+  // stacked on the parent's CPU moves only when they and the parent fit the
+  // cores (futex::spin_then_yield's unstack).
+  std::atomic<int32_t> run_chips;
   alignas(64) OwnedDir owned_dirs[kMaxOwnedDirs];
 };
 

@@ -121,6 +121,8 @@ void Worker::run(const std::function<void(Orchestrator&)>& orch) {
   impl_->check_interrupted("run");
   for (auto* c : impl_->chips) c->abort.store(0, std::memory_order_release);
   impl_->pending_error.reset();
+  ++impl_->run_gen;
+  impl_->header->run_chips.store(0, std::memory_order_relaxed);
   knobs::test_pause_point("run");
   Orchestrator o(*this);
   try {

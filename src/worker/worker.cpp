@@ -103,6 +103,7 @@ void Worker::Impl::map_region(uint64_t arena_bytes) {
   }
   header = static_cast<worker::SharedHeader*>(region);
   header->parent_cpu.store(-1, std::memory_order_relaxed);  // nobody seen anywhere yet
+  header->run_chips.store(0, std::memory_order_relaxed);
   for (size_t i = 0; i < n(); ++i) {
     chips.push_back(reinterpret_cast<ChipShared*>(static_cast<char*>(region) + kHeaderBytes + i * sizeof(ChipShared)));
     chips.back()->cpu.store(-1, std::memory_order_relaxed);
@@ -111,6 +112,7 @@ void Worker::Impl::map_region(uint64_t arena_bytes) {
   }
   next_req.assign(n(), 0);
   inspected.assign(n(), 0);
+  worked_in_run.assign(n(), 0);
   arenas = std::make_unique<worker::HostArenas>(n(), arena_bytes);
 }
 

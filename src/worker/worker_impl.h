@@ -48,6 +48,10 @@ struct Worker::Impl {
   void* region = nullptr;
   size_t region_bytes = 0;
   worker::SharedHeader* header = nullptr;
+  // The chips given work in this run() (header->run_chips): run_gen of the
+  // run that last gave each work.
+  uint32_t run_gen = 0;
+  std::vector<uint32_t> worked_in_run;
   std::vector<worker::ChipShared*> chips;
   std::vector<pid_t> pids;
   // The chips' pids for interrupt(), which may run on another thread while

@@ -118,6 +118,10 @@ Entry& Worker::Impl::acquire_entry(size_t chip) {
 
 uint32_t Worker::Impl::commit(size_t chip) {
   worker::ChipShared& c = *chips[chip];
+  if (worked_in_run[chip] != run_gen) {
+    worked_in_run[chip] = run_gen;
+    header->run_chips.fetch_add(1, std::memory_order_relaxed);
+  }
   const uint32_t seq = next_req[chip]++;
   c.req_seq.store(next_req[chip], std::memory_order_seq_cst);
   if (c.chip_sleeping.load(std::memory_order_seq_cst) != 0) futex::wake(&c.req_seq);
