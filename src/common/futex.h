@@ -31,8 +31,8 @@ bool move_off_this_cpu();
 // The CPUs online (cached).
 int cores();
 
-// How many times a waiter with a core of its own finds the one it waits for
-// on its CPU before it calls unstack() (see spin_then_yield).
+// How many times a waiter finds the one it waits for on its CPU, over waits
+// in a row, before it calls unstack() (see spin_then_yield).
 inline constexpr int kStackedLooks = 64;
 
 // The CPU the calling thread runs on now (glibc reads it from rseq: a few
