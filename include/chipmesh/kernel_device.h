@@ -223,10 +223,24 @@ inline int barrier(const chipmesh_kernel_args* args) {
   uint32_t seq = local->value.load(std::memory_order_relaxed) + 1;
   local->value.store(seq, std::memory_order_relaxed);
   BarrierLine* mine = barrier_line(ctx, static_cast<int>(ctx->rankId));
-  mine->cpu.store(sched_getcpu() + 1, std::memory_order_relaxed);
+  const int32_t here = sched_getcpu() + 1;
+  mine->cpu.store(here, std::memory_order_relaxed);
   flag_set(&mine->arrivals, seq);
+  // Ranks last seen on this CPU first: waiting on them yields the core to
+  // them at once, while a spin on a rank elsewhere would keep them off it.
+  // The first pass records whom it waited for (a peer's CPU may change
+  // between the passes); the second waits for everyone else.
+  static_assert(CHIPMESH_MAX_RANKS <= 64, "one bit per rank");
+  uint64_t waited = 0;
   for (uint32_t r = 0; r < ctx->rankNum; ++r) {
     if (r == ctx->rankId) continue;
+    BarrierLine* peer = barrier_line(ctx, static_cast<int>(r));
+    if (peer->cpu.load(std::memory_order_relaxed) != here) continue;
+    if (int rc = flag_wait_ge(args, &peer->arrivals, seq, &peer->cpu)) return rc;
+    waited |= uint64_t{1} << r;
+  }
+  for (uint32_t r = 0; r < ctx->rankNum; ++r) {
+    if (r == ctx->rankId || (waited >> r & 1)) continue;
     BarrierLine* peer = barrier_line(ctx, static_cast<int>(r));
     if (int rc = flag_wait_ge(args, &peer->arrivals, seq, &peer->cpu)) return rc;
   }
