@@ -231,18 +231,14 @@ inline int barrier(const chipmesh_kernel_args* args) {
   // The first pass records whom it waited for (a peer's CPU may change
   // between the passes); the second waits for everyone else.
   static_assert(CHIPMESH_MAX_RANKS <= 64, "one bit per rank");
-  uint64_t waited = 0;
-  for (uint32_t r = 0; r < ctx->rankNum; ++r) {
-    if (r == ctx->rankId) continue;
-    BarrierLine* peer = barrier_line(ctx, static_cast<int>(r));
-    if (peer->cpu.load(std::memory_order_relaxed) != here) continue;
-    if (int rc = flag_wait_ge(args, &peer->arrivals, seq, &peer->cpu)) return rc;
-    waited |= uint64_t{1} << r;
-  }
-  for (uint32_t r = 0; r < ctx->rankNum; ++r) {
-    if (r == ctx->rankId || (waited >> r & 1)) continue;
-    BarrierLine* peer = barrier_line(ctx, static_cast<int>(r));
-    if (int rc = flag_wait_ge(args, &peer->arrivals, seq, &peer->cpu)) return rc;
+  uint64_t waited = uint64_t{1} << ctx->rankId;
+  for (int pass = 0; pass < 2; ++pass) {
+    for (uint32_t r = 0; r < ctx->rankNum; ++r) {
+      BarrierLine* peer = barrier_line(ctx, static_cast<int>(r));
+      if ((waited >> r & 1) || (pass == 0 && peer->cpu.load(std::memory_order_relaxed) != here)) continue;
+      if (int rc = flag_wait_ge(args, &peer->arrivals, seq, &peer->cpu)) return rc;
+      waited |= uint64_t{1} << r;
+    }
   }
   return 0;
 }

@@ -52,7 +52,7 @@ void yield_cpu() { sched_yield(); }
 bool move_off_this_cpu() {
   cpu_set_t allowed;
   if (sched_getaffinity(0, sizeof allowed, &allowed) != 0) return false;
-  const int cpu = sched_getcpu();
+  const int cpu = current_cpu();
   if (cpu < 0 || CPU_COUNT(&allowed) < 2 || !CPU_ISSET(cpu, &allowed)) return false;
   cpu_set_t others = allowed;
   CPU_CLR(cpu, &others);

@@ -55,6 +55,11 @@ Info info(pid_t pid) {
     if (p) ++p;
   }
   out.start_time = p ? std::strtoull(p, nullptr, 10) : 0;
+  for (int field = 22; field < 39 && p; ++field) {
+    p = std::strchr(p, ' ');
+    if (p) ++p;
+  }
+  if (p) out.last_cpu = static_cast<int>(std::strtol(p, nullptr, 10));
   return out;
 }
 

@@ -22,9 +22,11 @@ struct Info {
   State state = State::Gone;
   uint64_t start_time = 0;  // /proc/<pid>/stat field 22 (clock ticks since boot); 0: unknown
   bool stopped = false;     // state 'T': stopped by a signal (SIGSTOP, SIGTSTP); not 't' (a tracer's stop)
+  int last_cpu = -1;        // field 39: the CPU it last ran on; -1: unknown
 };
 
-// The one /proc/<pid>/stat parser: state (field 3) and start time (field 22).
+// The one /proc/<pid>/stat parser: state (field 3), start time (field 22)
+// and last CPU (field 39).
 // A process whose stat cannot be read for another reason than "no such
 // process" (EACCES under a hardened /proc) counts as Alive with an unknown
 // start time, so that nobody removes what a live process may still own.

@@ -120,7 +120,8 @@ uint32_t Worker::Impl::commit(size_t chip) {
   worker::ChipShared& c = *chips[chip];
   if (worked_in_run[chip] != run_gen) {
     worked_in_run[chip] = run_gen;
-    header->run_chips.fetch_add(1, std::memory_order_relaxed);
+    // The parent is the only writer: a plain store, no locked add on the dispatch path.
+    header->run_chips.store(header->run_chips.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   }
   const uint32_t seq = next_req[chip]++;
   c.req_seq.store(next_req[chip], std::memory_order_seq_cst);

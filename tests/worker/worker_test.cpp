@@ -8,9 +8,7 @@
 
 #include <chrono>
 #include <cstring>
-#include <fstream>
 #include <random>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -19,6 +17,7 @@
 #include "chipmesh/errors.h"
 #include "chipmesh/shared_memory.h"
 #include "chipmesh/worker.h"
+#include "common/process.h"
 #include "support/leak_check.h"
 #include "worker/worker_support.h"
 
@@ -318,17 +317,6 @@ TEST(Worker, SixteenChipsOnTwoCoresDispatchWithoutLivelock) {
   w.close();
 }
 
-// The CPU a process last ran on (/proc/<pid>/stat, field 39).
-int last_cpu(pid_t pid) {
-  std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
-  std::string stat;
-  std::getline(f, stat);
-  std::istringstream rest(stat.substr(stat.rfind(')') + 2));  // fields 3..
-  std::string field;
-  for (int i = 3; i <= 39; ++i) rest >> field;
-  return std::stoi(field);
-}
-
 // A chip and the parent that took turns on one core while another stayed
 // free kept doing so for seconds (round trips of 6 us instead of 0.4 us on
 // the AMD EPYC VM): the chip must move itself off the parent's core.
@@ -354,6 +342,7 @@ TEST(Worker, AChipStackedOnTheParentsCoreMovesOffIt) {
   const pid_t chip = w.chip_pid(0);
   ASSERT_EQ(sched_setaffinity(chip, sizeof allowed, &allowed), 0);
   ASSERT_EQ(sched_setaffinity(0, sizeof allowed, &allowed), 0);
+  auto last_cpu = [](pid_t pid) { return process::info(pid).last_cpu; };
   auto stacked = [&] { return last_cpu(chip) == sched_getcpu(); };
   // The chip moves after 64 stacked round trips. Left alone (the move
   // disabled), the scheduler parted the two only after 10-40 ms here,
