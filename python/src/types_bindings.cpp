@@ -246,11 +246,11 @@ void register_types(py::module_& m) {
            "Checks the whole config as bootstrap_context's first step does; ConfigError naming the problem.")
       .def("__repr__", [](const ChipBootstrapConfig& c) {
         std::string s = "ChipBootstrapConfig(comm=" + (c.comm ? repr(*c.comm) : std::string("None")) + ", buffers=[";
-        for (size_t i = 0; i < c.buffers.size(); ++i) s += (i ? ", " : "") + repr(c.buffers[i]);
+        for (size_t i = 0; i < c.buffers.size(); ++i) s.append(i ? ", " : "").append(repr(c.buffers[i]));
         s += "], host_inputs=[";
-        for (size_t i = 0; i < c.host_inputs.size(); ++i) s += (i ? ", " : "") + repr(c.host_inputs[i]);
+        for (size_t i = 0; i < c.host_inputs.size(); ++i) s.append(i ? ", " : "").append(repr(c.host_inputs[i]));
         s += "], host_outputs=[";
-        for (size_t i = 0; i < c.host_outputs.size(); ++i) s += (i ? ", " : "") + repr(c.host_outputs[i]);
+        for (size_t i = 0; i < c.host_outputs.size(); ++i) s.append(i ? ", " : "").append(repr(c.host_outputs[i]));
         return s + "])";
       });
 

@@ -102,7 +102,12 @@ void finalize_at_exit() {
   int finalized = 0;
   MPI_Finalized(&finalized);
   if (finalized) return;
-  if (broken.load()) MPI_Abort(MPI_COMM_WORLD, 1);
+  if (broken.load()) {
+    // exit() flushes stdio only after its handlers; MPI_Abort never returns,
+    // so flush here or the program's last buffered output is lost.
+    std::fflush(nullptr);
+    MPI_Abort(MPI_COMM_WORLD, 1);
+  }
   MPI_Finalize();
 }
 

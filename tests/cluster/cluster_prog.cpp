@@ -33,7 +33,9 @@
 //                          allreduce must fail with a CommError after
 //                          CHIPMESH_COMM_TIMEOUT_S (the test sets 2) saying
 //                          not every host arrived; chipmesh then aborts the
-//                          MPI job at exit, which ends host 1 too
+//                          MPI job at exit, which ends host 1 too; the
+//                          survivors print OK and meet in
+//                          $CHIPMESH_TEST_MEET_DIR before they exit
 //   cluster_prog badargs   host 1 passes an allgather a count its buffers
 //                          cannot hold: ConfigError there, CommError naming
 //                          host 1 elsewhere; then an allreduce works everywhere
@@ -65,6 +67,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "chipmesh/half.h"
@@ -532,6 +535,28 @@ void host_stops() {
            "message: " + m);
     expect(s < 10, "took " + std::to_string(s) + " s");
   }
+  // The first survivor to exit aborts the job (chipmesh's exit handler after
+  // a missed deadline), and mpirun then ends the others wherever they are.
+  // So each survivor reports first and exits only once every survivor has:
+  // they meet through files in a directory the test names, as host 1 is
+  // stopped and no MPI call can complete.
+  std::printf("host %d: OK\n", g_rank);
+  std::fflush(stdout);
+  const char* meet = std::getenv("CHIPMESH_TEST_MEET_DIR");
+  expect(meet != nullptr, "CHIPMESH_TEST_MEET_DIR is not set");
+  std::FILE* f = std::fopen((fs::path(meet) / ("host" + std::to_string(g_rank))).c_str(), "w");
+  expect(f != nullptr, std::string("cannot create a file in ") + meet);
+  std::fclose(f);
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  for (int h = 0; h < w.num_hosts(); ++h) {
+    if (h == 1) continue;
+    const fs::path other = fs::path(meet) / ("host" + std::to_string(h));
+    while (!fs::exists(other)) {
+      expect(std::chrono::steady_clock::now() < until, "host " + std::to_string(h) + " never reported");
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+  }
+  std::exit(0);
 }
 
 // Host 1 fails its own argument check; every host must learn it in the same
