@@ -190,8 +190,9 @@ TEST_F(DomainsTest, NoRendezvousDirectoryOutlivesItsRendezvous) {
 // tmpfs: no filesystem journal in the rendezvous.
 TEST_F(DomainsTest, RendezvousDirectoriesGoWhereTheKnobSays) {
   struct statfs fs{};
-  if (::statfs("/dev/shm", &fs) == 0 && fs.f_type == TMPFS_MAGIC && ::access("/dev/shm", W_OK | X_OK) == 0)
+  if (::statfs("/dev/shm", &fs) == 0 && fs.f_type == TMPFS_MAGIC && ::access("/dev/shm", W_OK | X_OK) == 0) {
     EXPECT_EQ(worker::private_dir_base(), "/dev/shm");
+  }
   struct Restore {
     ~Restore() { knobs::reload(); }
   } restore;
