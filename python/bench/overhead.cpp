@@ -39,7 +39,7 @@ int main(int argc, char** argv) {
   }
   auto list = [](const std::vector<double>& v) {
     std::string s = "[";
-    for (size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + std::to_string(v[i]);
+    for (size_t i = 0; i < v.size(); ++i) s.append(i ? ", " : "").append(std::to_string(v[i]));
     return s + "]";
   };
   std::printf("{\"chips\": %d, \"init_ms\": %s, \"empty_run_us\": %s}\n", chips, list(init_ms).c_str(),

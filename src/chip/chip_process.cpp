@@ -106,9 +106,9 @@ class ChipServer {
       s.cpu.store(futex::current_cpu(), std::memory_order_relaxed);  // where the parent's wait should not spin
       Entry& e = s.entries[seq % kRingDepth];
       bool shutdown = e.op == Op::Shutdown;
-      handle(e, s.chunks[seq % kRingDepth]);
+      handle(e, s.chunks[seq % kChunkSlots]);
       s.done_seq.store(seq + 1, std::memory_order_release);
-      notify_parent(a_.header);
+      notify_parent(a_.header, s, seq + 1, e.status != 0 || shutdown);
       if (shutdown) _exit(e.status == 0 ? 0 : 1);
     }
   }
@@ -311,6 +311,13 @@ bool attach_arena(const ChipProcessArgs& a, ChipWorker& w) {
 void notify_parent(SharedHeader* h) {
   h->events.fetch_add(1, std::memory_order_seq_cst);
   if (h->parent_sleeping.load(std::memory_order_seq_cst) != 0) futex::wake(&h->events);
+}
+
+void notify_parent(SharedHeader* h, const ChipShared& s, uint32_t done, bool always) {
+  h->events.fetch_add(1, std::memory_order_seq_cst);
+  if (h->parent_sleeping.load(std::memory_order_seq_cst) == 0) return;
+  if (always || static_cast<int32_t>(done - s.wake_parent_at.load(std::memory_order_seq_cst)) >= 0)
+    futex::wake(&h->events);
 }
 
 void run_chip_process(const ChipProcessArgs& a) {

@@ -20,10 +20,15 @@
 
 namespace chipmesh::worker {
 
-// 16 x 256 KiB: even a 1 MiB copy is a 4-stage pipeline in which the
-// parent's and the chip's memcpy overlap.
-inline constexpr uint32_t kRingDepth = 16;
+// 128 entries: a stream of small tasks (an allreduce per entry) runs far
+// ahead of the parent, which then leaves the cores to the chips instead of
+// waiting for room after every completion. 16 chunks of 256 KiB, used by
+// copies (entry seq uses chunk seq % kChunkSlots): even a 1 MiB copy is a
+// 4-stage pipeline in which the parent's and the chip's memcpy overlap.
+inline constexpr uint32_t kRingDepth = 128;
+inline constexpr uint32_t kChunkSlots = 16;
 inline constexpr size_t kChunkBytes = size_t{256} << 10;
+static_assert(kRingDepth % kChunkSlots == 0, "seq % kChunkSlots stays consistent across the wrap of seq");
 inline constexpr size_t kMaxTaskTensors = 16;
 inline constexpr size_t kMaxTaskScalars = 32;
 inline constexpr size_t kMaxLibraryPath = 1024;
@@ -91,6 +96,10 @@ struct alignas(4096) ChipShared {
   alignas(64) std::atomic<uint32_t> req_seq;       // parent -> chip (chip sleeps on it)
   std::atomic<uint32_t> chip_sleeping;
   alignas(64) std::atomic<uint32_t> done_seq;      // chip -> parent
+  // The done_seq from which a completion wakes a sleeping parent (set by
+  // the parent before it sleeps; a failure wakes it regardless): a parent
+  // waiting for a whole stream is not woken by each of its completions.
+  std::atomic<uint32_t> wake_parent_at;
   alignas(64) std::atomic<uint32_t> abort;         // parent -> running kernels
   // The CPU the chip last ran on (futex::current_cpu), for the parent's
   // spin: a waiter never spins on the core of the process it waits for.
@@ -102,7 +111,7 @@ struct alignas(4096) ChipShared {
   std::atomic<int32_t> window_fd;
   std::atomic<uint64_t> window_offset;
   Entry entries[kRingDepth];
-  alignas(4096) unsigned char chunks[kRingDepth][kChunkBytes];
+  alignas(4096) unsigned char chunks[kChunkSlots][kChunkBytes];
 };
 
 // A directory the job owns (a rootinfo directory the Worker made), listed
@@ -131,5 +140,8 @@ struct alignas(64) SharedHeader {
 // Bumps `events` and wakes the parent if it sleeps (Dekker pairing with
 // the parent's parent_sleeping store before it re-reads events).
 void notify_parent(SharedHeader* h);
+// After chip `s` published done_seq = `done`: the same, but a sleeping
+// parent is woken only when `done` reaches s.wake_parent_at or `always`.
+void notify_parent(SharedHeader* h, const ChipShared& s, uint32_t done, bool always);
 
 }  // namespace chipmesh::worker

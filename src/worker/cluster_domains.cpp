@@ -23,11 +23,12 @@ namespace {
 std::string describe_call(const std::string& name, const std::vector<int>& members, size_t window_size,
                           const std::vector<ChipBufferSpec>& buffers) {
   std::string s = "name '" + name + "', chips {";
-  for (size_t i = 0; i < members.size(); ++i) s += (i ? "," : "") + std::to_string(members[i]);
+  // append(): GCC 12 warns (-Wrestrict, a false positive) on const char* + string.
+  for (size_t i = 0; i < members.size(); ++i) s.append(i ? "," : "").append(std::to_string(members[i]));
   s += "}, window_size " + std::to_string(window_size) + ", buffers {";
   for (size_t i = 0; i < buffers.size(); ++i)
-    s += (i ? "," : "") + buffers[i].name + ":" + std::string(dtype_name(buffers[i].dtype)) + "x" +
-         std::to_string(buffers[i].count);
+    s.append(i ? "," : "").append(buffers[i].name + ":" + std::string(dtype_name(buffers[i].dtype)) + "x" +
+                                  std::to_string(buffers[i].count));
   return s + "}";
 }
 

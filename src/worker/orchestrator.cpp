@@ -112,7 +112,11 @@ void Orchestrator::wait() {
         for (size_t c = 0; c < m.n(); ++c) settled = m.inspect(c) && settled;
         return settled;
       },
-      nullptr);
+      nullptr,
+      [&] {  // each chip's last request (or a failure, or a death) wakes the parent
+        for (size_t c = 0; c < m.n(); ++c)
+          m.chips[c]->wake_parent_at.store(m.next_req[c], std::memory_order_seq_cst);
+      });
   m.throw_pending();
 }
 

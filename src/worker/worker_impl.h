@@ -176,10 +176,16 @@ struct Worker::Impl {
   void require_usable(int chip, const char* what) const;
   // Waits (spin, then futex on header->events) until done() or the deadline;
   // returns done()'s last value.
+  // `arm`, called before each sleep, sets the chips' wake_parent_at to the
+  // completions that may make done() true; by default any completion.
   template <typename Pred>
   bool wait_until(Pred&& done, const Deadline* deadline);
-  // A free ring entry of `chip` (inspecting completions on the way).
-  worker::Entry& acquire_entry(size_t chip);
+  template <typename Pred, typename Arm>
+  bool wait_until(Pred&& done, const Deadline* deadline, Arm&& arm);
+  void wake_on_any_completion();
+  // A free ring entry of `chip` (inspecting completions on the way); with
+  // `chunk`, one whose chunk (chunks[seq % kChunkSlots]) is free too.
+  worker::Entry& acquire_entry(size_t chip, bool chunk = false);
   uint32_t commit(size_t chip);  // publishes the acquired entry; returns its seq
   // Waits for completion of `seq` (or the chip's death); inspects.
   void wait_done(size_t chip, uint32_t seq);
@@ -210,6 +216,11 @@ struct Worker::Impl {
 
 template <typename Pred>
 bool Worker::Impl::wait_until(Pred&& done, const Deadline* deadline) {
+  return wait_until(std::forward<Pred>(done), deadline, [this] { wake_on_any_completion(); });
+}
+
+template <typename Pred, typename Arm>
+bool Worker::Impl::wait_until(Pred&& done, const Deadline* deadline, Arm&& arm) {
   // A chip busy on the parent's own CPU gets it at once (futex.h).
   auto busy_chip_here = [&] {
     const int me = futex::current_cpu();
@@ -223,8 +234,9 @@ bool Worker::Impl::wait_until(Pred&& done, const Deadline* deadline) {
     const uint32_t seen = header->events.load(std::memory_order_acquire);
     if (done()) return true;
     if (deadline && deadline->expired()) return false;
-    // Dekker pairing with notify_parent(): either it sees parent_sleeping, or
-    // we see `events` move before sleeping.
+    // Dekker pairing with notify_parent(): either it sees parent_sleeping
+    // (and what arm() set), or we see `events` move before sleeping.
+    arm();
     header->parent_sleeping.store(1, std::memory_order_seq_cst);
     if (header->events.load(std::memory_order_seq_cst) == seen)
       futex::wait(&header->events, seen,

@@ -105,12 +105,24 @@ void Worker::Impl::throw_pending() {
   throw e;
 }
 
-Entry& Worker::Impl::acquire_entry(size_t chip) {
-  auto has_room = [&] {
-    return next_req[chip] - chips[chip]->done_seq.load(std::memory_order_acquire) < kRingDepth ||
-           watcher->dead(chip);
-  };
-  wait_until(has_room, nullptr);
+void Worker::Impl::wake_on_any_completion() {
+  for (auto* c : chips) c->wake_parent_at.store(c->done_seq.load(std::memory_order_relaxed) + 1, std::memory_order_seq_cst);
+}
+
+Entry& Worker::Impl::acquire_entry(size_t chip, bool chunk) {
+  // Entry seq's chunk was last used by seq - kChunkSlots (or earlier): done
+  // once fewer than kChunkSlots requests are in flight.
+  const uint32_t depth = chunk ? worker::kChunkSlots : kRingDepth;
+  auto in_flight = [&] { return next_req[chip] - chips[chip]->done_seq.load(std::memory_order_acquire); };
+  if (in_flight() >= depth) {
+    // A full ring of tasks (a stream): wait until half of it has drained,
+    // so that the parent wakes once per depth / 2 completions, not per one.
+    const uint32_t target = chunk ? depth - 1 : depth - 16;
+    wait_until([&] { return in_flight() <= target || watcher->dead(chip); }, nullptr,
+               [&] {
+                 chips[chip]->wake_parent_at.store(next_req[chip] - target, std::memory_order_seq_cst);
+               });
+  }
   inspect(chip);
   if (watcher->dead(chip)) throw chip_error(chip, "the chip process is gone: " + watcher->cause(chip));
   return chips[chip]->entries[next_req[chip] % kRingDepth];
@@ -135,7 +147,7 @@ void Worker::Impl::wait_done(size_t chip, uint32_t seq) {
         return static_cast<int32_t>(chips[chip]->done_seq.load(std::memory_order_acquire) - (seq + 1)) >= 0 ||
                watcher->dead(chip);
       },
-      nullptr);
+      nullptr, [&] { chips[chip]->wake_parent_at.store(seq + 1, std::memory_order_seq_cst); });
   inspect(chip);
 }
 
@@ -205,8 +217,8 @@ void Worker::copy_to(int chip, uint64_t dst, const void* src, size_t nbytes) {
   // Fill chunk k+1 while the chip drains chunk k.
   for (size_t off = 0; off < nbytes; off += kChunkBytes) {
     const size_t len = std::min(kChunkBytes, nbytes - off);
-    Entry& e = impl_->acquire_entry(chip);
-    std::memcpy(impl_->chips[chip]->chunks[impl_->next_req[chip] % kRingDepth], in + off, len);
+    Entry& e = impl_->acquire_entry(chip, true);
+    std::memcpy(impl_->chips[chip]->chunks[impl_->next_req[chip] % worker::kChunkSlots], in + off, len);
     e.op = Op::CopyTo;
     e.a = dst + off;
     e.b = len;
@@ -235,9 +247,9 @@ void Worker::copy_from(int chip, void* dst, uint64_t src, size_t nbytes) {
   size_t posted = 0;
   while (posted < nbytes || !inflight.empty()) {
     // Keep the ring full: the chip copies chunk k+1 while we drain chunk k.
-    while (posted < nbytes && inflight.size() < kRingDepth) {
+    while (posted < nbytes && inflight.size() < worker::kChunkSlots) {
       const size_t len = std::min(kChunkBytes, nbytes - posted);
-      Entry& e = impl_->acquire_entry(chip);
+      Entry& e = impl_->acquire_entry(chip, true);
       e.op = Op::CopyFrom;
       e.a = src + posted;
       e.b = len;
@@ -251,7 +263,7 @@ void Worker::copy_from(int chip, void* dst, uint64_t src, size_t nbytes) {
       impl_->wait_idle(chip);
       impl_->throw_pending();
     }
-    std::memcpy(out + f.off, impl_->chips[chip]->chunks[f.seq % kRingDepth], f.len);
+    std::memcpy(out + f.off, impl_->chips[chip]->chunks[f.seq % worker::kChunkSlots], f.len);
   }
   impl_->throw_pending();
 }

@@ -18,6 +18,7 @@
 #include "chipmesh/shared_memory.h"
 #include "chipmesh/worker.h"
 #include "common/process.h"
+#include "request_ring/chip_shared.h"
 #include "support/leak_check.h"
 #include "worker/worker_support.h"
 
@@ -299,6 +300,44 @@ TEST(Worker, GroupKernelsMayWaitOnEachOther) {
   w.init();
   for (uint64_t round = 1; round <= 200; ++round)
     w.run([&](Orchestrator& o) { o.submit_group({0, 1}, task("test_ping", {}, {round})); });
+  w.close();
+}
+
+// Runs of several times the ring's depth: the parent waits for room (and
+// sleeps until part of the ring has drained), each chip runs its tasks in
+// submission order, and a failure deep in a stream fails its run.
+TEST(Worker, StreamsLongerThanTheRingRunInOrderAndAFailureDeepInOneFailsItsRun) {
+  WorkerConfig cfg;
+  cfg.device_ids = {0, 1};
+  Worker w(cfg);
+  w.init();
+  const size_t bytes = 100;
+  const uint64_t ptr[2] = {w.malloc(0, bytes), w.malloc(1, bytes)};
+  const int tasks = 3 * static_cast<int>(worker::kRingDepth) + 5;
+  auto value = [](int chip, int k) { return static_cast<uint64_t>((k * (chip ? 7 : 1)) % 251); };
+  w.run([&](Orchestrator& o) {
+    for (int k = 0; k < tasks; ++k)
+      for (int chip = 0; chip < 2; ++chip)
+        o.submit(chip, task("test_fill", {{ptr[chip], DataType::UINT8, {bytes}}}, {value(chip, k)}));
+  });
+  for (int chip = 0; chip < 2; ++chip) {
+    std::vector<unsigned char> out(bytes);
+    w.copy_from(chip, out.data(), ptr[chip], bytes);
+    EXPECT_EQ(out, std::vector<unsigned char>(bytes, static_cast<unsigned char>(value(chip, tasks - 1))))
+        << "chip " << chip;
+  }
+  const int failing = 2 * static_cast<int>(worker::kRingDepth) + 1;
+  const std::string msg = chip_error_of([&] {
+    w.run([&](Orchestrator& o) {
+      for (int k = 0; k < tasks; ++k) o.submit(k % 2, task(k == failing ? "test_fail" : "test_noop"));
+    });
+  });
+  EXPECT_NE(msg.find("chip 1"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("bad input 42"), std::string::npos) << msg;
+  // The worker goes on after the failed run.
+  w.run([&](Orchestrator& o) {
+    for (int k = 0; k < tasks; ++k) o.submit(k % 2, task("test_noop"));
+  });
   w.close();
 }
 
