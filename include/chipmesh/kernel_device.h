@@ -213,6 +213,32 @@ inline BarrierLine* barrier_line(const CommContext* ctx, int rank) {
   return static_cast<BarrierLine*>(peer_scratch(ctx, rank, uint64_t{kBarrierFlag} * CHIPMESH_FLAG_BYTES));
 }
 
+// Barriers in a row that found a lower rank last seen on this CPU before
+// this rank moves itself off it (see barrier()).
+inline constexpr int kStackedBarriers = 64;
+
+namespace detail {
+// The CPUs online (read once).
+inline int online_cpus() {
+  static const int n = static_cast<int>(sysconf(_SC_NPROCESSORS_ONLN));
+  return n;
+}
+
+// Moves the calling process to another CPU of its affinity mask when the
+// mask holds at least `ranks` CPUs: sched_setaffinity without the current
+// CPU (which migrates it), then the whole mask back (which does not).
+inline void move_off_this_cpu(uint32_t ranks) {
+  cpu_set_t allowed;
+  if (sched_getaffinity(0, sizeof allowed, &allowed) != 0) return;
+  const int cpu = sched_getcpu();
+  if (cpu < 0 || static_cast<uint32_t>(CPU_COUNT(&allowed)) < ranks || !CPU_ISSET(cpu, &allowed)) return;
+  cpu_set_t others = allowed;
+  CPU_CLR(cpu, &others);
+  if (sched_setaffinity(0, sizeof others, &others) != 0) return;
+  sched_setaffinity(0, sizeof allowed, &allowed);
+}
+}  // namespace detail
+
 // All ranks of the communicator; every rank must call it the same number of
 // times. Returns 0 or the status of the failed wait.
 inline int barrier(const chipmesh_kernel_args* args) {
@@ -232,13 +258,29 @@ inline int barrier(const chipmesh_kernel_args* args) {
   // between the passes); the second waits for everyone else.
   static_assert(CHIPMESH_MAX_RANKS <= 64, "one bit per rank");
   uint64_t waited = uint64_t{1} << ctx->rankId;
+  bool stacked = false;  // a lower rank was last seen on this CPU
   for (int pass = 0; pass < 2; ++pass) {
     for (uint32_t r = 0; r < ctx->rankNum; ++r) {
       BarrierLine* peer = barrier_line(ctx, static_cast<int>(r));
       if ((waited >> r & 1) || (pass == 0 && peer->cpu.load(std::memory_order_relaxed) != here)) continue;
+      if (pass == 0 && r < ctx->rankId) stacked = true;
       if (int rc = flag_wait_ge(args, &peer->arrivals, seq, &peer->cpu)) return rc;
       waited |= uint64_t{1} << r;
     }
+  }
+  // Ranks that take turns on one core keep doing so while another core
+  // idles: the scheduler balances queues, not turn-taking (2 ranks stayed
+  // stacked for 20000 allreduces, 2.4 us each against 0.4 us apart, on the
+  // AMD EPYC VM). Only the higher rank of a pair moves, or the two would
+  // chase each other; and only when every rank can have a CPU.
+  static thread_local int stacked_barriers = 0;
+  if (static_cast<int>(ctx->rankNum) > detail::online_cpus()) {
+    // more ranks than CPUs: sharing cores is no accident
+  } else if (!stacked) {
+    stacked_barriers = 0;
+  } else if (++stacked_barriers >= kStackedBarriers) {
+    stacked_barriers = 0;
+    detail::move_off_this_cpu(ctx->rankNum);
   }
   return 0;
 }
