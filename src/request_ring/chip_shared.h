@@ -4,11 +4,13 @@
 //
 // Requests travel through a ring of kRingDepth entries per chip: the parent
 // fills entry[req % depth] and bumps req_seq; the chip runs entries in order
-// and bumps done_seq. Copies carry their data in the entry's chunk, so up to
-// kRingDepth chunks are in flight and the parent's and the chip's memcpy
-// overlap. Copies of memory in the chip's host arena (host_arenas.h) skip
-// the ring: the parent copies straight into its mapping. Every completion and every chip death also bumps the header's
-// `events`, the one word the parent sleeps on.
+// and bumps done_seq. Copies carry their data in chunk seq % kChunkSlots,
+// so up to kChunkSlots chunks are in flight and the parent's and the chip's
+// memcpy overlap. Copies of memory in the chip's host arena (host_arenas.h)
+// skip the ring: the parent copies straight into its mapping. Every
+// completion and every chip death also bumps the header's `events`, the one
+// word the parent sleeps on; only the completion named in wake_parent_at, a
+// failure or a death wakes it.
 #pragma once
 
 #include <atomic>
@@ -26,6 +28,10 @@ namespace chipmesh::worker {
 // copies (entry seq uses chunk seq % kChunkSlots): even a 1 MiB copy is a
 // 4-stage pipeline in which the parent's and the chip's memcpy overlap.
 inline constexpr uint32_t kRingDepth = 128;
+// A full ring is refilled once this many entries have drained (refilling
+// 64 at a time held a core the chips needed too long on 4 ranks;
+// PERFORMANCE.md).
+inline constexpr uint32_t kRefillBurst = 16;
 inline constexpr uint32_t kChunkSlots = 16;
 inline constexpr size_t kChunkBytes = size_t{256} << 10;
 static_assert(kRingDepth % kChunkSlots == 0, "seq % kChunkSlots stays consistent across the wrap of seq");

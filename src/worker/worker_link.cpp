@@ -115,9 +115,9 @@ Entry& Worker::Impl::acquire_entry(size_t chip, bool chunk) {
   const uint32_t depth = chunk ? worker::kChunkSlots : kRingDepth;
   auto in_flight = [&] { return next_req[chip] - chips[chip]->done_seq.load(std::memory_order_acquire); };
   if (in_flight() >= depth) {
-    // A full ring of tasks (a stream): wait until half of it has drained,
-    // so that the parent wakes once per depth / 2 completions, not per one.
-    const uint32_t target = chunk ? depth - 1 : depth - 16;
+    // A full ring of tasks (a stream): wait until kRefillBurst entries have
+    // drained, so that the parent wakes once per burst, not per completion.
+    const uint32_t target = chunk ? depth - 1 : depth - worker::kRefillBurst;
     wait_until([&] { return in_flight() <= target || watcher->dead(chip); }, nullptr,
                [&] {
                  chips[chip]->wake_parent_at.store(next_req[chip] - target, std::memory_order_seq_cst);
