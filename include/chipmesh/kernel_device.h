@@ -224,18 +224,22 @@ inline int online_cpus() {
   return n;
 }
 
-// Moves the calling process to another CPU of its affinity mask when the
-// mask holds at least `ranks` CPUs: sched_setaffinity without the current
-// CPU (which migrates it), then the whole mask back (which does not).
-inline void move_off_this_cpu(uint32_t ranks) {
+// Moves the calling thread to another CPU of its affinity mask when the
+// mask holds at least `ranks` CPUs (and 2): sched_setaffinity without the
+// current CPU (which migrates it), then the whole mask back (which does
+// not). False when it did not move. (The runtime's futex::move_off_this_cpu
+// is this one.)
+inline bool move_off_this_cpu(uint32_t ranks) {
   cpu_set_t allowed;
-  if (sched_getaffinity(0, sizeof allowed, &allowed) != 0) return;
+  if (sched_getaffinity(0, sizeof allowed, &allowed) != 0) return false;
   const int cpu = sched_getcpu();
-  if (cpu < 0 || static_cast<uint32_t>(CPU_COUNT(&allowed)) < ranks || !CPU_ISSET(cpu, &allowed)) return;
+  const auto count = static_cast<uint32_t>(CPU_COUNT(&allowed));
+  if (cpu < 0 || count < 2 || count < ranks || !CPU_ISSET(cpu, &allowed)) return false;
   cpu_set_t others = allowed;
   CPU_CLR(cpu, &others);
-  if (sched_setaffinity(0, sizeof others, &others) != 0) return;
+  if (sched_setaffinity(0, sizeof others, &others) != 0) return false;
   sched_setaffinity(0, sizeof allowed, &allowed);
+  return true;
 }
 }  // namespace detail
 

@@ -108,7 +108,8 @@ class ChipServer {
       bool shutdown = e.op == Op::Shutdown;
       handle(e, s.chunks[seq % kChunkSlots]);
       s.done_seq.store(seq + 1, std::memory_order_release);
-      notify_parent(a_.header, s, seq + 1, e.status != 0 || shutdown);
+      // A failure and a shutdown wake the parent whatever it waits for.
+      notify_parent(a_.header, e.status != 0 || shutdown ? nullptr : &s.wake_parent_at, seq + 1);
       if (shutdown) _exit(e.status == 0 ? 0 : 1);
     }
   }
@@ -308,16 +309,12 @@ bool attach_arena(const ChipProcessArgs& a, ChipWorker& w) {
 
 }  // namespace
 
-void notify_parent(SharedHeader* h) {
-  h->events.fetch_add(1, std::memory_order_seq_cst);
-  if (h->parent_sleeping.load(std::memory_order_seq_cst) != 0) futex::wake(&h->events);
-}
-
-void notify_parent(SharedHeader* h, const ChipShared& s, uint32_t done, bool always) {
+void notify_parent(SharedHeader* h, const std::atomic<uint32_t>* wake_at, uint32_t done) {
   h->events.fetch_add(1, std::memory_order_seq_cst);
   if (h->parent_sleeping.load(std::memory_order_seq_cst) == 0) return;
-  if (always || static_cast<int32_t>(done - s.wake_parent_at.load(std::memory_order_seq_cst)) >= 0)
-    futex::wake(&h->events);
+  // Read only now: the parent sets it before it publishes that it sleeps.
+  if (wake_at && static_cast<int32_t>(done - wake_at->load(std::memory_order_seq_cst)) < 0) return;
+  futex::wake(&h->events);
 }
 
 void run_chip_process(const ChipProcessArgs& a) {

@@ -11,6 +11,8 @@
 #include <climits>
 #include <thread>
 
+#include "chipmesh/kernel_device.h"  // device::detail::move_off_this_cpu, shared with the kernels
+
 namespace chipmesh::futex {
 namespace {
 
@@ -49,17 +51,7 @@ int yield_budget(int participants) { return participants > cores() ? 32 : 64; }
 
 void yield_cpu() { sched_yield(); }
 
-bool move_off_this_cpu() {
-  cpu_set_t allowed;
-  if (sched_getaffinity(0, sizeof allowed, &allowed) != 0) return false;
-  const int cpu = current_cpu();
-  if (cpu < 0 || CPU_COUNT(&allowed) < 2 || !CPU_ISSET(cpu, &allowed)) return false;
-  cpu_set_t others = allowed;
-  CPU_CLR(cpu, &others);
-  if (sched_setaffinity(0, sizeof others, &others) != 0) return false;
-  sched_setaffinity(0, sizeof allowed, &allowed);
-  return true;
-}
+bool move_off_this_cpu() { return device::detail::move_off_this_cpu(2); }
 
 int current_cpu() { return sched_getcpu(); }
 

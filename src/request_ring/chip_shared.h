@@ -144,10 +144,9 @@ struct alignas(64) SharedHeader {
 };
 
 // Bumps `events` and wakes the parent if it sleeps (Dekker pairing with
-// the parent's parent_sleeping store before it re-reads events).
-void notify_parent(SharedHeader* h);
-// After chip `s` published done_seq = `done`: the same, but a sleeping
-// parent is woken only when `done` reaches s.wake_parent_at or `always`.
-void notify_parent(SharedHeader* h, const ChipShared& s, uint32_t done, bool always);
+// the parent's parent_sleeping store before it re-reads events). With
+// `wake_at` (a chip's wake_parent_at, after it published done_seq = `done`),
+// only when `done` has reached it.
+void notify_parent(SharedHeader* h, const std::atomic<uint32_t>* wake_at = nullptr, uint32_t done = 0);
 
 }  // namespace chipmesh::worker

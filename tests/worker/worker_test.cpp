@@ -356,18 +356,25 @@ TEST(Worker, SixteenChipsOnTwoCoresDispatchWithoutLivelock) {
   w.close();
 }
 
+// For the stacking tests: this process's CPU mask in `all` and its first
+// CPU alone in `one`; false when it has fewer than two CPUs.
+bool two_cpus_or_more(cpu_set_t& all, cpu_set_t& one) {
+  if (sched_getaffinity(0, sizeof all, &all) != 0 || CPU_COUNT(&all) < 2) return false;
+  int home = 0;
+  while (!CPU_ISSET(home, &all)) ++home;
+  CPU_ZERO(&one);
+  CPU_SET(home, &one);
+  return true;
+}
+
+int last_cpu(pid_t pid) { return process::info(pid).last_cpu; }
+
 // A chip and the parent that took turns on one core while another stayed
 // free kept doing so for seconds (round trips of 6 us instead of 0.4 us on
 // the AMD EPYC VM): the chip must move itself off the parent's core.
 TEST(Worker, AChipStackedOnTheParentsCoreMovesOffIt) {
-  cpu_set_t allowed;
-  ASSERT_EQ(sched_getaffinity(0, sizeof allowed, &allowed), 0);
-  if (CPU_COUNT(&allowed) < 2) GTEST_SKIP() << "needs two CPUs";
-  int home = 0;
-  while (!CPU_ISSET(home, &allowed)) ++home;
-  cpu_set_t one;
-  CPU_ZERO(&one);
-  CPU_SET(home, &one);
+  cpu_set_t allowed, one;
+  if (!two_cpus_or_more(allowed, one)) GTEST_SKIP() << "needs two CPUs";
   // Fork the chip onto the parent's CPU, then set both free.
   ASSERT_EQ(sched_setaffinity(0, sizeof one, &one), 0);
   struct Restore {
@@ -381,7 +388,6 @@ TEST(Worker, AChipStackedOnTheParentsCoreMovesOffIt) {
   const pid_t chip = w.chip_pid(0);
   ASSERT_EQ(sched_setaffinity(chip, sizeof allowed, &allowed), 0);
   ASSERT_EQ(sched_setaffinity(0, sizeof allowed, &allowed), 0);
-  auto last_cpu = [](pid_t pid) { return process::info(pid).last_cpu; };
   auto stacked = [&] { return last_cpu(chip) == sched_getcpu(); };
   // The chip moves after 64 stacked round trips. Left alone (the move
   // disabled), the scheduler parted the two only after 10-40 ms here,
@@ -399,11 +405,8 @@ TEST(Worker, AChipStackedOnTheParentsCoreMovesOffIt) {
 // doing so for 20000 allreduces (2.4 us each instead of 0.4 us apart, on the
 // AMD EPYC VM): the kernel barrier moves the higher rank off the core.
 TEST(Worker, TwoRanksStackedOnOneCoreMoveApartInTheirBarriers) {
-  cpu_set_t allowed;
-  ASSERT_EQ(sched_getaffinity(0, sizeof allowed, &allowed), 0);
-  if (CPU_COUNT(&allowed) < 2) GTEST_SKIP() << "needs two CPUs";
-  int home = 0;
-  while (!CPU_ISSET(home, &allowed)) ++home;
+  cpu_set_t allowed, one;
+  if (!two_cpus_or_more(allowed, one)) GTEST_SKIP() << "needs two CPUs";
   ScratchDir scratch;
   Worker w(comm_config(2, scratch.file("rootinfo"), 4096,
                        {{"in", DataType::FLOAT32, 2, 8, "window", false, false},
@@ -414,14 +417,10 @@ TEST(Worker, TwoRanksStackedOnOneCoreMoveApartInTheirBarriers) {
       for (int k = 0; k < ops; ++k) o.allreduce(w.world(), "in", "out", 2, DataType::FLOAT32, ReduceOp::SUM);
     });
   };
-  cpu_set_t one;
-  CPU_ZERO(&one);
-  CPU_SET(home, &one);
   const pid_t chips[2] = {w.chip_pid(0), w.chip_pid(1)};
   for (pid_t p : chips) ASSERT_EQ(sched_setaffinity(p, sizeof one, &one), 0);
   stream(200);  // stacked: each barrier finds the other rank on its CPU
   for (pid_t p : chips) ASSERT_EQ(sched_setaffinity(p, sizeof allowed, &allowed), 0);
-  auto last_cpu = [](pid_t pid) { return process::info(pid).last_cpu; };
   auto together = [&] { return last_cpu(chips[0]) == last_cpu(chips[1]); };
   // The move comes after 64 stacked barriers; the scheduler alone took
   // more than 20000 here.
