@@ -1,5 +1,6 @@
 // Worker::run and the Orchestrator: task submission to one chip or to a group
 // of chips (all-or-nothing), and waiting with first-error-wins semantics.
+#include <algorithm>
 #include <cstring>
 #include <set>
 
@@ -58,32 +59,53 @@ void encode(const Task& t, Entry& e) {
 
 }  // namespace
 
-void Orchestrator::submit(int chip, const Task& task) { submit_group({chip}, std::vector<Task>{task}); }
+namespace {
 
-void Orchestrator::submit_group(const std::vector<int>& chips, const Task& task) {
-  submit_group(chips, std::vector<Task>(chips.size(), task));
-}
-
-void Orchestrator::submit_group(const std::vector<int>& chips, const std::vector<Task>& tasks) {
-  Worker::Impl& m = *worker_.impl_;
-  if (chips.size() != tasks.size())
-    throw ConfigError("submit_group: " + std::to_string(chips.size()) + " chips but " + std::to_string(tasks.size()) +
-                      " tasks");
-  if (chips.empty()) return;
-  std::set<int> seen;
-  for (int c : chips) {
-    m.require_usable(c, "run");
-    if (!seen.insert(c).second) throw ConfigError("submit_group: chip " + std::to_string(c) + " is listed twice");
+// submit_group's body: tasks[i * stride] goes to chips[i] (i < count) (stride 0: one
+// task for every chip, not copied). Nothing is allocated once the
+// worker's scratch vectors have grown to the group's size.
+// (A template: Worker::Impl is private to Worker and its friends, so it is
+// deduced, not named.)
+template <typename Impl>
+void submit_tasks(Impl& m, const int* chips, size_t count, const Task* tasks, size_t stride) {
+  if (count == 0) return;
+  if (m.submit_marks.size() != m.n()) m.submit_marks.assign(m.n(), 0);
+  if (++m.submit_gen == 0) {  // wrapped: old marks could match again
+    std::fill(m.submit_marks.begin(), m.submit_marks.end(), 0);
+    m.submit_gen = 1;
   }
-  for (const auto& t : tasks) check_task(t);
+  for (size_t i = 0; i < count; ++i) {
+    const int c = chips[i];
+    m.require_usable(c, "run");
+    uint32_t& mark = m.submit_marks[static_cast<size_t>(c)];
+    if (mark == m.submit_gen) throw ConfigError("submit_group: chip " + std::to_string(c) + " is listed twice");
+    mark = m.submit_gen;
+  }
+  for (size_t i = 0; i < count; ++i) check_task(tasks[i * stride]);
   m.throw_pending();  // a group is not started after a failure
   // All-or-nothing: first a free entry on every chip, then write them all,
   // then publish them all. Nothing else is queued between.
-  std::vector<Entry*> entries;
-  for (int c : chips) entries.push_back(&m.acquire_entry(c));
+  auto& entries = m.submit_entries;
+  entries.clear();
+  for (size_t i = 0; i < count; ++i) entries.push_back(&m.acquire_entry(static_cast<size_t>(chips[i])));
   m.throw_pending();
-  for (size_t i = 0; i < chips.size(); ++i) encode(tasks[i], *entries[i]);
-  for (int c : chips) m.commit(c);
+  for (size_t i = 0; i < count; ++i) encode(tasks[i * stride], *entries[i]);
+  for (size_t i = 0; i < count; ++i) m.commit(static_cast<size_t>(chips[i]));
+}
+
+}  // namespace
+
+void Orchestrator::submit(int chip, const Task& task) { submit_tasks(*worker_.impl_, &chip, 1, &task, 0); }
+
+void Orchestrator::submit_group(const std::vector<int>& chips, const Task& task) {
+  submit_tasks(*worker_.impl_, chips.data(), chips.size(), &task, 0);
+}
+
+void Orchestrator::submit_group(const std::vector<int>& chips, const std::vector<Task>& tasks) {
+  if (chips.size() != tasks.size())
+    throw ConfigError("submit_group: " + std::to_string(chips.size()) + " chips but " + std::to_string(tasks.size()) +
+                      " tasks");
+  submit_tasks(*worker_.impl_, chips.data(), chips.size(), tasks.data(), 1);
 }
 
 void Orchestrator::flush_outputs(const std::vector<int>& chips) {
