@@ -19,7 +19,7 @@ namespace {
 enum class Use { kAll, kRootOnly };
 
 struct Checked {
-  std::vector<int> chips;
+  const std::vector<int>* chips = nullptr;  // the domain's (no copy per call)
   size_t es = 0;
   uint64_t in_bytes = 0;
   uint64_t out_bytes = 0;
@@ -42,8 +42,8 @@ void check_live(const void* owner, const CommDomain& d, const char* what) {
 Checked check_common(const CommDomain& d, const char* what, size_t nin, size_t nout, uint64_t in_elems_per_count,
                      uint64_t out_elems_per_count, uint64_t count, DataType dtype, bool reduces, const ReduceOp* op) {
   Checked c;
-  c.chips = d.chips();
-  const size_t n = c.chips.size();
+  c.chips = &d.chips();
+  const size_t n = c.chips->size();
   if (nin != n || nout != n)
     throw ConfigError(where(what, d) + ": " + std::to_string(nin) + " input and " + std::to_string(nout) +
                       " output addresses for a domain of " + std::to_string(n) +
@@ -186,8 +186,8 @@ Placement check_addrs(const Allocated& m, const CommDomain& d, const char* what,
 }
 
 // The task of a member, in its staged form when the placement says so.
-Task placed(Task t, const Placement& p, uint64_t collective) {
-  return p.staged ? staged_task(std::move(t), collective, p.stage_off, p.chunk) : t;
+void place(Task& t, const Placement& p, uint64_t collective) {
+  if (p.staged) make_staged_task(t, collective, p.stage_off, p.chunk);
 }
 
 // `root` is a (global) domain rank; returns its local rank, -1 when it is
@@ -207,8 +207,11 @@ bool no_local_members(const void* owner, const CommDomain& d, const char* what) 
   return d.chips().empty();
 }
 
-std::vector<uint64_t> resolve(const CommDomain& d, const char* what, const std::string& name) {
-  std::vector<uint64_t> v;
+// The address of buffer `name` of every member, into `v` (the worker's
+// scratch: no allocation per call).
+const std::vector<uint64_t>& resolve(const CommDomain& d, const char* what, const std::string& name,
+                                     std::vector<uint64_t>& v) {
+  v.clear();
   for (int chip : d.chips()) {
     const DomainContext& ctx = d.context(chip);
     auto it = ctx.buffer_ptrs.find(name);
@@ -220,8 +223,17 @@ std::vector<uint64_t> resolve(const CommDomain& d, const char* what, const std::
   return v;
 }
 
+// The worker's tasks for a call on `d` (one per local member, refilled by
+// the caller: their strings and vectors keep their capacity).
+template <typename Impl>
+std::vector<Task>& tasks_for(Impl* m, const CommDomain& d, bool barrier = false) {
+  std::vector<Task>& tasks = barrier ? m->barrier_tasks : m->collective_tasks;
+  tasks.resize(d.chips().size());
+  return tasks;
+}
+
 // Each member's task runs on the domain's communicator of that chip.
-std::vector<Task> on_domain(const CommDomain& d, const std::vector<int>& chips, std::vector<Task> tasks) {
+const std::vector<Task>& on_domain(const CommDomain& d, const std::vector<int>& chips, std::vector<Task>& tasks) {
   for (size_t r = 0; r < chips.size(); ++r) tasks[r].comm_ctx = d.context(chips[r]).device_ctx;
   return tasks;
 }
@@ -232,9 +244,10 @@ namespace {
 
 // Checks an allreduce and submits one task per member; returns the chips.
 // `flush`: whether the tasks flush their store_to_host buffers.
-std::vector<int> submit_allreduce(Orchestrator& o, const Allocated& allocated, const CommDomain& d,
-                                  const std::vector<uint64_t>& in, const std::vector<uint64_t>& out, size_t count,
-                                  DataType dtype, ReduceOp op, AllreduceAlgo algo, bool flush) {
+const std::vector<int>& submit_allreduce(Orchestrator& o, const Allocated& allocated, std::vector<Task>& tasks,
+                                         const CommDomain& d, const std::vector<uint64_t>& in,
+                                         const std::vector<uint64_t>& out, size_t count, DataType dtype, ReduceOp op,
+                                         AllreduceAlgo algo, bool flush) {
   const char* what = "allreduce";
   Checked c = check_common(d, what, in.size(), out.size(), 1, 1, count, dtype, true, &op);
   allreduce_kernel::mode(algo, 0);  // ConfigError outside the enum
@@ -243,23 +256,23 @@ std::vector<int> submit_allreduce(Orchestrator& o, const Allocated& allocated, c
   // The allreduce kernel needs the same window offsets on every member
   // (staged, the staging area is at one offset everywhere).
   for (size_t r = 1; r < in.size() && count && !p.staged; ++r) {
-    const DomainContext& c0 = d.context(c.chips[0]);
-    const DomainContext& cr = d.context(c.chips[r]);
+    const DomainContext& c0 = d.context((*c.chips)[0]);
+    const DomainContext& cr = d.context((*c.chips)[r]);
     if (in[r] - cr.local_window_base != in[0] - c0.local_window_base ||
         out[r] - cr.local_window_base != out[0] - c0.local_window_base)
       throw ConfigError(where(what, d) + ": rank " + std::to_string(r) +
                         "'s buffers are not at the same window offsets as rank 0's (allreduce needs that)");
   }
-  std::vector<Task> tasks;
   for (size_t r = 0; r < in.size(); ++r) {
     const auto n = static_cast<uint32_t>(in.size());
-    Task t = allreduce_task(in[r], out[r], count, dtype, op, algo, n);
+    Task& t = tasks[r];
+    set_allreduce_task(t, in[r], out[r], count, dtype, op, algo, n);
     if (p.staged) t.scalars[0] = allreduce_kernel::mode(algo, p.chunk * c.es, n);  // by the size of one chunk
-    tasks.push_back(placed(std::move(t), p, staged_kernel::kAllreduce));
-    tasks.back().flush_outputs = flush;
+    place(t, p, staged_kernel::kAllreduce);
+    t.flush_outputs = flush;
   }
-  o.submit_group(c.chips, on_domain(d, c.chips, std::move(tasks)));
-  return c.chips;
+  o.submit_group(*c.chips, on_domain(d, *c.chips, tasks));
+  return *c.chips;
 }
 
 bool spans_hosts(const CommDomain& d) { return d.state() && d.state()->spans_hosts; }
@@ -271,14 +284,14 @@ void Orchestrator::allreduce(const CommDomain& d, const std::vector<uint64_t>& i
   Worker::Impl* m = worker_.impl_.get();
   if (no_local_members(m, d, "allreduce")) return;
   if (!spans_hosts(d)) {
-    submit_allreduce(*this, allocations_of(m), d, in, out, count, dtype, op, algo, true);
+    submit_allreduce(*this, allocations_of(m), tasks_for(m, d), d, in, out, count, dtype, op, algo, true);
     return;
   }
   // Hierarchical: this host's chips reduce into `out` (no flush yet), the
   // hosts exchange, every chip gets the result; returns when done.
   across_hosts::allreduce(
       worker_, *this, d,
-      [&] { return submit_allreduce(*this, allocations_of(m), d, in, out, count, dtype, op, algo, false); },
+      [&] { return submit_allreduce(*this, allocations_of(m), tasks_for(m, d), d, in, out, count, dtype, op, algo, false); },
       views_of(m), out, count, dtype, op);
 }
 
@@ -297,10 +310,12 @@ void Orchestrator::allgather(const CommDomain& d, const std::vector<uint64_t>& i
   if (spans_hosts(d))
     return across_hosts::allgather(worker_, *this, d, [&] { check(); }, in, out, count_per_rank, dtype);
   const auto [c, p] = check();
-  std::vector<Task> tasks;
-  for (size_t r = 0; r < in.size(); ++r)
-    tasks.push_back(placed(allgather_task(in[r], out[r], count_per_rank, dtype, n), p, staged_kernel::kAllgather));
-  submit_group(c.chips, on_domain(d, c.chips, std::move(tasks)));
+  std::vector<Task>& tasks = tasks_for(m, d);
+  for (size_t r = 0; r < in.size(); ++r) {
+    set_allgather_task(tasks[r], in[r], out[r], count_per_rank, dtype, n);
+    place(tasks[r], p, staged_kernel::kAllgather);
+  }
+  submit_group(*c.chips, on_domain(d, *c.chips, tasks));
 }
 
 void Orchestrator::reduce_scatter(const CommDomain& d, const std::vector<uint64_t>& in,
@@ -319,11 +334,12 @@ void Orchestrator::reduce_scatter(const CommDomain& d, const std::vector<uint64_
   if (spans_hosts(d))
     return across_hosts::reduce_scatter(worker_, *this, d, [&] { check(); }, in, out, count_per_rank, dtype, op);
   const auto [c, p] = check();
-  std::vector<Task> tasks;
-  for (size_t r = 0; r < in.size(); ++r)
-    tasks.push_back(
-        placed(reduce_scatter_task(in[r], out[r], count_per_rank, dtype, op, n), p, staged_kernel::kReduceScatter));
-  submit_group(c.chips, on_domain(d, c.chips, std::move(tasks)));
+  std::vector<Task>& tasks = tasks_for(m, d);
+  for (size_t r = 0; r < in.size(); ++r) {
+    set_reduce_scatter_task(tasks[r], in[r], out[r], count_per_rank, dtype, op, n);
+    place(tasks[r], p, staged_kernel::kReduceScatter);
+  }
+  submit_group(*c.chips, on_domain(d, *c.chips, tasks));
 }
 
 void Orchestrator::broadcast(const CommDomain& d, const std::vector<uint64_t>& in, const std::vector<uint64_t>& out,
@@ -341,11 +357,12 @@ void Orchestrator::broadcast(const CommDomain& d, const std::vector<uint64_t>& i
   if (spans_hosts(d))
     return across_hosts::broadcast(worker_, *this, d, [&] { check(); }, in, out, count, dtype, root);
   const auto [c, p] = check();
-  std::vector<Task> tasks;
-  for (size_t r = 0; r < in.size(); ++r)
-    tasks.push_back(
-        placed(broadcast_task(in[r], out[r], count, dtype, static_cast<uint64_t>(root)), p, staged_kernel::kBroadcast));
-  submit_group(c.chips, on_domain(d, c.chips, std::move(tasks)));
+  std::vector<Task>& tasks = tasks_for(m, d);
+  for (size_t r = 0; r < in.size(); ++r) {
+    set_broadcast_task(tasks[r], in[r], out[r], count, dtype, static_cast<uint64_t>(root));
+    place(tasks[r], p, staged_kernel::kBroadcast);
+  }
+  submit_group(*c.chips, on_domain(d, *c.chips, tasks));
 }
 
 void Orchestrator::reduce(const CommDomain& d, const std::vector<uint64_t>& in, const std::vector<uint64_t>& out,
@@ -363,11 +380,12 @@ void Orchestrator::reduce(const CommDomain& d, const std::vector<uint64_t>& in, 
   if (spans_hosts(d))
     return across_hosts::reduce(worker_, *this, d, [&] { check(); }, in, out, count, dtype, op, root);
   const auto [c, p] = check();
-  std::vector<Task> tasks;
-  for (size_t r = 0; r < in.size(); ++r)
-    tasks.push_back(
-        placed(reduce_task(in[r], out[r], count, dtype, op, static_cast<uint64_t>(root)), p, staged_kernel::kReduce));
-  submit_group(c.chips, on_domain(d, c.chips, std::move(tasks)));
+  std::vector<Task>& tasks = tasks_for(m, d);
+  for (size_t r = 0; r < in.size(); ++r) {
+    set_reduce_task(tasks[r], in[r], out[r], count, dtype, op, static_cast<uint64_t>(root));
+    place(tasks[r], p, staged_kernel::kReduce);
+  }
+  submit_group(*c.chips, on_domain(d, *c.chips, tasks));
 }
 
 void Orchestrator::all_to_all(const CommDomain& d, const std::vector<uint64_t>& in, const std::vector<uint64_t>& out,
@@ -385,10 +403,12 @@ void Orchestrator::all_to_all(const CommDomain& d, const std::vector<uint64_t>& 
   if (spans_hosts(d))
     return across_hosts::all_to_all(worker_, *this, d, [&] { check(); }, in, out, count_per_peer, dtype);
   const auto [c, p] = check();
-  std::vector<Task> tasks;
-  for (size_t r = 0; r < in.size(); ++r)
-    tasks.push_back(placed(alltoall_task(in[r], out[r], count_per_peer, dtype, n), p, staged_kernel::kAlltoall));
-  submit_group(c.chips, on_domain(d, c.chips, std::move(tasks)));
+  std::vector<Task>& tasks = tasks_for(m, d);
+  for (size_t r = 0; r < in.size(); ++r) {
+    set_alltoall_task(tasks[r], in[r], out[r], count_per_peer, dtype, n);
+    place(tasks[r], p, staged_kernel::kAlltoall);
+  }
+  submit_group(*c.chips, on_domain(d, *c.chips, tasks));
 }
 
 void Orchestrator::barrier(const CommDomain& d) {
@@ -397,7 +417,9 @@ void Orchestrator::barrier(const CommDomain& d) {
   auto local = [&] {
     Checked c = check_common(d, "barrier", static_cast<size_t>(d.size()), static_cast<size_t>(d.size()), 1, 1, 0,
                              DataType::UINT8, false, nullptr);
-    submit_group(c.chips, on_domain(d, c.chips, std::vector<Task>(c.chips.size(), barrier_task())));
+    std::vector<Task>& tasks = tasks_for(m, d, true);
+    for (Task& t : tasks) set_barrier_task(t);
+    submit_group(*c.chips, on_domain(d, *c.chips, tasks));
   };
   if (spans_hosts(d))
     across_hosts::barrier(*this, d, local);
@@ -409,27 +431,33 @@ void Orchestrator::barrier(const CommDomain& d) {
 
 void Orchestrator::allreduce(const CommDomain& d, const std::string& in, const std::string& out, size_t count,
                              DataType dtype, ReduceOp op, AllreduceAlgo algo) {
-  allreduce(d, resolve(d, "allreduce", in), resolve(d, "allreduce", out), count, dtype, op, algo);
+  Worker::Impl& m = *worker_.impl_;
+  allreduce(d, resolve(d, "allreduce", in, m.named_in), resolve(d, "allreduce", out, m.named_out), count, dtype, op, algo);
 }
 void Orchestrator::allgather(const CommDomain& d, const std::string& in, const std::string& out,
                              size_t count_per_rank, DataType dtype) {
-  allgather(d, resolve(d, "allgather", in), resolve(d, "allgather", out), count_per_rank, dtype);
+  Worker::Impl& m = *worker_.impl_;
+  allgather(d, resolve(d, "allgather", in, m.named_in), resolve(d, "allgather", out, m.named_out), count_per_rank, dtype);
 }
 void Orchestrator::reduce_scatter(const CommDomain& d, const std::string& in, const std::string& out,
                                   size_t count_per_rank, DataType dtype, ReduceOp op) {
-  reduce_scatter(d, resolve(d, "reduce_scatter", in), resolve(d, "reduce_scatter", out), count_per_rank, dtype, op);
+  Worker::Impl& m = *worker_.impl_;
+  reduce_scatter(d, resolve(d, "reduce_scatter", in, m.named_in), resolve(d, "reduce_scatter", out, m.named_out), count_per_rank, dtype, op);
 }
 void Orchestrator::broadcast(const CommDomain& d, const std::string& in, const std::string& out, size_t count,
                              DataType dtype, int root) {
-  broadcast(d, resolve(d, "broadcast", in), resolve(d, "broadcast", out), count, dtype, root);
+  Worker::Impl& m = *worker_.impl_;
+  broadcast(d, resolve(d, "broadcast", in, m.named_in), resolve(d, "broadcast", out, m.named_out), count, dtype, root);
 }
 void Orchestrator::reduce(const CommDomain& d, const std::string& in, const std::string& out, size_t count,
                           DataType dtype, ReduceOp op, int root) {
-  reduce(d, resolve(d, "reduce", in), resolve(d, "reduce", out), count, dtype, op, root);
+  Worker::Impl& m = *worker_.impl_;
+  reduce(d, resolve(d, "reduce", in, m.named_in), resolve(d, "reduce", out, m.named_out), count, dtype, op, root);
 }
 void Orchestrator::all_to_all(const CommDomain& d, const std::string& in, const std::string& out,
                               size_t count_per_peer, DataType dtype) {
-  all_to_all(d, resolve(d, "all_to_all", in), resolve(d, "all_to_all", out), count_per_peer, dtype);
+  Worker::Impl& m = *worker_.impl_;
+  all_to_all(d, resolve(d, "all_to_all", in, m.named_in), resolve(d, "all_to_all", out, m.named_out), count_per_peer, dtype);
 }
 
 }  // namespace chipmesh

@@ -123,6 +123,16 @@ struct Worker::Impl {
   std::vector<uint32_t> next_req;
   std::vector<uint32_t> inspected;
   std::optional<ChipError> pending_error;  // first failure not yet thrown
+  // Reused by every submission (orchestrator.cpp, collectives.cpp), so that
+  // a stream of small tasks allocates nothing: the entries of a group, the
+  // marks that find a chip listed twice (== submit_gen), the typed
+  // collectives' tasks (barriers apart: a task without tensors would drop
+  // the others' shape vectors) and the addresses of their buffers by name.
+  std::vector<worker::Entry*> submit_entries;
+  std::vector<uint32_t> submit_marks;
+  uint32_t submit_gen = 0;
+  std::vector<Task> collective_tasks, barrier_tasks;
+  std::vector<uint64_t> named_in, named_out;
   // Since when each chip has been seen stopped (SIGSTOP) while busy; and
   // when the next look at /proc is due (waits look at most every 250 ms).
   std::vector<std::optional<std::chrono::steady_clock::time_point>> stopped_since;

@@ -113,7 +113,68 @@ TEST(CollectiveNames, TaskBuildersOfTheOtherCollectives) {
   const Task b = barrier_task();
   EXPECT_EQ(b.kernel, "chipmesh_barrier");
   EXPECT_TRUE(b.tensors.empty() && b.scalars.empty());
+}
 
+// Every field a task has, for comparing two.
+void expect_same(const Task& a, const Task& b, const std::string& what) {
+  SCOPED_TRACE(what);
+  EXPECT_EQ(a.kernel, b.kernel);
+  EXPECT_EQ(a.library, b.library);
+  ASSERT_EQ(a.tensors.size(), b.tensors.size());
+  for (size_t i = 0; i < a.tensors.size(); ++i) {
+    EXPECT_EQ(a.tensors[i].addr, b.tensors[i].addr);
+    EXPECT_EQ(a.tensors[i].dtype, b.tensors[i].dtype);
+    EXPECT_EQ(a.tensors[i].shape, b.tensors[i].shape);
+  }
+  EXPECT_EQ(a.scalars, b.scalars);
+  EXPECT_EQ(a.comm_ctx, b.comm_ctx);
+  EXPECT_EQ(a.flush_outputs, b.flush_outputs);
+}
+
+TEST(CollectiveNames, SetBuildersOverwriteATaskThatHeldAnotherCallWithTheSameTask) {
+  // What the Orchestrator's reused tasks may hold from an earlier call: a
+  // staged task of another kernel, a library, three tensors, a domain's
+  // communicator, no flush.
+  auto used = [] {
+    Task t = staged_task(reduce_task(0x10, 0x20, 3, DataType::INT32, ReduceOp::SUM, 1), staged_kernel::kReduce, 64, 8);
+    t.library = "/some/lib.so";
+    t.tensors.push_back(TensorArg{0x30, DataType::INT8, {1, 2, 3}});
+    t.comm_ctx = 0x4000;
+    t.flush_outputs = false;
+    return t;
+  };
+  Task t = used();
+  set_allreduce_task(t, 0x1000, 0x2000, 7, DataType::BFLOAT16, ReduceOp::MAX, AllreduceAlgo::AUTO, 4);
+  expect_same(t, allreduce_task(0x1000, 0x2000, 7, DataType::BFLOAT16, ReduceOp::MAX, AllreduceAlgo::AUTO, 4),
+              "allreduce");
+  t = used();
+  set_allgather_task(t, 0x100, 0x200, 5, DataType::INT8, 4);
+  expect_same(t, allgather_task(0x100, 0x200, 5, DataType::INT8, 4), "allgather");
+  t = used();
+  set_reduce_scatter_task(t, 0x100, 0x200, 5, DataType::FLOAT64, ReduceOp::PROD, 3);
+  expect_same(t, reduce_scatter_task(0x100, 0x200, 5, DataType::FLOAT64, ReduceOp::PROD, 3), "reduce_scatter");
+  t = used();
+  set_broadcast_task(t, 0x100, 0x100, 7, DataType::UINT8, 2);
+  expect_same(t, broadcast_task(0x100, 0x100, 7, DataType::UINT8, 2), "broadcast");
+  t = used();
+  set_reduce_task(t, 0x100, 0x200, 7, DataType::INT64, ReduceOp::MIN, 1);
+  expect_same(t, reduce_task(0x100, 0x200, 7, DataType::INT64, ReduceOp::MIN, 1), "reduce");
+  t = used();
+  set_alltoall_task(t, 0x100, 0x200, 3, DataType::BFLOAT16, 2);
+  expect_same(t, alltoall_task(0x100, 0x200, 3, DataType::BFLOAT16, 2), "alltoall");
+  t = used();
+  set_barrier_task(t);
+  expect_same(t, barrier_task(), "barrier");
+  // In place: the staged form of a task equals staged_task of it.
+  t = allgather_task(0x100, 0x200, 5, DataType::INT8, 4);
+  make_staged_task(t, staged_kernel::kAllgather, 128, 16);
+  expect_same(t, staged_task(allgather_task(0x100, 0x200, 5, DataType::INT8, 4), staged_kernel::kAllgather, 128, 16),
+              "staged");
+  EXPECT_EQ(t.kernel, "chipmesh_staged");
+  EXPECT_EQ(t.scalars, (std::vector<uint64_t>{staged_kernel::kAllgather, 128, 16}));
+}
+
+TEST(CollectiveNames, ReducibleDtypes) {
   EXPECT_TRUE(reducible(DataType::INT8));
   EXPECT_TRUE(reducible(DataType::FLOAT64));
   EXPECT_FALSE(reducible(DataType::INT16));
