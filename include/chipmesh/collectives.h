@@ -167,12 +167,7 @@ inline void set_allreduce_task(Task& t, uint64_t in, uint64_t out, uint64_t coun
   detail::set_builtin_task(t, "chipmesh_allreduce", true, in, count, out, count, dtype,
                            {allreduce_kernel::mode(algo, count * dtype_size(dtype), nranks), allreduce_kernel::op(op)});
 }
-inline Task allreduce_task(uint64_t in, uint64_t out, uint64_t count, DataType dtype, ReduceOp op,
-                           AllreduceAlgo algo = AllreduceAlgo::AUTO, uint32_t nranks = 2) {
-  Task t;
-  set_allreduce_task(t, in, out, count, dtype, op, algo, nranks);
-  return t;
-}
+
 
 // The other built-in collectives (kernels/collective.h has the layout of
 // their arguments). One task per rank of the communicator, submitted with
@@ -212,37 +207,37 @@ inline void set_barrier_task(Task& t) {
   detail::set_builtin_task(t, "chipmesh_barrier", false, 0, 0, 0, 0, DataType::UINT8, {});
 }
 
-inline Task allgather_task(uint64_t in, uint64_t out, uint64_t count, DataType dtype, uint64_t nranks) {
+namespace detail {
+// A new task from a set_X_task builder and its arguments.
+template <typename Set, typename... A>
+Task built_task(Set set, A... args) {
   Task t;
-  set_allgather_task(t, in, out, count, dtype, nranks);
+  set(t, args...);
   return t;
+}
+}  // namespace detail
+
+inline Task allreduce_task(uint64_t in, uint64_t out, uint64_t count, DataType dtype, ReduceOp op,
+                           AllreduceAlgo algo = AllreduceAlgo::AUTO, uint32_t nranks = 2) {
+  return detail::built_task(set_allreduce_task, in, out, count, dtype, op, algo, nranks);
+}
+inline Task allgather_task(uint64_t in, uint64_t out, uint64_t count, DataType dtype, uint64_t nranks) {
+  return detail::built_task(set_allgather_task, in, out, count, dtype, nranks);
 }
 inline Task reduce_scatter_task(uint64_t in, uint64_t out, uint64_t count, DataType dtype, ReduceOp op,
                                 uint64_t nranks) {
-  Task t;
-  set_reduce_scatter_task(t, in, out, count, dtype, op, nranks);
-  return t;
+  return detail::built_task(set_reduce_scatter_task, in, out, count, dtype, op, nranks);
 }
 inline Task broadcast_task(uint64_t in, uint64_t out, uint64_t count, DataType dtype, uint64_t root) {
-  Task t;
-  set_broadcast_task(t, in, out, count, dtype, root);
-  return t;
+  return detail::built_task(set_broadcast_task, in, out, count, dtype, root);
 }
 inline Task reduce_task(uint64_t in, uint64_t out, uint64_t count, DataType dtype, ReduceOp op, uint64_t root) {
-  Task t;
-  set_reduce_task(t, in, out, count, dtype, op, root);
-  return t;
+  return detail::built_task(set_reduce_task, in, out, count, dtype, op, root);
 }
 inline Task alltoall_task(uint64_t in, uint64_t out, uint64_t count, DataType dtype, uint64_t nranks) {
-  Task t;
-  set_alltoall_task(t, in, out, count, dtype, nranks);
-  return t;
+  return detail::built_task(set_alltoall_task, in, out, count, dtype, nranks);
 }
-inline Task barrier_task() {
-  Task t;
-  set_barrier_task(t);
-  return t;
-}
+inline Task barrier_task() { return detail::built_task(set_barrier_task); }
 
 // The staged form of a collective task above, for data outside the window
 // (any device memory of the chip): kernel chipmesh_staged moves it through

@@ -1,5 +1,6 @@
 // The public names of reduce ops and allreduce algorithms, and the encoding
 // of the chipmesh_allreduce kernel's scalars that older tasks rely on.
+#include <functional>
 #include <string>
 
 #include <gtest/gtest.h>
@@ -143,30 +144,34 @@ TEST(CollectiveNames, SetBuildersOverwriteATaskThatHeldAnotherCallWithTheSameTas
     t.flush_outputs = false;
     return t;
   };
-  Task t = used();
-  set_allreduce_task(t, 0x1000, 0x2000, 7, DataType::BFLOAT16, ReduceOp::MAX, AllreduceAlgo::AUTO, 4);
-  expect_same(t, allreduce_task(0x1000, 0x2000, 7, DataType::BFLOAT16, ReduceOp::MAX, AllreduceAlgo::AUTO, 4),
-              "allreduce");
-  t = used();
-  set_allgather_task(t, 0x100, 0x200, 5, DataType::INT8, 4);
-  expect_same(t, allgather_task(0x100, 0x200, 5, DataType::INT8, 4), "allgather");
-  t = used();
-  set_reduce_scatter_task(t, 0x100, 0x200, 5, DataType::FLOAT64, ReduceOp::PROD, 3);
-  expect_same(t, reduce_scatter_task(0x100, 0x200, 5, DataType::FLOAT64, ReduceOp::PROD, 3), "reduce_scatter");
-  t = used();
-  set_broadcast_task(t, 0x100, 0x100, 7, DataType::UINT8, 2);
-  expect_same(t, broadcast_task(0x100, 0x100, 7, DataType::UINT8, 2), "broadcast");
-  t = used();
-  set_reduce_task(t, 0x100, 0x200, 7, DataType::INT64, ReduceOp::MIN, 1);
-  expect_same(t, reduce_task(0x100, 0x200, 7, DataType::INT64, ReduceOp::MIN, 1), "reduce");
-  t = used();
-  set_alltoall_task(t, 0x100, 0x200, 3, DataType::BFLOAT16, 2);
-  expect_same(t, alltoall_task(0x100, 0x200, 3, DataType::BFLOAT16, 2), "alltoall");
-  t = used();
-  set_barrier_task(t);
-  expect_same(t, barrier_task(), "barrier");
+  struct Case {
+    const char* what;
+    std::function<void(Task&)> set;
+    Task want;
+  };
+  const Case cases[] = {
+      {"allreduce",
+       [](Task& t) { set_allreduce_task(t, 0x1000, 0x2000, 7, DataType::BFLOAT16, ReduceOp::MAX, AllreduceAlgo::AUTO, 4); },
+       allreduce_task(0x1000, 0x2000, 7, DataType::BFLOAT16, ReduceOp::MAX, AllreduceAlgo::AUTO, 4)},
+      {"allgather", [](Task& t) { set_allgather_task(t, 0x100, 0x200, 5, DataType::INT8, 4); },
+       allgather_task(0x100, 0x200, 5, DataType::INT8, 4)},
+      {"reduce_scatter", [](Task& t) { set_reduce_scatter_task(t, 0x100, 0x200, 5, DataType::FLOAT64, ReduceOp::PROD, 3); },
+       reduce_scatter_task(0x100, 0x200, 5, DataType::FLOAT64, ReduceOp::PROD, 3)},
+      {"broadcast", [](Task& t) { set_broadcast_task(t, 0x100, 0x100, 7, DataType::UINT8, 2); },
+       broadcast_task(0x100, 0x100, 7, DataType::UINT8, 2)},
+      {"reduce", [](Task& t) { set_reduce_task(t, 0x100, 0x200, 7, DataType::INT64, ReduceOp::MIN, 1); },
+       reduce_task(0x100, 0x200, 7, DataType::INT64, ReduceOp::MIN, 1)},
+      {"alltoall", [](Task& t) { set_alltoall_task(t, 0x100, 0x200, 3, DataType::BFLOAT16, 2); },
+       alltoall_task(0x100, 0x200, 3, DataType::BFLOAT16, 2)},
+      {"barrier", [](Task& t) { set_barrier_task(t); }, barrier_task()},
+  };
+  for (const Case& c : cases) {
+    Task t = used();
+    c.set(t);
+    expect_same(t, c.want, c.what);
+  }
   // In place: the staged form of a task equals staged_task of it.
-  t = allgather_task(0x100, 0x200, 5, DataType::INT8, 4);
+  Task t = allgather_task(0x100, 0x200, 5, DataType::INT8, 4);
   make_staged_task(t, staged_kernel::kAllgather, 128, 16);
   expect_same(t, staged_task(allgather_task(0x100, 0x200, 5, DataType::INT8, 4), staged_kernel::kAllgather, 128, 16),
               "staged");
