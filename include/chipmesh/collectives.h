@@ -168,7 +168,6 @@ inline void set_allreduce_task(Task& t, uint64_t in, uint64_t out, uint64_t coun
                            {allreduce_kernel::mode(algo, count * dtype_size(dtype), nranks), allreduce_kernel::op(op)});
 }
 
-
 // The other built-in collectives (kernels/collective.h has the layout of
 // their arguments). One task per rank of the communicator, submitted with
 // submit_group; `in` and `out` lie in the rank's window, at any offset (the

@@ -291,7 +291,9 @@ void Orchestrator::allreduce(const CommDomain& d, const std::vector<uint64_t>& i
   // hosts exchange, every chip gets the result; returns when done.
   across_hosts::allreduce(
       worker_, *this, d,
-      [&] { return submit_allreduce(*this, allocations_of(m), tasks_for(m, d), d, in, out, count, dtype, op, algo, false); },
+      [&] {
+        return submit_allreduce(*this, allocations_of(m), tasks_for(m, d), d, in, out, count, dtype, op, algo, false);
+      },
       views_of(m), out, count, dtype, op);
 }
 
@@ -432,32 +434,38 @@ void Orchestrator::barrier(const CommDomain& d) {
 void Orchestrator::allreduce(const CommDomain& d, const std::string& in, const std::string& out, size_t count,
                              DataType dtype, ReduceOp op, AllreduceAlgo algo) {
   Worker::Impl& m = *worker_.impl_;
-  allreduce(d, resolve(d, "allreduce", in, m.named_in), resolve(d, "allreduce", out, m.named_out), count, dtype, op, algo);
+  const std::vector<uint64_t>& ins = resolve(d, "allreduce", in, m.named_in);
+  allreduce(d, ins, resolve(d, "allreduce", out, m.named_out), count, dtype, op, algo);
 }
 void Orchestrator::allgather(const CommDomain& d, const std::string& in, const std::string& out,
                              size_t count_per_rank, DataType dtype) {
   Worker::Impl& m = *worker_.impl_;
-  allgather(d, resolve(d, "allgather", in, m.named_in), resolve(d, "allgather", out, m.named_out), count_per_rank, dtype);
+  const std::vector<uint64_t>& ins = resolve(d, "allgather", in, m.named_in);
+  allgather(d, ins, resolve(d, "allgather", out, m.named_out), count_per_rank, dtype);
 }
 void Orchestrator::reduce_scatter(const CommDomain& d, const std::string& in, const std::string& out,
                                   size_t count_per_rank, DataType dtype, ReduceOp op) {
   Worker::Impl& m = *worker_.impl_;
-  reduce_scatter(d, resolve(d, "reduce_scatter", in, m.named_in), resolve(d, "reduce_scatter", out, m.named_out), count_per_rank, dtype, op);
+  const std::vector<uint64_t>& ins = resolve(d, "reduce_scatter", in, m.named_in);
+  reduce_scatter(d, ins, resolve(d, "reduce_scatter", out, m.named_out), count_per_rank, dtype, op);
 }
 void Orchestrator::broadcast(const CommDomain& d, const std::string& in, const std::string& out, size_t count,
                              DataType dtype, int root) {
   Worker::Impl& m = *worker_.impl_;
-  broadcast(d, resolve(d, "broadcast", in, m.named_in), resolve(d, "broadcast", out, m.named_out), count, dtype, root);
+  const std::vector<uint64_t>& ins = resolve(d, "broadcast", in, m.named_in);
+  broadcast(d, ins, resolve(d, "broadcast", out, m.named_out), count, dtype, root);
 }
 void Orchestrator::reduce(const CommDomain& d, const std::string& in, const std::string& out, size_t count,
                           DataType dtype, ReduceOp op, int root) {
   Worker::Impl& m = *worker_.impl_;
-  reduce(d, resolve(d, "reduce", in, m.named_in), resolve(d, "reduce", out, m.named_out), count, dtype, op, root);
+  const std::vector<uint64_t>& ins = resolve(d, "reduce", in, m.named_in);
+  reduce(d, ins, resolve(d, "reduce", out, m.named_out), count, dtype, op, root);
 }
 void Orchestrator::all_to_all(const CommDomain& d, const std::string& in, const std::string& out,
                               size_t count_per_peer, DataType dtype) {
   Worker::Impl& m = *worker_.impl_;
-  all_to_all(d, resolve(d, "all_to_all", in, m.named_in), resolve(d, "all_to_all", out, m.named_out), count_per_peer, dtype);
+  const std::vector<uint64_t>& ins = resolve(d, "all_to_all", in, m.named_in);
+  all_to_all(d, ins, resolve(d, "all_to_all", out, m.named_out), count_per_peer, dtype);
 }
 
 }  // namespace chipmesh

@@ -151,11 +151,14 @@ TEST(CollectiveNames, SetBuildersOverwriteATaskThatHeldAnotherCallWithTheSameTas
   };
   const Case cases[] = {
       {"allreduce",
-       [](Task& t) { set_allreduce_task(t, 0x1000, 0x2000, 7, DataType::BFLOAT16, ReduceOp::MAX, AllreduceAlgo::AUTO, 4); },
+       [](Task& t) {
+         set_allreduce_task(t, 0x1000, 0x2000, 7, DataType::BFLOAT16, ReduceOp::MAX, AllreduceAlgo::AUTO, 4);
+       },
        allreduce_task(0x1000, 0x2000, 7, DataType::BFLOAT16, ReduceOp::MAX, AllreduceAlgo::AUTO, 4)},
       {"allgather", [](Task& t) { set_allgather_task(t, 0x100, 0x200, 5, DataType::INT8, 4); },
        allgather_task(0x100, 0x200, 5, DataType::INT8, 4)},
-      {"reduce_scatter", [](Task& t) { set_reduce_scatter_task(t, 0x100, 0x200, 5, DataType::FLOAT64, ReduceOp::PROD, 3); },
+      {"reduce_scatter",
+       [](Task& t) { set_reduce_scatter_task(t, 0x100, 0x200, 5, DataType::FLOAT64, ReduceOp::PROD, 3); },
        reduce_scatter_task(0x100, 0x200, 5, DataType::FLOAT64, ReduceOp::PROD, 3)},
       {"broadcast", [](Task& t) { set_broadcast_task(t, 0x100, 0x100, 7, DataType::UINT8, 2); },
        broadcast_task(0x100, 0x100, 7, DataType::UINT8, 2)},
