@@ -58,11 +58,6 @@ std::string small_auto_modes(int n) {
   return names;
 }
 
-Task noop_task() {
-  Task t;
-  t.kernel = "chipmesh_noop";
-  return t;
-}
 
 // The targets of issue 10 for one rank count, over 8 B .. 64 KiB in the mode
 // AUTO picks there: back to back at or below Open MPI per operation, and a

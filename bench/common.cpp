@@ -1,5 +1,7 @@
 #include "common.h"
 
+#include "chipmesh/worker.h"
+
 #include <sys/resource.h>
 #include <sys/sysinfo.h>
 #include <sys/utsname.h>
@@ -19,6 +21,12 @@
 #include <thread>
 
 namespace chipmesh::bench {
+
+Task noop_task() {
+  Task t;
+  t.kernel = "chipmesh_noop";  // library "": the built-in kernels
+  return t;
+}
 
 Stats stats_of(std::vector<double> s) {
   Stats st;

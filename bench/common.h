@@ -11,9 +11,17 @@
 
 #include <nlohmann/json.hpp>
 
+namespace chipmesh {
+struct Task;
+}
+
 namespace chipmesh::bench {
 
 using Clock = std::chrono::steady_clock;
+
+// A task of the built-in chipmesh_noop kernel (returns at once): what
+// dispatch alone costs.
+Task noop_task();
 
 inline double us_between(Clock::time_point a, Clock::time_point b) {
   return std::chrono::duration<double, std::micro>(b - a).count();

@@ -15,12 +15,6 @@ namespace {
 
 constexpr int kRoundWarmup = 200;  // untimed round trips at the start of every round
 
-Task noop_task() {
-  Task t;
-  t.kernel = "chipmesh_noop";
-  t.library = "";  // the built-in kernels
-  return t;
-}
 
 struct Row {
   std::string what;

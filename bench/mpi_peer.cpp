@@ -152,7 +152,7 @@ namespace {
     size_t end = p.find(':', start);
     if (end == std::string::npos) end = p.size();
     std::string dir = p.substr(start, end - start);
-    if (dir.empty()) dir = ".";
+    if (dir.empty()) dir.assign(1, '.');  // (not = ".": a GCC 12 -Wrestrict false positive)
     std::string full = dir + "/" + name;
     if (access(full.c_str(), X_OK) == 0) return full;
     start = end + 1;

@@ -22,6 +22,11 @@ thread_local bool g_counting = false;
 std::atomic<long> g_news{0};
 }  // namespace
 
+// A replacement of the global operator new and delete on top of malloc and
+// free; GCC 12 takes free() inside a replaced operator delete for a
+// mismatched pair (-Wmismatched-new-delete), which it is not here.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
 void* operator new(std::size_t n) {
   if (g_counting) g_news.fetch_add(1, std::memory_order_relaxed);
   if (void* p = std::malloc(n ? n : 1)) return p;
@@ -29,6 +34,7 @@ void* operator new(std::size_t n) {
 }
 void operator delete(void* p) noexcept { std::free(p); }
 void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+#pragma GCC diagnostic pop
 
 namespace chipmesh::testing {
 namespace {
