@@ -104,9 +104,9 @@ class ChipServer {
     for (uint32_t seq = 0;; ++seq) {
       wait_for_request(s, seq);
       s.cpu.store(futex::current_cpu(), std::memory_order_relaxed);  // where the parent's wait should not spin
-      Entry& e = s.entries[seq % kRingDepth];
+      Entry& e = s.entry(seq);
       bool shutdown = e.op == Op::Shutdown;
-      handle(e, s.chunks[seq % kChunkSlots]);
+      handle(e, s.chunk(seq));
       s.done_seq.store(seq + 1, std::memory_order_release);
       // A failure and a shutdown wake the parent whatever it waits for.
       notify_parent(a_.header, e.status != 0 || shutdown ? nullptr : &s.wake_parent_at, seq + 1);

@@ -9,7 +9,6 @@
 
 #include <algorithm>
 #include <climits>
-#include <thread>
 
 #include "chipmesh/kernel_device.h"  // device::detail::move_off_this_cpu, shared with the kernels
 
@@ -40,10 +39,7 @@ void wake(const std::atomic<uint32_t>* word, int count) {
   syscall(SYS_futex, address(word), FUTEX_WAKE, count, nullptr, nullptr, 0);
 }
 
-int cores() {
-  static const int n = std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
-  return n;
-}
+int cores() { return std::max(1, device::detail::online_cpus()); }
 
 int spin_budget(int participants) { return participants > cores() ? 64 : 2048; }
 

@@ -118,6 +118,10 @@ struct alignas(4096) ChipShared {
   std::atomic<uint64_t> window_offset;
   Entry entries[kRingDepth];
   alignas(4096) unsigned char chunks[kChunkSlots][kChunkBytes];
+
+  // Request `seq`'s entry and its copy chunk: the one place seq maps to slots.
+  Entry& entry(uint32_t seq) { return entries[seq % kRingDepth]; }
+  unsigned char* chunk(uint32_t seq) { return chunks[seq % kChunkSlots]; }
 };
 
 // A directory the job owns (a rootinfo directory the Worker made), listed

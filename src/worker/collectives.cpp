@@ -19,7 +19,6 @@ namespace {
 enum class Use { kAll, kRootOnly };
 
 struct Checked {
-  const std::vector<int>* chips = nullptr;  // the domain's (no copy per call)
   size_t es = 0;
   uint64_t in_bytes = 0;
   uint64_t out_bytes = 0;
@@ -42,8 +41,7 @@ void check_live(const void* owner, const CommDomain& d, const char* what) {
 Checked check_common(const CommDomain& d, const char* what, size_t nin, size_t nout, uint64_t in_elems_per_count,
                      uint64_t out_elems_per_count, uint64_t count, DataType dtype, bool reduces, const ReduceOp* op) {
   Checked c;
-  c.chips = &d.chips();
-  const size_t n = c.chips->size();
+  const size_t n = d.chips().size();
   if (nin != n || nout != n)
     throw ConfigError(where(what, d) + ": " + std::to_string(nin) + " input and " + std::to_string(nout) +
                       " output addresses for a domain of " + std::to_string(n) +
@@ -185,11 +183,6 @@ Placement check_addrs(const Allocated& m, const CommDomain& d, const char* what,
   return p;
 }
 
-// The task of a member, in its staged form when the placement says so.
-void place(Task& t, const Placement& p, uint64_t collective) {
-  if (p.staged) make_staged_task(t, collective, p.stage_off, p.chunk);
-}
-
 // `root` is a (global) domain rank; returns its local rank, -1 when it is
 // on another host.
 int check_root(const CommDomain& d, const char* what, int root) {
@@ -223,19 +216,22 @@ const std::vector<uint64_t>& resolve(const CommDomain& d, const char* what, cons
   return v;
 }
 
-// The worker's tasks for a call on `d` (one per local member, refilled by
-// the caller: their strings and vectors keep their capacity).
-template <typename Impl>
-std::vector<Task>& tasks_for(Impl* m, const CommDomain& d, bool barrier = false) {
-  std::vector<Task>& tasks = barrier ? m->barrier_tasks : m->collective_tasks;
-  tasks.resize(d.chips().size());
-  return tasks;
-}
-
-// Each member's task runs on the domain's communicator of that chip.
-const std::vector<Task>& on_domain(const CommDomain& d, const std::vector<int>& chips, std::vector<Task>& tasks) {
-  for (size_t r = 0; r < chips.size(); ++r) tasks[r].comm_ctx = d.context(chips[r]).device_ctx;
-  return tasks;
+// Refills `tasks` (the worker's: their strings and vectors keep their
+// capacity, so nothing is allocated per call) with one task per local
+// member of `d`: fill(task, rank), in its staged form when the placement
+// says so (`collective`: staged_kernel's number), on the domain's
+// communicator of that chip; then submits them as one group.
+template <typename Fill>
+void submit_on_domain(Orchestrator& o, std::vector<Task>& tasks, const CommDomain& d, const Placement& p,
+                      uint64_t collective, Fill&& fill) {
+  const std::vector<int>& chips = d.chips();
+  tasks.resize(chips.size());
+  for (size_t r = 0; r < chips.size(); ++r) {
+    fill(tasks[r], r);
+    if (p.staged) make_staged_task(tasks[r], collective, p.stage_off, p.chunk);
+    tasks[r].comm_ctx = d.context(chips[r]).device_ctx;
+  }
+  o.submit_group(chips, tasks);
 }
 
 }  // namespace
@@ -256,23 +252,20 @@ const std::vector<int>& submit_allreduce(Orchestrator& o, const Allocated& alloc
   // The allreduce kernel needs the same window offsets on every member
   // (staged, the staging area is at one offset everywhere).
   for (size_t r = 1; r < in.size() && count && !p.staged; ++r) {
-    const DomainContext& c0 = d.context((*c.chips)[0]);
-    const DomainContext& cr = d.context((*c.chips)[r]);
+    const DomainContext& c0 = d.context(d.chips()[0]);
+    const DomainContext& cr = d.context(d.chips()[r]);
     if (in[r] - cr.local_window_base != in[0] - c0.local_window_base ||
         out[r] - cr.local_window_base != out[0] - c0.local_window_base)
       throw ConfigError(where(what, d) + ": rank " + std::to_string(r) +
                         "'s buffers are not at the same window offsets as rank 0's (allreduce needs that)");
   }
-  for (size_t r = 0; r < in.size(); ++r) {
-    const auto n = static_cast<uint32_t>(in.size());
-    Task& t = tasks[r];
+  const auto n = static_cast<uint32_t>(in.size());
+  submit_on_domain(o, tasks, d, p, staged_kernel::kAllreduce, [&](Task& t, size_t r) {
     set_allreduce_task(t, in[r], out[r], count, dtype, op, algo, n);
     if (p.staged) t.scalars[0] = allreduce_kernel::mode(algo, p.chunk * c.es, n);  // by the size of one chunk
-    place(t, p, staged_kernel::kAllreduce);
     t.flush_outputs = flush;
-  }
-  o.submit_group(*c.chips, on_domain(d, *c.chips, tasks));
-  return *c.chips;
+  });
+  return d.chips();
 }
 
 bool spans_hosts(const CommDomain& d) { return d.state() && d.state()->spans_hosts; }
@@ -284,7 +277,7 @@ void Orchestrator::allreduce(const CommDomain& d, const std::vector<uint64_t>& i
   Worker::Impl* m = worker_.impl_.get();
   if (no_local_members(m, d, "allreduce")) return;
   if (!spans_hosts(d)) {
-    submit_allreduce(*this, allocations_of(m), tasks_for(m, d), d, in, out, count, dtype, op, algo, true);
+    submit_allreduce(*this, allocations_of(m), m->collective_tasks, d, in, out, count, dtype, op, algo, true);
     return;
   }
   // Hierarchical: this host's chips reduce into `out` (no flush yet), the
@@ -292,7 +285,7 @@ void Orchestrator::allreduce(const CommDomain& d, const std::vector<uint64_t>& i
   across_hosts::allreduce(
       worker_, *this, d,
       [&] {
-        return submit_allreduce(*this, allocations_of(m), tasks_for(m, d), d, in, out, count, dtype, op, algo, false);
+        return submit_allreduce(*this, allocations_of(m), m->collective_tasks, d, in, out, count, dtype, op, algo, false);
       },
       views_of(m), out, count, dtype, op);
 }
@@ -312,12 +305,8 @@ void Orchestrator::allgather(const CommDomain& d, const std::vector<uint64_t>& i
   if (spans_hosts(d))
     return across_hosts::allgather(worker_, *this, d, [&] { check(); }, in, out, count_per_rank, dtype);
   const auto [c, p] = check();
-  std::vector<Task>& tasks = tasks_for(m, d);
-  for (size_t r = 0; r < in.size(); ++r) {
-    set_allgather_task(tasks[r], in[r], out[r], count_per_rank, dtype, n);
-    place(tasks[r], p, staged_kernel::kAllgather);
-  }
-  submit_group(*c.chips, on_domain(d, *c.chips, tasks));
+  submit_on_domain(*this, m->collective_tasks, d, p, staged_kernel::kAllgather,
+                   [&](Task& t, size_t r) { set_allgather_task(t, in[r], out[r], count_per_rank, dtype, n); });
 }
 
 void Orchestrator::reduce_scatter(const CommDomain& d, const std::vector<uint64_t>& in,
@@ -336,12 +325,8 @@ void Orchestrator::reduce_scatter(const CommDomain& d, const std::vector<uint64_
   if (spans_hosts(d))
     return across_hosts::reduce_scatter(worker_, *this, d, [&] { check(); }, in, out, count_per_rank, dtype, op);
   const auto [c, p] = check();
-  std::vector<Task>& tasks = tasks_for(m, d);
-  for (size_t r = 0; r < in.size(); ++r) {
-    set_reduce_scatter_task(tasks[r], in[r], out[r], count_per_rank, dtype, op, n);
-    place(tasks[r], p, staged_kernel::kReduceScatter);
-  }
-  submit_group(*c.chips, on_domain(d, *c.chips, tasks));
+  submit_on_domain(*this, m->collective_tasks, d, p, staged_kernel::kReduceScatter,
+                   [&](Task& t, size_t r) { set_reduce_scatter_task(t, in[r], out[r], count_per_rank, dtype, op, n); });
 }
 
 void Orchestrator::broadcast(const CommDomain& d, const std::vector<uint64_t>& in, const std::vector<uint64_t>& out,
@@ -359,12 +344,8 @@ void Orchestrator::broadcast(const CommDomain& d, const std::vector<uint64_t>& i
   if (spans_hosts(d))
     return across_hosts::broadcast(worker_, *this, d, [&] { check(); }, in, out, count, dtype, root);
   const auto [c, p] = check();
-  std::vector<Task>& tasks = tasks_for(m, d);
-  for (size_t r = 0; r < in.size(); ++r) {
-    set_broadcast_task(tasks[r], in[r], out[r], count, dtype, static_cast<uint64_t>(root));
-    place(tasks[r], p, staged_kernel::kBroadcast);
-  }
-  submit_group(*c.chips, on_domain(d, *c.chips, tasks));
+  submit_on_domain(*this, m->collective_tasks, d, p, staged_kernel::kBroadcast,
+                   [&](Task& t, size_t r) { set_broadcast_task(t, in[r], out[r], count, dtype, static_cast<uint64_t>(root)); });
 }
 
 void Orchestrator::reduce(const CommDomain& d, const std::vector<uint64_t>& in, const std::vector<uint64_t>& out,
@@ -382,12 +363,8 @@ void Orchestrator::reduce(const CommDomain& d, const std::vector<uint64_t>& in, 
   if (spans_hosts(d))
     return across_hosts::reduce(worker_, *this, d, [&] { check(); }, in, out, count, dtype, op, root);
   const auto [c, p] = check();
-  std::vector<Task>& tasks = tasks_for(m, d);
-  for (size_t r = 0; r < in.size(); ++r) {
-    set_reduce_task(tasks[r], in[r], out[r], count, dtype, op, static_cast<uint64_t>(root));
-    place(tasks[r], p, staged_kernel::kReduce);
-  }
-  submit_group(*c.chips, on_domain(d, *c.chips, tasks));
+  submit_on_domain(*this, m->collective_tasks, d, p, staged_kernel::kReduce,
+                   [&](Task& t, size_t r) { set_reduce_task(t, in[r], out[r], count, dtype, op, static_cast<uint64_t>(root)); });
 }
 
 void Orchestrator::all_to_all(const CommDomain& d, const std::vector<uint64_t>& in, const std::vector<uint64_t>& out,
@@ -405,23 +382,19 @@ void Orchestrator::all_to_all(const CommDomain& d, const std::vector<uint64_t>& 
   if (spans_hosts(d))
     return across_hosts::all_to_all(worker_, *this, d, [&] { check(); }, in, out, count_per_peer, dtype);
   const auto [c, p] = check();
-  std::vector<Task>& tasks = tasks_for(m, d);
-  for (size_t r = 0; r < in.size(); ++r) {
-    set_alltoall_task(tasks[r], in[r], out[r], count_per_peer, dtype, n);
-    place(tasks[r], p, staged_kernel::kAlltoall);
-  }
-  submit_group(*c.chips, on_domain(d, *c.chips, tasks));
+  submit_on_domain(*this, m->collective_tasks, d, p, staged_kernel::kAlltoall,
+                   [&](Task& t, size_t r) { set_alltoall_task(t, in[r], out[r], count_per_peer, dtype, n); });
 }
 
 void Orchestrator::barrier(const CommDomain& d) {
   Worker::Impl* m = worker_.impl_.get();
   if (no_local_members(m, d, "barrier")) return;
   auto local = [&] {
-    Checked c = check_common(d, "barrier", static_cast<size_t>(d.size()), static_cast<size_t>(d.size()), 1, 1, 0,
-                             DataType::UINT8, false, nullptr);
-    std::vector<Task>& tasks = tasks_for(m, d, true);
-    for (Task& t : tasks) set_barrier_task(t);
-    submit_group(*c.chips, on_domain(d, *c.chips, tasks));
+    check_common(d, "barrier", static_cast<size_t>(d.size()), static_cast<size_t>(d.size()), 1, 1, 0, DataType::UINT8,
+                 false, nullptr);
+    // Tasks of their own: a task without tensors would drop the others'
+    // shape vectors.
+    submit_on_domain(*this, m->barrier_tasks, d, Placement{}, 0, [](Task& t, size_t) { set_barrier_task(t); });
   };
   if (spans_hosts(d))
     across_hosts::barrier(*this, d, local);

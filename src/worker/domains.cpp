@@ -98,7 +98,7 @@ std::optional<ChipError> Worker::Impl::destroy_domain(const std::string& name, c
         failure = chip_error(c, "died during release_domain '" + name + "': " + watcher->cause(c));
       continue;
     }
-    const Entry& e = chips[c]->entries[seq % worker::kRingDepth];
+    const Entry& e = chips[c]->entry(seq);
     if (e.status != 0 && !failure)
       failure = chip_error(c, "release_domain '" + name + "': " + std::string(e.error, strnlen(e.error, sizeof(e.error))),
                            true);
@@ -222,8 +222,8 @@ CommDomain Worker::Impl::allocate_local_domain(const std::string& name, const st
       if (dead_member < 0) dead_member = c;
       continue;
     }
-    const worker::CommDesc& cd = m.chips[c]->entries[seqs[r] % worker::kRingDepth].comm;
-    const Entry& e = m.chips[c]->entries[seqs[r] % worker::kRingDepth];
+    const worker::CommDesc& cd = m.chips[c]->entry(seqs[r]).comm;
+    const Entry& e = m.chips[c]->entry(seqs[r]);
     if (e.status != 0) {
       if (!failure)
         failure = m.chip_error(c, what + ": " + std::string(e.error, strnlen(e.error, sizeof(e.error))), true);

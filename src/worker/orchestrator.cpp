@@ -69,7 +69,6 @@ namespace {
 template <typename Impl>
 void submit_tasks(Impl& m, const int* chips, size_t count, const Task* tasks, size_t stride) {
   if (count == 0) return;
-  if (m.submit_marks.size() != m.n()) m.submit_marks.assign(m.n(), 0);
   if (++m.submit_gen == 0) {  // wrapped: old marks could match again
     std::fill(m.submit_marks.begin(), m.submit_marks.end(), 0);
     m.submit_gen = 1;

@@ -438,14 +438,14 @@ void Worker::close() {
   for (size_t i = 0; i < m.n(); ++i) {
     if (m.watcher->dead(i)) continue;
     if (m.next_req[i] - m.chips[i]->done_seq.load() >= worker::kRingDepth) continue;
-    worker::Entry& e = m.chips[i]->entries[m.next_req[i] % worker::kRingDepth];
+    worker::Entry& e = m.chips[i]->entry(m.next_req[i]);
     e.op = worker::Op::Shutdown;
     asked.emplace_back(i, m.commit(i));
   }
   Deadline deadline(std::chrono::seconds(10));
   m.wait_until([&] { return m.watcher->all_dead(); }, &deadline);
   for (auto [i, seq] : asked) {
-    const worker::Entry& e = m.chips[i]->entries[seq % worker::kRingDepth];
+    const worker::Entry& e = m.chips[i]->entry(seq);
     if (m.chips[i]->done_seq.load() != seq + 1 || e.status == 0 || failure) continue;
     failure = m.chip_error(i, "shutdown failed: " + std::string(e.error, strnlen(e.error, sizeof(e.error))));
   }

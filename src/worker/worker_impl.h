@@ -125,9 +125,9 @@ struct Worker::Impl {
   std::optional<ChipError> pending_error;  // first failure not yet thrown
   // Reused by every submission (orchestrator.cpp, collectives.cpp), so that
   // a stream of small tasks allocates nothing: the entries of a group, the
-  // marks that find a chip listed twice (== submit_gen), the typed
-  // collectives' tasks (barriers apart: a task without tensors would drop
-  // the others' shape vectors) and the addresses of their buffers by name.
+  // marks that find a chip listed twice (== submit_gen; one per chip), the
+  // typed collectives' tasks (barriers apart) and the addresses of their
+  // buffers by name.
   std::vector<worker::Entry*> submit_entries;
   std::vector<uint32_t> submit_marks;
   uint32_t submit_gen = 0;
@@ -142,7 +142,8 @@ struct Worker::Impl {
       : cfg(std::move(c)),
         live_pids(new std::atomic<pid_t>[cfg.device_ids.size()]),
         windows(cfg.device_ids.size()),
-        allocations(cfg.device_ids.size()) {
+        allocations(cfg.device_ids.size()),
+        submit_marks(cfg.device_ids.size(), 0) {
     for (size_t i = 0; i < n(); ++i) live_pids[i].store(0);
   }
   // ChipError "interrupted" when interrupt() was called.

@@ -78,7 +78,7 @@ void Worker::Impl::check_stopped_chips() {
 bool Worker::Impl::inspect(size_t chip) {
   const uint32_t done = chips[chip]->done_seq.load(std::memory_order_acquire);
   for (; inspected[chip] != done; ++inspected[chip]) {
-    const Entry& e = chips[chip]->entries[inspected[chip] % kRingDepth];
+    const Entry& e = chips[chip]->entry(inspected[chip]);
     // allocate_domain / release_domain judge their own entries.
     const bool own = e.op == Op::CommCreate || e.op == Op::CommDestroy;
     if (e.status != 0 && !pending_error && !own) {
@@ -125,7 +125,7 @@ Entry& Worker::Impl::acquire_entry(size_t chip, bool chunk) {
   }
   inspect(chip);
   if (watcher->dead(chip)) throw chip_error(chip, "the chip process is gone: " + watcher->cause(chip));
-  return chips[chip]->entries[next_req[chip] % kRingDepth];
+  return chips[chip]->entry(next_req[chip]);
 }
 
 uint32_t Worker::Impl::commit(size_t chip) {
@@ -177,7 +177,7 @@ uint64_t Worker::malloc(int chip, size_t nbytes) {
   uint32_t seq = impl_->commit(chip);
   impl_->wait_done(chip, seq);
   impl_->throw_pending();
-  const Entry& done = impl_->chips[chip]->entries[seq % kRingDepth];
+  const Entry& done = impl_->chips[chip]->entry(seq);
   if (impl_->arenas && done.arena_offset != CHIPMESH_NO_ARENA_OFFSET)
     impl_->arenas->add(chip, done.result, nbytes, done.arena_offset);
   if (nbytes > 0) impl_->allocations[static_cast<size_t>(chip)][done.result] = nbytes;
@@ -218,7 +218,7 @@ void Worker::copy_to(int chip, uint64_t dst, const void* src, size_t nbytes) {
   for (size_t off = 0; off < nbytes; off += kChunkBytes) {
     const size_t len = std::min(kChunkBytes, nbytes - off);
     Entry& e = impl_->acquire_entry(chip, true);
-    std::memcpy(impl_->chips[chip]->chunks[impl_->next_req[chip] % worker::kChunkSlots], in + off, len);
+    std::memcpy(impl_->chips[chip]->chunk(impl_->next_req[chip]), in + off, len);
     e.op = Op::CopyTo;
     e.a = dst + off;
     e.b = len;
@@ -263,7 +263,7 @@ void Worker::copy_from(int chip, void* dst, uint64_t src, size_t nbytes) {
       impl_->wait_idle(chip);
       impl_->throw_pending();
     }
-    std::memcpy(out + f.off, impl_->chips[chip]->chunks[f.seq % worker::kChunkSlots], f.len);
+    std::memcpy(out + f.off, impl_->chips[chip]->chunk(f.seq), f.len);
   }
   impl_->throw_pending();
 }
