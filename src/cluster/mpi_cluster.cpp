@@ -1,7 +1,9 @@
 // The cluster layer on MPI: one MPI rank per host (its Worker process). MPI
 // carries only host-level control (agreement, settled steps) and the
 // inter-host step of hierarchical collectives; chips never call MPI.
-// The C API only: the deprecated C++ bindings need libmpi_cxx.
+// Built as the plugin libchipmesh_cluster_mpi.so (cluster_plugin.h), opened
+// by cluster_loader.cpp when a Worker joins a cluster. The C API only: the
+// deprecated C++ bindings need libmpi_cxx.
 #define OMPI_SKIP_MPICXX 1
 #define MPICH_SKIP_MPICXX 1
 #include <mpi.h>
@@ -24,6 +26,7 @@
 #include "chipmesh/errors.h"
 #include "chipmesh/half.h"
 #include "cluster/cluster.h"
+#include "cluster/cluster_plugin.h"
 #include "knobs/knobs.h"
 
 namespace chipmesh::cluster {
@@ -407,16 +410,9 @@ class MpiCluster final : public Cluster {
   std::vector<int> world_ranks_;  // of a split cluster: each rank's rank in the job
 };
 
-}  // namespace
+std::unique_ptr<Cluster> join_mpi() { return std::make_unique<MpiCluster>(); }
 
-bool available() { return true; }
-
-std::unique_ptr<Cluster> join(const std::string& kind) {
-  if (kind != "mpi") throw ConfigError("WorkerConfig::cluster: unknown cluster '" + kind + "' (\"\" or \"mpi\")");
-  return std::make_unique<MpiCluster>();
-}
-
-void check_reducible(const char* what, DataType dtype, ReduceOp op) {
+void check_mpi_reducible(const char* what, DataType dtype, ReduceOp op) {
   if (mpi_type(dtype) == MPI_DATATYPE_NULL)
     throw ConfigError(std::string(what) + " across hosts: dtype " + std::string(dtype_name(dtype)) +
                       " is not supported across hosts (float32, float16, bfloat16, float64, int8, uint8, int32, "
@@ -424,8 +420,8 @@ void check_reducible(const char* what, DataType dtype, ReduceOp op) {
   if (mpi_op(dtype, op) == MPI_OP_NULL) throw ConfigError(std::string(what) + " across hosts: unknown reduce op");
 }
 
-void reduce_local(const void* in, void* inout, size_t count, DataType dtype, ReduceOp op) {
-  check_reducible("a reduction", dtype, op);
+void mpi_reduce_local(const void* in, void* inout, size_t count, DataType dtype, ReduceOp op) {
+  check_mpi_reducible("a reduction", dtype, op);
   const size_t es = dtype_size(dtype);
   constexpr size_t kSlice = size_t{1} << 30;
   for (size_t done = 0; done < count;) {
@@ -438,4 +434,11 @@ void reduce_local(const void* in, void* inout, size_t count, DataType dtype, Red
   }
 }
 
+}  // namespace
 }  // namespace chipmesh::cluster
+
+extern "C" __attribute__((visibility("default"))) const chipmesh::cluster::Plugin* chipmesh_cluster_mpi_plugin_v1() {
+  using namespace chipmesh::cluster;
+  static const Plugin plugin{kPluginVersion, join_mpi, check_mpi_reducible, mpi_reduce_local};
+  return &plugin;
+}

@@ -28,9 +28,9 @@ std::vector<std::string> library_candidates(const std::string& file_name) {
   return out;
 }
 
-void* open_first_library(const std::vector<std::string>& candidates, std::string* report) {
+void* open_first_library(const std::vector<std::string>& candidates, std::string* report, int scope) {
   for (const auto& path : candidates) {
-    if (void* handle = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE)) return handle;
+    if (void* handle = dlopen(path.c_str(), RTLD_NOW | scope | RTLD_NODELETE)) return handle;
     const char* err = dlerror();
     *report += "\n  " + path + ": " + (err ? err : "dlopen failed");
   }

@@ -12,7 +12,9 @@
 #include <thread>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <string>
+#include <vector>
 
 #include "chipmesh/worker.h"
 
@@ -45,6 +47,31 @@ TEST(ClusterConfig, UnknownClusterIsAConfigError) {
   } catch (const ConfigError& e) {
     EXPECT_NE(std::string(e.what()).find("'slurm'"), std::string::npos) << e.what();
   }
+}
+
+// The lines of /proc/<pid>/maps that name a file containing `part`.
+std::vector<std::string> mappings_of(const std::string& pid, const std::string& part) {
+  std::vector<std::string> hits;
+  std::ifstream maps("/proc/" + pid + "/maps");
+  for (std::string line; std::getline(maps, line);)
+    if (line.find(part) != std::string::npos) hits.push_back(line);
+  return hits;
+}
+
+// MPI is a plugin opened by join(): a one-host Worker and its chips (forks
+// of it, which copy every mapping) hold neither libmpi nor the plugin.
+TEST(ClusterPlugin, AOneHostWorkerAndItsChipsMapNoMpiLibrary) {
+  Worker w(two_chips());
+  w.init();
+  w.run([&](Orchestrator& o) { o.wait(); });
+  for (const std::string& pid : {std::string("self"), std::to_string(w.chip_pid(0)), std::to_string(w.chip_pid(1))}) {
+    EXPECT_EQ(mappings_of(pid, "libmpi"), std::vector<std::string>{}) << "process " << pid;
+    EXPECT_EQ(mappings_of(pid, "libchipmesh_cluster_mpi"), std::vector<std::string>{}) << "process " << pid;
+    EXPECT_EQ(mappings_of(pid, "libopen-pal"), std::vector<std::string>{}) << "process " << pid;
+  }
+  // The process's first lines are there (the check reads what it thinks).
+  EXPECT_FALSE(mappings_of("self", "libchipmesh").empty());
+  w.close();
 }
 
 TEST(ClusterConfig, MpiNeedsMpiBuildAndInitBeforeAccessors) {
