@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "chipmesh/worker.h"
+#include "support/leak_check.h"
 
 using namespace chipmesh;
 
@@ -61,9 +62,18 @@ std::vector<std::string> mappings_of(const std::string& pid, const std::string& 
 // MPI is a plugin opened by join(): a one-host Worker and its chips (forks
 // of it, which copy every mapping) hold neither libmpi nor the plugin.
 TEST(ClusterPlugin, AOneHostWorkerAndItsChipsMapNoMpiLibrary) {
-  Worker w(two_chips());
+  chipmesh::testing::ScratchDir scratch;
+  WorkerConfig cfg = two_chips();
+  for (int r = 0; r < 2; ++r) {
+    ChipBootstrapConfig c;
+    c.comm = ChipCommBootstrapConfig{r, 2, scratch.file("rootinfo"), 4096};
+    c.buffers = {ChipBufferSpec{"x", DataType::INT32, 4, 16}};
+    cfg.chip_bootstrap_configs.push_back(c);
+  }
+  Worker w(cfg);
   w.init();
-  w.run([&](Orchestrator& o) { o.wait(); });
+  // A collective on world() (one host: no step across hosts).
+  w.run([&](Orchestrator& o) { o.allreduce(w.world(), "x", "x", 4, DataType::INT32, ReduceOp::SUM); });
   for (const std::string& pid : {std::string("self"), std::to_string(w.chip_pid(0)), std::to_string(w.chip_pid(1))}) {
     EXPECT_EQ(mappings_of(pid, "libmpi"), std::vector<std::string>{}) << "process " << pid;
     EXPECT_EQ(mappings_of(pid, "libchipmesh_cluster_mpi"), std::vector<std::string>{}) << "process " << pid;
