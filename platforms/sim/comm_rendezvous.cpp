@@ -1,8 +1,9 @@
 // comm_init on sim: rank 0 creates the control segment and publishes the
-// rootinfo through the rendezvous store (src/rendezvous: today a file at
-// rootinfo_path); the others wait in the store for a rootinfo they can
-// trust, map the segment, and claim their slot; everyone meets at the attach barrier, whose
-// last arriver removes the names so that a crash afterwards leaks nothing.
+// rootinfo through the rendezvous store (src/rendezvous: a file at
+// rootinfo_path, or a slot of a Worker's shared table for its domains); the
+// others wait in the store for a rootinfo they can trust, map the segment,
+// and claim their slot; everyone meets at the attach barrier, whose last
+// arriver removes the names so that a crash afterwards leaks nothing.
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/random.h>

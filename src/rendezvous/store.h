@@ -1,9 +1,10 @@
 // How the ranks of one communicator find each other: a small key/value store
 // (gloo's rendezvous::Store is the model). Rank 0 sets a key, the others wait
-// for a value they can trust. Today's store is a file in a directory every
-// rank sees (file_store.h); an MPI- or TCP-based store implements the same
-// interface, and make_store() is the one place that picks one, so a platform
-// never names a store type.
+// for a value they can trust. The stores: a file in a directory every rank
+// sees (file_store.h), and a slot of a table in memory every rank maps, for
+// the chips of one Worker (memory_store.h). An MPI- or TCP-based store
+// implements the same interface; make_store() is the one place that picks
+// one, so a platform never names a store type.
 #pragma once
 
 #include <chrono>
@@ -61,9 +62,11 @@ class Store {
   virtual std::string describe(const std::string& key) const = 0;
 };
 
-// The store behind a rendezvous address, and the key inside it. Today every
-// address is a file path: a FileStore over its directory, keyed by its file
-// name. (A future "tcp://host:port/key" or MPI address is chosen here.)
+// The store behind a rendezvous address, and the key inside it: a
+// "chipmesh-mem:..." address is a slot of a Worker's shared table
+// (memory_store.h); any other is a file path, a FileStore over its
+// directory keyed by its file name. (A future "tcp://host:port/key" or MPI
+// address is chosen here.)
 struct Opened {
   std::unique_ptr<Store> store;
   std::string key;

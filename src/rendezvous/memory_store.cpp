@@ -1,0 +1,181 @@
+#include "rendezvous/memory_store.h"
+
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+
+#include "chipmesh/errors.h"
+#include "common/deadline.h"
+#include "common/futex.h"
+
+namespace chipmesh::rendezvous {
+namespace {
+
+constexpr uint64_t kEmpty = 0, kWriting = 1, kPublished = 2;
+constexpr uint64_t word_of(uint64_t generation, uint64_t state) { return generation << 2 | state; }
+constexpr uint64_t generation_of(uint64_t word) { return word >> 2; }
+constexpr uint64_t state_of(uint64_t word) { return word & 3; }
+
+// How long a waiter sleeps at most between two looks: bounds how long a
+// value refused for a reason that can change without a store event (its
+// writer died) goes unnoticed.
+constexpr std::chrono::milliseconds kWaitSlice{50};
+constexpr std::chrono::microseconds kYieldPhase{200};
+
+void ring(MemorySlot& s) {
+  s.bell.fetch_add(1, std::memory_order_seq_cst);
+  futex::wake(&s.bell);
+}
+
+// Every page of [p, p + bytes) is mapped in this process.
+bool mapped(const void* p, size_t bytes) {
+  const auto page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  const auto begin = reinterpret_cast<uintptr_t>(p) & ~(page - 1);
+  const auto end = reinterpret_cast<uintptr_t>(p) + bytes;
+  return msync(reinterpret_cast<void*>(begin), end - begin, MS_ASYNC) == 0;
+}
+
+// The unsigned number `text` spells in `base`, all of it, or false.
+bool parse_number(const std::string& text, int base, uint64_t* out) {
+  if (text.empty() || text[0] == '-' || text[0] == '+') return false;
+  char* end = nullptr;
+  errno = 0;
+  const unsigned long long v = std::strtoull(text.c_str(), &end, base);
+  if (errno != 0 || end != text.c_str() + text.size()) return false;
+  *out = v;
+  return true;
+}
+
+}  // namespace
+
+std::string MemoryTable::reset(uint32_t s, uint64_t generation) {
+  MemorySlot& m = slot[s];
+  m.word.store(word_of(generation, kEmpty), std::memory_order_release);
+  ring(m);
+  char buf[96];
+  std::snprintf(buf, sizeof buf, "%s%llx:%u:%llu", kMemoryAddressPrefix,
+                static_cast<unsigned long long>(reinterpret_cast<uintptr_t>(this)), s,
+                static_cast<unsigned long long>(generation));
+  return buf;
+}
+
+MemoryStore::MemoryStore(const std::string& address) : address_(address) {
+  const std::string prefix = kMemoryAddressPrefix;
+  const std::string bad = "rendezvous: memory address '" + address + "' ";
+  if (address.compare(0, prefix.size(), prefix) != 0) throw ConfigError(bad + "does not start with " + prefix);
+  const std::string rest = address.substr(prefix.size());
+  const size_t a = rest.find(':'), b = a == std::string::npos ? a : rest.find(':', a + 1);
+  uint64_t table = 0, index = 0;
+  if (b == std::string::npos || !parse_number(rest.substr(0, a), 16, &table) ||
+      !parse_number(rest.substr(a + 1, b - a - 1), 10, &index) ||
+      !parse_number(rest.substr(b + 1), 10, &generation_) || table == 0 || table % alignof(MemoryTable) != 0)
+    throw ConfigError(bad + "is not " + prefix + "<table address, hex>:<slot>:<generation>");
+  auto* t = reinterpret_cast<MemoryTable*>(static_cast<uintptr_t>(table));
+  if (!mapped(t, sizeof(MemoryTable)))
+    throw ConfigError(bad + "names memory this process does not map (a table of another process?)");
+  if (t->magic != MemoryTable::kMagic || t->slots != MemoryTable::kSlots)
+    throw ConfigError(bad + "names no rendezvous table (magic " + std::to_string(t->magic) + ")");
+  if (index >= t->slots)
+    throw ConfigError(bad + "names slot " + std::to_string(index) + " of " + std::to_string(t->slots));
+  index_ = static_cast<uint32_t>(index);
+  slot_ = &t->slot[index_];
+}
+
+std::string MemoryStore::describe(const std::string&) const {
+  return "rendezvous slot " + std::to_string(index_) + " (generation " + std::to_string(generation_) +
+         ") of the Worker's shared memory";
+}
+
+bool MemoryStore::publish(const Bytes& value, bool only_if_absent) {
+  if (value.size() > kMaxValueBytes)
+    throw CommError("rendezvous: a value of " + std::to_string(value.size()) + " bytes does not fit " +
+                    describe("") + " (at most " + std::to_string(kMaxValueBytes) + ")");
+  for (;;) {
+    uint64_t w = slot_->word.load(std::memory_order_acquire);
+    if (generation_of(w) != generation_)
+      throw CommError("rendezvous: " + describe("") + " now holds generation " +
+                      std::to_string(generation_of(w)) + ": its allocation is over");
+    if (state_of(w) == kPublished && only_if_absent) return false;
+    if (state_of(w) == kWriting) {  // another publisher, mid-write
+      if (only_if_absent) return false;
+      futex::yield_cpu();
+      continue;
+    }
+    if (!slot_->word.compare_exchange_strong(w, word_of(generation_, kWriting), std::memory_order_acq_rel)) continue;
+    std::memcpy(slot_->value, value.data(), value.size());
+    slot_->size = static_cast<uint32_t>(value.size());
+    slot_->word.store(word_of(generation_, kPublished), std::memory_order_release);
+    ring(*slot_);
+    return true;
+  }
+}
+
+void MemoryStore::set(const std::string&, const Bytes& value) { publish(value, false); }
+
+bool MemoryStore::set_if_absent(const std::string&, const Bytes& value) { return publish(value, true); }
+
+std::optional<Bytes> MemoryStore::check(const std::string&, std::string* why) {
+  const uint64_t w = slot_->word.load(std::memory_order_acquire);
+  if (generation_of(w) != generation_) {
+    *why = "the slot holds generation " + std::to_string(generation_of(w));
+    return std::nullopt;
+  }
+  if (state_of(w) != kPublished) {
+    *why = "no value yet";
+    return std::nullopt;
+  }
+  const uint32_t size = std::min<uint32_t>(slot_->size, kMaxValueBytes);
+  Bytes value(slot_->value, slot_->value + size);
+  // A value is written once per generation, before it is published; a
+  // removal and a new value in between (a stale value replaced) show here.
+  if (slot_->word.load(std::memory_order_acquire) != w) {
+    *why = "the value changed while it was read";
+    return std::nullopt;
+  }
+  return value;
+}
+
+Bytes MemoryStore::wait(const std::string& key, std::chrono::milliseconds timeout, const Accept& accept,
+                        const std::string& what) {
+  Deadline deadline(timeout);
+  std::string why;
+  for (;;) {
+    // Read the bell before the look: a change after the look rings it.
+    const uint32_t bell = slot_->bell.load(std::memory_order_acquire);
+    if (std::optional<Bytes> value = check(key, &why); value && accept(*value, &why)) return std::move(*value);
+    if (deadline.expired())
+      throw TimeoutError(what + " timed out after " + std::to_string(deadline.budget_ms()) + " ms waiting for " +
+                         describe(key) + " (" + why + ")");
+    auto rang = [&] { return slot_->bell.load(std::memory_order_acquire) != bell; };
+    // Yield first, as the file store does (the value usually lands within
+    // ~100 us, and waking a sleeper costs tens of microseconds where an idle
+    // vCPU halts), then sleep on the bell.
+    const Deadline yielding(kYieldPhase);
+    bool changed = rang();
+    while (!changed && !yielding.expired()) {
+      futex::yield_cpu();
+      changed = rang();
+    }
+    if (!changed) futex::wait(&slot_->bell, bell, deadline.next_slice(kWaitSlice));
+  }
+}
+
+void MemoryStore::remove_if(const std::string& key, const std::function<bool(const Bytes&)>& is_ours) noexcept {
+  try {
+    std::string why;
+    const uint64_t w = slot_->word.load(std::memory_order_acquire);
+    std::optional<Bytes> value = check(key, &why);
+    if (!value || !is_ours(*value)) return;
+    uint64_t expected = w;
+    if (slot_->word.compare_exchange_strong(expected, word_of(generation_, kEmpty), std::memory_order_acq_rel))
+      ring(*slot_);
+  } catch (...) {
+  }
+}
+
+}  // namespace chipmesh::rendezvous

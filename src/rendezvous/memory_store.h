@@ -1,0 +1,75 @@
+// The memory store: keys live in slots of a table in memory that every rank
+// maps at the same address, as the chips of one Worker inherit the Worker's
+// shared region from the fork. A domain's rendezvous then needs no file, no
+// inotify and no directory: rank 0 writes the slot, the others read it
+// (about two thirds of a 2-chip allocate_domain was the file store's work on
+// the AMD EPYC VM; docs/PERFORMANCE.md).
+//
+// Address: "chipmesh-mem:<table address, hex>:<slot>:<generation>". The
+// owner of the table (the Worker) resets a slot to an empty generation
+// before it hands out the address; a value of another generation (a reader
+// left over from a failed allocation) is never seen. Only a table this
+// process maps, with the right magic, is accepted (ConfigError otherwise).
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <string>
+
+#include "rendezvous/store.h"
+
+namespace chipmesh::rendezvous {
+
+struct MemorySlot {
+  // generation << 2 | state (kEmpty, kWriting, kPublished); a futex word
+  // would need 32 bits, so `bell` is bumped on every change instead.
+  std::atomic<uint64_t> word;
+  std::atomic<uint32_t> bell;
+  uint32_t size;
+  char value[240];
+};
+
+struct MemoryTable {
+  static constexpr uint64_t kMagic = 0x31424154454d4d43ull;  // "CMMETAB1"
+  static constexpr uint32_t kSlots = 8;
+  uint64_t magic;
+  uint32_t slots;
+  uint32_t pad;
+  MemorySlot slot[kSlots];
+
+  // Zeroed memory plus this is a valid table (every slot empty, generation 0).
+  void init() {
+    magic = kMagic;
+    slots = kSlots;
+  }
+  // Makes slot `s` empty at `generation` and returns its address string.
+  std::string reset(uint32_t s, uint64_t generation);
+};
+
+inline constexpr char kMemoryAddressPrefix[] = "chipmesh-mem:";
+
+class MemoryStore : public Store {
+ public:
+  // Parses what follows the prefix; ConfigError for a malformed address or
+  // a table that is not mapped here or has no magic.
+  explicit MemoryStore(const std::string& address);
+
+  void set(const std::string& key, const Bytes& value) override;
+  bool set_if_absent(const std::string& key, const Bytes& value) override;
+  std::optional<Bytes> check(const std::string& key, std::string* why) override;
+  Bytes wait(const std::string& key, std::chrono::milliseconds timeout, const Accept& accept,
+             const std::string& what) override;
+  void remove_if(const std::string& key, const std::function<bool(const Bytes&)>& is_ours) noexcept override;
+  std::string describe(const std::string& key) const override;
+
+  static constexpr size_t kMaxValueBytes = sizeof(MemorySlot::value);
+
+ private:
+  bool publish(const Bytes& value, bool only_if_absent);
+  std::string address_;
+  MemorySlot* slot_ = nullptr;
+  uint32_t index_ = 0;
+  uint64_t generation_ = 0;
+};
+
+}  // namespace chipmesh::rendezvous
