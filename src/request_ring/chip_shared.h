@@ -18,6 +18,7 @@
 #include <cstdint>
 
 #include "chipmesh/bootstrap_channel.h"
+#include "rendezvous/memory_store.h"
 #include "chipmesh/kernel.h"
 
 namespace chipmesh::worker {
@@ -145,6 +146,9 @@ struct alignas(64) SharedHeader {
   // cores (futex::spin_then_yield's unstack).
   std::atomic<int32_t> run_chips;
   alignas(64) OwnedDir owned_dirs[kMaxOwnedDirs];
+  // Where the members of a domain meet (allocate_domain): the chips map it
+  // at the same address, inherited from the fork, so no file is needed.
+  alignas(64) rendezvous::MemoryTable rendezvous;
 };
 
 // Bumps `events` and wakes the parent if it sleeps (Dekker pairing with

@@ -100,7 +100,7 @@ CommDomain Worker::Impl::allocate_cluster_domain(const std::string& name, const 
     s->owner = this;
     s->name = name;
     s->allocation_id = next_allocation_id++;
-    domains[name] = LiveDomain{s, {}, ""};
+    domains[name] = LiveDomain{s, {}};
   }
   // The hosts with members, in job order, are the ranks of `hosts`.
   std::vector<int> member_hosts;

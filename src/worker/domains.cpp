@@ -1,5 +1,5 @@
-// Communication domains (docs/domains.md): allocate_domain makes a private
-// directory for the domain's rootinfo and posts one CommCreate per member,
+// Communication domains (docs/domains.md): allocate_domain resets a
+// rendezvous slot of the shared region and posts one CommCreate per member,
 // all-or-nothing like a task group (so every chip sees the domain operations
 // and the collectives in one global order, whatever domains overlap);
 // release_domain posts CommDestroy. The buffers are carved on the parent
@@ -17,7 +17,6 @@
 
 #include "chipmesh/worker.h"
 #include "logging/log.h"
-#include "worker/job_dirs.h"
 #include "worker/worker_impl.h"
 
 namespace chipmesh {
@@ -61,7 +60,7 @@ std::vector<uint64_t> carve_domain_offsets(const std::string& what, const std::v
 
 
 std::optional<ChipError> Worker::Impl::destroy_domain(const std::string& name, const std::vector<int>& members,
-                                                      const std::vector<uint64_t>& handles, const std::string& dir) {
+                                                      const std::vector<uint64_t>& handles) {
   std::optional<ChipError> failure;
   // All-or-nothing like a group: first an entry on every live member.
   std::vector<std::pair<int, Entry*>> posted;
@@ -103,8 +102,6 @@ std::optional<ChipError> Worker::Impl::destroy_domain(const std::string& name, c
       failure = chip_error(c, "release_domain '" + name + "': " + std::string(e.error, strnlen(e.error, sizeof(e.error))),
                            true);
   }
-  disown_dir(dir);
-  worker::remove_private_dir(dir);
   return failure;
 }
 
@@ -116,7 +113,7 @@ void Worker::Impl::release_domain(const std::string& name) {
   d.state->released = true;
   // No copy reaches the windows once they are going.
   for (const auto& [chip, ctx] : d.state->contexts) windows.remove(static_cast<size_t>(chip), ctx.local_window_base);
-  std::optional<ChipError> failure = destroy_domain(name, d.state->chips, d.handles, d.dir);
+  std::optional<ChipError> failure = destroy_domain(name, d.state->chips, d.handles);
   CHIPMESH_INFO(WORKER, "released domain '%s' (allocation %llu)%s", name.c_str(),
                 static_cast<unsigned long long>(d.state->allocation_id), failure ? " with a failure" : "");
   if (failure) throw *failure;
@@ -165,25 +162,17 @@ CommDomain Worker::Impl::allocate_local_domain(const std::string& name, const st
   const std::vector<uint64_t> offsets = carve_domain_offsets(what, buffers, window_size);
   m.throw_pending();  // nothing is started after a failure
 
-  const std::string dir = worker::make_private_dir("chipmesh-domain", what);
-  m.own_dir(dir);  // the chips remove it should this process die
-  const std::string rootinfo = dir + "/rootinfo";
-  if (rootinfo.size() >= worker::kMaxLibraryPath) {
-    m.disown_dir(dir);
-    worker::remove_private_dir(dir);
-    throw ConfigError(what + ": the rootinfo path '" + rootinfo + "' is too long");
-  }
+  // The members meet in a slot of the shared region, not in a file: no
+  // directory, no inotify, nothing to leave behind (memory_store.h).
+  const uint64_t generation = m.rendezvous_generation++;
+  const std::string rootinfo =
+      m.header->rendezvous.reset(static_cast<uint32_t>(generation % rendezvous::MemoryTable::kSlots), generation);
+  static_assert(sizeof(rendezvous::MemoryTable) > 0 && worker::kMaxLibraryPath > 64, "an address fits a CommDesc");
   const auto timeout_ms = static_cast<uint64_t>(std::max<int64_t>(m.cfg.bootstrap_timeout.count(), 1));
   const size_t n = members.size();
   std::vector<Entry*> entries;
-  try {
-    for (int c : members) entries.push_back(&m.acquire_entry(c));
-    m.throw_pending();
-  } catch (...) {
-    m.disown_dir(dir);
-    worker::remove_private_dir(dir);
-    throw;
-  }
+  for (int c : members) entries.push_back(&m.acquire_entry(c));
+  m.throw_pending();
   std::vector<uint32_t> seqs;
   for (size_t r = 0; r < n; ++r) {
     Entry& e = *entries[r];
@@ -245,7 +234,7 @@ CommDomain Worker::Impl::allocate_local_domain(const std::string& name, const st
                              "died during " + what + ": " + m.watcher->cause(static_cast<size_t>(dead_member)));
     }
     // What the other members made goes; a failure there adds nothing.
-    (void)m.destroy_domain(name, members, handles, dir);
+    (void)m.destroy_domain(name, members, handles);
     throw *failure;
   }
   s->owner = &m;
@@ -253,12 +242,7 @@ CommDomain Worker::Impl::allocate_local_domain(const std::string& name, const st
   s->chips = members;
   s->allocation_id = m.next_allocation_id++;
   s->free_offset = buffers.empty() ? 0 : offsets.back() + buffers.back().nbytes;
-  // Every member joined: the rendezvous directory has done its work and goes
-  // now rather than at release, so no kill during the domain's life can
-  // leave it behind.
-  m.disown_dir(dir);
-  worker::remove_private_dir(dir);
-  m.domains[name] = Worker::Impl::LiveDomain{s, handles, ""};
+  m.domains[name] = Worker::Impl::LiveDomain{s, handles};
   for (size_t r = 0; r < n; ++r) {
     const DomainContext& ctx = s->contexts.at(members[r]);
     m.windows.add(static_cast<size_t>(members[r]), ctx.local_window_base, ctx.actual_window_size,

@@ -104,6 +104,7 @@ void Worker::Impl::map_region(uint64_t arena_bytes) {
   header = static_cast<worker::SharedHeader*>(region);
   header->parent_cpu.store(-1, std::memory_order_relaxed);  // nobody seen anywhere yet
   header->run_chips.store(0, std::memory_order_relaxed);
+  header->rendezvous.init();  // the mapping is zeroed: every slot empty
   for (size_t i = 0; i < n(); ++i) {
     chips.push_back(reinterpret_cast<ChipShared*>(static_cast<char*>(region) + kHeaderBytes + i * sizeof(ChipShared)));
     chips.back()->cpu.store(-1, std::memory_order_relaxed);

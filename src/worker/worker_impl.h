@@ -99,15 +99,17 @@ struct Worker::Impl {
   struct LiveDomain {
     std::shared_ptr<CommDomain::State> state;
     std::vector<uint64_t> handles;
-    std::string dir;
   };
   std::map<std::string, LiveDomain> domains;
   uint64_t next_allocation_id = 1;  // 0 is world()
+  // Of the domains' rendezvous slots (SharedHeader::rendezvous): one per
+  // allocate_domain call, failed ones included, so no value is ever reused.
+  uint64_t rendezvous_generation = 1;
   // Destroys the domain's communicator on its live members (`handles[r]`
-  // of chips[r], 0 = nothing to destroy), waits, removes `dir`; returns the
-  // first failure (a death first).
+  // of chips[r], 0 = nothing to destroy) and waits; returns the first
+  // failure (a death first).
   std::optional<ChipError> destroy_domain(const std::string& name, const std::vector<int>& chips,
-                                          const std::vector<uint64_t>& handles, const std::string& dir);
+                                          const std::vector<uint64_t>& handles);
   // Orchestrator::allocate_domain on one host (domains.cpp: `members` are
   // chip indices) and in a cluster (cluster_domains.cpp: global chips).
   CommDomain allocate_local_domain(const std::string& name, const std::vector<int>& members, size_t window_size,

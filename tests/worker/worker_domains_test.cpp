@@ -184,11 +184,13 @@ TEST_F(DomainsTest, NoRendezvousDirectoryOutlivesItsRendezvous) {
   w.close();
 }
 
-// The private rootinfo directories go to CHIPMESH_RENDEZVOUS_DIR when it is
-// set (a directory that cannot hold one is a DeviceError naming it, and the
-// domain's name stays free), and by default to /dev/shm when that is a
-// tmpfs: no filesystem journal in the rendezvous.
-TEST_F(DomainsTest, RendezvousDirectoriesGoWhereTheKnobSays) {
+// The bring-up's private rootinfo directory (an empty rootinfo_path) goes
+// to CHIPMESH_RENDEZVOUS_DIR when it is set (a directory that cannot hold
+// one is a DeviceError naming it), and by default to /dev/shm when that is
+// a tmpfs: no filesystem journal in the rendezvous. Domains need no
+// directory at all: their members meet in the Worker's shared memory
+// (src/rendezvous/memory_store.h), wherever the knob points.
+TEST_F(DomainsTest, DomainsMeetInSharedMemoryAndOnlyTheBringUpUsesTheRendezvousDirectory) {
   struct statfs fs{};
   if (::statfs("/dev/shm", &fs) == 0 && fs.f_type == TMPFS_MAGIC && ::access("/dev/shm", W_OK | X_OK) == 0) {
     EXPECT_EQ(worker::private_dir_base(), "/dev/shm");
@@ -196,29 +198,39 @@ TEST_F(DomainsTest, RendezvousDirectoriesGoWhereTheKnobSays) {
   struct Restore {
     ~Restore() { knobs::reload(); }
   } restore;
+  ScratchDir scratch;
+  const std::string missing = (scratch.path() / "absent").string();
+  knobs::set_for_process(knobs::Id::RendezvousDir, missing);
+  WorkerConfig job = plain_config(2);
+  for (int r = 0; r < 2; ++r) {
+    ChipBootstrapConfig b;
+    b.comm = ChipCommBootstrapConfig{r, 2, "", 1 << 16};  // the Worker's private directory
+    job.chip_bootstrap_configs.push_back(b);
+  }
+  try {
+    Worker bad(job);
+    bad.init();
+    ADD_FAILURE() << "init made its rootinfo directory in a directory that does not exist";
+  } catch (const DeviceError& e) {
+    EXPECT_NE(std::string(e.what()).find(missing + "/chipmesh-job-"), std::string::npos) << e.what();
+  }
   Worker w(plain_config(2));
   w.init();
-  ScratchDir scratch;
   w.run([&](Orchestrator& o) {
-    const std::string missing = (scratch.path() / "absent").string();
-    knobs::set_for_process(knobs::Id::RendezvousDir, missing);
-    try {
-      o.allocate_domain("d", {0, 1}, kWindow, kBuffers);
-      ADD_FAILURE() << "allocate_domain made its directory in a directory that does not exist";
-    } catch (const DeviceError& e) {
-      EXPECT_NE(std::string(e.what()).find(missing + "/chipmesh-domain-"), std::string::npos) << e.what();
-    }
-    knobs::set_for_process(knobs::Id::RendezvousDir, scratch.path().string());
-    EXPECT_EQ(worker::private_dir_base(), scratch.path().string());
-    CommDomain d = o.allocate_domain("d", {0, 1}, kWindow, kBuffers);  // the name is free
+    CommDomain d = o.allocate_domain("d", {0, 1}, kWindow, kBuffers);  // the knob names no directory: no matter
     fill(w, d, "a", 2);
     o.allreduce(d, "a", "b", kCount, DataType::INT32, ReduceOp::SUM);
     o.wait();
     expect_allreduce(w, d, 2);
     o.release_domain(d);
+    knobs::set_for_process(knobs::Id::RendezvousDir, scratch.path().string());
+    EXPECT_EQ(worker::private_dir_base(), scratch.path().string());
+    CommDomain e = o.allocate_domain("e", {1, 0}, kWindow, kBuffers);
+    EXPECT_TRUE(scratch.entries().empty()) << "a domain's allocation left something in " << scratch.path();
+    o.release_domain(e);
   });
   w.close();
-  EXPECT_TRUE(scratch.entries().empty()) << "the domain's directory was left in " << scratch.path();
+  EXPECT_TRUE(scratch.entries().empty()) << "something was left in " << scratch.path();
 }
 
 TEST_F(DomainsTest, BadArgumentsAreConfigErrorsBeforeAnything) {
