@@ -167,7 +167,9 @@ CommDomain Worker::Impl::allocate_local_domain(const std::string& name, const st
   const uint64_t generation = m.rendezvous_generation++;
   const std::string rootinfo =
       m.header->rendezvous.reset(static_cast<uint32_t>(generation % rendezvous::MemoryTable::kSlots), generation);
-  static_assert(sizeof(rendezvous::MemoryTable) > 0 && worker::kMaxLibraryPath > 64, "an address fits a CommDesc");
+  // prefix, 16 hex digits, a slot, a 64-bit generation, two colons
+  static_assert(worker::kMaxLibraryPath > sizeof(rendezvous::kMemoryAddressPrefix) + 16 + 10 + 20 + 2,
+                "a memory store's address fits a CommDesc");
   const auto timeout_ms = static_cast<uint64_t>(std::max<int64_t>(m.cfg.bootstrap_timeout.count(), 1));
   const size_t n = members.size();
   std::vector<Entry*> entries;
