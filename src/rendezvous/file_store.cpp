@@ -59,12 +59,6 @@ void drain(int fd) {
 // writer died) goes unnoticed.
 constexpr std::chrono::milliseconds kWaitSlice{200};
 
-// How long a waiter first yields its core, looking at the watch without
-// sleeping: the value usually lands within ~100 us (a domain's rank 0
-// publishes right after the others start), and waking from poll costs tens
-// of microseconds where an idle vCPU halts.
-constexpr std::chrono::microseconds kYieldPhase{200};
-
 }  // namespace
 
 FileStore::FileStore(std::string dir) : dir_(dir.empty() ? std::string(".") : std::move(dir)), nonce_(random_nonce()) {}
@@ -183,7 +177,7 @@ Bytes FileStore::wait(const std::string& key, std::chrono::milliseconds timeout,
   } unwatch{in, watch};
 
   Deadline deadline(timeout);
-  const Deadline yielding(kYieldPhase);
+  const Deadline yielding(kWaiterYieldPhase);
   std::string why;
   for (;;) {
     if (std::optional<Bytes> value = check(key, &why); value && accept(*value, &why)) return std::move(*value);

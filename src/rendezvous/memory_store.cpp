@@ -25,7 +25,6 @@ constexpr uint64_t state_of(uint64_t word) { return word & 3; }
 // value refused for a reason that can change without a store event (its
 // writer died) goes unnoticed.
 constexpr std::chrono::milliseconds kWaitSlice{50};
-constexpr std::chrono::microseconds kYieldPhase{200};
 
 void ring(MemorySlot& s) {
   s.bell.fetch_add(1, std::memory_order_seq_cst);
@@ -64,7 +63,7 @@ std::string MemoryTable::reset(uint32_t s, uint64_t generation) {
   return buf;
 }
 
-MemoryStore::MemoryStore(const std::string& address) : address_(address) {
+MemoryStore::MemoryStore(const std::string& address) {
   const std::string prefix = kMemoryAddressPrefix;
   const std::string bad = "rendezvous: memory address '" + address + "' ";
   if (address.compare(0, prefix.size(), prefix) != 0) throw ConfigError(bad + "does not start with " + prefix);
@@ -152,10 +151,9 @@ Bytes MemoryStore::wait(const std::string& key, std::chrono::milliseconds timeou
       throw TimeoutError(what + " timed out after " + std::to_string(deadline.budget_ms()) + " ms waiting for " +
                          describe(key) + " (" + why + ")");
     auto rang = [&] { return slot_->bell.load(std::memory_order_acquire) != bell; };
-    // Yield first, as the file store does (the value usually lands within
-    // ~100 us, and waking a sleeper costs tens of microseconds where an idle
-    // vCPU halts), then sleep on the bell.
-    const Deadline yielding(kYieldPhase);
+    // Yield first, as every store's waiter does (store.h), then sleep on
+    // the bell.
+    const Deadline yielding(kWaiterYieldPhase);
     bool changed = rang();
     while (!changed && !yielding.expired()) {
       futex::yield_cpu();

@@ -66,7 +66,6 @@ class MemoryStore : public Store {
 
  private:
   bool publish(const Bytes& value, bool only_if_absent);
-  std::string address_;
   MemorySlot* slot_ = nullptr;
   uint32_t index_ = 0;
   uint64_t generation_ = 0;

@@ -62,6 +62,12 @@ class Store {
   virtual std::string describe(const std::string& key) const = 0;
 };
 
+// How long a waiter of any store first yields its core, looking for the
+// value without sleeping: it usually lands within ~100 us (rank 0 publishes
+// right after the others start), and waking a sleeper costs tens of
+// microseconds where an idle vCPU halts.
+inline constexpr std::chrono::microseconds kWaiterYieldPhase{200};
+
 // The store behind a rendezvous address, and the key inside it: a
 // "chipmesh-mem:..." address is a slot of a Worker's shared table
 // (memory_store.h); any other is a file path, a FileStore over its

@@ -216,6 +216,16 @@ const std::vector<uint64_t>& resolve(const CommDomain& d, const char* what, cons
   return v;
 }
 
+// Buffers `in` and `out` of every member, into the worker's scratch.
+struct Resolved {
+  const std::vector<uint64_t>& in;
+  const std::vector<uint64_t>& out;
+};
+template <typename Impl>  // Worker::Impl, which only Worker's friends may name
+Resolved resolve_both(Impl& m, const CommDomain& d, const char* what, const std::string& in, const std::string& out) {
+  return {resolve(d, what, in, m.named_in), resolve(d, what, out, m.named_out)};
+}
+
 // Refills `tasks` (the worker's: their strings and vectors keep their
 // capacity, so nothing is allocated per call) with one task per local
 // member of `d`: fill(task, rank), in its staged form when the placement
@@ -406,39 +416,33 @@ void Orchestrator::barrier(const CommDomain& d) {
 
 void Orchestrator::allreduce(const CommDomain& d, const std::string& in, const std::string& out, size_t count,
                              DataType dtype, ReduceOp op, AllreduceAlgo algo) {
-  Worker::Impl& m = *worker_.impl_;
-  const std::vector<uint64_t>& ins = resolve(d, "allreduce", in, m.named_in);
-  allreduce(d, ins, resolve(d, "allreduce", out, m.named_out), count, dtype, op, algo);
+  const Resolved r = resolve_both(*worker_.impl_, d, "allreduce", in, out);
+  allreduce(d, r.in, r.out, count, dtype, op, algo);
 }
 void Orchestrator::allgather(const CommDomain& d, const std::string& in, const std::string& out,
                              size_t count_per_rank, DataType dtype) {
-  Worker::Impl& m = *worker_.impl_;
-  const std::vector<uint64_t>& ins = resolve(d, "allgather", in, m.named_in);
-  allgather(d, ins, resolve(d, "allgather", out, m.named_out), count_per_rank, dtype);
+  const Resolved r = resolve_both(*worker_.impl_, d, "allgather", in, out);
+  allgather(d, r.in, r.out, count_per_rank, dtype);
 }
 void Orchestrator::reduce_scatter(const CommDomain& d, const std::string& in, const std::string& out,
                                   size_t count_per_rank, DataType dtype, ReduceOp op) {
-  Worker::Impl& m = *worker_.impl_;
-  const std::vector<uint64_t>& ins = resolve(d, "reduce_scatter", in, m.named_in);
-  reduce_scatter(d, ins, resolve(d, "reduce_scatter", out, m.named_out), count_per_rank, dtype, op);
+  const Resolved r = resolve_both(*worker_.impl_, d, "reduce_scatter", in, out);
+  reduce_scatter(d, r.in, r.out, count_per_rank, dtype, op);
 }
 void Orchestrator::broadcast(const CommDomain& d, const std::string& in, const std::string& out, size_t count,
                              DataType dtype, int root) {
-  Worker::Impl& m = *worker_.impl_;
-  const std::vector<uint64_t>& ins = resolve(d, "broadcast", in, m.named_in);
-  broadcast(d, ins, resolve(d, "broadcast", out, m.named_out), count, dtype, root);
+  const Resolved r = resolve_both(*worker_.impl_, d, "broadcast", in, out);
+  broadcast(d, r.in, r.out, count, dtype, root);
 }
 void Orchestrator::reduce(const CommDomain& d, const std::string& in, const std::string& out, size_t count,
                           DataType dtype, ReduceOp op, int root) {
-  Worker::Impl& m = *worker_.impl_;
-  const std::vector<uint64_t>& ins = resolve(d, "reduce", in, m.named_in);
-  reduce(d, ins, resolve(d, "reduce", out, m.named_out), count, dtype, op, root);
+  const Resolved r = resolve_both(*worker_.impl_, d, "reduce", in, out);
+  reduce(d, r.in, r.out, count, dtype, op, root);
 }
 void Orchestrator::all_to_all(const CommDomain& d, const std::string& in, const std::string& out,
                               size_t count_per_peer, DataType dtype) {
-  Worker::Impl& m = *worker_.impl_;
-  const std::vector<uint64_t>& ins = resolve(d, "all_to_all", in, m.named_in);
-  all_to_all(d, ins, resolve(d, "all_to_all", out, m.named_out), count_per_peer, dtype);
+  const Resolved r = resolve_both(*worker_.impl_, d, "all_to_all", in, out);
+  all_to_all(d, r.in, r.out, count_per_peer, dtype);
 }
 
 }  // namespace chipmesh

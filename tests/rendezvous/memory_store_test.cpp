@@ -99,21 +99,30 @@ TEST(MemoryStore, PublishesOncePerGenerationAndRemovesOnlyItsOwnValue) {
 TEST(MemoryStore, AWaiterInAnotherProcessGetsTheValueItAccepts) {
   SharedTable t;
   const std::string address = t.table->reset(0, 11);
+  // Slot 1 carries rank 1's "refused" back, so the stale value is surely
+  // seen (and refused) before the fresh one replaces it.
+  const std::string refused_at = t.table->reset(1, 12);
+  auto accept_any = [](const Bytes&, std::string*) { return true; };
   auto outcomes = fork_ranks(2, [&](int rank) {
     auto opened = rendezvous::make_store(address);
+    auto refused = rendezvous::make_store(refused_at);
     if (rank == 0) {
-      // A value the waiter refuses first, then the one it takes.
       opened.store->set(opened.key, bytes("stale"));
+      refused.store->wait(refused.key, 20s, accept_any, "rank 0");
       opened.store->set(opened.key, bytes("fresh"));
       return;
     }
+    int refusals = 0;
     Bytes v = opened.store->wait(opened.key, 20s,
-                                 [](const Bytes& b, std::string* why) {
+                                 [&](const Bytes& b, std::string* why) {
+                                   if (b == bytes("fresh")) return true;
                                    *why = "not fresh";
-                                   return b == bytes("fresh");
+                                   if (refusals++ == 0) refused.store->set(refused.key, bytes("refused"));
+                                   return false;
                                  },
                                  "rank 1");
     CM_REQUIRE(v == bytes("fresh"));
+    CM_REQUIRE(refusals >= 1);
   });
   for (const auto& o : outcomes) EXPECT_TRUE(o.ok()) << o.describe();
 }
