@@ -33,7 +33,7 @@ struct ChipmeshSample {
 // One Worker bring-up of n chips with a window of `window` bytes and a
 // 4 KiB input staged from host shared memory; the staging objects are made
 // before the clock starts and removed right after init (as a launcher would).
-ChipmeshSample chipmesh_bringup(const BenchOptions& o, int n, size_t window, TempDir& tmp) {
+ChipmeshSample chipmesh_bringup(const BenchOptions& o, int n, size_t window) {
   std::vector<SharedMemory> staging;
   struct Unlink {
     std::vector<SharedMemory>& s;
@@ -44,13 +44,14 @@ ChipmeshSample chipmesh_bringup(const BenchOptions& o, int n, size_t window, Tem
   WorkerConfig cfg;
   cfg.platform = o.platform;
   cfg.bootstrap_timeout = std::chrono::seconds(120);
-  const std::string rootinfo = tmp.fresh("rootinfo");
   for (int r = 0; r < n; ++r) {
     staging.push_back(SharedMemory::create(staging_name("bringup"), kStagingBytes));
     std::memset(staging.back().data(), r, kStagingBytes);
     cfg.device_ids.push_back(r);
     ChipBootstrapConfig c;
-    c.comm = ChipCommBootstrapConfig{r, n, rootinfo, window};
+    // An empty rootinfo_path: the Worker's own rendezvous, what `chipmesh
+    // demo` and most users get (a path under an ext4 /tmp cost 0.6 ms more).
+    c.comm = ChipCommBootstrapConfig{r, n, "", window};
     ChipBufferSpec in;
     in.name = "input";
     in.dtype = DataType::UINT8;
@@ -129,7 +130,6 @@ BenchResult run_bringup(const BenchOptions& o) {
   const int repeats = o.repeats > 0 ? o.repeats : o.quick ? 2 : 21;
   const int mpi_repeats = o.quick ? 1 : std::min(repeats, 7);
   MpiPeer mpi(o);
-  TempDir tmp;
 
   Table phases("bringup_phases", "bring-up phases (chipmesh, median ms of " + std::to_string(repeats) + " runs)",
                {{"chips", "chips", 0},
@@ -162,14 +162,14 @@ BenchResult run_bringup(const BenchOptions& o) {
   for (size_t w : windows) say(o.out, " %s", size_label(w).c_str());
   say(o.out, " }, %d runs per point (Open MPI: %d)\n", repeats, mpi_repeats);
   try {
-    chipmesh_bringup(o, 1, windows[0], tmp);  // warm-up: plugin and page cache
+    chipmesh_bringup(o, 1, windows[0]);  // warm-up: plugin and page cache
     fork_floor_ms(1);
     for (size_t window : windows) {
       for (int n : chips) {
         std::map<std::string, std::vector<double>> ph;
         std::vector<double> init, init_close, floor, mpi_ready, mpi_wall, first_kernel, second_kernel;
         for (int r = 0; r < repeats; ++r) {
-          ChipmeshSample s = chipmesh_bringup(o, n, window, tmp);
+          ChipmeshSample s = chipmesh_bringup(o, n, window);
           init.push_back(s.init_ms);
           init_close.push_back(s.init_close_ms);
           first_kernel.push_back(s.first_kernel_ms);

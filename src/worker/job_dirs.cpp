@@ -18,6 +18,7 @@
 #include "chipmesh/errors.h"
 #include "knobs/knobs.h"
 #include "logging/log.h"
+#include "rendezvous/memory_store.h"
 #include "worker/worker_impl.h"
 
 namespace chipmesh {
@@ -73,14 +74,24 @@ void Worker::Impl::disown_dir(const std::string& path) noexcept {
     }
 }
 
-void Worker::Impl::make_job_dir() {
+void Worker::Impl::place_bringup_rendezvous() {
   bool needed = false;
   for (const auto& c : cfg.chip_bootstrap_configs) needed = needed || (c.comm && c.comm->rootinfo_path.empty());
   if (!needed) return;
-  job_dir = worker::make_private_dir("chipmesh-job", "Worker::init");
-  own_dir(job_dir);
+  std::string rootinfo;
+  if (knobs::is_set(knobs::Id::RendezvousDir)) {
+    // The user asked for a directory: the file store, in a private one.
+    job_dir = worker::make_private_dir("chipmesh-job", "Worker::init");
+    own_dir(job_dir);
+    rootinfo = job_dir + "/rootinfo";
+  } else {
+    // A slot of the shared region the chips inherit (memory_store.h), as
+    // for domains: nothing on disk, no inotify, nothing a kill can leave.
+    const uint64_t generation = rendezvous_generation++;
+    rootinfo = header->rendezvous.reset(static_cast<uint32_t>(generation % rendezvous::MemoryTable::kSlots), generation);
+  }
   for (auto& c : cfg.chip_bootstrap_configs)
-    if (c.comm && c.comm->rootinfo_path.empty()) c.comm->rootinfo_path = job_dir + "/rootinfo";
+    if (c.comm && c.comm->rootinfo_path.empty()) c.comm->rootinfo_path = rootinfo;
 }
 
 void Worker::Impl::remove_job_dir() noexcept {

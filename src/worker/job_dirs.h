@@ -1,6 +1,8 @@
-// Where a Worker makes the private directories of its rendezvous (the
-// bring-up rootinfo when chip_bootstrap_configs leave rootinfo_path empty,
-// and every domain's): CHIPMESH_RENDEZVOUS_DIR when set, else /dev/shm when
+// Where a Worker makes the private directory of a file rendezvous. It makes
+// one only for a bring-up whose chip_bootstrap_configs leave rootinfo_path
+// empty while CHIPMESH_RENDEZVOUS_DIR is set; by default that bring-up and
+// every domain meet in the Worker's shared memory (memory_store.h). The
+// base: CHIPMESH_RENDEZVOUS_DIR when set, else /dev/shm when
 // it is a tmpfs this user can write (a rendezvous there costs no
 // filesystem journal: on an ext4 /tmp the directory, the rootinfo file, its
 // rename and the removal were about half of an allocate_domain on 2 chips),

@@ -322,7 +322,7 @@ void Worker::init() {
   const auto start = Clock::now();
   try {
     m.map_region(load_platform_tables(m.cfg.platform).device->attach_host_arena ? host_arena_bytes() : 0);
-    m.make_job_dir();
+    m.place_bringup_rendezvous();
     m.fork_chips();
   } catch (...) {
     // On one host the worker stays as it was; in a cluster it is done, and

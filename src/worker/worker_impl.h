@@ -102,8 +102,9 @@ struct Worker::Impl {
   };
   std::map<std::string, LiveDomain> domains;
   uint64_t next_allocation_id = 1;  // 0 is world()
-  // Of the domains' rendezvous slots (SharedHeader::rendezvous): one per
-  // allocate_domain call, failed ones included, so no value is ever reused.
+  // Of the rendezvous slots (SharedHeader::rendezvous): one generation per
+  // rendezvous (the bring-up's, every allocate_domain call, failed ones
+  // included), so no value is ever reused.
   uint64_t rendezvous_generation = 1;
   // Destroys the domain's communicator on its live members (`handles[r]`
   // of chips[r], 0 = nothing to destroy) and waits; returns the first
@@ -157,11 +158,12 @@ struct Worker::Impl {
   // process die (false: too long, or no free slot); disown_dir unlists it.
   bool own_dir(const std::string& path) noexcept;
   void disown_dir(const std::string& path) noexcept;
-  // A communicator config with an empty rootinfo_path gets one in a private
-  // directory the Worker makes (needs the header); removed by
-  // remove_job_dir() once the chips are gone.
+  // A communicator config with an empty rootinfo_path meets in a slot of
+  // the shared header's rendezvous table (needs the header), or, when
+  // CHIPMESH_RENDEZVOUS_DIR is set, in a private directory there
+  // (`job_dir`), removed by remove_job_dir() once the rendezvous is over.
   std::string job_dir;
-  void make_job_dir();
+  void place_bringup_rendezvous();
   void remove_job_dir() noexcept;
 
   // --- lifecycle (worker.cpp) ---

@@ -486,7 +486,10 @@ void interrupt_demo_in_every_phase(int sig, bool whole_group) {
        {"host_staging", "fork", "comm_init", "windows", "window_made", "staging", "handshake", "run"}) {
     SCOPED_TRACE(std::string("paused at ") + phase);
     const auto before = shm_snapshot();
-    ScratchDir tmp;  // the demo's TMPDIR and rendezvous directory: where the Worker makes the job's rootinfo directory
+    // The demo's TMPDIR and rendezvous directory: CHIPMESH_RENDEZVOUS_DIR set,
+    // the Worker makes the job's rootinfo directory there (the default, in
+    // shared memory, is what DemoFaults below runs).
+    ScratchDir tmp;
     CliProcess p = start_cli({"demo", "--chips", "4", "--bytes", "1MiB", "--iters", "100000"},
                              {std::string("CHIPMESH_TEST_PAUSE_AT=") + phase, "TMPDIR=" + tmp.path().string(),
                               "CHIPMESH_RENDEZVOUS_DIR=" + tmp.path().string()});
@@ -540,10 +543,9 @@ TEST(DemoFaults, AChipKilledInAnyBringUpPhaseFailsTheDemoNamingItAndLeavesNothin
         SCOPED_TRACE(std::string("paused at ") + phase + ", chip " + std::to_string(victim) + ", signal " +
                      std::to_string(sig));
         const auto before = shm_snapshot();
-        ScratchDir tmp;
+        ScratchDir tmp;  // the demo's TMPDIR; its chips meet in shared memory (the default rendezvous)
         CliProcess p = start_cli({"demo", "--chips", "4", "--bytes", "1MiB"},
-                                 {std::string("CHIPMESH_TEST_PAUSE_AT=") + phase, "TMPDIR=" + tmp.path().string(),
-                                  "CHIPMESH_RENDEZVOUS_DIR=" + tmp.path().string()});
+                                 {std::string("CHIPMESH_TEST_PAUSE_AT=") + phase, "TMPDIR=" + tmp.path().string()});
         ASSERT_GT(p.pid, 0);
         const bool paused =
             wait_for_stderr(p, std::string("chipmesh: test pause at ") + phase + " (pid ", std::chrono::seconds(120), 4);

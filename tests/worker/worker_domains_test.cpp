@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 #include <set>
 #include <stdexcept>
 #include <string>
@@ -159,36 +160,72 @@ TEST_F(DomainsTest, DistinctContextsDenseRanksWithoutBootstrapConfigs) {
   w.close();
 }
 
-// The rendezvous directories go as soon as their rendezvous is over: while
-// a job runs, neither the job's (an empty rootinfo_path) nor a live
-// domain's is on disk, so no kill then can leave one.
-TEST_F(DomainsTest, NoRendezvousDirectoryOutlivesItsRendezvous) {
-  auto job_dirs = [] { return private_dirs("job"); };
-  const size_t jobs_before = job_dirs();
+// Directories created in `dir` while `body` runs, seen by an inotify watch
+// (a directory made and removed within init() still counts).
+std::vector<std::string> dirs_created_during(const std::string& dir, const std::function<void()>& body) {
+  const int fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+  EXPECT_GE(fd, 0);
+  EXPECT_GE(inotify_add_watch(fd, dir.c_str(), IN_CREATE | IN_ONLYDIR), 0) << dir;
+  body();
+  std::vector<std::string> made;
+  alignas(inotify_event) char buf[4096];
+  for (ssize_t len; (len = ::read(fd, buf, sizeof buf)) > 0;)
+    for (char* p = buf; p < buf + len;) {
+      const auto* ev = reinterpret_cast<const inotify_event*>(p);
+      if ((ev->mask & IN_ISDIR) && ev->len > 0) made.emplace_back(ev->name);
+      p += sizeof(inotify_event) + ev->len;
+    }
+  close(fd);
+  return made;
+}
+
+// An empty rootinfo_path: the bring-up meets in the Worker's shared memory
+// (no directory, no file at any point, so no kill can leave one), as
+// domains do; with CHIPMESH_RENDEZVOUS_DIR set, in a private directory
+// there that is gone when init() returns.
+TEST_F(DomainsTest, TheBringUpMeetsInSharedMemoryUnlessTheRendezvousDirectoryIsSet) {
+  struct Restore {
+    ~Restore() { knobs::reload(); }
+  } restore;
   WorkerConfig cfg = plain_config(2);
   for (int r = 0; r < 2; ++r) {
     ChipBootstrapConfig b;
-    b.comm = ChipCommBootstrapConfig{r, 2, "", 1 << 16};  // the Worker's private directory
+    b.comm = ChipCommBootstrapConfig{r, 2, "", 1 << 16};  // the Worker's own rendezvous
     cfg.chip_bootstrap_configs.push_back(b);
   }
-  Worker w(cfg);
-  w.init();
-  EXPECT_EQ(job_dirs(), jobs_before) << "the job's rootinfo directory is still there after init()";
-  w.run([&](Orchestrator& o) {
-    CommDomain d = o.allocate_domain("d", {1, 0}, kWindow, kBuffers);
-    EXPECT_EQ(domain_dirs(), dirs_before_) << "a live domain's rootinfo directory is still there";
-    fill(w, d, "a", 1);
-    o.allreduce(d, "a", "a", kCount, DataType::INT32, ReduceOp::SUM);
-    o.release_domain(d);
-  });
-  w.close();
+  auto bring_up_and_reduce = [&] {
+    Worker w(cfg);
+    w.init();
+    w.run([&](Orchestrator& o) {
+      CommDomain d = o.allocate_domain("d", {1, 0}, kWindow, kBuffers);
+      fill(w, d, "a", 1);
+      o.allreduce(d, "a", "b", kCount, DataType::INT32, ReduceOp::SUM);
+      o.wait();
+      expect_allreduce(w, d, 1);
+      o.release_domain(d);
+    });
+    w.close();
+  };
+  const std::string job_prefix = "chipmesh-job-" + std::to_string(getpid()) + "-";
+  auto jobs = [&](const std::vector<std::string>& made) {
+    return std::count_if(made.begin(), made.end(), [&](const std::string& n) { return n.rfind(job_prefix, 0) == 0; });
+  };
+  knobs::reload();
+  if (knobs::is_set(knobs::Id::RendezvousDir)) GTEST_SKIP() << "CHIPMESH_RENDEZVOUS_DIR is set in the environment";
+  EXPECT_EQ(jobs(dirs_created_during(worker::private_dir_base(), bring_up_and_reduce)), 0)
+      << "the default bring-up made a rootinfo directory in " << worker::private_dir_base();
+
+  ScratchDir scratch;
+  knobs::set_for_process(knobs::Id::RendezvousDir, scratch.path().string());
+  EXPECT_EQ(jobs(dirs_created_during(scratch.path().string(), bring_up_and_reduce)), 1)
+      << "CHIPMESH_RENDEZVOUS_DIR is set, yet the bring-up made no directory there";
+  EXPECT_TRUE(scratch.entries().empty()) << "something was left in " << scratch.path();
 }
 
-// The bring-up's private rootinfo directory (an empty rootinfo_path) goes
-// to CHIPMESH_RENDEZVOUS_DIR when it is set (a directory that cannot hold
-// one is a DeviceError naming it), and by default to /dev/shm when that is
-// a tmpfs: no filesystem journal in the rendezvous. Domains need no
-// directory at all: their members meet in the Worker's shared memory
+// With CHIPMESH_RENDEZVOUS_DIR set, the bring-up's private rootinfo
+// directory (an empty rootinfo_path) goes there, and a directory that
+// cannot hold one is a DeviceError naming it. Domains need no directory at
+// all: their members meet in the Worker's shared memory
 // (src/rendezvous/memory_store.h), wherever the knob points.
 TEST_F(DomainsTest, DomainsMeetInSharedMemoryAndOnlyTheBringUpUsesTheRendezvousDirectory) {
   struct statfs fs{};

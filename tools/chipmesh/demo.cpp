@@ -97,9 +97,10 @@ void run_steps(const DemoOptions& o, DemoReport& rep) {
   // ever join this run's rootinfo.
   knobs::ensure_job_token("demo");
 
-  // The rootinfo lives in a private directory the Worker makes at init()
-  // (an empty rootinfo_path) and removes; if this process dies first, its
-  // chips remove it as they go. Nothing of the run is named before init().
+  // An empty rootinfo_path: the chips meet in the Worker's shared memory
+  // (or, with CHIPMESH_RENDEZVOUS_DIR set, in a private directory there
+  // that the Worker, or its chips should it die first, removes). Nothing of
+  // the run is named before init().
   const std::string rootinfo;
 
   WorkerConfig cfg;
