@@ -41,6 +41,13 @@ void wake(const std::atomic<uint32_t>* word, int count) {
 
 int cores() { return std::max(1, device::detail::online_cpus()); }
 
+namespace {
+// Read when the library (libchipmesh, a platform plugin) is loaded, in the
+// process that forks the chips: otherwise every chip read
+// /sys/devices/system/cpu/online itself, once per library, in its bring-up.
+[[maybe_unused]] const int kCoresAtLoad = cores();
+}  // namespace
+
 int spin_budget(int participants) { return participants > cores() ? 64 : 2048; }
 
 int yield_budget(int participants) { return participants > cores() ? 32 : 64; }
