@@ -63,7 +63,9 @@ class SimComm {
   // Format and trust checks of a rootinfo read from the store.
   // false (with why) for a rootinfo worth waiting past: absent, stale, of
   // another user. Throws CommError for one of a live other job.
-  bool trusted(const rendezvous::Bytes& value, RootInfo* out, std::string* why) const;
+  // `root` gets a watch of the publishing rank 0, opened once: the same
+  // pidfd judges it alive here and watches it afterwards (one /proc read).
+  bool trusted(const rendezvous::Bytes& value, RootInfo* out, process::Watch* root, std::string* why) const;
   // Rank 0: CommError when the path holds a live other communicator's rootinfo.
   void refuse_live_foreign_rootinfo() const;
   std::string in_use_message(const RootInfo& other) const;

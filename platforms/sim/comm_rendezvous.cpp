@@ -224,14 +224,18 @@ void SimComm::join_published() {
                "comm_init: rank " + std::to_string(rank_) + " of " + std::to_string(nranks_));
 }
 
-bool SimComm::trusted(const rendezvous::Bytes& value, RootInfo* out, std::string* why) const {
+bool SimComm::trusted(const rendezvous::Bytes& value, RootInfo* out, process::Watch* root,
+                      std::string* why) const {
   RootInfo ri;
   if (!decode_rootinfo(value, &ri, why)) return false;
   if (ri.uid != geteuid()) {
     *why = "rootinfo was written for uid " + std::to_string(ri.uid);
     return false;
   }
-  const bool root_alive = ri.root_start != 0 && process::start_time(ri.root_pid) == ri.root_start;
+  // A pidfd pins the process; the watch checks it is the one that published
+  // (its start time) and tells whether it has exited (a zombie too).
+  process::Watch watch = ri.root_start != 0 ? process::Watch(ri.root_pid, ri.root_start) : process::Watch();
+  const bool root_alive = watch.valid() && !watch.exited();
   if (job_ != ri.job) {
     // A live job owns the path: waiting cannot help (it removes the rootinfo
     // only once its own ranks are in), so fail now and name it.
@@ -244,12 +248,14 @@ bool SimComm::trusted(const rendezvous::Bytes& value, RootInfo* out, std::string
     return false;
   }
   *out = ri;
+  *root = std::move(watch);
   return true;
 }
 
 bool SimComm::try_attach(const rendezvous::Bytes& value, std::string* why) {
   RootInfo ri;
-  if (!trusted(value, &ri, why)) return false;
+  process::Watch root;
+  if (!trusted(value, &ri, &root, why)) return false;
   int fd = shm_open(ri.ctrl_name, O_RDWR | O_CLOEXEC, 0);
   if (fd < 0) {
     *why = std::string("control segment ") + ri.ctrl_name + " of the rootinfo is gone: " + errno_text(errno);
@@ -280,7 +286,7 @@ bool SimComm::try_attach(const rendezvous::Bytes& value, std::string* why) {
   futex::wake(&ctrl_->attached);
   token_ = ri.token;
   ctrl_name_ = ri.ctrl_name;
-  watches_[0] = process::Watch(ri.root_pid, ri.root_start);
+  watches_[0] = std::move(root);
   if (ri.nranks != static_cast<uint32_t>(nranks_)) {
     std::string msg = "comm_init: nranks mismatch: rank 0 created the communicator with nranks=" +
                       std::to_string(ri.nranks) + " but rank " + std::to_string(rank_) + " (pid " +
