@@ -1,7 +1,8 @@
 // The memory store: keys live in slots of a table in memory that every rank
 // maps at the same address, as the chips of one Worker inherit the Worker's
-// shared region from the fork. A domain's rendezvous then needs no file, no
-// inotify and no directory: rank 0 writes the slot, the others read it
+// shared region from the fork. A domain's rendezvous, and the bring-up's
+// when its rootinfo_path is left empty, then need no file, no inotify and
+// no directory: rank 0 writes the slot, the others read it
 // (about two thirds of a 2-chip allocate_domain was the file store's work on
 // the AMD EPYC VM; docs/PERFORMANCE.md).
 //
