@@ -23,10 +23,10 @@ DataType dtype_from_name(std::string_view name);
 
 // The communicator a chip joins. window_size is a request: the platform may
 // round it up (sim: to the page size). rootinfo_path: where the ranks meet;
-// left empty in a Worker's config, the Worker makes a private directory for
-// it at init() and removes it at close() (if the Worker's process dies
-// first, its chips remove it as they go), so nothing of the job is ever
-// left on disk. ChipWorker users must give one.
+// left empty in a Worker's config, the chips meet in the Worker's shared
+// memory (nothing on disk; with CHIPMESH_RENDEZVOUS_DIR set, in a private
+// directory there that the Worker, or its chips should it die first,
+// removes). ChipWorker users must give one.
 struct ChipCommBootstrapConfig {
   int rank = 0;
   int nranks = 1;

@@ -160,7 +160,8 @@ void register_types(py::module_& m) {
       .def_readwrite("rank", &ChipCommBootstrapConfig::rank, "This chip's rank, 0 .. nranks-1.")
       .def_readwrite("nranks", &ChipCommBootstrapConfig::nranks, "Ranks in the communicator.")
       .def_readwrite("rootinfo_path", &ChipCommBootstrapConfig::rootinfo_path,
-                     "File through which the ranks find each other (rank 0 publishes it).")
+                     "File through which the ranks find each other (rank 0 publishes it); leave it empty in a "
+                     "Worker's configs to meet in the Worker's shared memory (nothing on disk).")
       .def_property(
           "window_size", [](const ChipCommBootstrapConfig& c) { return c.window_size; },
           [](ChipCommBootstrapConfig& c, int64_t v) { c.window_size = to_size(v, "window_size"); },
