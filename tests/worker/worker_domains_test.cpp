@@ -102,6 +102,14 @@ void expect_allreduce(Worker& w, const CommDomain& d, int salt, int times = 1) {
   }
 }
 
+// fill(salt), allreduce SUM of "a" into "b" on `d`, wait, check.
+void reduce_and_check(Worker& w, Orchestrator& o, const CommDomain& d, int salt) {
+  fill(w, d, "a", salt);
+  o.allreduce(d, "a", "b", kCount, DataType::INT32, ReduceOp::SUM);
+  o.wait();
+  expect_allreduce(w, d, salt);
+}
+
 TEST_F(DomainsTest, DistinctContextsDenseRanksWithoutBootstrapConfigs) {
   Worker w(plain_config(4));
   w.init();
@@ -145,10 +153,7 @@ TEST_F(DomainsTest, DistinctContextsDenseRanksWithoutBootstrapConfigs) {
     EXPECT_EQ(d.context(0).domain_rank, 1);
     EXPECT_THROW(d.context(1), ConfigError);
     EXPECT_EQ(d.rank_of(1), -1);
-    fill(w, d, "a", 1);
-    o.allreduce(d, "a", "b", kCount, DataType::INT32, ReduceOp::SUM);
-    o.wait();
-    expect_allreduce(w, d, 1);
+    reduce_and_check(w, o, d, 1);
     CommDomain copy = d;
     o.release_domain(d);
     EXPECT_TRUE(d.released());
@@ -198,10 +203,7 @@ TEST_F(DomainsTest, TheBringUpMeetsInSharedMemoryUnlessTheRendezvousDirectoryIsS
     w.init();
     w.run([&](Orchestrator& o) {
       CommDomain d = o.allocate_domain("d", {1, 0}, kWindow, kBuffers);
-      fill(w, d, "a", 1);
-      o.allreduce(d, "a", "b", kCount, DataType::INT32, ReduceOp::SUM);
-      o.wait();
-      expect_allreduce(w, d, 1);
+      reduce_and_check(w, o, d, 1);
       o.release_domain(d);
     });
     w.close();
@@ -255,10 +257,7 @@ TEST_F(DomainsTest, DomainsMeetInSharedMemoryAndOnlyTheBringUpUsesTheRendezvousD
   w.init();
   w.run([&](Orchestrator& o) {
     CommDomain d = o.allocate_domain("d", {0, 1}, kWindow, kBuffers);  // the knob names no directory: no matter
-    fill(w, d, "a", 2);
-    o.allreduce(d, "a", "b", kCount, DataType::INT32, ReduceOp::SUM);
-    o.wait();
-    expect_allreduce(w, d, 2);
+    reduce_and_check(w, o, d, 2);
     o.release_domain(d);
     knobs::set_for_process(knobs::Id::RendezvousDir, scratch.path().string());
     EXPECT_EQ(worker::private_dir_base(), scratch.path().string());
@@ -341,10 +340,7 @@ TEST_F(DomainsTest, LiveNameRejectedAndReusedAfterRelease) {
     EXPECT_NE(again.allocation_id(), first);
     EXPECT_TRUE(d.released());
     EXPECT_FALSE(again.released());
-    fill(w, again, "a", 4);
-    o.allreduce(again, "a", "b", kCount, DataType::INT32, ReduceOp::SUM);
-    o.wait();
-    expect_allreduce(w, again, 4);
+    reduce_and_check(w, o, again, 4);
   });
   // run() released it; the name is free in the next run.
   w.run([&](Orchestrator& o) { o.allocate_domain("pair", {0, 2}, kWindow); });
@@ -372,10 +368,7 @@ TEST_F(DomainsTest, ReleasedByRunWhenTheFunctionThrowsAndTheErrorIsKept) {
   // The worker goes on: the names are free.
   w.run([&](Orchestrator& o) {
     CommDomain again = o.allocate_domain("a", {2, 0}, kWindow, kBuffers);
-    fill(w, again, "a", 6);
-    o.allreduce(again, "a", "b", kCount, DataType::INT32, ReduceOp::SUM);
-    o.wait();
-    expect_allreduce(w, again, 6);
+    reduce_and_check(w, o, again, 6);
   });
   w.close();
 }
@@ -540,10 +533,7 @@ TEST_F(DomainsTest, FailedAllocateLeavesNothingAndTheNameFree) {
   EXPECT_NE(msg.find("too large"), std::string::npos) << msg;
   w.run([&](Orchestrator& o) {
     CommDomain d = o.allocate_domain("huge", {1, 2}, kWindow, kBuffers);
-    fill(w, d, "a", 12);
-    o.allreduce(d, "a", "b", kCount, DataType::INT32, ReduceOp::SUM);
-    o.wait();
-    expect_allreduce(w, d, 12);
+    reduce_and_check(w, o, d, 12);
   });
   w.close();
 }
@@ -630,10 +620,7 @@ TEST_F(DomainsTest, MemberKilledDuringAllocateFailsTheCallNamingIt) {
   // The survivors are not wedged.
   w.run([&](Orchestrator& o) {
     CommDomain d = o.allocate_domain("doomed", {1, 0}, kWindow, kBuffers);
-    fill(w, d, "a", 30);
-    o.allreduce(d, "a", "b", kCount, DataType::INT32, ReduceOp::SUM);
-    o.wait();
-    expect_allreduce(w, d, 30);
+    reduce_and_check(w, o, d, 30);
   });
   w.close();
 }
