@@ -3,6 +3,7 @@
 // docs/architecture.md.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -17,6 +18,22 @@
 #include "chipmesh/types.h"
 
 namespace chipmesh {
+
+// Where a chip's bring-up is, in order (bootstrap_context reports each step
+// as it starts it): a Worker names the step of the chip it waited for when
+// the bring-up times out.
+enum class BootstrapStep : uint32_t {
+  kForked = 0,          // a Worker's chip process, before anything else
+  kLoadingPlatform,     // ChipWorker::init
+  kValidating,          // step 1
+  kSettingDevice,       // step 2
+  kJoiningComm,         // step 3: comm_init, waiting for the peers
+  kAllocatingWindows,   // step 3: comm_alloc_windows, with the peers
+  kStaging,             // steps 4-5: carving, host inputs, output stagings
+  kPublishing,          // step 6
+};
+// "setting its device", "joining the communicator (comm_init)", ...
+const char* describe(BootstrapStep step);
 
 class ChipWorker {
  public:
@@ -92,6 +109,9 @@ class ChipWorker {
   // offsets (Worker::stage_input does that) are then in the window without
   // a copy. -1 (the default): a new window. The descriptor stays the caller's.
   void set_window_file(int fd) { window_file_ = fd; }
+  // Where bootstrap_context stores each BootstrapStep as it starts it (in
+  // shared memory, for a parent to read); null (the default): nowhere.
+  void set_bootstrap_step_sink(std::atomic<uint32_t>* sink) { step_sink_ = sink; }
   // Deadline of every wait of the communicators created from now on.
   // Unset: CHIPMESH_COMM_TIMEOUT_S.
   void set_comm_timeout(std::chrono::milliseconds timeout) { comm_timeout_ = timeout; }
@@ -129,6 +149,10 @@ class ChipWorker {
   uint64_t bootstrap_comm_ = 0;
   BootstrapTimings timings_;
   std::vector<Output> outputs_;
+  std::atomic<uint32_t>* step_sink_ = nullptr;
+  void reach(BootstrapStep step) const noexcept {
+    if (step_sink_) step_sink_->store(static_cast<uint32_t>(step), std::memory_order_release);
+  }
 };
 
 }  // namespace chipmesh

@@ -78,6 +78,20 @@ void ChipWorker::store_to_host() {
   for (Output& o : outputs_) copy_from(o.staging.data(), o.device_ptr, o.nbytes);
 }
 
+const char* describe(BootstrapStep step) {
+  switch (step) {
+    case BootstrapStep::kForked: return "starting (just forked)";
+    case BootstrapStep::kLoadingPlatform: return "loading its platform";
+    case BootstrapStep::kValidating: return "checking its bootstrap config";
+    case BootstrapStep::kSettingDevice: return "setting its device";
+    case BootstrapStep::kJoiningComm: return "joining the communicator (comm_init, waiting for its peers)";
+    case BootstrapStep::kAllocatingWindows: return "allocating its window (comm_alloc_windows, with its peers)";
+    case BootstrapStep::kStaging: return "carving its buffers and loading its host inputs";
+    case BootstrapStep::kPublishing: return "publishing its result";
+  }
+  return "at an unknown step";
+}
+
 ChipBootstrapResult ChipWorker::bootstrap_context(int device_id, const ChipBootstrapConfig& cfg,
                                                   ChipBootstrapChannel* channel) {
   uint64_t comm = 0;
@@ -88,9 +102,11 @@ ChipBootstrapResult ChipWorker::bootstrap_context(int device_id, const ChipBoots
       throw ConfigError("bootstrap_context: " + std::to_string(cfg.buffers.size()) +
                         " buffers do not fit the channel's capacity of " + std::to_string(channel->max_buffer_count()));
     // 1. validate everything before any device effect
+    reach(BootstrapStep::kValidating);
     validate_bootstrap_config(cfg);
     platform();  // DeviceError before init(), still before any effect
     // 2. device
+    reach(BootstrapStep::kSettingDevice);
     set_device(device_id);
 
     ChipBootstrapResult result;
@@ -101,11 +117,13 @@ ChipBootstrapResult ChipWorker::bootstrap_context(int device_id, const ChipBoots
     if (cfg.comm) {
       const auto& c = *cfg.comm;
       knobs::test_pause_point("comm_init");
+      reach(BootstrapStep::kJoiningComm);
       comm = comm_init(c.rank, c.nranks, c.rootinfo_path);
       auto t1 = Clock::now();
       timings_.comm_init_ms = ms_between(t0, t1);
       knobs::test_pause_point("windows");
       t1 = Clock::now();
+      reach(BootstrapStep::kAllocatingWindows);
       if (window_file_ >= 0 && transport().adopt_window) {
         check_comm(transport().adopt_window(reinterpret_cast<CommHandle>(comm), window_file_), "comm adopt_window");
         adopted = true;
@@ -121,6 +139,7 @@ ChipBootstrapResult ChipWorker::bootstrap_context(int device_id, const ChipBoots
                           std::to_string(c.window_size));
     }
     // 4. carve buffers
+    reach(BootstrapStep::kStaging);
     result.buffer_ptrs = carve(cfg, result.local_window_base, result.actual_window_size);
     // 5. host inputs
     knobs::test_pause_point("staging");
@@ -148,6 +167,7 @@ ChipBootstrapResult ChipWorker::bootstrap_context(int device_id, const ChipBoots
     timings_.staging_ms = ms_between(t0, Clock::now());
     // 6. publish, then stash the communicator and outputs for
     //    store_to_host / shutdown_bootstrap
+    reach(BootstrapStep::kPublishing);
     if (channel)
       channel->write_success(result.device_ctx, result.local_window_base, result.actual_window_size,
                              result.buffer_ptrs, timings_);

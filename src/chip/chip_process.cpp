@@ -327,10 +327,12 @@ void run_chip_process(const ChipProcessArgs& a) {
   ChipWorker w;
   if (!a.job_token.empty()) w.set_job_token(a.job_token);  // travels through comm_init's options
   w.set_window_file(a.window_file);
+  w.set_bootstrap_step_sink(&a.shared->bringup_step);
   ChipBootstrapResult result;
   bool arena = false;
   try {
     try {
+      a.shared->bringup_step.store(static_cast<uint32_t>(BootstrapStep::kLoadingPlatform), std::memory_order_release);
       w.init(a.platform);
     } catch (...) {
       channel.write_error(1, describe_current_exception());  // before bootstrap_context could

@@ -117,6 +117,9 @@ struct alignas(4096) ChipShared {
   // the window lies in that file, written before window_fd.
   std::atomic<int32_t> window_fd;
   std::atomic<uint64_t> window_offset;
+  // The BootstrapStep the chip's bring-up is at (chipmesh/chip_worker.h),
+  // for the parent's message when the bring-up times out.
+  std::atomic<uint32_t> bringup_step;
   Entry entries[kRingDepth];
   alignas(4096) unsigned char chunks[kChunkSlots][kChunkBytes];
 

@@ -10,12 +10,16 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <map>
+#include <optional>
 
 #include "chipmesh/bootstrap_channel.h"
+#include "chipmesh/chip_worker.h"
 #include "plugin_loader/platform_loader.h"
 #include "worker/janitor.h"
 #include "chip/chip_process.h"
@@ -225,15 +229,7 @@ void Worker::Impl::wait_for_bringup(Clock::time_point start) {
     }
     return all;
   };
-  if (!wait_until(settled, &deadline)) {
-    for (size_t i = 0; i < n(); ++i) {
-      if (channels[i].state() == ChipBootstrapMailboxState::IDLE) {
-        failure = chip_error(i, "TimeoutError: did not publish its bootstrap mailbox within " +
-                                    std::to_string(cfg.bootstrap_timeout.count()) + " ms");
-        break;
-      }
-    }
-  }
+  if (!wait_until(settled, &deadline)) failure = bringup_timeout(channels);
   if (failure) throw *failure;
   const auto done = Clock::now();
   double comm = 0, windows = 0, staging = 0;
@@ -248,6 +244,43 @@ void Worker::Impl::wait_for_bringup(Clock::time_point start) {
   phases["staging"] = staging;
   phases["total"] = ms(done - start);
   phases["handshake"] = std::max(0.0, phases["total"] - phases["fork"] - comm - windows - staging);
+}
+
+ChipError Worker::Impl::bringup_timeout(std::vector<ChipBootstrapChannel>& channels) const {
+  // Name the least advanced of the chips that have not published: the one
+  // the others wait for (a chip stuck setting its device, not its peer
+  // waiting in comm_init), and say where the rest were.
+  const std::string within = " within " + std::to_string(cfg.bootstrap_timeout.count()) + " ms";
+  auto step_of = [&](size_t i) {
+    return std::min(chips[i]->bringup_step.load(std::memory_order_acquire),
+                    static_cast<uint32_t>(BootstrapStep::kPublishing));
+  };
+  std::optional<size_t> worst;
+  for (size_t i = 0; i < n(); ++i)
+    if (channels[i].state() == ChipBootstrapMailboxState::IDLE && (!worst || step_of(i) < step_of(*worst))) worst = i;
+  if (!worst) {
+    for (size_t i = 0; i < n(); ++i)
+      if (chips[i]->window_fd.load(std::memory_order_acquire) == worker::kWindowFdUnknown)
+        return chip_error(i, "TimeoutError: published its bootstrap mailbox but did not say whether it lends its "
+                             "window" + within);
+    return chip_error(0, "TimeoutError: bring-up did not settle" + within);
+  }
+  std::map<uint32_t, size_t> others;  // step -> chips there
+  for (size_t i = 0; i < n(); ++i)
+    if (i != *worst && channels[i].state() == ChipBootstrapMailboxState::IDLE) ++others[step_of(i)];
+  std::string msg = "TimeoutError: did not publish its bootstrap mailbox" + within + "; it was still " +
+                    describe(static_cast<BootstrapStep>(step_of(*worst)));
+  if (!others.empty()) {
+    msg += " (not published either:";
+    const char* sep = " ";
+    for (const auto& [step, count] : others) {
+      msg += sep + std::to_string(count) + (count == 1 ? " chip " : " chips ") +
+             describe(static_cast<BootstrapStep>(step));
+      sep = "; ";
+    }
+    msg += ")";
+  }
+  return chip_error(*worst, msg);
 }
 
 // The windows the chips lend (said before their bring-up counted as done).

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "chipmesh/bootstrap_channel.h"
 #include "chipmesh/platform_abi.h"
 #include "chipmesh/worker.h"
 #include "common/deadline.h"
@@ -170,6 +171,9 @@ struct Worker::Impl {
   void map_region(uint64_t arena_bytes);
   void fork_chips();
   void wait_for_bringup(std::chrono::steady_clock::time_point start);
+  // The error of a bring-up past bootstrap_timeout: the least advanced chip
+  // that has not published, its step, and where the others were.
+  ChipError bringup_timeout(std::vector<ChipBootstrapChannel>& channels) const;
   void build_contexts();
   void lend_bringup_windows();
   // SIGTERM every live chip, give them `grace` to exit, SIGKILL the rest,

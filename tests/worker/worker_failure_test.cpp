@@ -18,6 +18,7 @@
 #include <sstream>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -86,15 +87,26 @@ TEST_F(WorkerFailure, ChipThatAbortsDuringBootstrap) {
   EXPECT_TRUE(contains(msg, "signal 6")) << msg;
 }
 
+// Rank 1 or rank 0 (then nobody publishes the rootinfo) never comes: with a
+// rootinfo file and in the Worker's shared memory (an empty rootinfo_path).
+// The error names the chip that hangs and its step, not its peer waiting
+// for it in comm_init.
 TEST_F(WorkerFailure, ChipThatNeverPublishesHitsTheDeadline) {
-  WorkerConfig cfg = comm_config(2, rootinfo, 4096);
-  cfg.platform = kLibDir + "/libchipmesh_platform_crashy.so";
-  cfg.device_ids[1] = 14;  // hangs in set_device(14)
-  cfg.bootstrap_timeout = 1000ms;
-  std::string msg = failed_init(cfg);
-  EXPECT_TRUE(contains(msg, "chip ")) << msg;
-  EXPECT_TRUE(contains(msg, "TimeoutError")) << msg;
-  EXPECT_TRUE(contains(msg, "1000 ms")) << msg;
+  for (const std::string& where : {rootinfo, std::string()}) {
+    for (size_t hung : {1u, 0u}) {
+      SCOPED_TRACE((where.empty() ? std::string("in memory") : where) + ", chip " + std::to_string(hung) + " hangs");
+      WorkerConfig cfg = comm_config(2, where, 4096);
+      cfg.platform = kLibDir + "/libchipmesh_platform_crashy.so";
+      cfg.device_ids[hung] = 14;  // hangs in set_device(14)
+      cfg.bootstrap_timeout = 1000ms;
+      std::string msg = failed_init(cfg);
+      EXPECT_TRUE(contains(msg, "chip " + std::to_string(hung) + " (device 14, pid ")) << msg;
+      EXPECT_TRUE(contains(msg, "TimeoutError")) << msg;
+      EXPECT_TRUE(contains(msg, "1000 ms")) << msg;
+      EXPECT_TRUE(contains(msg, "still setting its device")) << msg;
+      EXPECT_TRUE(contains(msg, "1 chip joining the communicator")) << msg;
+    }
+  }
 }
 
 TEST_F(WorkerFailure, UnknownPlatformFailsBeforeForking) {
@@ -510,16 +522,19 @@ bool maps_shm_object(pid_t pid, const std::string& suffix) {
 // (a chip killed so gets no chance to remove anything): init fails naming
 // it, and the Worker sweeps what it left (as rank 0 the windows' object,
 // the control segment and the rootinfo file), so nothing of the job stays
-// (issue 12, item 3). In a child: the pause knob is set there only.
-class WorkerKilledChip : public ::testing::TestWithParam<int> {};
+// (issue 12, item 3). Both rendezvous: a rootinfo file, and the Worker's
+// shared memory (an empty rootinfo_path). In a child: the pause knob is set
+// there only.
+class WorkerKilledChip : public ::testing::TestWithParam<std::tuple<int, bool>> {};
 
 TEST_P(WorkerKilledChip, SigkilledOnceItsWindowExistsLeavesNothing) {
-  const int victim_rank = GetParam();
+  const auto [victim_rank, in_memory] = GetParam();
   ScratchDir dir;
   auto outcomes = fork_ranks(1, [&](int) {
     setenv("CHIPMESH_TEST_PAUSE_AT", "window_made", 1);
+    unsetenv("CHIPMESH_RENDEZVOUS_DIR");
     knobs::reload();
-    Worker w(comm_config(3, dir.file("rootinfo"), 1 << 20));
+    Worker w(comm_config(3, in_memory ? std::string() : dir.file("rootinfo"), 1 << 20));
     std::vector<pid_t> chips;
     pid_t victim = -1;
     std::thread killer([&] {
@@ -548,8 +563,11 @@ TEST_P(WorkerKilledChip, SigkilledOnceItsWindowExistsLeavesNothing) {
   EXPECT_TRUE(dir.entries().empty()) << "the rootinfo file was left";
 }
 
-INSTANTIATE_TEST_SUITE_P(Ranks, WorkerKilledChip, ::testing::Values(0, 2),
-                         [](const auto& info) { return "rank" + std::to_string(info.param); });
+INSTANTIATE_TEST_SUITE_P(Ranks, WorkerKilledChip, ::testing::Combine(::testing::Values(0, 2), ::testing::Bool()),
+                         [](const auto& info) {
+                           return "rank" + std::to_string(std::get<0>(info.param)) +
+                                  (std::get<1>(info.param) ? "_memory" : "_file");
+                         });
 
 }  // namespace
 }  // namespace chipmesh::testing
