@@ -191,7 +191,7 @@ void SimComm::unmap_all() noexcept {
     workspace_ = nullptr;
   }
   if (ctrl_) {
-    munmap(ctrl_, sizeof(CtrlBlock));
+    if (!ctrl_lent_) munmap(ctrl_, sizeof(CtrlBlock));  // a lent one stays its lender's
     ctrl_ = nullptr;
   }
   if (window_fd_ >= 0) {

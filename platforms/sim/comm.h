@@ -59,6 +59,11 @@ class SimComm {
  private:
   // --- rendezvous (comm_rendezvous.cpp) ---
   void create_as_root();
+  // The control block as a shared-memory object of its own (no store lends one).
+  void create_ctrl_segment();
+  // Takes `ctrl` (lent by the store, or mapped from the object the rootinfo
+  // names) when it matches the rootinfo; false with why otherwise.
+  bool attach_ctrl(CtrlBlock* ctrl, bool lent, const RootInfo& ri, process::Watch root, std::string* why);
   void join_published();
   // Format and trust checks of a rootinfo read from the store.
   // false (with why) for a rootinfo worth waiting past: absent, stale, of
@@ -113,6 +118,7 @@ class SimComm {
   std::string job_;
   std::string ctrl_name_;
   CtrlBlock* ctrl_ = nullptr;
+  bool ctrl_lent_ = false;  // ctrl_ is the store's (shared_control): never unmapped here
   std::vector<process::Watch> watches_;  // index = rank; opened when claimed
   bool failed_ = false;
   bool published_ = false;  // rank 0: its rootinfo went out

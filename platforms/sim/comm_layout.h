@@ -21,6 +21,9 @@ inline constexpr uint32_t kLayoutVersion = 2;  // 2: RankSlot::adopted_window_fd
 inline constexpr size_t kJobTokenBytes = 64;
 inline constexpr size_t kShmNameBytes = 32;  // names are at most 31 characters
 inline constexpr size_t kAbortMessageBytes = 512;
+// RootInfo::ctrl_name when the control block lives in memory the store
+// lends (Store::shared_control), not in a shared-memory object.
+inline constexpr char kStoreControlName[] = "@store";
 
 // The rootinfo file (binary, written to a temp name and renamed into place).
 struct RootInfo {

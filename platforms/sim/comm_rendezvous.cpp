@@ -21,6 +21,7 @@
 #include "common/deadline.h"
 #include "common/futex.h"
 #include "common/process.h"
+#include "rendezvous/memory_store.h"
 #include "common/status_map.h"
 #include "rootinfo.h"
 
@@ -105,9 +106,37 @@ SimComm::SimComm(int rank, int nranks, const std::string& rootinfo_path, CommOpt
   }
 }
 
+static_assert(sizeof(CtrlBlock) <= rendezvous::MemoryTable::kControlBytes,
+              "the control block fits a control area a Worker's rendezvous table lends");
+
 void SimComm::create_as_root() {
   refuse_live_foreign_rootinfo();
   token_ = random_token();
+  if (void* lent = store_->shared_control(sizeof(CtrlBlock))) {
+    // Lent by the store's owner to this communicator alone: zeroed here,
+    // before the rootinfo that names it goes out.
+    std::memset(lent, 0, sizeof(CtrlBlock));
+    ctrl_ = static_cast<CtrlBlock*>(lent);
+    ctrl_lent_ = true;
+  } else {
+    create_ctrl_segment();
+  }
+  // A new segment is zero-filled, which is the valid initial state of every
+  // atomic in it; only the identity fields need writing.
+  ctrl_->magic = kCtrlMagic;
+  ctrl_->version = kLayoutVersion;
+  ctrl_->nranks = static_cast<uint32_t>(nranks_);
+  ctrl_->token = token_;
+  ctrl_->uid = geteuid();
+  ctrl_->root_pid = getpid();
+  ctrl_->root_start = process::start_time(getpid());
+  std::snprintf(ctrl_->job, sizeof(ctrl_->job), "%s", job_.c_str());
+  ctrl_->attached.store(1, std::memory_order_relaxed);
+  claim_slot();
+  publish_rootinfo();
+}
+
+void SimComm::create_ctrl_segment() {
   ctrl_name_ = ctrl_shm_name(getpid(), token_);
   remember_name(names::Kind::Shm, ctrl_name_);  // before it exists: no window for a leak
   int fd = shm_open(ctrl_name_.c_str(), O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0600);
@@ -126,20 +155,7 @@ void SimComm::create_as_root() {
     shm_unlink(ctrl_name_.c_str());
     throw CommError("comm_init: cannot map control segment " + ctrl_name_ + ": " + errno_text(err));
   }
-  // A new segment is zero-filled, which is the valid initial state of every
-  // atomic in it; only the identity fields need writing.
   ctrl_ = static_cast<CtrlBlock*>(map);
-  ctrl_->magic = kCtrlMagic;
-  ctrl_->version = kLayoutVersion;
-  ctrl_->nranks = static_cast<uint32_t>(nranks_);
-  ctrl_->token = token_;
-  ctrl_->uid = geteuid();
-  ctrl_->root_pid = getpid();
-  ctrl_->root_start = process::start_time(getpid());
-  std::snprintf(ctrl_->job, sizeof(ctrl_->job), "%s", job_.c_str());
-  ctrl_->attached.store(1, std::memory_order_relaxed);
-  claim_slot();
-  publish_rootinfo();
 }
 
 std::string SimComm::in_use_message(const RootInfo& other) const {
@@ -168,7 +184,7 @@ void SimComm::publish_rootinfo() {
   ri.root_start = ctrl_->root_start;
   ri.nranks = static_cast<uint32_t>(nranks_);
   ri.ctrl_size = sizeof(CtrlBlock);
-  copy_name(ri.ctrl_name, ctrl_name_);
+  copy_name(ri.ctrl_name, ctrl_lent_ ? std::string(kStoreControlName) : ctrl_name_);
   std::snprintf(ri.job, sizeof(ri.job), "%s", job_.c_str());
 
   // Register every name the store may create before it exists (a temp
@@ -256,6 +272,12 @@ bool SimComm::try_attach(const rendezvous::Bytes& value, std::string* why) {
   RootInfo ri;
   process::Watch root;
   if (!trusted(value, &ri, &root, why)) return false;
+  if (std::strcmp(ri.ctrl_name, kStoreControlName) == 0) {
+    void* lent = store_->shared_control(sizeof(CtrlBlock));
+    if (!lent) throw CommError("comm_init: the rootinfo at " + store_->describe(store_key_) +
+                               " puts the control block in memory its address does not lend");
+    return attach_ctrl(static_cast<CtrlBlock*>(lent), true, ri, std::move(root), why);
+  }
   int fd = shm_open(ri.ctrl_name, O_RDWR | O_CLOEXEC, 0);
   if (fd < 0) {
     *why = std::string("control segment ") + ri.ctrl_name + " of the rootinfo is gone: " + errno_text(errno);
@@ -274,18 +296,22 @@ bool SimComm::try_attach(const rendezvous::Bytes& value, std::string* why) {
     *why = std::string("cannot map control segment ") + ri.ctrl_name + ": " + errno_text(errno);
     return false;
   }
-  auto* ctrl = static_cast<CtrlBlock*>(map);
+  return attach_ctrl(static_cast<CtrlBlock*>(map), false, ri, std::move(root), why);
+}
+
+bool SimComm::attach_ctrl(CtrlBlock* ctrl, bool lent, const RootInfo& ri, process::Watch root, std::string* why) {
   if (ctrl->magic != kCtrlMagic || ctrl->version != kLayoutVersion || ctrl->token != ri.token ||
       ctrl->nranks != ri.nranks || ctrl->uid != geteuid()) {
-    munmap(map, sizeof(CtrlBlock));
+    if (!lent) munmap(ctrl, sizeof(CtrlBlock));
     *why = std::string("control segment ") + ri.ctrl_name + " does not match the rootinfo (token or layout)";
     return false;
   }
   ctrl_ = ctrl;
+  ctrl_lent_ = lent;
   ctrl_->attached.fetch_add(1, std::memory_order_acq_rel);
   futex::wake(&ctrl_->attached);
   token_ = ri.token;
-  ctrl_name_ = ri.ctrl_name;
+  if (!lent) ctrl_name_ = ri.ctrl_name;
   watches_[0] = std::move(root);
   if (ri.nranks != static_cast<uint32_t>(nranks_)) {
     std::string msg = "comm_init: nranks mismatch: rank 0 created the communicator with nranks=" +

@@ -52,14 +52,15 @@ bool parse_number(const std::string& text, int base, uint64_t* out) {
 
 }  // namespace
 
-std::string MemoryTable::reset(uint32_t s, uint64_t generation) {
+std::string MemoryTable::reset(uint32_t s, uint64_t generation, uint32_t lent) {
   MemorySlot& m = slot[s];
   m.word.store(word_of(generation, kEmpty), std::memory_order_release);
   ring(m);
-  char buf[96];
-  std::snprintf(buf, sizeof buf, "%s%llx:%u:%llu", kMemoryAddressPrefix,
-                static_cast<unsigned long long>(reinterpret_cast<uintptr_t>(this)), s,
-                static_cast<unsigned long long>(generation));
+  char buf[112];
+  int n = std::snprintf(buf, sizeof buf, "%s%llx:%u:%llu", kMemoryAddressPrefix,
+                        static_cast<unsigned long long>(reinterpret_cast<uintptr_t>(this)), s,
+                        static_cast<unsigned long long>(generation));
+  if (lent != kNoControl) std::snprintf(buf + n, sizeof buf - static_cast<size_t>(n), ":%u", lent);
   return buf;
 }
 
@@ -69,11 +70,14 @@ MemoryStore::MemoryStore(const std::string& address) {
   if (address.compare(0, prefix.size(), prefix) != 0) throw ConfigError(bad + "does not start with " + prefix);
   const std::string rest = address.substr(prefix.size());
   const size_t a = rest.find(':'), b = a == std::string::npos ? a : rest.find(':', a + 1);
-  uint64_t table = 0, index = 0;
+  const size_t c = b == std::string::npos ? b : rest.find(':', b + 1);
+  uint64_t table = 0, index = 0, control = MemoryTable::kNoControl;
   if (b == std::string::npos || !parse_number(rest.substr(0, a), 16, &table) ||
       !parse_number(rest.substr(a + 1, b - a - 1), 10, &index) ||
-      !parse_number(rest.substr(b + 1), 10, &generation_) || table == 0 || table % alignof(MemoryTable) != 0)
-    throw ConfigError(bad + "is not " + prefix + "<table address, hex>:<slot>:<generation>");
+      !parse_number(rest.substr(b + 1, c == std::string::npos ? c : c - b - 1), 10, &generation_) ||
+      (c != std::string::npos && !parse_number(rest.substr(c + 1), 10, &control)) || table == 0 ||
+      table % alignof(MemoryTable) != 0)
+    throw ConfigError(bad + "is not " + prefix + "<table address, hex>:<slot>:<generation>[:<control area>]");
   auto* t = reinterpret_cast<MemoryTable*>(static_cast<uintptr_t>(table));
   if (!mapped(t, sizeof(MemoryTable)))
     throw ConfigError(bad + "names memory this process does not map (a table of another process?)");
@@ -81,8 +85,17 @@ MemoryStore::MemoryStore(const std::string& address) {
     throw ConfigError(bad + "names no rendezvous table (magic " + std::to_string(t->magic) + ")");
   if (index >= t->slots)
     throw ConfigError(bad + "names slot " + std::to_string(index) + " of " + std::to_string(t->slots));
+  if (control != MemoryTable::kNoControl && control >= t->controls)
+    throw ConfigError(bad + "names control area " + std::to_string(control) + " of " + std::to_string(t->controls));
+  table_ = t;
   index_ = static_cast<uint32_t>(index);
   slot_ = &t->slot[index_];
+  control_ = static_cast<uint32_t>(control);
+}
+
+void* MemoryStore::shared_control(size_t bytes) {
+  if (control_ == MemoryTable::kNoControl || bytes > MemoryTable::kControlBytes) return nullptr;
+  return table_->control[control_];
 }
 
 std::string MemoryStore::describe(const std::string&) const {

@@ -6,7 +6,10 @@
 // (about two thirds of a 2-chip allocate_domain was the file store's work on
 // the AMD EPYC VM; docs/PERFORMANCE.md).
 //
-// Address: "chipmesh-mem:<table address, hex>:<slot>:<generation>". The
+// Address: "chipmesh-mem:<table address, hex>:<slot>:<generation>[:<control>]".
+// The optional last field lends control area <control> of the table to the
+// communicator that meets there (Store::shared_control): its owner lends an
+// area to one communicator at a time, for its whole life. The
 // owner of the table (the Worker) resets a slot to an empty generation
 // before it hands out the address; a value of another generation (a reader
 // left over from a failed allocation) is never seen. Only a table this
@@ -31,20 +34,28 @@ struct MemorySlot {
 };
 
 struct MemoryTable {
-  static constexpr uint64_t kMagic = 0x31424154454d4d43ull;  // "CMMETAB1"
+  static constexpr uint64_t kMagic = 0x32424154454d4d43ull;  // "CMMETAB2"
   static constexpr uint32_t kSlots = 8;
+  static constexpr uint32_t kControls = 8;
+  static constexpr size_t kControlBytes = 8192;
+  static constexpr uint32_t kNoControl = ~0u;
   uint64_t magic;
   uint32_t slots;
-  uint32_t pad;
+  uint32_t controls;
   MemorySlot slot[kSlots];
+  // Lent to communicators (`reset`'s `control`); whoever gets one zeroes
+  // what it uses before any peer can see it.
+  alignas(4096) unsigned char control[kControls][kControlBytes];
 
   // Zeroed memory plus this is a valid table (every slot empty, generation 0).
   void init() {
     magic = kMagic;
     slots = kSlots;
+    controls = kControls;
   }
-  // Makes slot `s` empty at `generation` and returns its address string.
-  std::string reset(uint32_t s, uint64_t generation);
+  // Makes slot `s` empty at `generation` and returns its address string,
+  // which lends control area `control` unless it is kNoControl.
+  std::string reset(uint32_t s, uint64_t generation, uint32_t control = kNoControl);
 };
 
 inline constexpr char kMemoryAddressPrefix[] = "chipmesh-mem:";
@@ -62,13 +73,16 @@ class MemoryStore : public Store {
              const std::string& what) override;
   void remove_if(const std::string& key, const std::function<bool(const Bytes&)>& is_ours) noexcept override;
   std::string describe(const std::string& key) const override;
+  void* shared_control(size_t bytes) override;
 
   static constexpr size_t kMaxValueBytes = sizeof(MemorySlot::value);
 
  private:
   bool publish(const Bytes& value, bool only_if_absent);
+  MemoryTable* table_ = nullptr;
   MemorySlot* slot_ = nullptr;
   uint32_t index_ = 0;
+  uint32_t control_ = MemoryTable::kNoControl;
   uint64_t generation_ = 0;
 };
 

@@ -58,6 +58,13 @@ class Store {
   // stores that leave nothing behind.
   virtual std::vector<std::string> local_names(const std::string& key) const { (void)key; return {}; }
 
+  // Memory of `bytes` that every rank of this rendezvous maps at the same
+  // place and that stays theirs until the communicator is destroyed (its
+  // owner lends it for that long), for the communicator's control block:
+  // no shared-memory object to create, open, map and unlink. Null when the
+  // store has none (a file store; a memory address without a lent area).
+  virtual void* shared_control(size_t bytes) { (void)bytes; return nullptr; }
+
   // "rootinfo '/tmp/x'": how errors name a key.
   virtual std::string describe(const std::string& key) const = 0;
 };

@@ -59,9 +59,25 @@ std::vector<uint64_t> carve_domain_offsets(const std::string& what, const std::v
 }
 
 
+uint32_t Worker::Impl::lend_control() {
+  for (uint32_t c = 0; c < rendezvous::MemoryTable::kControls; ++c)
+    if (!(lent_controls >> c & 1u)) {
+      lent_controls |= 1u << c;
+      return c;
+    }
+  return rendezvous::MemoryTable::kNoControl;
+}
+
+void Worker::Impl::take_back_control(uint32_t control) {
+  if (control != rendezvous::MemoryTable::kNoControl) lent_controls &= ~(1u << control);
+}
+
 std::optional<ChipError> Worker::Impl::destroy_domain(const std::string& name, const std::vector<int>& members,
-                                                      const std::vector<uint64_t>& handles) {
+                                                      const std::vector<uint64_t>& handles, bool* settled) {
   std::optional<ChipError> failure;
+  size_t to_destroy = 0, gone = 0;  // members with a handle; of them, destroyed or dead
+  for (size_t r = 0; r < members.size(); ++r)
+    if (handles[r] != 0) ++to_destroy, gone += watcher->dead(members[r]) ? 1 : 0;
   // All-or-nothing like a group: first an entry on every live member.
   std::vector<std::pair<int, Entry*>> posted;
   for (size_t r = 0; r < members.size(); ++r) {
@@ -102,6 +118,8 @@ std::optional<ChipError> Worker::Impl::destroy_domain(const std::string& name, c
       failure = chip_error(c, "release_domain '" + name + "': " + std::string(e.error, strnlen(e.error, sizeof(e.error))),
                            true);
   }
+  // Every posted member has completed its destroy or died by now.
+  if (settled) *settled = gone + seqs.size() == to_destroy;
   return failure;
 }
 
@@ -113,7 +131,9 @@ void Worker::Impl::release_domain(const std::string& name) {
   d.state->released = true;
   // No copy reaches the windows once they are going.
   for (const auto& [chip, ctx] : d.state->contexts) windows.remove(static_cast<size_t>(chip), ctx.local_window_base);
-  std::optional<ChipError> failure = destroy_domain(name, d.state->chips, d.handles);
+  bool settled = false;
+  std::optional<ChipError> failure = destroy_domain(name, d.state->chips, d.handles, &settled);
+  if (settled) take_back_control(d.control);  // else never lent again: a member may still use it
   CHIPMESH_INFO(WORKER, "released domain '%s' (allocation %llu)%s", name.c_str(),
                 static_cast<unsigned long long>(d.state->allocation_id), failure ? " with a failure" : "");
   if (failure) throw *failure;
@@ -165,8 +185,18 @@ CommDomain Worker::Impl::allocate_local_domain(const std::string& name, const st
   // The members meet in a slot of the shared region, not in a file: no
   // directory, no inotify, nothing to leave behind (memory_store.h).
   const uint64_t generation = m.rendezvous_generation++;
-  const std::string rootinfo =
-      m.header->rendezvous.reset(static_cast<uint32_t>(generation % rendezvous::MemoryTable::kSlots), generation);
+  // A control area for the communicator too, while one is free (the
+  // platform needs no control object of its own then).
+  struct Lent {
+    Worker::Impl& m;
+    uint32_t control;
+    bool posted = false;  // from then on only a settled destroy gives it back
+    ~Lent() {
+      if (!posted) m.take_back_control(control);
+    }
+  } lent_control{m, m.lend_control()};
+  const std::string rootinfo = m.header->rendezvous.reset(
+      static_cast<uint32_t>(generation % rendezvous::MemoryTable::kSlots), generation, lent_control.control);
   // prefix, 16 hex digits, a slot, a 64-bit generation, two colons
   static_assert(worker::kMaxLibraryPath > sizeof(rendezvous::kMemoryAddressPrefix) + 16 + 10 + 20 + 2,
                 "a memory store's address fits a CommDesc");
@@ -187,6 +217,7 @@ CommDomain Worker::Impl::allocate_local_domain(const std::string& name, const st
     cd.window_size = window_size;
     cd.timeout_ms = timeout_ms;
   }
+  lent_control.posted = true;
   for (int c : members) seqs.push_back(m.commit(c));
 
   auto done = [&](size_t r) {
@@ -236,7 +267,9 @@ CommDomain Worker::Impl::allocate_local_domain(const std::string& name, const st
                              "died during " + what + ": " + m.watcher->cause(static_cast<size_t>(dead_member)));
     }
     // What the other members made goes; a failure there adds nothing.
-    (void)m.destroy_domain(name, members, handles);
+    bool settled = false;
+    (void)m.destroy_domain(name, members, handles, &settled);
+    if (settled) m.take_back_control(lent_control.control);
     throw *failure;
   }
   s->owner = &m;
@@ -244,7 +277,7 @@ CommDomain Worker::Impl::allocate_local_domain(const std::string& name, const st
   s->chips = members;
   s->allocation_id = m.next_allocation_id++;
   s->free_offset = buffers.empty() ? 0 : offsets.back() + buffers.back().nbytes;
-  m.domains[name] = Worker::Impl::LiveDomain{s, handles};
+  m.domains[name] = Worker::Impl::LiveDomain{s, handles, lent_control.control};
   for (size_t r = 0; r < n; ++r) {
     const DomainContext& ctx = s->contexts.at(members[r]);
     m.windows.add(static_cast<size_t>(members[r]), ctx.local_window_base, ctx.actual_window_size,

@@ -87,8 +87,10 @@ void Worker::Impl::place_bringup_rendezvous() {
   } else {
     // A slot of the shared region the chips inherit (memory_store.h), as
     // for domains: nothing on disk, no inotify, nothing a kill can leave.
+    // With a control area for the communicator, held until close().
     const uint64_t generation = rendezvous_generation++;
-    rootinfo = header->rendezvous.reset(static_cast<uint32_t>(generation % rendezvous::MemoryTable::kSlots), generation);
+    rootinfo = header->rendezvous.reset(static_cast<uint32_t>(generation % rendezvous::MemoryTable::kSlots), generation,
+                                        lend_control());
   }
   for (auto& c : cfg.chip_bootstrap_configs)
     if (c.comm && c.comm->rootinfo_path.empty()) c.comm->rootinfo_path = rootinfo;

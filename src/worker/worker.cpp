@@ -34,7 +34,10 @@ using worker::ChipShared;
 
 namespace {
 
-constexpr size_t kHeaderBytes = 8192;
+// The header, rounded up to the chips' blocks' alignment (its rendezvous
+// table's control areas are touched only when lent).
+constexpr size_t kHeaderBytes = (sizeof(worker::SharedHeader) + alignof(ChipShared) - 1) / alignof(ChipShared) *
+                                alignof(ChipShared);
 
 double ms(Clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
 

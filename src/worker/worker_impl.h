@@ -100,6 +100,7 @@ struct Worker::Impl {
   struct LiveDomain {
     std::shared_ptr<CommDomain::State> state;
     std::vector<uint64_t> handles;
+    uint32_t control = rendezvous::MemoryTable::kNoControl;  // the control area it holds
   };
   std::map<std::string, LiveDomain> domains;
   uint64_t next_allocation_id = 1;  // 0 is world()
@@ -107,11 +108,18 @@ struct Worker::Impl {
   // rendezvous (the bring-up's, every allocate_domain call, failed ones
   // included), so no value is ever reused.
   uint64_t rendezvous_generation = 1;
+  // The table's control areas lent to live communicators (bit i: area i),
+  // each for the communicator's whole life: the bring-up's until close(),
+  // a domain's until every member has destroyed it (or died).
+  uint32_t lent_controls = 0;
+  uint32_t lend_control();  // kNoControl when all are lent: the platform then makes its own
+  void take_back_control(uint32_t control);
   // Destroys the domain's communicator on its live members (`handles[r]`
   // of chips[r], 0 = nothing to destroy) and waits; returns the first
-  // failure (a death first).
+  // failure (a death first). *settled: every member with a handle has
+  // completed its destroy or is dead (nothing of it is in use any more).
   std::optional<ChipError> destroy_domain(const std::string& name, const std::vector<int>& chips,
-                                          const std::vector<uint64_t>& handles);
+                                          const std::vector<uint64_t>& handles, bool* settled = nullptr);
   // Orchestrator::allocate_domain on one host (domains.cpp: `members` are
   // chip indices) and in a cluster (cluster_domains.cpp: global chips).
   CommDomain allocate_local_domain(const std::string& name, const std::vector<int>& members, size_t window_size,
