@@ -69,6 +69,24 @@ TEST(MemoryStore, RefusesAddressesThatNameNoTableOfThisProcess) {
   EXPECT_TRUE(contains(config_error_of(addr), "names slot 8 of 8"));
 }
 
+// An address may lend one control area of the table (its last field): the
+// store hands that area out, sized up to kControlBytes; without the field,
+// or for more bytes, nothing. An area the table does not have is refused.
+TEST(MemoryStore, LendsTheControlAreaItsAddressNamesAndNoOther) {
+  SharedTable t;
+  auto lent = rendezvous::make_store(t.table->reset(1, 3, 5));
+  EXPECT_EQ(lent.store->shared_control(MemoryTable::kControlBytes), t.table->control[5]);
+  EXPECT_EQ(lent.store->shared_control(MemoryTable::kControlBytes + 1), nullptr);
+  EXPECT_EQ(rendezvous::make_store(t.table->reset(1, 4)).store->shared_control(64), nullptr);
+  char addr[96];
+  std::snprintf(addr, sizeof addr, "chipmesh-mem:%llx:1:4:%u",
+                static_cast<unsigned long long>(reinterpret_cast<uintptr_t>(t.table)), MemoryTable::kControls);
+  EXPECT_TRUE(contains(config_error_of(addr), "names control area 8 of 8"));
+  std::snprintf(addr, sizeof addr, "chipmesh-mem:%llx:1:4:x",
+                static_cast<unsigned long long>(reinterpret_cast<uintptr_t>(t.table)));
+  EXPECT_TRUE(contains(config_error_of(addr), "is not chipmesh-mem:<table address"));
+}
+
 TEST(MemoryStore, PublishesOncePerGenerationAndRemovesOnlyItsOwnValue) {
   SharedTable t;
   auto opened = rendezvous::make_store(t.table->reset(3, 5));

@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <functional>
 #include <set>
 #include <stdexcept>
@@ -267,6 +268,47 @@ TEST_F(DomainsTest, DomainsMeetInSharedMemoryAndOnlyTheBringUpUsesTheRendezvousD
   });
   w.close();
   EXPECT_TRUE(scratch.entries().empty()) << "something was left in " << scratch.path();
+}
+
+// Control objects ("chipmesh_*_c") a chip maps: the sim transport makes one
+// only for a communicator that got no control area of the Worker's table.
+size_t control_objects_mapped(pid_t pid) {
+  std::ifstream maps("/proc/" + std::to_string(pid) + "/maps");
+  size_t n = 0;
+  for (std::string line; std::getline(maps, line);)
+    if (line.find("/dev/shm/chipmesh_") != std::string::npos && line.find("_c (deleted)") != std::string::npos) ++n;
+  return n;
+}
+
+// The Worker lends each communicator one of the table's 8 control areas
+// (the bring-up's included) and takes it back at release: past 8 live
+// communicators the platform makes control objects of its own, and every
+// domain works either way; released areas are lent again.
+TEST_F(DomainsTest, ControlAreasAreLentUpToEightLiveCommunicatorsThenObjectsTakeOver) {
+  WorkerConfig cfg = plain_config(2);
+  for (int r = 0; r < 2; ++r) {
+    ChipBootstrapConfig b;
+    b.comm = ChipCommBootstrapConfig{r, 2, "", 1 << 16};  // the bring-up holds area 0
+    cfg.chip_bootstrap_configs.push_back(b);
+  }
+  Worker w(cfg);
+  w.init();
+  auto objects = [&] { return control_objects_mapped(w.chip_pid(0)) + control_objects_mapped(w.chip_pid(1)); };
+  EXPECT_EQ(objects(), 0u);
+  w.run([&](Orchestrator& o) {
+    std::vector<CommDomain> live;
+    for (int i = 0; i < 9; ++i) live.push_back(o.allocate_domain("d" + std::to_string(i), {i % 2, 1 - i % 2}, kWindow, kBuffers));
+    // 7 areas were left for 9 domains: the last two made objects, one per member each.
+    EXPECT_EQ(objects(), 4u);
+    for (size_t i = 0; i < live.size(); ++i) reduce_and_check(w, o, live[i], 40 + static_cast<int>(i));
+    for (CommDomain& d : live) o.release_domain(d);
+    EXPECT_EQ(objects(), 0u);
+    live.clear();
+    for (int i = 0; i < 7; ++i) live.push_back(o.allocate_domain("e" + std::to_string(i), {1, 0}, kWindow, kBuffers));
+    EXPECT_EQ(objects(), 0u) << "released control areas were not lent again";
+    for (size_t i = 0; i < live.size(); ++i) reduce_and_check(w, o, live[i], 60 + static_cast<int>(i));
+  });
+  w.close();
 }
 
 TEST_F(DomainsTest, BadArgumentsAreConfigErrorsBeforeAnything) {
