@@ -249,8 +249,11 @@ bool SimComm::trusted(const rendezvous::Bytes& value, RootInfo* out, process::Wa
     return false;
   }
   // A pidfd pins the process; the watch checks it is the one that published
-  // (its start time) and tells whether it has exited (a zombie too).
-  process::Watch watch = ri.root_start != 0 ? process::Watch(ri.root_pid, ri.root_start) : process::Watch();
+  // (its start time: a /proc read, skipped where the store's values are
+  // fresh) and tells whether it has exited (a zombie too).
+  process::Watch watch = ri.root_start == 0 ? process::Watch()
+                         : store_->values_are_fresh() ? process::Watch(ri.root_pid, 0)
+                                                       : process::Watch(ri.root_pid, ri.root_start);
   const bool root_alive = watch.valid() && !watch.exited();
   if (job_ != ri.job) {
     // A live job owns the path: waiting cannot help (it removes the rootinfo

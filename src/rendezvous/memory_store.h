@@ -74,6 +74,8 @@ class MemoryStore : public Store {
   void remove_if(const std::string& key, const std::function<bool(const Bytes&)>& is_ours) noexcept override;
   std::string describe(const std::string& key) const override;
   void* shared_control(size_t bytes) override;
+  // A generation is read only by the rendezvous it was reset for.
+  bool values_are_fresh() const override { return true; }
 
   static constexpr size_t kMaxValueBytes = sizeof(MemorySlot::value);
 

@@ -65,6 +65,11 @@ class Store {
   // store has none (a file store; a memory address without a lent area).
   virtual void* shared_control(size_t bytes) { (void)bytes; return nullptr; }
 
+  // True when a value can only have been written for this very rendezvous
+  // (never one left by a crashed run whose writer's pid may be reused), so
+  // a reader need not check who wrote it by its start time.
+  virtual bool values_are_fresh() const { return false; }
+
   // "rootinfo '/tmp/x'": how errors name a key.
   virtual std::string describe(const std::string& key) const = 0;
 };
