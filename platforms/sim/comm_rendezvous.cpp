@@ -1,6 +1,7 @@
 // comm_init on sim: rank 0 creates the control segment and publishes the
 // rootinfo through the rendezvous store (src/rendezvous: a file at
-// rootinfo_path, or a slot of a Worker's shared table for its domains); the
+// rootinfo_path, or a slot of a Worker's shared table, which may lend the
+// control block too, for its bring-up and domains); the
 // others wait in the store for a rootinfo they can trust, map the segment,
 // and claim their slot; everyone meets at the attach barrier, whose last
 // arriver removes the names so that a crash afterwards leaks nothing.
@@ -21,8 +22,8 @@
 #include "common/deadline.h"
 #include "common/futex.h"
 #include "common/process.h"
-#include "rendezvous/memory_store.h"
 #include "common/status_map.h"
+#include "rendezvous/memory_store.h"
 #include "rootinfo.h"
 
 namespace chipmesh::sim {
@@ -251,9 +252,8 @@ bool SimComm::trusted(const rendezvous::Bytes& value, RootInfo* out, process::Wa
   // A pidfd pins the process; the watch checks it is the one that published
   // (its start time: a /proc read, skipped where the store's values are
   // fresh) and tells whether it has exited (a zombie too).
-  process::Watch watch = ri.root_start == 0 ? process::Watch()
-                         : store_->values_are_fresh() ? process::Watch(ri.root_pid, 0)
-                                                       : process::Watch(ri.root_pid, ri.root_start);
+  const uint64_t expected_start = store_->values_are_fresh() ? 0 : ri.root_start;
+  process::Watch watch = ri.root_start != 0 ? process::Watch(ri.root_pid, expected_start) : process::Watch();
   const bool root_alive = watch.valid() && !watch.exited();
   if (job_ != ri.job) {
     // A live job owns the path: waiting cannot help (it removes the rootinfo

@@ -18,8 +18,8 @@
 #include <cstdint>
 
 #include "chipmesh/bootstrap_channel.h"
-#include "rendezvous/memory_store.h"
 #include "chipmesh/kernel.h"
+#include "rendezvous/memory_store.h"
 
 namespace chipmesh::worker {
 
@@ -149,8 +149,10 @@ struct alignas(64) SharedHeader {
   // cores (futex::spin_then_yield's unstack).
   std::atomic<int32_t> run_chips;
   alignas(64) OwnedDir owned_dirs[kMaxOwnedDirs];
-  // Where the members of a domain meet (allocate_domain): the chips map it
-  // at the same address, inherited from the fork, so no file is needed.
+  // Where the chips meet for the bring-up (an empty rootinfo_path) and for
+  // every domain, and the control blocks of those communicators: the chips
+  // map it at the same address, inherited from the fork, so no file and no
+  // control object is needed.
   alignas(64) rendezvous::MemoryTable rendezvous;
 };
 

@@ -72,6 +72,12 @@ void Worker::Impl::take_back_control(uint32_t control) {
   if (control != rendezvous::MemoryTable::kNoControl) lent_controls &= ~(1u << control);
 }
 
+std::string Worker::Impl::fresh_rendezvous(uint32_t control) {
+  const uint64_t generation = rendezvous_generation++;
+  return header->rendezvous.reset(static_cast<uint32_t>(generation % rendezvous::MemoryTable::kSlots), generation,
+                                  control);
+}
+
 std::optional<ChipError> Worker::Impl::destroy_domain(const std::string& name, const std::vector<int>& members,
                                                       const std::vector<uint64_t>& handles, bool* settled) {
   std::optional<ChipError> failure;
@@ -184,7 +190,6 @@ CommDomain Worker::Impl::allocate_local_domain(const std::string& name, const st
 
   // The members meet in a slot of the shared region, not in a file: no
   // directory, no inotify, nothing to leave behind (memory_store.h).
-  const uint64_t generation = m.rendezvous_generation++;
   // A control area for the communicator too, while one is free (the
   // platform needs no control object of its own then).
   struct Lent {
@@ -195,8 +200,7 @@ CommDomain Worker::Impl::allocate_local_domain(const std::string& name, const st
       if (!posted) m.take_back_control(control);
     }
   } lent_control{m, m.lend_control()};
-  const std::string rootinfo = m.header->rendezvous.reset(
-      static_cast<uint32_t>(generation % rendezvous::MemoryTable::kSlots), generation, lent_control.control);
+  const std::string rootinfo = m.fresh_rendezvous(lent_control.control);
   // prefix, 16 hex digits, a slot, a 64-bit generation, two colons
   static_assert(worker::kMaxLibraryPath > sizeof(rendezvous::kMemoryAddressPrefix) + 16 + 10 + 20 + 2,
                 "a memory store's address fits a CommDesc");

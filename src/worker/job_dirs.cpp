@@ -18,7 +18,6 @@
 #include "chipmesh/errors.h"
 #include "knobs/knobs.h"
 #include "logging/log.h"
-#include "rendezvous/memory_store.h"
 #include "worker/worker_impl.h"
 
 namespace chipmesh {
@@ -88,9 +87,7 @@ void Worker::Impl::place_bringup_rendezvous() {
     // A slot of the shared region the chips inherit (memory_store.h), as
     // for domains: nothing on disk, no inotify, nothing a kill can leave.
     // With a control area for the communicator, held until close().
-    const uint64_t generation = rendezvous_generation++;
-    rootinfo = header->rendezvous.reset(static_cast<uint32_t>(generation % rendezvous::MemoryTable::kSlots), generation,
-                                        lend_control());
+    rootinfo = fresh_rendezvous(lend_control());
   }
   for (auto& c : cfg.chip_bootstrap_configs)
     if (c.comm && c.comm->rootinfo_path.empty()) c.comm->rootinfo_path = rootinfo;

@@ -249,7 +249,7 @@ void Worker::Impl::wait_for_bringup(Clock::time_point start) {
   phases["handshake"] = std::max(0.0, phases["total"] - phases["fork"] - comm - windows - staging);
 }
 
-ChipError Worker::Impl::bringup_timeout(std::vector<ChipBootstrapChannel>& channels) const {
+ChipError Worker::Impl::bringup_timeout(const std::vector<ChipBootstrapChannel>& channels) const {
   // Name the least advanced of the chips that have not published: the one
   // the others wait for (a chip stuck setting its device, not its peer
   // waiting in comm_init), and say where the rest were.

@@ -108,6 +108,9 @@ struct Worker::Impl {
   // rendezvous (the bring-up's, every allocate_domain call, failed ones
   // included), so no value is ever reused.
   uint64_t rendezvous_generation = 1;
+  // The address of a fresh rendezvous in the table (the next generation,
+  // in slot generation % kSlots), lending `control` unless kNoControl.
+  std::string fresh_rendezvous(uint32_t control);
   // The table's control areas lent to live communicators (bit i: area i),
   // each for the communicator's whole life: the bring-up's until close(),
   // a domain's until every member has destroyed it (or died).
@@ -181,7 +184,7 @@ struct Worker::Impl {
   void wait_for_bringup(std::chrono::steady_clock::time_point start);
   // The error of a bring-up past bootstrap_timeout: the least advanced chip
   // that has not published, its step, and where the others were.
-  ChipError bringup_timeout(std::vector<ChipBootstrapChannel>& channels) const;
+  ChipError bringup_timeout(const std::vector<ChipBootstrapChannel>& channels) const;
   void build_contexts();
   void lend_bringup_windows();
   // SIGTERM every live chip, give them `grace` to exit, SIGKILL the rest,
