@@ -140,9 +140,10 @@ class ChipServer {
     }
   }
 
+  // e.status is 0 (the parent's commit); only a failure writes it, and the
+  // error text, so that a request that succeeds leaves the entry's lines to
+  // the parent.
   void handle(Entry& e, unsigned char* chunk) {
-    e.status = 0;
-    e.error[0] = '\0';
     try {
       switch (e.op) {
         case Op::Task: run_task(e); break;
@@ -180,15 +181,16 @@ class ChipServer {
     // Until this task succeeds, its outputs are suspect: no explicit Flush
     // may publish them (set first: a bad kernel name throws below).
     last_task_failed_ = true;
-    // Back-to-back tasks mostly call the kernel of the task before: look it
-    // up (building strings) only when the names change.
-    if (!last_fn_ || std::strncmp(t.kernel, last_kernel_.c_str(), sizeof(t.kernel)) != 0 ||
-        std::strncmp(t.library, last_library_.c_str(), sizeof(t.library)) != 0) {
+    // Back-to-back tasks mostly call the kernel of the task before, and the
+    // parent then says so (TaskDesc::same_kernel) without writing the
+    // names. last_library_ and last_kernel_ are kept also when the lookup
+    // failed, so that a same_kernel task fails alike.
+    if (!t.same_kernel) {
       last_fn_ = nullptr;
       last_library_.assign(t.library, strnlen(t.library, sizeof(t.library)));
       last_kernel_.assign(t.kernel, strnlen(t.kernel, sizeof(t.kernel)));
-      last_fn_ = kernels_.find(last_library_, last_kernel_);
     }
+    if (!last_fn_) last_fn_ = kernels_.find(last_library_, last_kernel_);
     chipmesh_kernel_entry fn = last_fn_;
     const std::string& kernel = last_kernel_;
     char message[CHIPMESH_KERNEL_ERROR_SIZE] = "";

@@ -34,6 +34,12 @@ inline constexpr uint32_t kRingDepth = 128;
 // PERFORMANCE.md).
 inline constexpr uint32_t kRefillBurst = 16;
 inline constexpr uint32_t kChunkSlots = 16;
+// A stream reads a chip's completions once per this many requests (and
+// whenever the ring may be full): a failure stops the others' kernels that
+// much later at most, and the parent does not read the chip's completion
+// line after every submission.
+inline constexpr uint32_t kInspectEvery = 8;
+static_assert(kChunkSlots % kInspectEvery == 0 && kInspectEvery <= kRefillBurst, "inspections stay regular");
 inline constexpr size_t kChunkBytes = size_t{256} << 10;
 static_assert(kRingDepth % kChunkSlots == 0, "seq % kChunkSlots stays consistent across the wrap of seq");
 inline constexpr size_t kMaxTaskTensors = 16;
@@ -46,19 +52,26 @@ inline constexpr size_t kErrorBytes = 1024;
 // tasks submitted with Task::flush_outputs = false).
 enum class Op : uint32_t { None = 0, Task, Malloc, Free, CopyTo, CopyFrom, Shutdown, CommCreate, CommDestroy, Flush };
 
+// Hot fields first: a task of the kernel before with a few scalars and
+// tensors is read by the chip from the entry's first lines only (the
+// strings are skipped when same_kernel is set), and the parent rewrites no
+// more of the entry than that.
 struct TaskDesc {
-  char library[kMaxLibraryPath];
-  char kernel[kMaxKernelName];
   uint32_t num_tensors;
   uint32_t num_scalars;
-  chipmesh_tensor tensors[kMaxTaskTensors];
-  uint64_t scalars[kMaxTaskScalars];
-  // The CommContext the kernel gets: a domain's device_ctx on this chip, or
-  // 0 for the bring-up communicator's.
-  uint64_t comm_ctx;
   // Nonzero: flush the store_to_host buffers after a successful kernel
   // (Task::flush_outputs).
   uint32_t flush_outputs;
+  // Nonzero: the library and kernel are those of the task the parent queued
+  // on this chip before (its strings are then not written here).
+  uint32_t same_kernel;
+  // The CommContext the kernel gets: a domain's device_ctx on this chip, or
+  // 0 for the bring-up communicator's.
+  uint64_t comm_ctx;
+  uint64_t scalars[kMaxTaskScalars];
+  chipmesh_tensor tensors[kMaxTaskTensors];
+  char kernel[kMaxKernelName];
+  char library[kMaxLibraryPath];
 };
 
 // CommCreate: join a domain's communicator (comm_init + comm_alloc_windows)
@@ -79,19 +92,22 @@ struct CommDesc {
   uint64_t window_offset;  // where the window lies in that fd's file
 };
 
+// The error text comes last: it is written and read only after a failure.
 struct Entry {
   Op op;
-  int32_t status;  // chipmesh_status (or a kernel's own code); 0 = success
+  int32_t status;  // chipmesh_status (or a kernel's own code); 0 = success (set by the parent, acquire_entry)
   uint64_t a;      // address (dst / src / ptr) or malloc size
   uint64_t b;      // byte count
   uint64_t result; // malloc's pointer
   uint64_t arena_offset;  // malloc: where it lies in the chip's host arena (CHIPMESH_NO_ARENA_OFFSET: not there)
-  char error[kErrorBytes];  // "<kind>: <message>" when status != 0
   union {
     TaskDesc task;   // Op::Task
     CommDesc comm;   // Op::CommCreate, Op::CommDestroy
   };
+  char error[kErrorBytes];  // "<kind>: <message>" when status != 0 (only then written)
 };
+static_assert(offsetof(Entry, task) + offsetof(TaskDesc, scalars) == 64,
+              "an entry's first line holds the request, the task's counts and its communicator");
 
 // ChipShared::window_fd before the chip has said (the parent then takes
 // the ring), and when its window has no fd to lend.

@@ -35,13 +35,21 @@ void check_task(const Task& t) {
   }
 }
 
-void encode(const Task& t, Entry& e) {
+// `queued`: the kernel of the task queued on this chip before (updated).
+template <typename QueuedKernel>
+void encode(const Task& t, Entry& e, QueuedKernel& queued) {
   e.op = worker::Op::Task;
   TaskDesc& d = e.task;
   // Lengths are checked (check_task): copy with the NUL, no formatting on
-  // the dispatch path.
-  std::memcpy(d.library, t.library.c_str(), t.library.size() + 1);
-  std::memcpy(d.kernel, t.kernel.c_str(), t.kernel.size() + 1);
+  // the dispatch path; and only when the kernel changes.
+  d.same_kernel = queued.any && queued.kernel == t.kernel && queued.library == t.library ? 1 : 0;
+  if (!d.same_kernel) {
+    std::memcpy(d.library, t.library.c_str(), t.library.size() + 1);
+    std::memcpy(d.kernel, t.kernel.c_str(), t.kernel.size() + 1);
+    queued.library = t.library;
+    queued.kernel = t.kernel;
+    queued.any = true;
+  }
   d.num_tensors = static_cast<uint32_t>(t.tensors.size());
   for (size_t i = 0; i < t.tensors.size(); ++i) {
     chipmesh_tensor& out = d.tensors[i];
@@ -88,8 +96,9 @@ void submit_tasks(Impl& m, const int* chips, size_t count, const Task* tasks, si
   entries.clear();
   for (size_t i = 0; i < count; ++i) entries.push_back(&m.acquire_entry(static_cast<size_t>(chips[i])));
   m.throw_pending();
-  for (size_t i = 0; i < count; ++i) encode(tasks[i * stride], *entries[i]);
-  for (size_t i = 0; i < count; ++i) m.commit(static_cast<size_t>(chips[i]));
+  for (size_t i = 0; i < count; ++i)
+    encode(tasks[i * stride], *entries[i], m.queued_kernel[static_cast<size_t>(chips[i])]);
+  m.commit_group(chips, count);
 }
 
 }  // namespace

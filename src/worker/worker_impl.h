@@ -146,6 +146,13 @@ struct Worker::Impl {
   std::vector<worker::Entry*> submit_entries;
   std::vector<uint32_t> submit_marks;
   uint32_t submit_gen = 0;
+  // The kernel of the last task queued on each chip: a task of the same
+  // kernel says so (TaskDesc::same_kernel) instead of rewriting the names.
+  struct QueuedKernel {
+    std::string library, kernel;
+    bool any = false;
+  };
+  std::vector<QueuedKernel> queued_kernel;
   std::vector<Task> collective_tasks, barrier_tasks;
   std::vector<uint64_t> named_in, named_out;
   // Since when each chip has been seen stopped (SIGSTOP) while busy; and
@@ -158,7 +165,8 @@ struct Worker::Impl {
         live_pids(new std::atomic<pid_t>[cfg.device_ids.size()]),
         windows(cfg.device_ids.size()),
         allocations(cfg.device_ids.size()),
-        submit_marks(cfg.device_ids.size(), 0) {
+        submit_marks(cfg.device_ids.size(), 0),
+        queued_kernel(cfg.device_ids.size()) {
     for (size_t i = 0; i < n(); ++i) live_pids[i].store(0);
   }
   // ChipError "interrupted" when interrupt() was called.
@@ -216,7 +224,11 @@ struct Worker::Impl {
   // A free ring entry of `chip` (inspecting completions on the way); with
   // `chunk`, one whose chunk (chunks[seq % kChunkSlots]) is free too.
   worker::Entry& acquire_entry(size_t chip, bool chunk = false);
-  uint32_t commit(size_t chip);  // publishes the acquired entry; returns its seq
+  uint32_t commit(size_t chip);  // publishes the acquired entry (wakes the chip); returns its seq
+  // commit() for the entries acquired on `count` chips, with one fence.
+  void commit_group(const int* members, size_t count);
+  // The store half of commit(): bumps req_seq with `order`; returns the seq.
+  uint32_t publish(size_t chip, std::memory_order order = std::memory_order_seq_cst);
   // Waits for completion of `seq` (or the chip's death); inspects.
   void wait_done(size_t chip, uint32_t seq);
   void wait_idle(size_t chip);

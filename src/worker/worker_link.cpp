@@ -113,22 +113,52 @@ Entry& Worker::Impl::acquire_entry(size_t chip, bool chunk) {
   // Entry seq's chunk was last used by seq - kChunkSlots (or earlier): done
   // once fewer than kChunkSlots requests are in flight.
   const uint32_t depth = chunk ? worker::kChunkSlots : kRingDepth;
-  auto in_flight = [&] { return next_req[chip] - chips[chip]->done_seq.load(std::memory_order_acquire); };
-  if (in_flight() >= depth) {
-    // A full ring of tasks (a stream): wait until kRefillBurst entries have
-    // drained, so that the parent wakes once per burst, not per completion.
-    const uint32_t target = chunk ? depth - 1 : depth - worker::kRefillBurst;
-    wait_until([&] { return in_flight() <= target || watcher->dead(chip); }, nullptr,
-               [&] {
-                 chips[chip]->wake_parent_at.store(next_req[chip] - target, std::memory_order_seq_cst);
-               });
+  // done_seq is a line the chip writes on every completion: a stream reads
+  // it (and inspects the completions) once per kInspectEvery requests, or
+  // when the completions seen so far do not leave room. (inspected[chip]
+  // trails done_seq, so the room it shows is never more than there is.)
+  if (next_req[chip] - inspected[chip] >= depth || next_req[chip] % worker::kInspectEvery == 0) {
+    auto in_flight = [&] { return next_req[chip] - chips[chip]->done_seq.load(std::memory_order_acquire); };
+    if (in_flight() >= depth) {
+      // A full ring of tasks (a stream): wait until kRefillBurst entries have
+      // drained, so that the parent wakes once per burst, not per completion.
+      const uint32_t target = chunk ? depth - 1 : depth - worker::kRefillBurst;
+      wait_until([&] { return in_flight() <= target || watcher->dead(chip); }, nullptr,
+                 [&] {
+                   chips[chip]->wake_parent_at.store(next_req[chip] - target, std::memory_order_seq_cst);
+                 });
+    }
+    inspect(chip);
   }
-  inspect(chip);
   if (watcher->dead(chip)) throw chip_error(chip, "the chip process is gone: " + watcher->cause(chip));
   return chips[chip]->entry(next_req[chip]);
 }
 
 uint32_t Worker::Impl::commit(size_t chip) {
+  const uint32_t seq = publish(chip);
+  if (chips[chip]->chip_sleeping.load(std::memory_order_seq_cst) != 0) futex::wake(&chips[chip]->req_seq);
+  return seq;
+}
+
+void Worker::Impl::commit_group(const int* members, size_t count) {
+#if defined(__SANITIZE_THREAD__)
+  // ThreadSanitizer does not model fences (and GCC warns on them): one
+  // seq_cst store per chip instead.
+  for (size_t i = 0; i < count; ++i) commit(static_cast<size_t>(members[i]));
+#else
+  // Every chip's request is published before the one store-load fence that
+  // pairs with each sleeping chip's (a seq_cst store per chip would wait for
+  // each chip's line in turn).
+  for (size_t i = 0; i < count; ++i) publish(static_cast<size_t>(members[i]), std::memory_order_release);
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  for (size_t i = 0; i < count; ++i) {
+    worker::ChipShared& c = *chips[static_cast<size_t>(members[i])];
+    if (c.chip_sleeping.load(std::memory_order_relaxed) != 0) futex::wake(&c.req_seq);
+  }
+#endif
+}
+
+uint32_t Worker::Impl::publish(size_t chip, std::memory_order order) {
   worker::ChipShared& c = *chips[chip];
   if (worked_in_run[chip] != run_gen) {
     worked_in_run[chip] = run_gen;
@@ -136,8 +166,9 @@ uint32_t Worker::Impl::commit(size_t chip) {
     header->run_chips.store(header->run_chips.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   }
   const uint32_t seq = next_req[chip]++;
-  c.req_seq.store(next_req[chip], std::memory_order_seq_cst);
-  if (c.chip_sleeping.load(std::memory_order_seq_cst) != 0) futex::wake(&c.req_seq);
+  // The chip writes the status (and the error text) only when the request fails.
+  c.entry(seq).status = 0;
+  c.req_seq.store(next_req[chip], order);
   return seq;
 }
 

@@ -176,6 +176,43 @@ TEST_F(WorkerKernelFailure, UnknownKernelAndLibrary) {
   EXPECT_TRUE(contains(msg, "/nonexistent/lib.so")) << msg;
 }
 
+TEST_F(WorkerKernelFailure, TasksOfTheKernelBeforeRunItOrFailAlikeAndFailedEntriesAreReusedCleanly) {
+  // A task of the kernel queued before carries no names (TaskDesc::same_kernel):
+  // an unknown kernel named twice fails twice, a kernel that follows it runs,
+  // and runs of one kernel with other kernels between run the kernel named.
+  for (int k = 0; k < 2; ++k) {
+    std::string msg = run_failing(0, "no_such_kernel");
+    EXPECT_TRUE(contains(msg, "kernel 'no_such_kernel' not found")) << k << ": " << msg;
+  }
+  const uint64_t buf = w->malloc(0, 64);
+  auto fill = [&](uint64_t byte) { return task("test_fill", {{buf, DataType::UINT8, {64}}}, {byte}); };
+  auto byte_at_chip = [&] {
+    unsigned char host[64];
+    w->copy_from(0, host, buf, sizeof host);
+    for (unsigned char b : host) EXPECT_EQ(b, host[0]);
+    return static_cast<int>(host[0]);
+  };
+  w->run([&](Orchestrator& o) { o.submit(0, fill(3)); });
+  EXPECT_EQ(byte_at_chip(), 3);
+  w->run([&](Orchestrator& o) {
+    o.submit(0, fill(4));
+    o.submit(0, task("test_noop"));
+    o.submit(0, fill(5));
+    o.submit(0, fill(6));
+  });
+  EXPECT_EQ(byte_at_chip(), 6);
+  // The chip writes an entry's status only when its request fails; the
+  // parent clears it for every request. The failed entry's slot comes round
+  // again within 2 * kRingDepth requests, which must all succeed.
+  std::string msg = run_failing(0, "test_fail");
+  EXPECT_TRUE(contains(msg, "bad input 42")) << msg;
+  w->run([&](Orchestrator& o) {
+    for (int i = 0; i < 300; ++i) o.submit(0, i % 3 == 0 ? fill(static_cast<uint64_t>(i % 200)) : task("test_noop"));
+  });
+  EXPECT_EQ(byte_at_chip(), 297 % 200);
+  w->free(0, buf);
+}
+
 TEST_F(WorkerKernelFailure, FirstErrorWinsAndBlockedPeersAreReleased) {
   // Chips 0..2 wait on a flag nobody sets; chip 3 fails. run() must report
   // chip 3 and return promptly: the blocked kernels are aborted.
