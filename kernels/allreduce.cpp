@@ -147,41 +147,54 @@ int validate(const chipmesh_kernel_args* args, AllreduceCall* call) {
 
 namespace {
 
-CallDesc* call_desc(const CommContext* ctx, uint32_t rank, uint32_t call_no) {
-  return reinterpret_cast<CallDesc*>(device::flag(ctx, static_cast<int>(rank), kCallDescLine0 + call_no % 2));
+uint32_t pack_kind(uint32_t dtype, Mode mode, uint32_t op) {
+  return dtype | static_cast<uint32_t>(mode) << 8 | op << 16;
 }
 
 }  // namespace
 
-void begin_call(AllreduceCall& c) {
+CallDesc* call_desc(const CommContext* ctx, uint32_t rank, uint32_t call_no) {
+  return reinterpret_cast<CallDesc*>(device::flag(ctx, static_cast<int>(rank), kCallDescLine0 + call_no % 2));
+}
+
+uint32_t next_call_no(const AllreduceCall& c) {
+  return device::flag(c.ctx, static_cast<int>(c.rank), kCallCounterLine)->value.load(std::memory_order_relaxed) + 1;
+}
+
+namespace {
+
+// begin_call's body; `publish` sets the descriptor's flag.
+template <typename Publish>
+void begin_call_with(AllreduceCall& c, Publish&& publish) {
   device::Flag* counter = device::flag(c.ctx, static_cast<int>(c.rank), kCallCounterLine);
-  c.call_no = counter->value.load(std::memory_order_relaxed) + 1;
+  c.call_no = next_call_no(c);
   counter->value.store(c.call_no, std::memory_order_relaxed);
   CallDesc* d = call_desc(c.ctx, c.rank, c.call_no);
+  d->cpu.store(sched_getcpu() + 1, std::memory_order_relaxed);
+  d->kind.store(pack_kind(c.dtype, c.mode, c.op), std::memory_order_relaxed);
+  d->ring_seq.store(c.ring_seq, std::memory_order_relaxed);
   d->count.store(c.count, std::memory_order_relaxed);
   d->in_off.store(c.in_off, std::memory_order_relaxed);
   d->out_off.store(c.out_off, std::memory_order_relaxed);
-  d->dtype.store(c.dtype, std::memory_order_relaxed);
-  d->mode.store(static_cast<uint32_t>(c.mode), std::memory_order_relaxed);
-  d->op.store(c.op, std::memory_order_relaxed);
-  d->call_no.store(c.call_no, std::memory_order_relaxed);
-  d->ring_seq.store(c.ring_seq, std::memory_order_relaxed);
-  // Published by the release of the flag the caller sets next.
+  publish(&d->entered, c.call_no);
 }
+
+}  // namespace
+
+void begin_call(AllreduceCall& c) { begin_call_with(c, device::flag_set); }
 
 int check_call_desc(const AllreduceCall& c, uint32_t peer) {
   const CallDesc* d = call_desc(c.ctx, peer, c.call_no);
+  const uint32_t call_no = d->entered.value.load(std::memory_order_acquire);
   const uint64_t count = d->count.load(std::memory_order_relaxed);
   const uint64_t in_off = d->in_off.load(std::memory_order_relaxed);
   const uint64_t out_off = d->out_off.load(std::memory_order_relaxed);
-  const uint32_t dtype = d->dtype.load(std::memory_order_relaxed);
-  const uint32_t mode = d->mode.load(std::memory_order_relaxed);
-  const uint32_t op = d->op.load(std::memory_order_relaxed);
-  const uint32_t call_no = d->call_no.load(std::memory_order_relaxed);
+  const uint32_t kind = d->kind.load(std::memory_order_relaxed);
   const uint32_t ring_seq = d->ring_seq.load(std::memory_order_relaxed);
-  if (count == c.count && in_off == c.in_off && out_off == c.out_off && dtype == c.dtype &&
-      mode == static_cast<uint32_t>(c.mode) && op == c.op && call_no == c.call_no && ring_seq == c.ring_seq)
+  if (count == c.count && in_off == c.in_off && out_off == c.out_off && kind == pack_kind(c.dtype, c.mode, c.op) &&
+      call_no == c.call_no && ring_seq == c.ring_seq)
     return 0;
+  const uint32_t dtype = kind & 0xff, mode = kind >> 8 & 0xff, op = kind >> 16 & 0xff;
   return fail(c.args, CHIPMESH_ERR_CONFIG,
               "allreduce: ranks disagree: rank %u called count=%llu dtype=%s mode=%s op=%u in@%llu out@%llu "
               "(call %u, seq %u), rank %u called count=%llu dtype=%s mode=%s op=%u in@%llu out@%llu (call %u, seq %u)",
@@ -192,17 +205,48 @@ int check_call_desc(const AllreduceCall& c, uint32_t peer) {
               static_cast<unsigned long long>(in_off), static_cast<unsigned long long>(out_off), call_no, ring_seq);
 }
 
+namespace {
+
+// A disagreement found by check_call_desc: `barriers` more barriers (so that
+// every rank passes as many), then its message again as the result.
+int disagree(const AllreduceCall& c, int rc, int barriers) {
+  char message[CHIPMESH_KERNEL_ERROR_SIZE] = {};
+  if (c.args->error) std::memcpy(message, c.args->error, sizeof(message) - 1);
+  for (int b = 0; b < barriers; ++b)
+    if (int brc = device::barrier(c.args)) return brc;
+  return fail(c.args, rc, "%s", message);
+}
+
+}  // namespace
+
 int open_barrier_call(AllreduceCall& c) {
   begin_call(c);
   if (int rc = device::barrier(c.args)) return rc;
-  for (uint32_t r = 0; r < c.nranks; ++r) {
-    if (int rc = check_call_desc(c, r)) {
-      char message[CHIPMESH_KERNEL_ERROR_SIZE] = {};
-      if (c.args->error) std::memcpy(message, c.args->error, sizeof(message) - 1);
-      if (int brc = device::barrier(c.args)) return brc;
-      return fail(c.args, rc, "%s", message);
-    }
+  for (uint32_t r = 0; r < c.nranks; ++r)
+    if (int rc = check_call_desc(c, r)) return disagree(c, rc, 1);
+  return 0;
+}
+
+int open_call_await_peers(AllreduceCall& c) {
+  begin_call_with(c, device::flag_publish);
+  // Peers asleep on this rank's descriptor are woken once its own waits are
+  // over, whichever way they end (device::flag_publish).
+  struct WakeAtExit {
+    device::Flag* f;
+    ~WakeAtExit() { device::flag_wake_sleepers(f); }
+  } wake{&call_desc(c.ctx, c.rank, c.call_no)->entered};
+  const int32_t here = sched_getcpu() + 1;
+  bool stacked = false;  // a lower rank was last seen on this CPU (device::note_stacked)
+  for (uint32_t k = 1; k < c.nranks; ++k) {
+    const uint32_t r = (c.rank + k) % c.nranks;
+    CallDesc* d = call_desc(c.ctx, r, c.call_no);
+    if (r < c.rank && d->cpu.load(std::memory_order_relaxed) == here) stacked = true;
+    if (int rc = device::flag_wait_ge(c.args, &d->entered, c.call_no, &d->cpu)) return rc;
+    // Every rank sees every descriptor: all find a disagreement or none
+    // does. A barrier-based rank passes its opening barrier and one more.
+    if (int rc = check_call_desc(c, r)) return disagree(c, rc, 2);
   }
+  device::note_stacked(c.ctx, stacked);
   return 0;
 }
 

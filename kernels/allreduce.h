@@ -6,7 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "chipmesh/kernel.h"
+#include "chipmesh/kernel.h"  // and kernel_device.h
 
 namespace chipmesh::kernels {
 
@@ -42,26 +42,36 @@ struct AllreduceCall {
   uint32_t ring_seq = 0;  // ring: the progress value that means "entered"; 0 otherwise
 };
 
-// What a rank publishes about a call so peers can check that they agree.
-// Call k uses slot k % 2 of the rank's two descriptor lines: a slot is
-// rewritten two calls later, when every peer has finished reading it (a peer
-// reads rank r's descriptor before it can complete the call, and rank r
-// cannot complete the next call before that peer has entered it). So a peer
-// never reads a torn or a later descriptor, also after a failed call.
+// What a rank publishes about a call so peers can check that they agree,
+// on one line: `entered` reaches the call's number once the rest is written
+// (release), and onephase's input of up to kInlineBytes rides along, so a
+// small allreduce costs a peer one line. Call k uses slot k % 2 of the
+// rank's two descriptor lines: a slot is rewritten two calls later, when
+// every peer has finished reading it (a peer reads rank r's descriptor
+// before it can complete the call, and rank r cannot complete the next call
+// before that peer has entered it). So a peer never reads a torn or a later
+// descriptor, also after a failed call.
+inline constexpr size_t kInlineBytes = 16;
 struct CallDesc {
+  device::Flag entered;             // the call number, when published
+  std::atomic<int32_t> cpu;         // where the rank published from, plus one (flag_wait_ge's peer_cpu)
+  std::atomic<uint32_t> kind;       // dtype | mode << 8 | op << 16
+  std::atomic<uint32_t> ring_seq;
+  uint32_t unused;
   std::atomic<uint64_t> count;
   std::atomic<uint64_t> in_off;
   std::atomic<uint64_t> out_off;
-  std::atomic<uint32_t> dtype;
-  std::atomic<uint32_t> mode;
-  std::atomic<uint32_t> op;
-  std::atomic<uint32_t> call_no;
-  std::atomic<uint32_t> ring_seq;
+  unsigned char inline_input[kInlineBytes];  // onephase, up to kInlineBytes
 };
-static_assert(sizeof(CallDesc) <= CHIPMESH_FLAG_BYTES, "a call descriptor fits its line");
+static_assert(sizeof(CallDesc) == CHIPMESH_FLAG_BYTES, "a call descriptor fills its line");
+
+// Rank `rank`'s descriptor line of call `call_no`.
+CallDesc* call_desc(const CommContext* ctx, uint32_t rank, uint32_t call_no);
+// The number this rank's next call gets (begin_call gives it).
+uint32_t next_call_no(const AllreduceCall& c);
 
 // Numbers this call (every rank numbers its calls alike) and publishes its
-// descriptor; the caller then signals that it entered the call.
+// descriptor (everything written before it included).
 void begin_call(AllreduceCall& c);
 // 0 when rank `peer` published the same call as this one; otherwise records a
 // CHIPMESH_ERR_CONFIG message naming both and returns it.
@@ -72,6 +82,11 @@ int check_call_desc(const AllreduceCall& c, uint32_t peer);
 // stay paired and the communicator stays usable) and returns
 // CHIPMESH_ERR_CONFIG.
 int open_barrier_call(AllreduceCall& c);
+// Opening without a barrier (onephase through the slots): begin the call,
+// then wait for every peer's descriptor of it and check it. On a
+// disagreement, two barriers (those a barrier-based rank passes on one)
+// and CHIPMESH_ERR_CONFIG.
+int open_call_await_peers(AllreduceCall& c);
 
 template <typename T>
 inline T* local_at(const AllreduceCall& c, uint64_t off) {

@@ -347,9 +347,10 @@ TEST_F(Allreduce, OnephaseUpToOneKiBReadsSlotsSoInputsAreFreeAtOnce) {
   constexpr int n = 3;
   auto outcomes = fork_ranks(n, [&](int rank) {
     Rank R(rank, n, path, 4096);
-    const uint64_t counts[] = {1, 7, 255, 256, 257, 64};
-    for (uint64_t it = 0; it < 300; ++it) {
-      const uint64_t count = counts[it % 6];
+    // 4 and 5: the edge of the copy that rides in the call descriptor (16 B).
+    const uint64_t counts[] = {1, 7, 255, 256, 257, 64, 4, 5};
+    for (uint64_t it = 0; it < 320; ++it) {
+      const uint64_t count = counts[it % 8];
       const int op = static_cast<int>(it % 3);
       if (it % 2 == 0) {
         run_and_check(R, 0, DataType::FLOAT32, op, count, 8, it, {count});
@@ -371,22 +372,27 @@ TEST_F(Allreduce, OnephaseUpToOneKiBReadsSlotsSoInputsAreFreeAtOnce) {
 }
 
 TEST_F(Allreduce, ASlotSizedCallAgainstALargerOneIsADisagreement) {
-  // One rank takes the one-barrier path (10 elements), the other the
-  // two-barrier one (1000): both still meet at the opening barrier, see the
-  // disagreement, and the next agreed call works.
-  constexpr int n = 2;
-  auto outcomes = fork_ranks(n, [&](int rank) {
-    Rank R(rank, n, path, 8192);
-    const uint64_t count = rank == 0 ? 10 : 1000;
-    KernelCall call(R.ctx, {tensor(R.in, DataType::FLOAT32, {count}), tensor(R.out, DataType::FLOAT32, {count})},
-                    {0, kSum}, 10s);
-    const int rc = call.run(R.w);
-    CM_REQUIRE(rc == CHIPMESH_ERR_CONFIG) << "rc " << rc << ": " << call.error;
-    CM_REQUIRE(std::string(call.error).find("ranks disagree") != std::string::npos) << call.error;
-    run_and_check(R, 0, DataType::FLOAT32, kSum, 10, 8, 5, {10});
-    run_and_check(R, 0, DataType::FLOAT32, kSum, 1000, 8, 6, {1000});
-  });
-  EXPECT_TRUE(all_ok(outcomes));
+  // Onephase opens three ways: up to 16 B the input rides in the call
+  // descriptor, up to 1 KiB in a slot (both without a barrier: ranks wait
+  // for each other's descriptors), above that with a barrier. Ranks that
+  // disagree across the paths all see it, pass the same barriers, and the
+  // next agreed calls work. Pairs of paths on 2 ranks, then all three paths
+  // on 3 ranks.
+  const std::vector<std::vector<uint64_t>> cases = {{2, 10}, {2, 1000}, {10, 1000}, {1000, 2}, {2, 10, 1000}};
+  for (const auto& counts : cases) {
+    const int n = static_cast<int>(counts.size());
+    auto outcomes = fork_ranks(n, [&](int rank) {
+      Rank R(rank, n, path, 8192);
+      const uint64_t count = counts[static_cast<size_t>(rank)];
+      KernelCall call(R.ctx, {tensor(R.in, DataType::FLOAT32, {count}), tensor(R.out, DataType::FLOAT32, {count})},
+                      {0, kSum}, 10s);
+      const int rc = call.run(R.w);
+      CM_REQUIRE(rc == CHIPMESH_ERR_CONFIG) << "rc " << rc << ": " << call.error;
+      CM_REQUIRE(std::string(call.error).find("ranks disagree") != std::string::npos) << call.error;
+      for (uint64_t c : {uint64_t{2}, uint64_t{10}, uint64_t{1000}}) run_and_check(R, 0, DataType::FLOAT32, kSum, c, 8, c, {c});
+    });
+    EXPECT_TRUE(all_ok(outcomes)) << counts.size() << " ranks, rank 0 count " << counts[0];
+  }
 }
 
 TEST_F(Allreduce, LargeCountsSpanSeveralRingPieces) {
