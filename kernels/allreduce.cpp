@@ -237,14 +237,22 @@ int open_call_await_peers(AllreduceCall& c) {
   } wake{&call_desc(c.ctx, c.rank, c.call_no)->entered};
   const int32_t here = sched_getcpu() + 1;
   bool stacked = false;  // a lower rank was last seen on this CPU (device::note_stacked)
-  for (uint32_t k = 1; k < c.nranks; ++k) {
-    const uint32_t r = (c.rank + k) % c.nranks;
-    CallDesc* d = call_desc(c.ctx, r, c.call_no);
-    if (r < c.rank && d->cpu.load(std::memory_order_relaxed) == here) stacked = true;
-    if (int rc = device::flag_wait_ge(c.args, &d->entered, c.call_no, &d->cpu)) return rc;
-    // Every rank sees every descriptor: all find a disagreement or none
-    // does. A barrier-based rank passes its opening barrier and one more.
-    if (int rc = check_call_desc(c, r)) return disagree(c, rc, 2);
+  // As in device::barrier: peers last seen on this CPU first (waiting on
+  // them yields the core to them at once), then everyone else.
+  static_assert(CHIPMESH_MAX_RANKS <= 64, "one bit per rank");
+  uint64_t waited = uint64_t{1} << c.rank;
+  for (int pass = 0; pass < 2; ++pass) {
+    for (uint32_t k = 1; k < c.nranks; ++k) {
+      const uint32_t r = (c.rank + k) % c.nranks;
+      CallDesc* d = call_desc(c.ctx, r, c.call_no);
+      if ((waited >> r & 1) || (pass == 0 && d->cpu.load(std::memory_order_relaxed) != here)) continue;
+      if (pass == 0 && r < c.rank) stacked = true;
+      if (int rc = device::flag_wait_ge(c.args, &d->entered, c.call_no, &d->cpu)) return rc;
+      // Every rank sees every descriptor: all find a disagreement or none
+      // does. A barrier-based rank passes its opening barrier and one more.
+      if (int rc = check_call_desc(c, r)) return disagree(c, rc, 2);
+      waited |= uint64_t{1} << r;
+    }
   }
   device::note_stacked(c.ctx, stacked);
   return 0;
