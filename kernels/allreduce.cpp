@@ -249,8 +249,12 @@ int open_call_await_peers(AllreduceCall& c) {
       if (pass == 0 && r < c.rank) stacked = true;
       if (int rc = device::flag_wait_ge(c.args, &d->entered, c.call_no, &d->cpu)) return rc;
       // Every rank sees every descriptor: all find a disagreement or none
-      // does. A barrier-based rank passes its opening barrier and one more.
-      if (int rc = check_call_desc(c, r)) return disagree(c, rc, 2);
+      // does. A barrier-based rank passes its opening barrier and one more;
+      // a peer asleep on this descriptor is woken before they.
+      if (int rc = check_call_desc(c, r)) {
+        device::flag_wake_sleepers(wake.f);
+        return disagree(c, rc, 2);
+      }
       waited |= uint64_t{1} << r;
     }
   }

@@ -395,6 +395,46 @@ TEST_F(Allreduce, ASlotSizedCallAgainstALargerOneIsADisagreement) {
   }
 }
 
+TEST_F(Allreduce, APeerAsleepOnACallDescriptorIsWokenOnAgreementAndOnDisagreement) {
+  // Small onephase calls publish their descriptor without the wake-up check
+  // and wake sleepers once their own waits are over. Rank 1 calls first and
+  // falls asleep on rank 0's descriptor (seen in its sleeper count); rank 0
+  // then calls with the same count, then with another one. Rank 1 has no
+  // abort word, so only a wake-up (or its 10 s deadline) ends its sleep;
+  // rank 0's barriers would time out first (5 s).
+  constexpr int n = 2;
+  auto outcomes = fork_ranks(n, [&](int rank) {
+    Rank R(rank, n, path, 4096);
+    for (int round = 0; round < 2; ++round) {
+      const uint64_t count = round == 1 && rank == 0 ? 3 : 2;
+      auto* in = reinterpret_cast<float*>(R.in);
+      in[0] = in[1] = in[2] = static_cast<float>(rank + 1);
+      KernelCall call(R.ctx, {tensor(R.in, DataType::FLOAT32, {count}), tensor(R.out, DataType::FLOAT32, {count})},
+                      {0, kSum}, rank == 0 ? 5s : 10s);
+      if (rank == 1) call.args.abort = nullptr;
+      if (rank == 0) {
+        // Descriptor line of rank 0's next call (allreduce.h: lines 4 and 5
+        // by call parity; line 3 counts the calls).
+        const uint32_t next = dev::flag(R.ctx, 0, 3)->value.load() + 1;
+        const dev::Flag* desc = dev::flag(R.ctx, 0, 4 + next % 2);
+        const auto until = std::chrono::steady_clock::now() + 10s;
+        while (desc->sleepers.load() == 0)
+          CM_REQUIRE(std::chrono::steady_clock::now() < until) << "round " << round << ": rank 1 never slept";
+      }
+      const int rc = call.run(R.w);
+      if (round == 0) {
+        CM_REQUIRE(rc == 0) << "rc " << rc << ": " << call.error;
+        const auto* out = reinterpret_cast<const float*>(R.out);
+        CM_REQUIRE(out[0] == 3.0f && out[1] == 3.0f) << out[0] << " " << out[1];
+      } else {
+        CM_REQUIRE(rc == CHIPMESH_ERR_CONFIG) << "rc " << rc << ": " << call.error;
+        CM_REQUIRE(std::string(call.error).find("ranks disagree") != std::string::npos) << call.error;
+      }
+    }
+  });
+  EXPECT_TRUE(all_ok(outcomes));
+}
+
 TEST_F(Allreduce, LargeCountsSpanSeveralRingPieces) {
   // 200003 elements on 3 ranks: chunks of ~66668 elements, more than one
   // 128 KiB piece per chunk for every dtype, and unequal chunks.
