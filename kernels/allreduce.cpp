@@ -163,20 +163,23 @@ uint32_t next_call_no(const AllreduceCall& c) {
 
 namespace {
 
-// begin_call's body; `publish` sets the descriptor's flag.
+// begin_call's body; `publish` sets the descriptor's flag. Returns the CPU
+// it published, plus one.
 template <typename Publish>
-void begin_call_with(AllreduceCall& c, Publish&& publish) {
+int32_t begin_call_with(AllreduceCall& c, Publish&& publish) {
   device::Flag* counter = device::flag(c.ctx, static_cast<int>(c.rank), kCallCounterLine);
   c.call_no = next_call_no(c);
   counter->value.store(c.call_no, std::memory_order_relaxed);
   CallDesc* d = call_desc(c.ctx, c.rank, c.call_no);
-  d->cpu.store(sched_getcpu() + 1, std::memory_order_relaxed);
+  const int32_t here = sched_getcpu() + 1;
+  d->cpu.store(here, std::memory_order_relaxed);
   d->kind.store(pack_kind(c.dtype, c.mode, c.op), std::memory_order_relaxed);
   d->ring_seq.store(c.ring_seq, std::memory_order_relaxed);
   d->count.store(c.count, std::memory_order_relaxed);
   d->in_off.store(c.in_off, std::memory_order_relaxed);
   d->out_off.store(c.out_off, std::memory_order_relaxed);
   publish(&d->entered, c.call_no);
+  return here;
 }
 
 }  // namespace
@@ -228,38 +231,23 @@ int open_barrier_call(AllreduceCall& c) {
 }
 
 int open_call_await_peers(AllreduceCall& c) {
-  begin_call_with(c, device::flag_publish);
+  const int32_t here = begin_call_with(c, device::flag_publish);
+  // Every rank sees every descriptor: all find a disagreement or none does.
+  bool disagreed = false;
+  const int rc = device::wait_for_peers(
+      c.args, c.call_no, here, [&](uint32_t r) { return &call_desc(c.ctx, r, c.call_no)->entered; },
+      [&](uint32_t r) { return &call_desc(c.ctx, r, c.call_no)->cpu; },
+      [&](uint32_t r) {
+        const int e = check_call_desc(c, r);
+        disagreed = e != 0;
+        return e;
+      });
   // Peers asleep on this rank's descriptor are woken once its own waits are
-  // over, whichever way they end (device::flag_publish).
-  struct WakeAtExit {
-    device::Flag* f;
-    ~WakeAtExit() { device::flag_wake_sleepers(f); }
-  } wake{&call_desc(c.ctx, c.rank, c.call_no)->entered};
-  const int32_t here = sched_getcpu() + 1;
-  bool stacked = false;  // a lower rank was last seen on this CPU (device::note_stacked)
-  // As in device::barrier: peers last seen on this CPU first (waiting on
-  // them yields the core to them at once), then everyone else.
-  static_assert(CHIPMESH_MAX_RANKS <= 64, "one bit per rank");
-  uint64_t waited = uint64_t{1} << c.rank;
-  for (int pass = 0; pass < 2; ++pass) {
-    for (uint32_t k = 1; k < c.nranks; ++k) {
-      const uint32_t r = (c.rank + k) % c.nranks;
-      CallDesc* d = call_desc(c.ctx, r, c.call_no);
-      if ((waited >> r & 1) || (pass == 0 && d->cpu.load(std::memory_order_relaxed) != here)) continue;
-      if (pass == 0 && r < c.rank) stacked = true;
-      if (int rc = device::flag_wait_ge(c.args, &d->entered, c.call_no, &d->cpu)) return rc;
-      // Every rank sees every descriptor: all find a disagreement or none
-      // does. A barrier-based rank passes its opening barrier and one more;
-      // a peer asleep on this descriptor is woken before they.
-      if (int rc = check_call_desc(c, r)) {
-        device::flag_wake_sleepers(wake.f);
-        return disagree(c, rc, 2);
-      }
-      waited |= uint64_t{1} << r;
-    }
-  }
-  device::note_stacked(c.ctx, stacked);
-  return 0;
+  // over, whichever way they ended (device::flag_publish), and before the
+  // barriers of a disagreement: a barrier-based rank passes its opening
+  // barrier and one more.
+  device::flag_wake_sleepers(&call_desc(c.ctx, c.rank, c.call_no)->entered);
+  return disagreed ? disagree(c, rc, 2) : rc;
 }
 
 }  // namespace chipmesh::kernels

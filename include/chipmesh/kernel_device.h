@@ -268,24 +268,57 @@ inline bool move_off_this_cpu(uint32_t ranks) {
 }
 }  // namespace detail
 
-// After every wait for all peers (a barrier, or a kernel's own wait for
-// every rank's flag): `stacked` when a lower rank was last seen on this
-// rank's CPU. Ranks that take turns on one core keep doing so while another
-// core idles: the scheduler balances queues, not turn-taking (2 ranks stayed
-// stacked for 20000 allreduces, 2.4 us each against 0.4 us apart, on the
-// AMD EPYC VM). After kStackedBarriers such waits in a row the rank moves.
-// Only the higher rank of a pair moves, or the two would chase each other;
-// and only when every rank can have a CPU.
+namespace detail {
+// wait_for_peers' count of stacked waits in a row, one per thread whatever
+// the wait (not a static of the template, which would be one per caller).
 inline void note_stacked(const CommContext* ctx, bool stacked) {
-  static thread_local int stacked_barriers = 0;
-  if (static_cast<int>(ctx->rankNum) > detail::online_cpus()) {
+  static thread_local int stacked_waits = 0;
+  if (static_cast<int>(ctx->rankNum) > online_cpus()) {
     // more ranks than CPUs: sharing cores is no accident
   } else if (!stacked) {
-    stacked_barriers = 0;
-  } else if (++stacked_barriers >= kStackedBarriers) {
-    stacked_barriers = 0;
-    detail::move_off_this_cpu(ctx->rankNum);
+    stacked_waits = 0;
+  } else if (++stacked_waits >= kStackedBarriers) {
+    stacked_waits = 0;
+    move_off_this_cpu(ctx->rankNum);
   }
+}
+}  // namespace detail
+
+// Waits until every other rank r's flag_of(r) (a Flag*) is >= v, calling
+// on_reached(r) after each (a nonzero result ends the wait with it); 0, or
+// the status of the failed wait. cpu_of(r) is where rank r publishes its
+// CPU, plus one (flag_wait_ge's peer_cpu); `here` is this rank's.
+//
+// Ranks last seen on this CPU first: waiting on them yields the core to
+// them at once, while a spin on a rank elsewhere would keep them off it.
+// The first pass records whom it waited for (a peer's CPU may change
+// between the passes); the second waits for everyone else.
+//
+// Ranks that take turns on one core keep doing so while another core idles:
+// the scheduler balances queues, not turn-taking (2 ranks stayed stacked for
+// 20000 allreduces, 2.4 us each against 0.4 us apart, on the AMD EPYC VM).
+// After kStackedBarriers waits in a row that found a lower rank on this CPU
+// the rank moves. Only the higher rank of a pair moves, or the two would
+// chase each other; and only when every rank can have a CPU.
+template <typename FlagOf, typename CpuOf, typename OnReached>
+inline int wait_for_peers(const chipmesh_kernel_args* args, uint32_t v, int32_t here, FlagOf&& flag_of,
+                          CpuOf&& cpu_of, OnReached&& on_reached) {
+  const CommContext* ctx = args->comm;
+  static_assert(CHIPMESH_MAX_RANKS <= 64, "one bit per rank");
+  uint64_t waited = uint64_t{1} << ctx->rankId;
+  bool stacked = false;  // a lower rank was last seen on this CPU
+  for (int pass = 0; pass < 2; ++pass) {
+    for (uint32_t r = 0; r < ctx->rankNum; ++r) {
+      const std::atomic<int32_t>* cpu = cpu_of(r);
+      if ((waited >> r & 1) || (pass == 0 && cpu->load(std::memory_order_relaxed) != here)) continue;
+      if (pass == 0 && r < ctx->rankId) stacked = true;
+      if (int rc = flag_wait_ge(args, flag_of(r), v, cpu)) return rc;
+      if (int rc = on_reached(r)) return rc;
+      waited |= uint64_t{1} << r;
+    }
+  }
+  detail::note_stacked(ctx, stacked);
+  return 0;
 }
 
 // All ranks of the communicator; every rank must call it the same number of
@@ -301,24 +334,9 @@ inline int barrier(const chipmesh_kernel_args* args) {
   const int32_t here = sched_getcpu() + 1;
   mine->cpu.store(here, std::memory_order_relaxed);
   flag_set(&mine->arrivals, seq);
-  // Ranks last seen on this CPU first: waiting on them yields the core to
-  // them at once, while a spin on a rank elsewhere would keep them off it.
-  // The first pass records whom it waited for (a peer's CPU may change
-  // between the passes); the second waits for everyone else.
-  static_assert(CHIPMESH_MAX_RANKS <= 64, "one bit per rank");
-  uint64_t waited = uint64_t{1} << ctx->rankId;
-  bool stacked = false;  // a lower rank was last seen on this CPU
-  for (int pass = 0; pass < 2; ++pass) {
-    for (uint32_t r = 0; r < ctx->rankNum; ++r) {
-      BarrierLine* peer = barrier_line(ctx, static_cast<int>(r));
-      if ((waited >> r & 1) || (pass == 0 && peer->cpu.load(std::memory_order_relaxed) != here)) continue;
-      if (pass == 0 && r < ctx->rankId) stacked = true;
-      if (int rc = flag_wait_ge(args, &peer->arrivals, seq, &peer->cpu)) return rc;
-      waited |= uint64_t{1} << r;
-    }
-  }
-  note_stacked(ctx, stacked);
-  return 0;
+  return wait_for_peers(
+      args, seq, here, [&](uint32_t r) { return &barrier_line(ctx, static_cast<int>(r))->arrivals; },
+      [&](uint32_t r) { return &barrier_line(ctx, static_cast<int>(r))->cpu; }, [](uint32_t) { return 0; });
 }
 
 // Element count of a tensor (product of its shape; 1 for a scalar tensor).

@@ -49,6 +49,7 @@ Info info(pid_t pid) {
   const char state = *p;
   out.state = (state == 'Z' || state == 'X' || state == 'x') ? State::Zombie : State::Alive;
   out.stopped = state == 'T';
+  out.sleeping = state == 'S';
   // Field 22 is the 19th after the state (field 3).
   for (int field = 3; field < 22 && p; ++field) {
     p = std::strchr(p, ' ');

@@ -22,6 +22,7 @@ struct Info {
   State state = State::Gone;
   uint64_t start_time = 0;  // /proc/<pid>/stat field 22 (clock ticks since boot); 0: unknown
   bool stopped = false;     // state 'T': stopped by a signal (SIGSTOP, SIGTSTP); not 't' (a tracer's stop)
+  bool sleeping = false;    // state 'S': in an interruptible wait (a futex, poll, ...)
   int last_cpu = -1;        // field 39: the CPU it last ran on; -1: unknown
 };
 

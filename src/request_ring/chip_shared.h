@@ -39,7 +39,6 @@ inline constexpr uint32_t kChunkSlots = 16;
 // much later at most, and the parent does not read the chip's completion
 // line after every submission.
 inline constexpr uint32_t kInspectEvery = 8;
-static_assert(kChunkSlots % kInspectEvery == 0 && kInspectEvery <= kRefillBurst, "inspections stay regular");
 inline constexpr size_t kChunkBytes = size_t{256} << 10;
 static_assert(kRingDepth % kChunkSlots == 0, "seq % kChunkSlots stays consistent across the wrap of seq");
 inline constexpr size_t kMaxTaskTensors = 16;
@@ -95,7 +94,7 @@ struct CommDesc {
 // The error text comes last: it is written and read only after a failure.
 struct Entry {
   Op op;
-  int32_t status;  // chipmesh_status (or a kernel's own code); 0 = success (set by the parent, acquire_entry)
+  int32_t status;  // chipmesh_status (or a kernel's own code); 0 = success (cleared by the parent's commit)
   uint64_t a;      // address (dst / src / ptr) or malloc size
   uint64_t b;      // byte count
   uint64_t result; // malloc's pointer

@@ -42,13 +42,13 @@ void encode(const Task& t, Entry& e, QueuedKernel& queued) {
   TaskDesc& d = e.task;
   // Lengths are checked (check_task): copy with the NUL, no formatting on
   // the dispatch path; and only when the kernel changes.
-  d.same_kernel = queued.any && queued.kernel == t.kernel && queued.library == t.library ? 1 : 0;
+  // (queued.kernel starts empty, a name no task has: check_task.)
+  d.same_kernel = queued.kernel == t.kernel && queued.library == t.library ? 1 : 0;
   if (!d.same_kernel) {
     std::memcpy(d.library, t.library.c_str(), t.library.size() + 1);
     std::memcpy(d.kernel, t.kernel.c_str(), t.kernel.size() + 1);
     queued.library = t.library;
     queued.kernel = t.kernel;
-    queued.any = true;
   }
   d.num_tensors = static_cast<uint32_t>(t.tensors.size());
   for (size_t i = 0; i < t.tensors.size(); ++i) {

@@ -146,11 +146,11 @@ struct Worker::Impl {
   std::vector<worker::Entry*> submit_entries;
   std::vector<uint32_t> submit_marks;
   uint32_t submit_gen = 0;
-  // The kernel of the last task queued on each chip: a task of the same
-  // kernel says so (TaskDesc::same_kernel) instead of rewriting the names.
+  // The kernel of the last task queued on each chip (empty: none yet): a
+  // task of the same kernel says so (TaskDesc::same_kernel) instead of
+  // rewriting the names.
   struct QueuedKernel {
     std::string library, kernel;
-    bool any = false;
   };
   std::vector<QueuedKernel> queued_kernel;
   std::vector<Task> collective_tasks, barrier_tasks;

@@ -27,6 +27,7 @@
 #include "chipmesh/chip_worker.h"
 #include "chipmesh/kernel.h"
 #include "chipmesh/types.h"
+#include "common/process.h"
 #include "reduce_ops.h"
 #include "knobs/knobs.h"
 #include "support/fork_ranks.h"
@@ -398,13 +399,20 @@ TEST_F(Allreduce, ASlotSizedCallAgainstALargerOneIsADisagreement) {
 TEST_F(Allreduce, APeerAsleepOnACallDescriptorIsWokenOnAgreementAndOnDisagreement) {
   // Small onephase calls publish their descriptor without the wake-up check
   // and wake sleepers once their own waits are over. Rank 1 calls first and
-  // falls asleep on rank 0's descriptor (seen in its sleeper count); rank 0
-  // then calls with the same count, then with another one. Rank 1 has no
-  // abort word, so only a wake-up (or its 10 s deadline) ends its sleep;
-  // rank 0's barriers would time out first (5 s).
+  // falls asleep on rank 0's descriptor: its sleeper count is up and rank 1
+  // is in state 'S' (inside the futex wait, past its value check, so only a
+  // wake-up gets it out); rank 0 then calls with the same count, then with
+  // another one. Rank 1 has no abort word, so only a wake-up (or its 10 s
+  // deadline) ends its sleep; rank 0's barriers would time out first (5 s).
   constexpr int n = 2;
   auto outcomes = fork_ranks(n, [&](int rank) {
     Rank R(rank, n, path, 4096);
+    // Rank 1's pid, where rank 0 reads it: past the inputs in rank 1's window.
+    constexpr uint64_t kPidAt = 64;
+    auto pid_slot = [&](int r) {
+      return reinterpret_cast<std::atomic<pid_t>*>(R.ctx->windowsIn[r] + (R.in - R.ctx->windowsIn[rank]) + kPidAt);
+    };
+    if (rank == 1) pid_slot(1)->store(getpid());
     for (int round = 0; round < 2; ++round) {
       const uint64_t count = round == 1 && rank == 0 ? 3 : 2;
       auto* in = reinterpret_cast<float*>(R.in);
@@ -418,7 +426,7 @@ TEST_F(Allreduce, APeerAsleepOnACallDescriptorIsWokenOnAgreementAndOnDisagreemen
         const uint32_t next = dev::flag(R.ctx, 0, 3)->value.load() + 1;
         const dev::Flag* desc = dev::flag(R.ctx, 0, 4 + next % 2);
         const auto until = std::chrono::steady_clock::now() + 10s;
-        while (desc->sleepers.load() == 0)
+        while (desc->sleepers.load() == 0 || !chipmesh::process::info(pid_slot(1)->load()).sleeping)
           CM_REQUIRE(std::chrono::steady_clock::now() < until) << "round " << round << ": rank 1 never slept";
       }
       const int rc = call.run(R.w);
