@@ -22,17 +22,18 @@ int allgather_body(CollCall& c) {
   char* out = c.local(c.out_off);
   const char* in = c.local(c.in_off);
   const bool literal = c.in_off == c.out_off;
+  const bool stream = stream_stores_pay(2 * n * B);  // reads and writes n blocks
   for (uint32_t k = 0; k < n; ++k) {
     const uint32_t j = (c.rank + k) % n;
     char* dst = out + j * B;
     const char* src = j == c.rank ? in : c.peer(j, c.peer_in[j]);
     if (literal && j == 0) continue;  // this rank's input lives there until the second pass
     if (dst == src) continue;         // NCCL in place
-    if (int rc = copy_sliced(c.args, dst, src, B)) return rc;
+    if (int rc = copy_sliced(c.args, dst, src, B, stream)) return rc;
   }
   if (!c.any_rank_in_place()) return 0;
   if (int rc = device::barrier(c.args)) return rc;
-  if (literal && c.rank != 0) return copy_sliced(c.args, out, c.peer(0, c.peer_in[0]), B);
+  if (literal && c.rank != 0) return copy_sliced(c.args, out, c.peer(0, c.peer_in[0]), B, stream);
   return 0;
 }
 

@@ -53,7 +53,9 @@ int allreduce_onephase(AllreduceCall& c) {
     const S* src[CHIPMESH_MAX_RANKS];
     for (uint32_t r = 0; r < c.nranks; ++r)
       src[r] = slots ? reinterpret_cast<const S*>(copy_of(c, r, c.call_no)) : peer_at<const S>(c, r, c.in_off);
-    return fold_sliced<T, Op>(args, local_at<S>(c, c.out_off), src, c.nranks, c.count);
+    // Reads n inputs, writes one output.
+    return fold_sliced<T, Op>(args, local_at<S>(c, c.out_off), src, c.nranks, c.count,
+                              !slots && stream_stores_pay((c.nranks + 1) * c.count * c.elem_size));
   });
   if (rc || slots) return rc;
   return device::barrier(args);

@@ -23,11 +23,14 @@ int allreduce_twophase(AllreduceCall& c) {
 
   const size_t es = c.elem_size;
   const Range mine = chunk_of(c.count, c.nranks, c.rank);
+  // About count elements read and written by the fold, and as many by the
+  // copies.
+  const bool stream = stream_stores_pay(3 * c.count * es);
   int rc = visit_type_op(c.dtype, c.op, [&]<typename T, typename Op>() {
     using S = typename T::S;
     const S* src[CHIPMESH_MAX_RANKS];
     for (uint32_t r = 0; r < c.nranks; ++r) src[r] = peer_at<const S>(c, r, c.in_off) + mine.begin;
-    return fold_sliced<T, Op>(args, local_at<S>(c, c.out_off) + mine.begin, src, c.nranks, mine.size);
+    return fold_sliced<T, Op>(args, local_at<S>(c, c.out_off) + mine.begin, src, c.nranks, mine.size, stream);
   });
   if (rc) return rc;
   if (int rc2 = device::barrier(args)) return rc2;
@@ -37,7 +40,7 @@ int allreduce_twophase(AllreduceCall& c) {
     const uint32_t j = (c.rank + k) % c.nranks;  // start at different peers: spread the load
     const Range ch = chunk_of(c.count, c.nranks, j);
     if (int rc2 = copy_sliced(args, out + ch.begin * es, peer_at<const char>(c, j, c.out_off) + ch.begin * es,
-                              ch.size * es))
+                              ch.size * es, stream))
       return rc2;
   }
   return device::barrier(args);

@@ -37,10 +37,11 @@ int alltoall_body(CollCall& c) {
   const uint32_t n = c.nranks;
   const bool in_place = c.in_off == c.out_off;
   char* out = c.local(c.out_off);
+  const bool stream = stream_stores_pay(2 * n * B);  // reads and writes n blocks
   if (!in_place)
     for (uint32_t k = 0; k < n; ++k) {
       const uint32_t j = (c.rank + k) % n;
-      if (int rc = copy_sliced(c.args, out + j * B, c.peer(j, c.peer_in[j]) + c.rank * B, B)) return rc;
+      if (int rc = copy_sliced(c.args, out + j * B, c.peer(j, c.peer_in[j]) + c.rank * B, B, stream)) return rc;
     }
   if (!c.any_rank_in_place()) return 0;
   if (int rc = device::barrier(c.args)) return rc;
@@ -49,7 +50,7 @@ int alltoall_body(CollCall& c) {
     const uint32_t j = (c.rank + k) % n;
     const bool peer_in_place = c.peer_in[j] == c.peer_out[j];
     if (!peer_in_place) {
-      if (int rc = copy_sliced(c.args, out + j * B, c.peer(j, c.peer_in[j]) + c.rank * B, B)) return rc;
+      if (int rc = copy_sliced(c.args, out + j * B, c.peer(j, c.peer_in[j]) + c.rank * B, B, stream)) return rc;
       continue;
     }
     const uint32_t lo = std::min(c.rank, j), hi = std::max(c.rank, j);

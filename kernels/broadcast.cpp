@@ -13,7 +13,7 @@ namespace {
 int broadcast_body(CollCall& c) {
   const char* src = c.peer(c.root, c.peer_in[c.root]);
   char* dst = c.local(c.out_off);
-  if (dst != src) return copy_sliced(c.args, dst, src, c.bytes());
+  if (dst != src) return copy_sliced(c.args, dst, src, c.bytes(), stream_stores_pay(2 * c.bytes()));
   return 0;
 }
 

@@ -46,7 +46,8 @@ int reduce_body(CollCall& c) {
     const S* src[CHIPMESH_MAX_RANKS];
     for (uint32_t j = 0; j < c.nranks; ++j) src[j] = reinterpret_cast<const S*>(c.peer(j, c.peer_in[j])) + s.begin;
     S* out = reinterpret_cast<S*>(c.peer_mut(c.root, c.peer_out[c.root])) + s.begin;
-    return fold_sliced<T, Op>(c.args, out, src, c.nranks, s.size);
+    // Reads n slices, writes one.
+    return fold_sliced<T, Op>(c.args, out, src, c.nranks, s.size, stream_stores_pay((c.nranks + 1) * s.size * c.es));
   });
 }
 

@@ -21,6 +21,7 @@
 
 #include "chipmesh/half.h"
 #include "chipmesh/types.h"
+#include "stream_copy.h"
 
 namespace chipmesh::kernels {
 
@@ -176,13 +177,19 @@ inline void reduce2(typename T::S* __restrict out, const typename T::S* __restri
 // rank. Works in L1-sized blocks with the accumulator in the compute type, so
 // a half-precision result is rounded once. nsrc >= 1; out may be one of the
 // sources exactly (in place: a block is read completely before it is
-// stored), it must not overlap one otherwise.
+// stored), it must not overlap one otherwise. With `stream`, each block's
+// result goes out through stream_copy (stream_copy.h): the call's data is
+// larger than the cache.
 template <typename T, typename Op>
-inline void reduce_fold(typename T::S* out, const typename T::S* const* src, size_t nsrc, size_t n) {
+inline void reduce_fold(typename T::S* out, const typename T::S* const* src, size_t nsrc, size_t n,
+                        bool stream = false) {
   using S = typename T::S;
   using C = typename T::C;
   if (nsrc == 1) {
-    if (n && out != src[0]) std::memcpy(out, src[0], n * sizeof(S));
+    if (n && out != src[0]) {
+      if (stream) stream_copy(out, src[0], n * sizeof(S));
+      else std::memcpy(out, src[0], n * sizeof(S));
+    }
     return;
   }
   constexpr size_t kBlock = 2048;
@@ -200,10 +207,17 @@ inline void reduce_fold(typename T::S* out, const typename T::S* const* src, siz
       C* __restrict a = acc;
       for (size_t i = 0; i < m; ++i) a[i] = Op::apply(a[i], T::load(sk[i]));
     }
-    S* __restrict o = out + b;
     const C* __restrict a = acc;
+    if (stream) {
+      alignas(64) S block[kBlock];
+      for (size_t i = 0; i < m; ++i) block[i] = T::store(a[i]);
+      stream_copy_unfenced(out + b, block, m * sizeof(S));
+      continue;
+    }
+    S* __restrict o = out + b;
     for (size_t i = 0; i < m; ++i) o[i] = T::store(a[i]);
   }
+  if (stream) stream_fence();
 }
 
 // --- partition ----------------------------------------------------------------

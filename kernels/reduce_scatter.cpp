@@ -23,16 +23,17 @@ int reduce_scatter_body(CollCall& c) {
   const bool literal = c.in_off == c.out_off;
   char* own_block = c.local(c.in_off) + c.rank * B;
   char* dst = literal && c.rank != 0 ? own_block : c.local(c.out_off);
+  const bool stream = stream_stores_pay((c.nranks + 1) * B);  // reads n blocks, writes one
   int rc = visit_type_op(c.dtype, c.op, [&]<typename T, typename Op>() {
     using S = typename T::S;
     const S* src[CHIPMESH_MAX_RANKS];
     for (uint32_t j = 0; j < c.nranks; ++j) src[j] = reinterpret_cast<const S*>(c.peer(j, c.peer_in[j]) + c.rank * B);
-    return fold_sliced<T, Op>(c.args, reinterpret_cast<S*>(dst), src, c.nranks, c.count);
+    return fold_sliced<T, Op>(c.args, reinterpret_cast<S*>(dst), src, c.nranks, c.count, stream);
   });
   if (rc) return rc;
   if (!c.any_rank_in_place()) return 0;
   if (int brc = device::barrier(c.args)) return brc;
-  if (literal && c.rank != 0) return copy_sliced(c.args, c.local(c.out_off), own_block, B);
+  if (literal && c.rank != 0) return copy_sliced(c.args, c.local(c.out_off), own_block, B, stream);
   return 0;
 }
 

@@ -12,33 +12,38 @@
 
 #include "chipmesh/kernel.h"
 #include "reduce_ops.h"
+#include "stream_copy.h"
 
 namespace chipmesh::kernels {
 
 inline constexpr size_t kAbortSliceBytes = size_t{1} << 20;
 
-// out[0, n) = fold of src[0..nsrc)[0, n) (reduce_fold), slice by slice.
+// out[0, n) = fold of src[0..nsrc)[0, n) (reduce_fold), slice by slice;
+// `stream`: with streaming stores (stream_copy.h).
 template <typename T, typename Op>
 int fold_sliced(const chipmesh_kernel_args* args, typename T::S* out, const typename T::S* const* src, size_t nsrc,
-                size_t n) {
+                size_t n, bool stream = false) {
   using S = typename T::S;
   const size_t step = std::max<size_t>(1, kAbortSliceBytes / sizeof(S));
   const S* at[CHIPMESH_MAX_RANKS];
   for (size_t b = 0; b < n; b += step) {
     if (int rc = device::check_abort(args)) return rc;
     for (size_t k = 0; k < nsrc; ++k) at[k] = src[k] + b;
-    reduce_fold<T, Op>(out + b, at, nsrc, std::min(step, n - b));
+    reduce_fold<T, Op>(out + b, at, nsrc, std::min(step, n - b), stream);
   }
   return 0;
 }
 
-// memcpy(dst, src, bytes), slice by slice.
-inline int copy_sliced(const chipmesh_kernel_args* args, void* dst, const void* src, size_t bytes) {
+// memcpy(dst, src, bytes), slice by slice; `stream`: with streaming stores.
+inline int copy_sliced(const chipmesh_kernel_args* args, void* dst, const void* src, size_t bytes,
+                       bool stream = false) {
   auto* d = static_cast<char*>(dst);
   const auto* s = static_cast<const char*>(src);
   for (size_t b = 0; b < bytes; b += kAbortSliceBytes) {
     if (int rc = device::check_abort(args)) return rc;
-    std::memcpy(d + b, s + b, std::min(kAbortSliceBytes, bytes - b));
+    const size_t len = std::min(kAbortSliceBytes, bytes - b);
+    if (stream) stream_copy(d + b, s + b, len);
+    else std::memcpy(d + b, s + b, len);
   }
   return 0;
 }

@@ -477,6 +477,43 @@ TEST_F(Collectives, MillionElementsEveryCollectiveAndRoot) {
   EXPECT_TRUE(all_ok(outcomes));
 }
 
+// Calls whose data outgrows the last-level cache write their results with
+// streaming stores (kernels/stream_copy.h). The cut is at most 64 MiB read
+// and written per rank, so these counts take that path on any machine: every
+// collective's streamed copy or fold, window offsets that differ per rank
+// (destinations off a cache line), in and out of place, checked in full.
+TEST_F(Collectives, CallsLargerThanTheCacheStreamTheirStoresAndStayExact) {
+  constexpr int n = 2;
+  constexpr uint64_t kMiB = 1 << 20;
+  // int64 (8 bytes). Bytes read and written per rank, each >= 64 MiB:
+  constexpr uint64_t kGatherCount = 2 * kMiB + 5;      // allgather, alltoall: 2 * n * count * 8
+  constexpr uint64_t kBroadcastCount = 4 * kMiB + 5;   // 2 * count * 8
+  constexpr uint64_t kReduceCount = 5600000;           // (n + 1) * (count / n) * 8, slices of whole lines
+  constexpr uint64_t kFoldCount = 2800003;             // reduce_scatter, allreduce: 3 * count * 8
+  constexpr uint64_t kMaxElems = 2 * kFoldCount;       // reduce_scatter's input
+  static_assert(2 * n * kGatherCount * 8 >= 64 * kMiB && 2 * kBroadcastCount * 8 >= 64 * kMiB);
+  static_assert((n + 1) * (kReduceCount / n) * 8 >= 64 * kMiB && 3 * kFoldCount * 8 >= 64 * kMiB && kReduceCount <= kMaxElems);
+  auto outcomes = fork_ranks(n, [&](int rank) {
+    Rank R(rank, n, path, (kMaxElems + 3 + kGuard) * 8);
+    uint64_t salt = 0;
+    const DataType t = DataType::INT64;
+    for (Place place : {kOutOfPlace, kInPlace}) {
+      run_and_check(R, Case{kAllgather, t, kSum, place, kGatherCount, 0, salt++});
+      run_and_check(R, Case{kReduceScatter, t, kSum, place, kFoldCount, 0, salt++});
+      run_and_check(R, Case{kBroadcast, t, kSum, place, kBroadcastCount, 1, salt++});
+      run_and_check(R, Case{kReduce, t, kMax, place, kReduceCount, 1, salt++});
+      for (int mode : {0, 1}) {  // onephase, twophase (the ring keeps plain stores)
+        Case c{kAllreduce, t, kSum, place, kFoldCount, 0, salt++};
+        c.mode = mode;
+        run_and_check(R, c);
+      }
+    }
+    run_and_check(R, Case{kAlltoall, t, kSum, kOutOfPlace, kGatherCount, 0, salt++});
+    run_and_check(R, Case{kAllgather, t, kSum, kNcclInPlace, kGatherCount, 0, salt++});
+  }, 300s);
+  EXPECT_TRUE(all_ok(outcomes));
+}
+
 // Reduce from 64 KiB on is split: every rank folds a cache-line-aligned
 // slice into the root's output. Counts around that size, element sizes 1,
 // 2 and 8 (slices of 64, 32 and 8 elements per line), 5 ranks (the lines do

@@ -1,0 +1,50 @@
+// Copies that bypass the caches (non-temporal stores) for the bulk moves of
+// the built-in collectives, and the rule that says when they pay.
+//
+// Why: a plain store first reads the destination line into the cache (a
+// read for ownership) and then evicts something else to make room. Once a
+// call's data no longer fits in the last-level cache, both are wasted trips
+// to memory; a streaming store writes the line without them. glibc's memcpy
+// switches to streaming stores only above its own threshold, which on the
+// 2-vCPU AMD EPYC VMs we run on comes out at 240 MiB (it takes the L3 for
+// 320 MiB there), so a 16-64 MiB copy runs at 9-14 GB/s against 23-28 GB/s
+// streamed (docs/PERFORMANCE.md). Below the threshold the data may still be
+// in cache when it is read next (a peer, the next call), and plain stores win
+// (48 against 28 GB/s at 4 MiB here), so small calls keep memcpy.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace chipmesh::kernels {
+
+// Whether a call that reads and writes `footprint_bytes` in total on this
+// rank should write its results with streaming stores: when they exceed the
+// last-level cache (stream_threshold_bytes()).
+bool stream_stores_pay(uint64_t footprint_bytes);
+// The size of the last-level cache as sysfs reports it (the deepest data or
+// unified cache of cpu0), clamped to [8 MiB, 64 MiB] (a 2-vCPU VM's share of
+// a larger L3 is smaller); 32 MiB when sysfs says nothing. Read once per
+// process.
+uint64_t stream_threshold_bytes();
+// The same from a sysfs cpu directory (".../cpu0"); 0 when it has no cache.
+uint64_t last_level_cache_bytes(const char* cpu_dir);
+
+// memcpy(dst, src, bytes) with streaming stores (plain ones for the
+// unaligned head and the tail). Ends with a store fence: the streamed lines
+// are ordered before any later store, so a release that follows (a barrier,
+// a flag) publishes them as it does plain stores. Regions must not overlap.
+void stream_copy(void* dst, const void* src, size_t bytes);
+// The same without the fence, for a loop of small copies (a fence waits
+// until every streamed line has left the core: once per 8 KiB block of a
+// fold, that stalled the loads of the next block); stream_fence() after
+// the loop.
+void stream_copy_unfenced(void* dst, const void* src, size_t bytes);
+void stream_fence();
+// The two bodies behind it, for the tests: 16-byte (SSE2) and 32-byte (AVX2,
+// only where the CPU has it) stores; both with the fence.
+void stream_copy_sse2(void* dst, const void* src, size_t bytes);
+void stream_copy_avx2(void* dst, const void* src, size_t bytes);
+bool cpu_has_avx2();
+
+}  // namespace chipmesh::kernels
