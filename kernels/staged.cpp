@@ -125,6 +125,11 @@ CHIPMESH_KERNEL(chipmesh_staged) {
   const char* user_in = reinterpret_cast<const char*>(in.addr);
   char* user_out = reinterpret_cast<char*>(out.addr);
 
+  // The results leave the window for memory nobody reads in this call:
+  // streamed when the whole call outgrows the cache. The copies in stay
+  // plain (peers read the area next).
+  const bool stream_out = stream_stores_pay((n_in + n_out) * es);
+
   chipmesh_kernel_args a = *args;
   a.scalars = args->scalars + 3;
   a.num_scalars = args->num_scalars - 3;
@@ -149,7 +154,7 @@ CHIPMESH_KERNEL(chipmesh_staged) {
     if (int rc = inner.entry(&a)) return rc;
     if (copy_out)
       for (uint64_t b = 0; b < out_blocks; ++b)
-        if (int rc = copy_sliced(args, user_out + (b * count + i) * es, out_at + b * kb, kb)) return rc;
+        if (int rc = copy_sliced(args, user_out + (b * count + i) * es, out_at + b * kb, kb, stream_out)) return rc;
   }
   return 0;
 }
