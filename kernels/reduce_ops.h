@@ -21,7 +21,7 @@
 
 #include "chipmesh/half.h"
 #include "chipmesh/types.h"
-#include "stream_copy.h"
+#include "common/stream_copy.h"
 
 namespace chipmesh::kernels {
 

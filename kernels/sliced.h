@@ -12,7 +12,7 @@
 
 #include "chipmesh/kernel.h"
 #include "reduce_ops.h"
-#include "stream_copy.h"
+#include "common/stream_copy.h"
 
 namespace chipmesh::kernels {
 

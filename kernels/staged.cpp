@@ -128,7 +128,7 @@ CHIPMESH_KERNEL(chipmesh_staged) {
   // The results leave the window for memory nobody reads in this call:
   // streamed when the whole call outgrows the cache. The copies in stay
   // plain (peers read the area next).
-  const bool stream_out = stream_stores_pay((n_in + n_out) * es);
+  const bool stream_out = chipmesh::stream_stores_pay((n_in + n_out) * es);
 
   chipmesh_kernel_args a = *args;
   a.scalars = args->scalars + 3;

@@ -9,6 +9,7 @@
 
 #include "chipmesh/status.h"
 #include "common/process.h"
+#include "common/stream_copy.h"
 #include "knobs/knobs.h"
 #include "logging/log.h"
 #include "worker/worker_impl.h"
@@ -240,7 +241,7 @@ void Worker::copy_to(int chip, uint64_t dst, const void* src, size_t nbytes) {
   const auto* in = static_cast<const unsigned char*>(src);
   if (nbytes > 0) {
     if (unsigned char* to = impl_->arena_range(chip, dst, nbytes)) {
-      std::memcpy(to, in, nbytes);
+      copy_bulk(to, in, nbytes);
       impl_->throw_pending();  // a failure of a request queued before this copy
       return;
     }
@@ -265,7 +266,7 @@ void Worker::copy_from(int chip, void* dst, uint64_t src, size_t nbytes) {
   auto* out = static_cast<unsigned char*>(dst);
   if (nbytes > 0) {
     if (const unsigned char* from = impl_->arena_range(chip, src, nbytes)) {
-      std::memcpy(out, from, nbytes);
+      copy_bulk(out, from, nbytes);
       impl_->throw_pending();
       return;
     }

@@ -1,5 +1,5 @@
-// The streaming-store copy of the built-in kernels (kernels/stream_copy.h),
-// compiled into this test: every head and tail the line split can leave,
+// The streaming-store copy (src/common/stream_copy.h) the built-in kernels
+// and Worker copies use: every head and tail the line split can leave,
 // both store widths, the bytes around the destination untouched; the fold's
 // streamed form against its plain one for every type; and the cache size
 // read from a sysfs-like directory.
@@ -14,7 +14,7 @@
 #include <gtest/gtest.h>
 
 #include "reduce_ops.h"
-#include "stream_copy.h"
+#include "common/stream_copy.h"
 #include "support/leak_check.h"
 
 namespace chipmesh::kernels {

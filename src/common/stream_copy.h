@@ -1,5 +1,7 @@
-// Copies that bypass the caches (non-temporal stores) for the bulk moves of
-// the built-in collectives, and the rule that says when they pay.
+// Copies that bypass the caches (non-temporal stores) for bulk moves (the
+// built-in collectives, Worker::copy_to / copy_from), and the rule that
+// says when they pay. Compiled into chipmesh_common and into the kernels
+// library, which links nothing of chipmesh.
 //
 // Why: a plain store first reads the destination line into the cache (a
 // read for ownership) and then evicts something else to make room. Once a
@@ -16,7 +18,7 @@
 #include <cstddef>
 #include <cstdint>
 
-namespace chipmesh::kernels {
+namespace chipmesh {
 
 // Whether a call that reads and writes `footprint_bytes` in total on this
 // rank should write its results with streaming stores: when they exceed the
@@ -41,10 +43,13 @@ void stream_copy(void* dst, const void* src, size_t bytes);
 // the loop.
 void stream_copy_unfenced(void* dst, const void* src, size_t bytes);
 void stream_fence();
-// The two bodies behind it, for the tests: 16-byte (SSE2) and 32-byte (AVX2,
+// One copy alone: memcpy, or stream_copy once source and destination
+// together outgrow the cache (stream_stores_pay(2 * bytes)).
+void copy_bulk(void* dst, const void* src, size_t bytes);
+// The two bodies behind stream_copy, for the tests: 16-byte (SSE2) and 32-byte (AVX2,
 // only where the CPU has it) stores; both with the fence.
 void stream_copy_sse2(void* dst, const void* src, size_t bytes);
 void stream_copy_avx2(void* dst, const void* src, size_t bytes);
 bool cpu_has_avx2();
 
-}  // namespace chipmesh::kernels
+}  // namespace chipmesh

@@ -1,5 +1,5 @@
 // Streaming-store copies and the cache-size rule (stream_copy.h).
-#include "stream_copy.h"
+#include "common/stream_copy.h"
 
 #include <algorithm>
 #include <cstdio>
@@ -11,7 +11,7 @@
 #define CHIPMESH_STREAM_X86 1
 #endif
 
-namespace chipmesh::kernels {
+namespace chipmesh {
 namespace {
 
 constexpr uint64_t kMiB = uint64_t{1} << 20;
@@ -167,4 +167,9 @@ void stream_copy(void* dst, const void* src, size_t bytes) {
   stream_fence();
 }
 
-}  // namespace chipmesh::kernels
+void copy_bulk(void* dst, const void* src, size_t bytes) {
+  if (stream_stores_pay(2 * uint64_t{bytes})) stream_copy(dst, src, bytes);
+  else std::memcpy(dst, src, bytes);
+}
+
+}  // namespace chipmesh
