@@ -4,6 +4,8 @@
 // Header-only: kernels, tools and tests use it without linking libchipmesh.
 #pragma once
 
+#include <unistd.h>
+
 #include <array>
 #include <cstddef>
 #include <cstdint>
@@ -74,17 +76,21 @@ inline constexpr uint64_t kOpProd = 3;
 // barrier, but every rank reads every peer, n * n * bytes read in all), two
 // phases above that (each byte read about twice, three barriers), the ring
 // from kAutoRingBytes per rank (bandwidth-bound: each byte crosses once per
-// step). With 2 ranks (and 1) two phases never win: one phase up to the
-// ring's cut, as before the rank count was taken into account.
+// step) when every rank has a CPU of its own. With 2 ranks (and 1) two
+// phases never win: one phase up to the ring's cut, as before the rank count
+// was taken into account. With more ranks than CPUs the ring's pipeline waits
+// on a neighbour that is not running at every step, and two phases stay
+// ahead at every size (4 and 8 ranks on 2 vCPUs: 1.2-3x faster from 256 KiB
+// to 64 MiB, docs/PERFORMANCE.md).
 inline constexpr uint64_t kAutoRingBytes = uint64_t{256} << 10;
 inline constexpr uint64_t kAutoOnePhaseTotalBytes = uint64_t{1} << 20;  // n * n * bytes_per_rank below this
 
 // The mode scalar of `algo` for an allreduce of `bytes_per_rank` on
-// `nranks` ranks.
-inline uint64_t mode(AllreduceAlgo algo, uint64_t bytes_per_rank, uint64_t nranks) {
+// `nranks` ranks of a host with `cpus` CPUs online.
+inline uint64_t mode(AllreduceAlgo algo, uint64_t bytes_per_rank, uint64_t nranks, uint64_t cpus) {
   switch (algo) {
     case AllreduceAlgo::AUTO:
-      if (bytes_per_rank >= kAutoRingBytes) return kModeRing;
+      if (bytes_per_rank >= kAutoRingBytes) return nranks <= 2 || nranks <= cpus ? kModeRing : kModeTwoPhase;
       if (nranks <= 2 || bytes_per_rank < kAutoOnePhaseTotalBytes / nranks / nranks) return kModeOnePhase;
       return kModeTwoPhase;
     case AllreduceAlgo::ONEPHASE: return kModeOnePhase;
@@ -93,6 +99,17 @@ inline uint64_t mode(AllreduceAlgo algo, uint64_t bytes_per_rank, uint64_t nrank
   }
   throw ConfigError("allreduce algorithm " + std::to_string(static_cast<uint32_t>(algo)) + " is not one of " +
                     names::joined(names::kAllreduceAlgos));
+}
+
+// The CPUs online on this host (read once), as the kernels count them.
+inline uint64_t online_cpus() {
+  static const long n = sysconf(_SC_NPROCESSORS_ONLN);
+  return n > 0 ? static_cast<uint64_t>(n) : 1;
+}
+
+// The same on this host.
+inline uint64_t mode(AllreduceAlgo algo, uint64_t bytes_per_rank, uint64_t nranks) {
+  return mode(algo, bytes_per_rank, nranks, online_cpus());
 }
 
 // The same by the message size alone (AUTO as for 2 ranks).
