@@ -88,6 +88,11 @@ __attribute__((target("avx2"))) void lines_avx2(char* d, const char* s, size_t l
     _mm256_stream_si256(reinterpret_cast<__m256i*>(d + 32), b);
   }
 }
+#else
+// No streaming stores on this architecture: the lines are copied plainly.
+void lines_plain(char* d, const char* s, size_t lines) { std::memcpy(d, s, lines * kLine); }
+constexpr auto lines_sse2 = lines_plain;
+constexpr auto lines_avx2 = lines_plain;
 #endif
 
 }  // namespace
@@ -136,30 +141,17 @@ void stream_fence() {
 }
 
 void stream_copy_sse2(void* dst, const void* src, size_t bytes) {
-#ifdef CHIPMESH_STREAM_X86
   split_and_stream(dst, src, bytes, lines_sse2);
   stream_fence();
-#else
-  std::memcpy(dst, src, bytes);
-#endif
 }
 
 void stream_copy_avx2(void* dst, const void* src, size_t bytes) {
-#ifdef CHIPMESH_STREAM_X86
   split_and_stream(dst, src, bytes, lines_avx2);
   stream_fence();
-#else
-  std::memcpy(dst, src, bytes);
-#endif
 }
 
 void stream_copy_unfenced(void* dst, const void* src, size_t bytes) {
-#ifdef CHIPMESH_STREAM_X86
-  if (cpu_has_avx2()) split_and_stream(dst, src, bytes, lines_avx2);
-  else split_and_stream(dst, src, bytes, lines_sse2);
-#else
-  std::memcpy(dst, src, bytes);
-#endif
+  split_and_stream(dst, src, bytes, cpu_has_avx2() ? lines_avx2 : lines_sse2);
 }
 
 void stream_copy(void* dst, const void* src, size_t bytes) {
