@@ -103,7 +103,7 @@ uint64_t last_level_cache_bytes(const char* cpu_dir) {
   for (int i = 0; i < 16; ++i) {
     const std::string dir = std::string(cpu_dir) + "/cache/index" + std::to_string(i) + "/";
     const std::string level = first_line(dir + "level");
-    if (level.empty()) continue;
+    if (level.empty()) break;  // the indices are numbered without gaps
     if (first_line(dir + "type") == "Instruction") continue;
     const int lv = std::atoi(level.c_str());
     const uint64_t size = parse_size(first_line(dir + "size"));
@@ -120,7 +120,11 @@ uint64_t stream_threshold_bytes() {
   return threshold;
 }
 
-bool stream_stores_pay(uint64_t footprint_bytes) { return footprint_bytes >= stream_threshold_bytes(); }
+bool stream_stores_pay(uint64_t footprint_bytes) {
+  // Below the smallest threshold there is nothing to read: a process whose
+  // calls are all small never opens sysfs (a dozen files on the first call).
+  return footprint_bytes >= kMinThreshold && footprint_bytes >= stream_threshold_bytes();
+}
 
 bool cpu_has_avx2() {
 #ifdef CHIPMESH_STREAM_X86
