@@ -4,8 +4,6 @@
 // Header-only: kernels, tools and tests use it without linking libchipmesh.
 #pragma once
 
-#include <unistd.h>
-
 #include <array>
 #include <cstddef>
 #include <cstdint>
@@ -74,24 +72,24 @@ inline constexpr uint64_t kOpProd = 3;
 
 // AUTO: one phase while the whole call is small (latency-bound: one
 // barrier, but every rank reads every peer, n * n * bytes read in all), two
-// phases above that (each byte read about twice, three barriers), the ring
-// from kAutoRingBytes per rank (bandwidth-bound: each byte crosses once per
-// step) when every rank has a CPU of its own. With 2 ranks (and 1) two
-// phases never win: one phase up to the ring's cut, as before the rank count
-// was taken into account. With more ranks than CPUs the ring's pipeline waits
-// on a neighbour that is not running at every step, and two phases stay
-// ahead at every size (4 and 8 ranks on 2 vCPUs: 1.2-3x faster from 256 KiB
-// to 64 MiB, docs/PERFORMANCE.md).
+// phases above that (each byte read about twice, three barriers). On 2 ranks
+// (and 1) two phases never win: one phase up to kAutoRingBytes per rank,
+// the ring from there. Above 2 ranks the ring lost to two phases on the sim
+// platform, with or without a CPU per rank: its pipeline waits on the left
+// neighbour at every step, while two phases pull from every peer at once
+// (4, 8 and 16 ranks, 256 KiB to 64 MiB, on 2 AMD and 16 Intel vCPUs: up to
+// 2x slower, and ahead once by 8 %; docs/PERFORMANCE.md). RING stays
+// available when asked for.
 inline constexpr uint64_t kAutoRingBytes = uint64_t{256} << 10;
 inline constexpr uint64_t kAutoOnePhaseTotalBytes = uint64_t{1} << 20;  // n * n * bytes_per_rank below this
 
 // The mode scalar of `algo` for an allreduce of `bytes_per_rank` on
-// `nranks` ranks of a host with `cpus` CPUs online.
-inline uint64_t mode(AllreduceAlgo algo, uint64_t bytes_per_rank, uint64_t nranks, uint64_t cpus) {
+// `nranks` ranks.
+inline uint64_t mode(AllreduceAlgo algo, uint64_t bytes_per_rank, uint64_t nranks) {
   switch (algo) {
     case AllreduceAlgo::AUTO:
-      if (bytes_per_rank >= kAutoRingBytes) return nranks <= 2 || nranks <= cpus ? kModeRing : kModeTwoPhase;
-      if (nranks <= 2 || bytes_per_rank < kAutoOnePhaseTotalBytes / nranks / nranks) return kModeOnePhase;
+      if (nranks <= 2) return bytes_per_rank >= kAutoRingBytes ? kModeRing : kModeOnePhase;
+      if (bytes_per_rank < kAutoOnePhaseTotalBytes / nranks / nranks) return kModeOnePhase;
       return kModeTwoPhase;
     case AllreduceAlgo::ONEPHASE: return kModeOnePhase;
     case AllreduceAlgo::TWOPHASE: return kModeTwoPhase;
@@ -99,17 +97,6 @@ inline uint64_t mode(AllreduceAlgo algo, uint64_t bytes_per_rank, uint64_t nrank
   }
   throw ConfigError("allreduce algorithm " + std::to_string(static_cast<uint32_t>(algo)) + " is not one of " +
                     names::joined(names::kAllreduceAlgos));
-}
-
-// The CPUs online on this host (read once), as the kernels count them.
-inline uint64_t online_cpus() {
-  static const long n = sysconf(_SC_NPROCESSORS_ONLN);
-  return n > 0 ? static_cast<uint64_t>(n) : 1;
-}
-
-// The same on this host.
-inline uint64_t mode(AllreduceAlgo algo, uint64_t bytes_per_rank, uint64_t nranks) {
-  return mode(algo, bytes_per_rank, nranks, online_cpus());
 }
 
 // The same by the message size alone (AUTO as for 2 ranks).

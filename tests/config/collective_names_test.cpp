@@ -48,34 +48,26 @@ TEST(CollectiveNames, AutoPicksOnePhaseForSmallAndRingForLargeMessages) {
   EXPECT_EQ(allreduce_kernel::mode(AllreduceAlgo::AUTO, cut - 1), allreduce_kernel::kModeOnePhase);
   EXPECT_EQ(allreduce_kernel::mode(AllreduceAlgo::AUTO, cut), allreduce_kernel::kModeRing);
   // By the rank count: one phase while n * n * bytes < 1 MiB, then two
-  // phases up to the ring's cut; 1 and 2 ranks as by the size alone, on any
-  // number of CPUs.
+  // phases at every size (the ring only when asked for); 1 and 2 ranks as
+  // by the size alone.
   using allreduce_kernel::mode;
-  for (uint64_t n : {1u, 2u})
-    for (uint64_t cpus : {1u, 2u, 64u}) {
-      EXPECT_EQ(mode(AllreduceAlgo::AUTO, cut - 1, n, cpus), allreduce_kernel::kModeOnePhase) << n;
-      EXPECT_EQ(mode(AllreduceAlgo::AUTO, cut, n, cpus), allreduce_kernel::kModeRing) << n;
-    }
-  EXPECT_EQ(mode(AllreduceAlgo::AUTO, (64u << 10) - 1, 4, 4), allreduce_kernel::kModeOnePhase);
-  EXPECT_EQ(mode(AllreduceAlgo::AUTO, 64u << 10, 4, 4), allreduce_kernel::kModeTwoPhase);
-  EXPECT_EQ(mode(AllreduceAlgo::AUTO, (16u << 10) - 1, 8, 8), allreduce_kernel::kModeOnePhase);
-  EXPECT_EQ(mode(AllreduceAlgo::AUTO, 16u << 10, 8, 8), allreduce_kernel::kModeTwoPhase);
-  EXPECT_EQ(mode(AllreduceAlgo::AUTO, cut - 1, 8, 8), allreduce_kernel::kModeTwoPhase);
-  EXPECT_EQ(mode(AllreduceAlgo::AUTO, cut, 8, 8), allreduce_kernel::kModeRing);
-  EXPECT_EQ(mode(AllreduceAlgo::AUTO, 0, 64, 64), allreduce_kernel::kModeOnePhase);
-  EXPECT_EQ(mode(AllreduceAlgo::AUTO, 256, 64, 64), allreduce_kernel::kModeTwoPhase);
-  EXPECT_EQ(mode(AllreduceAlgo::TWOPHASE, 8, 2, 2), allreduce_kernel::kModeTwoPhase);
-  // The ring only when every rank has a CPU: more ranks than CPUs stay with
-  // two phases at every size; the smaller sizes are as above.
-  EXPECT_EQ(mode(AllreduceAlgo::AUTO, cut, 4, 3), allreduce_kernel::kModeTwoPhase);
-  EXPECT_EQ(mode(AllreduceAlgo::AUTO, uint64_t{1} << 30, 8, 2), allreduce_kernel::kModeTwoPhase);
-  EXPECT_EQ(mode(AllreduceAlgo::AUTO, cut, 4, 4), allreduce_kernel::kModeRing);
-  EXPECT_EQ(mode(AllreduceAlgo::AUTO, (64u << 10) - 1, 4, 2), allreduce_kernel::kModeOnePhase);
-  EXPECT_EQ(mode(AllreduceAlgo::RING, 8, 8, 2), allreduce_kernel::kModeRing);  // asked for, not AUTO
-  // Without the CPU count: this host's.
-  for (uint64_t n : {2u, 4u, 8u, 64u})
-    EXPECT_EQ(mode(AllreduceAlgo::AUTO, cut, n), mode(AllreduceAlgo::AUTO, cut, n, allreduce_kernel::online_cpus()))
-        << n;
+  for (uint64_t n : {1u, 2u}) {
+    EXPECT_EQ(mode(AllreduceAlgo::AUTO, cut - 1, n), allreduce_kernel::kModeOnePhase) << n;
+    EXPECT_EQ(mode(AllreduceAlgo::AUTO, cut, n), allreduce_kernel::kModeRing) << n;
+  }
+  EXPECT_EQ(mode(AllreduceAlgo::AUTO, (64u << 10) - 1, 4), allreduce_kernel::kModeOnePhase);
+  EXPECT_EQ(mode(AllreduceAlgo::AUTO, 64u << 10, 4), allreduce_kernel::kModeTwoPhase);
+  EXPECT_EQ(mode(AllreduceAlgo::AUTO, (16u << 10) - 1, 8), allreduce_kernel::kModeOnePhase);
+  EXPECT_EQ(mode(AllreduceAlgo::AUTO, 16u << 10, 8), allreduce_kernel::kModeTwoPhase);
+  EXPECT_EQ(mode(AllreduceAlgo::AUTO, cut - 1, 8), allreduce_kernel::kModeTwoPhase);
+  EXPECT_EQ(mode(AllreduceAlgo::AUTO, 0, 64), allreduce_kernel::kModeOnePhase);
+  EXPECT_EQ(mode(AllreduceAlgo::AUTO, 256, 64), allreduce_kernel::kModeTwoPhase);
+  for (uint64_t n : {3u, 4u, 8u, 16u, 64u}) {
+    EXPECT_EQ(mode(AllreduceAlgo::AUTO, cut, n), allreduce_kernel::kModeTwoPhase) << n;
+    EXPECT_EQ(mode(AllreduceAlgo::AUTO, uint64_t{1} << 30, n), allreduce_kernel::kModeTwoPhase) << n;
+  }
+  EXPECT_EQ(mode(AllreduceAlgo::TWOPHASE, 8, 2), allreduce_kernel::kModeTwoPhase);
+  EXPECT_EQ(mode(AllreduceAlgo::RING, 8, 8), allreduce_kernel::kModeRing);  // asked for, not AUTO
   // The task builder passes the rank count on.
   EXPECT_EQ(allreduce_task(0, 64, (64u << 10) / 4, DataType::FLOAT32, ReduceOp::SUM).scalars[0],
             allreduce_kernel::kModeOnePhase);
