@@ -46,8 +46,8 @@ void stream_fence();
 // One copy alone: memcpy, or stream_copy once source and destination
 // together outgrow the cache (stream_stores_pay(2 * bytes)).
 void copy_bulk(void* dst, const void* src, size_t bytes);
-// The two bodies behind stream_copy, for the tests: 16-byte (SSE2) and 32-byte (AVX2,
-// only where the CPU has it) stores; both with the fence.
+// The two bodies behind stream_copy, for the tests: 16-byte (SSE2) and
+// 32-byte (AVX2, only where the CPU has it) stores; both with the fence.
 void stream_copy_sse2(void* dst, const void* src, size_t bytes);
 void stream_copy_avx2(void* dst, const void* src, size_t bytes);
 bool cpu_has_avx2();

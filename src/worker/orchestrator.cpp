@@ -35,7 +35,8 @@ void check_task(const Task& t) {
   }
 }
 
-// `queued`: the kernel of the task queued on this chip before (updated).
+// `queued`: the kernel of the task queued on this chip before (updated);
+// a Worker::Impl::QueuedKernel (a template for the reason submit_tasks is).
 template <typename QueuedKernel>
 void encode(const Task& t, Entry& e, QueuedKernel& queued) {
   e.op = worker::Op::Task;
