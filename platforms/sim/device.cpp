@@ -14,6 +14,7 @@
 #include "chipmesh/device_abi.h"
 #include "chipmesh/errors.h"
 #include "common/env.h"
+#include "common/stream_copy.h"
 
 namespace chipmesh::sim::device {
 namespace {
@@ -146,7 +147,9 @@ void copy_to_device(uint64_t dst, const void* src, size_t nbytes) {
     check_range(s, "copy_to_device", "destination", dst, nbytes);
   }
   if (nbytes != 0 && src == nullptr) throw DeviceError("copy_to_device: null host source (nbytes=" + std::to_string(nbytes) + ")");
-  if (nbytes) std::memcpy(reinterpret_cast<void*>(dst), src, nbytes);
+  // Device memory is host memory here: one copy, streamed past the cache
+  // (copy_bulk), as Worker::copy_to does through the arena.
+  if (nbytes) copy_bulk(reinterpret_cast<void*>(dst), src, nbytes);
 }
 
 void copy_from_device(void* dst, uint64_t src, size_t nbytes) {
@@ -157,7 +160,7 @@ void copy_from_device(void* dst, uint64_t src, size_t nbytes) {
     check_range(s, "copy_from_device", "source", src, nbytes);
   }
   if (nbytes != 0 && dst == nullptr) throw DeviceError("copy_from_device: null host destination (nbytes=" + std::to_string(nbytes) + ")");
-  if (nbytes) std::memcpy(dst, reinterpret_cast<const void*>(src), nbytes);
+  if (nbytes) copy_bulk(dst, reinterpret_cast<const void*>(src), nbytes);
 }
 
 void attach_host_arena(int fd, uint64_t size) {

@@ -283,5 +283,55 @@ TEST(WorkerStaging, LoadsZeroOneAndNonPageSizes) {
   }
 }
 
+
+// Bring-up's copy of an input from the caller's own object and the flush of
+// a store_to_host buffer are one platform copy each, streamed once they
+// outgrow the cache (copy_bulk). Sizes past the largest threshold (64 MiB of
+// reads and writes), off a cache line in the window (buffers are carved back
+// to back after a 3-byte one), come back exact, and the bytes around them
+// are untouched.
+TEST(WorkerStaging, InputsAndOutputsPastTheCacheComeBackExact) {
+  ScratchDir scratch;
+  const size_t big = (size_t{40} << 20) + 5;
+  const std::vector<ChipBufferSpec> buffers = {{"pad", DataType::UINT8, 3, 3, "window", false, false},
+                                               {"in", DataType::UINT8, big, big, "window", true, false},
+                                               {"out", DataType::UINT8, big, big, "window", false, true},
+                                               {"tail", DataType::UINT8, 3, 3, "window", false, false}};
+  WorkerConfig cfg = comm_config(1, scratch.file("rootinfo"), 6 + 2 * big, buffers);
+  const std::string name = "/chipmesh_test_big_in_" + std::to_string(getpid());
+  SharedMemory input = SharedMemory::create(name, big);
+  const auto data = random_bytes(big, 21);
+  std::memcpy(input.data(), data.data(), big);
+  cfg.chip_bootstrap_configs[0].host_inputs.push_back({"in", name, big});
+  Worker w(cfg);
+  SharedMemory& staged_out = w.stage_output(0, "out", big);
+  std::memset(staged_out.data(), 0xee, big);
+  try {
+    w.init();
+  } catch (...) {
+    input.unlink();
+    throw;
+  }
+  input.unlink();
+  const auto& ptrs = w.chip_contexts()[0].buffer_ptrs;
+  std::vector<unsigned char> got(big, 0);
+  w.copy_from(0, got.data(), ptrs.at("in"), big);
+  EXPECT_TRUE(got == data) << "the input staged at bring-up";
+
+  const auto result = random_bytes(big, 22);
+  const unsigned char marks[3] = {0x5a, 0x5b, 0x5c};
+  w.copy_to(0, ptrs.at("pad"), marks, 3);
+  w.copy_to(0, ptrs.at("tail"), marks, 3);
+  w.copy_to(0, ptrs.at("out"), result.data(), big);
+  w.run([&](Orchestrator& o) { o.flush_outputs({0}); });
+  EXPECT_EQ(std::memcmp(staged_out.data(), result.data(), big), 0) << "the flushed output";
+  unsigned char around[3];
+  for (const char* b : {"pad", "tail"}) {
+    w.copy_from(0, around, ptrs.at(b), 3);
+    EXPECT_EQ(std::memcmp(around, marks, 3), 0) << "buffer '" << b << "' next to the large ones";
+  }
+  w.close();
+}
+
 }  // namespace
 }  // namespace chipmesh::testing
