@@ -7,6 +7,18 @@
 
 namespace chipmesh {
 
+void preload_builtin_kernels() noexcept {
+  static const bool once = [] {
+    try {
+      std::string report;
+      return open_first_library(library_candidates(kBuiltinKernelLibrary), &report) != nullptr;
+    } catch (...) {
+      return false;
+    }
+  }();
+  (void)once;
+}
+
 void* KernelLibraries::open(const std::string& library) {
   if (auto it = libraries_.find(library); it != libraries_.end()) return it->second;
   std::vector<std::string> tries = library.empty() ? library_candidates(kBuiltinKernelLibrary)

@@ -20,6 +20,7 @@
 
 #include "chipmesh/bootstrap_channel.h"
 #include "chipmesh/chip_worker.h"
+#include "kernel_loader/kernel_library.h"
 #include "plugin_loader/platform_loader.h"
 #include "worker/janitor.h"
 #include "chip/chip_process.h"
@@ -354,6 +355,7 @@ void Worker::init() {
     // Load the platform here too: a bad name fails before anything is forked.
     m.platform = load_platform(m.cfg.platform);
   }
+  preload_builtin_kernels();
   warn_if_bound_tighter_than(m.n());
   const auto start = Clock::now();
   try {
