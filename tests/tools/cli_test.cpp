@@ -405,6 +405,7 @@ TEST(Demo, JsonReportParses) {
   EXPECT_EQ(j.at("bytes"), 4096);
   EXPECT_EQ(j.at("dtype"), "bfloat16");
   EXPECT_EQ(j.at("mode"), "ring");
+  EXPECT_FALSE(j.contains("chosen_mode")) << "only auto reports a choice";
   EXPECT_EQ(j.at("max_abs_error"), 0.0);
   EXPECT_EQ(j.at("wrong_elements"), 0);
   for (const char* key : {"bringup_ms", "allreduce_us", "allreduce_us_min", "allreduce_us_mean", "flush_us",
@@ -423,7 +424,7 @@ TEST(Demo, JsonReportParses) {
 
 TEST(Demo, EveryModeAndDtypeOnAnOddSize) {
   // 6 bytes: 3 float16/bfloat16 elements, fewer than the chips in some modes.
-  for (const char* mode : {"onephase", "twophase", "ring"}) {
+  for (const char* mode : {"onephase", "twophase", "ring", "auto"}) {
     for (const char* dtype : {"float16", "int32", "float32"}) {
       const std::string bytes = std::string(dtype) == "float16" ? "6" : "12";
       CliResult r = run_cli({"demo", "--chips", "5", "--bytes", bytes, "--dtype", dtype, "--mode", mode,
@@ -432,6 +433,28 @@ TEST(Demo, EveryModeAndDtypeOnAnOddSize) {
       EXPECT_TRUE(contains(r.out, "\nOK\n")) << r.describe();
     }
   }
+}
+
+// --mode auto reports what AUTO took for the bytes per chip and the chips:
+// one phase for a small call, the ring from 256 KiB on 2 chips, two phases
+// on more (collectives.h, allreduce_kernel::mode).
+TEST(Demo, AutoModeReportsWhatItChose) {
+  struct Case {
+    const char* chips;
+    const char* bytes;
+    const char* chosen;
+  };
+  for (const Case& c : {Case{"2", "4KiB", "onephase"}, Case{"2", "256KiB", "ring"}, Case{"3", "1MiB", "twophase"}}) {
+    CliResult r = run_cli({"demo", "--json", "--chips", c.chips, "--bytes", c.bytes, "--mode", "auto", "--iters", "2"});
+    ASSERT_EQ(r.exit_code, 0) << r.describe();
+    nlohmann::json j;
+    ASSERT_NO_THROW(j = nlohmann::json::parse(r.out)) << r.describe();
+    EXPECT_EQ(j.at("ok"), true) << r.out;
+    EXPECT_EQ(j.at("mode"), "auto");
+    EXPECT_EQ(j.at("chosen_mode"), c.chosen) << c.chips << " chips, " << c.bytes;
+  }
+  CliResult text = run_cli({"demo", "--chips", "2", "--bytes", "4KiB", "--mode", "auto", "--iters", "2"});
+  EXPECT_TRUE(contains(text.out, "(sum, auto -> onephase)")) << text.describe();
 }
 
 TEST(Demo, BadArgumentsAreRefusedWithAMessage) {

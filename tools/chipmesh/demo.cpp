@@ -33,7 +33,7 @@ using Clock = std::chrono::steady_clock;
 
 constexpr const char* kDtypes[] = {"float32", "float16", "bfloat16", "int32", nullptr};
 // The demo's choices: names of chipmesh/collectives.h the built-in kernel has.
-constexpr const char* kModes[] = {"onephase", "twophase", "ring", nullptr};
+constexpr const char* kModes[] = {"onephase", "twophase", "ring", "auto", nullptr};
 constexpr const char* kOps[] = {"sum", "max", "min", nullptr};
 constexpr uint64_t kPage = 4096;
 // Per-rank kernel scratch the sim platform adds to each window: its default
@@ -171,7 +171,7 @@ void run_steps(const DemoOptions& o, DemoReport& rep) {
     const ChipContext& ctx = contexts.at(static_cast<size_t>(c));
     chips.push_back(c);
     tasks.push_back(allreduce_task(buffer_addr(ctx, c, "input"), buffer_addr(ctx, c, "output"), count, dtype, op,
-                                   parse_allreduce_algo(o.mode)));
+                                   parse_allreduce_algo(o.mode), static_cast<uint32_t>(o.chips)));
     // The output flush is its own request (flush_outputs), timed apart.
     tasks.back().flush_outputs = false;
   }
@@ -306,6 +306,11 @@ int run_demo(const DemoOptions& o) {
   rep.platform = o.platform;
   rep.iterations = o.iters;
   rep.cluster = !o.cluster.empty() || knobs::is_set(knobs::Id::Cluster);
+  // AUTO by the bytes per chip and the chips, as the tasks below resolve it
+  // (across hosts the hierarchical allreduce picks per level).
+  if (parse_allreduce_algo(o.mode) == AllreduceAlgo::AUTO && !rep.cluster)
+    rep.chosen_mode = std::string(allreduce_kernel::mode_name(
+        allreduce_kernel::mode(AllreduceAlgo::AUTO, o.bytes, static_cast<uint64_t>(o.chips))));
 
   try {
     run_steps(o, rep);

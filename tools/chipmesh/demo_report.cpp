@@ -46,7 +46,7 @@ std::optional<double> DemoReport::busbw_gbps() const {
 void print_demo_text(const DemoReport& r, FILE* out) {
   const std::string hosts = r.cluster ? " on " + std::to_string(r.hosts) + " host" + (r.hosts == 1 ? "" : "s") : "";
   std::fprintf(out, "chipmesh demo: allreduce (%s, %s) over %d %s chip%s%s, %llu bytes of %s (%llu element%s) per chip\n",
-               r.op.c_str(), r.mode.c_str(), r.chips, r.platform.c_str(), r.chips == 1 ? "" : "s", hosts.c_str(),
+               r.op.c_str(), (r.chosen_mode.empty() ? r.mode : r.mode + " -> " + r.chosen_mode).c_str(), r.chips, r.platform.c_str(), r.chips == 1 ? "" : "s", hosts.c_str(),
                static_cast<unsigned long long>(r.bytes), r.dtype.c_str(),
                static_cast<unsigned long long>(r.elements), r.elements == 1 ? "" : "s");
   if (r.bringup_ms) {
@@ -105,6 +105,7 @@ void print_demo_json(const DemoReport& r, FILE* out) {
   j["elements"] = r.elements;
   j["dtype"] = r.dtype;
   j["mode"] = r.mode;
+  if (!r.chosen_mode.empty()) j["chosen_mode"] = r.chosen_mode;
   j["op"] = r.op;
   j["platform"] = r.platform;
   j["iterations"] = r.iterations;

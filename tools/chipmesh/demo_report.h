@@ -21,6 +21,7 @@ struct DemoReport {
   uint64_t elements = 0;
   std::string dtype;
   std::string mode;
+  std::string chosen_mode;  // what "auto" resolved to ("" otherwise)
   std::string op;
   std::string platform;
   int iterations = 0;
