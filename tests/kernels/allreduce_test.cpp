@@ -7,7 +7,6 @@
 // Inputs are closed-form small integers (element i of rank r is
 // f(r, i) in [-k, k]) so that sums, maxima and minima over up to 64 ranks are
 // exact in every dtype and the expected output is computed exactly.
-#include <dlfcn.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -32,6 +31,7 @@
 #include "knobs/knobs.h"
 #include "support/fork_ranks.h"
 #include "support/leak_check.h"
+#include "kernel_harness.h"
 
 namespace chipmesh {
 namespace {
@@ -102,94 +102,28 @@ int64_t expected(int n, uint64_t i, int op, int k, uint64_t salt) {
   return acc;
 }
 
-// --- the kernels library -------------------------------------------------------
+// --- the kernels library ---------------------------------------------------------
 
 struct Kernels {
-  void* handle = nullptr;
-  chipmesh_kernel_entry allreduce = nullptr;
-  chipmesh_kernel_entry noop = nullptr;
+  chipmesh_kernel_entry allreduce = testing::builtin_kernel("chipmesh_allreduce");
+  chipmesh_kernel_entry noop = testing::builtin_kernel("chipmesh_noop");
 };
 
 const Kernels& kernels() {
-  static const Kernels k = [] {
-    Kernels k;
-    const std::string path = std::string(CHIPMESH_TEST_LIB_DIR) + "/libchipmesh_kernels.so";
-    k.handle = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
-    if (!k.handle) throw std::runtime_error("dlopen " + path + ": " + dlerror());
-    k.allreduce = reinterpret_cast<chipmesh_kernel_entry>(dlsym(k.handle, "chipmesh_allreduce"));
-    k.noop = reinterpret_cast<chipmesh_kernel_entry>(dlsym(k.handle, "chipmesh_noop"));
-    if (!k.allreduce || !k.noop) throw std::runtime_error("kernel entry points missing in " + path);
-    return k;
-  }();
+  static const Kernels k;
   return k;
 }
 
 // One sim rank: a communicator and two window buffers, "in" then "out".
-struct Rank {
-  ChipWorker w;
-  ChipBootstrapResult res;
-  const CommContext* ctx = nullptr;
+struct Rank : testing::SimRank {
   uint64_t in = 0;
   uint64_t out = 0;
-  int rank = 0;
-  int n = 1;
-
-  Rank(int rank_, int n_, const std::string& rootinfo, size_t buffer_bytes) : rank(rank_), n(n_) {
-    w.init("sim");
-    ChipBootstrapConfig cfg;
-    cfg.comm = ChipCommBootstrapConfig{rank, n, rootinfo, 2 * buffer_bytes};
-    cfg.buffers.push_back({"in", DataType::UINT8, buffer_bytes, buffer_bytes});
-    cfg.buffers.push_back({"out", DataType::UINT8, buffer_bytes, buffer_bytes});
-    res = w.bootstrap_context(rank, cfg);
-    ctx = reinterpret_cast<const CommContext*>(res.device_ctx);
-    in = res.buffer_ptrs.at(0);
-    out = res.buffer_ptrs.at(1);
-  }
-  ~Rank() {
-    try {
-      w.shutdown_bootstrap();
-      w.finalize();
-    } catch (...) {
-    }
-  }
+  Rank(int rank_, int n_, const std::string& rootinfo, size_t buffer_bytes)
+      : SimRank(rank_, n_, rootinfo, buffer_bytes, "in", "out"), in(first), out(second) {}
 };
 
-chipmesh_tensor tensor(uint64_t addr, DataType t, const std::vector<uint64_t>& shape) {
-  chipmesh_tensor x{};
-  x.addr = addr;
-  x.dtype = static_cast<uint32_t>(t);
-  x.ndim = static_cast<uint32_t>(shape.size());
-  for (size_t d = 0; d < shape.size() && d < CHIPMESH_KERNEL_MAX_DIMS; ++d) x.shape[d] = shape[d];
-  return x;
-}
-
-// A kernel call with its own argument block, abort word and error buffer.
-struct KernelCall {
-  std::vector<chipmesh_tensor> tensors;
-  std::vector<uint64_t> scalars;
-  chipmesh_kernel_args args{};
-  uint32_t abort_word = 0;
-  char error[CHIPMESH_KERNEL_ERROR_SIZE] = {};
-
-  KernelCall(const CommContext* ctx, std::vector<chipmesh_tensor> t, std::vector<uint64_t> s,
-             std::chrono::nanoseconds timeout = 60s)
-      : tensors(std::move(t)), scalars(std::move(s)) {
-    args.abi_version = CHIPMESH_KERNEL_ABI_VERSION;
-    args.device_id = ctx ? static_cast<int32_t>(ctx->rankId) : 0;
-    args.comm = ctx;
-    args.tensors = tensors.data();
-    args.num_tensors = static_cast<uint32_t>(tensors.size());
-    args.scalars = scalars.data();
-    args.num_scalars = static_cast<uint32_t>(scalars.size());
-    args.deadline_ns = dev::now_ns() + static_cast<uint64_t>(timeout.count());
-    args.abort = &abort_word;
-    args.error = error;
-  }
-  KernelCall(const KernelCall&) = delete;
-  int run(ChipWorker& w, chipmesh_kernel_entry fn = kernels().allreduce) {
-    return w.launch(reinterpret_cast<chipmesh_kernel_fn>(fn), &args);
-  }
-};
+using testing::KernelCall;
+using testing::tensor;
 
 std::string describe(int n, int rank, int mode, DataType t, int op, uint64_t count) {
   std::ostringstream os;
@@ -210,7 +144,7 @@ void run_and_check(Rank& R, int mode, DataType t, int op, uint64_t count, int k,
   std::memset(out, 0xA5, (count + guard) * es);
   KernelCall call(R.ctx, {tensor(reinterpret_cast<uint64_t>(in), t, shape), tensor(reinterpret_cast<uint64_t>(out), t, shape)},
                   {static_cast<uint64_t>(mode), static_cast<uint64_t>(op)});
-  const int rc = call.run(R.w);
+  const int rc = call.run(R.w, kernels().allreduce);
   CM_REQUIRE(rc == 0) << describe(R.n, R.rank, mode, t, op, count) << ": rc " << rc << ": " << call.error;
   for (uint64_t i = 0; i < count; ++i) {
     const double got = get(t, out, i);
@@ -293,7 +227,7 @@ TEST_P(AllreduceLarge, SixtyFourMiBFloat32OnTwoRanks) {
       KernelCall call(R.ctx, {tensor(R.in, DataType::FLOAT32, {kCount}), tensor(R.out, DataType::FLOAT32, {kCount})},
                       {static_cast<uint64_t>(mode), kSum});
       const auto start = std::chrono::steady_clock::now();
-      const int rc = call.run(R.w);
+      const int rc = call.run(R.w, kernels().allreduce);
       const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
       CM_REQUIRE(rc == 0) << kModeNames[mode] << ": rc " << rc << ": " << call.error;
       best_ms = iter == 0 ? ms : std::min(best_ms, ms);
@@ -361,7 +295,7 @@ TEST_F(Allreduce, OnephaseUpToOneKiBReadsSlotsSoInputsAreFreeAtOnce) {
       for (uint64_t i = 0; i < count; ++i) buf[i] = static_cast<float>(value(rank, i, 8, it));
       KernelCall call(R.ctx, {tensor(R.out, DataType::FLOAT32, {count}), tensor(R.out, DataType::FLOAT32, {count})},
                       {0, static_cast<uint64_t>(op)});
-      const int rc = call.run(R.w);
+      const int rc = call.run(R.w, kernels().allreduce);
       CM_REQUIRE(rc == 0) << "in place, call " << it << ": rc " << rc << ": " << call.error;
       for (uint64_t i = 0; i < count; ++i)
         CM_REQUIRE(buf[i] == static_cast<float>(expected(n, i, op, 8, it)))
@@ -387,7 +321,7 @@ TEST_F(Allreduce, ASlotSizedCallAgainstALargerOneIsADisagreement) {
       const uint64_t count = counts[static_cast<size_t>(rank)];
       KernelCall call(R.ctx, {tensor(R.in, DataType::FLOAT32, {count}), tensor(R.out, DataType::FLOAT32, {count})},
                       {0, kSum}, 10s);
-      const int rc = call.run(R.w);
+      const int rc = call.run(R.w, kernels().allreduce);
       CM_REQUIRE(rc == CHIPMESH_ERR_CONFIG) << "rc " << rc << ": " << call.error;
       CM_REQUIRE(std::string(call.error).find("ranks disagree") != std::string::npos) << call.error;
       for (uint64_t c : {uint64_t{2}, uint64_t{10}, uint64_t{1000}}) run_and_check(R, 0, DataType::FLOAT32, kSum, c, 8, c, {c});
@@ -429,7 +363,7 @@ TEST_F(Allreduce, APeerAsleepOnACallDescriptorIsWokenOnAgreementAndOnDisagreemen
         while (desc->sleepers.load() == 0 || !chipmesh::process::info(pid_slot(1)->load()).sleeping)
           CM_REQUIRE(std::chrono::steady_clock::now() < until) << "round " << round << ": rank 1 never slept";
       }
-      const int rc = call.run(R.w);
+      const int rc = call.run(R.w, kernels().allreduce);
       if (round == 0) {
         CM_REQUIRE(rc == 0) << "rc " << rc << ": " << call.error;
         const auto* out = reinterpret_cast<const float*>(R.out);
@@ -489,7 +423,7 @@ TEST_F(Allreduce, RandomFloatsGiveBitwiseEqualOutputsOnEveryRank) {
           for (int r = 0; r < n; ++r) all[r] = random_input(t, r, kCount, r == rank ? reinterpret_cast<void*>(R.in) : nullptr);
           KernelCall call(R.ctx, {tensor(R.in, t, {kCount}), tensor(R.out, t, {kCount})},
                           {static_cast<uint64_t>(mode), static_cast<uint64_t>(op)});
-          const int rc = call.run(R.w);
+          const int rc = call.run(R.w, kernels().allreduce);
           const std::string what = describe(n, rank, mode, t, op, kCount);
           CM_REQUIRE(rc == 0) << what << ": " << call.error;
           const double eps = t == DataType::FLOAT32 ? 0x1p-24 : t == DataType::FLOAT16 ? 0x1p-11 : 0x1p-8;
@@ -585,7 +519,7 @@ TEST_F(Allreduce, InvalidArgumentsAreConfigErrorsWithAMessage) {
     };
     for (const Case& c : cases) {
       KernelCall call(R.ctx, c.tensors, c.scalars);
-      const int rc = call.run(R.w);
+      const int rc = call.run(R.w, kernels().allreduce);
       CM_REQUIRE(rc == CHIPMESH_ERR_CONFIG) << c.name << ": rc " << rc << ": " << call.error;
       const std::string msg = call.error;
       CM_REQUIRE(msg.rfind("allreduce: ", 0) == 0) << c.name << ": " << msg;
@@ -593,13 +527,13 @@ TEST_F(Allreduce, InvalidArgumentsAreConfigErrorsWithAMessage) {
     }
     {  // no communicator
       KernelCall call(nullptr, {tensor(in, f32, {8}), tensor(out, f32, {8})}, {0, 0});
-      CM_REQUIRE(call.run(R.w) == CHIPMESH_ERR_CONFIG);
+      CM_REQUIRE(call.run(R.w, kernels().allreduce) == CHIPMESH_ERR_CONFIG);
       CM_REQUIRE(std::string(call.error).find("no communicator") != std::string::npos) << call.error;
     }
     {  // foreign ABI version
       KernelCall call(R.ctx, {tensor(in, f32, {8}), tensor(out, f32, {8})}, {0, 0});
       call.args.abi_version = 99;
-      CM_REQUIRE(call.run(R.w) == CHIPMESH_ERR_CONFIG);
+      CM_REQUIRE(call.run(R.w, kernels().allreduce) == CHIPMESH_ERR_CONFIG);
       CM_REQUIRE(std::string(call.error).find("ABI version 99") != std::string::npos) << call.error;
     }
     // No argument block at all.
@@ -618,7 +552,7 @@ TEST_F(Allreduce, NoScratchForFlagsIsAConfigError) {
     Rank R(rank, 1, path, 4096);
     CM_REQUIRE(R.ctx->workSpaceSize == 0);
     KernelCall call(R.ctx, {tensor(R.in, DataType::FLOAT32, {8}), tensor(R.out, DataType::FLOAT32, {8})}, {0, 0});
-    CM_REQUIRE(call.run(R.w) == CHIPMESH_ERR_CONFIG);
+    CM_REQUIRE(call.run(R.w, kernels().allreduce) == CHIPMESH_ERR_CONFIG);
     CM_REQUIRE(std::string(call.error).find("workSpace of 0 bytes is too small") != std::string::npos) << call.error;
   });
   EXPECT_TRUE(all_ok(outcomes));
@@ -632,7 +566,7 @@ TEST_F(Allreduce, RanksThatDisagreeOnTheCallFailWithConfigError) {
       const uint64_t count = rank == 0 ? 10 : 12;
       KernelCall call(R.ctx, {tensor(R.in, DataType::FLOAT32, {count}), tensor(R.out, DataType::FLOAT32, {count})},
                       {static_cast<uint64_t>(mode), kSum}, 10s);
-      const int rc = call.run(R.w);
+      const int rc = call.run(R.w, kernels().allreduce);
       CM_REQUIRE(rc == CHIPMESH_ERR_CONFIG) << kModeNames[mode] << ": rc " << rc << ": " << call.error;
       CM_REQUIRE(std::string(call.error).find("ranks disagree") != std::string::npos) << call.error;
       CM_REQUIRE(std::string(call.error).find("count=10") != std::string::npos) << call.error;
@@ -656,7 +590,7 @@ TEST_F(Allreduce, EveryRankSeesADisagreementInTheBarrierModes) {
       const uint64_t op = rank == 2 ? kMax : kSum;
       KernelCall call(R.ctx, {tensor(R.in, DataType::INT32, {33}), tensor(R.out, DataType::INT32, {33})},
                       {static_cast<uint64_t>(mode), op}, 10s);
-      const int rc = call.run(R.w);
+      const int rc = call.run(R.w, kernels().allreduce);
       CM_REQUIRE(rc == CHIPMESH_ERR_CONFIG) << kModeNames[mode] << ": rc " << rc << ": " << call.error;
       CM_REQUIRE(std::string(call.error).find("ranks disagree") != std::string::npos) << call.error;
       run_and_check(R, mode, DataType::INT32, kMin, 33, 8, 4, {33});
@@ -674,7 +608,7 @@ TEST_F(Allreduce, APeerThatNeverCallsMakesTheWaitTimeOut) {
       KernelCall call(R.ctx, {tensor(R.in, DataType::FLOAT32, {64}), tensor(R.out, DataType::FLOAT32, {64})},
                       {static_cast<uint64_t>(mode), kSum}, 300ms);
       const auto start = std::chrono::steady_clock::now();
-      const int rc = call.run(R.w);
+      const int rc = call.run(R.w, kernels().allreduce);
       const auto took = std::chrono::steady_clock::now() - start;
       CM_REQUIRE(rc == CHIPMESH_ERR_TIMEOUT) << kModeNames[mode] << ": rc " << rc << ": " << call.error;
       CM_REQUIRE(took >= 290ms) << kModeNames[mode] << ": timed out before the deadline";
@@ -700,7 +634,7 @@ TEST_F(Allreduce, AbortStopsAWaitingRankWithCommError) {
         asleep = testing::wait_asleep_in_futex(runner, 30s);
         std::atomic_ref<uint32_t>(call.abort_word).store(1);
       });
-      const int rc = call.run(R.w);
+      const int rc = call.run(R.w, kernels().allreduce);
       aborter.join();
       CM_REQUIRE(asleep) << kModeNames[mode] << ": the kernel never slept waiting for its peer";
       CM_REQUIRE(rc == CHIPMESH_ERR_COMM) << kModeNames[mode] << ": rc " << rc << ": " << call.error;

@@ -11,7 +11,6 @@
 // Inputs are closed-form small integers (exact in every dtype, and so are
 // their sums, maxima, minima and, with values in {-2, -1, 1, 2}, products
 // over up to 8 ranks); the integer reference wraps like the kernels do.
-#include <dlfcn.h>
 
 #include <algorithm>
 #include <bit>
@@ -31,6 +30,7 @@
 #include "chipmesh/types.h"
 #include "support/fork_ranks.h"
 #include "support/leak_check.h"
+#include "kernel_harness.h"
 
 namespace chipmesh {
 namespace {
@@ -165,95 +165,31 @@ int64_t fold(DataType t, int n, uint64_t i, int op, uint64_t salt) {
 // --- the kernels library ---------------------------------------------------------
 
 struct Kernels {
-  void* handle = nullptr;
   chipmesh_kernel_entry entry[kNumColls] = {};
-  chipmesh_kernel_entry barrier = nullptr;
-  chipmesh_kernel_entry staged = nullptr;
+  chipmesh_kernel_entry barrier = testing::builtin_kernel("chipmesh_barrier");
+  chipmesh_kernel_entry staged = testing::builtin_kernel("chipmesh_staged");
+  Kernels() {
+    for (int c = 0; c < kNumColls; ++c) entry[c] = testing::builtin_kernel(kSymbols[c]);
+  }
 };
 
 const Kernels& kernels() {
-  static const Kernels k = [] {
-    Kernels k;
-    const std::string path = std::string(CHIPMESH_TEST_LIB_DIR) + "/libchipmesh_kernels.so";
-    k.handle = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
-    if (!k.handle) throw std::runtime_error("dlopen " + path + ": " + dlerror());
-    for (int c = 0; c < kNumColls; ++c) {
-      k.entry[c] = reinterpret_cast<chipmesh_kernel_entry>(dlsym(k.handle, kSymbols[c]));
-      if (!k.entry[c]) throw std::runtime_error(std::string(kSymbols[c]) + " missing in " + path);
-    }
-    k.barrier = reinterpret_cast<chipmesh_kernel_entry>(dlsym(k.handle, "chipmesh_barrier"));
-    if (!k.barrier) throw std::runtime_error("chipmesh_barrier missing in " + path);
-    k.staged = reinterpret_cast<chipmesh_kernel_entry>(dlsym(k.handle, "chipmesh_staged"));
-    if (!k.staged) throw std::runtime_error("chipmesh_staged missing in " + path);
-    return k;
-  }();
+  static const Kernels k;
   return k;
 }
 
 // One sim rank: a communicator and two window regions "a" and "b".
-struct Rank {
-  ChipWorker w;
-  ChipBootstrapResult res;
-  const CommContext* ctx = nullptr;
+struct Rank : testing::SimRank {
   uint64_t a = 0;
   uint64_t b = 0;
   size_t region = 0;
-  int rank = 0;
-  int n = 1;
-
-  Rank(int rank_, int n_, const std::string& rootinfo, size_t region_bytes) : region(region_bytes), rank(rank_), n(n_) {
-    w.init("sim");
-    ChipBootstrapConfig cfg;
-    cfg.comm = ChipCommBootstrapConfig{rank, n, rootinfo, 2 * region_bytes};
-    cfg.buffers.push_back({"a", DataType::UINT8, region_bytes, region_bytes});
-    cfg.buffers.push_back({"b", DataType::UINT8, region_bytes, region_bytes});
-    res = w.bootstrap_context(rank, cfg);
-    ctx = reinterpret_cast<const CommContext*>(res.device_ctx);
-    a = res.buffer_ptrs.at(0);
-    b = res.buffer_ptrs.at(1);
-  }
-  ~Rank() {
-    try {
-      w.shutdown_bootstrap();
-      w.finalize();
-    } catch (...) {
-    }
-  }
+  Rank(int rank_, int n_, const std::string& rootinfo, size_t region_bytes)
+      : SimRank(rank_, n_, rootinfo, region_bytes, "a", "b"), a(first), b(second), region(region_bytes) {}
 };
 
-chipmesh_tensor tensor(uint64_t addr, DataType t, uint64_t count) {
-  chipmesh_tensor x{};
-  x.addr = addr;
-  x.dtype = static_cast<uint32_t>(t);
-  x.ndim = 1;
-  x.shape[0] = count;
-  return x;
-}
+using testing::KernelCall;
 
-struct KernelCall {
-  std::vector<chipmesh_tensor> tensors;
-  std::vector<uint64_t> scalars;
-  chipmesh_kernel_args args{};
-  uint32_t abort_word = 0;
-  char error[CHIPMESH_KERNEL_ERROR_SIZE] = {};
-
-  KernelCall(const CommContext* ctx, std::vector<chipmesh_tensor> t, std::vector<uint64_t> s,
-             std::chrono::nanoseconds timeout = 60s)
-      : tensors(std::move(t)), scalars(std::move(s)) {
-    args.abi_version = CHIPMESH_KERNEL_ABI_VERSION;
-    args.device_id = ctx ? static_cast<int32_t>(ctx->rankId) : 0;
-    args.comm = ctx;
-    args.tensors = tensors.data();
-    args.num_tensors = static_cast<uint32_t>(tensors.size());
-    args.scalars = scalars.data();
-    args.num_scalars = static_cast<uint32_t>(scalars.size());
-    args.deadline_ns = dev::now_ns() + static_cast<uint64_t>(timeout.count());
-    args.abort = &abort_word;
-    args.error = error;
-  }
-  KernelCall(const KernelCall&) = delete;
-  int run(ChipWorker& w, chipmesh_kernel_entry fn) { return w.launch(reinterpret_cast<chipmesh_kernel_fn>(fn), &args); }
-};
+chipmesh_tensor tensor(uint64_t addr, DataType t, uint64_t count) { return testing::tensor(addr, t, {count}); }
 
 struct Case {
   Coll coll;
