@@ -4,7 +4,7 @@
 # builds chipmesh into build/ (Ninja, RelWithDebInfo), runs
 # `chipmesh bench all --json build/bench/results.json` (bring-up, dispatch,
 # copy, allreduce, each with its peer) and writes the report
-# (build/bench/report.md and the two plots in build/bench/img/).
+# (build/bench/report.md and the three plots in build/bench/img/).
 #   bash scripts/bench.sh                  # everything (about 10 minutes on 2 cores)
 #   bash scripts/bench.sh allreduce --quick   # arguments go to `chipmesh bench`
 # Environment: CHIPMESH_BUILD_DIR (default build), CHIPMESH_JOBS (default 2),
