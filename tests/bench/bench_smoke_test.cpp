@@ -6,6 +6,8 @@
 #include <gtest/gtest.h>
 
 #include <cstdio>
+#include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <set>
 #include <string>
@@ -287,6 +289,37 @@ TEST(BenchSmoke, Domains) {
                "mpi_allocate_median_ms", "mpi_release_median_ms", "mpi_total_median_ms", "ratio_mpi"},
               2);
   check_peer(b, *t, "mpi_total_median_ms", false);
+}
+
+// bench/report turns the JSON into markdown tables and, where matplotlib
+// is installed (scripts/bench.sh installs it; the test suite does not), the
+// three plots.
+TEST(BenchSmoke, ReportWritesTheTablesAndPlotsOfEveryBenchmark) {
+  chipmesh::testing::ScratchDir dir;
+  std::string files;
+  for (const char* what : {"bringup", "allreduce", "allgather", "alltoall"}) {
+    BenchRun r = run_quick(what, true, dir);
+    ASSERT_EQ(r.rc, 0) << what;
+    files += " '" + dir.file(std::string(what) + ".json") + "'";
+  }
+  const std::string md = dir.file("report.md"), img = dir.file("img"), log = dir.file("report.log");
+  const std::string cmd = "python3 '" CHIPMESH_SOURCE_DIR "/bench/report' --md '" + md + "' --img-dir '" + img + "'" +
+                          files + " > '" + log + "' 2>&1";
+  ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+  std::ifstream in(md);
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  for (const char* heading : {"### bringup", "### allreduce", "### allgather", "### alltoall", "### Targets"})
+    EXPECT_NE(text.find(heading), std::string::npos) << heading << " missing in\n" << text;
+  std::ifstream logged(log);
+  const std::string said((std::istreambuf_iterator<char>(logged)), std::istreambuf_iterator<char>());
+  if (said.find("matplotlib not found") == std::string::npos) {
+    for (const char* png : {"bringup_vs_chips.png", "busbw_vs_size.png", "collectives_busbw.png"}) {
+      const std::string path = img + "/" + png;
+      EXPECT_TRUE(std::filesystem::exists(path) && std::filesystem::file_size(path) > 0)
+          << png << " not written; the report said:\n" << said;
+    }
+  }
+  std::filesystem::remove_all(img);
 }
 
 TEST(BenchSmoke, UnknownBenchmarkIsAnError) {
