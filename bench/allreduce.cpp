@@ -288,10 +288,9 @@ BenchResult run_allreduce(const BenchOptions& o) {
                  {"ratio_memcpy", "busbw/memcpy", 2}});
         double bus_sum = 0, mpi_bus_sum = 0;
         int bus_n = 0, mpi_bus_n = 0;
-        double worst_mpi = 1e9, worst_mc = 1e9;
-        // Back to back (nccl-tests' timing): informational, the verdict stays
-        // on the single operation as in every run before.
-        double worst_stream_mpi = 1e9, worst_stream_mc = 1e9;
+        // The verdict is on the single operation, as in every run before;
+        // the back-to-back ratios are printed beside it.
+        WorstRatios worst;
         int64_t mode_wrong = 0;
         bool in_range = false, mpi_in_range = false;
         for (uint64_t s : sizes) {
@@ -329,15 +328,15 @@ BenchResult run_allreduce(const BenchOptions& o) {
           }
           if (n == 2 && s >= (uint64_t{1} << 20) && s <= (uint64_t{64} << 20)) {
             in_range = true;
-            worst_mc = std::min(worst_mc, bus / mc);
+            WorstRatios::lower(worst.memcpy, bus / mc);
             if (mbus > 0) {
               mpi_in_range = true;
-              worst_mpi = std::min(worst_mpi, bus / mbus);
+              WorstRatios::lower(worst.mpi, bus / mbus);
             }
             if (stream_us > 0) {
               const double stream_bus = gbps(static_cast<double>(s), stream_us) * allreduce_bus_factor(n);
-              worst_stream_mc = std::min(worst_stream_mc, stream_bus / mc);
-              if (mstream > 0) worst_stream_mpi = std::min(worst_stream_mpi, mstream / stream_us);
+              WorstRatios::lower(worst.stream_memcpy, stream_bus / mc);
+              if (mstream > 0) WorstRatios::lower(worst.stream_mpi, mstream / stream_us);
             }
           }
         }
@@ -361,23 +360,10 @@ BenchResult run_allreduce(const BenchOptions& o) {
           Target tg{std::string("allreduce busbw, 2 ranks, 1-64 MiB, ") + kModeNames[mode],
                     "not measured (no size in 1-64 MiB)", ">= 1.5x Open MPI and >= 50% of memcpy", false, false};
           if (in_range) {
-            char buf[200];
-            if (mpi_in_range)
-              std::snprintf(buf, sizeof buf, "worst %.2fx Open MPI, worst %.0f%% of memcpy", worst_mpi, worst_mc * 100);
-            else
-              std::snprintf(buf, sizeof buf, "Open MPI unavailable; worst %.0f%% of memcpy", worst_mc * 100);
-            tg.measured = buf;
-            if (worst_stream_mc < 1e9) {
-              if (worst_stream_mpi < 1e9)
-                std::snprintf(buf, sizeof buf, "; back to back: worst %.2fx Open MPI, worst %.0f%% of memcpy",
-                              worst_stream_mpi, worst_stream_mc * 100);
-              else
-                std::snprintf(buf, sizeof buf, "; back to back: worst %.0f%% of memcpy", worst_stream_mc * 100);
-              tg.measured += buf;
-            }
+            tg.measured = worst.text(mpi_in_range);
             if (mode_wrong) tg.measured += "; WRONG RESULTS (" + std::to_string(mode_wrong) + " elements)";
             tg.known = mpi_in_range;
-            tg.met = mpi_in_range && worst_mpi >= 1.5 && worst_mc >= 0.5 && mode_wrong == 0;
+            tg.met = mpi_in_range && worst.mpi >= 1.5 && worst.memcpy >= 0.5 && mode_wrong == 0;
           }
           res.targets.push_back(tg);
         }

@@ -226,10 +226,10 @@ BenchResult run_collective(const BenchOptions& o, const std::string& which) {
                {"ratio_mpi", "x MPI", 2},
                {"memcpy_gbps", "memcpy(GB/s)", 2},
                {"ratio_memcpy", "busbw/memcpy", 2}});
-      double bus_sum = 0, mpi_bus_sum = 0, worst_mpi = -1, worst_mc = -1;
-      // Back to back (nccl-tests' timing): informational, the verdict stays
-      // on the single operation as in every run before.
-      double worst_stream_mpi = -1, worst_stream_mc = -1;
+      double bus_sum = 0, mpi_bus_sum = 0;
+      // The verdict is on the single operation, as in every run before; the
+      // back-to-back ratios are printed beside it.
+      WorstRatios worst;
       int bus_n = 0, mpi_bus_n = 0;
       bool big_seen = false, big_mpi = true;
       int64_t big_wrong = 0;
@@ -289,14 +289,14 @@ BenchResult run_collective(const BenchOptions& o, const std::string& which) {
         }
         if (s >= (uint64_t{1} << 20)) {
           big_seen = true;
-          worst_mc = worst_mc < 0 ? bus / mcg : std::min(worst_mc, bus / mcg);
-          if (mbus > 0) worst_mpi = worst_mpi < 0 ? bus / mbus : std::min(worst_mpi, bus / mbus);
+          WorstRatios::lower(worst.memcpy, bus / mcg);
+          if (mbus > 0) WorstRatios::lower(worst.mpi, bus / mbus);
           else big_mpi = false;
           const double sbus = stream_outs[i];
-          worst_stream_mc = worst_stream_mc < 0 ? sbus / mcg : std::min(worst_stream_mc, sbus / mcg);
+          WorstRatios::lower(worst.stream_memcpy, sbus / mcg);
           if (const double* mst_us = std::get_if<double>(&mst); mst_us && *mst_us > 0) {
-            const double smbus = gbps(static_cast<double>(s), *mst_us) * bus_factor(info->coll, n);
-            worst_stream_mpi = worst_stream_mpi < 0 ? sbus / smbus : std::min(worst_stream_mpi, sbus / smbus);
+            const double mpi_sbus = gbps(static_cast<double>(s), *mst_us) * bus_factor(info->coll, n);
+            WorstRatios::lower(worst.stream_mpi, sbus / mpi_sbus);
           }
         }
         std::vector<Cell> row = rows[i];
@@ -320,23 +320,10 @@ BenchResult run_collective(const BenchOptions& o, const std::string& which) {
       Target tg{which + " busbw, " + std::to_string(n) + " ranks, >= 1 MiB", "not measured (no size >= 1 MiB)",
                 ">= 1.5x Open MPI and >= 50% of memcpy", false, false};
       if (big_seen) {
-        char buf[200];
-        if (big_mpi && worst_mpi > 0)
-          std::snprintf(buf, sizeof buf, "worst %.2fx Open MPI, worst %.0f%% of memcpy", worst_mpi, worst_mc * 100);
-        else
-          std::snprintf(buf, sizeof buf, "Open MPI unavailable; worst %.0f%% of memcpy", worst_mc * 100);
-        tg.measured = buf;
-        if (worst_stream_mc > 0) {
-          if (worst_stream_mpi > 0)
-            std::snprintf(buf, sizeof buf, "; back to back: worst %.2fx Open MPI, worst %.0f%% of memcpy",
-                          worst_stream_mpi, worst_stream_mc * 100);
-          else
-            std::snprintf(buf, sizeof buf, "; back to back: worst %.0f%% of memcpy", worst_stream_mc * 100);
-          tg.measured += buf;
-        }
+        tg.measured = worst.text(big_mpi);
         if (big_wrong) tg.measured += "; WRONG RESULTS (" + std::to_string(big_wrong) + " elements)";
-        tg.known = big_mpi && worst_mpi > 0;
-        tg.met = tg.known && worst_mpi >= 1.5 && worst_mc >= 0.5 && big_wrong == 0;
+        tg.known = big_mpi && worst.mpi != WorstRatios::kNone;
+        tg.met = tg.known && worst.mpi >= 1.5 && worst.memcpy >= 0.5 && big_wrong == 0;
       }
       res.targets.push_back(tg);
       say(o.out, "  %d ranks: avg busbw %.3f GB/s\n", n, bus_n ? bus_sum / bus_n : 0.0);

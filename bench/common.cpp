@@ -46,6 +46,22 @@ Stats stats_of(std::vector<double> s) {
 
 double median_of(std::vector<double> s) { return stats_of(std::move(s)).median; }
 
+std::string WorstRatios::text(bool mpi_known) const {
+  char buf[200];
+  if (mpi_known && mpi != kNone)
+    std::snprintf(buf, sizeof buf, "worst %.2fx Open MPI, worst %.0f%% of memcpy", mpi, memcpy * 100);
+  else
+    std::snprintf(buf, sizeof buf, "Open MPI unavailable; worst %.0f%% of memcpy", memcpy * 100);
+  std::string out = buf;
+  if (stream_memcpy == kNone) return out;
+  if (stream_mpi != kNone)
+    std::snprintf(buf, sizeof buf, "; back to back: worst %.2fx Open MPI, worst %.0f%% of memcpy", stream_mpi,
+                  stream_memcpy * 100);
+  else
+    std::snprintf(buf, sizeof buf, "; back to back: worst %.0f%% of memcpy", stream_memcpy * 100);
+  return out + buf;
+}
+
 std::string size_label(uint64_t b) {
   const char* units[] = {"B", "KiB", "MiB", "GiB"};
   int u = 0;

@@ -2,6 +2,7 @@
 // (printed as text and written as JSON), targets and the machine description.
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
@@ -52,6 +53,20 @@ inline float input_value(int rank, uint64_t i) {
 
 // nccl-tests' allreduce bus bandwidth factor, 2(n-1)/n.
 inline double allreduce_bus_factor(int n) { return n > 1 ? 2.0 * (n - 1) / n : 0.0; }
+
+// The worst ratios of a bandwidth target over its sizes: busbw against
+// Open MPI's and against memcpy, for one operation and back to back (as
+// nccl-tests times); kNone where nothing was measured. Lower one with
+// lower(field, ratio).
+struct WorstRatios {
+  static constexpr double kNone = 1e300;
+  double mpi = kNone, memcpy = kNone, stream_mpi = kNone, stream_memcpy = kNone;
+  static void lower(double& worst, double ratio) { worst = std::min(worst, ratio); }
+  // "worst 2.39x Open MPI, worst 15% of memcpy; back to back: worst 3.05x
+  // Open MPI, worst 19% of memcpy"; "Open MPI unavailable; ..." unless
+  // `mpi_known`.
+  std::string text(bool mpi_known) const;
+};
 
 // The float32 sizes of an allreduce sweep: lo, 4 lo, 16 lo, ... up to hi,
 // then hi itself, each a whole number of elements.

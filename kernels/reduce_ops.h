@@ -186,10 +186,7 @@ inline void reduce_fold(typename T::S* out, const typename T::S* const* src, siz
   using S = typename T::S;
   using C = typename T::C;
   if (nsrc == 1) {
-    if (n && out != src[0]) {
-      if (stream) stream_copy(out, src[0], n * sizeof(S));
-      else std::memcpy(out, src[0], n * sizeof(S));
-    }
+    if (n && out != src[0]) copy_streamed_if(stream, out, src[0], n * sizeof(S));
     return;
   }
   constexpr size_t kBlock = 2048;

@@ -41,9 +41,7 @@ inline int copy_sliced(const chipmesh_kernel_args* args, void* dst, const void* 
   const auto* s = static_cast<const char*>(src);
   for (size_t b = 0; b < bytes; b += kAbortSliceBytes) {
     if (int rc = device::check_abort(args)) return rc;
-    const size_t len = std::min(kAbortSliceBytes, bytes - b);
-    if (stream) stream_copy(d + b, s + b, len);
-    else std::memcpy(d + b, s + b, len);
+    copy_streamed_if(stream, d + b, s + b, std::min(kAbortSliceBytes, bytes - b));
   }
   return 0;
 }

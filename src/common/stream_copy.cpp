@@ -163,9 +163,13 @@ void stream_copy(void* dst, const void* src, size_t bytes) {
   stream_fence();
 }
 
-void copy_bulk(void* dst, const void* src, size_t bytes) {
-  if (stream_stores_pay(2 * uint64_t{bytes})) stream_copy(dst, src, bytes);
+void copy_streamed_if(bool stream, void* dst, const void* src, size_t bytes) {
+  if (stream) stream_copy(dst, src, bytes);
   else std::memcpy(dst, src, bytes);
+}
+
+void copy_bulk(void* dst, const void* src, size_t bytes) {
+  copy_streamed_if(stream_stores_pay(2 * uint64_t{bytes}), dst, src, bytes);
 }
 
 }  // namespace chipmesh

@@ -43,6 +43,9 @@ void stream_copy(void* dst, const void* src, size_t bytes);
 // the loop.
 void stream_copy_unfenced(void* dst, const void* src, size_t bytes);
 void stream_fence();
+// stream_copy when `stream`, memcpy otherwise (the caller has judged the
+// whole call with stream_stores_pay).
+void copy_streamed_if(bool stream, void* dst, const void* src, size_t bytes);
 // One copy alone: memcpy, or stream_copy once source and destination
 // together outgrow the cache (stream_stores_pay(2 * bytes)).
 void copy_bulk(void* dst, const void* src, size_t bytes);

@@ -45,8 +45,9 @@ std::optional<double> DemoReport::busbw_gbps() const {
 
 void print_demo_text(const DemoReport& r, FILE* out) {
   const std::string hosts = r.cluster ? " on " + std::to_string(r.hosts) + " host" + (r.hosts == 1 ? "" : "s") : "";
+  const std::string mode = r.chosen_mode.empty() ? r.mode : r.mode + " -> " + r.chosen_mode;
   std::fprintf(out, "chipmesh demo: allreduce (%s, %s) over %d %s chip%s%s, %llu bytes of %s (%llu element%s) per chip\n",
-               r.op.c_str(), (r.chosen_mode.empty() ? r.mode : r.mode + " -> " + r.chosen_mode).c_str(), r.chips, r.platform.c_str(), r.chips == 1 ? "" : "s", hosts.c_str(),
+               r.op.c_str(), mode.c_str(), r.chips, r.platform.c_str(), r.chips == 1 ? "" : "s", hosts.c_str(),
                static_cast<unsigned long long>(r.bytes), r.dtype.c_str(),
                static_cast<unsigned long long>(r.elements), r.elements == 1 ? "" : "s");
   if (r.bringup_ms) {
