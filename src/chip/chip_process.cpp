@@ -3,6 +3,7 @@
 #include <signal.h>
 #include <sys/prctl.h>
 #include <unistd.h>
+#include <time.h>
 
 #include <chrono>
 #include <cstdio>
@@ -94,6 +95,23 @@ int32_t lent_window_fd(ChipWorker& w, uint64_t comm, uint64_t* offset) {
   return fd;
 }
 
+// now + timeout on CLOCK_MONOTONIC (the clock of device::now_ns), read
+// from the coarse clock plus its resolution: never earlier, at most one
+// tick (a few ms) later. The precise clock costs tens of ns per task on a
+// VM, the coarse one a memory read.
+uint64_t kernel_deadline_ns(std::chrono::nanoseconds timeout) {
+  auto ns = [](const timespec& t) {
+    return static_cast<uint64_t>(t.tv_sec) * 1000000000ull + static_cast<uint64_t>(t.tv_nsec);
+  };
+  static const uint64_t tick = [&] {
+    timespec res{};
+    return clock_getres(CLOCK_MONOTONIC_COARSE, &res) == 0 ? ns(res) : 0;
+  }();
+  timespec now{};
+  if (tick == 0 || clock_gettime(CLOCK_MONOTONIC_COARSE, &now) != 0) clock_gettime(CLOCK_MONOTONIC, &now);
+  return ns(now) + tick + static_cast<uint64_t>(timeout.count());
+}
+
 class ChipServer {
  public:
   ChipServer(const ChipProcessArgs& a, ChipWorker& w, ChipBootstrapResult result, bool arena)
@@ -101,9 +119,16 @@ class ChipServer {
 
   [[noreturn]] void serve() {
     ChipShared& s = *a_.shared;
+    // Requests below `posted` are known to be there (one acquire load of
+    // req_seq published them all): a stream reads the parent's line once
+    // per batch, not once per request.
+    uint32_t posted = 0;
     for (uint32_t seq = 0;; ++seq) {
-      wait_for_request(s, seq);
-      s.cpu.store(futex::current_cpu(), std::memory_order_relaxed);  // where the parent's wait should not spin
+      if (seq == posted) posted = wait_for_request(s, seq);
+      // Where the parent's wait should not spin; stored only when it moved,
+      // so that the line the parent reads stays shared.
+      if (const int cpu = futex::current_cpu(); s.cpu.load(std::memory_order_relaxed) != cpu)
+        s.cpu.store(cpu, std::memory_order_relaxed);
       Entry& e = s.entry(seq);
       bool shutdown = e.op == Op::Shutdown;
       handle(e, s.chunk(seq));
@@ -115,7 +140,8 @@ class ChipServer {
   }
 
  private:
-  void wait_for_request(ChipShared& s, uint32_t seq) {
+  // Waits until request `seq` is posted; returns req_seq as then read.
+  uint32_t wait_for_request(ChipShared& s, uint32_t seq) {
     // Spin long only while the chips and the parent have a core each;
     // otherwise a spinning chip steals the core the parent or a peer needs.
     auto parent_here = [&] {
@@ -128,16 +154,20 @@ class ChipServer {
     auto move_off = [&] {
       if (a_.header->run_chips.load(std::memory_order_relaxed) + 1 <= futex::cores()) futex::move_off_this_cpu();
     };
-    if (futex::spin_then_yield([&] { return s.req_seq.load(std::memory_order_acquire) != seq; }, a_.num_chips + 1,
-                               parent_here, move_off))
-      return;
-    while (s.req_seq.load(std::memory_order_acquire) == seq) {
+    uint32_t posted = seq;
+    auto arrived = [&] {
+      posted = s.req_seq.load(std::memory_order_acquire);
+      return posted != seq;
+    };
+    if (futex::spin_then_yield(arrived, a_.num_chips + 1, parent_here, move_off)) return posted;
+    while (!arrived()) {
       s.chip_sleeping.store(1, std::memory_order_seq_cst);
       if (s.req_seq.load(std::memory_order_seq_cst) == seq)
         futex::wait(&s.req_seq, seq, std::chrono::seconds(1));
       s.chip_sleeping.store(0, std::memory_order_relaxed);
       if (getppid() != a_.parent) _exit(128 + SIGTERM);  // belt and braces to PDEATHSIG
     }
+    return posted;
   }
 
   // e.status is 0 (the parent's commit); only a failure writes it, and the
@@ -202,9 +232,7 @@ class ChipServer {
     args.num_tensors = t.num_tensors;
     args.scalars = t.scalars;
     args.num_scalars = t.num_scalars;
-    args.deadline_ns = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                                 std::chrono::steady_clock::now().time_since_epoch() + kernel_timeout_)
-                                                 .count());
+    args.deadline_ns = kernel_deadline_ns(kernel_timeout_);
     args.abort = reinterpret_cast<const volatile uint32_t*>(&a_.shared->abort);
     args.error = message;
     int rc = w_.launch(reinterpret_cast<chipmesh_kernel_fn>(fn), &args);
@@ -312,10 +340,24 @@ bool attach_arena(const ChipProcessArgs& a, ChipWorker& w) {
 }  // namespace
 
 void notify_parent(SharedHeader* h, const std::atomic<uint32_t>* wake_at, uint32_t done) {
+#if defined(__SANITIZE_THREAD__)
+  // ThreadSanitizer does not model fences: the locked add orders instead.
   h->events.fetch_add(1, std::memory_order_seq_cst);
   if (h->parent_sleeping.load(std::memory_order_seq_cst) == 0) return;
+#else
+  // What the parent waits for (done_seq, a death, a mailbox) is written
+  // before. The fence pairs with the one after the parent's parent_sleeping
+  // store: either we see it sleeping, or its re-check of done() sees what we
+  // wrote. So `events`, a line every chip would otherwise bump on every
+  // completion, moves only to wake a parent that sleeps.
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  if (h->parent_sleeping.load(std::memory_order_seq_cst) == 0) return;
+#endif
   // Read only now: the parent sets it before it publishes that it sleeps.
   if (wake_at && static_cast<int32_t>(done - wake_at->load(std::memory_order_seq_cst)) < 0) return;
+#if !defined(__SANITIZE_THREAD__)
+  h->events.fetch_add(1, std::memory_order_seq_cst);  // the futex word: a parent not yet asleep does not sleep
+#endif
   futex::wake(&h->events);
 }
 

@@ -7,10 +7,10 @@
 // and bumps done_seq. Copies carry their data in chunk seq % kChunkSlots,
 // so up to kChunkSlots chunks are in flight and the parent's and the chip's
 // memcpy overlap. Copies of memory in the chip's host arena (host_arenas.h)
-// skip the ring: the parent copies straight into its mapping. Every
-// completion and every chip death also bumps the header's `events`, the one
-// word the parent sleeps on; only the completion named in wake_parent_at, a
-// failure or a death wakes it.
+// skip the ring: the parent copies straight into its mapping. The parent
+// sleeps on the header's `events`; a completion, a failure or a chip death
+// bumps it and wakes the parent only when the parent sleeps (and, for a
+// completion, only the one named in wake_parent_at).
 #pragma once
 
 #include <atomic>
@@ -156,7 +156,7 @@ struct OwnedDir {
 inline constexpr size_t kMaxOwnedDirs = 16;
 
 struct alignas(64) SharedHeader {
-  std::atomic<uint32_t> events;           // bumped on every completion/publish/death
+  std::atomic<uint32_t> events;           // the parent's futex word: bumped to wake it
   std::atomic<uint32_t> parent_sleeping;  // parent is (about to be) in futex_wait
   alignas(64) std::atomic<int32_t> parent_cpu;  // the CPU the parent last waited on, for the chips' spins
   // How many chips the current run() has given work so far: a chip found
@@ -171,10 +171,11 @@ struct alignas(64) SharedHeader {
   alignas(64) rendezvous::MemoryTable rendezvous;
 };
 
-// Bumps `events` and wakes the parent if it sleeps (Dekker pairing with
-// the parent's parent_sleeping store before it re-reads events). With
-// `wake_at` (a chip's wake_parent_at, after it published done_seq = `done`),
-// only when `done` has reached it.
+// Wakes the parent (bumps `events`, futex wake) if it sleeps, after what it
+// waits for was published (Dekker pairing with the parent's parent_sleeping
+// store before it re-checks its condition). With `wake_at` (a chip's
+// wake_parent_at, after it published done_seq = `done`), only when `done`
+// has reached it.
 void notify_parent(SharedHeader* h, const std::atomic<uint32_t>* wake_at = nullptr, uint32_t done = 0);
 
 }  // namespace chipmesh::worker

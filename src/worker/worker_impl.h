@@ -277,10 +277,14 @@ bool Worker::Impl::wait_until(Pred&& done, const Deadline* deadline, Arm&& arm) 
     if (done()) return true;
     if (deadline && deadline->expired()) return false;
     // Dekker pairing with notify_parent(): either it sees parent_sleeping
-    // (and what arm() set), or we see `events` move before sleeping.
+    // (and what arm() set) and bumps `events`, or done() sees what it
+    // published (a chip bumps `events` only to wake a sleeping parent).
     arm();
     header->parent_sleeping.store(1, std::memory_order_seq_cst);
-    if (header->events.load(std::memory_order_seq_cst) == seen)
+#if !defined(__SANITIZE_THREAD__)
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+#endif
+    if (!done() && header->events.load(std::memory_order_seq_cst) == seen)
       futex::wait(&header->events, seen,
                   deadline ? deadline->next_slice(std::chrono::seconds(1)) : std::chrono::nanoseconds(std::chrono::seconds(1)));
     header->parent_sleeping.store(0, std::memory_order_relaxed);
