@@ -6,8 +6,10 @@
 // (#wrong). Sizes and bus bandwidth follow nccl-tests: size is the larger
 // buffer of a rank (allgather: the output, reduce_scatter: the input,
 // alltoall: either), busbw = algbw * (n-1)/n for allgather, reduce_scatter
-// and alltoall, * 1 for broadcast and reduce. Out of place, also the time
-// per operation of --iters calls submitted back to back in one run().
+// and alltoall, * 1 for broadcast and reduce. In place as nccl-tests:
+// allgather's input is block r of its output, reduce_scatter's output block
+// r of its input, the others' in == out. Out of place, also the time per
+// operation of --iters calls submitted back to back in one run().
 //
 // In the same invocation, per rank count: the Open MPI peer
 // (bench/mpi/mpi_collectives.c: MPI_Allgather, MPI_Reduce_scatter_block,
@@ -124,20 +126,34 @@ BenchResult run_collective(const BenchOptions& o, const std::string& which) {
         in[r] = world.context(r).buffer_ptrs.at("input");
         out[r] = world.context(r).buffer_ptrs.at("output");
       }
+      // In place as nccl-tests has it: allgather's input is the rank's block
+      // of its output, reduce_scatter's output the rank's block of its input,
+      // and the others' input is their output.
+      auto buffers = [&](uint64_t count, bool in_place, std::vector<uint64_t>* src, std::vector<uint64_t>* dst) {
+        *src = in_place ? out : in;
+        *dst = out;
+        if (!in_place) return;
+        for (int r = 0; r < n; ++r) {
+          const uint64_t block = static_cast<uint64_t>(r) * count * 4;
+          if (info->coll == Coll::kAllgather) (*src)[static_cast<size_t>(r)] += block;
+          if (info->coll == Coll::kReduceScatter) (*dst)[static_cast<size_t>(r)] += block;
+        }
+      };
       // One typed call per run(), or `ops` of them back to back in one.
       auto call = [&](uint64_t bytes, bool in_place, int ops = 1) {
         const uint64_t count = bytes / unit;  // per rank (per block)
-        const std::vector<uint64_t>& src = in_place ? out : in;
+        std::vector<uint64_t> src, dst;
+        buffers(count, in_place, &src, &dst);
         w.run([&](Orchestrator& orch) {
           for (int k = 0; k < ops; ++k) {
             switch (info->coll) {
-              case Coll::kAllgather: orch.allgather(world, src, out, count, DataType::FLOAT32); break;
+              case Coll::kAllgather: orch.allgather(world, src, dst, count, DataType::FLOAT32); break;
               case Coll::kReduceScatter:
-                orch.reduce_scatter(world, src, out, count, DataType::FLOAT32, ReduceOp::SUM);
+                orch.reduce_scatter(world, src, dst, count, DataType::FLOAT32, ReduceOp::SUM);
                 break;
-              case Coll::kBroadcast: orch.broadcast(world, src, out, count, DataType::FLOAT32, 0); break;
-              case Coll::kReduce: orch.reduce(world, src, out, count, DataType::FLOAT32, ReduceOp::SUM, 0); break;
-              case Coll::kAlltoall: orch.all_to_all(world, src, out, count, DataType::FLOAT32); break;
+              case Coll::kBroadcast: orch.broadcast(world, src, dst, count, DataType::FLOAT32, 0); break;
+              case Coll::kReduce: orch.reduce(world, src, dst, count, DataType::FLOAT32, ReduceOp::SUM, 0); break;
+              case Coll::kAlltoall: orch.all_to_all(world, src, dst, count, DataType::FLOAT32); break;
             }
           }
         });
@@ -145,27 +161,31 @@ BenchResult run_collective(const BenchOptions& o, const std::string& which) {
       // Inputs written before every checked call (in place overwrites them).
       auto fill_inputs = [&](uint64_t bytes, bool in_place) {
         const uint64_t elems = (info->in_n ? bytes : bytes / (info->out_n ? n : 1)) / 4;
+        std::vector<uint64_t> src, dst;
+        buffers(bytes / unit, in_place, &src, &dst);
         std::vector<float> host(elems);
         for (int r = 0; r < n; ++r) {
           for (uint64_t i = 0; i < elems; ++i) host[i] = input_value(r, i);
-          if (elems) w.copy_to(r, in_place ? out[r] : in[r], host.data(), elems * 4);
+          if (elems) w.copy_to(r, src[static_cast<size_t>(r)], host.data(), elems * 4);
         }
       };
       auto check = [&](uint64_t bytes, bool in_place) -> int64_t {
         const uint64_t count = bytes / unit;
         const uint64_t out_elems = info->out_n ? count * n : count;
-        if (!in_place) {
-          std::vector<float> nan(out_elems, NAN);
-          for (int r = 0; r < n; ++r)
-            if (out_elems) w.copy_to(r, out[r], nan.data(), out_elems * 4);
-        }
+        std::vector<uint64_t> src, dst;
+        buffers(count, in_place, &src, &dst);
+        // Outputs NaN first, also in place (then the inputs go over them), so
+        // that a result left by the call before never passes for this one's.
+        std::vector<float> nan(out_elems, NAN);
+        for (int r = 0; r < n; ++r)
+          if (out_elems) w.copy_to(r, dst[static_cast<size_t>(r)], nan.data(), out_elems * 4);
         fill_inputs(bytes, in_place);
         call(bytes, in_place);
         int64_t wrong = 0;
         std::vector<float> back(out_elems);
         for (int r = 0; r < n; ++r) {
           if (info->coll == Coll::kReduce && r != 0) continue;
-          if (out_elems) w.copy_from(r, back.data(), out[r], out_elems * 4);
+          if (out_elems) w.copy_from(r, back.data(), dst[static_cast<size_t>(r)], out_elems * 4);
           for (uint64_t i = 0; i < out_elems; ++i) {
             float want = 0;
             switch (info->coll) {
@@ -316,6 +336,9 @@ BenchResult run_collective(const BenchOptions& o, const std::string& which) {
       }
       t.add_note(mpi.note());
       t.add_note("x MPI = chipmesh busbw / Open MPI busbw, out of place; busbw/memcpy likewise");
+      if (info->coll == Coll::kAllgather || info->coll == Coll::kReduceScatter)
+        t.add_note(std::string("in place as nccl-tests: ") +
+                   (info->coll == Coll::kAllgather ? "input = output + rank * count" : "output = input + rank * count"));
       res.tables.push_back(std::move(t));
       Target tg{which + " busbw, " + std::to_string(n) + " ranks, >= 1 MiB", "not measured (no size >= 1 MiB)",
                 ">= 1.5x Open MPI and >= 50% of memcpy", false, false};
