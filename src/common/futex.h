@@ -69,29 +69,35 @@ inline void cpu_relax() {
 template <typename Pred, typename PeerHere, typename Unstack>
 bool spin_then_yield(Pred&& ready, int participants, PeerHere&& peer_here, Unstack&& unstack) {
   const int spins = spin_budget(participants);
+  const bool crowded = participants > cores();
   // Looks that found the awaited side on our CPU, over this thread's waits
   // in a row that found it at least once.
   static thread_local int stacked_looks = 0;
   bool stacked = false;
-  for (int i = 1; i <= spins; ++i) {
+  for (int i = 0; i < spins; ++i) {
     if (ready()) {
       if (!stacked) stacked_looks = 0;
       return true;
     }
-    cpu_relax();
-    if (i % 32 != 0) continue;
-    if (i % 512 != 0) {
-      if (!peer_here()) continue;
+    // Where the awaited side runs: every 32 pauses, and at once when the
+    // processes outnumber the cores (stacked waiters are the rule then, and
+    // each would spin 32 pauses, ~0.6 us, before a switch it has to make
+    // anyway; with a core each, the look would only delay the round trip).
+    if (i % 32 == 0 && (i > 0 || crowded) && peer_here()) {
       stacked = true;
-      if (++stacked_looks >= kStackedLooks) {
-        stacked_looks = 0;
-        unstack();
+      if (++stacked_looks < kStackedLooks) {
+        yield_cpu();
         continue;
       }
+      stacked_looks = 0;
+      unstack();
+    } else if (i % 512 == 511) {
+      // Every ~500 pauses a yield regardless: the CPU a peer published may
+      // be stale; a yield costs ~1 us when nobody else is runnable.
+      yield_cpu();
+      continue;
     }
-    // Every ~500 pauses a yield regardless: the CPU a peer published may be
-    // stale; a yield costs ~1 us when nobody else is runnable.
-    yield_cpu();
+    cpu_relax();
   }
   for (int i = yield_budget(participants); i > 0; --i) {
     if (ready()) return true;
