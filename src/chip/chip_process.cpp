@@ -69,9 +69,9 @@ void install_signal_handlers(pid_t parent, SharedHeader* header) {
 }
 
 // Every failed request of the ring passes here: its one breadcrumb.
-void copy_error(Entry& e, const std::string& text) {
+void copy_error(EntryExtra& x, const std::string& text) {
   CHIPMESH_WARN(CHIP, "request failed: %s", text.c_str());
-  std::snprintf(e.error, sizeof(e.error), "%s", text.c_str());
+  std::snprintf(x.error, sizeof(x.error), "%s", text.c_str());
 }
 
 // The fd on communicator `comm`'s window that the transport lends the
@@ -131,7 +131,7 @@ class ChipServer {
         s.cpu.store(cpu, std::memory_order_relaxed);
       Entry& e = s.entry(seq);
       bool shutdown = e.op == Op::Shutdown;
-      handle(e, s.chunk(seq));
+      handle(e, s.extra(seq), s.chunk(seq));
       s.done_seq.store(seq + 1, std::memory_order_release);
       // A failure and a shutdown wake the parent whatever it waits for.
       notify_parent(a_.header, e.status != 0 || shutdown ? nullptr : &s.wake_parent_at, seq + 1);
@@ -173,10 +173,10 @@ class ChipServer {
   // e.status is 0 (the parent's commit); only a failure writes it, and the
   // error text, so that a request that succeeds leaves the entry's lines to
   // the parent.
-  void handle(Entry& e, unsigned char* chunk) {
+  void handle(Entry& e, EntryExtra& x, unsigned char* chunk) {
     try {
       switch (e.op) {
-        case Op::Task: run_task(e); break;
+        case Op::Task: run_task(e, x); break;
         case Op::Malloc:
           e.arena_offset = CHIPMESH_NO_ARENA_OFFSET;
           e.result = w_.malloc(e.a);
@@ -185,8 +185,8 @@ class ChipServer {
         case Op::Free: w_.free(e.a); break;
         case Op::CopyTo: w_.copy_to(e.a, chunk, e.b); break;
         case Op::CopyFrom: w_.copy_from(chunk, e.a, e.b); break;
-        case Op::CommCreate: comm_create(e.comm); break;
-        case Op::CommDestroy: comm_destroy(e.comm.handle); break;
+        case Op::CommCreate: comm_create(x.comm); break;
+        case Op::CommDestroy: comm_destroy(e.a); break;
         case Op::Flush: flush(); break;
         case Op::Shutdown:
           // Domains the parent did not release, in the order they were made
@@ -199,14 +199,14 @@ class ChipServer {
       }
     } catch (const std::exception& ex) {
       e.status = status_of(ex);
-      copy_error(e, describe_current_exception());
+      copy_error(x, describe_current_exception());
     } catch (...) {
       e.status = CHIPMESH_ERR_INTERNAL;
-      copy_error(e, "InternalError: unknown exception");
+      copy_error(x, "InternalError: unknown exception");
     }
   }
 
-  void run_task(Entry& e) {
+  void run_task(Entry& e, EntryExtra& x) {
     const TaskDesc& t = e.task;
     // Until this task succeeds, its outputs are suspect: no explicit Flush
     // may publish them (set first: a bad kernel name throws below).
@@ -217,8 +217,8 @@ class ChipServer {
     // failed, so that a same_kernel task fails alike.
     if (!t.same_kernel) {
       last_fn_ = nullptr;
-      last_library_.assign(t.library, strnlen(t.library, sizeof(t.library)));
-      last_kernel_.assign(t.kernel, strnlen(t.kernel, sizeof(t.kernel)));
+      last_library_.assign(x.library, strnlen(x.library, sizeof(x.library)));
+      last_kernel_.assign(x.kernel, strnlen(x.kernel, sizeof(x.kernel)));
     }
     if (!last_fn_) last_fn_ = kernels_.find(last_library_, last_kernel_);
     chipmesh_kernel_entry fn = last_fn_;
@@ -228,9 +228,9 @@ class ChipServer {
     args.abi_version = CHIPMESH_KERNEL_ABI_VERSION;
     args.device_id = a_.device_id;
     args.comm = reinterpret_cast<const CommContext*>(comm_ctx(t.comm_ctx));
-    args.tensors = t.tensors;
+    args.tensors = t.num_tensors <= kInlineTensors ? t.tensors : x.tensors;
     args.num_tensors = t.num_tensors;
-    args.scalars = t.scalars;
+    args.scalars = t.num_scalars <= kInlineScalars ? t.scalars : x.scalars;
     args.num_scalars = t.num_scalars;
     args.deadline_ns = kernel_deadline_ns(kernel_timeout_);
     args.abort = reinterpret_cast<const volatile uint32_t*>(&a_.shared->abort);
@@ -239,7 +239,7 @@ class ChipServer {
     if (rc != 0) {
       const bool known = rc > 0 && rc <= CHIPMESH_ERR_INTERNAL;
       e.status = rc;
-      copy_error(e, std::string(known ? status_kind(rc) : "KernelError") + ": kernel '" + kernel + "': " +
+      copy_error(x, std::string(known ? status_kind(rc) : "KernelError") + ": kernel '" + kernel + "': " +
                         (message[0] ? std::string(message) : "returned status " + std::to_string(rc)));
       return;  // outputs are not flushed after a failed task
     }

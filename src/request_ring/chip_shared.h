@@ -51,10 +51,14 @@ inline constexpr size_t kErrorBytes = 1024;
 // tasks submitted with Task::flush_outputs = false).
 enum class Op : uint32_t { None = 0, Task, Malloc, Free, CopyTo, CopyFrom, Shutdown, CommCreate, CommDestroy, Flush };
 
+// A task with at most this many tensors and scalars carries them in its
+// ring entry; one with more carries all of them in the entry's EntryExtra.
+inline constexpr size_t kInlineTensors = 4;
+inline constexpr size_t kInlineScalars = 8;
+
 // Hot fields first: a task of the kernel before with a few scalars and
-// tensors is read by the chip from the entry's first lines only (the
-// strings are skipped when same_kernel is set), and the parent rewrites no
-// more of the entry than that.
+// tensors is read by the chip from the entry's first lines only, and the
+// parent rewrites no more of the entry than that.
 struct TaskDesc {
   uint32_t num_tensors;
   uint32_t num_scalars;
@@ -67,22 +71,20 @@ struct TaskDesc {
   // The CommContext the kernel gets: a domain's device_ctx on this chip, or
   // 0 for the bring-up communicator's.
   uint64_t comm_ctx;
-  uint64_t scalars[kMaxTaskScalars];
-  chipmesh_tensor tensors[kMaxTaskTensors];
-  char kernel[kMaxKernelName];
-  char library[kMaxLibraryPath];
+  uint64_t scalars[kInlineScalars];   // num_scalars <= kInlineScalars
+  chipmesh_tensor tensors[kInlineTensors];  // num_tensors <= kInlineTensors
 };
 
 // CommCreate: join a domain's communicator (comm_init + comm_alloc_windows)
 // as `rank` of `nranks`, meeting at `rootinfo`; the chip fills the outputs.
-// CommDestroy: destroy the communicator `handle` made by a CommCreate.
+// (CommDestroy carries the communicator's `handle` in Entry::a.)
 struct CommDesc {
   char rootinfo[kMaxLibraryPath];
   int32_t rank;
   int32_t nranks;
   uint64_t window_size;
   uint64_t timeout_ms;  // deadline of the communicator's waits
-  // outputs of CommCreate; `handle` is the input of CommDestroy
+  // outputs
   uint64_t handle;
   uint64_t device_ctx;
   uint64_t local_window_base;
@@ -91,20 +93,35 @@ struct CommDesc {
   uint64_t window_offset;  // where the window lies in that fd's file
 };
 
-// The error text comes last: it is written and read only after a failure.
+// One request of the ring: what every request reads and writes, a few
+// lines (the first holds the request, a task's counts and its
+// communicator). 128 of them span 14 pages: the parent's and the chip's
+// first pass through a fresh ring faults on those only (an entry of 3.7 KiB
+// with its strings cost a fault of each side per request, ~4 us, for the
+// first 128 requests after init).
 struct Entry {
   Op op;
   int32_t status;  // chipmesh_status (or a kernel's own code); 0 = success (cleared by the parent's commit)
-  uint64_t a;      // address (dst / src / ptr) or malloc size
+  uint64_t a;      // address (dst / src / ptr), malloc size, or CommDestroy's handle
   uint64_t b;      // byte count
   uint64_t result; // malloc's pointer
   uint64_t arena_offset;  // malloc: where it lies in the chip's host arena (CHIPMESH_NO_ARENA_OFFSET: not there)
-  union {
-    TaskDesc task;   // Op::Task
-    CommDesc comm;   // Op::CommCreate, Op::CommDestroy
-  };
+  TaskDesc task;   // Op::Task
+};
+
+// What a request needs only now and then, in an array beside the ring, so
+// that its pages are touched only when used: the names of a task whose
+// kernel differs from the one before, more tensors or scalars than an
+// entry holds, a domain's communicator, and the error text of a failure.
+struct EntryExtra {
+  uint64_t scalars[kMaxTaskScalars];         // a task's, when num_scalars > kInlineScalars
+  chipmesh_tensor tensors[kMaxTaskTensors];  // a task's, when num_tensors > kInlineTensors
+  char kernel[kMaxKernelName];               // unless TaskDesc::same_kernel
+  char library[kMaxLibraryPath];
+  CommDesc comm;                             // Op::CommCreate
   char error[kErrorBytes];  // "<kind>: <message>" when status != 0 (only then written)
 };
+
 static_assert(offsetof(Entry, task) + offsetof(TaskDesc, scalars) == 64,
               "an entry's first line holds the request, the task's counts and its communicator");
 
@@ -135,11 +152,14 @@ struct alignas(4096) ChipShared {
   // The BootstrapStep the chip's bring-up is at (chipmesh/chip_worker.h),
   // for the parent's message when the bring-up times out.
   std::atomic<uint32_t> bringup_step;
-  Entry entries[kRingDepth];
+  alignas(64) Entry entries[kRingDepth];
+  alignas(4096) EntryExtra extras[kRingDepth];
   alignas(4096) unsigned char chunks[kChunkSlots][kChunkBytes];
 
-  // Request `seq`'s entry and its copy chunk: the one place seq maps to slots.
+  // Request `seq`'s entry, its extra part and its copy chunk: the one place
+  // seq maps to slots.
   Entry& entry(uint32_t seq) { return entries[seq % kRingDepth]; }
+  EntryExtra& extra(uint32_t seq) { return extras[seq % kRingDepth]; }
   unsigned char* chunk(uint32_t seq) { return chunks[seq % kChunkSlots]; }
 };
 

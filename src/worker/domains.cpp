@@ -99,7 +99,7 @@ std::optional<ChipError> Worker::Impl::destroy_domain(const std::string& name, c
   for (auto [c, e] : posted) {
     const size_t r = static_cast<size_t>(std::find(members.begin(), members.end(), c) - members.begin());
     e->op = Op::CommDestroy;
-    e->comm.handle = handles[r];
+    e->a = handles[r];
   }
   for (auto [c, e] : posted) seqs.emplace_back(c, commit(c));
   auto done = [&](int c, uint32_t seq) {
@@ -121,8 +121,7 @@ std::optional<ChipError> Worker::Impl::destroy_domain(const std::string& name, c
     }
     const Entry& e = chips[c]->entry(seq);
     if (e.status != 0 && !failure)
-      failure = chip_error(c, "release_domain '" + name + "': " + std::string(e.error, strnlen(e.error, sizeof(e.error))),
-                           true);
+      failure = chip_error(c, "release_domain '" + name + "': " + error_text(c, seq), true);
   }
   // Every posted member has completed its destroy or died by now.
   if (settled) *settled = gone + seqs.size() == to_destroy;
@@ -211,9 +210,9 @@ CommDomain Worker::Impl::allocate_local_domain(const std::string& name, const st
   m.throw_pending();
   std::vector<uint32_t> seqs;
   for (size_t r = 0; r < n; ++r) {
-    Entry& e = *entries[r];
-    e.op = Op::CommCreate;
-    worker::CommDesc& cd = e.comm;
+    const int c = members[r];
+    entries[r]->op = Op::CommCreate;
+    worker::CommDesc& cd = m.chips[c]->extra(m.next_req[c]).comm;
     std::memset(&cd, 0, sizeof(cd));
     std::snprintf(cd.rootinfo, sizeof(cd.rootinfo), "%s", rootinfo.c_str());
     cd.rank = static_cast<int32_t>(r);
@@ -248,11 +247,10 @@ CommDomain Worker::Impl::allocate_local_domain(const std::string& name, const st
       if (dead_member < 0) dead_member = c;
       continue;
     }
-    const worker::CommDesc& cd = m.chips[c]->entry(seqs[r]).comm;
+    const worker::CommDesc& cd = m.chips[c]->extra(seqs[r]).comm;
     const Entry& e = m.chips[c]->entry(seqs[r]);
     if (e.status != 0) {
-      if (!failure)
-        failure = m.chip_error(c, what + ": " + std::string(e.error, strnlen(e.error, sizeof(e.error))), true);
+      if (!failure) failure = m.chip_error(c, what + ": " + m.error_text(c, seqs[r]), true);
       continue;
     }
     handles[r] = cd.handle;

@@ -38,7 +38,7 @@ void check_task(const Task& t) {
 // `queued`: the kernel of the task queued on this chip before (updated);
 // a Worker::Impl::QueuedKernel (a template for the reason submit_tasks is).
 template <typename QueuedKernel>
-void encode(const Task& t, Entry& e, QueuedKernel& queued) {
+void encode(const Task& t, Entry& e, worker::EntryExtra& x, QueuedKernel& queued) {
   e.op = worker::Op::Task;
   TaskDesc& d = e.task;
   // Lengths are checked (check_task): copy with the NUL, no formatting on
@@ -46,14 +46,15 @@ void encode(const Task& t, Entry& e, QueuedKernel& queued) {
   // (queued.kernel starts empty, a name no task has: check_task.)
   d.same_kernel = queued.kernel == t.kernel && queued.library == t.library ? 1 : 0;
   if (!d.same_kernel) {
-    std::memcpy(d.library, t.library.c_str(), t.library.size() + 1);
-    std::memcpy(d.kernel, t.kernel.c_str(), t.kernel.size() + 1);
+    std::memcpy(x.library, t.library.c_str(), t.library.size() + 1);
+    std::memcpy(x.kernel, t.kernel.c_str(), t.kernel.size() + 1);
     queued.library = t.library;
     queued.kernel = t.kernel;
   }
   d.num_tensors = static_cast<uint32_t>(t.tensors.size());
+  chipmesh_tensor* tensors = t.tensors.size() <= worker::kInlineTensors ? d.tensors : x.tensors;
   for (size_t i = 0; i < t.tensors.size(); ++i) {
-    chipmesh_tensor& out = d.tensors[i];
+    chipmesh_tensor& out = tensors[i];
     out = chipmesh_tensor{};
     out.addr = t.tensors[i].addr;
     out.dtype = static_cast<uint32_t>(t.tensors[i].dtype);
@@ -61,7 +62,9 @@ void encode(const Task& t, Entry& e, QueuedKernel& queued) {
     for (size_t k = 0; k < t.tensors[i].shape.size(); ++k) out.shape[k] = t.tensors[i].shape[k];
   }
   d.num_scalars = static_cast<uint32_t>(t.scalars.size());
-  if (!t.scalars.empty()) std::memcpy(d.scalars, t.scalars.data(), t.scalars.size() * sizeof(uint64_t));
+  if (!t.scalars.empty())
+    std::memcpy(t.scalars.size() <= worker::kInlineScalars ? d.scalars : x.scalars, t.scalars.data(),
+                t.scalars.size() * sizeof(uint64_t));
   d.comm_ctx = t.comm_ctx;
   d.flush_outputs = t.flush_outputs ? 1 : 0;
 }
@@ -97,8 +100,10 @@ void submit_tasks(Impl& m, const int* chips, size_t count, const Task* tasks, si
   entries.clear();
   for (size_t i = 0; i < count; ++i) entries.push_back(&m.acquire_entry(static_cast<size_t>(chips[i])));
   m.throw_pending();
-  for (size_t i = 0; i < count; ++i)
-    encode(tasks[i * stride], *entries[i], m.queued_kernel[static_cast<size_t>(chips[i])]);
+  for (size_t i = 0; i < count; ++i) {
+    const auto c = static_cast<size_t>(chips[i]);
+    encode(tasks[i * stride], *entries[i], m.chips[c]->extra(m.next_req[c]), m.queued_kernel[c]);
+  }
   m.commit_group(chips, count);
 }
 

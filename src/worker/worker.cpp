@@ -486,7 +486,7 @@ void Worker::close() {
   for (auto [i, seq] : asked) {
     const worker::Entry& e = m.chips[i]->entry(seq);
     if (m.chips[i]->done_seq.load() != seq + 1 || e.status == 0 || failure) continue;
-    failure = m.chip_error(i, "shutdown failed: " + std::string(e.error, strnlen(e.error, sizeof(e.error))));
+    failure = m.chip_error(i, "shutdown failed: " + m.error_text(i, seq));
   }
   m.terminate_all(std::chrono::milliseconds(1000));
   if (failure) throw *failure;

@@ -244,6 +244,8 @@ struct Worker::Impl {
   // which may move between the two reads and hide a failure.
   bool inspect(size_t chip);
   void throw_pending();
+  // The error text a chip wrote for its failed request `seq`.
+  std::string error_text(size_t chip, uint32_t seq) const;
   void abort_running_kernels();
   // A busy chip stopped by a signal for CHIPMESH_STOPPED_CHIP_TIMEOUT_S
   // becomes the pending error and is killed, so that no wait on it is

@@ -83,7 +83,7 @@ bool Worker::Impl::inspect(size_t chip) {
     // allocate_domain / release_domain judge their own entries.
     const bool own = e.op == Op::CommCreate || e.op == Op::CommDestroy;
     if (e.status != 0 && !pending_error && !own) {
-      pending_error = chip_error(chip, std::string(e.error, strnlen(e.error, sizeof(e.error))), true);
+      pending_error = chip_error(chip, error_text(chip, inspected[chip]), true);
       abort_running_kernels();
     }
   }
@@ -97,6 +97,11 @@ bool Worker::Impl::inspect(size_t chip) {
     next_req[chip] = done;
   }
   return inspected[chip] == next_req[chip];
+}
+
+std::string Worker::Impl::error_text(size_t chip, uint32_t seq) const {
+  const char* text = chips[chip]->extra(seq).error;
+  return std::string(text, strnlen(text, worker::kErrorBytes));
 }
 
 void Worker::Impl::throw_pending() {

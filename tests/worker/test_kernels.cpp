@@ -90,3 +90,23 @@ CHIPMESH_KERNEL(test_whoami) {
   out[1] = args->comm->rankNum;
   return 0;
 }
+
+// Writes what it was given into tensors[0] (uint64 words): num_tensors,
+// num_scalars, every scalar, then per tensor its addr, dtype, ndim and
+// shape. Checks that tasks of every argument count arrive whole.
+CHIPMESH_KERNEL(test_echo_args) {
+  if (args->num_tensors < 1) return fail(args, CHIPMESH_ERR_CONFIG, "test_echo_args: no output tensor");
+  auto* out = reinterpret_cast<uint64_t*>(args->tensors[0].addr);
+  size_t k = 0;
+  out[k++] = args->num_tensors;
+  out[k++] = args->num_scalars;
+  for (uint32_t i = 0; i < args->num_scalars; ++i) out[k++] = args->scalars[i];
+  for (uint32_t i = 0; i < args->num_tensors; ++i) {
+    const chipmesh_tensor& t = args->tensors[i];
+    out[k++] = t.addr;
+    out[k++] = t.dtype;
+    out[k++] = t.ndim;
+    for (uint32_t d = 0; d < t.ndim; ++d) out[k++] = t.shape[d];
+  }
+  return 0;
+}

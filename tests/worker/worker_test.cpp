@@ -341,6 +341,64 @@ TEST(Worker, StreamsLongerThanTheRingRunInOrderAndAFailureDeepInOneFailsItsRun) 
   w.close();
 }
 
+// A ring entry holds up to worker::kInlineTensors tensors and
+// kInlineScalars scalars; a task with more carries them all beside the ring.
+// Counts on both sides of those limits, up to the maxima, back to back in
+// one run (the kernel alternating with test_noop, so that names travel
+// too), each echoed by the kernel and checked.
+TEST(Worker, TasksOfEveryArgumentCountReachTheKernelWhole) {
+  WorkerConfig cfg;
+  cfg.device_ids = {0};
+  Worker w(cfg);
+  w.init();
+  const size_t words = 2 + worker::kMaxTaskScalars + worker::kMaxTaskTensors * (3 + CHIPMESH_KERNEL_MAX_DIMS);
+  const std::vector<std::pair<size_t, size_t>> counts = {
+      {1, 0},
+      {worker::kInlineTensors, worker::kInlineScalars},
+      {worker::kInlineTensors + 1, worker::kInlineScalars},
+      {worker::kInlineTensors, worker::kInlineScalars + 1},
+      {1, worker::kMaxTaskScalars},
+      {worker::kMaxTaskTensors, worker::kMaxTaskScalars},
+      {2, 3}};
+  std::vector<uint64_t> outs;
+  std::vector<Task> tasks;
+  std::vector<std::vector<uint64_t>> expected;
+  for (size_t c = 0; c < counts.size(); ++c) {
+    const auto [nt, ns] = counts[c];
+    outs.push_back(w.malloc(0, words * 8));
+    std::vector<TensorArg> tensors{{outs.back(), DataType::UINT64, {words}}};
+    for (size_t i = 1; i < nt; ++i) {
+      std::vector<uint64_t> shape;
+      for (size_t d = 0; d <= i % CHIPMESH_KERNEL_MAX_DIMS; ++d) shape.push_back(1000 * c + 10 * i + d);
+      tensors.push_back({0x1000 * (c + 1) + 8 * i, i % 2 ? DataType::FLOAT32 : DataType::INT64, shape});
+    }
+    std::vector<uint64_t> scalars;
+    for (size_t i = 0; i < ns; ++i) scalars.push_back((c << 32) + i * 3 + 1);
+    std::vector<uint64_t> want{nt, ns};
+    want.insert(want.end(), scalars.begin(), scalars.end());
+    for (const TensorArg& t : tensors) {
+      want.push_back(t.addr);
+      want.push_back(static_cast<uint64_t>(t.dtype));
+      want.push_back(t.shape.size());
+      want.insert(want.end(), t.shape.begin(), t.shape.end());
+    }
+    expected.push_back(want);
+    tasks.push_back(task("test_echo_args", tensors, scalars));
+  }
+  w.run([&](Orchestrator& o) {
+    for (const Task& t : tasks) {
+      o.submit(0, t);
+      o.submit(0, task("test_noop"));
+    }
+  });
+  for (size_t c = 0; c < counts.size(); ++c) {
+    std::vector<uint64_t> got(expected[c].size());
+    w.copy_from(0, got.data(), outs[c], got.size() * 8);
+    EXPECT_EQ(got, expected[c]) << counts[c].first << " tensors, " << counts[c].second << " scalars";
+  }
+  w.close();
+}
+
 TEST(Worker, SixteenChipsOnTwoCoresDispatchWithoutLivelock) {
   WorkerConfig cfg;
   for (int i = 0; i < 16; ++i) cfg.device_ids.push_back(i);
