@@ -35,38 +35,46 @@ void check_task(const Task& t) {
   }
 }
 
+// Stores `value` at `dst` unless it holds it already: in a stream the ring
+// slot held the same request 128 requests ago, and a store would take the
+// line back from the chip (which then misses on it) for nothing.
+template <typename T>
+void store_if_changed(T& dst, const T& value) {
+  if (std::memcmp(&dst, &value, sizeof(T)) != 0) std::memcpy(&dst, &value, sizeof(T));
+}
+
 // `queued`: the kernel of the task queued on this chip before (updated);
 // a Worker::Impl::QueuedKernel (a template for the reason submit_tasks is).
 template <typename QueuedKernel>
 void encode(const Task& t, Entry& e, worker::EntryExtra& x, QueuedKernel& queued) {
-  e.op = worker::Op::Task;
+  store_if_changed(e.op, worker::Op::Task);
   TaskDesc& d = e.task;
   // Lengths are checked (check_task): copy with the NUL, no formatting on
   // the dispatch path; and only when the kernel changes.
   // (queued.kernel starts empty, a name no task has: check_task.)
-  d.same_kernel = queued.kernel == t.kernel && queued.library == t.library ? 1 : 0;
-  if (!d.same_kernel) {
+  const uint32_t same_kernel = queued.kernel == t.kernel && queued.library == t.library ? 1 : 0;
+  store_if_changed(d.same_kernel, same_kernel);
+  if (!same_kernel) {
     std::memcpy(x.library, t.library.c_str(), t.library.size() + 1);
     std::memcpy(x.kernel, t.kernel.c_str(), t.kernel.size() + 1);
     queued.library = t.library;
     queued.kernel = t.kernel;
   }
-  d.num_tensors = static_cast<uint32_t>(t.tensors.size());
+  store_if_changed(d.num_tensors, static_cast<uint32_t>(t.tensors.size()));
   chipmesh_tensor* tensors = t.tensors.size() <= worker::kInlineTensors ? d.tensors : x.tensors;
   for (size_t i = 0; i < t.tensors.size(); ++i) {
-    chipmesh_tensor& out = tensors[i];
-    out = chipmesh_tensor{};
+    chipmesh_tensor out{};
     out.addr = t.tensors[i].addr;
     out.dtype = static_cast<uint32_t>(t.tensors[i].dtype);
     out.ndim = static_cast<uint32_t>(t.tensors[i].shape.size());
     for (size_t k = 0; k < t.tensors[i].shape.size(); ++k) out.shape[k] = t.tensors[i].shape[k];
+    store_if_changed(tensors[i], out);
   }
-  d.num_scalars = static_cast<uint32_t>(t.scalars.size());
-  if (!t.scalars.empty())
-    std::memcpy(t.scalars.size() <= worker::kInlineScalars ? d.scalars : x.scalars, t.scalars.data(),
-                t.scalars.size() * sizeof(uint64_t));
-  d.comm_ctx = t.comm_ctx;
-  d.flush_outputs = t.flush_outputs ? 1 : 0;
+  store_if_changed(d.num_scalars, static_cast<uint32_t>(t.scalars.size()));
+  uint64_t* scalars = t.scalars.size() <= worker::kInlineScalars ? d.scalars : x.scalars;
+  for (size_t i = 0; i < t.scalars.size(); ++i) store_if_changed(scalars[i], t.scalars[i]);
+  store_if_changed(d.comm_ctx, t.comm_ctx);
+  store_if_changed(d.flush_outputs, t.flush_outputs ? 1u : 0u);
 }
 
 }  // namespace

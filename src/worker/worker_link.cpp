@@ -172,8 +172,9 @@ uint32_t Worker::Impl::publish(size_t chip, std::memory_order order) {
     header->run_chips.store(header->run_chips.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   }
   const uint32_t seq = next_req[chip]++;
-  // The chip writes the status (and the error text) only when the request fails.
-  c.entry(seq).status = 0;
+  // The chip writes the status (and the error text) only when the request
+  // fails; cleared only then, so that the line stays shared with the chip.
+  if (c.entry(seq).status != 0) c.entry(seq).status = 0;
   c.req_seq.store(next_req[chip], order);
   return seq;
 }
