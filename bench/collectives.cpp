@@ -129,21 +129,26 @@ BenchResult run_collective(const BenchOptions& o, const std::string& which) {
       // In place as nccl-tests has it: allgather's input is the rank's block
       // of its output, reduce_scatter's output the rank's block of its input,
       // and the others' input is their output.
-      auto buffers = [&](uint64_t count, bool in_place, std::vector<uint64_t>* src, std::vector<uint64_t>* dst) {
-        *src = in_place ? out : in;
-        *dst = out;
-        if (!in_place) return;
-        for (int r = 0; r < n; ++r) {
-          const uint64_t block = static_cast<uint64_t>(r) * count * 4;
-          if (info->coll == Coll::kAllgather) (*src)[static_cast<size_t>(r)] += block;
-          if (info->coll == Coll::kReduceScatter) (*dst)[static_cast<size_t>(r)] += block;
-        }
-      };
-      // One typed call per run(), or `ops` of them back to back in one.
-      auto call = [&](uint64_t bytes, bool in_place, int ops = 1) {
-        const uint64_t count = bytes / unit;  // per rank (per block)
+      struct Buffers {
+        uint64_t count;  // per rank (per block)
         std::vector<uint64_t> src, dst;
-        buffers(count, in_place, &src, &dst);
+      };
+      auto buffers = [&](uint64_t bytes, bool in_place) {
+        Buffers b{bytes / unit, in_place ? out : in, out};
+        if (!in_place) return b;
+        for (int r = 0; r < n; ++r) {
+          const uint64_t block = static_cast<uint64_t>(r) * b.count * 4;
+          if (info->coll == Coll::kAllgather) b.src[static_cast<size_t>(r)] += block;
+          if (info->coll == Coll::kReduceScatter) b.dst[static_cast<size_t>(r)] += block;
+        }
+        return b;
+      };
+      // One typed call per run(), or `ops` of them back to back in one (the
+      // buffers made before the clock starts).
+      auto call = [&](const Buffers& b, int ops = 1) {
+        const uint64_t count = b.count;
+        const std::vector<uint64_t>& src = b.src;
+        const std::vector<uint64_t>& dst = b.dst;
         w.run([&](Orchestrator& orch) {
           for (int k = 0; k < ops; ++k) {
             switch (info->coll) {
@@ -161,31 +166,29 @@ BenchResult run_collective(const BenchOptions& o, const std::string& which) {
       // Inputs written before every checked call (in place overwrites them).
       auto fill_inputs = [&](uint64_t bytes, bool in_place) {
         const uint64_t elems = (info->in_n ? bytes : bytes / (info->out_n ? n : 1)) / 4;
-        std::vector<uint64_t> src, dst;
-        buffers(bytes / unit, in_place, &src, &dst);
+        const Buffers b = buffers(bytes, in_place);
         std::vector<float> host(elems);
         for (int r = 0; r < n; ++r) {
           for (uint64_t i = 0; i < elems; ++i) host[i] = input_value(r, i);
-          if (elems) w.copy_to(r, src[static_cast<size_t>(r)], host.data(), elems * 4);
+          if (elems) w.copy_to(r, b.src[static_cast<size_t>(r)], host.data(), elems * 4);
         }
       };
       auto check = [&](uint64_t bytes, bool in_place) -> int64_t {
         const uint64_t count = bytes / unit;
         const uint64_t out_elems = info->out_n ? count * n : count;
-        std::vector<uint64_t> src, dst;
-        buffers(count, in_place, &src, &dst);
+        const Buffers b = buffers(bytes, in_place);
         // Outputs NaN first, also in place (then the inputs go over them), so
         // that a result left by the call before never passes for this one's.
         std::vector<float> nan(out_elems, NAN);
         for (int r = 0; r < n; ++r)
-          if (out_elems) w.copy_to(r, dst[static_cast<size_t>(r)], nan.data(), out_elems * 4);
+          if (out_elems) w.copy_to(r, b.dst[static_cast<size_t>(r)], nan.data(), out_elems * 4);
         fill_inputs(bytes, in_place);
-        call(bytes, in_place);
+        call(b);
         int64_t wrong = 0;
         std::vector<float> back(out_elems);
         for (int r = 0; r < n; ++r) {
           if (info->coll == Coll::kReduce && r != 0) continue;
-          if (out_elems) w.copy_from(r, back.data(), dst[static_cast<size_t>(r)], out_elems * 4);
+          if (out_elems) w.copy_from(r, back.data(), b.dst[static_cast<size_t>(r)], out_elems * 4);
           for (uint64_t i = 0; i < out_elems; ++i) {
             float want = 0;
             switch (info->coll) {
@@ -263,10 +266,11 @@ BenchResult run_collective(const BenchOptions& o, const std::string& which) {
           const bool in_place = place == 1;
           const int64_t wrong = check(s, in_place);
           res.wrong += wrong;
+          const Buffers b = buffers(s, in_place);
           std::vector<double> us;
           for (int k = 0; k < total_iters(s, o.quick); ++k) {
             const auto t0 = Clock::now();
-            call(s, in_place);
+            call(b);
             us.push_back(us_between(t0, Clock::now()));
           }
           const double med = median_of(us);
@@ -274,7 +278,7 @@ BenchResult run_collective(const BenchOptions& o, const std::string& which) {
             std::vector<double> per_op;
             for (int k = 0; k < std::max(1, total_iters(s, o.quick) / ops); ++k) {
               const auto t0 = Clock::now();
-              call(s, false, ops);
+              call(b, ops);
               per_op.push_back(us_between(t0, Clock::now()) / ops);
             }
             stream_cell = median_of(per_op);

@@ -228,9 +228,9 @@ class ChipServer {
     args.abi_version = CHIPMESH_KERNEL_ABI_VERSION;
     args.device_id = a_.device_id;
     args.comm = reinterpret_cast<const CommContext*>(comm_ctx(t.comm_ctx));
-    args.tensors = t.num_tensors <= kInlineTensors ? t.tensors : x.tensors;
+    args.tensors = task_tensors(t, x);
     args.num_tensors = t.num_tensors;
-    args.scalars = t.num_scalars <= kInlineScalars ? t.scalars : x.scalars;
+    args.scalars = task_scalars(t, x);
     args.num_scalars = t.num_scalars;
     args.deadline_ns = kernel_deadline_ns(kernel_timeout_);
     args.abort = reinterpret_cast<const volatile uint32_t*>(&a_.shared->abort);
@@ -340,24 +340,20 @@ bool attach_arena(const ChipProcessArgs& a, ChipWorker& w) {
 }  // namespace
 
 void notify_parent(SharedHeader* h, const std::atomic<uint32_t>* wake_at, uint32_t done) {
-#if defined(__SANITIZE_THREAD__)
-  // ThreadSanitizer does not model fences: the locked add orders instead.
-  h->events.fetch_add(1, std::memory_order_seq_cst);
-  if (h->parent_sleeping.load(std::memory_order_seq_cst) == 0) return;
-#else
   // What the parent waits for (done_seq, a death, a mailbox) is written
   // before. The fence pairs with the one after the parent's parent_sleeping
   // store: either we see it sleeping, or its re-check of done() sees what we
   // wrote. So `events`, a line every chip would otherwise bump on every
   // completion, moves only to wake a parent that sleeps.
+#if defined(__SANITIZE_THREAD__)
+  h->events.fetch_add(1, std::memory_order_seq_cst);  // ThreadSanitizer does not model fences: this orders
+#else
   std::atomic_thread_fence(std::memory_order_seq_cst);
-  if (h->parent_sleeping.load(std::memory_order_seq_cst) == 0) return;
 #endif
+  if (h->parent_sleeping.load(std::memory_order_seq_cst) == 0) return;
   // Read only now: the parent sets it before it publishes that it sleeps.
   if (wake_at && static_cast<int32_t>(done - wake_at->load(std::memory_order_seq_cst)) < 0) return;
-#if !defined(__SANITIZE_THREAD__)
   h->events.fetch_add(1, std::memory_order_seq_cst);  // the futex word: a parent not yet asleep does not sleep
-#endif
   futex::wake(&h->events);
 }
 

@@ -122,6 +122,18 @@ struct EntryExtra {
   char error[kErrorBytes];  // "<kind>: <message>" when status != 0 (only then written)
 };
 
+// Where a task's tensors and scalars lie: in its entry up to the inline
+// limits, else all of them in its extra part (the parent writes, the chip
+// reads through these).
+template <typename D, typename X>
+auto* task_tensors(D& task, X& extra) {
+  return task.num_tensors <= kInlineTensors ? task.tensors : extra.tensors;
+}
+template <typename D, typename X>
+auto* task_scalars(D& task, X& extra) {
+  return task.num_scalars <= kInlineScalars ? task.scalars : extra.scalars;
+}
+
 static_assert(offsetof(Entry, task) + offsetof(TaskDesc, scalars) == 64,
               "an entry's first line holds the request, the task's counts and its communicator");
 

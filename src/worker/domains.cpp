@@ -210,9 +210,8 @@ CommDomain Worker::Impl::allocate_local_domain(const std::string& name, const st
   m.throw_pending();
   std::vector<uint32_t> seqs;
   for (size_t r = 0; r < n; ++r) {
-    const int c = members[r];
     entries[r]->op = Op::CommCreate;
-    worker::CommDesc& cd = m.chips[c]->extra(m.next_req[c]).comm;
+    worker::CommDesc& cd = m.acquired_extra(static_cast<size_t>(members[r])).comm;
     std::memset(&cd, 0, sizeof(cd));
     std::snprintf(cd.rootinfo, sizeof(cd.rootinfo), "%s", rootinfo.c_str());
     cd.rank = static_cast<int32_t>(r);

@@ -61,7 +61,7 @@ void encode(const Task& t, Entry& e, worker::EntryExtra& x, QueuedKernel& queued
     queued.kernel = t.kernel;
   }
   store_if_changed(d.num_tensors, static_cast<uint32_t>(t.tensors.size()));
-  chipmesh_tensor* tensors = t.tensors.size() <= worker::kInlineTensors ? d.tensors : x.tensors;
+  chipmesh_tensor* tensors = worker::task_tensors(d, x);
   for (size_t i = 0; i < t.tensors.size(); ++i) {
     chipmesh_tensor out{};
     out.addr = t.tensors[i].addr;
@@ -71,7 +71,7 @@ void encode(const Task& t, Entry& e, worker::EntryExtra& x, QueuedKernel& queued
     store_if_changed(tensors[i], out);
   }
   store_if_changed(d.num_scalars, static_cast<uint32_t>(t.scalars.size()));
-  uint64_t* scalars = t.scalars.size() <= worker::kInlineScalars ? d.scalars : x.scalars;
+  uint64_t* scalars = worker::task_scalars(d, x);
   for (size_t i = 0; i < t.scalars.size(); ++i) store_if_changed(scalars[i], t.scalars[i]);
   store_if_changed(d.comm_ctx, t.comm_ctx);
   store_if_changed(d.flush_outputs, t.flush_outputs ? 1u : 0u);
@@ -110,7 +110,7 @@ void submit_tasks(Impl& m, const int* chips, size_t count, const Task* tasks, si
   m.throw_pending();
   for (size_t i = 0; i < count; ++i) {
     const auto c = static_cast<size_t>(chips[i]);
-    encode(tasks[i * stride], *entries[i], m.chips[c]->extra(m.next_req[c]), m.queued_kernel[c]);
+    encode(tasks[i * stride], *entries[i], m.acquired_extra(c), m.queued_kernel[c]);
   }
   m.commit_group(chips, count);
 }

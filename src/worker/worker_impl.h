@@ -224,6 +224,8 @@ struct Worker::Impl {
   // A free ring entry of `chip` (inspecting completions on the way); with
   // `chunk`, one whose chunk (chunks[seq % kChunkSlots]) is free too.
   worker::Entry& acquire_entry(size_t chip, bool chunk = false);
+  // The extra part (EntryExtra) of the entry acquire_entry(chip) gave.
+  worker::EntryExtra& acquired_extra(size_t chip) { return chips[chip]->extra(next_req[chip]); }
   uint32_t commit(size_t chip);  // publishes the acquired entry (wakes the chip); returns its seq
   // commit() for the entries acquired on `count` chips, with one fence.
   void commit_group(const int* members, size_t count);
