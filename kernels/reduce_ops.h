@@ -176,10 +176,14 @@ inline void reduce2(typename T::S* __restrict out, const typename T::S* __restri
 // a left fold in source order, the same order for every element and on every
 // rank. Works in L1-sized blocks with the accumulator in the compute type, so
 // a half-precision result is rounded once. nsrc >= 1; out may be one of the
-// sources exactly (in place: a block is read completely before it is
-// stored), it must not overlap one otherwise. With `stream`, each block's
-// result goes out through stream_copy (stream_copy.h): the call's data is
-// larger than the cache.
+// sources exactly (in place: element i is read before it is stored), it must
+// not overlap one otherwise. With `stream`, each block's result goes out
+// through stream_copy (stream_copy.h): the call's data is larger than the
+// cache.
+//
+// The last source is folded in the pass that stores the result: a separate
+// pass (accumulator -> out, which g++ -O3 makes a `rep movsq`) cost a fifth
+// of a 2-rank allreduce at 1-64 MiB on AMD EPYC (docs/PERFORMANCE.md).
 template <typename T, typename Op>
 inline void reduce_fold(typename T::S* out, const typename T::S* const* src, size_t nsrc, size_t n,
                         bool stream = false) {
@@ -191,28 +195,34 @@ inline void reduce_fold(typename T::S* out, const typename T::S* const* src, siz
   }
   constexpr size_t kBlock = 2048;
   alignas(64) C acc[kBlock];
+  alignas(64) S block[kBlock];
   for (size_t b = 0; b < n; b += kBlock) {
     const size_t m = std::min(kBlock, n - b);
-    {
-      const S* __restrict s0 = src[0] + b;
-      const S* __restrict s1 = src[1] + b;
-      C* __restrict a = acc;
-      for (size_t i = 0; i < m; ++i) a[i] = Op::apply(T::load(s0[i]), T::load(s1[i]));
+    // Not restrict: out may be a source, at the same index only, which is
+    // no dependence between iterations (ivdep).
+    const S* last = src[nsrc - 1] + b;
+    S* o = stream ? block : out + b;
+    if (nsrc == 2) {
+      const S* s0 = src[0] + b;
+#pragma GCC ivdep
+      for (size_t i = 0; i < m; ++i) o[i] = T::store(Op::apply(T::load(s0[i]), T::load(last[i])));
+    } else {
+      {
+        const S* __restrict s0 = src[0] + b;
+        const S* __restrict s1 = src[1] + b;
+        C* __restrict a = acc;
+        for (size_t i = 0; i < m; ++i) a[i] = Op::apply(T::load(s0[i]), T::load(s1[i]));
+      }
+      for (size_t k = 2; k + 1 < nsrc; ++k) {
+        const S* __restrict sk = src[k] + b;
+        C* __restrict a = acc;
+        for (size_t i = 0; i < m; ++i) a[i] = Op::apply(a[i], T::load(sk[i]));
+      }
+      const C* a = acc;
+#pragma GCC ivdep
+      for (size_t i = 0; i < m; ++i) o[i] = T::store(Op::apply(a[i], T::load(last[i])));
     }
-    for (size_t k = 2; k < nsrc; ++k) {
-      const S* __restrict sk = src[k] + b;
-      C* __restrict a = acc;
-      for (size_t i = 0; i < m; ++i) a[i] = Op::apply(a[i], T::load(sk[i]));
-    }
-    const C* __restrict a = acc;
-    if (stream) {
-      alignas(64) S block[kBlock];
-      for (size_t i = 0; i < m; ++i) block[i] = T::store(a[i]);
-      stream_copy_unfenced(out + b, block, m * sizeof(S));
-      continue;
-    }
-    S* __restrict o = out + b;
-    for (size_t i = 0; i < m; ++i) o[i] = T::store(a[i]);
+    if (stream) stream_copy_unfenced(out + b, block, m * sizeof(S));
   }
   if (stream) stream_fence();
 }

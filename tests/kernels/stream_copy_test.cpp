@@ -97,6 +97,56 @@ void fold_both_ways(uint64_t seed) {
   }
 }
 
+// The fold against a scalar left fold in the compute type (rounded once),
+// for 1 to 5 sources, sizes on both sides of the fold's block, plain and
+// streamed, with the output apart or exactly one of the sources (first,
+// middle or last: the pass that stores also reads the last source).
+template <typename T>
+void fold_matches_reference(uint64_t seed) {
+  using S = typename T::S;
+  using C = typename T::C;
+  constexpr size_t kMaxSrc = 5;
+  for (size_t n : {size_t{1}, size_t{7}, size_t{2047}, size_t{2048}, size_t{2049}, size_t{5000}}) {
+    std::mt19937_64 rng(seed * 1000 + n);
+    std::vector<std::vector<S>> in(kMaxSrc, std::vector<S>(n));
+    for (auto& v : in)
+      for (auto& x : v) {
+        const uint64_t bits = rng() % 200;
+        std::memcpy(&x, &bits, std::min(sizeof(S), sizeof(bits)));
+      }
+    for (size_t nsrc = 1; nsrc <= kMaxSrc; ++nsrc) {
+      std::vector<S> want(n);
+      for (size_t i = 0; i < n; ++i) {
+        C acc = T::load(in[0][i]);
+        for (size_t k = 1; k < nsrc; ++k) acc = OpSum::apply(acc, T::load(in[k][i]));
+        want[i] = T::store(acc);
+      }
+      // -1: apart; otherwise the index of the source the output is.
+      for (int at : {-1, 0, static_cast<int>(nsrc / 2), static_cast<int>(nsrc - 1)})
+        for (bool stream : {false, true}) {
+          std::vector<std::vector<S>> v = in;
+          std::vector<S> apart(n);
+          const S* src[kMaxSrc];
+          for (size_t k = 0; k < nsrc; ++k) src[k] = v[k].data();
+          S* out = at < 0 ? apart.data() : v[static_cast<size_t>(at)].data();
+          reduce_fold<T, OpSum>(out, src, nsrc, n, stream);
+          ASSERT_EQ(std::memcmp(out, want.data(), n * sizeof(S)), 0)
+              << "n=" << n << " nsrc=" << nsrc << " out=" << (at < 0 ? std::string("apart") : "source " + std::to_string(at))
+              << (stream ? " streamed" : " plain");
+        }
+    }
+  }
+}
+
+TEST(StreamCopy, FoldEqualsAScalarLeftFoldWithTheOutputApartOrAnySource) {
+  fold_matches_reference<F32>(1);
+  fold_matches_reference<F16>(2);
+  fold_matches_reference<BF16>(3);
+  fold_matches_reference<I8>(4);
+  fold_matches_reference<I32>(5);
+  fold_matches_reference<I64>(6);
+}
+
 TEST(StreamCopy, StreamedFoldEqualsThePlainFoldForEveryType) {
   fold_both_ways<F32>(1);
   fold_both_ways<F16>(2);
