@@ -102,9 +102,12 @@ int allreduce_ring(AllreduceCall& c) {
         if (s > 0)
           if (int w = device::flag_wait_ge(args, lflag, entered + (s - 1) * np + p + 1)) return w;
         if (len) {
-          if (gather) std::memcpy(out + at, lout + at, len * es);
-          else if (out == in) reduce2_into<T, Op>(out + at, (s == 0 ? lin : lout) + at, len);  // in place
-          else reduce2<T, Op>(out + at, (s == 0 ? lin : lout) + at, in + at, len);
+          // Every unit but the last step's is read by the right neighbour:
+          // streamed (stream_copy.h, "lines a peer reads").
+          const bool peer_reads = s + 1 < steps;
+          const S* src[2] = {(s == 0 ? lin : lout) + at, in + at};  // left op this rank: in place too
+          if (gather) copy_streamed_if(peer_reads, out + at, lout + at, len * es);
+          else reduce_fold<T, Op>(out + at, src, 2, len, peer_reads);
         }
         device::flag_set(mine, entered + s * np + p + 1);
       }

@@ -24,13 +24,16 @@ int allreduce_twophase(AllreduceCall& c) {
   const size_t es = c.elem_size;
   const Range mine = chunk_of(c.count, c.nranks, c.rank);
   // About count elements read and written by the fold, and as many by the
-  // copies.
+  // copies, which write lines no peer reads: plain stores while that fits
+  // the cache. The fold's chunk is read by every peer, so its lines sit in
+  // their caches when the next call stores them again: it is always
+  // streamed (stream_copy.h, "lines a peer reads").
   const bool stream = stream_stores_pay(3 * c.count * es);
   int rc = visit_type_op(c.dtype, c.op, [&]<typename T, typename Op>() {
     using S = typename T::S;
     const S* src[CHIPMESH_MAX_RANKS];
     for (uint32_t r = 0; r < c.nranks; ++r) src[r] = peer_at<const S>(c, r, c.in_off) + mine.begin;
-    return fold_sliced<T, Op>(args, local_at<S>(c, c.out_off) + mine.begin, src, c.nranks, mine.size, stream);
+    return fold_sliced<T, Op>(args, local_at<S>(c, c.out_off) + mine.begin, src, c.nranks, mine.size, /*stream=*/true);
   });
   if (rc) return rc;
   if (int rc2 = device::barrier(args)) return rc2;

@@ -159,19 +159,6 @@ int visit_type_op(uint32_t dtype, uint32_t op, F&& f) {
 
 // --- inner loops --------------------------------------------------------------
 
-// out[i] = a[i] op out[i]: reduce2 with b == out (in place).
-template <typename T, typename Op>
-inline void reduce2_into(typename T::S* __restrict out, const typename T::S* __restrict a, size_t n) {
-  for (size_t i = 0; i < n; ++i) out[i] = T::store(Op::apply(T::load(a[i]), T::load(out[i])));
-}
-
-// out[i] = a[i] op b[i] (a: the ranks before, b: the next rank).
-template <typename T, typename Op>
-inline void reduce2(typename T::S* __restrict out, const typename T::S* __restrict a,
-                    const typename T::S* __restrict b, size_t n) {
-  for (size_t i = 0; i < n; ++i) out[i] = T::store(Op::apply(T::load(a[i]), T::load(b[i])));
-}
-
 // The fold's body; reduce_fold below is the entry point. Always inlined:
 // the AVX2 clone below must hold its own copy of the loops.
 template <typename T, typename Op>

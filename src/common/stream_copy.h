@@ -13,6 +13,13 @@
 // streamed (docs/PERFORMANCE.md). Below the threshold the data may still be
 // in cache when it is read next (a peer, the next call), and plain stores win
 // (48 against 28 GB/s at 4 MiB here), so small calls keep memcpy.
+//
+// Lines a peer reads are the exception, at any size: a plain store into a
+// line that another core holds (a peer read it in the call before) first
+// takes it back from that core. On the AMD EPYC VM such stores ran at
+// 2.3-9 GB/s, the rate moving with where the host ran the VM's two vCPUs,
+// streamed ones at 26-27 GB/s. So the kernels stream what their peers read
+// (twophase's reduced chunk, the ring's units) and nothing else.
 #pragma once
 
 #include <cstddef>
