@@ -73,22 +73,29 @@ inline constexpr uint64_t kOpProd = 3;
 // AUTO: one phase while the whole call is small (latency-bound: one
 // barrier, but every rank reads every peer, n * n * bytes read in all), two
 // phases above that (each byte read about twice, three barriers). On 2 ranks
-// (and 1) two phases never win: one phase up to kAutoRingBytes per rank,
-// the ring from there. Above 2 ranks the ring lost to two phases on the sim
-// platform, with or without a CPU per rank: its pipeline waits on the left
-// neighbour at every step, while two phases pull from every peer at once
-// (4, 8 and 16 ranks, 256 KiB to 64 MiB, on 2 AMD and 16 Intel vCPUs: up to
-// 2x slower, and ahead once by 8 %; docs/PERFORMANCE.md). RING stays
-// available when asked for.
-inline constexpr uint64_t kAutoRingBytes = uint64_t{256} << 10;
+// (and 1) one phase up to kAutoTwoRanksTwoPhaseBytes per rank, two phases
+// from there: one phase reads half again as many bytes, but writes nothing
+// a peer reads, while two phases and the ring store into lines the peer
+// read in the call before, which on the AMD EPYC VM cost 2-5x more when the
+// host ran its two vCPUs far apart (docs/PERFORMANCE.md, "Lines a peer
+// reads"). Above 2 ranks the ring lost to two phases on the sim platform,
+// with or without a CPU per rank: its pipeline waits on the left neighbour
+// at every step, while two phases pull from every peer at once (4, 8 and 16
+// ranks, 256 KiB to 64 MiB, on 2 AMD and 16 Intel vCPUs: up to 2x slower,
+// and ahead once by 8 %); on 2 ranks it no longer beat two phases either.
+// RING stays available when asked for.
+inline constexpr uint64_t kAutoTwoRanksTwoPhaseBytes = uint64_t{8} << 20;
 inline constexpr uint64_t kAutoOnePhaseTotalBytes = uint64_t{1} << 20;  // n * n * bytes_per_rank below this
+// Where AUTO took the ring on 2 ranks until December 2026; AUTO no longer
+// uses it (kept for code that names it).
+inline constexpr uint64_t kAutoRingBytes = uint64_t{256} << 10;
 
 // The mode scalar of `algo` for an allreduce of `bytes_per_rank` on
 // `nranks` ranks.
 inline uint64_t mode(AllreduceAlgo algo, uint64_t bytes_per_rank, uint64_t nranks) {
   switch (algo) {
     case AllreduceAlgo::AUTO:
-      if (nranks <= 2) return bytes_per_rank >= kAutoRingBytes ? kModeRing : kModeOnePhase;
+      if (nranks <= 2) return bytes_per_rank >= kAutoTwoRanksTwoPhaseBytes ? kModeTwoPhase : kModeOnePhase;
       if (bytes_per_rank < kAutoOnePhaseTotalBytes / nranks / nranks) return kModeOnePhase;
       return kModeTwoPhase;
     case AllreduceAlgo::ONEPHASE: return kModeOnePhase;

@@ -43,23 +43,24 @@ TEST(CollectiveNames, KernelScalarsKeepTheirOldEncoding) {
   EXPECT_EQ(allreduce_kernel::mode_name(3), "?");
 }
 
-TEST(CollectiveNames, AutoPicksOnePhaseForSmallAndRingForLargeMessages) {
-  const uint64_t cut = allreduce_kernel::kAutoRingBytes;
+TEST(CollectiveNames, AutoPicksOnePhaseForSmallAndTwoPhaseForLargeMessages) {
+  const uint64_t cut = allreduce_kernel::kAutoTwoRanksTwoPhaseBytes;
   EXPECT_EQ(allreduce_kernel::mode(AllreduceAlgo::AUTO, cut - 1), allreduce_kernel::kModeOnePhase);
-  EXPECT_EQ(allreduce_kernel::mode(AllreduceAlgo::AUTO, cut), allreduce_kernel::kModeRing);
+  EXPECT_EQ(allreduce_kernel::mode(AllreduceAlgo::AUTO, cut), allreduce_kernel::kModeTwoPhase);
   // By the rank count: one phase while n * n * bytes < 1 MiB, then two
   // phases at every size (the ring only when asked for); 1 and 2 ranks as
   // by the size alone.
   using allreduce_kernel::mode;
   for (uint64_t n : {1u, 2u}) {
     EXPECT_EQ(mode(AllreduceAlgo::AUTO, cut - 1, n), allreduce_kernel::kModeOnePhase) << n;
-    EXPECT_EQ(mode(AllreduceAlgo::AUTO, cut, n), allreduce_kernel::kModeRing) << n;
+    EXPECT_EQ(mode(AllreduceAlgo::AUTO, cut, n), allreduce_kernel::kModeTwoPhase) << n;
+    EXPECT_EQ(mode(AllreduceAlgo::AUTO, uint64_t{1} << 30, n), allreduce_kernel::kModeTwoPhase) << n;
   }
   EXPECT_EQ(mode(AllreduceAlgo::AUTO, (64u << 10) - 1, 4), allreduce_kernel::kModeOnePhase);
   EXPECT_EQ(mode(AllreduceAlgo::AUTO, 64u << 10, 4), allreduce_kernel::kModeTwoPhase);
   EXPECT_EQ(mode(AllreduceAlgo::AUTO, (16u << 10) - 1, 8), allreduce_kernel::kModeOnePhase);
   EXPECT_EQ(mode(AllreduceAlgo::AUTO, 16u << 10, 8), allreduce_kernel::kModeTwoPhase);
-  EXPECT_EQ(mode(AllreduceAlgo::AUTO, cut - 1, 8), allreduce_kernel::kModeTwoPhase);
+  EXPECT_EQ(mode(AllreduceAlgo::AUTO, (256u << 10) - 1, 8), allreduce_kernel::kModeTwoPhase);
   EXPECT_EQ(mode(AllreduceAlgo::AUTO, 0, 64), allreduce_kernel::kModeOnePhase);
   EXPECT_EQ(mode(AllreduceAlgo::AUTO, 256, 64), allreduce_kernel::kModeTwoPhase);
   for (uint64_t n : {3u, 4u, 8u, 16u, 64u}) {
