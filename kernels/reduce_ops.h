@@ -160,7 +160,7 @@ int visit_type_op(uint32_t dtype, uint32_t op, F&& f) {
 // --- inner loops --------------------------------------------------------------
 
 // The fold's body; reduce_fold below is the entry point. Always inlined:
-// the AVX2 clone below must hold its own copy of the loops.
+// the AVX2 copy below must hold its own copy of the loops.
 template <typename T, typename Op>
 [[gnu::always_inline]] inline void fold_blocks(typename T::S* out, const typename T::S* const* src, size_t nsrc, size_t n, bool stream) {
   using S = typename T::S;
@@ -199,22 +199,21 @@ template <typename T, typename Op>
   if (stream) stream_fence();
 }
 
-// In cache, cloned for AVX2 where the CPU has it (chosen at load time,
-// ifunc): the kernels library is built for baseline x86-64 (SSE2), and the
-// fold of a 2-rank allreduce at 256 KiB-1 MiB ran 10-15 % faster with
-// 32-byte vectors on AMD EPYC. Streamed (past the cache) it is not cloned:
-// there the AVX2 clone ran 10-40 % slower at 16 MiB. The loops are
-// element-wise, so both clones give the same bits.
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define CHIPMESH_FOLD_CLONES __attribute__((target_clones("avx2", "default")))
-#else
-#define CHIPMESH_FOLD_CLONES
-#endif
+// In cache, an AVX2 copy of the fold where the CPU has it (cpu_has_avx2):
+// the kernels library is built for baseline x86-64 (SSE2), and the fold of a
+// 2-rank allreduce at 256 KiB-1 MiB ran 10-15 % faster with 32-byte vectors
+// on AMD EPYC. Streamed (past the cache) it keeps SSE2: there the AVX2 copy
+// ran 10-40 % slower at 16 MiB. The loops are element-wise, so both give
+// the same bits. A plain branch, not target_clones: the ifunc that
+// target_clones makes crashed ThreadSanitizer builds at load time.
+#if defined(__x86_64__) && defined(__GNUC__)
+#define CHIPMESH_FOLD_AVX2 1
 template <typename T, typename Op>
-CHIPMESH_FOLD_CLONES inline void fold_blocks_in_cache(typename T::S* out, const typename T::S* const* src,
-                                                      size_t nsrc, size_t n) {
+[[gnu::target("avx2")]] inline void fold_blocks_avx2(typename T::S* out, const typename T::S* const* src,
+                                                    size_t nsrc, size_t n) {
   fold_blocks<T, Op>(out, src, nsrc, n, false);
 }
+#endif
 
 // out[i] = ((src[0][i] op src[1][i]) op src[2][i]) ... op src[nsrc-1][i]:
 // a left fold in source order, the same order for every element and on every
@@ -234,8 +233,11 @@ inline void reduce_fold(typename T::S* out, const typename T::S* const* src, siz
     if (n && out != src[0]) copy_streamed_if(stream, out, src[0], n * sizeof(typename T::S));
     return;
   }
-  if (stream) fold_blocks<T, Op>(out, src, nsrc, n, true);
-  else fold_blocks_in_cache<T, Op>(out, src, nsrc, n);
+#ifdef CHIPMESH_FOLD_AVX2
+  static const bool avx2 = cpu_has_avx2();
+  if (!stream && avx2) return fold_blocks_avx2<T, Op>(out, src, nsrc, n);
+#endif
+  fold_blocks<T, Op>(out, src, nsrc, n, stream);
 }
 
 // --- partition ----------------------------------------------------------------
