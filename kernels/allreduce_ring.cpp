@@ -105,9 +105,12 @@ int allreduce_ring(AllreduceCall& c) {
           // Every unit but the last step's is read by the right neighbour:
           // streamed (stream_copy.h, "lines a peer reads").
           const bool peer_reads = s + 1 < steps;
-          const S* src[2] = {(s == 0 ? lin : lout) + at, in + at};  // left op this rank: in place too
-          if (gather) copy_streamed_if(peer_reads, out + at, lout + at, len * es);
-          else reduce_fold<T, Op>(out + at, src, 2, len, peer_reads);
+          if (gather) {
+            copy_streamed_if(peer_reads, out + at, lout + at, len * es);
+          } else {
+            const S* src[2] = {(s == 0 ? lin : lout) + at, in + at};  // left op this rank: in place too
+            reduce_fold<T, Op>(out + at, src, 2, len, peer_reads);
+          }
         }
         device::flag_set(mine, entered + s * np + p + 1);
       }

@@ -234,8 +234,7 @@ inline void reduce_fold(typename T::S* out, const typename T::S* const* src, siz
     return;
   }
 #ifdef CHIPMESH_FOLD_AVX2
-  static const bool avx2 = cpu_has_avx2();
-  if (!stream && avx2) return fold_blocks_avx2<T, Op>(out, src, nsrc, n);
+  if (!stream && cpu_has_avx2()) return fold_blocks_avx2<T, Op>(out, src, nsrc, n);  // cached there
 #endif
   fold_blocks<T, Op>(out, src, nsrc, n, stream);
 }
