@@ -1,14 +1,23 @@
-// twophase: barrier (every input is written); reduce-scatter: rank r reduces
-// chunk r of every rank's input, in rank order, into chunk r of its own
-// output; barrier; allgather: rank r copies chunk j from rank j's output for
-// every j != r; barrier (no rank changes its buffers while a peer may still
-// read them). Each element is reduced once, by its chunk's owner, and copied
-// everywhere else, so the outputs are bitwise equal. Moves about 2 * count
-// elements per rank.
+// twophase: barrier (every input is written, every output free); then rank r
+// owns chunk r: it reduces chunk r of every rank's input, in rank order, a
+// block at a time, and writes each block into chunk r of every rank's
+// output, its own and its peers' (a reduce-scatter whose result is pushed
+// where the allgather would have pulled it); barrier (every output is
+// complete). Each element is reduced once, by its chunk's owner, and copied
+// everywhere else, so the outputs are bitwise equal. Per rank: about count
+// elements read and count written, as a copy of the buffer would.
 //
-// In place (in == out): chunk r of rank r's buffer is read by rank r only in
-// the reduce-scatter (its fold reads a block completely before storing it),
-// and the allgather's writes come after the barrier that ends every read.
+// In place (in == out): chunk r of any rank's buffer is touched by rank r
+// only, and each block is read from every rank before it is written back.
+//
+// Stores into a peer's output: in place, the fold has just read those lines,
+// so they are in this core's cache and plain stores are cheapest. Out of
+// place, the peer may hold them (it read its output since the last call),
+// and a plain store would first take each line back from its core, which
+// ran at 2-10 GB/s on the AMD EPYC VM against 27 GB/s streamed
+// (stream_copy.h, "lines a peer reads"): they are streamed.
+// docs/PERFORMANCE.md, "twophase pushes", has the measurements.
+#include <algorithm>
 #include <cstddef>
 #include <cstring>
 
@@ -21,31 +30,46 @@ int allreduce_twophase(AllreduceCall& c) {
   const chipmesh_kernel_args* args = c.args;
   if (int rc = open_barrier_call(c)) return rc;
 
-  const size_t es = c.elem_size;
   const Range mine = chunk_of(c.count, c.nranks, c.rank);
-  // About count elements read and written by the fold, and as many by the
-  // copies, which write lines no peer reads: plain stores while that fits
-  // the cache. The fold's chunk is read by every peer, so its lines sit in
-  // their caches when the next call stores them again: it is always
-  // streamed (stream_copy.h, "lines a peer reads").
-  const bool stream = stream_stores_pay(3 * c.count * es);
+  const bool in_place = c.in_off == c.out_off;
+  // Past the cache (out of place), this rank's own output is streamed too,
+  // and each block is folded in a scratch block instead.
+  const bool big = !in_place && stream_stores_pay(3 * c.count * c.elem_size);
   int rc = visit_type_op(c.dtype, c.op, [&]<typename T, typename Op>() {
     using S = typename T::S;
+    // Small enough that the folded block is still in L1 when it is copied
+    // out and the streamed stores of one block drain while the next one
+    // folds (32 KiB blocks ran 1.4-1.8x slower at 1 MiB on the AMD EPYC VM).
+    constexpr size_t kBlock = (size_t{8} << 10) / sizeof(S);
+    alignas(64) S scratch[kBlock];
     const S* src[CHIPMESH_MAX_RANKS];
-    for (uint32_t r = 0; r < c.nranks; ++r) src[r] = peer_at<const S>(c, r, c.in_off) + mine.begin;
-    return fold_sliced<T, Op>(args, local_at<S>(c, c.out_off) + mine.begin, src, c.nranks, mine.size, /*stream=*/true);
+    S* own = local_at<S>(c, c.out_off) + mine.begin;
+    const size_t check_every = std::max<size_t>(1, kAbortSliceBytes / sizeof(S) / kBlock);
+    size_t blocks = 0;
+    for (size_t b = 0; b < mine.size; b += kBlock, ++blocks) {
+      if (blocks % check_every == 0)
+        if (int rc2 = device::check_abort(args)) return rc2;
+      const size_t m = std::min(kBlock, mine.size - b);
+      const size_t bytes = m * sizeof(S);
+      for (uint32_t r = 0; r < c.nranks; ++r) src[r] = peer_at<const S>(c, r, c.in_off) + mine.begin + b;
+      S* folded = big ? scratch : own + b;
+      reduce_fold<T, Op>(folded, src, c.nranks, m);
+      if (big) stream_copy_unfenced(own + b, folded, bytes);
+      for (uint32_t k = 1; k < c.nranks; ++k) {
+        const uint32_t j = (c.rank + k) % c.nranks;  // start at different peers: spread the load
+        S* theirs = peer_at<S>(c, j, c.out_off) + mine.begin + b;
+        if (in_place)
+          std::memcpy(theirs, folded, bytes);
+        else
+          stream_copy_unfenced(theirs, folded, bytes);
+      }
+    }
+    return 0;
   });
+  // The streamed lines before the barrier's release (and on a failure too:
+  // nothing streamed stays pending past the call).
+  stream_fence();
   if (rc) return rc;
-  if (int rc2 = device::barrier(args)) return rc2;
-
-  char* out = local_at<char>(c, c.out_off);
-  for (uint32_t k = 1; k < c.nranks; ++k) {
-    const uint32_t j = (c.rank + k) % c.nranks;  // start at different peers: spread the load
-    const Range ch = chunk_of(c.count, c.nranks, j);
-    if (int rc2 = copy_sliced(args, out + ch.begin * es, peer_at<const char>(c, j, c.out_off) + ch.begin * es,
-                              ch.size * es, stream))
-      return rc2;
-  }
   return device::barrier(args);
 }
 

@@ -72,19 +72,20 @@ inline constexpr uint64_t kOpProd = 3;
 
 // AUTO: one phase while the whole call is small (latency-bound: one
 // barrier, but every rank reads every peer, n * n * bytes read in all), two
-// phases above that (each byte read about twice, three barriers). On 2 ranks
-// (and 1) one phase up to kAutoTwoRanksTwoPhaseBytes per rank, two phases
-// from there: one phase reads half again as many bytes, but writes nothing
-// a peer reads, while two phases and the ring store into lines the peer
-// read in the call before, which on the AMD EPYC VM cost 2-5x more when the
-// host ran its two vCPUs far apart (docs/PERFORMANCE.md, "Lines a peer
-// reads"). Above 2 ranks the ring lost to two phases on the sim platform,
-// with or without a CPU per rank: its pipeline waits on the left neighbour
-// at every step, while two phases pull from every peer at once (4, 8 and 16
-// ranks, 256 KiB to 64 MiB, on 2 AMD and 16 Intel vCPUs: up to 2x slower,
-// and ahead once by 8 %); on 2 ranks it no longer beat two phases either.
-// RING stays available when asked for.
-inline constexpr uint64_t kAutoTwoRanksTwoPhaseBytes = uint64_t{8} << 20;
+// phases above that (each rank reduces its chunk and writes it into every
+// rank's output: about one read and one write per byte, as a copy, and two
+// barriers). On 2 ranks (and 1) one phase below kAutoTwoRanksTwoPhaseBytes
+// per rank, two phases from there: below 1 MiB the two were within the
+// noise of each other on the AMD EPYC VM, from 1 MiB two phases led in the
+// VM's usual state and when outputs are read between calls, and lost by up
+// to 10 % only while the host capped the VM's memory writes
+// (docs/PERFORMANCE.md, "twophase pushes"). The ring lost to two phases on
+// the sim platform, with or without a CPU per rank: its pipeline waits on
+// the left neighbour at every step (4, 8 and 16 ranks, 256 KiB to 64 MiB, on
+// 2 AMD and 16 Intel vCPUs: up to 2x slower, and ahead once by 8 %), and on
+// 2 ranks it no longer beat two phases either. RING stays available when
+// asked for.
+inline constexpr uint64_t kAutoTwoRanksTwoPhaseBytes = uint64_t{1} << 20;
 inline constexpr uint64_t kAutoOnePhaseTotalBytes = uint64_t{1} << 20;  // n * n * bytes_per_rank below this
 // Where AUTO took the ring on 2 ranks until December 2026; AUTO no longer
 // uses it (kept for code that names it).

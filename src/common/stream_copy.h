@@ -19,7 +19,8 @@
 // takes it back from that core. On the AMD EPYC VM such stores ran at
 // 2.3-9 GB/s, the rate moving with where the host ran the VM's two vCPUs,
 // streamed ones at 26-27 GB/s. So the kernels stream what their peers read
-// (twophase's reduced chunk, the ring's units) and nothing else.
+// or may hold (twophase's stores into a peer's output out of place, the
+// ring's units) and nothing else.
 #pragma once
 
 #include <cstddef>

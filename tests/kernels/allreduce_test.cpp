@@ -306,6 +306,44 @@ TEST_F(Allreduce, OnephaseUpToOneKiBReadsSlotsSoInputsAreFreeAtOnce) {
   EXPECT_TRUE(all_ok(outcomes));
 }
 
+TEST_F(Allreduce, TwophasePushesBlocksInPlaceAndOutOfPlace) {
+  // twophase folds its chunk 8 KiB at a time and writes each block into
+  // every rank's output: plain stores in place, streamed ones out of place
+  // (allreduce_twophase.cpp). 3 ranks (uneven chunks), counts that leave a
+  // partial block at the end of every chunk, every dtype's block size, and
+  // buffers rewritten the moment a call returns.
+  constexpr int n = 3;
+  constexpr uint64_t kMaxCount = 3 * 4096 * 3 + 7;
+  auto outcomes = fork_ranks(n, [&](int rank) {
+    Rank R(rank, n, path, (kMaxCount + 64) * 4);
+    const uint64_t counts[] = {kMaxCount, 3 * 2048 + 1, 2 * 4096 * 3 - 1, 6145};
+    for (uint64_t it = 0; it < 32; ++it) {
+      const uint64_t count = counts[it % 4];
+      const DataType t = kTypes[(it / 2) % 4];
+      const int op = static_cast<int>((it / 8) % 3);
+      if (it % 2 == 0) {
+        run_and_check(R, 1, t, op, count, 8, it, {count});
+        continue;
+      }
+      char* buf = reinterpret_cast<char*>(R.out);
+      const size_t es = type_size(t);
+      for (uint64_t i = 0; i < count; ++i) put(t, buf, i, static_cast<double>(value(rank, i, 8, it)));
+      std::memset(buf + count * es, 0xA5, 64);
+      KernelCall call(R.ctx, {tensor(R.out, t, {count}), tensor(R.out, t, {count})}, {1, static_cast<uint64_t>(op)});
+      const int rc = call.run(R.w, kernels().allreduce);
+      CM_REQUIRE(rc == 0) << "in place, call " << it << ": rc " << rc << ": " << call.error;
+      for (uint64_t i = 0; i < count; ++i)
+        CM_REQUIRE(get(t, buf, i) == static_cast<double>(expected(n, i, op, 8, it)))
+            << "in place, call " << it << " " << describe(n, rank, 1, t, op, count) << ": element " << i << " is "
+            << get(t, buf, i);
+      for (size_t b = count * es; b < count * es + 64; ++b)
+        CM_REQUIRE(static_cast<unsigned char>(buf[b]) == 0xA5) << "in place, call " << it << ": byte " << b << " written";
+      std::memset(buf, 0x5A, count * es);  // at once: a peer still pushing must not write after this
+    }
+  }, 120s);
+  EXPECT_TRUE(all_ok(outcomes));
+}
+
 TEST_F(Allreduce, ASlotSizedCallAgainstALargerOneIsADisagreement) {
   // Onephase opens three ways: up to 16 B the input rides in the call
   // descriptor, up to 1 KiB in a slot (both without a barrier: ranks wait

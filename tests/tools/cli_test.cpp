@@ -436,7 +436,7 @@ TEST(Demo, EveryModeAndDtypeOnAnOddSize) {
 }
 
 // --mode auto reports what AUTO took for the bytes per chip and the chips:
-// one phase for a small call and on 2 chips up to 8 MiB, two phases from
+// one phase for a small call and on 2 chips below 1 MiB, two phases from
 // there and on more chips (collectives.h, allreduce_kernel::mode).
 TEST(Demo, AutoModeReportsWhatItChose) {
   struct Case {
@@ -444,7 +444,7 @@ TEST(Demo, AutoModeReportsWhatItChose) {
     const char* bytes;
     const char* chosen;
   };
-  for (const Case& c : {Case{"2", "4KiB", "onephase"}, Case{"2", "1MiB", "onephase"}, Case{"2", "8MiB", "twophase"},
+  for (const Case& c : {Case{"2", "4KiB", "onephase"}, Case{"2", "512KiB", "onephase"}, Case{"2", "1MiB", "twophase"},
                       Case{"3", "1MiB", "twophase"}}) {
     CliResult r = run_cli({"demo", "--json", "--chips", c.chips, "--bytes", c.bytes, "--mode", "auto", "--iters", "2"});
     ASSERT_EQ(r.exit_code, 0) << r.describe();
