@@ -2,6 +2,7 @@
 // of chips (all-or-nothing), and waiting with first-error-wins semantics.
 #include <algorithm>
 #include <cstring>
+#include <type_traits>
 #include <set>
 
 #include "chipmesh/worker.h"
@@ -38,9 +39,23 @@ void check_task(const Task& t) {
 // Stores `value` at `dst` unless it holds it already: in a stream the ring
 // slot held the same request 128 requests ago, and a store would take the
 // line back from the chip (which then misses on it) for nothing.
+// The comparison is inlined word by word: as memcmp it was a library call
+// for every tensor (80 bytes) of every task, 8 % of the samples of a
+// back-to-back stream of 8-byte allreduces, on a core a chip shares.
 template <typename T>
 void store_if_changed(T& dst, const T& value) {
-  if (std::memcmp(&dst, &value, sizeof(T)) != 0) std::memcpy(&dst, &value, sizeof(T));
+  static_assert(std::is_trivially_copyable_v<T> && sizeof(T) % 4 == 0, "compared in words");
+  using Word = std::conditional_t<sizeof(T) % 8 == 0, uint64_t, uint32_t>;
+  const auto* a = reinterpret_cast<const unsigned char*>(&dst);
+  const auto* b = reinterpret_cast<const unsigned char*>(&value);
+  Word diff = 0;
+  for (size_t i = 0; i < sizeof(T); i += sizeof(Word)) {
+    Word x, y;
+    std::memcpy(&x, a + i, sizeof(Word));
+    std::memcpy(&y, b + i, sizeof(Word));
+    diff |= x ^ y;
+  }
+  if (diff != 0) std::memcpy(&dst, &value, sizeof(T));
 }
 
 // `queued`: the kernel of the task queued on this chip before (updated);
