@@ -51,8 +51,9 @@ struct State {
 // chipmesh_common, with hidden symbols. This one function is exported
 // (default visibility, C linkage) so that the dynamic linker binds every
 // copy's call to the first definition in the process: one registry per
-// process, whichever module comes first. The version suffix changes whenever
-// detail::State changes.
+// process, whichever module comes first (libchipmesh, which binds its other
+// calls to itself, lists it in src/knobs/interposable.list). The version
+// suffix changes whenever detail::State changes.
 extern "C" __attribute__((visibility("default"))) void* chipmesh_internal_knobs_state_v1() {
   static auto* state = new chipmesh::knobs::detail::State();  // never destroyed: read until _exit
   return state;
