@@ -250,6 +250,23 @@ int open_call_await_peers(AllreduceCall& c) {
   return disagreed ? disagree(c, rc, 2) : rc;
 }
 
+bool staged_allreduce_skips_own_chunk(const CommContext* ctx, uint64_t mode, uint64_t nbytes) {
+  // As validate() resolves an in-place call.
+  return ctx->rankNum > 1 && (mode == allreduce_kernel::kModeTwoPhase ||
+                              (mode == allreduce_kernel::kModeOnePhase && !onephase_uses_slots(ctx, nbytes)));
+}
+
+int allreduce_staged_chunk(const chipmesh_kernel_args* args, const char* user_in, char* user_out) {
+  AllreduceCall call{};
+  if (int rc = validate(args, &call)) return rc;
+  if (call.count == 0) return 0;
+  if (call.nranks == 1 || call.mode != Mode::kTwoPhase || call.in_off != call.out_off)
+    return fail(args, CHIPMESH_ERR_INTERNAL, "staged allreduce: the chunk does not run as twophase in place");
+  call.user_in = user_in;
+  call.user_out = user_out;
+  return allreduce_twophase(call);
+}
+
 }  // namespace chipmesh::kernels
 
 CHIPMESH_KERNEL(chipmesh_allreduce) {

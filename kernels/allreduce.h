@@ -40,6 +40,11 @@ struct AllreduceCall {
   uint64_t out_off;
   uint32_t call_no = 0;   // this rank's allreduce call number (set by begin_call)
   uint32_t ring_seq = 0;  // ring: the progress value that means "entered"; 0 otherwise
+  // The staged form (allreduce_staged_chunk): where this rank's input and
+  // output lie outside the window, element 0 of the call. twophase, in place
+  // in the window, then reads and writes this rank's own chunk there.
+  const char* user_in = nullptr;
+  char* user_out = nullptr;
 };
 
 // What a rank publishes about a call so peers can check that they agree,
@@ -96,6 +101,16 @@ template <typename T>
 inline T* peer_at(const AllreduceCall& c, uint32_t rank, uint64_t off) {
   return reinterpret_cast<T*>(c.ctx->windowsIn[rank] + off);
 }
+
+// The staged allreduce (staged.cpp) of one chunk, in place in the staging
+// area: whether it runs as twophase, which then takes this rank's own chunk
+// (chunk_of(count, nranks, rank)) straight from the user's input and writes
+// it straight to the user's output, so the staged copies skip that chunk.
+bool staged_allreduce_skips_own_chunk(const CommContext* ctx, uint64_t mode, uint64_t nbytes);
+// chipmesh_allreduce on `args` (in place in the window) with the user's
+// buffers for this rank's own chunk; only where
+// staged_allreduce_skips_own_chunk says so.
+int allreduce_staged_chunk(const chipmesh_kernel_args* args, const char* user_in, char* user_out);
 
 // Whether onephase runs through the slots (one barrier; in place allowed).
 bool onephase_uses_slots(const CommContext* ctx, uint64_t nbytes);

@@ -43,7 +43,9 @@ int allreduce_twophase(AllreduceCall& c) {
     constexpr size_t kBlock = (size_t{8} << 10) / sizeof(S);
     alignas(64) S scratch[kBlock];
     const S* src[CHIPMESH_MAX_RANKS];
-    S* own = local_at<S>(c, c.out_off) + mine.begin;
+    // The staged form keeps this rank's own chunk in the user's buffers.
+    S* own = (c.user_out ? reinterpret_cast<S*>(c.user_out) : local_at<S>(c, c.out_off)) + mine.begin;
+    const S* own_in = c.user_in ? reinterpret_cast<const S*>(c.user_in) + mine.begin : nullptr;
     const size_t check_every = std::max<size_t>(1, kAbortSliceBytes / sizeof(S) / kBlock);
     size_t blocks = 0;
     for (size_t b = 0; b < mine.size; b += kBlock, ++blocks) {
@@ -52,6 +54,7 @@ int allreduce_twophase(AllreduceCall& c) {
       const size_t m = std::min(kBlock, mine.size - b);
       const size_t bytes = m * sizeof(S);
       for (uint32_t r = 0; r < c.nranks; ++r) src[r] = peer_at<const S>(c, r, c.in_off) + mine.begin + b;
+      if (own_in) src[c.rank] = own_in + b;
       S* folded = big ? scratch : own + b;
       reduce_fold<T, Op>(folded, src, c.nranks, m);
       if (big) stream_copy_unfenced(own + b, folded, bytes);

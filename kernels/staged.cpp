@@ -17,12 +17,16 @@
 // blocks of one chunk), copy the output blocks out. The collective's closing
 // barrier keeps every staging area stable until no peer reads it, so the
 // next chunk can reuse it. Broadcast copies in on the root only, reduce
-// copies out on the root only. A chip runs one thread, so the copies do not
+// copies out on the root only. An allreduce that runs as twophase copies
+// neither way the part of the chunk this rank reduces: twophase reads it
+// from the user's input and writes it to the user's output
+// (allreduce_staged_chunk); on 2 ranks that halves the copies. A chip runs one thread, so the copies do not
 // overlap the collective here; a platform with copy engines would double
 // the area and copy chunk k + 1 while chunk k reduces.
 #include <algorithm>
 #include <cstdint>
 
+#include "allreduce.h"
 #include "chipmesh/collectives.h"
 #include "collective.h"
 #include "sliced.h"
@@ -143,18 +147,30 @@ CHIPMESH_KERNEL(chipmesh_staged) {
     char* own = stage + (inner.out_n || inner.in_n ? rank * kb : 0);
     char* in_at = inner.in_n ? stage : own;
     char* out_at = inner.out_n ? stage : own;
+    // An allreduce that runs as twophase reads and writes this rank's own
+    // chunk in the user's buffers: that part is neither copied in nor out.
+    const bool skip_own = args->scalars[0] == 0 && a.num_scalars >= 1 &&
+                          staged_allreduce_skips_own_chunk(ctx, a.scalars[0], kb);
+    const Range mine = skip_own ? chunk_of(k, n, rank) : Range{0, 0};
+    const uint64_t skip_from = mine.begin * es, skip_to = (mine.begin + mine.size) * es;
+    // Bytes [0, kb) of one block, less [skip_from, skip_to).
+    auto copy_block = [&](char* dst, const char* src, bool stream) {
+      if (int rc = copy_sliced(args, dst, src, skip_from, stream)) return rc;
+      return copy_sliced(args, dst + skip_to, src + skip_to, kb - skip_to, stream);
+    };
     if (copy_in)
       for (uint64_t b = 0; b < in_blocks; ++b)
-        if (int rc = copy_sliced(args, in_at + b * kb, user_in + (b * count + i) * es, kb)) return rc;
+        if (int rc = copy_block(in_at + b * kb, user_in + (b * count + i) * es, false)) return rc;
     t[0].addr = reinterpret_cast<uint64_t>(in_at);
     t[1].addr = reinterpret_cast<uint64_t>(out_at);
     t[0].ndim = t[1].ndim = 1;
     t[0].shape[0] = k * in_blocks;
     t[1].shape[0] = k * out_blocks;
-    if (int rc = inner.entry(&a)) return rc;
+    if (int rc = skip_own ? allreduce_staged_chunk(&a, user_in + i * es, user_out + i * es) : inner.entry(&a))
+      return rc;
     if (copy_out)
       for (uint64_t b = 0; b < out_blocks; ++b)
-        if (int rc = copy_sliced(args, user_out + (b * count + i) * es, out_at + b * kb, kb, stream_out)) return rc;
+        if (int rc = copy_block(user_out + (b * count + i) * es, out_at + b * kb, stream_out)) return rc;
   }
   return 0;
 }

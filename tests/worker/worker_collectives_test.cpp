@@ -140,7 +140,14 @@ void run_cases(Worker& w, const std::vector<Case>& cases, Place place = Place::k
         }
       } else {
         switch (c.coll) {
-          case Coll::kAllreduce: o.allreduce(world, in, out, c.count, c.t, c.op, AllreduceAlgo::RING); break;
+          case Coll::kAllreduce: {
+            // Every algorithm by turns (the staged form of twophase keeps
+            // each rank's own chunk in the user's buffers).
+            const auto algos = std::array{AllreduceAlgo::RING, AllreduceAlgo::AUTO, AllreduceAlgo::TWOPHASE,
+                                          AllreduceAlgo::ONEPHASE};
+            o.allreduce(world, in, out, c.count, c.t, c.op, algos[(c.salt / 4) % algos.size()]);
+            break;
+          }
           case Coll::kAllgather: o.allgather(world, in, out, c.count, c.t); break;
           case Coll::kReduceScatter: o.reduce_scatter(world, in, out, c.count, c.t, c.op); break;
           case Coll::kBroadcast: o.broadcast(world, in, out, c.count, c.t, c.root); break;
