@@ -44,6 +44,13 @@ const char* dtype_label(uint32_t dtype) {
   }
 }
 
+// The mode a call runs in: in place beyond the slots, onephase runs as
+// twophase (same fold order, so the same bits).
+Mode resolved_mode(const CommContext* ctx, uint64_t mode, bool in_place, uint64_t nbytes) {
+  if (in_place && mode == allreduce_kernel::kModeOnePhase && !onephase_uses_slots(ctx, nbytes)) return Mode::kTwoPhase;
+  return static_cast<Mode>(mode);
+}
+
 int validate(const chipmesh_kernel_args* args, AllreduceCall* call) {
   if (args->abi_version != CHIPMESH_KERNEL_ABI_VERSION)
     return fail(args, CHIPMESH_ERR_CONFIG, "allreduce: kernel ABI version %u, expected %u", args->abi_version,
@@ -131,11 +138,7 @@ int validate(const chipmesh_kernel_args* args, AllreduceCall* call) {
                         ctx->rankNum,
                         in.dtype,
                         static_cast<uint32_t>(op),
-                        // In place, beyond the slots: twophase (same fold order as onephase).
-                        in_off == out_off && mode == allreduce_kernel::kModeOnePhase &&
-                                !onephase_uses_slots(ctx, nbytes)
-                            ? Mode::kTwoPhase
-                            : static_cast<Mode>(mode),
+                        resolved_mode(ctx, mode, in_off == out_off, nbytes),
                         esize,
                         n_in,
                         in_off,
@@ -251,9 +254,8 @@ int open_call_await_peers(AllreduceCall& c) {
 }
 
 bool staged_allreduce_skips_own_chunk(const CommContext* ctx, uint64_t mode, uint64_t nbytes) {
-  // As validate() resolves an in-place call.
-  return ctx->rankNum > 1 && (mode == allreduce_kernel::kModeTwoPhase ||
-                              (mode == allreduce_kernel::kModeOnePhase && !onephase_uses_slots(ctx, nbytes)));
+  return ctx->rankNum > 1 && mode <= allreduce_kernel::kModeRing &&
+         resolved_mode(ctx, mode, /*in_place=*/true, nbytes) == Mode::kTwoPhase;
 }
 
 int allreduce_staged_chunk(const chipmesh_kernel_args* args, const char* user_in, char* user_out) {

@@ -47,9 +47,8 @@ int allreduce_twophase(AllreduceCall& c) {
     S* own = (c.user_out ? reinterpret_cast<S*>(c.user_out) : local_at<S>(c, c.out_off)) + mine.begin;
     const S* own_in = c.user_in ? reinterpret_cast<const S*>(c.user_in) + mine.begin : nullptr;
     const size_t check_every = std::max<size_t>(1, kAbortSliceBytes / sizeof(S) / kBlock);
-    size_t blocks = 0;
-    for (size_t b = 0; b < mine.size; b += kBlock, ++blocks) {
-      if (blocks % check_every == 0)
+    for (size_t b = 0; b < mine.size; b += kBlock) {
+      if (b / kBlock % check_every == 0)
         if (int rc2 = device::check_abort(args)) return rc2;
       const size_t m = std::min(kBlock, mine.size - b);
       const size_t bytes = m * sizeof(S);

@@ -20,8 +20,8 @@
 // copies out on the root only. An allreduce that runs as twophase copies
 // neither way the part of the chunk this rank reduces: twophase reads it
 // from the user's input and writes it to the user's output
-// (allreduce_staged_chunk); on 2 ranks that halves the copies. A chip runs one thread, so the copies do not
-// overlap the collective here; a platform with copy engines would double
+// (allreduce_staged_chunk); on 2 ranks that halves the copies. A chip runs
+// one thread, so the copies do not overlap the collective here; a platform with copy engines would double
 // the area and copy chunk k + 1 while chunk k reduces.
 #include <algorithm>
 #include <cstdint>
