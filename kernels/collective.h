@@ -81,6 +81,13 @@ struct CollCall {
   // Every rank's offsets, read from the descriptors by open_call.
   uint64_t peer_in[CHIPMESH_MAX_RANKS] = {};
   uint64_t peer_out[CHIPMESH_MAX_RANKS] = {};
+  // The staged reduce_scatter (reduce_scatter_staged_chunk): this rank's own
+  // input block and its output in the user's memory, used in place of the
+  // window's (null otherwise); `user_stream`: streaming stores into
+  // user_out (the whole call outgrows the cache, not just this chunk).
+  const char* user_in = nullptr;
+  char* user_out = nullptr;
+  bool user_stream = false;
 
   uint64_t bytes() const { return count * es; }
   char* local(uint64_t off) const { return reinterpret_cast<char*>(ctx->windowsIn[rank] + off); }
@@ -105,7 +112,16 @@ int parse_call(const chipmesh_kernel_args* args, Kind kind, CollCall* call);
 int open_call(CollCall& c);
 
 // The whole kernel: parse, nothing for count 0 (except the barrier), open,
-// run `body`, closing barrier.
-int run_collective(const chipmesh_kernel_args* args, Kind kind, int (*body)(CollCall&));
+// run `body`, closing barrier. `user_in`, `user_out`, `user_stream`:
+// CollCall's.
+int run_collective(const chipmesh_kernel_args* args, Kind kind, int (*body)(CollCall&),
+                   const char* user_in = nullptr, char* user_out = nullptr, bool user_stream = false);
+
+// One chunk of the staged reduce_scatter (kernels/staged.cpp): `args` is the
+// NCCL in-place call on the staging area, but this rank's own block is read
+// from `user_in` (no peer reads it) and the result is written to `user_out`,
+// so neither is copied through the window; `stream`: with streaming stores.
+int reduce_scatter_staged_chunk(const chipmesh_kernel_args* args, const char* user_in, char* user_out,
+                                bool stream);
 
 }  // namespace chipmesh::kernels

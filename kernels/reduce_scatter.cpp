@@ -10,6 +10,11 @@
 // folds into its own block r, and after one more barrier (every rank takes
 // it when any rank is in place this way) copies it to block 0, which rank 0
 // may read until then.
+//
+// Staged (reduce_scatter_staged_chunk): the call is the NCCL in-place form on
+// the staging area, but this rank reads its own block from the user's input
+// and folds straight into the user's output; the staged kernel copies in
+// only the n - 1 blocks peers read, and nothing out.
 #include <cstring>
 
 #include "collective.h"
@@ -22,22 +27,30 @@ int reduce_scatter_body(CollCall& c) {
   const uint64_t B = c.bytes();
   const bool literal = c.in_off == c.out_off;
   char* own_block = c.local(c.in_off) + c.rank * B;
-  char* dst = literal && c.rank != 0 ? own_block : c.local(c.out_off);
-  const bool stream = stream_stores_pay((c.nranks + 1) * B);  // reads n blocks, writes one
+  char* dst = c.user_out ? c.user_out : literal && c.rank != 0 ? own_block : c.local(c.out_off);
+  // Reads n blocks, writes one.
+  const bool stream = c.user_out ? c.user_stream : stream_stores_pay((c.nranks + 1) * B);
   int rc = visit_type_op(c.dtype, c.op, [&]<typename T, typename Op>() {
     using S = typename T::S;
     const S* src[CHIPMESH_MAX_RANKS];
     for (uint32_t j = 0; j < c.nranks; ++j) src[j] = reinterpret_cast<const S*>(c.peer(j, c.peer_in[j]) + c.rank * B);
+    if (c.user_in) src[c.rank] = reinterpret_cast<const S*>(c.user_in);
     return fold_sliced<T, Op>(c.args, reinterpret_cast<S*>(dst), src, c.nranks, c.count, stream);
   });
   if (rc) return rc;
   if (!c.any_rank_in_place()) return 0;
   if (int brc = device::barrier(c.args)) return brc;
-  if (literal && c.rank != 0) return copy_sliced(c.args, c.local(c.out_off), own_block, B, stream);
+  if (literal && c.rank != 0 && !c.user_out) return copy_sliced(c.args, c.local(c.out_off), own_block, B, stream);
   return 0;
 }
 
 }  // namespace
+
+int reduce_scatter_staged_chunk(const chipmesh_kernel_args* args, const char* user_in, char* user_out,
+                                bool stream) {
+  return run_collective(args, Kind::kReduceScatter, reduce_scatter_body, user_in, user_out, stream);
+}
+
 }  // namespace chipmesh::kernels
 
 CHIPMESH_KERNEL(chipmesh_reduce_scatter) {

@@ -20,9 +20,12 @@
 // copies out on the root only. An allreduce that runs as twophase copies
 // neither way the part of the chunk this rank reduces: twophase reads it
 // from the user's input and writes it to the user's output
-// (allreduce_staged_chunk); on 2 ranks that halves the copies. A chip runs
-// one thread, so the copies do not overlap the collective here; a platform with copy engines would double
-// the area and copy chunk k + 1 while chunk k reduces.
+// (allreduce_staged_chunk); on 2 ranks that halves the copies. A
+// reduce_scatter copies in only the n - 1 blocks its peers read and nothing
+// out: it folds its own block from the user's input straight into the user's
+// output (reduce_scatter_staged_chunk). A chip runs one thread, so the
+// copies do not overlap the collective here; a platform with copy engines
+// would double the area and copy chunk k + 1 while chunk k reduces.
 #include <algorithm>
 #include <cstdint>
 
@@ -125,6 +128,9 @@ CHIPMESH_KERNEL(chipmesh_staged) {
                          rank != args->scalars[3]);  // broadcast: root only
   const bool copy_out = !(args->scalars[0] == static_cast<uint64_t>(Kind::kReduce) &&
                           rank != args->scalars[4]);  // reduce: root only
+  // A reduce_scatter reads this rank's own block from the user's input and
+  // writes the user's output itself (reduce_scatter_staged_chunk).
+  const bool scatter = args->scalars[0] == static_cast<uint64_t>(Kind::kReduceScatter);
   char* stage = reinterpret_cast<char*>(ctx->windowsIn[rank] + stage_off);
   const char* user_in = reinterpret_cast<const char*>(in.addr);
   char* user_out = reinterpret_cast<char*>(out.addr);
@@ -160,15 +166,22 @@ CHIPMESH_KERNEL(chipmesh_staged) {
     };
     if (copy_in)
       for (uint64_t b = 0; b < in_blocks; ++b)
-        if (int rc = copy_block(in_at + b * kb, user_in + (b * count + i) * es, false)) return rc;
+        if (!(scatter && b == rank))
+          if (int rc = copy_block(in_at + b * kb, user_in + (b * count + i) * es, false)) return rc;
     t[0].addr = reinterpret_cast<uint64_t>(in_at);
     t[1].addr = reinterpret_cast<uint64_t>(out_at);
     t[0].ndim = t[1].ndim = 1;
     t[0].shape[0] = k * in_blocks;
     t[1].shape[0] = k * out_blocks;
-    if (int rc = skip_own ? allreduce_staged_chunk(&a, user_in + i * es, user_out + i * es) : inner.entry(&a))
-      return rc;
-    if (copy_out)
+    int rc = 0;
+    if (skip_own)
+      rc = allreduce_staged_chunk(&a, user_in + i * es, user_out + i * es);
+    else if (scatter)
+      rc = reduce_scatter_staged_chunk(&a, user_in + (rank * count + i) * es, user_out + i * es, stream_out);
+    else
+      rc = inner.entry(&a);
+    if (rc) return rc;
+    if (copy_out && !scatter)
       for (uint64_t b = 0; b < out_blocks; ++b)
         if (int rc = copy_block(user_out + (b * count + i) * es, out_at + b * kb, stream_out)) return rc;
   }
