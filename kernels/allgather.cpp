@@ -23,8 +23,16 @@ int allgather_body(CollCall& c) {
   const char* in = c.local(c.in_off);
   const bool literal = c.in_off == c.out_off;
   const bool stream = stream_stores_pay(2 * n * B);  // reads and writes n blocks
+  const UserBuffers& u = c.user;
   for (uint32_t k = 0; k < n; ++k) {
     const uint32_t j = (c.rank + k) % n;
+    if (u.out) {  // staged: every block straight into the user's output, this rank's first
+      char* to = u.out + j * u.stride;
+      const char* from = j == c.rank ? u.in : c.peer(j, c.peer_in[j]);
+      if (to != from)
+        if (int rc = copy_sliced(c.args, to, from, B, u.stream)) return rc;
+      continue;
+    }
     char* dst = out + j * B;
     const char* src = j == c.rank ? in : c.peer(j, c.peer_in[j]);
     if (literal && j == 0) continue;  // this rank's input lives there until the second pass
@@ -33,11 +41,16 @@ int allgather_body(CollCall& c) {
   }
   if (!c.any_rank_in_place()) return 0;
   if (int rc = device::barrier(c.args)) return rc;
-  if (literal && c.rank != 0) return copy_sliced(c.args, out, c.peer(0, c.peer_in[0]), B, stream);
+  if (literal && c.rank != 0 && !u.out) return copy_sliced(c.args, out, c.peer(0, c.peer_in[0]), B, stream);
   return 0;
 }
 
 }  // namespace
+
+int allgather_staged_chunk(const chipmesh_kernel_args* args, const UserBuffers& user) {
+  return run_collective(args, Kind::kAllgather, allgather_body, user);
+}
+
 }  // namespace chipmesh::kernels
 
 CHIPMESH_KERNEL(chipmesh_allgather) {

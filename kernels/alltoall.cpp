@@ -38,6 +38,19 @@ int alltoall_body(CollCall& c) {
   const bool in_place = c.in_off == c.out_off;
   char* out = c.local(c.out_off);
   const bool stream = stream_stores_pay(2 * n * B);  // reads and writes n blocks
+  if (const UserBuffers& u = c.user; u.out) {
+    // Staged: every block straight into the user's output, this rank's own
+    // from the user's input. The staged call is in place on every rank, so
+    // every rank takes the second barrier (and nothing else) after it.
+    for (uint32_t k = 0; k < n; ++k) {
+      const uint32_t j = (c.rank + k) % n;
+      char* to = u.out + j * u.stride;
+      const char* from = j == c.rank ? u.in + c.rank * u.stride : c.peer(j, c.peer_in[j]) + c.rank * B;
+      if (to != from)
+        if (int rc = copy_sliced(c.args, to, from, B, u.stream)) return rc;
+    }
+    return c.any_rank_in_place() ? device::barrier(c.args) : 0;
+  }
   if (!in_place)
     for (uint32_t k = 0; k < n; ++k) {
       const uint32_t j = (c.rank + k) % n;
@@ -62,6 +75,11 @@ int alltoall_body(CollCall& c) {
 }
 
 }  // namespace
+
+int alltoall_staged_chunk(const chipmesh_kernel_args* args, const UserBuffers& user) {
+  return run_collective(args, Kind::kAlltoall, alltoall_body, user);
+}
+
 }  // namespace chipmesh::kernels
 
 CHIPMESH_KERNEL(chipmesh_alltoall) {

@@ -241,14 +241,11 @@ int open_call(CollCall& c) {
   return 0;
 }
 
-int run_collective(const chipmesh_kernel_args* args, Kind kind, int (*body)(CollCall&), const char* user_in,
-                   char* user_out, bool user_stream) {
+int run_collective(const chipmesh_kernel_args* args, Kind kind, int (*body)(CollCall&), const UserBuffers& user) {
   if (!args) return CHIPMESH_ERR_CONFIG;
   CollCall c;
   if (int rc = parse_call(args, kind, &c)) return rc;
-  c.user_in = user_in;
-  c.user_out = user_out;
-  c.user_stream = user_stream;
+  c.user = user;
   if (c.nranks == 1) {
     // One rank: no peer to agree with; the body runs alone (its barriers
     // are no-ops).

@@ -63,6 +63,18 @@ static_assert(sizeof(CollDesc) <= CHIPMESH_FLAG_BYTES, "a call descriptor fits i
 
 inline constexpr uint64_t kUnused = UINT64_MAX;
 
+// One chunk of a staged collective in the user's memory (kernels/staged.cpp):
+// `in` and `out` point at the chunk in block 0 of the user's input and
+// output, block b lies `stride` bytes further on (the whole count per block);
+// `stream`: streaming stores into `out` (the whole call outgrows the cache,
+// not just this chunk). `out` null: not staged.
+struct UserBuffers {
+  const char* in = nullptr;
+  char* out = nullptr;
+  uint64_t stride = 0;
+  bool stream = false;
+};
+
 // One checked call on this rank.
 struct CollCall {
   const chipmesh_kernel_args* args = nullptr;
@@ -81,13 +93,9 @@ struct CollCall {
   // Every rank's offsets, read from the descriptors by open_call.
   uint64_t peer_in[CHIPMESH_MAX_RANKS] = {};
   uint64_t peer_out[CHIPMESH_MAX_RANKS] = {};
-  // The staged reduce_scatter (reduce_scatter_staged_chunk): this rank's own
-  // input block and its output in the user's memory, used in place of the
-  // window's (null otherwise); `user_stream`: streaming stores into
-  // user_out (the whole call outgrows the cache, not just this chunk).
-  const char* user_in = nullptr;
-  char* user_out = nullptr;
-  bool user_stream = false;
+  // The staged form (staged_chunk below): the user's buffers, which this
+  // rank reads and writes in place of its own part of the staging area.
+  UserBuffers user;
 
   uint64_t bytes() const { return count * es; }
   char* local(uint64_t off) const { return reinterpret_cast<char*>(ctx->windowsIn[rank] + off); }
@@ -112,16 +120,19 @@ int parse_call(const chipmesh_kernel_args* args, Kind kind, CollCall* call);
 int open_call(CollCall& c);
 
 // The whole kernel: parse, nothing for count 0 (except the barrier), open,
-// run `body`, closing barrier. `user_in`, `user_out`, `user_stream`:
-// CollCall's.
+// run `body`, closing barrier. `user`: CollCall's.
 int run_collective(const chipmesh_kernel_args* args, Kind kind, int (*body)(CollCall&),
-                   const char* user_in = nullptr, char* user_out = nullptr, bool user_stream = false);
+                   const UserBuffers& user = {});
 
-// One chunk of the staged reduce_scatter (kernels/staged.cpp): `args` is the
-// NCCL in-place call on the staging area, but this rank's own block is read
-// from `user_in` (no peer reads it) and the result is written to `user_out`,
-// so neither is copied through the window; `stream`: with streaming stores.
-int reduce_scatter_staged_chunk(const chipmesh_kernel_args* args, const char* user_in, char* user_out,
-                                bool stream);
+// One chunk of a staged collective (kernels/staged.cpp). `args` is the call
+// on the staging area (the NCCL in-place forms; in == out for broadcast), of
+// which every rank's input is read by peers as usual; but this rank reads
+// its own part of the input from `user.in` and writes its whole output
+// straight to `user.out`, so only the blocks peers read are copied in and
+// nothing is copied out. All ranks of the call must use it.
+int allgather_staged_chunk(const chipmesh_kernel_args* args, const UserBuffers& user);
+int reduce_scatter_staged_chunk(const chipmesh_kernel_args* args, const UserBuffers& user);
+int broadcast_staged_chunk(const chipmesh_kernel_args* args, const UserBuffers& user);
+int alltoall_staged_chunk(const chipmesh_kernel_args* args, const UserBuffers& user);
 
 }  // namespace chipmesh::kernels

@@ -27,28 +27,28 @@ int reduce_scatter_body(CollCall& c) {
   const uint64_t B = c.bytes();
   const bool literal = c.in_off == c.out_off;
   char* own_block = c.local(c.in_off) + c.rank * B;
-  char* dst = c.user_out ? c.user_out : literal && c.rank != 0 ? own_block : c.local(c.out_off);
+  const UserBuffers& u = c.user;
+  char* dst = u.out ? u.out : literal && c.rank != 0 ? own_block : c.local(c.out_off);
   // Reads n blocks, writes one.
-  const bool stream = c.user_out ? c.user_stream : stream_stores_pay((c.nranks + 1) * B);
+  const bool stream = u.out ? u.stream : stream_stores_pay((c.nranks + 1) * B);
   int rc = visit_type_op(c.dtype, c.op, [&]<typename T, typename Op>() {
     using S = typename T::S;
     const S* src[CHIPMESH_MAX_RANKS];
     for (uint32_t j = 0; j < c.nranks; ++j) src[j] = reinterpret_cast<const S*>(c.peer(j, c.peer_in[j]) + c.rank * B);
-    if (c.user_in) src[c.rank] = reinterpret_cast<const S*>(c.user_in);
+    if (u.out) src[c.rank] = reinterpret_cast<const S*>(u.in + c.rank * u.stride);
     return fold_sliced<T, Op>(c.args, reinterpret_cast<S*>(dst), src, c.nranks, c.count, stream);
   });
   if (rc) return rc;
   if (!c.any_rank_in_place()) return 0;
   if (int brc = device::barrier(c.args)) return brc;
-  if (literal && c.rank != 0 && !c.user_out) return copy_sliced(c.args, c.local(c.out_off), own_block, B, stream);
+  if (literal && c.rank != 0 && !u.out) return copy_sliced(c.args, c.local(c.out_off), own_block, B, stream);
   return 0;
 }
 
 }  // namespace
 
-int reduce_scatter_staged_chunk(const chipmesh_kernel_args* args, const char* user_in, char* user_out,
-                                bool stream) {
-  return run_collective(args, Kind::kReduceScatter, reduce_scatter_body, user_in, user_out, stream);
+int reduce_scatter_staged_chunk(const chipmesh_kernel_args* args, const UserBuffers& user) {
+  return run_collective(args, Kind::kReduceScatter, reduce_scatter_body, user);
 }
 
 }  // namespace chipmesh::kernels

@@ -20,10 +20,12 @@
 // copies out on the root only. An allreduce that runs as twophase copies
 // neither way the part of the chunk this rank reduces: twophase reads it
 // from the user's input and writes it to the user's output
-// (allreduce_staged_chunk); on 2 ranks that halves the copies. A
-// reduce_scatter copies in only the n - 1 blocks its peers read and nothing
-// out: it folds its own block from the user's input straight into the user's
-// output (reduce_scatter_staged_chunk). A chip runs one thread, so the
+// (allreduce_staged_chunk); on 2 ranks that halves the copies. Allgather,
+// reduce_scatter, broadcast and alltoall copy in only what peers read (all
+// but this rank's own block, of an input of n blocks) and nothing out: they
+// read the peers' areas and this rank's own input and write straight into
+// the user's output (the *_staged_chunk forms, collective.h). Reduce stays
+// as above (its peers write the root's area). A chip runs one thread, so the
 // copies do not overlap the collective here; a platform with copy engines
 // would double the area and copy chunk k + 1 while chunk k reduces.
 #include <algorithm>
@@ -61,18 +63,27 @@ struct Inner {
   const char* name;
   chipmesh_kernel_entry entry;
   bool in_n, out_n;  // the input / output holds one block per rank
+  // The form that reads this rank's own input from, and writes its output
+  // straight to, the user's buffers (collective.h); null: none.
+  int (*direct)(const chipmesh_kernel_args*, const UserBuffers&) = nullptr;
 };
 
 bool inner_of(uint64_t kind, Inner* out) {
   switch (kind) {
     case 0: *out = {"allreduce", chipmesh_allreduce, false, false}; return true;
-    case static_cast<uint64_t>(Kind::kAllgather): *out = {"allgather", chipmesh_allgather, false, true}; return true;
-    case static_cast<uint64_t>(Kind::kReduceScatter):
-      *out = {"reduce_scatter", chipmesh_reduce_scatter, true, false};
+    case static_cast<uint64_t>(Kind::kAllgather):
+      *out = {"allgather", chipmesh_allgather, false, true, allgather_staged_chunk};
       return true;
-    case static_cast<uint64_t>(Kind::kBroadcast): *out = {"broadcast", chipmesh_broadcast, false, false}; return true;
+    case static_cast<uint64_t>(Kind::kReduceScatter):
+      *out = {"reduce_scatter", chipmesh_reduce_scatter, true, false, reduce_scatter_staged_chunk};
+      return true;
+    case static_cast<uint64_t>(Kind::kBroadcast):
+      *out = {"broadcast", chipmesh_broadcast, false, false, broadcast_staged_chunk};
+      return true;
     case static_cast<uint64_t>(Kind::kReduce): *out = {"reduce", chipmesh_reduce, false, false}; return true;
-    case static_cast<uint64_t>(Kind::kAlltoall): *out = {"alltoall", chipmesh_alltoall, true, true}; return true;
+    case static_cast<uint64_t>(Kind::kAlltoall):
+      *out = {"alltoall", chipmesh_alltoall, true, true, alltoall_staged_chunk};
+      return true;
     default: return false;
   }
 }
@@ -128,9 +139,6 @@ CHIPMESH_KERNEL(chipmesh_staged) {
                          rank != args->scalars[3]);  // broadcast: root only
   const bool copy_out = !(args->scalars[0] == static_cast<uint64_t>(Kind::kReduce) &&
                           rank != args->scalars[4]);  // reduce: root only
-  // A reduce_scatter reads this rank's own block from the user's input and
-  // writes the user's output itself (reduce_scatter_staged_chunk).
-  const bool scatter = args->scalars[0] == static_cast<uint64_t>(Kind::kReduceScatter);
   char* stage = reinterpret_cast<char*>(ctx->windowsIn[rank] + stage_off);
   const char* user_in = reinterpret_cast<const char*>(in.addr);
   char* user_out = reinterpret_cast<char*>(out.addr);
@@ -164,9 +172,11 @@ CHIPMESH_KERNEL(chipmesh_staged) {
       if (int rc = copy_sliced(args, dst, src, skip_from, stream)) return rc;
       return copy_sliced(args, dst + skip_to, src + skip_to, kb - skip_to, stream);
     };
+    // The direct forms read this rank's own block of an input of n blocks
+    // from the user's input: no peer reads it in the area.
     if (copy_in)
       for (uint64_t b = 0; b < in_blocks; ++b)
-        if (!(scatter && b == rank))
+        if (!(inner.direct && inner.in_n && b == rank))
           if (int rc = copy_block(in_at + b * kb, user_in + (b * count + i) * es, false)) return rc;
     t[0].addr = reinterpret_cast<uint64_t>(in_at);
     t[1].addr = reinterpret_cast<uint64_t>(out_at);
@@ -176,12 +186,12 @@ CHIPMESH_KERNEL(chipmesh_staged) {
     int rc = 0;
     if (skip_own)
       rc = allreduce_staged_chunk(&a, user_in + i * es, user_out + i * es);
-    else if (scatter)
-      rc = reduce_scatter_staged_chunk(&a, user_in + (rank * count + i) * es, user_out + i * es, stream_out);
+    else if (inner.direct)
+      rc = inner.direct(&a, UserBuffers{user_in + i * es, user_out + i * es, count * es, stream_out});
     else
       rc = inner.entry(&a);
     if (rc) return rc;
-    if (copy_out && !scatter)
+    if (copy_out && !inner.direct)
       for (uint64_t b = 0; b < out_blocks; ++b)
         if (int rc = copy_block(user_out + (b * count + i) * es, out_at + b * kb, stream_out)) return rc;
   }
