@@ -30,6 +30,7 @@
 #include <cstdint>
 
 #include "chipmesh/kernel.h"
+#include "reduce_ops.h"
 
 namespace chipmesh::kernels {
 
@@ -134,5 +135,14 @@ int allgather_staged_chunk(const chipmesh_kernel_args* args, const UserBuffers& 
 int reduce_scatter_staged_chunk(const chipmesh_kernel_args* args, const UserBuffers& user);
 int broadcast_staged_chunk(const chipmesh_kernel_args* args, const UserBuffers& user);
 int alltoall_staged_chunk(const chipmesh_kernel_args* args, const UserBuffers& user);
+// Reduce: the root's output is written directly only in the root's own
+// slice (reduce_slice_of); the peers still write theirs into the root's
+// area, which the root copies out after the call.
+int reduce_staged_chunk(const chipmesh_kernel_args* args, const UserBuffers& user);
+
+// The slice of a reduce of `count` elements of `es` bytes that `rank` folds
+// (elements [begin, begin + size)): one of n cache-line-aligned slices, or
+// below 64 KiB everything on the root and nothing elsewhere.
+Range reduce_slice_of(uint64_t count, size_t es, uint32_t nranks, uint32_t rank, uint32_t root);
 
 }  // namespace chipmesh::kernels

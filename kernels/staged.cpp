@@ -24,8 +24,10 @@
 // reduce_scatter, broadcast and alltoall copy in only what peers read (all
 // but this rank's own block, of an input of n blocks) and nothing out: they
 // read the peers' areas and this rank's own input and write straight into
-// the user's output (the *_staged_chunk forms, collective.h). Reduce stays
-// as above (its peers write the root's area). A chip runs one thread, so the
+// the user's output (the *_staged_chunk forms, collective.h). Reduce keeps
+// each rank's own slice in the user's buffers: it is not copied in, and the
+// root folds its slice straight into its output and copies out only the
+// slices its peers wrote into its area. A chip runs one thread, so the
 // copies do not overlap the collective here; a platform with copy engines
 // would double the area and copy chunk k + 1 while chunk k reduces.
 #include <algorithm>
@@ -80,7 +82,9 @@ bool inner_of(uint64_t kind, Inner* out) {
     case static_cast<uint64_t>(Kind::kBroadcast):
       *out = {"broadcast", chipmesh_broadcast, false, false, broadcast_staged_chunk};
       return true;
-    case static_cast<uint64_t>(Kind::kReduce): *out = {"reduce", chipmesh_reduce, false, false}; return true;
+    case static_cast<uint64_t>(Kind::kReduce):
+      *out = {"reduce", chipmesh_reduce, false, false, reduce_staged_chunk};
+      return true;
     case static_cast<uint64_t>(Kind::kAlltoall):
       *out = {"alltoall", chipmesh_alltoall, true, true, alltoall_staged_chunk};
       return true;
@@ -135,10 +139,14 @@ CHIPMESH_KERNEL(chipmesh_staged) {
                 inner.name, static_cast<ull>(chunk), static_cast<ull>(blocks), es, static_cast<ull>(stage_off),
                 static_cast<ull>(ctx->winSize));
 
+  // The root (broadcast: scalar 3, reduce: 4); a missing one reads as
+  // UINT64_MAX here and fails in the collective's own checks.
+  auto scalar = [&](uint32_t i) { return i < args->num_scalars ? args->scalars[i] : UINT64_MAX; };
   const bool copy_in = !(args->scalars[0] == static_cast<uint64_t>(Kind::kBroadcast) &&
-                         rank != args->scalars[3]);  // broadcast: root only
-  const bool copy_out = !(args->scalars[0] == static_cast<uint64_t>(Kind::kReduce) &&
-                          rank != args->scalars[4]);  // reduce: root only
+                         rank != scalar(3));  // broadcast: root only
+  const bool is_reduce = args->scalars[0] == static_cast<uint64_t>(Kind::kReduce);
+  const uint64_t reduce_root = scalar(4);
+  const bool copy_out = !(is_reduce && rank != reduce_root);  // reduce: root only
   char* stage = reinterpret_cast<char*>(ctx->windowsIn[rank] + stage_off);
   const char* user_in = reinterpret_cast<const char*>(in.addr);
   char* user_out = reinterpret_cast<char*>(out.addr);
@@ -165,7 +173,10 @@ CHIPMESH_KERNEL(chipmesh_staged) {
     // chunk in the user's buffers: that part is neither copied in nor out.
     const bool skip_own = args->scalars[0] == 0 && a.num_scalars >= 1 &&
                           staged_allreduce_skips_own_chunk(ctx, a.scalars[0], kb);
-    const Range mine = skip_own ? chunk_of(k, n, rank) : Range{0, 0};
+    // A reduce keeps this rank's own slice in the user's buffers likewise.
+    const Range mine = skip_own    ? chunk_of(k, n, rank)
+                       : is_reduce && reduce_root < n ? reduce_slice_of(k, es, n, rank, static_cast<uint32_t>(reduce_root))
+                                   : Range{0, 0};
     const uint64_t skip_from = mine.begin * es, skip_to = (mine.begin + mine.size) * es;
     // Bytes [0, kb) of one block, less [skip_from, skip_to).
     auto copy_block = [&](char* dst, const char* src, bool stream) {
@@ -191,7 +202,7 @@ CHIPMESH_KERNEL(chipmesh_staged) {
     else
       rc = inner.entry(&a);
     if (rc) return rc;
-    if (copy_out && !inner.direct)
+    if (copy_out && (!inner.direct || is_reduce))
       for (uint64_t b = 0; b < out_blocks; ++b)
         if (int rc = copy_block(user_out + (b * count + i) * es, out_at + b * kb, stream_out)) return rc;
   }

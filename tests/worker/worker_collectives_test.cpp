@@ -233,6 +233,31 @@ TEST_P(WorkerStagedCollectives, EveryCollectiveOnMallocMemoryThroughASmallWindow
 INSTANTIATE_TEST_SUITE_P(Chips, WorkerStagedCollectives, ::testing::Values(1, 2, 3, 8),
                          [](const auto& info) { return std::to_string(info.param) + "chips"; });
 
+// Chunks past 64 KiB, where reduce splits the fold across ranks (each rank's
+// own slice stays in the user's buffers, the root copies out its peers'):
+// every collective on 3 chips, 100003 elements per block (several chunks of
+// a 384 KiB staging area, the last one partial), in place and out of place,
+// every root.
+TEST(WorkerStagedCollectivesLarge, ChunksPastTheSplitOfReduce) {
+  ScratchDir scratch;
+  constexpr int n = 3;
+  WorkerConfig cfg = comm_config(n, scratch.file("rootinfo"), 2 * kBufBytes + (384 << 10),
+                                 {{"a", DataType::UINT8, kBufBytes, kBufBytes}, {"b", DataType::UINT8, kBufBytes, kBufBytes}});
+  Worker w(std::move(cfg));
+  w.init();
+  std::vector<Case> cases;
+  uint64_t salt = 0;
+  for (Coll coll : kColls)
+    for (bool in_place : {false, true})
+      for (int root = 0; root < n; ++root, ++salt)
+        cases.push_back({coll, salt % 2 ? DataType::INT32 : DataType::FLOAT32,
+                         std::array{ReduceOp::SUM, ReduceOp::MAX, ReduceOp::MIN}[salt % 3], in_place, 100003, root,
+                         false, salt});
+  run_cases(w, cases, Place::kMalloc);
+  w.close();
+  EXPECT_TRUE(scratch.entries().empty());
+}
+
 // 256 MiB of int32 per chip, in Worker::malloc memory, summed through a
 // 1 MiB window (256 chunks), in place; then an allgather of 16 MiB per rank
 // into 32 MiB outputs through the same window. Checked element by element.
