@@ -27,6 +27,9 @@ struct BenchOptions {
   std::vector<std::string> modes;   // allreduce: onephase, twophase, ring
   uint64_t min_bytes = 0;           // copy, allreduce: smallest size
   uint64_t max_bytes = 0;           // copy, allreduce: largest size
+  std::string memory = "window";    // the other collectives: where the data lies: "window" (bootstrap
+                                    // buffers) or "malloc" (Worker::malloc memory, staged through the window)
+  uint64_t stage_bytes = 0;         // --memory malloc: the window, all of it staging area (default 4 MiB)
   int iters = 0;                    // allreduce and the other collectives: operations per run() of the
                                     // back-to-back (stream) figure (default 20, as nccl-tests)
   int tasks = 0;                    // dispatch: tasks per measurement

@@ -105,26 +105,30 @@ BenchResult run_collective(const BenchOptions& o, const std::string& which) {
       for (uint64_t s = std::max(lo, unit); s <= hi; s *= 4) sizes.push_back(s / unit * unit);
       if (sizes.empty()) sizes.push_back(unit);
       const uint64_t max_bytes = sizes.back();
+      // --memory malloc: no buffers, the whole window is staging area.
+      const bool on_malloc = o.memory == "malloc";
+      const uint64_t window = on_malloc ? (o.stage_bytes ? o.stage_bytes : uint64_t{4} << 20) : 2 * max_bytes + 4096;
       WorkerConfig cfg;
       cfg.platform = o.platform;
       const std::string rootinfo = tmp.fresh("rootinfo");
       for (int r = 0; r < n; ++r) {
         cfg.device_ids.push_back(r);
         ChipBootstrapConfig c;
-        c.comm = ChipCommBootstrapConfig{r, n, rootinfo, static_cast<size_t>(2 * max_bytes + 4096)};
+        c.comm = ChipCommBootstrapConfig{r, n, rootinfo, static_cast<size_t>(window)};
         ChipBufferSpec in{"input", DataType::FLOAT32, max_bytes / 4, max_bytes};
         ChipBufferSpec out{"output", DataType::FLOAT32, max_bytes / 4, max_bytes};
-        c.buffers = {in, out};
+        if (!on_malloc) c.buffers = {in, out};
         cfg.chip_bootstrap_configs.push_back(std::move(c));
       }
-      say(o.out, "  %d ranks: bring-up with %s windows\n", n, size_label(2 * max_bytes + 4096).c_str());
+      say(o.out, "  %d ranks: bring-up with %s windows%s\n", n, size_label(window).c_str(),
+          on_malloc ? ", data in Worker::malloc memory" : "");
       Worker w(std::move(cfg));
       w.init();
       const CommDomain& world = w.world();
       std::vector<uint64_t> in(n), out(n);
       for (int r = 0; r < n; ++r) {
-        in[r] = world.context(r).buffer_ptrs.at("input");
-        out[r] = world.context(r).buffer_ptrs.at("output");
+        in[r] = on_malloc ? w.malloc(r, max_bytes) : world.context(r).buffer_ptrs.at("input");
+        out[r] = on_malloc ? w.malloc(r, max_bytes) : world.context(r).buffer_ptrs.at("output");
       }
       // In place as nccl-tests has it: allgather's input is the rank's block
       // of its output, reduce_scatter's output the rank's block of its input,
@@ -224,8 +228,10 @@ BenchResult run_collective(const BenchOptions& o, const std::string& which) {
         if (pr.ok()) parse_peer_output(pr.out, mp);
         return mp;
       };
-      Table t(which + "_n" + std::to_string(n),
-              which + ", " + std::to_string(n) + " ranks, float32" + (info->reduces ? " sum" : "") +
+      const std::string where = on_malloc ? ", data in Worker::malloc memory staged through " + size_label(window) +
+                                                " windows" : "";
+      Table t(which + "_n" + std::to_string(n) + (on_malloc ? "_malloc" : ""),
+              which + ", " + std::to_string(n) + " ranks, float32" + (info->reduces ? " sum" : "") + where +
                   ", root 0 (median; busbw factor " +
                   (bus_factor(info->coll, 4) == 1.0 ? std::string("1") : std::string("(n-1)/n")) + ")",
               {{"size_bytes", "size(B)", 0},
@@ -344,7 +350,8 @@ BenchResult run_collective(const BenchOptions& o, const std::string& which) {
         t.add_note(std::string("in place as nccl-tests: ") +
                    (info->coll == Coll::kAllgather ? "input = output + rank * count" : "output = input + rank * count"));
       res.tables.push_back(std::move(t));
-      Target tg{which + " busbw, " + std::to_string(n) + " ranks, >= 1 MiB", "not measured (no size >= 1 MiB)",
+      Target tg{which + " busbw, " + std::to_string(n) + " ranks, >= 1 MiB" + (on_malloc ? " (malloc memory)" : ""),
+                "not measured (no size >= 1 MiB)",
                 ">= 1.5x Open MPI and >= 50% of memcpy", false, false};
       if (big_seen) {
         tg.measured = worst.text(big_mpi);

@@ -273,6 +273,34 @@ void check_other_collectives(bool no_mpi) {
 }
 
 TEST(BenchSmoke, OtherCollectives) { check_other_collectives(false); }
+
+// --memory malloc: the same collectives on Worker::malloc memory, staged
+// through a 4 KiB window (the quick sizes take several chunks); every result
+// checked.
+TEST(BenchSmoke, OtherCollectivesOnMallocMemory) {
+  chipmesh::testing::ScratchDir dir;
+  for (const char* what : {"allgather", "reduce_scatter", "broadcast", "reduce", "alltoall"}) {
+    BenchOptions o;
+    o.what = what;
+    o.quick = true;
+    o.no_mpi = true;
+    o.memory = "malloc";
+    o.stage_bytes = 4096;
+    o.json_path = dir.file(std::string(what) + ".json");
+    ASSERT_EQ(run_bench(o), 0) << what;
+    std::ifstream in(o.json_path);
+    ASSERT_TRUE(in.good()) << what;
+    const json doc = json::parse(in);
+    const json* t = table(benchmark(doc, what), std::string(what) + "_n2_malloc");
+    ASSERT_NE(t, nullptr) << what;
+    ASSERT_GE(t->at("rows").size(), 3u) << what;
+    for (const auto& row : t->at("rows")) {
+      EXPECT_EQ(row.at("wrong"), 0) << what << ": " << row.dump();
+      EXPECT_EQ(row.at("ip_wrong"), 0) << what << ": " << row.dump();
+      EXPECT_GT(row.at("time_us").get<double>(), 0) << what << ": " << row.dump();
+    }
+  }
+}
 TEST(BenchSmoke, OtherCollectivesWithoutPeer) { check_other_collectives(true); }
 
 // allocate_domain + release_domain: one row per chip count, positive times,

@@ -51,6 +51,13 @@ BenchCommand register_bench_command(CLI::App& app) {
       ->transform(CLI::AsSizeValue(true));
   sub->add_option("--max-bytes", opts->max_bytes, "copy, allreduce: largest size (suffixes KiB, MiB accepted)")
       ->transform(CLI::AsSizeValue(true));
+  sub->add_option("--memory", opts->memory,
+                  "allgather, reduce_scatter, broadcast, reduce, alltoall: where the data lies: window (the chips' "
+                  "bootstrap buffers, default) or malloc (Worker::malloc memory, which the collectives stage through "
+                  "the window in chunks)")
+      ->check(CLI::IsMember({"window", "malloc"}));
+  sub->add_option("--stage-bytes", opts->stage_bytes, "--memory malloc: window size, all of it staging area (default 4MiB)")
+      ->transform(CLI::AsSizeValue(true));
   sub->add_option("--iters", opts->iters,
                   "allreduce and the other collectives: operations submitted back to back in one Worker::run() for "
                   "the stream (time per operation) column (default 20); the Open MPI peer times as many "
