@@ -174,9 +174,11 @@ CHIPMESH_KERNEL(chipmesh_staged) {
     const bool skip_own = args->scalars[0] == 0 && a.num_scalars >= 1 &&
                           staged_allreduce_skips_own_chunk(ctx, a.scalars[0], kb);
     // A reduce keeps this rank's own slice in the user's buffers likewise.
-    const Range mine = skip_own    ? chunk_of(k, n, rank)
-                       : is_reduce && reduce_root < n ? reduce_slice_of(k, es, n, rank, static_cast<uint32_t>(reduce_root))
-                                   : Range{0, 0};
+    Range mine{0, 0};
+    if (skip_own)
+      mine = chunk_of(k, n, rank);
+    else if (is_reduce && reduce_root < n)
+      mine = reduce_slice_of(k, es, n, rank, static_cast<uint32_t>(reduce_root));
     const uint64_t skip_from = mine.begin * es, skip_to = (mine.begin + mine.size) * es;
     // Bytes [0, kb) of one block, less [skip_from, skip_to).
     auto copy_block = [&](char* dst, const char* src, bool stream) {
@@ -202,6 +204,8 @@ CHIPMESH_KERNEL(chipmesh_staged) {
     else
       rc = inner.entry(&a);
     if (rc) return rc;
+    // The direct forms leave nothing in the area but reduce: its peers write
+    // their slices into the root's.
     if (copy_out && (!inner.direct || is_reduce))
       for (uint64_t b = 0; b < out_blocks; ++b)
         if (int rc = copy_block(user_out + (b * count + i) * es, out_at + b * kb, stream_out)) return rc;
