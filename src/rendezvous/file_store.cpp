@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cctype>
 #include <cerrno>
 #include <cstdio>
@@ -38,15 +39,19 @@ uint64_t random_nonce() {
 
 // One inotify instance per thread, kept for the life of the process: closing
 // one waits for an SRCU grace period in the kernel (measured 7-15 ms here),
-// which would otherwise land on every waiting rank's comm_init.
+// which would otherwise land on every waiting rank's comm_init. -1 (errno
+// set) where none can be had; the next wait tries again.
 int thread_inotify() {
   thread_local int fd = -1;
-  if (fd < 0) {
-    fd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
-    if (fd < 0) throw CommError("rendezvous: inotify_init1 failed: " + errno_text(errno));
-  }
+  if (fd < 0) fd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
   return fd;
 }
+
+// Out of a resource that inotify needs (instances or watches of this user,
+// file descriptors, kernel memory): the wait polls instead of failing the
+// rendezvous. With fs.inotify.max_user_instances at its usual 128, a busy
+// machine's other processes can leave none.
+bool inotify_exhausted(int err) { return err == EMFILE || err == ENFILE || err == ENOMEM || err == ENOSPC; }
 
 void drain(int fd) {
   alignas(struct inotify_event) char buf[4096];
@@ -165,12 +170,23 @@ Bytes FileStore::wait(const std::string& key, std::chrono::milliseconds timeout,
   // Watch the directory before the first look, so a rename that lands
   // between the look and the wait still wakes us.
   const int in = thread_inotify();
-  const int watch = inotify_add_watch(in, dir_.c_str(), IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_ATTRIB);
-  if (watch < 0)
+  if (in < 0 && !inotify_exhausted(errno))
+    throw CommError(what + ": inotify_init1 failed: " + errno_text(errno));
+  const int watch = in < 0 ? -1 : inotify_add_watch(in, dir_.c_str(), IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_ATTRIB);
+  if (in >= 0 && watch < 0 && !inotify_exhausted(errno))
     throw ConfigError(what + ": cannot watch directory '" + dir_ + "' of " + describe(key) + ": " + errno_text(errno));
+  if (watch < 0) {
+    // What inotify_add_watch would have refused, refused alike.
+    struct stat st;
+    const bool found = ::stat(dir_.c_str(), &st) == 0;
+    const int err = found ? ENOTDIR : errno;
+    if (!found || !S_ISDIR(st.st_mode))
+      throw ConfigError(what + ": cannot watch directory '" + dir_ + "' of " + describe(key) + ": " + errno_text(err));
+  }
   struct Unwatch {
     int in, watch;
     ~Unwatch() {
+      if (watch < 0) return;
       inotify_rm_watch(in, watch);
       drain(in);
     }
@@ -178,12 +194,27 @@ Bytes FileStore::wait(const std::string& key, std::chrono::milliseconds timeout,
 
   Deadline deadline(timeout);
   const Deadline yielding(kWaiterYieldPhase);
+  // Without a watch, looks come at growing intervals instead: at most
+  // kPollMax late, and no busier than a look per kPollMax once it is reached.
+  constexpr std::chrono::microseconds kPollFirst{50}, kPollMax{5000};
+  std::chrono::microseconds poll_every = kPollFirst;
   std::string why;
   for (;;) {
     if (std::optional<Bytes> value = check(key, &why); value && accept(*value, &why)) return std::move(*value);
     if (deadline.expired())
       throw TimeoutError(what + " timed out after " + std::to_string(deadline.budget_ms()) + " ms waiting for " +
                          describe(key) + " (" + why + ")");
+    if (watch < 0) {
+      if (!yielding.expired()) {
+        sched_yield();
+      } else {
+        const auto slice = std::min<std::chrono::microseconds>(
+            poll_every, std::chrono::duration_cast<std::chrono::microseconds>(deadline.next_slice(kPollMax)));
+        ::usleep(static_cast<useconds_t>(std::max<int64_t>(slice.count(), 1)));
+        poll_every = std::min(poll_every * 2, kPollMax);
+      }
+      continue;
+    }
     struct pollfd pfd{in, POLLIN, 0};
     bool event = false;
     while (!event && !yielding.expired()) {

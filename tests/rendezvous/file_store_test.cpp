@@ -1,12 +1,19 @@
 // The rendezvous store interface through its file implementation: atomic
 // publish, trust checks, waits with a deadline, compare-and-remove, and the
 // temp-file names a cleaner recognises.
+#include <sched.h>
+#include <sys/inotify.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <fstream>
 #include <string>
+#include <thread>
 
 #include <gtest/gtest.h>
 
@@ -89,6 +96,65 @@ TEST(FileStore, WaitReturnsTheValueAnotherProcessSets) {
   });
   EXPECT_TRUE(all_ok(outcomes));
   std::remove((dir.path() / "rootinfo").c_str());
+}
+
+// Makes this process one that can have no inotify instance, as when the
+// user's fs.inotify.max_user_instances (128 by default) are all taken by
+// other processes: a user namespace of its own (mapping this uid to itself)
+// whose instance limit is 0. Returns why it could not, or "".
+std::string leave_no_inotify_instance() {
+  const std::string uid = std::to_string(geteuid());
+  if (unshare(CLONE_NEWUSER) != 0) return std::string("unshare(CLONE_NEWUSER): ") + std::strerror(errno);
+  if (!(std::ofstream("/proc/self/uid_map") << uid << " " << uid << " 1\n"))
+    return "cannot write /proc/self/uid_map";
+  if (!(std::ofstream("/proc/sys/user/max_inotify_instances") << "0\n"))
+    return "cannot write /proc/sys/user/max_inotify_instances";
+  const int fd = inotify_init1(IN_CLOEXEC);
+  if (fd >= 0) {
+    ::close(fd);
+    return "inotify_init1 still succeeds";
+  }
+  return "";
+}
+
+// A waiter that can get no inotify instance (the user's are all taken) still
+// gets the value, by polling, and a missing directory is still an error.
+TEST(FileStore, WaitWithoutAnInotifyInstanceStillGetsTheValue) {
+  ScratchDir dir;
+  auto* waiting = static_cast<std::atomic<int>*>(
+      mmap(nullptr, sizeof(std::atomic<int>), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0));
+  ASSERT_NE(waiting, MAP_FAILED);
+  new (waiting) std::atomic<int>(0);
+  auto outcomes = fork_ranks(2, [&](int rank) {
+    FileStore store(dir.path().string());
+    if (rank == 0) {
+      const auto until = std::chrono::steady_clock::now() + 30s;
+      while (waiting->load() == 0 && std::chrono::steady_clock::now() < until) std::this_thread::yield();
+      CM_REQUIRE(waiting->load() == 1) << "the waiter never started waiting";
+      store.set("rootinfo", bytes("hello"));
+      return;
+    }
+    const std::string why_not = leave_no_inotify_instance();
+    if (!why_not.empty()) {
+      waiting->store(2);
+      rank_note("skipped: " + why_not);
+      return;
+    }
+    try {
+      FileStore(dir.file("missing")).wait("k", 1s, [](const Bytes&, std::string*) { return true; }, "test");
+      CM_REQUIRE(false) << "a wait in a missing directory did not fail";
+    } catch (const ConfigError& e) {
+      CM_REQUIRE(contains(e.what(), dir.file("missing"))) << e.what();
+    }
+    waiting->store(1);
+    Bytes v = store.wait("rootinfo", 30s, [](const Bytes&, std::string*) { return true; }, "test");
+    CM_REQUIRE(v == bytes("hello"));
+  });
+  const std::string note = outcomes[1].message;
+  munmap(waiting, sizeof(std::atomic<int>));
+  std::remove((dir.path() / "rootinfo").c_str());
+  ASSERT_TRUE(all_ok(outcomes));
+  if (note.rfind("skipped: ", 0) == 0) GTEST_SKIP() << note;
 }
 
 TEST(FileStore, WaitTimesOutNamingTheFileAndTheLastReason) {

@@ -592,7 +592,7 @@ TEST_P(WorkerKilledChip, SigkilledOnceItsWindowExistsLeavesNothing) {
     });
     std::string msg = chip_error_of([&] { w.init(); });
     killer.join();
-    CM_REQUIRE(victim > 0) << "the chips never mapped the windows' object";
+    CM_REQUIRE(victim > 0) << "the chips never mapped the windows' object; init said: " << msg;
     CM_REQUIRE(contains(msg, "pid " + std::to_string(victim)) && contains(msg, "signal 9")) << msg;
     for (pid_t c : chips) CM_REQUIRE(shm_objects_of(c) == 0) << "chip pid " << c << " left shared memory";
   }, 90s);
