@@ -17,6 +17,7 @@
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <tuple>
 #include <vector>
@@ -541,18 +542,84 @@ TEST(WorkerTwoJobs, OnOneRootinfoPathNeverMixAndTheLoserFailsAtOnce) {
   std::printf("  100 runs: both jobs ran in %d, one failed at once in %d\n", both_ran, one_failed);
 }
 
-// Whether `pid` maps a /dev/shm object whose name ends in `suffix`.
-bool maps_shm_object(pid_t pid, const std::string& suffix) {
-  std::ifstream maps("/proc/" + std::to_string(pid) + "/maps");
-  for (std::string line; std::getline(maps, line);) {
-    const size_t at = line.find("/dev/shm/chipmesh_");
-    if (at == std::string::npos) continue;
-    std::string name = line.substr(at);
-    if (const size_t sp = name.find(' '); sp != std::string::npos) name.resize(sp);
-    if (name.size() >= suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0)
-      return true;
+// The killer thread of WorkerKilledChip runs while the Worker forks the
+// chips, so it must not allocate: a chip forked while another thread holds
+// an allocator lock (ASan's, which GCC 12's libasan does not take around a
+// fork) deadlocks in its first malloc and never gets to its window (seen
+// once in CI under ASan: 60 s, then "died before publishing its bootstrap
+// mailbox"). Hence system calls into stack buffers below.
+
+// "/proc/<pid><tail>" into `out`.
+void proc_path(char (&out)[64], pid_t pid, const char* tail) {
+  char digits[16];
+  int n = 0;
+  for (unsigned v = static_cast<unsigned>(pid); n == 0 || v != 0; v /= 10) digits[n++] = static_cast<char>('0' + v % 10);
+  size_t at = 0;
+  for (const char* c = "/proc/"; *c; ++c) out[at++] = *c;
+  while (n > 0) out[at++] = digits[--n];
+  for (const char* c = tail; *c && at + 1 < sizeof out; ++c) out[at++] = *c;
+  out[at] = '\0';
+}
+
+// This process's children in the order they were forked (the order the
+// kernel lists them in), at most `cap`.
+size_t children_in_fork_order(pid_t* out, size_t cap) {
+  char self[64], tail[64] = "/task/", path[64];
+  proc_path(self, getpid(), "");  // "/proc/<pid>"
+  size_t t = 6;
+  for (const char* c = self + 6; *c; ++c) tail[t++] = *c;
+  for (const char* c = "/children"; *c; ++c) tail[t++] = *c;
+  tail[t] = '\0';
+  proc_path(path, getpid(), tail);
+  const int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return 0;
+  char buf[512];
+  const ssize_t got = ::read(fd, buf, sizeof buf);
+  ::close(fd);
+  size_t n = 0;
+  long v = -1;
+  for (ssize_t k = 0; k < got; ++k) {
+    if (buf[k] >= '0' && buf[k] <= '9') {
+      v = (v < 0 ? 0 : v * 10) + (buf[k] - '0');
+    } else if (v >= 0) {
+      if (n < cap) out[n++] = static_cast<pid_t>(v);
+      v = -1;
+    }
   }
-  return false;
+  if (v >= 0 && n < cap) out[n++] = static_cast<pid_t>(v);
+  return n;
+}
+
+// Whether `pid` maps a /dev/shm object "chipmesh_..._s" (the windows' object
+// of a communicator for which no rank adopted a file).
+bool maps_windows_object(pid_t pid) {
+  char path[64];
+  proc_path(path, pid, "/maps");
+  const int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  constexpr std::string_view kName = "/dev/shm/chipmesh_";
+  char buf[8192];
+  size_t have = 0;
+  bool found = false;
+  for (ssize_t got; !found && (got = ::read(fd, buf + have, sizeof buf - have)) > 0;) {
+    have += static_cast<size_t>(got);
+    size_t start = 0;  // of the first line not yet looked at
+    for (size_t k = 0; k < have; ++k) {
+      if (buf[k] != '\n') continue;
+      const std::string_view line(buf + start, k - start);
+      if (const size_t at = line.find(kName); at != std::string_view::npos) {
+        std::string_view name = line.substr(at);
+        name = name.substr(0, name.find(' '));  // " (deleted)" once unlinked
+        found = found || (name.size() >= 2 && name.substr(name.size() - 2) == "_s");
+      }
+      start = k + 1;
+    }
+    if (start == 0 && have == sizeof buf) start = have;  // a line longer than the buffer: not a name of ours
+    std::memmove(buf, buf + start, have - start);
+    have -= start;
+  }
+  ::close(fd);
+  return found;
 }
 
 // A chip SIGKILLed right after the windows' object exists and it maps it
@@ -572,29 +639,30 @@ TEST_P(WorkerKilledChip, SigkilledOnceItsWindowExistsLeavesNothing) {
     unsetenv("CHIPMESH_RENDEZVOUS_DIR");
     knobs::reload();
     Worker w(comm_config(3, in_memory ? std::string() : dir.file("rootinfo"), 1 << 20));
-    std::vector<pid_t> chips;
+    pid_t chips[4] = {};  // chip i is rank i; a 4th child would be a bug
+    size_t nchips = 0;
     pid_t victim = -1;
-    std::thread killer([&] {
+    std::thread killer([&] {  // allocates nothing (see proc_path)
       const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-      while ((chips = children_of(getpid())).size() < 3 && std::chrono::steady_clock::now() < until)
+      while ((nchips = children_in_fork_order(chips, 4)) < 3 && std::chrono::steady_clock::now() < until)
         std::this_thread::yield();
-      std::sort(chips.begin(), chips.end());  // forked in order: chip i (rank i) has the i-th smallest pid
       // Every chip pauses once it maps the windows' object (rank 0 made it,
       // "_s"): wait for all three.
-      bool all = chips.size() == 3;
-      for (pid_t c : chips) {
-        while (!maps_shm_object(c, "_s") && std::chrono::steady_clock::now() < until) std::this_thread::yield();
-        all = all && maps_shm_object(c, "_s");
+      bool all = nchips == 3;
+      for (size_t i = 0; i < nchips; ++i) {
+        while (!maps_windows_object(chips[i]) && std::chrono::steady_clock::now() < until) std::this_thread::yield();
+        all = all && maps_windows_object(chips[i]);
       }
-      if (all) victim = chips[static_cast<size_t>(victim_rank)];
+      if (all) victim = chips[victim_rank];
       if (victim > 0) kill(victim, SIGKILL);
-      else for (pid_t c : chips) kill(c, SIGKILL);  // never got there: end init, fail below
+      else for (size_t i = 0; i < nchips; ++i) kill(chips[i], SIGKILL);  // never got there: end init, fail below
     });
     std::string msg = chip_error_of([&] { w.init(); });
     killer.join();
     CM_REQUIRE(victim > 0) << "the chips never mapped the windows' object; init said: " << msg;
     CM_REQUIRE(contains(msg, "pid " + std::to_string(victim)) && contains(msg, "signal 9")) << msg;
-    for (pid_t c : chips) CM_REQUIRE(shm_objects_of(c) == 0) << "chip pid " << c << " left shared memory";
+    for (size_t i = 0; i < nchips; ++i)
+      CM_REQUIRE(shm_objects_of(chips[i]) == 0) << "chip pid " << chips[i] << " left shared memory";
   }, 90s);
   ASSERT_TRUE(all_ok(outcomes)) << outcomes[0].describe();
   EXPECT_TRUE(dir.entries().empty()) << "the rootinfo file was left";
