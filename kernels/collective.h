@@ -37,7 +37,10 @@ namespace chipmesh::kernels {
 // Scratch lines (allreduce.h has 2..5).
 inline constexpr uint32_t kCollCounterLine = 6;  // calls made by this rank (its own use)
 inline constexpr uint32_t kCollDescLine0 = 7;    // call descriptors, two slots used by call parity
-inline constexpr uint32_t kLastCollLine = kCollDescLine0 + 1;
+// The staged broadcast's root: pieces of its input in its staging area so
+// far (only grows; broadcast.cpp).
+inline constexpr uint32_t kBroadcastProgressLine = kCollDescLine0 + 2;
+inline constexpr uint32_t kLastCollLine = kBroadcastProgressLine;
 
 enum class Kind : uint32_t { kAllgather = 1, kReduceScatter, kBroadcast, kReduce, kAlltoall, kBarrier };
 
@@ -130,7 +133,9 @@ int run_collective(const chipmesh_kernel_args* args, Kind kind, int (*body)(Coll
 // which every rank's input is read by peers as usual; but this rank reads
 // its own part of the input from `user.in` and writes its whole output
 // straight to `user.out`, so only the blocks peers read are copied in and
-// nothing is copied out. All ranks of the call must use it.
+// nothing is copied out. All ranks of the call must use it. Broadcast's
+// root copies its input into its area itself, by pieces once the call has
+// opened, and the peers copy each piece out as soon as it lands.
 int allgather_staged_chunk(const chipmesh_kernel_args* args, const UserBuffers& user);
 int reduce_scatter_staged_chunk(const chipmesh_kernel_args* args, const UserBuffers& user);
 int broadcast_staged_chunk(const chipmesh_kernel_args* args, const UserBuffers& user);

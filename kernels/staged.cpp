@@ -16,8 +16,9 @@
 // NCCL forms for allgather and reduce_scatter, so the area holds max(in, out)
 // blocks of one chunk), copy the output blocks out. The collective's closing
 // barrier keeps every staging area stable until no peer reads it, so the
-// next chunk can reuse it. Broadcast copies in on the root only, reduce
-// copies out on the root only. An allreduce that runs as twophase copies
+// next chunk can reuse it. Broadcast's root copies in by pieces inside the
+// call, so its peers read while it copies; reduce copies out on the root
+// only. An allreduce that runs as twophase copies
 // neither way the part of the chunk this rank reduces: twophase reads it
 // from the user's input and writes it to the user's output
 // (allreduce_staged_chunk); on 2 ranks that halves the copies. Allgather,
@@ -139,11 +140,11 @@ CHIPMESH_KERNEL(chipmesh_staged) {
                 inner.name, static_cast<ull>(chunk), static_cast<ull>(blocks), es, static_cast<ull>(stage_off),
                 static_cast<ull>(ctx->winSize));
 
-  // The root (broadcast: scalar 3, reduce: 4); a missing one reads as
+  // Reduce's root (scalar 4); a missing one reads as
   // UINT64_MAX here and fails in the collective's own checks.
   auto scalar = [&](uint32_t i) { return i < args->num_scalars ? args->scalars[i] : UINT64_MAX; };
-  const bool copy_in = !(args->scalars[0] == static_cast<uint64_t>(Kind::kBroadcast) &&
-                         rank != scalar(3));  // broadcast: root only
+  // Broadcast's root copies in itself, by pieces, once the call has opened.
+  const bool copy_in = args->scalars[0] != static_cast<uint64_t>(Kind::kBroadcast);
   const bool is_reduce = args->scalars[0] == static_cast<uint64_t>(Kind::kReduce);
   const uint64_t reduce_root = scalar(4);
   const bool copy_out = !(is_reduce && rank != reduce_root);  // reduce: root only
