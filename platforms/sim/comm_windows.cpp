@@ -202,7 +202,7 @@ void SimComm::map_one_object(size_t actual, size_t scratch, size_t segment) {
     fd = shm_open(name.c_str(), O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0600);
     if (fd < 0) throw DeviceError("comm_alloc_windows: cannot create the windows' object " + name + ": " + errno_text(errno));
     size_object(fd, "the windows' object " + name, name, total,
-                "(" + std::to_string(nranks_) + " x (window " + std::to_string(actual) + " + scratch " +
+                std::string("(") + std::to_string(nranks_) + " x (window " + std::to_string(actual) + " + scratch " +
                     std::to_string(scratch) + "))",
                 segment, nranks_, actual, scratch);
   }

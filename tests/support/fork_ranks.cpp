@@ -11,8 +11,10 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
+#include <cerrno>
 #include <exception>
 #include <fstream>
+#include <thread>
 
 #include "common/process.h"
 
@@ -139,20 +141,30 @@ bool wait_file(const std::string& path, std::chrono::milliseconds deadline) {
   const auto slash = path.rfind('/');
   const std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
   int in = inotify_init1(IN_CLOEXEC);
-  if (in < 0) return false;
   // Watch first, then look: a file made in between is seen either way.
-  const bool watching = inotify_add_watch(in, dir.c_str(), IN_CREATE | IN_MOVED_TO) >= 0;
+  const bool watching = in >= 0 && inotify_add_watch(in, dir.c_str(), IN_CREATE | IN_MOVED_TO) >= 0;
   bool found = access(path.c_str(), F_OK) == 0;
   alignas(inotify_event) char buf[4096];
-  while (watching && !found) {
+  while (!found) {
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(end - std::chrono::steady_clock::now());
     if (left.count() <= 0) break;
     struct pollfd p{in, POLLIN, 0};
-    if (poll(&p, 1, static_cast<int>(left.count())) == 1) (void)!read(in, buf, sizeof buf);
+    if (!watching) std::this_thread::sleep_for(std::chrono::milliseconds(1));  // no watch: look again
+    else if (poll(&p, 1, static_cast<int>(left.count())) == 1) (void)!read(in, buf, sizeof buf);
     found = access(path.c_str(), F_OK) == 0;
   }
-  close(in);
+  if (in >= 0) close(in);
   return found;
+}
+
+std::string no_inotify_reason() {
+  const int in = inotify_init1(IN_CLOEXEC);
+  if (in >= 0) {
+    close(in);
+    return "";
+  }
+  return std::string("no inotify instance to be had (fs.inotify.max_user_instances taken by other processes?): ") +
+         std::strerror(errno);
 }
 
 std::vector<pid_t> children_of(pid_t pid) {

@@ -49,10 +49,18 @@ void rank_note(const std::string& text);
 bool wait_gone(const std::vector<pid_t>& pids, std::chrono::milliseconds deadline);
 
 // True once `path` exists (created or renamed into place), false at the
-// deadline. Blocks on inotify of the parent directory: no polling.
+// deadline. Blocks on inotify of the parent directory; looks every
+// millisecond instead where no inotify instance can be had.
 bool wait_file(const std::string& path, std::chrono::milliseconds deadline);
 
-// Child processes of `pid` (from /proc/<pid>/task/<pid>/children).
+// "" when this process can have an inotify instance, else why not (on a
+// machine whose other processes of this user hold all of
+// fs.inotify.max_user_instances). Tests that need inotify's events, not just
+// a wait, skip with it.
+std::string no_inotify_reason();
+
+// Child processes of `pid` (from /proc/<pid>/task/<pid>/children), in the
+// order they were forked (the kernel's order; pids wrap, so never sort).
 std::vector<pid_t> children_of(pid_t pid);
 
 // True once thread or process `tid` (of this process, or a child) is blocked

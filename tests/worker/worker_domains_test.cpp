@@ -190,6 +190,7 @@ std::vector<std::string> dirs_created_during(const std::string& dir, const std::
 // domains do; with CHIPMESH_RENDEZVOUS_DIR set, in a private directory
 // there that is gone when init() returns.
 TEST_F(DomainsTest, TheBringUpMeetsInSharedMemoryUnlessTheRendezvousDirectoryIsSet) {
+  if (const std::string why = no_inotify_reason(); !why.empty()) GTEST_SKIP() << why;
   struct Restore {
     ~Restore() { knobs::reload(); }
   } restore;
@@ -297,14 +298,14 @@ TEST_F(DomainsTest, ControlAreasAreLentUpToEightLiveCommunicatorsThenObjectsTake
   EXPECT_EQ(objects(), 0u);
   w.run([&](Orchestrator& o) {
     std::vector<CommDomain> live;
-    for (int i = 0; i < 9; ++i) live.push_back(o.allocate_domain("d" + std::to_string(i), {i % 2, 1 - i % 2}, kWindow, kBuffers));
+    for (int i = 0; i < 9; ++i) live.push_back(o.allocate_domain(std::string("d") + std::to_string(i), {i % 2, 1 - i % 2}, kWindow, kBuffers));
     // 7 areas were left for 9 domains: the last two made objects, one per member each.
     EXPECT_EQ(objects(), 4u);
     for (size_t i = 0; i < live.size(); ++i) reduce_and_check(w, o, live[i], 40 + static_cast<int>(i));
     for (CommDomain& d : live) o.release_domain(d);
     EXPECT_EQ(objects(), 0u);
     live.clear();
-    for (int i = 0; i < 7; ++i) live.push_back(o.allocate_domain("e" + std::to_string(i), {1, 0}, kWindow, kBuffers));
+    for (int i = 0; i < 7; ++i) live.push_back(o.allocate_domain(std::string("e") + std::to_string(i), {1, 0}, kWindow, kBuffers));
     EXPECT_EQ(objects(), 0u) << "released control areas were not lent again";
     for (size_t i = 0; i < live.size(); ++i) reduce_and_check(w, o, live[i], 60 + static_cast<int>(i));
   });

@@ -251,6 +251,7 @@ pid_t spawn(F&& body) {
 
 TEST_F(WorkerFailure, ParentKilledDuringBringUp) {
   // 4 chips of a 5-rank communicator: they block in comm_init until killed.
+  if (const std::string why = no_inotify_reason(); !why.empty()) GTEST_SKIP() << why;
   int in = inotify_init1(IN_CLOEXEC);
   ASSERT_GE(in, 0);
   ASSERT_GE(inotify_add_watch(in, scratch.path().c_str(), IN_MOVED_TO), 0);
