@@ -130,6 +130,7 @@ TEST(FileStore, WaitWithoutAnInotifyInstanceStillGetsTheValue) {
     if (rank == 0) {
       const auto until = std::chrono::steady_clock::now() + 30s;
       while (waiting->load() == 0 && std::chrono::steady_clock::now() < until) std::this_thread::yield();
+      if (waiting->load() == 2) return;  // the waiter could not be made so: skipped
       CM_REQUIRE(waiting->load() == 1) << "the waiter never started waiting";
       store.set("rootinfo", bytes("hello"));
       return;
