@@ -136,14 +136,12 @@ bool wait_gone(const std::vector<pid_t>& pids, std::chrono::milliseconds deadlin
   return true;
 }
 
-bool wait_file(const std::string& path, std::chrono::milliseconds deadline) {
+bool wait_for_entry(const std::string& dir, const std::function<bool()>& done, std::chrono::milliseconds deadline) {
   const auto end = std::chrono::steady_clock::now() + deadline;
-  const auto slash = path.rfind('/');
-  const std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
-  int in = inotify_init1(IN_CLOEXEC);
-  // Watch first, then look: a file made in between is seen either way.
+  const int in = inotify_init1(IN_CLOEXEC);
+  // Watch first, then look: an entry made in between is seen either way.
   const bool watching = in >= 0 && inotify_add_watch(in, dir.c_str(), IN_CREATE | IN_MOVED_TO) >= 0;
-  bool found = access(path.c_str(), F_OK) == 0;
+  bool found = done();
   alignas(inotify_event) char buf[4096];
   while (!found) {
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(end - std::chrono::steady_clock::now());
@@ -151,10 +149,16 @@ bool wait_file(const std::string& path, std::chrono::milliseconds deadline) {
     struct pollfd p{in, POLLIN, 0};
     if (!watching) std::this_thread::sleep_for(std::chrono::milliseconds(1));  // no watch: look again
     else if (poll(&p, 1, static_cast<int>(left.count())) == 1) (void)!read(in, buf, sizeof buf);
-    found = access(path.c_str(), F_OK) == 0;
+    found = done();
   }
   if (in >= 0) close(in);
   return found;
+}
+
+bool wait_file(const std::string& path, std::chrono::milliseconds deadline) {
+  const auto slash = path.rfind('/');
+  const std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
+  return wait_for_entry(dir, [&] { return access(path.c_str(), F_OK) == 0; }, deadline);
 }
 
 std::string no_inotify_reason() {

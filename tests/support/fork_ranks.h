@@ -48,9 +48,13 @@ void rank_note(const std::string& text);
 // deadline. Blocks on pidfds: no polling.
 bool wait_gone(const std::vector<pid_t>& pids, std::chrono::milliseconds deadline);
 
+// True once `done()` holds, false at the deadline. Looks again whenever an
+// entry is created or renamed into directory `dir` (inotify), or every
+// millisecond where no inotify instance can be had.
+bool wait_for_entry(const std::string& dir, const std::function<bool()>& done, std::chrono::milliseconds deadline);
+
 // True once `path` exists (created or renamed into place), false at the
-// deadline. Blocks on inotify of the parent directory; looks every
-// millisecond instead where no inotify instance can be had.
+// deadline (wait_for_entry on its directory).
 bool wait_file(const std::string& path, std::chrono::milliseconds deadline);
 
 // "" when this process can have an inotify instance, else why not (on a

@@ -1,7 +1,5 @@
 #include "support/leak_check.h"
 
-#include <poll.h>
-#include <sys/inotify.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -11,7 +9,6 @@
 #include <random>
 #include <cstdio>
 #include <set>
-#include <thread>
 
 #include "support/fork_ranks.h"
 
@@ -98,26 +95,7 @@ size_t shm_objects_of(pid_t pid) {
 }
 
 bool wait_shm_object_of(pid_t pid, std::chrono::milliseconds deadline) {
-  const int in = inotify_init1(IN_CLOEXEC);
-  // Without a watch (no inotify instance to be had): look every millisecond.
-  const bool watching = in >= 0 && inotify_add_watch(in, "/dev/shm", IN_CREATE | IN_MOVED_TO) >= 0;
-  const auto until = std::chrono::steady_clock::now() + deadline;
-  bool found = shm_objects_of(pid) > 0;
-  while (!found) {
-    const auto left =
-        std::chrono::duration_cast<std::chrono::milliseconds>(until - std::chrono::steady_clock::now()).count();
-    if (left <= 0) break;
-    struct pollfd p{in, POLLIN, 0};
-    if (!watching) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    } else if (poll(&p, 1, static_cast<int>(left)) > 0) {
-      char events[4096];
-      if (read(in, events, sizeof events) < 0) break;
-    }
-    found = shm_objects_of(pid) > 0;
-  }
-  if (in >= 0) close(in);
-  return found;
+  return wait_for_entry("/dev/shm", [pid] { return shm_objects_of(pid) > 0; }, deadline);
 }
 
 }  // namespace chipmesh::testing

@@ -12,6 +12,8 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -548,46 +550,26 @@ TEST(WorkerTwoJobs, OnOneRootinfoPathNeverMixAndTheLoserFailsAtOnce) {
 // an allocator lock (ASan's, which GCC 12's libasan does not take around a
 // fork) deadlocks in its first malloc and never gets to its window (seen
 // once in CI under ASan: 60 s, then "died before publishing its bootstrap
-// mailbox"). Hence system calls into stack buffers below.
-
-// "/proc/<pid><tail>" into `out`.
-void proc_path(char (&out)[64], pid_t pid, const char* tail) {
-  char digits[16];
-  int n = 0;
-  for (unsigned v = static_cast<unsigned>(pid); n == 0 || v != 0; v /= 10) digits[n++] = static_cast<char>('0' + v % 10);
-  size_t at = 0;
-  for (const char* c = "/proc/"; *c; ++c) out[at++] = *c;
-  while (n > 0) out[at++] = digits[--n];
-  for (const char* c = tail; *c && at + 1 < sizeof out; ++c) out[at++] = *c;
-  out[at] = '\0';
-}
+// mailbox"). Hence system calls into stack buffers below (snprintf and
+// strtol allocate nothing).
 
 // This process's children in the order they were forked (the order the
 // kernel lists them in), at most `cap`.
 size_t children_in_fork_order(pid_t* out, size_t cap) {
-  char self[64], tail[64] = "/task/", path[64];
-  proc_path(self, getpid(), "");  // "/proc/<pid>"
-  size_t t = 6;
-  for (const char* c = self + 6; *c; ++c) tail[t++] = *c;
-  for (const char* c = "/children"; *c; ++c) tail[t++] = *c;
-  tail[t] = '\0';
-  proc_path(path, getpid(), tail);
+  char path[64];
+  std::snprintf(path, sizeof path, "/proc/%d/task/%d/children", getpid(), getpid());
   const int fd = ::open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0) return 0;
   char buf[512];
-  const ssize_t got = ::read(fd, buf, sizeof buf);
+  const ssize_t got = ::read(fd, buf, sizeof buf - 1);
   ::close(fd);
+  buf[std::max<ssize_t>(got, 0)] = '\0';
   size_t n = 0;
-  long v = -1;
-  for (ssize_t k = 0; k < got; ++k) {
-    if (buf[k] >= '0' && buf[k] <= '9') {
-      v = (v < 0 ? 0 : v * 10) + (buf[k] - '0');
-    } else if (v >= 0) {
-      if (n < cap) out[n++] = static_cast<pid_t>(v);
-      v = -1;
-    }
+  for (char *p = buf, *end = nullptr; n < cap; p = end) {
+    const long v = std::strtol(p, &end, 10);
+    if (end == p) break;
+    out[n++] = static_cast<pid_t>(v);
   }
-  if (v >= 0 && n < cap) out[n++] = static_cast<pid_t>(v);
   return n;
 }
 
@@ -595,7 +577,7 @@ size_t children_in_fork_order(pid_t* out, size_t cap) {
 // of a communicator for which no rank adopted a file).
 bool maps_windows_object(pid_t pid) {
   char path[64];
-  proc_path(path, pid, "/maps");
+  std::snprintf(path, sizeof path, "/proc/%d/maps", pid);
   const int fd = ::open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0) return false;
   constexpr std::string_view kName = "/dev/shm/chipmesh_";
@@ -643,7 +625,7 @@ TEST_P(WorkerKilledChip, SigkilledOnceItsWindowExistsLeavesNothing) {
     pid_t chips[4] = {};  // chip i is rank i; a 4th child would be a bug
     size_t nchips = 0;
     pid_t victim = -1;
-    std::thread killer([&] {  // allocates nothing (see proc_path)
+    std::thread killer([&] {  // allocates nothing (see children_in_fork_order)
       const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(60);
       while ((nchips = children_in_fork_order(chips, 4)) < 3 && std::chrono::steady_clock::now() < until)
         std::this_thread::yield();
