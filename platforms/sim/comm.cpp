@@ -123,7 +123,7 @@ void SimComm::collective_barrier(const char* what, const std::function<void()>& 
     return;
   }
   auto released = [&] { return c.bar_gen.load(std::memory_order_acquire) != gen; };
-  if (futex::spin_then_yield(released, nranks_)) return;
+  if (futex::spin_then_sleep_when_crowded(released, nranks_)) return;
   Deadline deadline(timeout_);
   const Deadline first_check(kFirstLivenessCheck);
   for (;;) {
