@@ -159,7 +159,9 @@ class ChipServer {
       posted = s.req_seq.load(std::memory_order_acquire);
       return posted != seq;
     };
-    if (futex::spin_then_yield(arrived, a_.num_chips + 1, parent_here, move_off)) return posted;
+    // The first request comes only once every chip is up: until then a
+    // chip's spins and yields take the cores from those still bringing up.
+    if (seq != 0 && futex::spin_then_yield(arrived, a_.num_chips + 1, parent_here, move_off)) return posted;
     while (!arrived()) {
       s.chip_sleeping.store(1, std::memory_order_seq_cst);
       if (s.req_seq.load(std::memory_order_seq_cst) == seq)
