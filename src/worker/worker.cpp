@@ -132,6 +132,9 @@ void Worker::Impl::fork_chips() {
   const std::string token = knobs::job_token_of_one_job("worker");
   const pid_t parent = getpid();
   std::fflush(nullptr);  // no doubled stdio buffers in the children
+  // Each fork makes the parent's pages copy-on-write again, so whatever the
+  // loop writes faults once per chip: no allocation in it.
+  pids.reserve(n());
   for (size_t i = 0; i < n(); ++i) {
     pid_t pid = fork();
     if (pid < 0) {
@@ -357,9 +360,17 @@ void Worker::init() {
   }
   preload_builtin_kernels();
   warn_if_bound_tighter_than(m.n());
+  const PlatformTables& tables = load_platform_tables(m.cfg.platform);
+  // The plugin's per-thread error slot is a thread_local of a dlopen'ed
+  // library: its first use in a thread allocates the block and registers
+  // its destructor (__tls_get_addr, __cxa_thread_atexit, a lazy binding in
+  // libstdc++), page faults that each chip paid in its bring-up. Used once
+  // here, in the thread that forks, every chip inherits it done.
+  if (tables.device->last_error_code) (void)tables.device->last_error_code();
+  if (tables.transport && tables.transport->last_error_code) (void)tables.transport->last_error_code();
   const auto start = Clock::now();
   try {
-    m.map_region(load_platform_tables(m.cfg.platform).device->attach_host_arena ? host_arena_bytes() : 0);
+    m.map_region(tables.device->attach_host_arena ? host_arena_bytes() : 0);
     m.place_bringup_rendezvous();
     m.fork_chips();
   } catch (...) {
