@@ -66,8 +66,10 @@ inline void cpu_relax() {
 // so for seconds on the AMD EPYC VM: 6 us round trips instead of 0.4 us).
 // Only one of the two sides may move (a chip, never the user's thread), or
 // they chase each other; it decides whether a core is free.
+//
+// `yields`: how many times it yields once spinning is over.
 template <typename Pred, typename PeerHere, typename Unstack>
-bool spin_then_yield(Pred&& ready, int participants, PeerHere&& peer_here, Unstack&& unstack) {
+bool spin_then_yield(Pred&& ready, int participants, PeerHere&& peer_here, Unstack&& unstack, int yields) {
   const int spins = spin_budget(participants);
   const bool crowded = participants > cores();
   // Looks that found the awaited side on our CPU, over this thread's waits
@@ -99,11 +101,16 @@ bool spin_then_yield(Pred&& ready, int participants, PeerHere&& peer_here, Unsta
     }
     cpu_relax();
   }
-  for (int i = yield_budget(participants); i > 0; --i) {
+  for (int i = yields; i > 0; --i) {
     if (ready()) return true;
     yield_cpu();
   }
   return ready();
+}
+
+template <typename Pred, typename PeerHere, typename Unstack>
+bool spin_then_yield(Pred&& ready, int participants, PeerHere&& peer_here, Unstack&& unstack) {
+  return spin_then_yield(ready, participants, peer_here, unstack, yield_budget(participants));
 }
 
 template <typename Pred, typename PeerHere>
@@ -125,12 +132,8 @@ bool spin_then_yield(Pred&& ready, int participants) {
 // bring-up, a tenth of its CPU time.)
 template <typename Pred>
 bool spin_then_sleep_when_crowded(Pred&& ready, int participants) {
-  if (participants <= cores()) return spin_then_yield(ready, participants);
-  for (int i = spin_budget(participants); i > 0; --i) {
-    if (ready()) return true;
-    cpu_relax();
-  }
-  return ready();
+  return spin_then_yield(
+      ready, participants, [] { return false; }, [] {}, participants > cores() ? 0 : yield_budget(participants));
 }
 
 }  // namespace chipmesh::futex
