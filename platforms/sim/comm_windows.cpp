@@ -27,6 +27,7 @@
 #include "chipmesh/errors.h"
 #include "comm.h"
 #include "common/env.h"
+#include "common/fd_path.h"
 #include "common/status_map.h"
 #include "knobs/knobs.h"
 #include "device.h"
@@ -59,9 +60,6 @@ void check_free_space(int fd, const std::string& name, size_t segment, int nrank
                     std::to_string(scratch) + ")), creating " + name);
 }
 
-// Where peers open an adopted window: it has no name, but this user's
-// processes reach the owner's descriptor through /proc.
-std::string adopted_name(int pid, int fd) { return "/proc/" + std::to_string(pid) + "/fd/" + std::to_string(fd); }
 
 // An adopted file must be shared memory of this user no larger than the
 // window (the transport grows it by the scratch; a larger one would not be
@@ -136,7 +134,7 @@ void SimComm::map_own_objects(size_t actual, size_t scratch, size_t segment) {
   //    or data written after this point. An adopted file (adopt_window)
   //    holds zeros too, except where the Worker placed host inputs.
   const bool adopted = adopted_fd_ >= 0;
-  const std::string my_name = adopted ? adopted_name(getpid(), adopted_fd_) : window_shm_name(getpid(), token_, rank_);
+  const std::string my_name = adopted ? fd_path::format(getpid(), adopted_fd_) : window_shm_name(getpid(), token_, rank_);
   int fd = -1;
   if (adopted) {
     fd = std::exchange(adopted_fd_, -1);
@@ -166,7 +164,7 @@ void SimComm::map_own_objects(size_t actual, size_t scratch, size_t segment) {
     if (r == rank_) continue;
     const int32_t pid = ctrl_->slots[r].pid.load(std::memory_order_acquire);
     const int32_t peer_fd = ctrl_->slots[r].adopted_window_fd;
-    const std::string name = peer_fd >= 0 ? adopted_name(pid, peer_fd) : window_shm_name(pid, token_, r);
+    const std::string name = peer_fd >= 0 ? fd_path::format(pid, peer_fd) : window_shm_name(pid, token_, r);
     const int pfd = open_checked(name, peer_fd >= 0, segment, "rank " + std::to_string(r) + "'s window " + name);
     void* map = map_window(pfd, segment);
     err = errno;

@@ -4,12 +4,12 @@
 #include <unistd.h>
 
 #include <chrono>
-#include <cstdio>
 #include <string>
 
 #include "chipmesh/chip_worker.h"
 #include "chipmesh/errors.h"
 #include "chipmesh/shared_memory.h"
+#include "common/fd_path.h"
 #include "knobs/knobs.h"
 #include "logging/log.h"
 
@@ -44,9 +44,8 @@ std::vector<uint64_t> carve(const ChipBootstrapConfig& cfg, uint64_t base, uint6
 bool same_file(const std::string& name, int fd) {
   struct stat a{}, b{};
   if (fstat(fd, &b) != 0) return false;
-  int pid = 0, their_fd = -1, end = 0;
-  if (std::sscanf(name.c_str(), "/proc/%d/fd/%d%n", &pid, &their_fd, &end) == 2 &&
-      static_cast<size_t>(end) == name.size() && (pid == getpid() || pid == getppid())) {
+  int pid = 0, their_fd = -1;
+  if (fd_path::parse(name, &pid, &their_fd) && (pid == getpid() || pid == getppid())) {
     if (fstat(their_fd, &a) != 0) return false;
   } else if (name.rfind("/proc/", 0) == 0) {
     if (stat(name.c_str(), &a) != 0) return false;

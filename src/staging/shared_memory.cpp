@@ -7,11 +7,11 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <cstdio>
 #include <cstring>
 #include <utility>
 
 #include "chipmesh/errors.h"
+#include "common/fd_path.h"
 
 namespace chipmesh {
 namespace {
@@ -106,7 +106,7 @@ SharedMemory SharedMemory::create_anonymous(const std::string& label, size_t siz
     data = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     if (data == MAP_FAILED) fail("mmap", errno);
   }
-  return SharedMemory("/proc/" + std::to_string(getpid()) + "/fd/" + std::to_string(fd), fd, data, size);
+  return SharedMemory(fd_path::format(getpid(), fd), fd, data, size);
 }
 
 SharedMemory SharedMemory::view(int fd, uint64_t offset, size_t size, const std::string& label) {
@@ -116,7 +116,7 @@ SharedMemory SharedMemory::view(int fd, uint64_t offset, size_t size, const std:
   };
   const int own = fcntl(fd, F_DUPFD_CLOEXEC, 0);
   if (own < 0) fail("cannot duplicate fd " + std::to_string(fd) + ": " + errno_text(errno));
-  const std::string name = "/proc/" + std::to_string(getpid()) + "/fd/" + std::to_string(own);
+  const std::string name = fd_path::format(getpid(), own);
   if (size == 0) return SharedMemory(name, own, nullptr, 0);
   const uint64_t page = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
   const uint64_t lead = offset % page;
@@ -145,9 +145,8 @@ namespace {
 // The descriptor behind a create_anonymous name: inherited (the creator is
 // this process or its parent), else reopened through /proc. -1 with errno.
 int open_anonymous(const std::string& name, bool writable) {
-  int pid = 0, fd = -1, end = 0;
-  if (std::sscanf(name.c_str(), "/proc/%d/fd/%d%n", &pid, &fd, &end) != 2 || static_cast<size_t>(end) != name.size() ||
-      pid <= 0 || fd < 0) {
+  int pid = 0, fd = -1;
+  if (!fd_path::parse(name, &pid, &fd) || pid <= 0) {
     errno = EINVAL;
     return -1;
   }
