@@ -19,7 +19,17 @@ inline constexpr const char* kBuiltinKernelLibrary = "libchipmesh_kernels.so";
 // relocated, where each chip used to dlopen it (RTLD_NOW) on its first
 // kernel, 0.6 ms of the first empty kernel on 8 chips (AMD EPYC VM,
 // docs/PERFORMANCE.md).
+//
+// It also resolves the built-in kernels' entry points, and a chip uses the
+// library and those entries as it inherits them: on its first kernel a chip
+// searched for the library (a stringstream, dladdr, std::filesystem) and
+// dlopen'ed and dlsym'ed it again, about 22 page faults on code and tables
+// no chip had touched (5.5-6.2 ms for the first empty kernel on 8 chips on
+// the paravirtualized VM of docs/PERFORMANCE.md).
 void preload_builtin_kernels() noexcept;
+// The preloaded entry of built-in kernel `kernel`; nullptr when it is not one
+// or preload_builtin_kernels has not run (or found nothing).
+chipmesh_kernel_entry preloaded_builtin_kernel(const std::string& kernel) noexcept;
 
 class KernelLibraries {
  public:
