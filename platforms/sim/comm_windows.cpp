@@ -60,7 +60,6 @@ void check_free_space(int fd, const std::string& name, size_t segment, int nrank
                     std::to_string(scratch) + ")), creating " + name);
 }
 
-
 // An adopted file must be shared memory of this user no larger than the
 // window (the transport grows it by the scratch; a larger one would not be
 // a window of this size).
@@ -134,7 +133,9 @@ void SimComm::map_own_objects(size_t actual, size_t scratch, size_t segment) {
   //    or data written after this point. An adopted file (adopt_window)
   //    holds zeros too, except where the Worker placed host inputs.
   const bool adopted = adopted_fd_ >= 0;
-  const std::string my_name = adopted ? fd_path::format(getpid(), adopted_fd_) : window_shm_name(getpid(), token_, rank_);
+  // Peers open an adopted window (it has no name) through /proc.
+  const std::string my_name =
+      adopted ? fd_path::format(getpid(), adopted_fd_) : window_shm_name(getpid(), token_, rank_);
   int fd = -1;
   if (adopted) {
     fd = std::exchange(adopted_fd_, -1);

@@ -24,8 +24,8 @@ inline constexpr const char* kBuiltinKernelLibrary = "libchipmesh_kernels.so";
 // library and those entries as it inherits them: on its first kernel a chip
 // searched for the library (a stringstream, dladdr, std::filesystem) and
 // dlopen'ed and dlsym'ed it again, about 22 page faults on code and tables
-// no chip had touched (5.5-6.2 ms for the first empty kernel on 8 chips on
-// the paravirtualized VM of docs/PERFORMANCE.md).
+// no chip had touched (the first empty kernel on 8 chips took 4.2-4.5 ms
+// instead of 1.0-1.1 on the paravirtualized VM of docs/PERFORMANCE.md).
 void preload_builtin_kernels() noexcept;
 // The preloaded entry of built-in kernel `kernel`; nullptr when it is not one
 // or preload_builtin_kernels has not run (or found nothing).
