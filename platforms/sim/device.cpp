@@ -20,7 +20,7 @@ namespace chipmesh::sim::device {
 namespace {
 
 // Device-to-host copies from this size on are streamed (copy_from_device).
-constexpr size_t kStreamFromBytes = size_t{256} << 10;
+constexpr size_t kStreamFromBytes = size_t{1} << 20;
 
 struct Region {
   size_t size;
@@ -163,15 +163,15 @@ void copy_from_device(void* dst, uint64_t src, size_t nbytes) {
     check_range(s, "copy_from_device", "source", src, nbytes);
   }
   if (nbytes != 0 && dst == nullptr) throw DeviceError("copy_from_device: null host destination (nbytes=" + std::to_string(nbytes) + ")");
-  // The host memory a chip copies out to is read by another process: the
-  // parent's output staging (store_to_host) or its ring chunks (copy_from
-  // without an arena). Its lines sit in the parent's core from the last
-  // read or reset, so plain stores take each one back first; streamed ones
-  // do not ("lines a peer reads", common/stream_copy.h). A 1-4 MiB flush
-  // the parent read before ran at 0.12-0.79 of memcpy with plain stores
-  // (bimodal), 0.59-0.80 streamed (docs/PERFORMANCE.md). Below
-  // kStreamFromBytes the round trip dominates a flush and plain stores keep
-  // the lines in cache for a reader on this core.
+  // A flush (store_to_host) copies into the parent's output staging, whose
+  // lines sit in the parent's core from its last read or reset: plain
+  // stores take each one back first, streamed ones do not ("lines a peer
+  // reads", common/stream_copy.h). A 1-4 MiB flush the parent read before
+  // ran at 0.12-0.79 of memcpy with plain stores (bimodal), 0.59-0.80
+  // streamed (docs/PERFORMANCE.md). Smaller copies stay plain: a flush of
+  // 256 KiB is its round trip either way, and the ring's 256 KiB chunks
+  // (copy_from without an arena), which the parent reads at once from the
+  // cache, ran 10-25 % slower streamed (4 MiB in chunks).
   if (nbytes >= kStreamFromBytes) stream_copy(dst, reinterpret_cast<const void*>(src), nbytes);
   else if (nbytes) copy_bulk(dst, reinterpret_cast<const void*>(src), nbytes);
 }

@@ -20,7 +20,7 @@
 // 2.3-9 GB/s, the rate moving with where the host ran the VM's two vCPUs,
 // streamed ones at 26-27 GB/s. So the kernels stream what their peers read
 // or may hold (twophase's stores into a peer's output out of place, the
-// ring's units), and the sim platform its device-to-host copies of 256 KiB
+// ring's units), and the sim platform its device-to-host copies of 1 MiB
 // and more (a flush into the parent's output staging); nothing else.
 #pragma once
 

@@ -44,11 +44,11 @@ TEST_P(DeviceConformance, MallocCopyRoundTripAndFree) {
 }
 
 // Sizes on both sides of the sim platform's switch to streamed device-to-host
-// copies (256 KiB), at device and host addresses off any alignment: every
+// copies (1 MiB), at device and host addresses off any alignment: every
 // byte arrives and none outside the range is written.
 TEST_P(DeviceConformance, CopiesAroundTheStreamingCutRoundTripAtUnalignedAddresses) {
   w.set_device(0);
-  constexpr size_t kCut = size_t{256} << 10;
+  constexpr size_t kCut = size_t{1} << 20;
   const uint64_t p = w.malloc(kCut + 8192);
   for (size_t n : {kCut - 1, kCut, kCut + 1, kCut + 63, kCut + 4095}) {
     for (size_t skew : {size_t{0}, size_t{1}, size_t{13}}) {
