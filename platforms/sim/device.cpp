@@ -172,7 +172,6 @@ void copy_from_device(void* dst, uint64_t src, size_t nbytes) {
   // 256 KiB is its round trip either way, and the ring's 256 KiB chunks
   // (copy_from without an arena), which the parent reads at once from the
   // cache, ran 5-25 % slower streamed (4 MiB in chunks).
-  // (Below the cut this is memcpy, as copy_bulk is: it streams from 4 MiB at the least.)
   if (nbytes) copy_streamed_if(nbytes >= kStreamFromBytes, dst, reinterpret_cast<const void*>(src), nbytes);
 }
 

@@ -2,6 +2,8 @@
 
 #include <dlfcn.h>
 
+#include <iterator>
+
 #include "chipmesh/errors.h"
 #include "plugin_loader/library_search.h"
 
@@ -15,7 +17,7 @@ namespace {
 constexpr const char* kBuiltinKernels[] = {"chipmesh_allreduce", "chipmesh_allgather", "chipmesh_reduce_scatter",
                                            "chipmesh_broadcast", "chipmesh_reduce",    "chipmesh_alltoall",
                                            "chipmesh_barrier",   "chipmesh_staged",    "chipmesh_noop"};
-constexpr size_t kBuiltinCount = sizeof(kBuiltinKernels) / sizeof(kBuiltinKernels[0]);
+constexpr size_t kBuiltinCount = std::size(kBuiltinKernels);
 
 // Written once by the parent before it forks; each chip inherits them.
 void* g_builtin_library = nullptr;
