@@ -221,6 +221,11 @@ struct Worker::Impl {
   template <typename Pred, typename Arm>
   bool wait_until(Pred&& done, const Deadline* deadline, Arm&& arm);
   void wake_on_any_completion();
+  // Arms only `chip`, at completion `at`: every other chip's wake_parent_at
+  // is put past its last request, so that a stream on another chip does not
+  // wake a parent that waits for this one at each completion (failures and
+  // deaths still wake it).
+  void wake_on(size_t chip, uint32_t at);
   // A free ring entry of `chip` (inspecting completions on the way); with
   // `chunk`, one whose chunk (chunks[seq % kChunkSlots]) is free too.
   worker::Entry& acquire_entry(size_t chip, bool chunk = false);

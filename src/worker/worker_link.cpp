@@ -115,6 +115,11 @@ void Worker::Impl::wake_on_any_completion() {
   for (auto* c : chips) c->wake_parent_at.store(c->done_seq.load(std::memory_order_relaxed) + 1, std::memory_order_seq_cst);
 }
 
+void Worker::Impl::wake_on(size_t chip, uint32_t at) {
+  for (size_t c = 0; c < n(); ++c)
+    chips[c]->wake_parent_at.store(c == chip ? at : next_req[c] + 1, std::memory_order_seq_cst);
+}
+
 Entry& Worker::Impl::acquire_entry(size_t chip, bool chunk) {
   // Entry seq's chunk was last used by seq - kChunkSlots (or earlier): done
   // once fewer than kChunkSlots requests are in flight.
@@ -130,9 +135,7 @@ Entry& Worker::Impl::acquire_entry(size_t chip, bool chunk) {
       // drained, so that the parent wakes once per burst, not per completion.
       const uint32_t target = chunk ? depth - 1 : depth - worker::kRefillBurst;
       wait_until([&] { return in_flight() <= target || watcher->dead(chip); }, nullptr,
-                 [&] {
-                   chips[chip]->wake_parent_at.store(next_req[chip] - target, std::memory_order_seq_cst);
-                 });
+                 [&] { wake_on(chip, next_req[chip] - target); });
     }
     inspect(chip);
   }
@@ -185,7 +188,7 @@ void Worker::Impl::wait_done(size_t chip, uint32_t seq) {
         return static_cast<int32_t>(chips[chip]->done_seq.load(std::memory_order_acquire) - (seq + 1)) >= 0 ||
                watcher->dead(chip);
       },
-      nullptr, [&] { chips[chip]->wake_parent_at.store(seq + 1, std::memory_order_seq_cst); });
+      nullptr, [&] { wake_on(chip, seq + 1); });
   inspect(chip);
 }
 
