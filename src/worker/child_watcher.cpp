@@ -3,12 +3,14 @@
 #include <signal.h>
 #include <errno.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "chipmesh/errors.h"
 #include "common/process.h"
+#include "logging/log.h"
 
 namespace chipmesh::worker {
 
@@ -21,13 +23,22 @@ ChildWatcher::ChildWatcher(std::vector<pid_t> pids, SharedHeader* header)
   for (pid_t pid : pids_) {
     int fd = process::open_pidfd(pid);
     if (fd < 0) {
+      const int err = errno;
       for (int open_fd : pidfds_) close(open_fd);
+      pidfds_.clear();
+      if (err == ENOSYS || err == EPERM) {
+        CHIPMESH_INFO(WORKER, "pidfd_open is not available (%s): the chips' exits are polled every %d ms",
+                      strerror(err), kPollMs);
+        polling_ = true;
+        break;
+      }
       close(stop_fd_);
-      throw DeviceError("pidfd_open(" + std::to_string(pid) + ") failed: " + strerror(errno));
+      errno = err;
+      throw DeviceError("pidfd_open(" + std::to_string(pid) + ") failed: " + strerror(err));
     }
     pidfds_.push_back(fd);
   }
-  thread_ = std::thread([this] { loop(); });
+  thread_ = std::thread([this] { polling_ ? loop_polling() : loop(); });
 }
 
 ChildWatcher::~ChildWatcher() {
@@ -81,17 +92,38 @@ void ChildWatcher::loop() {
       pid_t got;
       do got = waitpid(pids_[i], &status, 0);
       while (got < 0 && errno == EINTR);
-      {
-        std::lock_guard<std::mutex> lock(mu_);
-        status_[i] = status;
-        reaped_elsewhere_[i] = got != pids_[i];
-      }
-      dead_[i].store(true, std::memory_order_release);
+      record(i, status, got == pids_[i]);
       watched[i] = -1;
       --alive;
-      notify_parent(header_);
     }
   }
+}
+
+void ChildWatcher::loop_polling() {
+  size_t alive = pids_.size();
+  while (alive > 0) {
+    for (size_t i = 0; i < pids_.size(); ++i) {
+      if (dead(i)) continue;
+      int status = 0;
+      const pid_t got = waitpid(pids_[i], &status, WNOHANG);
+      if (got == 0 || (got < 0 && errno == EINTR)) continue;  // running (or ask again next round)
+      record(i, status, got == pids_[i]);  // ECHILD: reaped by someone else, as in loop()
+      --alive;
+    }
+    if (alive == 0) return;
+    struct pollfd stop{stop_fd_, POLLIN, 0};
+    if (::poll(&stop, 1, kPollMs) > 0) return;
+  }
+}
+
+void ChildWatcher::record(size_t i, int status, bool reaped_here) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    status_[i] = status;
+    reaped_elsewhere_[i] = !reaped_here;
+  }
+  dead_[i].store(true, std::memory_order_release);
+  notify_parent(header_);
 }
 
 }  // namespace chipmesh::worker

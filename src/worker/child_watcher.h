@@ -1,6 +1,13 @@
 // A thread that blocks on the chip processes' pidfds and reaps each one the
 // moment it exits, recording how; every death bumps the shared `events`
 // word so the parent's waits notice it without polling.
+//
+// Where pidfd_open does not exist (ENOSYS: a kernel before 5.3, valgrind,
+// a sandbox that filters it; EPERM: a seccomp policy) the thread polls
+// waitpid(WNOHANG) every kPollMs instead: a death is then seen within that
+// time, and pidfd() is -1 (the parent's window views fall back to the ring).
+// (Without a pidfd, a chip reaped by someone else whose pid a later child of
+// this process takes would pass for alive; a pidfd rules that out.)
 #pragma once
 
 #include <sys/types.h>
@@ -31,11 +38,17 @@ class ChildWatcher {
   // have removed what it owned.
   bool died_uncleanly(size_t chip) const;
   // The chip's pidfd (open until this watcher goes; it still names the
-  // same process after its pid is reused).
-  int pidfd(size_t chip) const { return pidfds_[chip]; }
+  // same process after its pid is reused); -1 when polling.
+  int pidfd(size_t chip) const { return polling_ ? -1 : pidfds_[chip]; }
+  bool polling() const { return polling_; }
+  static constexpr int kPollMs = 5;
 
  private:
   void loop();
+  void loop_polling();
+  // Records chip i's end: `status` from waitpid, or unknown when someone
+  // else reaped it; wakes the parent.
+  void record(size_t i, int status, bool reaped_here);
   std::vector<pid_t> pids_;
   SharedHeader* header_;
   std::unique_ptr<std::atomic<bool>[]> dead_;
@@ -44,6 +57,7 @@ class ChildWatcher {
   mutable std::mutex mu_;
   int stop_fd_ = -1;         // eventfd that ends the loop
   std::vector<int> pidfds_;
+  bool polling_ = false;
   std::thread thread_;
 };
 
