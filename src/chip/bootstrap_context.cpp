@@ -45,7 +45,7 @@ bool same_file(const std::string& name, int fd) {
   struct stat a{}, b{};
   if (fstat(fd, &b) != 0) return false;
   int pid = 0, their_fd = -1;
-  if (fd_path::parse(name, &pid, &their_fd) && (pid == getpid() || pid == getppid())) {
+  if (fd_path::parse(name, &pid, &their_fd) && fd_path::held_here(pid)) {
     if (fstat(their_fd, &a) != 0) return false;
   } else if (name.rfind("/proc/", 0) == 0) {
     if (stat(name.c_str(), &a) != 0) return false;

@@ -1,5 +1,7 @@
 #include "common/fd_path.h"
 
+#include <unistd.h>
+
 #include <charconv>
 
 namespace chipmesh::fd_path {
@@ -25,5 +27,7 @@ bool parse(std::string_view name, int* pid, int* fd) {
   *fd = f;
   return true;
 }
+
+bool held_here(int pid) { return pid > 0 && (pid == getpid() || pid == getppid()); }
 
 }  // namespace chipmesh::fd_path

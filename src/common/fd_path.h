@@ -16,5 +16,9 @@ std::string format(int pid, int fd);
 // has not touched, one page fault in its staging phase (20-30 us on a
 // paravirtualized VM, docs/PERFORMANCE.md).
 bool parse(std::string_view name, int* pid, int* fd);
+// Whether descriptor <fd> of such a name is this process's own <fd> too:
+// <pid> is this process, or its parent, which opened it before it forked
+// this one (the names a parent hands its chips).
+bool held_here(int pid);
 
 }  // namespace chipmesh::fd_path

@@ -150,7 +150,7 @@ int open_anonymous(const std::string& name, bool writable) {
     errno = EINVAL;
     return -1;
   }
-  if (pid == getpid() || pid == getppid()) return fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (fd_path::held_here(pid)) return fcntl(fd, F_DUPFD_CLOEXEC, 0);
   return ::open(name.c_str(), (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC);
 }
 

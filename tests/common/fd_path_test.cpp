@@ -3,12 +3,15 @@
 // a chip that cannot recognise its own window file would copy a staged input
 // onto itself (correct data, a copy too many), so the parse is checked on
 // its own here.
+#include <unistd.h>
+
 #include <climits>
 #include <string>
 
 #include <gtest/gtest.h>
 
 #include "common/fd_path.h"
+#include "support/fork_ranks.h"
 
 namespace chipmesh::testing {
 namespace {
@@ -34,6 +37,21 @@ TEST(FdPath, AnythingElseIsRejectedAndLeavesTheOutputsAlone) {
     EXPECT_EQ(p, -7) << bad;
     EXPECT_EQ(f, -7) << bad;
   }
+}
+
+// A name of this process or of its parent is held here; a name of a child
+// (or of any other process) is not, nor pid 0.
+TEST(FdPath, HeldHereByThisProcessAndItsChildrenOnly) {
+  EXPECT_TRUE(fd_path::held_here(getpid()));
+  EXPECT_TRUE(fd_path::held_here(getppid()));
+  EXPECT_FALSE(fd_path::held_here(0));
+  const int test_pid = getpid();
+  auto outcomes = fork_ranks(1, [&](int) {
+    CM_REQUIRE(fd_path::held_here(test_pid)) << "the parent's names";
+    CM_REQUIRE(fd_path::held_here(getpid())) << "its own names";
+  });
+  ASSERT_TRUE(all_ok(outcomes)) << outcomes[0].describe();
+  EXPECT_FALSE(fd_path::held_here(outcomes[0].pid)) << "a child's names are not held by its parent";
 }
 
 }  // namespace
