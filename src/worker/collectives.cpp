@@ -201,19 +201,25 @@ bool no_local_members(const void* owner, const CommDomain& d, const char* what) 
 }
 
 // The address of buffer `name` of every member, into `v` (the worker's
-// scratch: no allocation per call).
-const std::vector<uint64_t>& resolve(const CommDomain& d, const char* what, const std::string& name,
-                                     std::vector<uint64_t>& v) {
-  v.clear();
+// Worker::Impl::NamedBuffer: no allocation per call; the same name on the
+// same allocation of the domain is not looked up again).
+template <typename Named>
+const std::vector<uint64_t>& resolve(const CommDomain& d, const char* what, const std::string& name, Named& v) {
+  if (v.domain == d.state().get() && v.domain && v.allocation_id == d.allocation_id() && v.name == name) return v.ptrs;
+  v.domain = nullptr;
+  v.ptrs.clear();
   for (int chip : d.chips()) {
     const DomainContext& ctx = d.context(chip);
     auto it = ctx.buffer_ptrs.find(name);
     if (it == ctx.buffer_ptrs.end())
       throw ConfigError(where(what, d) + ": chip " + std::to_string(chip) + " (rank " +
                         std::to_string(ctx.domain_rank) + ") has no buffer '" + name + "'");
-    v.push_back(it->second);
+    v.ptrs.push_back(it->second);
   }
-  return v;
+  v.name = name;
+  v.allocation_id = d.allocation_id();
+  v.domain = d.state().get();
+  return v.ptrs;
 }
 
 // Buffers `in` and `out` of every member, into the worker's scratch.
@@ -226,14 +232,62 @@ Resolved resolve_both(Impl& m, const CommDomain& d, const char* what, const std:
   return {resolve(d, what, in, m.named_in), resolve(d, what, out, m.named_out)};
 }
 
+// A typed collective as Worker::Impl::LastCollective records it: what its
+// checks and tasks depend on, apart from the allocations (whose changes
+// clear the record). `what` is the collective's name, a literal.
+struct Call {
+  const char* what;
+  const CommDomain& d;
+  const std::vector<uint64_t>& in;
+  const std::vector<uint64_t>& out;
+  uint64_t count;
+  DataType dtype;
+  uint32_t op = 0;
+  uint32_t algo = 0;
+  int root = 0;
+};
+
+// The same call as the last one (on the same allocation of the domain):
+// submitted again from the tasks it left, which passed every check then.
+// (Impl: Worker::Impl, deduced.)
+template <typename Impl>
+bool repeat_last(Orchestrator& o, Impl& m, const Call& c) {
+  const auto& l = m.last_collective;
+  if (!(l.valid && l.call == c.what && l.domain == c.d.state().get() && l.allocation_id == c.d.allocation_id() &&
+        l.count == c.count && l.dtype == c.dtype && l.op == c.op && l.algo == c.algo && l.root == c.root &&
+        l.in == c.in && l.out == c.out))
+    return false;
+  o.submit_group(c.d.chips(), m.collective_tasks);
+  return true;
+}
+
+// Records `c` as the call whose tasks collective_tasks now holds.
+template <typename Impl>
+void remember(Impl& m, const Call& c) {
+  auto& l = m.last_collective;
+  l.call = c.what;
+  l.domain = c.d.state().get();
+  l.allocation_id = c.d.allocation_id();
+  l.in = c.in;
+  l.out = c.out;
+  l.count = c.count;
+  l.dtype = c.dtype;
+  l.op = c.op;
+  l.algo = c.algo;
+  l.root = c.root;
+  l.valid = true;
+}
+
 // Refills `tasks` (the worker's: their strings and vectors keep their
 // capacity, so nothing is allocated per call) with one task per local
 // member of `d`: fill(task, rank), in its staged form when the placement
 // says so (`collective`: staged_kernel's number), on the domain's
-// communicator of that chip; then submits them as one group.
-template <typename Fill>
-void submit_on_domain(Orchestrator& o, std::vector<Task>& tasks, const CommDomain& d, const Placement& p,
+// communicator of that chip; then submits them as one group. Refilling
+// collective_tasks ends the worker's record of the last collective.
+template <typename Impl, typename Fill>
+void submit_on_domain(Orchestrator& o, Impl& m, std::vector<Task>& tasks, const CommDomain& d, const Placement& p,
                       uint64_t collective, Fill&& fill) {
+  if (&tasks == &m.collective_tasks) m.last_collective.valid = false;
   const std::vector<int>& chips = d.chips();
   tasks.resize(chips.size());
   for (size_t r = 0; r < chips.size(); ++r) {
@@ -250,15 +304,15 @@ namespace {
 
 // Checks an allreduce and submits one task per member; returns the chips.
 // `flush`: whether the tasks flush their store_to_host buffers.
-const std::vector<int>& submit_allreduce(Orchestrator& o, const Allocated& allocated, std::vector<Task>& tasks,
-                                         const CommDomain& d, const std::vector<uint64_t>& in,
+template <typename Impl>
+const std::vector<int>& submit_allreduce(Orchestrator& o, Impl& m, const CommDomain& d, const std::vector<uint64_t>& in,
                                          const std::vector<uint64_t>& out, size_t count, DataType dtype, ReduceOp op,
                                          AllreduceAlgo algo, bool flush) {
   const char* what = "allreduce";
   Checked c = check_common(d, what, in.size(), out.size(), 1, 1, count, dtype, true, &op);
   allreduce_kernel::mode(algo, 0);  // ConfigError outside the enum
   if (d.spans_hosts()) cluster::check_reducible("allreduce", dtype, op);
-  const Placement p = check_addrs(allocated, d, what, c, in, out, false, false, 0, count, 1, OwnBlock::kNone);
+  const Placement p = check_addrs(allocations_of(&m), d, what, c, in, out, false, false, 0, count, 1, OwnBlock::kNone);
   // The allreduce kernel needs the same window offsets on every member
   // (staged, the staging area is at one offset everywhere).
   for (size_t r = 1; r < in.size() && count && !p.staged; ++r) {
@@ -270,7 +324,7 @@ const std::vector<int>& submit_allreduce(Orchestrator& o, const Allocated& alloc
                         "'s buffers are not at the same window offsets as rank 0's (allreduce needs that)");
   }
   const auto n = static_cast<uint32_t>(in.size());
-  submit_on_domain(o, tasks, d, p, staged_kernel::kAllreduce, [&](Task& t, size_t r) {
+  submit_on_domain(o, m, m.collective_tasks, d, p, staged_kernel::kAllreduce, [&](Task& t, size_t r) {
     set_allreduce_task(t, in[r], out[r], count, dtype, op, algo, n);
     if (p.staged) t.scalars[0] = allreduce_kernel::mode(algo, p.chunk * c.es, n);  // by the size of one chunk
     t.flush_outputs = flush;
@@ -287,7 +341,10 @@ void Orchestrator::allreduce(const CommDomain& d, const std::vector<uint64_t>& i
   Worker::Impl* m = worker_.impl_.get();
   if (no_local_members(m, d, "allreduce")) return;
   if (!spans_hosts(d)) {
-    submit_allreduce(*this, allocations_of(m), m->collective_tasks, d, in, out, count, dtype, op, algo, true);
+    const Call call{"allreduce", d, in, out, count, dtype, static_cast<uint32_t>(op), static_cast<uint32_t>(algo)};
+    if (repeat_last(*this, *m, call)) return;
+    submit_allreduce(*this, *m, d, in, out, count, dtype, op, algo, true);
+    remember(*m, call);
     return;
   }
   // Hierarchical: this host's chips reduce into `out` (no flush yet), the
@@ -295,7 +352,7 @@ void Orchestrator::allreduce(const CommDomain& d, const std::vector<uint64_t>& i
   across_hosts::allreduce(
       worker_, *this, d,
       [&] {
-        return submit_allreduce(*this, allocations_of(m), m->collective_tasks, d, in, out, count, dtype, op, algo, false);
+        return submit_allreduce(*this, *m, d, in, out, count, dtype, op, algo, false);
       },
       views_of(m), out, count, dtype, op);
 }
@@ -314,9 +371,12 @@ void Orchestrator::allgather(const CommDomain& d, const std::vector<uint64_t>& i
   };
   if (spans_hosts(d))
     return across_hosts::allgather(worker_, *this, d, [&] { check(); }, in, out, count_per_rank, dtype);
+  const Call call{what, d, in, out, count_per_rank, dtype};
+  if (repeat_last(*this, *m, call)) return;
   const auto [c, p] = check();
-  submit_on_domain(*this, m->collective_tasks, d, p, staged_kernel::kAllgather,
+  submit_on_domain(*this, *m, m->collective_tasks, d, p, staged_kernel::kAllgather,
                    [&](Task& t, size_t r) { set_allgather_task(t, in[r], out[r], count_per_rank, dtype, n); });
+  remember(*m, call);
 }
 
 void Orchestrator::reduce_scatter(const CommDomain& d, const std::vector<uint64_t>& in,
@@ -334,9 +394,12 @@ void Orchestrator::reduce_scatter(const CommDomain& d, const std::vector<uint64_
   };
   if (spans_hosts(d))
     return across_hosts::reduce_scatter(worker_, *this, d, [&] { check(); }, in, out, count_per_rank, dtype, op);
+  const Call call{what, d, in, out, count_per_rank, dtype, static_cast<uint32_t>(op)};
+  if (repeat_last(*this, *m, call)) return;
   const auto [c, p] = check();
-  submit_on_domain(*this, m->collective_tasks, d, p, staged_kernel::kReduceScatter,
+  submit_on_domain(*this, *m, m->collective_tasks, d, p, staged_kernel::kReduceScatter,
                    [&](Task& t, size_t r) { set_reduce_scatter_task(t, in[r], out[r], count_per_rank, dtype, op, n); });
+  remember(*m, call);
 }
 
 void Orchestrator::broadcast(const CommDomain& d, const std::vector<uint64_t>& in, const std::vector<uint64_t>& out,
@@ -353,9 +416,12 @@ void Orchestrator::broadcast(const CommDomain& d, const std::vector<uint64_t>& i
   };
   if (spans_hosts(d))
     return across_hosts::broadcast(worker_, *this, d, [&] { check(); }, in, out, count, dtype, root);
+  const Call call{what, d, in, out, count, dtype, 0, 0, root};
+  if (repeat_last(*this, *m, call)) return;
   const auto [c, p] = check();
-  submit_on_domain(*this, m->collective_tasks, d, p, staged_kernel::kBroadcast,
+  submit_on_domain(*this, *m, m->collective_tasks, d, p, staged_kernel::kBroadcast,
                    [&](Task& t, size_t r) { set_broadcast_task(t, in[r], out[r], count, dtype, static_cast<uint64_t>(root)); });
+  remember(*m, call);
 }
 
 void Orchestrator::reduce(const CommDomain& d, const std::vector<uint64_t>& in, const std::vector<uint64_t>& out,
@@ -372,9 +438,12 @@ void Orchestrator::reduce(const CommDomain& d, const std::vector<uint64_t>& in, 
   };
   if (spans_hosts(d))
     return across_hosts::reduce(worker_, *this, d, [&] { check(); }, in, out, count, dtype, op, root);
+  const Call call{what, d, in, out, count, dtype, static_cast<uint32_t>(op), 0, root};
+  if (repeat_last(*this, *m, call)) return;
   const auto [c, p] = check();
-  submit_on_domain(*this, m->collective_tasks, d, p, staged_kernel::kReduce,
+  submit_on_domain(*this, *m, m->collective_tasks, d, p, staged_kernel::kReduce,
                    [&](Task& t, size_t r) { set_reduce_task(t, in[r], out[r], count, dtype, op, static_cast<uint64_t>(root)); });
+  remember(*m, call);
 }
 
 void Orchestrator::all_to_all(const CommDomain& d, const std::vector<uint64_t>& in, const std::vector<uint64_t>& out,
@@ -391,9 +460,12 @@ void Orchestrator::all_to_all(const CommDomain& d, const std::vector<uint64_t>& 
   };
   if (spans_hosts(d))
     return across_hosts::all_to_all(worker_, *this, d, [&] { check(); }, in, out, count_per_peer, dtype);
+  const Call call{what, d, in, out, count_per_peer, dtype};
+  if (repeat_last(*this, *m, call)) return;
   const auto [c, p] = check();
-  submit_on_domain(*this, m->collective_tasks, d, p, staged_kernel::kAlltoall,
+  submit_on_domain(*this, *m, m->collective_tasks, d, p, staged_kernel::kAlltoall,
                    [&](Task& t, size_t r) { set_alltoall_task(t, in[r], out[r], count_per_peer, dtype, n); });
+  remember(*m, call);
 }
 
 void Orchestrator::barrier(const CommDomain& d) {
@@ -404,7 +476,7 @@ void Orchestrator::barrier(const CommDomain& d) {
                  false, nullptr);
     // Tasks of their own: a task without tensors would drop the others'
     // shape vectors.
-    submit_on_domain(*this, m->barrier_tasks, d, Placement{}, 0, [](Task& t, size_t) { set_barrier_task(t); });
+    submit_on_domain(*this, *m, m->barrier_tasks, d, Placement{}, 0, [](Task& t, size_t) { set_barrier_task(t); });
   };
   if (spans_hosts(d))
     across_hosts::barrier(*this, d, local);

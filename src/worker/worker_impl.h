@@ -154,7 +154,32 @@ struct Worker::Impl {
   };
   std::vector<QueuedKernel> queued_kernel;
   std::vector<Task> collective_tasks, barrier_tasks;
-  std::vector<uint64_t> named_in, named_out;
+  // The addresses of one buffer name on every member of a domain, as last
+  // resolved (a domain's buffers never move while it is allocated).
+  struct NamedBuffer {
+    const void* domain = nullptr;  // CommDomain::State
+    uint64_t allocation_id = 0;
+    std::string name;
+    std::vector<uint64_t> ptrs;
+  };
+  NamedBuffer named_in, named_out;
+  // The last typed collective submitted on this host's chips, whose checked
+  // and filled tasks collective_tasks still holds: the same call again (a
+  // stream: a training step's allreduce in a loop) is submitted from them,
+  // without checking the addresses and filling the tasks again (collectives.cpp).
+  // Cleared whenever collective_tasks is refilled and by Worker::malloc and
+  // free (an address check depends on the allocations).
+  struct LastCollective {
+    bool valid = false;
+    const char* call = nullptr;   // the collective's name (a literal)
+    const void* domain = nullptr;  // CommDomain::State
+    uint64_t allocation_id = 0;
+    std::vector<uint64_t> in, out;
+    uint64_t count = 0;
+    DataType dtype{};
+    uint32_t op = 0, algo = 0;
+    int root = 0;
+  } last_collective;
   // Since when each chip has been seen stopped (SIGSTOP) while busy; and
   // when the next look at /proc is due (waits look at most every 250 ms).
   std::vector<std::optional<std::chrono::steady_clock::time_point>> stopped_since;

@@ -448,6 +448,103 @@ TEST(WorkerCollectivesOrder, CallsReturnAtOnceAndRunInSubmissionOrder) {
   w.close();
 }
 
+// The worker submits a call that repeats the previous one from the tasks
+// that call left (Worker::Impl::LastCollective). Each of these calls
+// differs from the one before in one argument only, or repeats it exactly,
+// and each must give its own result.
+TEST(WorkerCollectivesRepeated, EachCallGetsItsOwnResult) {
+  ScratchDir scratch;
+  const int n = 3;
+  Worker w = make_worker(n, scratch);
+  w.init();
+  const CommDomain& d = w.world();
+  const size_t count = 64;
+  auto buf = [&](int r, const char* name) { return d.context(r).buffer_ptrs.at(name); };
+  auto load = [&](const char* name, uint64_t salt) {
+    for (int r = 0; r < n; ++r) {
+      std::vector<int32_t> v(count);
+      for (size_t i = 0; i < count; ++i) v[i] = static_cast<int32_t>(value(r, i, salt));
+      w.copy_to(r, buf(r, name), v.data(), count * 4);
+    }
+  };
+  auto got = [&](int r, const char* name) {
+    std::vector<int32_t> v(count);
+    w.copy_from(r, v.data(), buf(r, name), count * 4);
+    return v;
+  };
+  auto zero_b = [&] {
+    const std::vector<int32_t> z(count, 0);
+    for (int r = 0; r < n; ++r) w.copy_to(r, buf(r, "b"), z.data(), count * 4);
+  };
+  load("a", 3);
+  for (int root : {0, 1, 1}) {  // another root, then the same call again
+    zero_b();
+    w.run([&](Orchestrator& o) { o.broadcast(d, "a", "b", count, DataType::INT32, root); });
+    for (int r = 0; r < n; ++r) {
+      const auto v = got(r, "b");
+      for (size_t i = 0; i < count; ++i) ASSERT_EQ(v[i], value(root, i, 3)) << "root " << root << " chip " << r << " [" << i << "]";
+    }
+  }
+  zero_b();  // a smaller count: the rest of b stays 0
+  w.run([&](Orchestrator& o) { o.broadcast(d, "a", "b", count / 2, DataType::INT32, 1); });
+  for (int r = 0; r < n; ++r) {
+    const auto v = got(r, "b");
+    for (size_t i = 0; i < count; ++i) ASSERT_EQ(v[i], i < count / 2 ? value(1, i, 3) : 0) << "chip " << r << " [" << i << "]";
+  }
+  for (ReduceOp op : {ReduceOp::SUM, ReduceOp::MAX}) {  // another op
+    w.run([&](Orchestrator& o) { o.reduce(d, "a", "b", count, DataType::INT32, op, 2); });
+    const auto v = got(2, "b");
+    for (size_t i = 0; i < count; ++i) ASSERT_EQ(v[i], reduce_ref(op, n, i, 3)) << "op " << static_cast<int>(op) << " [" << i << "]";
+  }
+  // The same in-place allreduce three times in one run: each one runs.
+  w.run([&](Orchestrator& o) {
+    for (int k = 0; k < 3; ++k) o.allreduce(d, "a", "a", count, DataType::INT32, ReduceOp::SUM);
+  });
+  for (int r = 0; r < n; ++r) {
+    const auto v = got(r, "a");
+    for (size_t i = 0; i < count; ++i) ASSERT_EQ(v[i], n * n * reduce_ref(ReduceOp::SUM, n, i, 3)) << "chip " << r << " [" << i << "]";
+  }
+  w.close();
+}
+
+// A call by address into Worker::malloc memory, repeated after one of the
+// buffers was freed, is checked again and refused: nothing runs on memory
+// the chip no longer holds.
+TEST(WorkerCollectivesRepeated, ACallOnMemoryFreedSinceIsRefused) {
+  ScratchDir scratch;
+  const int n = 2;
+  // Room after the buffers: malloc memory is staged through it.
+  Worker w(comm_config(n, scratch.file("rootinfo"), 4 * kBufBytes,
+                       {{"a", DataType::UINT8, kBufBytes, kBufBytes}, {"b", DataType::UINT8, kBufBytes, kBufBytes}}));
+  w.init();
+  const CommDomain& d = w.world();
+  const size_t count = 256;
+  std::vector<uint64_t> in, out;
+  for (int r = 0; r < n; ++r) {
+    in.push_back(w.malloc(r, count * 4));
+    out.push_back(w.malloc(r, count * 4));
+    std::vector<int32_t> v(count);
+    for (size_t i = 0; i < count; ++i) v[i] = static_cast<int32_t>(value(r, i, 4));
+    w.copy_to(r, in.back(), v.data(), count * 4);
+  }
+  auto call = [&](Orchestrator& o) { o.allreduce(d, in, out, count, DataType::INT32, ReduceOp::SUM); };
+  w.run(call);
+  std::vector<int32_t> v(count);
+  w.copy_from(1, v.data(), out[1], count * 4);
+  for (size_t i = 0; i < count; ++i) ASSERT_EQ(v[i], reduce_ref(ReduceOp::SUM, n, i, 4)) << "[" << i << "]";
+  w.free(1, out[1]);
+  try {
+    w.run(call);
+    ADD_FAILURE() << "the repeated call on freed memory ran";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("output of rank 1 (chip 1) [" + std::to_string(out[1])), std::string::npos)
+        << e.what();
+  }
+  w.free(0, out[0]);
+  for (int r = 0; r < n; ++r) w.free(r, in[static_cast<size_t>(r)]);
+  w.close();
+}
+
 TEST(WorkerCollectivesFailure, AMemberThatDiesFailsTheCollectiveWithAChipErrorNamingIt) {
   // Chip 2 crashes in a kernel of its own; chips 0 and 1 enter the
   // allgather and wait for it: run() throws a ChipError naming chip 2
