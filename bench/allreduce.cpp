@@ -168,26 +168,26 @@ BenchResult run_allreduce(const BenchOptions& o) {
       }
       std::vector<int> all(static_cast<size_t>(n));
       std::iota(all.begin(), all.end(), 0);
+      // Through the typed API, as a user calls it (world's ranks are the chips in order).
+      const CommDomain& world = w.world();
+      std::vector<uint64_t> inputs, outputs;
+      for (int r = 0; r < n; ++r) {
+        inputs.push_back(ctx[r].buffer_ptrs.at("input"));
+        outputs.push_back(ctx[r].buffer_ptrs.at("output"));
+      }
       auto call = [&](int mode, uint64_t bytes) {
-        std::vector<Task> tasks;
-        for (int r = 0; r < n; ++r) {
-          tasks.push_back(allreduce_task(ctx[r].buffer_ptrs.at("input"), ctx[r].buffer_ptrs.at("output"), bytes / 4,
-                                         DataType::FLOAT32, ReduceOp::SUM,
-                                         parse_allreduce_algo(kModeNames[mode])));
-        }
-        w.run([&](Orchestrator& orch) { orch.submit_group(all, tasks); });
+        const AllreduceAlgo algo = parse_allreduce_algo(kModeNames[mode]);
+        w.run([&](Orchestrator& orch) {
+          orch.allreduce(world, inputs, outputs, bytes / 4, DataType::FLOAT32, ReduceOp::SUM, algo);
+        });
       };
       // `ops` operations back to back in one run(); time per operation.
       auto stream = [&](int mode, uint64_t bytes) {
-        std::vector<Task> tasks;
-        for (int r = 0; r < n; ++r) {
-          tasks.push_back(allreduce_task(ctx[r].buffer_ptrs.at("input"), ctx[r].buffer_ptrs.at("output"), bytes / 4,
-                                         DataType::FLOAT32, ReduceOp::SUM,
-                                         parse_allreduce_algo(kModeNames[mode])));
-        }
+        const AllreduceAlgo algo = parse_allreduce_algo(kModeNames[mode]);
         const auto t0 = Clock::now();
         w.run([&](Orchestrator& orch) {
-          for (int k = 0; k < ops; ++k) orch.submit_group(all, tasks);
+          for (int k = 0; k < ops; ++k)
+            orch.allreduce(world, inputs, outputs, bytes / 4, DataType::FLOAT32, ReduceOp::SUM, algo);
         });
         return us_between(t0, Clock::now()) / ops;
       };
@@ -380,10 +380,10 @@ BenchResult run_allreduce(const BenchOptions& o) {
   res.notes.push_back(mpi.note());
   if (mpi.available() || !mpi.version().empty())
     res.notes.push_back("MPI command: " + mpi.command_line(2, MpiPeer::kAllreduceProgram, {"BYTES:ITERS:WARMUP:OPS:REPS", "..."}));
-  res.notes.push_back("time: Worker::run() of one submit_group (one task per rank) until every rank is done, median; "
+  res.notes.push_back("time: Worker::run() of one Orchestrator::allreduce on world until every rank is done, median; "
                       "MPI: MPI_Barrier then MPI_Allreduce, max over ranks, median; busbw = algbw * 2(n-1)/n");
   res.notes.push_back("stream: one Worker::run() of " + std::to_string(ops) +
-                      " submit_groups back to back, its time / " + std::to_string(ops) +
+                      " Orchestrator::allreduce calls back to back, its time / " + std::to_string(ops) +
                       ", median over runs; MPI stream: MPI_Barrier then " + std::to_string(ops) +
                       " MPI_Allreduce, max over ranks / " + std::to_string(ops) +
                       ", median; x empty = time / the empty-task round trip on the same ranks");

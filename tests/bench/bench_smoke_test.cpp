@@ -189,7 +189,7 @@ void check_allreduce(const BenchRun& r, bool expect_unavailable, int ops = 20) {
   check_common(r, "allreduce");
   const json& b = benchmark(r.doc, "allreduce");
   // The back-to-back figures: --iters operations per run(), said in the notes.
-  EXPECT_NE(b.at("notes").dump().find("one Worker::run() of " + std::to_string(ops) + " submit_groups"),
+  EXPECT_NE(b.at("notes").dump().find("one Worker::run() of " + std::to_string(ops) + " Orchestrator::allreduce calls"),
             std::string::npos)
       << b.at("notes").dump();
   // The small-message targets of issue 10 (2 ranks in quick mode).
