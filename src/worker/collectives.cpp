@@ -233,8 +233,8 @@ Resolved resolve_both(Impl& m, const CommDomain& d, const char* what, const std:
 }
 
 // A typed collective as Worker::Impl::LastCollective records it: what its
-// checks and tasks depend on, apart from the allocations (whose changes
-// clear the record). `what` is the collective's name, a literal.
+// checks and tasks depend on, apart from the allocations (Worker::free
+// clears the record). `what` is the collective's name, a literal.
 struct Call {
   const char* what;
   const CommDomain& d;

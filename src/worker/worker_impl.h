@@ -167,8 +167,8 @@ struct Worker::Impl {
   // and filled tasks collective_tasks still holds: the same call again (a
   // stream: a training step's allreduce in a loop) is submitted from them,
   // without checking the addresses and filling the tasks again (collectives.cpp).
-  // Cleared whenever collective_tasks is refilled and by Worker::malloc and
-  // free (an address check depends on the allocations).
+  // Cleared whenever collective_tasks is refilled and by Worker::free (an
+  // address the checks accepted may lie in the memory freed).
   struct LastCollective {
     bool valid = false;
     const char* call = nullptr;   // the collective's name (a literal)

@@ -212,7 +212,6 @@ unsigned char* Worker::Impl::arena_range(size_t chip, uint64_t ptr, size_t nbyte
 
 uint64_t Worker::malloc(int chip, size_t nbytes) {
   impl_->require_usable(chip, "malloc");
-  impl_->last_collective.valid = false;  // its address checks saw other allocations
   Entry& e = impl_->acquire_entry(chip);
   e.op = Op::Malloc;
   e.a = nbytes;
@@ -236,7 +235,7 @@ bool Worker::Impl::allocated(size_t chip, uint64_t addr, uint64_t bytes) const {
 
 void Worker::free(int chip, uint64_t ptr) {
   impl_->require_usable(chip, "free");
-  impl_->last_collective.valid = false;  // its address checks saw other allocations
+  impl_->last_collective.valid = false;  // its address checks may have accepted this allocation
   if (impl_->arenas) impl_->arenas->remove(chip, ptr);  // first: no copy may reach it once it is going
   impl_->allocations[static_cast<size_t>(chip)].erase(ptr);
   Entry& e = impl_->acquire_entry(chip);
