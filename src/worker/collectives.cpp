@@ -232,19 +232,18 @@ Resolved resolve_both(Impl& m, const CommDomain& d, const char* what, const std:
   return {resolve(d, what, in, m.named_in), resolve(d, what, out, m.named_out)};
 }
 
-// A typed collective as Worker::Impl::LastCollective records it: what its
-// checks and tasks depend on, apart from the allocations (Worker::free
-// clears the record). `what` is the collective's name, a literal.
+// A typed collective as Worker::Impl::LastCollective records it: its key
+// and addresses (what its checks and tasks depend on, apart from the
+// allocations: Worker::free clears the record). `what` is the collective's
+// name, a literal.
 struct Call {
-  const char* what;
   const CommDomain& d;
+  worker::CollectiveKey key;
   const std::vector<uint64_t>& in;
   const std::vector<uint64_t>& out;
-  uint64_t count;
-  DataType dtype;
-  uint32_t op = 0;
-  uint32_t algo = 0;
-  int root = 0;
+  Call(const char* what, const CommDomain& dom, const std::vector<uint64_t>& i, const std::vector<uint64_t>& o,
+       uint64_t count, DataType dtype, uint32_t op = 0, uint32_t algo = 0, int root = 0)
+      : d(dom), key{what, dom.state().get(), dom.allocation_id(), count, dtype, op, algo, root}, in(i), out(o) {}
 };
 
 // The same call as the last one (on the same allocation of the domain):
@@ -253,10 +252,7 @@ struct Call {
 template <typename Impl>
 bool repeat_last(Orchestrator& o, Impl& m, const Call& c) {
   const auto& l = m.last_collective;
-  if (!(l.valid && l.call == c.what && l.domain == c.d.state().get() && l.allocation_id == c.d.allocation_id() &&
-        l.count == c.count && l.dtype == c.dtype && l.op == c.op && l.algo == c.algo && l.root == c.root &&
-        l.in == c.in && l.out == c.out))
-    return false;
+  if (!(l.valid && l.key == c.key && l.in == c.in && l.out == c.out)) return false;
   o.submit_group(c.d.chips(), m.collective_tasks);
   return true;
 }
@@ -265,16 +261,9 @@ bool repeat_last(Orchestrator& o, Impl& m, const Call& c) {
 template <typename Impl>
 void remember(Impl& m, const Call& c) {
   auto& l = m.last_collective;
-  l.call = c.what;
-  l.domain = c.d.state().get();
-  l.allocation_id = c.d.allocation_id();
+  l.key = c.key;
   l.in = c.in;
   l.out = c.out;
-  l.count = c.count;
-  l.dtype = c.dtype;
-  l.op = c.op;
-  l.algo = c.algo;
-  l.root = c.root;
   l.valid = true;
 }
 

@@ -32,6 +32,21 @@ namespace chipmesh {
 std::vector<uint64_t> carve_domain_offsets(const std::string& what, const std::vector<ChipBufferSpec>& buffers,
                                            size_t window_size);
 
+namespace worker {
+// What a typed collective's checks and tasks depend on besides its
+// addresses and the allocations.
+struct CollectiveKey {
+  const char* call = nullptr;    // the collective's name (a literal)
+  const void* domain = nullptr;  // CommDomain::State
+  uint64_t allocation_id = 0;
+  uint64_t count = 0;
+  DataType dtype{};
+  uint32_t op = 0, algo = 0;
+  int root = 0;
+  bool operator==(const CollectiveKey&) const = default;
+};
+}  // namespace worker
+
 struct Worker::Impl {
   WorkerConfig cfg;
   std::deque<SharedMemory> staging;  // stage_input / stage_output (stable addresses)
@@ -171,14 +186,8 @@ struct Worker::Impl {
   // address the checks accepted may lie in the memory freed).
   struct LastCollective {
     bool valid = false;
-    const char* call = nullptr;   // the collective's name (a literal)
-    const void* domain = nullptr;  // CommDomain::State
-    uint64_t allocation_id = 0;
+    worker::CollectiveKey key;
     std::vector<uint64_t> in, out;
-    uint64_t count = 0;
-    DataType dtype{};
-    uint32_t op = 0, algo = 0;
-    int root = 0;
   } last_collective;
   // Since when each chip has been seen stopped (SIGSTOP) while busy; and
   // when the next look at /proc is due (waits look at most every 250 ms).
