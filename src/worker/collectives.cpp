@@ -250,10 +250,10 @@ struct Call {
 // submitted again from the tasks it left, which passed every check then.
 // (Impl: Worker::Impl, deduced.)
 template <typename Impl>
-bool repeat_last(Orchestrator& o, Impl& m, const Call& c) {
+bool repeat_last(Impl& m, const Call& c) {
   const auto& l = m.last_collective;
   if (!(l.valid && l.key == c.key && l.in == c.in && l.out == c.out)) return false;
-  o.submit_group(c.d.chips(), m.collective_tasks);
+  m.resubmit_group(c.d.chips(), m.collective_tasks);
   return true;
 }
 
@@ -331,7 +331,7 @@ void Orchestrator::allreduce(const CommDomain& d, const std::vector<uint64_t>& i
   if (no_local_members(m, d, "allreduce")) return;
   if (!spans_hosts(d)) {
     const Call call{"allreduce", d, in, out, count, dtype, static_cast<uint32_t>(op), static_cast<uint32_t>(algo)};
-    if (repeat_last(*this, *m, call)) return;
+    if (repeat_last(*m, call)) return;
     submit_allreduce(*this, *m, d, in, out, count, dtype, op, algo, true);
     remember(*m, call);
     return;
@@ -361,7 +361,7 @@ void Orchestrator::allgather(const CommDomain& d, const std::vector<uint64_t>& i
   if (spans_hosts(d))
     return across_hosts::allgather(worker_, *this, d, [&] { check(); }, in, out, count_per_rank, dtype);
   const Call call{what, d, in, out, count_per_rank, dtype};
-  if (repeat_last(*this, *m, call)) return;
+  if (repeat_last(*m, call)) return;
   const auto [c, p] = check();
   submit_on_domain(*this, *m, m->collective_tasks, d, p, staged_kernel::kAllgather,
                    [&](Task& t, size_t r) { set_allgather_task(t, in[r], out[r], count_per_rank, dtype, n); });
@@ -384,7 +384,7 @@ void Orchestrator::reduce_scatter(const CommDomain& d, const std::vector<uint64_
   if (spans_hosts(d))
     return across_hosts::reduce_scatter(worker_, *this, d, [&] { check(); }, in, out, count_per_rank, dtype, op);
   const Call call{what, d, in, out, count_per_rank, dtype, static_cast<uint32_t>(op)};
-  if (repeat_last(*this, *m, call)) return;
+  if (repeat_last(*m, call)) return;
   const auto [c, p] = check();
   submit_on_domain(*this, *m, m->collective_tasks, d, p, staged_kernel::kReduceScatter,
                    [&](Task& t, size_t r) { set_reduce_scatter_task(t, in[r], out[r], count_per_rank, dtype, op, n); });
@@ -406,7 +406,7 @@ void Orchestrator::broadcast(const CommDomain& d, const std::vector<uint64_t>& i
   if (spans_hosts(d))
     return across_hosts::broadcast(worker_, *this, d, [&] { check(); }, in, out, count, dtype, root);
   const Call call{what, d, in, out, count, dtype, 0, 0, root};
-  if (repeat_last(*this, *m, call)) return;
+  if (repeat_last(*m, call)) return;
   const auto [c, p] = check();
   submit_on_domain(*this, *m, m->collective_tasks, d, p, staged_kernel::kBroadcast,
                    [&](Task& t, size_t r) { set_broadcast_task(t, in[r], out[r], count, dtype, static_cast<uint64_t>(root)); });
@@ -428,7 +428,7 @@ void Orchestrator::reduce(const CommDomain& d, const std::vector<uint64_t>& in, 
   if (spans_hosts(d))
     return across_hosts::reduce(worker_, *this, d, [&] { check(); }, in, out, count, dtype, op, root);
   const Call call{what, d, in, out, count, dtype, static_cast<uint32_t>(op), 0, root};
-  if (repeat_last(*this, *m, call)) return;
+  if (repeat_last(*m, call)) return;
   const auto [c, p] = check();
   submit_on_domain(*this, *m, m->collective_tasks, d, p, staged_kernel::kReduce,
                    [&](Task& t, size_t r) { set_reduce_task(t, in[r], out[r], count, dtype, op, static_cast<uint64_t>(root)); });
@@ -450,7 +450,7 @@ void Orchestrator::all_to_all(const CommDomain& d, const std::vector<uint64_t>& 
   if (spans_hosts(d))
     return across_hosts::all_to_all(worker_, *this, d, [&] { check(); }, in, out, count_per_peer, dtype);
   const Call call{what, d, in, out, count_per_peer, dtype};
-  if (repeat_last(*this, *m, call)) return;
+  if (repeat_last(*m, call)) return;
   const auto [c, p] = check();
   submit_on_domain(*this, *m, m->collective_tasks, d, p, staged_kernel::kAlltoall,
                    [&](Task& t, size_t r) { set_alltoall_task(t, in[r], out[r], count_per_peer, dtype, n); });

@@ -101,21 +101,27 @@ namespace {
 // worker's scratch vectors have grown to the group's size.
 // (A template: Worker::Impl is private to Worker and its friends, so it is
 // deduced, not named.)
+// `checked`: the tasks passed check_task and the chips are distinct (a
+// resubmission); only whether each chip is usable is checked.
 template <typename Impl>
-void submit_tasks(Impl& m, const int* chips, size_t count, const Task* tasks, size_t stride) {
+void submit_tasks(Impl& m, const int* chips, size_t count, const Task* tasks, size_t stride, bool checked = false) {
   if (count == 0) return;
-  if (++m.submit_gen == 0) {  // wrapped: old marks could match again
-    std::fill(m.submit_marks.begin(), m.submit_marks.end(), 0);
-    m.submit_gen = 1;
+  if (checked) {
+    for (size_t i = 0; i < count; ++i) m.require_usable(chips[i], "run");
+  } else {
+    if (++m.submit_gen == 0) {  // wrapped: old marks could match again
+      std::fill(m.submit_marks.begin(), m.submit_marks.end(), 0);
+      m.submit_gen = 1;
+    }
+    for (size_t i = 0; i < count; ++i) {
+      const int c = chips[i];
+      m.require_usable(c, "run");
+      uint32_t& mark = m.submit_marks[static_cast<size_t>(c)];
+      if (mark == m.submit_gen) throw ConfigError("submit_group: chip " + std::to_string(c) + " is listed twice");
+      mark = m.submit_gen;
+    }
+    for (size_t i = 0; i < count; ++i) check_task(tasks[i * stride]);
   }
-  for (size_t i = 0; i < count; ++i) {
-    const int c = chips[i];
-    m.require_usable(c, "run");
-    uint32_t& mark = m.submit_marks[static_cast<size_t>(c)];
-    if (mark == m.submit_gen) throw ConfigError("submit_group: chip " + std::to_string(c) + " is listed twice");
-    mark = m.submit_gen;
-  }
-  for (size_t i = 0; i < count; ++i) check_task(tasks[i * stride]);
   m.throw_pending();  // a group is not started after a failure
   // All-or-nothing: first a free entry on every chip, then write them all,
   // then publish them all. Nothing else is queued between.
@@ -143,6 +149,10 @@ void Orchestrator::submit_group(const std::vector<int>& chips, const std::vector
     throw ConfigError("submit_group: " + std::to_string(chips.size()) + " chips but " + std::to_string(tasks.size()) +
                       " tasks");
   submit_tasks(*worker_.impl_, chips.data(), chips.size(), tasks.data(), 1);
+}
+
+void Worker::Impl::resubmit_group(const std::vector<int>& chips, const std::vector<Task>& tasks) {
+  submit_tasks(*this, chips.data(), chips.size(), tasks.data(), 1, true);
 }
 
 void Orchestrator::flush_outputs(const std::vector<int>& chips) {

@@ -268,6 +268,10 @@ struct Worker::Impl {
   uint32_t commit(size_t chip);  // publishes the acquired entry (wakes the chip); returns its seq
   // commit() for the entries acquired on `count` chips, with one fence.
   void commit_group(const int* members, size_t count);
+  // Orchestrator::submit_group of tasks that passed its checks before, on
+  // distinct chips (a domain's): only whether each chip is usable is
+  // checked again (orchestrator.cpp; the repeated-call record uses it).
+  void resubmit_group(const std::vector<int>& chips, const std::vector<Task>& tasks);
   // The store half of commit(): bumps req_seq with `order`; returns the seq.
   uint32_t publish(size_t chip, std::memory_order order = std::memory_order_seq_cst);
   // Waits for completion of `seq` (or the chip's death); inspects.

@@ -545,6 +545,35 @@ TEST(WorkerCollectivesRepeated, ACallOnMemoryFreedSinceIsRefused) {
   w.close();
 }
 
+// A repeated call skips the checks of its tasks, not whether each member
+// is alive: after a member is killed the same call fails naming it, every
+// time, and the other members stay usable.
+TEST(WorkerCollectivesRepeated, ARepeatAfterAMemberDiedFailsNamingIt) {
+  ScratchDir scratch;
+  Worker w = make_worker(3, scratch);
+  w.init();
+  const CommDomain& d = w.world();
+  auto call = [&](Orchestrator& o) { o.allreduce(d, "a", "b", 16, DataType::INT32, ReduceOp::SUM); };
+  w.run(call);
+  w.run(call);
+  const pid_t pid = w.chip_pid(1);
+  ASSERT_EQ(kill(pid, SIGKILL), 0);
+  const std::string named = "chip 1 (device 1, pid " + std::to_string(pid) + ")";
+  // The first run may be submitted before the death is seen; its wait sees it.
+  const std::string first = chip_error_of([&] { w.run(call); });
+  EXPECT_NE(first.find(named), std::string::npos) << first;
+  for (int k = 0; k < 2; ++k) {  // the death is known now: refused before anything is queued
+    const std::string msg = chip_error_of([&] { w.run(call); });
+    EXPECT_NE(msg.find(named), std::string::npos) << msg;
+    EXPECT_NE(msg.find("the chip process is gone"), std::string::npos) << msg;
+  }
+  Task noop;
+  noop.kernel = "chipmesh_noop";
+  w.run([&](Orchestrator& o) { o.submit_group({0, 2}, noop); });
+  w.close();
+  EXPECT_TRUE(scratch.entries().empty());
+}
+
 TEST(WorkerCollectivesFailure, AMemberThatDiesFailsTheCollectiveWithAChipErrorNamingIt) {
   // Chip 2 crashes in a kernel of its own; chips 0 and 1 enter the
   // allgather and wait for it: run() throws a ChipError naming chip 2
