@@ -18,7 +18,7 @@ namespace chipmesh::cli {
 BenchCommand register_bench_command(CLI::App& app) {
   auto opts = std::make_shared<bench::BenchOptions>();
   CLI::App* sub = app.add_subcommand(
-      "bench", "benchmarks side by side with their peers: bring-up, dispatch, copy, allreduce (or all)");
+      "bench", "benchmarks side by side with their peers: bring-up, dispatch, copy, the collectives, domains (or all)");
   sub->footer(
       "Each benchmark runs its peer in the same invocation, alternating runs, and prints medians (p99 for "
       "latencies) with the ratio chipmesh / peer: bringup (fork floor, Open MPI mpirun and MPI_Init-to-window), "
@@ -47,9 +47,9 @@ BenchCommand register_bench_command(CLI::App& app) {
   sub->add_option("--ranks", opts->ranks, "allreduce and the other collectives: rank counts (default 2 4; 2 4 8)")->check(CLI::Range(1, 64));
   sub->add_option("--modes", opts->modes, "allreduce: modes (default onephase twophase ring)")
       ->check(CLI::IsMember({"onephase", "twophase", "ring"}));
-  sub->add_option("--min-bytes", opts->min_bytes, "copy, allreduce: smallest size (suffixes KiB, MiB accepted)")
+  sub->add_option("--min-bytes", opts->min_bytes, "copy and the collectives: smallest size (suffixes KiB, MiB accepted)")
       ->transform(CLI::AsSizeValue(true));
-  sub->add_option("--max-bytes", opts->max_bytes, "copy, allreduce: largest size (suffixes KiB, MiB accepted)")
+  sub->add_option("--max-bytes", opts->max_bytes, "copy and the collectives: largest size (suffixes KiB, MiB accepted)")
       ->transform(CLI::AsSizeValue(true));
   sub->add_option("--memory", opts->memory,
                   "allgather, reduce_scatter, broadcast, reduce, alltoall: where the data lies: window (the chips' "
