@@ -12,7 +12,7 @@ struct DemoOptions {
   int chips = 4;
   uint64_t bytes = uint64_t{1} << 20;  // per chip, per buffer
   std::string dtype = "float32";       // float32 | float16 | bfloat16 | int32
-  std::string mode = "onephase";       // onephase | twophase | ring | auto
+  std::string mode = "auto";           // onephase | twophase | ring | auto (what the API defaults to)
   std::string op = "sum";              // sum | max | min
   std::string platform = "sim";
   int iters = 10;                      // timed calls after one warm-up call

@@ -102,7 +102,7 @@ int main(int argc, char** argv) {
   demo->add_option("--dtype", demo_opts.dtype, "element type")
       ->check(CLI::IsMember(as_vector(demo_dtypes())))
       ->capture_default_str();
-  demo->add_option("--mode", demo_opts.mode, "allreduce algorithm")
+  demo->add_option("--mode", demo_opts.mode, "allreduce algorithm; auto: what AllreduceAlgo::AUTO (the API's default) takes, reported")
       ->check(CLI::IsMember(as_vector(demo_modes())))
       ->capture_default_str();
   demo->add_option("--op", demo_opts.op, "reduction")->check(CLI::IsMember(as_vector(demo_ops())))->capture_default_str();
