@@ -43,7 +43,9 @@ std::string_view dtype_name(DataType dtype) { return info(dtype).name; }
 DataType dtype_from_name(std::string_view name) {
   for (size_t i = 0; i < kDTypes.size(); ++i)
     if (kDTypes[i].name == name) return static_cast<DataType>(i);
-  throw ConfigError("unknown dtype '" + std::string(name) + "'");
+  std::string known;
+  for (const auto& d : kDTypes) known += (known.empty() ? "" : ", ") + std::string(d.name);
+  throw ConfigError("unknown dtype '" + std::string(name) + "'; expected one of " + known);
 }
 
 const HostBufferStaging& ChipBootstrapConfig::input_staging(std::string_view name) const {
