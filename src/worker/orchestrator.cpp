@@ -175,17 +175,21 @@ void Orchestrator::wait() {
   Worker::Impl& m = *worker_.impl_;
   // Watch every chip at once: the first failure anywhere aborts the kernels
   // still running elsewhere (they may be waiting on the failed one).
+  // Only the chips given work in this run (run_members) can have any in
+  // flight; the others are not looked at.
   m.wait_until(
       [&] {
         bool settled = true;
-        for (size_t c = 0; c < m.n(); ++c) settled = m.inspect(c) && settled;
+        for (int c : m.run_members) settled = m.inspect(static_cast<size_t>(c)) && settled;
         return settled;
       },
       nullptr,
       [&] {  // each chip's last request (or a failure, or a death) wakes the parent
-        for (size_t c = 0; c < m.n(); ++c)
-          m.chips[c]->wake_parent_at.store(m.next_req[c], std::memory_order_seq_cst);
-      });
+        for (int c : m.run_members)
+          m.chips[static_cast<size_t>(c)]->wake_parent_at.store(m.next_req[static_cast<size_t>(c)],
+                                                                 std::memory_order_seq_cst);
+      },
+      &m.run_members);
   m.throw_pending();
 }
 
@@ -195,7 +199,7 @@ void Worker::run(const std::function<void(Orchestrator&)>& orch) {
   for (auto* c : impl_->chips) c->abort.store(0, std::memory_order_release);
   impl_->pending_error.reset();
   ++impl_->run_gen;
-  impl_->header->run_chips.store(0, std::memory_order_relaxed);
+  impl_->begin_run_members();
   knobs::test_pause_point("run");
   Orchestrator o(*this);
   try {

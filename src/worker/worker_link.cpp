@@ -135,7 +135,7 @@ Entry& Worker::Impl::acquire_entry(size_t chip, bool chunk) {
       // drained, so that the parent wakes once per burst, not per completion.
       const uint32_t target = chunk ? depth - 1 : depth - worker::kRefillBurst;
       wait_until([&] { return in_flight() <= target || watcher->dead(chip); }, nullptr,
-                 [&] { wake_on(chip, next_req[chip] - target); });
+                 [&] { wake_on(chip, next_req[chip] - target); }, &run_members);
     }
     inspect(chip);
   }
@@ -167,10 +167,21 @@ void Worker::Impl::commit_group(const int* members, size_t count) {
 #endif
 }
 
+void Worker::Impl::begin_run_members() {
+  run_members.clear();
+  for (size_t c = 0; c < n(); ++c) {
+    if (inspected[c] == next_req[c]) continue;
+    worked_in_run[c] = run_gen;
+    run_members.push_back(static_cast<int>(c));
+  }
+  header->run_chips.store(static_cast<int32_t>(run_members.size()), std::memory_order_relaxed);
+}
+
 uint32_t Worker::Impl::publish(size_t chip, std::memory_order order) {
   worker::ChipShared& c = *chips[chip];
   if (worked_in_run[chip] != run_gen) {
     worked_in_run[chip] = run_gen;
+    run_members.push_back(static_cast<int>(chip));  // reserved: n() at most
     // The parent is the only writer: a plain store, no locked add on the dispatch path.
     header->run_chips.store(header->run_chips.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   }
@@ -188,7 +199,7 @@ void Worker::Impl::wait_done(size_t chip, uint32_t seq) {
         return static_cast<int32_t>(chips[chip]->done_seq.load(std::memory_order_acquire) - (seq + 1)) >= 0 ||
                watcher->dead(chip);
       },
-      nullptr, [&] { wake_on(chip, seq + 1); });
+      nullptr, [&] { wake_on(chip, seq + 1); }, &run_members);
   inspect(chip);
 }
 

@@ -294,6 +294,30 @@ TEST(Worker, EveryFailedTaskFailsItsRunEvenWhenItCompletesDuringTheWait) {
   w.close();
 }
 
+// A run waits on the chips it gave work (and only looks at those): work
+// given after an explicit wait, on chips the run had not used yet, is still
+// waited for and its failure still fails the run; chips left out are never
+// waited on.
+TEST(Worker, ARunWaitsForEveryChipItGaveWorkAfterAnExplicitWait) {
+  WorkerConfig cfg;
+  cfg.device_ids = {0, 1, 2, 3, 4, 5, 6, 7};
+  Worker w(cfg);
+  w.init();
+  for (int round = 0; round < 50; ++round) {
+    const int late = 1 + round % 7;
+    const std::string msg = chip_error_of([&] {
+      w.run([&](Orchestrator& o) {
+        o.submit(0, task("test_noop", {}, {}));
+        o.wait();
+        o.submit(late, task("test_fail", {}, {}));
+      });
+    });
+    ASSERT_NE(msg.find("chip " + std::to_string(late) + " "), std::string::npos) << "round " << round << ": " << msg;
+  }
+  w.run([&](Orchestrator& o) { o.submit(5, task("test_noop", {}, {})); });  // one chip of eight
+  w.close();
+}
+
 TEST(Worker, GroupKernelsMayWaitOnEachOther) {
   ScratchDir scratch;
   Worker w(comm_config(2, scratch.file("rootinfo"), 4096));
