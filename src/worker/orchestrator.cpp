@@ -173,10 +173,9 @@ void Orchestrator::flush_outputs(const std::vector<int>& chips) {
 
 void Orchestrator::wait() {
   Worker::Impl& m = *worker_.impl_;
-  // Watch every chip at once: the first failure anywhere aborts the kernels
-  // still running elsewhere (they may be waiting on the failed one).
-  // Only the chips given work in this run (run_members) can have any in
-  // flight; the others are not looked at.
+  // Watch every chip of the run at once (run_members: no other chip has work
+  // in flight): the first failure anywhere aborts the kernels still running
+  // elsewhere (they may be waiting on the failed one).
   m.wait_until(
       [&] {
         bool settled = true;
