@@ -16,6 +16,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <map>
+#include <numeric>
 #include <optional>
 
 #include "chipmesh/bootstrap_channel.h"
@@ -101,6 +102,8 @@ void Worker::Impl::map_region(uint64_t arena_bytes) {
   // The header takes the first page; the chips' blocks are page-aligned after it.
   static_assert(sizeof(worker::SharedHeader) <= kHeaderBytes && alignof(ChipShared) <= kHeaderBytes);
   region_bytes = kHeaderBytes + n() * sizeof(ChipShared);
+  all_chips.resize(n());
+  std::iota(all_chips.begin(), all_chips.end(), 0);
   // Anonymous and shared: inherited by the chips, invisible in /dev/shm, gone
   // with the last process that maps it.
   region = mmap(nullptr, region_bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);

@@ -72,6 +72,8 @@ struct Worker::Impl {
   uint32_t run_gen = 0;
   std::vector<uint32_t> worked_in_run;
   std::vector<int> run_members;
+  std::vector<int> all_chips;  // 0 .. n()-1: what a wait watches when not told
+
   std::vector<worker::ChipShared*> chips;
   std::vector<pid_t> pids;
   // The chips' pids for interrupt(), which may run on another thread while
@@ -323,16 +325,13 @@ bool Worker::Impl::wait_until(Pred&& done, const Deadline* deadline) {
 template <typename Pred, typename Arm>
 bool Worker::Impl::wait_until(Pred&& done, const Deadline* deadline, Arm&& arm, const std::vector<int>* busy) {
   // A chip busy on the parent's own CPU gets it at once (futex.h).
-  auto here = [&](size_t c, int me) { return chips[c]->cpu.load(std::memory_order_relaxed) == me && !idle(c); };
+  const std::vector<int>& watched = busy ? *busy : all_chips;
   auto busy_chip_here = [&] {
     const int me = futex::current_cpu();
     header->parent_cpu.store(me, std::memory_order_relaxed);
-    if (busy) {
-      for (int c : *busy)
-        if (here(static_cast<size_t>(c), me)) return true;
-    } else {
-      for (size_t c = 0; c < n(); ++c)
-        if (here(c, me)) return true;
+    for (int c : watched) {
+      const auto chip = static_cast<size_t>(c);
+      if (chips[chip]->cpu.load(std::memory_order_relaxed) == me && !idle(chip)) return true;
     }
     return false;
   };

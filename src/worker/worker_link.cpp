@@ -183,7 +183,7 @@ uint32_t Worker::Impl::publish(size_t chip, std::memory_order order) {
     worked_in_run[chip] = run_gen;
     run_members.push_back(static_cast<int>(chip));  // reserved: n() at most
     // The parent is the only writer: a plain store, no locked add on the dispatch path.
-    header->run_chips.store(header->run_chips.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+    header->run_chips.store(static_cast<int32_t>(run_members.size()), std::memory_order_relaxed);
   }
   const uint32_t seq = next_req[chip]++;
   // The chip writes the status (and the error text) only when the request

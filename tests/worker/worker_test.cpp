@@ -296,8 +296,8 @@ TEST(Worker, EveryFailedTaskFailsItsRunEvenWhenItCompletesDuringTheWait) {
 
 // A run waits on the chips it gave work (and only looks at those): work
 // given after an explicit wait, on chips the run had not used yet, is still
-// waited for and its failure still fails the run; chips left out are never
-// waited on.
+// waited for and its failure still fails the run; a run on one chip of
+// eight then completes.
 TEST(Worker, ARunWaitsForEveryChipItGaveWorkAfterAnExplicitWait) {
   WorkerConfig cfg;
   cfg.device_ids = {0, 1, 2, 3, 4, 5, 6, 7};
