@@ -132,6 +132,9 @@ class ChipServer {
       Entry& e = s.entry(seq);
       bool shutdown = e.op == Op::Shutdown;
       handle(e, s.extra(seq), s.chunk(seq));
+      // The runs of this task the parent granted while it ran (grant_repeat).
+      if (e.op == Op::Task)
+        for (uint32_t ran = 0; next_repeat(s.repeat, seq, ran, e.status != 0); ++ran) handle(e, s.extra(seq), nullptr);
       s.done_seq.store(seq + 1, std::memory_order_release);
       // A failure and a shutdown wake the parent whatever it waits for.
       notify_parent(a_.header, e.status != 0 || shutdown ? nullptr : &s.wake_parent_at, seq + 1);

@@ -164,6 +164,9 @@ struct alignas(4096) ChipShared {
   // The BootstrapStep the chip's bring-up is at (chipmesh/chip_worker.h),
   // for the parent's message when the bring-up times out.
   std::atomic<uint32_t> bringup_step;
+  // Repeats of the chip's latest task entry (see grant_repeat): on a line
+  // of its own, which stays in the chip's cache unless the parent grants.
+  alignas(64) std::atomic<uint64_t> repeat;
   alignas(64) Entry entries[kRingDepth];
   alignas(4096) EntryExtra extras[kRingDepth];
   alignas(4096) unsigned char chunks[kChunkSlots][kChunkBytes];
@@ -202,6 +205,55 @@ struct alignas(64) SharedHeader {
   // control object is needed.
   alignas(64) rendezvous::MemoryTable rendezvous;
 };
+
+// Repeats. A stream of one collective (a training step's allreduce in a
+// loop) need not take a ring entry per call: while the chip has not
+// finished its latest task entry, the parent may ask it to run that entry
+// once more. ChipShared::repeat holds (seq << 32) | the runs of entry seq
+// granted beyond the first, with kRepeatClosed set once the chip has
+// finished entry seq. Both sides change it by compare-exchange only, so a
+// grant either reaches the chip before it finishes the entry or is refused
+// to the parent (which then queues an entry). Every chip runs the task as
+// many times either way; the parent grants on all members of a group or
+// queues entries for those that refused.
+inline constexpr uint64_t kRepeatClosed = uint64_t{1} << 31;
+
+inline uint64_t repeat_word(uint32_t seq, uint64_t low) { return (uint64_t{seq} << 32) | low; }
+inline uint32_t repeat_seq(uint64_t w) { return static_cast<uint32_t>(w >> 32); }
+
+// Parent: one more run of entry `seq` (its latest on the chip); false when
+// the chip has finished it, or may still be running an earlier entry's
+// repeats (the word holds an earlier seq, open), which a grant would
+// overwrite.
+inline bool grant_repeat(std::atomic<uint64_t>& w, uint32_t seq) {
+  uint64_t v = w.load(std::memory_order_relaxed);
+  for (;;) {
+    const bool closed = (v & kRepeatClosed) != 0;
+    uint64_t next = repeat_word(seq, 1);  // the first grant of entry seq
+    if (repeat_seq(v) == seq) {
+      if (closed || static_cast<uint32_t>(v) + 1 == kRepeatClosed) return false;
+      next = v + 1;
+    } else if (!closed) {
+      return false;
+    }
+    if (w.compare_exchange_weak(v, next, std::memory_order_relaxed)) return true;
+  }
+}
+
+// Chip, having run entry `seq` `ran` + 1 times: true when another run is
+// granted; otherwise (or with `stop`: the run failed) closes entry seq and
+// returns false. The chip publishes done_seq only after this returned
+// false, so every grant the parent got was run. A word tagged with a later
+// seq holds grants of an entry the chip has not reached: it stays.
+inline bool next_repeat(std::atomic<uint64_t>& w, uint32_t seq, uint32_t ran, bool stop) {
+  uint64_t v = w.load(std::memory_order_relaxed);
+  for (;;) {
+    if (static_cast<int32_t>(repeat_seq(v) - seq) > 0) return false;
+    const uint32_t granted = repeat_seq(v) == seq ? static_cast<uint32_t>(v) : 0;
+    if (!stop && ran < granted) return true;
+    if (w.compare_exchange_weak(v, repeat_word(seq, kRepeatClosed), std::memory_order_relaxed)) return false;
+  }
+}
 
 // Wakes the parent (bumps `events`, futex wake) if it sleeps, after what it
 // waits for was published (Dekker pairing with the parent's parent_sleeping

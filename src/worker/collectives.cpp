@@ -247,13 +247,14 @@ struct Call {
 };
 
 // The same call as the last one (on the same allocation of the domain):
-// submitted again from the tasks it left, which passed every check then.
+// run again from the tasks it left, which passed every check then, as a
+// repeat of each member's entry where that is still its latest.
 // (Impl: Worker::Impl, deduced.)
 template <typename Impl>
 bool repeat_last(Impl& m, const Call& c) {
-  const auto& l = m.last_collective;
+  auto& l = m.last_collective;
   if (!(l.valid && l.key == c.key && l.in == c.in && l.out == c.out)) return false;
-  m.resubmit_group(c.d.chips(), m.collective_tasks);
+  m.repeat_group(c.d.chips(), m.collective_tasks, l.seqs);
   return true;
 }
 
@@ -264,6 +265,7 @@ void remember(Impl& m, const Call& c) {
   l.key = c.key;
   l.in = c.in;
   l.out = c.out;
+  m.record_latest(c.d.chips(), l.seqs);
   l.valid = true;
 }
 

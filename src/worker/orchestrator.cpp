@@ -96,44 +96,44 @@ void encode(const Task& t, Entry& e, worker::EntryExtra& x, QueuedKernel& queued
 
 namespace {
 
-// submit_group's body: tasks[i * stride] goes to chips[i] (i < count) (stride 0: one
-// task for every chip, not copied). Nothing is allocated once the
-// worker's scratch vectors have grown to the group's size.
-// (A template: Worker::Impl is private to Worker and its friends, so it is
-// deduced, not named.)
-// `checked`: the tasks passed check_task and the chips are distinct (a
-// resubmission); only whether each chip is usable is checked.
-template <typename Impl>
-void submit_tasks(Impl& m, const int* chips, size_t count, const Task* tasks, size_t stride, bool checked = false) {
-  if (count == 0) return;
-  if (checked) {
-    for (size_t i = 0; i < count; ++i) m.require_usable(chips[i], "run");
-  } else {
-    if (++m.submit_gen == 0) {  // wrapped: old marks could match again
-      std::fill(m.submit_marks.begin(), m.submit_marks.end(), 0);
-      m.submit_gen = 1;
-    }
-    for (size_t i = 0; i < count; ++i) {
-      const int c = chips[i];
-      m.require_usable(c, "run");
-      uint32_t& mark = m.submit_marks[static_cast<size_t>(c)];
-      if (mark == m.submit_gen) throw ConfigError("submit_group: chip " + std::to_string(c) + " is listed twice");
-      mark = m.submit_gen;
-    }
-    for (size_t i = 0; i < count; ++i) check_task(tasks[i * stride]);
-  }
-  m.throw_pending();  // a group is not started after a failure
-  // All-or-nothing: first a free entry on every chip, then write them all,
-  // then publish them all. Nothing else is queued between.
+// task_of(i) into an entry of chips[i] (i < count), all-or-nothing: first a
+// free entry on every chip, then write them all, then publish them all.
+// Nothing else is queued between. (Impl: Worker::Impl, deduced.)
+template <typename Impl, typename TaskOf>
+void queue_tasks(Impl& m, const int* chips, size_t count, TaskOf&& task_of) {
   auto& entries = m.submit_entries;
   entries.clear();
   for (size_t i = 0; i < count; ++i) entries.push_back(&m.acquire_entry(static_cast<size_t>(chips[i])));
   m.throw_pending();
   for (size_t i = 0; i < count; ++i) {
     const auto c = static_cast<size_t>(chips[i]);
-    encode(tasks[i * stride], *entries[i], m.acquired_extra(c), m.queued_kernel[c]);
+    encode(task_of(i), *entries[i], m.acquired_extra(c), m.queued_kernel[c]);
   }
   m.commit_group(chips, count);
+}
+
+// submit_group's body: tasks[i * stride] goes to chips[i] (i < count) (stride 0: one
+// task for every chip, not copied). Nothing is allocated once the
+// worker's scratch vectors have grown to the group's size.
+// (A template: Worker::Impl is private to Worker and its friends, so it is
+// deduced, not named.)
+template <typename Impl>
+void submit_tasks(Impl& m, const int* chips, size_t count, const Task* tasks, size_t stride) {
+  if (count == 0) return;
+  if (++m.submit_gen == 0) {  // wrapped: old marks could match again
+    std::fill(m.submit_marks.begin(), m.submit_marks.end(), 0);
+    m.submit_gen = 1;
+  }
+  for (size_t i = 0; i < count; ++i) {
+    const int c = chips[i];
+    m.require_usable(c, "run");
+    uint32_t& mark = m.submit_marks[static_cast<size_t>(c)];
+    if (mark == m.submit_gen) throw ConfigError("submit_group: chip " + std::to_string(c) + " is listed twice");
+    mark = m.submit_gen;
+  }
+  for (size_t i = 0; i < count; ++i) check_task(tasks[i * stride]);
+  m.throw_pending();  // a group is not started after a failure
+  queue_tasks(m, chips, count, [&](size_t i) -> const Task& { return tasks[i * stride]; });
 }
 
 }  // namespace
@@ -151,8 +151,42 @@ void Orchestrator::submit_group(const std::vector<int>& chips, const std::vector
   submit_tasks(*worker_.impl_, chips.data(), chips.size(), tasks.data(), 1);
 }
 
-void Worker::Impl::resubmit_group(const std::vector<int>& chips, const std::vector<Task>& tasks) {
-  submit_tasks(*this, chips.data(), chips.size(), tasks.data(), 1, true);
+void Worker::Impl::repeat_group(const std::vector<int>& members, const std::vector<Task>& tasks,
+                                std::vector<uint32_t>& seqs) {
+  // Grants only while entry seqs[i] is still the latest of every member:
+  // nothing was queued on any of them since the group's last submission.
+  bool latest = seqs.size() == members.size();
+  for (size_t i = 0; i < members.size(); ++i) {
+    require_usable(members[i], "run");
+    latest = latest && next_req[static_cast<size_t>(members[i])] - 1 == seqs[i];
+  }
+  throw_pending();  // a group is not started after a failure
+  auto& refused = repeat_refused;
+  refused.clear();
+  if (latest) {
+    for (size_t i = 0; i < members.size(); ++i)
+      if (!worker::grant_repeat(chips[static_cast<size_t>(members[i])]->repeat, seqs[i])) refused.push_back(i);
+    if (refused.empty()) return;
+  } else {
+    for (size_t i = 0; i < members.size(); ++i) refused.push_back(i);
+  }
+  // The members that had finished the entry get one of their own.
+  auto& refused_chips = repeat_refused_chips;
+  refused_chips.clear();
+  for (size_t i : refused) refused_chips.push_back(members[i]);
+  try {
+    queue_tasks(*this, refused_chips.data(), refused.size(), [&](size_t j) -> const Task& { return tasks[refused[j]]; });
+  } catch (...) {
+    // Members granted a run would wait in it for these: stop them.
+    if (refused.size() != members.size()) abort_running_kernels();
+    throw;
+  }
+  record_latest(members, seqs);
+}
+
+void Worker::Impl::record_latest(const std::vector<int>& members, std::vector<uint32_t>& seqs) const {
+  seqs.resize(members.size());
+  for (size_t i = 0; i < members.size(); ++i) seqs[i] = next_req[static_cast<size_t>(members[i])] - 1;
 }
 
 void Orchestrator::flush_outputs(const std::vector<int>& chips) {

@@ -194,7 +194,11 @@ struct Worker::Impl {
     bool valid = false;
     worker::CollectiveKey key;
     std::vector<uint64_t> in, out;
+    std::vector<uint32_t> seqs;  // each member's latest entry of the call (repeat_group)
   } last_collective;
+  // repeat_group's scratch: the members (their ranks, their chips) that get an entry.
+  std::vector<size_t> repeat_refused;
+  std::vector<int> repeat_refused_chips;
   // Since when each chip has been seen stopped (SIGSTOP) while busy; and
   // when the next look at /proc is due (waits look at most every 250 ms).
   std::vector<std::optional<std::chrono::steady_clock::time_point>> stopped_since;
@@ -282,10 +286,15 @@ struct Worker::Impl {
   uint32_t commit(size_t chip);  // publishes the acquired entry (wakes the chip); returns its seq
   // commit() for the entries acquired on `count` chips, with one fence.
   void commit_group(const int* members, size_t count);
-  // Orchestrator::submit_group of tasks that passed its checks before, on
-  // distinct chips (a domain's): only whether each chip is usable is
-  // checked again (orchestrator.cpp; the repeated-call record uses it).
-  void resubmit_group(const std::vector<int>& chips, const std::vector<Task>& tasks);
+  // The group `tasks` (one per member, on distinct chips: a domain's) once
+  // more, after they passed submit_group's checks: only whether each chip
+  // is usable is checked again. Members whose latest entry is still the
+  // group's (`seqs`: each member's, kept up to date here) and not finished
+  // run it again (grant_repeat, chip_shared.h); the others get an entry.
+  // (orchestrator.cpp; the repeated-call record uses it.)
+  void repeat_group(const std::vector<int>& members, const std::vector<Task>& tasks, std::vector<uint32_t>& seqs);
+  // Each member's latest entry, into `seqs`.
+  void record_latest(const std::vector<int>& members, std::vector<uint32_t>& seqs) const;
   // The store half of commit(): bumps req_seq with `order`; returns the seq.
   uint32_t publish(size_t chip, std::memory_order order = std::memory_order_seq_cst);
   // Waits for completion of `seq` (or the chip's death); inspects.
