@@ -197,12 +197,17 @@ int parse_call(const chipmesh_kernel_args* args, Kind kind, CollCall* call) {
   return 0;
 }
 
-int open_call(CollCall& c) {
-  const chipmesh_kernel_args* args = c.args;
+namespace {
+
+// Numbers the call and writes this rank's descriptor (all but `entered`);
+// returns the CPU it stored, plus one.
+int32_t describe_call(CollCall& c) {
   device::Flag* counter = device::flag(c.ctx, static_cast<int>(c.rank), kCollCounterLine);
   c.call_no = counter->value.load(std::memory_order_relaxed) + 1;
   counter->value.store(c.call_no, std::memory_order_relaxed);
   CollDesc* d = desc(c.ctx, c.rank, c.call_no);
+  const int32_t here = sched_getcpu() + 1;
+  d->cpu.store(here, std::memory_order_relaxed);
   d->count.store(c.count, std::memory_order_relaxed);
   d->in_off.store(c.in_off, std::memory_order_relaxed);
   d->out_off.store(c.out_off, std::memory_order_relaxed);
@@ -211,28 +216,97 @@ int open_call(CollCall& c) {
   d->op.store(c.op, std::memory_order_relaxed);
   d->root.store(c.root, std::memory_order_relaxed);
   d->call_no.store(c.call_no, std::memory_order_relaxed);
-  // Published by the barrier's release.
+  return here;
+}
+
+// Reads rank r's descriptor of this call (its output offset into
+// c.peer_out, its input offset into c.peer_in); true when r made the same
+// call, otherwise `message` says how they differ.
+bool agrees(CollCall& c, uint32_t r, char (&message)[CHIPMESH_KERNEL_ERROR_SIZE]) {
+  const CollDesc* p = desc(c.ctx, r, c.call_no);
+  const uint64_t count = p->count.load(std::memory_order_relaxed);
+  const uint32_t kind = p->kind.load(std::memory_order_relaxed);
+  const uint32_t dtype = p->dtype.load(std::memory_order_relaxed);
+  const uint32_t op = p->op.load(std::memory_order_relaxed);
+  const uint32_t root = p->root.load(std::memory_order_relaxed);
+  const uint32_t call_no = p->call_no.load(std::memory_order_relaxed);
+  c.peer_in[r] = p->in_off.load(std::memory_order_relaxed);
+  c.peer_out[r] = p->out_off.load(std::memory_order_relaxed);
+  if (count == c.count && kind == static_cast<uint32_t>(c.kind) && dtype == c.dtype && op == c.op &&
+      root == c.root && call_no == c.call_no)
+    return true;
+  std::snprintf(message, sizeof(message),
+                "%s: ranks disagree: rank %u called %s count=%llu dtype=%u op=%u root=%u (call %u), rank %u "
+                "called %s count=%llu dtype=%u op=%u root=%u (call %u)",
+                kind_name(c.kind), c.rank, kind_name(c.kind), static_cast<ull>(c.count), c.dtype, c.op, c.root,
+                c.call_no, r, kind_name(static_cast<Kind>(kind)), static_cast<ull>(count), dtype, op, root,
+                call_no);
+  return false;
+}
+
+// The bytes of this rank's input its peers read on the small path (0: none
+// is read here), or kUnused when the call is too large for the slots.
+uint64_t slot_bytes(const CollCall& c) {
+  const uint64_t block = c.bytes();
+  if (block > kCollSlotBytes || !device::flag_fits(c.ctx, kCollSlotLine0 + 2 * kCollSlotLines - 1)) return kUnused;
+  const uint64_t bytes = spec_of(c.kind).in_times_n ? c.nranks * block : block;
+  if (bytes > kCollSlotBytes) return kUnused;
+  return c.in_off == kUnused ? 0 : bytes;
+}
+
+char* slot_of(const CollCall& c, uint32_t rank) {
+  return static_cast<char*>(device::peer_scratch(
+      c.ctx, static_cast<int>(rank), uint64_t{kCollSlotLine0 + (c.call_no % 2) * kCollSlotLines} * CHIPMESH_FLAG_BYTES));
+}
+
+// The small path: `bytes` of this rank's input into its slot, the
+// descriptor out, every peer's awaited and checked; then the peers' inputs
+// are their slots (offsets from their windows, modulo 2^64) and `body` runs
+// with no barrier. A rank that opened with a barrier (a disagreeing call
+// too large for the slots) published its descriptor first, so a
+// disagreement is seen either way; every rank then passes two barriers,
+// which pair with the other's opening and disagreement barriers (or, when
+// both are here, with each other).
+int run_in_slots(CollCall& c, uint64_t bytes, int (*body)(CollCall&)) {
+  const int32_t here = describe_call(c);
+  if (bytes) std::memcpy(slot_of(c, c.rank), c.local(c.in_off), bytes);
+  device::Flag* entered = &desc(c.ctx, c.rank, c.call_no)->entered;
+  device::flag_publish(entered, c.call_no);
+  char message[CHIPMESH_KERNEL_ERROR_SIZE] = {};
+  bool disagreed = false;
+  const int rc = device::wait_for_peers(
+      c.args, c.call_no, here, [&](uint32_t r) { return &desc(c.ctx, r, c.call_no)->entered; },
+      [&](uint32_t r) { return &desc(c.ctx, r, c.call_no)->cpu; },
+      [&](uint32_t r) {
+        disagreed = !agrees(c, r, message);
+        return disagreed ? CHIPMESH_ERR_CONFIG : 0;
+      });
+  device::flag_wake_sleepers(entered);
+  if (disagreed) {
+    for (int b = 0; b < 2; ++b)
+      if (int brc = device::barrier(c.args)) return brc;
+    return fail(c.args, CHIPMESH_ERR_CONFIG, "%s", message);
+  }
+  if (rc) return rc;
+  c.peer_out[c.rank] = c.out_off;  // the peers' from their descriptors (agrees)
+  for (uint32_t r = 0; r < c.nranks; ++r)
+    c.peer_in[r] = reinterpret_cast<uint64_t>(slot_of(c, r)) - c.ctx->windowsIn[r];
+  c.in_off = c.peer_in[c.rank];
+  return body(c);
+}
+
+}  // namespace
+
+int open_call(CollCall& c) {
+  const chipmesh_kernel_args* args = c.args;
+  describe_call(c);
+  // Published by the barrier's release; `entered` too, for a rank on the
+  // small path that disagrees with this call.
+  device::flag_publish(&desc(c.ctx, c.rank, c.call_no)->entered, c.call_no);
   if (int rc = device::barrier(args)) return rc;
+  char message[CHIPMESH_KERNEL_ERROR_SIZE] = {};
   for (uint32_t r = 0; r < c.nranks; ++r) {
-    const CollDesc* p = desc(c.ctx, r, c.call_no);
-    const uint64_t count = p->count.load(std::memory_order_relaxed);
-    const uint32_t kind = p->kind.load(std::memory_order_relaxed);
-    const uint32_t dtype = p->dtype.load(std::memory_order_relaxed);
-    const uint32_t op = p->op.load(std::memory_order_relaxed);
-    const uint32_t root = p->root.load(std::memory_order_relaxed);
-    const uint32_t call_no = p->call_no.load(std::memory_order_relaxed);
-    c.peer_in[r] = p->in_off.load(std::memory_order_relaxed);
-    c.peer_out[r] = p->out_off.load(std::memory_order_relaxed);
-    if (count == c.count && kind == static_cast<uint32_t>(c.kind) && dtype == c.dtype && op == c.op &&
-        root == c.root && call_no == c.call_no)
-      continue;
-    char message[CHIPMESH_KERNEL_ERROR_SIZE] = {};
-    std::snprintf(message, sizeof(message),
-                  "%s: ranks disagree: rank %u called %s count=%llu dtype=%u op=%u root=%u (call %u), rank %u "
-                  "called %s count=%llu dtype=%u op=%u root=%u (call %u)",
-                  kind_name(c.kind), c.rank, kind_name(c.kind), static_cast<ull>(c.count), c.dtype, c.op, c.root,
-                  c.call_no, r, kind_name(static_cast<Kind>(kind)), static_cast<ull>(count), dtype, op, root,
-                  call_no);
+    if (agrees(c, r, message)) continue;
     // Every rank sees the same descriptors, so every rank gets here: one
     // more barrier keeps the barriers paired.
     if (int brc = device::barrier(args)) return brc;
@@ -254,6 +328,7 @@ int run_collective(const chipmesh_kernel_args* args, Kind kind, int (*body)(Coll
     return kind != Kind::kBarrier && c.count == 0 ? 0 : body(c);
   }
   if (kind != Kind::kBarrier && c.count == 0) return 0;  // nothing moves; no rank touches a peer
+  if (const uint64_t bytes = user.out ? kUnused : slot_bytes(c); bytes != kUnused) return run_in_slots(c, bytes, body);
   if (int rc = open_call(c)) return rc;
   if (int rc = body(c)) return rc;
   return device::barrier(args);

@@ -23,6 +23,10 @@
 // Data moves by pull: after the opening barrier (every input is written) a
 // rank reads its peers' windows and writes only its own buffers; a closing
 // barrier keeps every input and output stable until no peer reads it.
+// Small calls (what peers read of a rank's input fits kCollSlotBytes) take
+// no barrier: each rank copies that part of its input into a slot of its
+// scratch, publishes its descriptor and waits for every peer's; the bodies
+// then read the peers' slots (run_collective).
 #pragma once
 
 #include <atomic>
@@ -41,6 +45,13 @@ inline constexpr uint32_t kCollDescLine0 = 7;    // call descriptors, two slots 
 // far (only grows; broadcast.cpp).
 inline constexpr uint32_t kBroadcastProgressLine = kCollDescLine0 + 2;
 inline constexpr uint32_t kLastCollLine = kBroadcastProgressLine;
+// Small calls (run_collective): every rank copies what its peers read of
+// its input into slot call_no % 2 of kCollSlotLines lines, after
+// allreduce's slots (allreduce.h), and no barrier is taken.
+inline constexpr uint32_t kCollSlotLine0 = 48;
+inline constexpr uint32_t kCollSlotLines = 8;
+inline constexpr uint64_t kCollSlotBytes = uint64_t{kCollSlotLines} * CHIPMESH_FLAG_BYTES;  // 512 B
+static_assert(kCollSlotLine0 + 2 * kCollSlotLines <= CHIPMESH_FIRST_USER_FLAG, "the slots stay in the reserved lines");
 
 enum class Kind : uint32_t { kAllgather = 1, kReduceScatter, kBroadcast, kReduce, kAlltoall, kBarrier };
 
@@ -53,7 +64,11 @@ size_t any_dtype_size(uint32_t dtype);
 // What a rank publishes about its call. Slot k % 2 of call k is rewritten by
 // call k + 2, which the rank cannot begin before every peer has entered call
 // k + 1, i.e. finished reading this one (as for allreduce's CallDesc).
+// `entered` reaches the call's number once the rest is written (release):
+// what a peer on the small path waits for.
 struct CollDesc {
+  device::Flag entered;
+  std::atomic<int32_t> cpu;  // where the rank published from, plus one (flag_wait_ge's peer_cpu)
   std::atomic<uint64_t> count;
   std::atomic<uint64_t> in_off;   // UINT64_MAX when unused on this rank
   std::atomic<uint64_t> out_off;  // UINT64_MAX when unused on this rank
@@ -124,7 +139,8 @@ int parse_call(const chipmesh_kernel_args* args, Kind kind, CollCall* call);
 int open_call(CollCall& c);
 
 // The whole kernel: parse, nothing for count 0 (except the barrier), open,
-// run `body`, closing barrier. `user`: CollCall's.
+// run `body`, closing barrier; or, for a small call that is not staged, the
+// slots (no barrier). `user`: CollCall's.
 int run_collective(const chipmesh_kernel_args* args, Kind kind, int (*body)(CollCall&),
                    const UserBuffers& user = {});
 

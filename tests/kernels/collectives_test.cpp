@@ -701,6 +701,27 @@ TEST_F(Collectives, RanksThatCallDifferentCollectivesAllFailWithConfigError) {
   EXPECT_TRUE(all_ok(outcomes));
 }
 
+// A small call (slots, no barrier) against a large one (barriers) of the
+// same collective: every rank still sees the disagreement and returns at
+// the same point, whichever path it took.
+TEST_F(Collectives, RanksOnTheSmallAndTheLargePathThatDisagreeAllFail) {
+  constexpr int n = 3;
+  auto outcomes = fork_ranks(n, [&](int rank) {
+    Rank R(rank, n, path, 8192);
+    const auto t = DataType::INT32;
+    for (int big : {2, 0}) {  // 200 int32 (800 B) go past the 512 B slots; 9 do not
+      const uint64_t count = rank == big ? 200 : 9;
+      KernelCall call(R.ctx, {tensor(R.a, t, count), tensor(R.b, t, count)}, {0}, 10s);
+      const int rc = call.run(R.w, kernels().entry[kBroadcast]);
+      CM_REQUIRE(rc == CHIPMESH_ERR_CONFIG) << "rc " << rc << ": " << call.error;
+      CM_REQUIRE(std::string(call.error).find("ranks disagree") != std::string::npos) << call.error;
+    }
+    run_and_check(R, Case{kBroadcast, t, kSum, kOutOfPlace, 9, 1, 6});
+    run_and_check(R, Case{kBroadcast, t, kSum, kOutOfPlace, 200, 2, 7});
+  });
+  EXPECT_TRUE(all_ok(outcomes));
+}
+
 TEST_F(Collectives, APeerThatNeverCallsMakesTheWaitTimeOut) {
   constexpr int n = 2;
   auto outcomes = fork_ranks(n, [&](int rank) {
