@@ -133,7 +133,7 @@ class ChipServer {
       bool shutdown = e.op == Op::Shutdown;
       handle(e, s.extra(seq), s.chunk(seq));
       // The runs of this task the parent granted while it ran (grant_repeat).
-      if (e.op == Op::Task)
+      if (e.op == Op::Task && (e.task.flags & kTaskRepeatable) != 0)
         for (uint32_t ran = 0; next_repeat(s.repeat, seq, ran, e.status != 0); ++ran) handle(e, s.extra(seq), nullptr);
       s.done_seq.store(seq + 1, std::memory_order_release);
       // A failure and a shutdown wake the parent whatever it waits for.
@@ -252,7 +252,7 @@ class ChipServer {
     // Publish completion only after every side effect: flush store_to_host
     // buffers into their staging before done_seq moves (unless the parent
     // asked to flush later, with an Op::Flush).
-    if (t.flush_outputs) w_.store_to_host();
+    if (t.flags & kTaskFlushOutputs) w_.store_to_host();
   }
 
   // An explicit flush (Orchestrator::flush_outputs). The rule of tasks holds:

@@ -59,12 +59,16 @@ inline constexpr size_t kInlineScalars = 8;
 // Hot fields first: a task of the kernel before with a few scalars and
 // tensors is read by the chip from the entry's first lines only, and the
 // parent rewrites no more of the entry than that.
+// TaskDesc::flags. kTaskFlushOutputs: flush the store_to_host buffers
+// after a successful kernel (Task::flush_outputs). kTaskRepeatable: the
+// parent may grant runs of this entry beyond the first (grant_repeat).
+inline constexpr uint32_t kTaskFlushOutputs = 1;
+inline constexpr uint32_t kTaskRepeatable = 2;
+
 struct TaskDesc {
   uint32_t num_tensors;
   uint32_t num_scalars;
-  // Nonzero: flush the store_to_host buffers after a successful kernel
-  // (Task::flush_outputs).
-  uint32_t flush_outputs;
+  uint32_t flags;  // kTaskFlushOutputs | kTaskRepeatable
   // Nonzero: the library and kernel are those of the task the parent queued
   // on this chip before (its strings are then not written here).
   uint32_t same_kernel;
@@ -215,7 +219,9 @@ struct alignas(64) SharedHeader {
 // grant either reaches the chip before it finishes the entry or is refused
 // to the parent (which then queues an entry). Every chip runs the task as
 // many times either way; the parent grants on all members of a group or
-// queues entries for those that refused.
+// queues entries for those that refused. The parent grants only entries it
+// marked kTaskRepeatable (a typed collective's), and the chip closes only
+// those: any other task costs the chip no write to this line.
 inline constexpr uint64_t kRepeatClosed = uint64_t{1} << 31;
 
 inline uint64_t repeat_word(uint32_t seq, uint64_t low) { return (uint64_t{seq} << 32) | low; }

@@ -286,7 +286,12 @@ void submit_on_domain(Orchestrator& o, Impl& m, std::vector<Task>& tasks, const 
     if (p.staged) make_staged_task(tasks[r], collective, p.stage_off, p.chunk);
     tasks[r].comm_ctx = d.context(chips[r]).device_ctx;
   }
-  o.submit_group(chips, tasks);
+  // Only the record's tasks are ever repeated (repeat_last): only their
+  // entries are marked repeatable.
+  if (&tasks == &m.collective_tasks)
+    m.submit_repeatable(chips, tasks);
+  else
+    o.submit_group(chips, tasks);
 }
 
 }  // namespace

@@ -61,7 +61,7 @@ void store_if_changed(T& dst, const T& value) {
 // `queued`: the kernel of the task queued on this chip before (updated);
 // a Worker::Impl::QueuedKernel (a template for the reason submit_tasks is).
 template <typename QueuedKernel>
-void encode(const Task& t, Entry& e, worker::EntryExtra& x, QueuedKernel& queued) {
+void encode(const Task& t, Entry& e, worker::EntryExtra& x, QueuedKernel& queued, bool repeatable) {
   store_if_changed(e.op, worker::Op::Task);
   TaskDesc& d = e.task;
   // Lengths are checked (check_task): copy with the NUL, no formatting on
@@ -89,7 +89,8 @@ void encode(const Task& t, Entry& e, worker::EntryExtra& x, QueuedKernel& queued
   uint64_t* scalars = worker::task_scalars(d, x);
   for (size_t i = 0; i < t.scalars.size(); ++i) store_if_changed(scalars[i], t.scalars[i]);
   store_if_changed(d.comm_ctx, t.comm_ctx);
-  store_if_changed(d.flush_outputs, t.flush_outputs ? 1u : 0u);
+  store_if_changed(d.flags, (t.flush_outputs ? worker::kTaskFlushOutputs : 0u) |
+                                (repeatable ? worker::kTaskRepeatable : 0u));
 }
 
 }  // namespace
@@ -98,16 +99,18 @@ namespace {
 
 // task_of(i) into an entry of chips[i] (i < count), all-or-nothing: first a
 // free entry on every chip, then write them all, then publish them all.
-// Nothing else is queued between. (Impl: Worker::Impl, deduced.)
+// Nothing else is queued between. `repeatable`: the entries may be granted
+// repeats (kTaskRepeatable, chip_shared.h).
+// (Impl: Worker::Impl, deduced.)
 template <typename Impl, typename TaskOf>
-void queue_tasks(Impl& m, const int* chips, size_t count, TaskOf&& task_of) {
+void queue_tasks(Impl& m, const int* chips, size_t count, TaskOf&& task_of, bool repeatable) {
   auto& entries = m.submit_entries;
   entries.clear();
   for (size_t i = 0; i < count; ++i) entries.push_back(&m.acquire_entry(static_cast<size_t>(chips[i])));
   m.throw_pending();
   for (size_t i = 0; i < count; ++i) {
     const auto c = static_cast<size_t>(chips[i]);
-    encode(task_of(i), *entries[i], m.acquired_extra(c), m.queued_kernel[c]);
+    encode(task_of(i), *entries[i], m.acquired_extra(c), m.queued_kernel[c], repeatable);
   }
   m.commit_group(chips, count);
 }
@@ -118,7 +121,7 @@ void queue_tasks(Impl& m, const int* chips, size_t count, TaskOf&& task_of) {
 // (A template: Worker::Impl is private to Worker and its friends, so it is
 // deduced, not named.)
 template <typename Impl>
-void submit_tasks(Impl& m, const int* chips, size_t count, const Task* tasks, size_t stride) {
+void submit_tasks(Impl& m, const int* chips, size_t count, const Task* tasks, size_t stride, bool repeatable = false) {
   if (count == 0) return;
   if (++m.submit_gen == 0) {  // wrapped: old marks could match again
     std::fill(m.submit_marks.begin(), m.submit_marks.end(), 0);
@@ -133,7 +136,7 @@ void submit_tasks(Impl& m, const int* chips, size_t count, const Task* tasks, si
   }
   for (size_t i = 0; i < count; ++i) check_task(tasks[i * stride]);
   m.throw_pending();  // a group is not started after a failure
-  queue_tasks(m, chips, count, [&](size_t i) -> const Task& { return tasks[i * stride]; });
+  queue_tasks(m, chips, count, [&](size_t i) -> const Task& { return tasks[i * stride]; }, repeatable);
 }
 
 }  // namespace
@@ -149,6 +152,13 @@ void Orchestrator::submit_group(const std::vector<int>& chips, const std::vector
     throw ConfigError("submit_group: " + std::to_string(chips.size()) + " chips but " + std::to_string(tasks.size()) +
                       " tasks");
   submit_tasks(*worker_.impl_, chips.data(), chips.size(), tasks.data(), 1);
+}
+
+void Worker::Impl::submit_repeatable(const std::vector<int>& members, const std::vector<Task>& tasks) {
+  if (members.size() != tasks.size())
+    throw ConfigError("submit_group: " + std::to_string(members.size()) + " chips but " +
+                      std::to_string(tasks.size()) + " tasks");
+  submit_tasks(*this, members.data(), members.size(), tasks.data(), 1, true);
 }
 
 void Worker::Impl::repeat_group(const std::vector<int>& members, const std::vector<Task>& tasks,
@@ -175,7 +185,8 @@ void Worker::Impl::repeat_group(const std::vector<int>& members, const std::vect
   refused_chips.clear();
   for (size_t i : refused) refused_chips.push_back(members[i]);
   try {
-    queue_tasks(*this, refused_chips.data(), refused.size(), [&](size_t j) -> const Task& { return tasks[refused[j]]; });
+    queue_tasks(*this, refused_chips.data(), refused.size(), [&](size_t j) -> const Task& { return tasks[refused[j]]; },
+                true);
   } catch (...) {
     // Members granted a run would wait in it for these: stop them.
     if (refused.size() != members.size()) abort_running_kernels();

@@ -286,11 +286,15 @@ struct Worker::Impl {
   uint32_t commit(size_t chip);  // publishes the acquired entry (wakes the chip); returns its seq
   // commit() for the entries acquired on `count` chips, with one fence.
   void commit_group(const int* members, size_t count);
+  // submit_group(members, tasks) in entries marked kTaskRepeatable
+  // (chip_shared.h): what repeat_group may run again.
+  void submit_repeatable(const std::vector<int>& members, const std::vector<Task>& tasks);
   // The group `tasks` (one per member, on distinct chips: a domain's) once
   // more, after they passed submit_group's checks: only whether each chip
   // is usable is checked again. Members whose latest entry is still the
   // group's (`seqs`: each member's, kept up to date here) and not finished
-  // run it again (grant_repeat, chip_shared.h); the others get an entry.
+  // run it again (grant_repeat, chip_shared.h); the others get an entry
+  // (repeatable).
   // (orchestrator.cpp; the repeated-call record uses it.)
   void repeat_group(const std::vector<int>& members, const std::vector<Task>& tasks, std::vector<uint32_t>& seqs);
   // Each member's latest entry, into `seqs`.

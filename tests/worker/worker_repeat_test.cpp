@@ -6,6 +6,7 @@
 // run twice on any member shows in the result.
 #include <signal.h>
 
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
@@ -18,6 +19,7 @@
 #include "chipmesh/collectives.h"
 #include "chipmesh/worker.h"
 #include "common/process.h"
+#include "request_ring/chip_shared.h"
 #include "support/leak_check.h"
 #include "worker/worker_support.h"
 
@@ -137,6 +139,24 @@ TEST(WorkerRepeats, AMemberKilledInAStreamFailsTheRunNamingIt) {
   w.run([&](Orchestrator& o) { o.submit_group({0, 2}, noop); });
   w.close();
   EXPECT_TRUE(scratch.entries().empty());
+}
+
+// The word's protocol, one side after the other (the tests above race it).
+TEST(RepeatWord, GrantsReachTheChipOrAreRefused) {
+  std::atomic<uint64_t> w{worker::repeat_word(3, worker::kRepeatClosed)};  // entry 3 finished
+  EXPECT_FALSE(worker::grant_repeat(w, 3)) << "granted a run of an entry the chip finished";
+  ASSERT_TRUE(worker::grant_repeat(w, 5)) << "entry 5 not finished: the chip closes it only after running grants";
+  ASSERT_TRUE(worker::grant_repeat(w, 5));
+  EXPECT_FALSE(worker::next_repeat(w, 4, 0, false)) << "entry 4 ran a grant of entry 5";
+  EXPECT_EQ(worker::repeat_seq(w.load()), 5u) << "the chip closed over a later entry's grants";
+  EXPECT_FALSE(worker::grant_repeat(w, 6)) << "re-tagged while entry 5 may still run its grants";
+  EXPECT_TRUE(worker::next_repeat(w, 5, 0, false));
+  EXPECT_TRUE(worker::next_repeat(w, 5, 1, false));
+  EXPECT_FALSE(worker::next_repeat(w, 5, 2, false)) << "two grants, three runs: closes";
+  EXPECT_FALSE(worker::grant_repeat(w, 5));
+  ASSERT_TRUE(worker::grant_repeat(w, 6));
+  EXPECT_FALSE(worker::next_repeat(w, 6, 0, true)) << "a failed run stops its repeats";
+  EXPECT_FALSE(worker::grant_repeat(w, 6));
 }
 
 }  // namespace
