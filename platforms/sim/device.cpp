@@ -2,6 +2,7 @@
 
 #include <sys/mman.h>
 
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -30,7 +31,9 @@ struct Region {
 
 struct State {
   std::mutex mu;
-  int device = -1;
+  // Written under mu; read without it by current_device(), once per kernel
+  // launch (a lock there was two locked instructions per task).
+  std::atomic<int> device{-1};
   std::map<uint64_t, Region> regions;  // base -> region
   Arena arena;  // unattached unless a Worker gave one
 };
@@ -104,11 +107,7 @@ void finalize() {
   s.device = -1;
 }
 
-int current_device() {
-  State& s = state();
-  std::lock_guard<std::mutex> lock(s.mu);
-  return s.device;
-}
+int current_device() { return state().device.load(std::memory_order_acquire); }
 
 uint64_t malloc(size_t nbytes) {
   State& s = state();

@@ -228,7 +228,8 @@ class ChipServer {
     if (!last_fn_) last_fn_ = kernels_.find(last_library_, last_kernel_);
     chipmesh_kernel_entry fn = last_fn_;
     const std::string& kernel = last_kernel_;
-    char message[CHIPMESH_KERNEL_ERROR_SIZE] = "";
+    char message[CHIPMESH_KERNEL_ERROR_SIZE];  // not zeroed: only read up to the NUL a failure writes
+    message[0] = '\0';
     chipmesh_kernel_args args{};
     args.abi_version = CHIPMESH_KERNEL_ABI_VERSION;
     args.device_id = a_.device_id;
@@ -242,6 +243,7 @@ class ChipServer {
     args.error = message;
     int rc = w_.launch(reinterpret_cast<chipmesh_kernel_fn>(fn), &args);
     if (rc != 0) {
+      message[sizeof(message) - 1] = '\0';  // a kernel that filled the buffer without a NUL
       const bool known = rc > 0 && rc <= CHIPMESH_ERR_INTERNAL;
       e.status = rc;
       copy_error(x, std::string(known ? status_kind(rc) : "KernelError") + ": kernel '" + kernel + "': " +
