@@ -272,7 +272,7 @@ int run_in_slots(CollCall& c, uint64_t bytes, int (*body)(CollCall&)) {
   if (bytes) std::memcpy(slot_of(c, c.rank), c.local(c.in_off), bytes);
   device::Flag* entered = &desc(c.ctx, c.rank, c.call_no)->entered;
   device::flag_publish(entered, c.call_no);
-  char message[CHIPMESH_KERNEL_ERROR_SIZE] = {};
+  char message[CHIPMESH_KERNEL_ERROR_SIZE];  // written by agrees() when it returns false, read only then
   bool disagreed = false;
   const int rc = device::wait_for_peers(
       c.args, c.call_no, here, [&](uint32_t r) { return &desc(c.ctx, r, c.call_no)->entered; },
