@@ -227,13 +227,11 @@ CommDomain Worker::Impl::allocate_local_domain(const std::string& name, const st
   };
   // Every member settles: joined, failed (the platform's waits end at
   // bootstrap_timeout when a peer never comes) or died.
-  m.wait_until(
-      [&] {
-        for (size_t r = 0; r < n; ++r)
-          if (!done(r) && !m.watcher->dead(members[r])) return false;
-        return true;
-      },
-      nullptr);
+  m.wait_long([&] {
+    for (size_t r = 0; r < n; ++r)
+      if (!done(r) && !m.watcher->dead(members[r])) return false;
+    return true;
+  });
   std::vector<uint64_t> handles(n, 0);
   std::vector<std::pair<int32_t, uint64_t>> lent(n, {worker::kNoWindowFd, 0});  // fd, offset in its file
   std::optional<ChipError> failure;
