@@ -278,7 +278,8 @@ struct Worker::Impl {
   // (a domain's communicator and windows: hundreds of us of system calls).
   // Where the chips and the parent outnumber the cores, the parent sleeps at
   // once: its spins and yields there only take turns with the chips it
-  // waits for (2 chips on 2 vCPUs: allocate_domain 171-208 -> 81-121 us).
+  // waits for (bench domains, 2 chips on 2 vCPUs: allocate 0.19-0.34 ->
+  // 0.17-0.19 ms).
   template <typename Pred>
   bool wait_long(Pred&& done) {
     return wait_until(std::forward<Pred>(done), nullptr, [this] { wake_on_any_completion(); }, nullptr,
