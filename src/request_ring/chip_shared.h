@@ -56,15 +56,15 @@ enum class Op : uint32_t { None = 0, Task, Malloc, Free, CopyTo, CopyFrom, Shutd
 inline constexpr size_t kInlineTensors = 4;
 inline constexpr size_t kInlineScalars = 8;
 
-// Hot fields first: a task of the kernel before with a few scalars and
-// tensors is read by the chip from the entry's first lines only, and the
-// parent rewrites no more of the entry than that.
 // TaskDesc::flags. kTaskFlushOutputs: flush the store_to_host buffers
 // after a successful kernel (Task::flush_outputs). kTaskRepeatable: the
 // parent may grant runs of this entry beyond the first (grant_repeat).
 inline constexpr uint32_t kTaskFlushOutputs = 1;
 inline constexpr uint32_t kTaskRepeatable = 2;
 
+// Hot fields first: a task of the kernel before with a few scalars and
+// tensors is read by the chip from the entry's first lines only, and the
+// parent rewrites no more of the entry than that.
 struct TaskDesc {
   uint32_t num_tensors;
   uint32_t num_scalars;

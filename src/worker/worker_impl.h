@@ -299,8 +299,8 @@ struct Worker::Impl {
   uint32_t commit(size_t chip);  // publishes the acquired entry (wakes the chip); returns its seq
   // commit() for the entries acquired on `count` chips, with one fence.
   void commit_group(const int* members, size_t count);
-  // submit_group(members, tasks) in entries marked kTaskRepeatable
-  // (chip_shared.h): what repeat_group may run again.
+  // submit_group(members, tasks) (one task per member) in entries marked
+  // kTaskRepeatable (chip_shared.h): what repeat_group may run again.
   void submit_repeatable(const std::vector<int>& members, const std::vector<Task>& tasks);
   // The group `tasks` (one per member, on distinct chips: a domain's) once
   // more, after they passed submit_group's checks: only whether each chip
