@@ -3,6 +3,7 @@
 #pragma once
 
 #include <sys/types.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <cstddef>
@@ -102,7 +103,11 @@ class SimComm {
   void unmap_all() noexcept;
   // alloc_windows' two ways to make and map the windows (comm_windows.cpp).
   void map_own_objects(size_t actual, size_t scratch, size_t segment);
-  void map_one_object(size_t actual, size_t scratch, size_t segment);
+  size_t one_object_bytes(size_t actual, size_t scratch, size_t segment) const;
+  std::string one_object_name() const;
+  int create_one_object(size_t actual, size_t scratch, size_t segment);
+  void drop_one_object(int fd) noexcept;
+  void map_one_object(int fd, size_t actual, size_t scratch, size_t segment);
   // Names this process created, registered for emergency_cleanup until they
   // are removed (name_registry.h).
   void remember_name(names::Kind kind, const std::string& name);
@@ -110,6 +115,10 @@ class SimComm {
 
   int rank_;
   int nranks_;
+  // This process's ids, read once: a domain's allocation asked for them
+  // about ten times per rank, a system call each (~1 us on a PVM guest).
+  const pid_t pid_ = ::getpid();
+  const uid_t uid_ = ::geteuid();
   std::string rootinfo_path_;
   std::unique_ptr<rendezvous::Store> store_;  // where rank 0 publishes the rootinfo
   std::string store_key_;

@@ -128,9 +128,9 @@ void SimComm::create_as_root() {
   ctrl_->version = kLayoutVersion;
   ctrl_->nranks = static_cast<uint32_t>(nranks_);
   ctrl_->token = token_;
-  ctrl_->uid = geteuid();
-  ctrl_->root_pid = getpid();
-  ctrl_->root_start = process::start_time(getpid());
+  ctrl_->uid = uid_;
+  ctrl_->root_pid = pid_;
+  ctrl_->root_start = process::start_time(pid_);
   std::snprintf(ctrl_->job, sizeof(ctrl_->job), "%s", job_.c_str());
   ctrl_->attached.store(1, std::memory_order_relaxed);
   claim_slot();
@@ -138,7 +138,7 @@ void SimComm::create_as_root() {
 }
 
 void SimComm::create_ctrl_segment() {
-  ctrl_name_ = ctrl_shm_name(getpid(), token_);
+  ctrl_name_ = ctrl_shm_name(pid_, token_);
   remember_name(names::Kind::Shm, ctrl_name_);  // before it exists: no window for a leak
   int fd = shm_open(ctrl_name_.c_str(), O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0600);
   if (fd < 0) throw CommError("comm_init: cannot create control segment " + ctrl_name_ + ": " + errno_text(errno));
@@ -169,8 +169,8 @@ void SimComm::refuse_live_foreign_rootinfo() const {
   std::string why;
   std::optional<rendezvous::Bytes> value = store_->check(store_key_, &why);
   RootInfo ri;
-  if (!value || !decode_rootinfo(*value, &ri, &why) || ri.uid != geteuid()) return;  // absent or not ours to judge
-  if (ri.root_pid == getpid() || ri.root_start == 0 || process::start_time(ri.root_pid) != ri.root_start) return;
+  if (!value || !decode_rootinfo(*value, &ri, &why) || ri.uid != uid_) return;  // absent or not ours to judge
+  if (ri.root_pid == pid_ || ri.root_start == 0 || process::start_time(ri.root_pid) != ri.root_start) return;
   throw CommError(in_use_message(ri));  // a live job's rank 0 published it: replacing it would strand that job
 }
 
@@ -180,8 +180,8 @@ void SimComm::publish_rootinfo() {
   ri.version = kLayoutVersion;
   ri.size = sizeof(RootInfo);
   ri.token = token_;
-  ri.uid = geteuid();
-  ri.root_pid = getpid();
+  ri.uid = uid_;
+  ri.root_pid = pid_;
   ri.root_start = ctrl_->root_start;
   ri.nranks = static_cast<uint32_t>(nranks_);
   ri.ctrl_size = sizeof(CtrlBlock);
@@ -215,7 +215,7 @@ void SimComm::publish_rootinfo() {
         store_->set(store_key_, mine);
         break;
       }
-      if (decode_rootinfo(*v, &other, &why) && other.uid != geteuid())
+      if (decode_rootinfo(*v, &other, &why) && other.uid != uid_)
         throw CommError("comm_init: the rootinfo '" + rootinfo_path_ + "' is another user's (uid " +
                         std::to_string(other.uid) + "); choose another path");
       store_->remove_if(store_key_, [](const rendezvous::Bytes& v) {
@@ -245,7 +245,7 @@ bool SimComm::trusted(const rendezvous::Bytes& value, RootInfo* out, process::Wa
                       std::string* why) const {
   RootInfo ri;
   if (!decode_rootinfo(value, &ri, why)) return false;
-  if (ri.uid != geteuid()) {
+  if (ri.uid != uid_) {
     *why = "rootinfo was written for uid " + std::to_string(ri.uid);
     return false;
   }
@@ -288,7 +288,7 @@ bool SimComm::try_attach(const rendezvous::Bytes& value, std::string* why) {
   }
   struct stat st;
   bool ok = fstat(fd, &st) == 0;
-  if (!ok || st.st_uid != geteuid() || st.st_size != static_cast<off_t>(sizeof(CtrlBlock))) {
+  if (!ok || st.st_uid != uid_ || st.st_size != static_cast<off_t>(sizeof(CtrlBlock))) {
     ::close(fd);
     *why = std::string("control segment ") + ri.ctrl_name + " has a foreign owner or size";
     return false;
@@ -304,7 +304,7 @@ bool SimComm::try_attach(const rendezvous::Bytes& value, std::string* why) {
 
 bool SimComm::attach_ctrl(CtrlBlock* ctrl, bool lent, const RootInfo& ri, process::Watch root, std::string* why) {
   if (ctrl->magic != kCtrlMagic || ctrl->version != kLayoutVersion || ctrl->token != ri.token ||
-      ctrl->nranks != ri.nranks || ctrl->uid != geteuid()) {
+      ctrl->nranks != ri.nranks || ctrl->uid != uid_) {
     if (!lent) munmap(ctrl, sizeof(CtrlBlock));
     *why = std::string("control segment ") + ri.ctrl_name + " does not match the rootinfo (token or layout)";
     return false;
@@ -319,7 +319,7 @@ bool SimComm::attach_ctrl(CtrlBlock* ctrl, bool lent, const RootInfo& ri, proces
   if (ri.nranks != static_cast<uint32_t>(nranks_)) {
     std::string msg = "comm_init: nranks mismatch: rank 0 created the communicator with nranks=" +
                       std::to_string(ri.nranks) + " but rank " + std::to_string(rank_) + " (pid " +
-                      std::to_string(getpid()) + ") called comm_init with nranks=" + std::to_string(nranks_);
+                      std::to_string(pid_) + ") called comm_init with nranks=" + std::to_string(nranks_);
     abort_all(CHIPMESH_ERR_COMM, msg);
     throw CommError(msg);
   }
@@ -330,13 +330,13 @@ bool SimComm::attach_ctrl(CtrlBlock* ctrl, bool lent, const RootInfo& ri, proces
 void SimComm::claim_slot() {
   RankSlot& slot = ctrl_->slots[rank_];
   int32_t expected = 0;
-  if (!slot.pid.compare_exchange_strong(expected, static_cast<int32_t>(getpid()), std::memory_order_acq_rel)) {
+  if (!slot.pid.compare_exchange_strong(expected, static_cast<int32_t>(pid_), std::memory_order_acq_rel)) {
     std::string msg = "comm_init: rank " + std::to_string(rank_) + " claimed twice: by pid " +
-                      std::to_string(expected) + " and by pid " + std::to_string(getpid());
+                      std::to_string(expected) + " and by pid " + std::to_string(pid_);
     abort_all(CHIPMESH_ERR_COMM, msg);
     throw CommError(msg);
   }
-  slot.start_time = process::start_time(getpid());
+  slot.start_time = process::start_time(pid_);
 }
 
 }  // namespace chipmesh::sim

@@ -6,6 +6,7 @@
 // conformance suite (tests/platforms/conformance, instantiated for sim in
 // sim_conformance.cpp).
 #include <sys/inotify.h>
+#include <sys/mman.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
 
@@ -129,6 +130,45 @@ TEST_P(SimCommRanks, WithoutAdoptedWindowsEveryWindowLiesInOneObjectMappedOnce) 
     int plain = -2;
     CM_REQUIRE(t->window_fd(h, &plain) == CHIPMESH_SUCCESS) << t->last_error();
     CM_REQUIRE(plain == (rank == 0 ? fd : -1)) << "window_fd " << plain << " on rank " << rank;
+    must_barrier(h);
+    must_destroy(h);
+  });
+  EXPECT_TRUE(all_ok(outcomes));
+}
+
+// Rank 0 makes the one object before it sees the other ranks' requests; a
+// peer that adopted a file of its own turns the job to one object per
+// window, and rank 0's goes unused (nothing of it stays in /dev/shm, the
+// leak listener checks). Every rank still reads every window: the adopted
+// file's bytes where it held them, zeros elsewhere, and what each rank
+// wrote.
+TEST_P(SimCommRanks, APeerWithAnAdoptedFileMakesEveryWindowAnObjectOfItsOwn) {
+  const int n = GetParam();
+  const std::string path = scratch.file("rootinfo");
+  const chipmesh_transport_v1_t* t = chipmesh_transport_entry();
+  ASSERT_NE(t->adopt_window, nullptr);
+  constexpr size_t kWindow = 2 * 4096;
+  auto outcomes = fork_ranks(n, [&](int rank) {
+    CommHandle h = must_init(rank, n, path);
+    if (rank == 1) {
+      const int file = memfd_create("chipmesh:test-window", MFD_CLOEXEC);
+      CM_REQUIRE(file >= 0 && ftruncate(file, kWindow) == 0 && pwrite(file, "staged", 6, 100) == 6);
+      CM_REQUIRE(t->adopt_window(h, file) == CHIPMESH_SUCCESS) << t->last_error();
+      ::close(file);  // the communicator holds its own descriptor
+    }
+    const CommContext* ctx = must_alloc(h, kWindow);
+    // In one object rank r's window would lie at r * segment of it.
+    int fd = -2;
+    uint64_t offset = 1;
+    CM_REQUIRE(t->window_file(h, &fd, &offset) == CHIPMESH_SUCCESS) << t->last_error();
+    CM_REQUIRE(fd >= 0 && offset == 0) << "rank " << rank << ": fd " << fd << " offset " << offset;
+    reinterpret_cast<char*>(ctx->windowsIn[rank])[kWindow - 1] = static_cast<char>('a' + rank);
+    must_barrier(h);
+    for (int r = 0; r < n; ++r) {
+      const char* w = reinterpret_cast<const char*>(ctx->windowsIn[r]);
+      CM_REQUIRE(w[kWindow - 1] == static_cast<char>('a' + r)) << "rank " << r << "'s last byte";
+      CM_REQUIRE(std::memcmp(w + 100, r == 1 ? "staged" : "\0\0\0\0\0\0", 6) == 0) << "rank " << r << " at 100";
+    }
     must_barrier(h);
     must_destroy(h);
   });
