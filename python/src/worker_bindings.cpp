@@ -27,6 +27,7 @@
 
 #include <pybind11/numpy.h>
 #include "common.h"
+#include "enum_members.h"
 
 namespace chipmesh::py_ext {
 namespace {
@@ -237,12 +238,14 @@ WorkerConfig make_config(int level, const py::object& device_ids, const std::str
 
 // ReduceOp / AllreduceAlgo from an enum value or its name ("sum", "ring").
 ReduceOp to_op(const py::object& op) {
+  if (ReduceOp o; EnumMembers<ReduceOp>::find(op, &o)) return o;
   if (py::isinstance<py::str>(op)) return parse_reduce_op(op.cast<std::string>());
   if (py::isinstance<ReduceOp>(op)) return op.cast<ReduceOp>();
   throw ConfigError("op must be a chipmesh.ReduceOp or one of \"sum\", \"prod\", \"max\", \"min\", got " +
                     py::repr(op).cast<std::string>());
 }
 AllreduceAlgo to_algo(const py::object& algo) {
+  if (AllreduceAlgo a; EnumMembers<AllreduceAlgo>::find(algo, &a)) return a;
   if (py::isinstance<py::str>(algo)) return parse_allreduce_algo(algo.cast<std::string>());
   if (py::isinstance<AllreduceAlgo>(algo)) return algo.cast<AllreduceAlgo>();
   throw ConfigError("algo must be a chipmesh.AllreduceAlgo or one of \"auto\", \"onephase\", \"twophase\", \"ring\", "
@@ -251,29 +254,35 @@ AllreduceAlgo to_algo(const py::object& algo) {
 
 // One device address per domain rank: a sequence of ints (numpy integers
 // too). ConfigError for a negative address; TypeError for anything else.
+// A list or tuple is read in place (no iterator), and an int converts with
+// one call; the comparisons that name a bad value run only for one.
 std::vector<uint64_t> to_addrs(const py::handle& obj, const char* what) {
   if (py::isinstance<py::str>(obj) || py::isinstance<py::bytes>(obj) || !py::isinstance<py::iterable>(obj))
     throw py::type_error(std::string(what) + " must be a buffer name (str) or a list of int device addresses, one per "
                          "domain rank; got " + py::str(py::type::handle_of(obj).attr("__name__")).cast<std::string>());
+  const auto seq = py::reinterpret_steal<py::object>(PySequence_Fast(obj.ptr(), what));
+  if (!seq) throw py::error_already_set();
+  const Py_ssize_t n = PySequence_Fast_GET_SIZE(seq.ptr());
+  PyObject** items = PySequence_Fast_ITEMS(seq.ptr());
   std::vector<uint64_t> out;
-  size_t i = 0;
-  for (const py::handle& a : obj) {
-    PyObject* idx = PyNumber_Index(a.ptr());
+  out.reserve(static_cast<size_t>(n));
+  for (Py_ssize_t i = 0; i < n; ++i) {
+    auto at = [&] { return std::string(what) + "[" + std::to_string(i) + "]"; };
+    PyObject* idx = PyNumber_Index(items[i]);
     if (!idx) {
       PyErr_Clear();
-      throw py::type_error(std::string(what) + "[" + std::to_string(i) + "] must be an int device address, got " +
-                           py::repr(a).cast<std::string>());
+      throw py::type_error(at() + " must be an int device address, got " +
+                           py::repr(py::handle(items[i])).cast<std::string>());
     }
     const auto v = py::reinterpret_steal<py::int_>(idx);
-    if (PyObject_RichCompareBool(v.ptr(), py::int_(0).ptr(), Py_LT) == 1)
-      throw ConfigError(std::string(what) + "[" + std::to_string(i) + "] is a negative address (" +
-                        py::repr(v).cast<std::string>() + ")");
-    try {
-      out.push_back(v.cast<uint64_t>());
-    } catch (const py::cast_error&) {
-      throw ConfigError(std::string(what) + "[" + std::to_string(i) + "] does not fit in 64 bits");
+    const unsigned long long a = PyLong_AsUnsignedLongLong(idx);
+    if (a == static_cast<unsigned long long>(-1) && PyErr_Occurred()) {
+      PyErr_Clear();
+      if (PyObject_RichCompareBool(idx, py::int_(0).ptr(), Py_LT) == 1)
+        throw ConfigError(at() + " is a negative address (" + py::repr(v).cast<std::string>() + ")");
+      throw ConfigError(at() + " does not fit in 64 bits");
     }
-    ++i;
+    out.push_back(a);
   }
   return out;
 }

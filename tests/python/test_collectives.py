@@ -154,6 +154,28 @@ def test_allreduce_algos(job):
                                           err_msg=f"{algo} rank {r}")
 
 
+def test_argument_forms_convert_alike_in_any_order(job):
+    """dtypes, ops and algos are recognised by identity where that is cheap
+    (enum members, the last numpy dtype); every other form must still
+    convert, in any order: a numpy dtype after another, an enum made from its
+    value, addresses as a tuple or a numpy array."""
+    forms = [(np.float32, "float32"), (np.dtype("int32"), "int32"), (np.float32, "float32"), ("int8", "int8"),
+             (chipmesh.DataType.FLOAT16, "float16"), (np.dtype("float32"), "float32"), (np.int32, "int32"),
+             (chipmesh.DataType(chipmesh.DataType.INT64.value), "int64")]
+    for form, name in forms:
+        assert chipmesh.dtype_name(form) == name, form
+    n, count = job.n, job.n * C
+    inputs = data(n, count, "max", seed=5)
+    job.put("a", [host(x, "int32") for x in inputs])
+    in_ = tuple(job.ptr(r, "a") for r in range(n))
+    out = np.array([job.ptr(r, "b") for r in range(n)], dtype=np.uint64)
+    op, algo = chipmesh.ReduceOp(chipmesh.ReduceOp.MAX.value), chipmesh.AllreduceAlgo(chipmesh.AllreduceAlgo.RING.value)
+    assert op == chipmesh.ReduceOp.MAX and op is not chipmesh.ReduceOp.MAX
+    job.w.run(lambda orch: orch.allreduce(job.world, in_, out, count, np.int32, op, algo=algo))
+    for r in range(n):
+        np.testing.assert_array_equal(job.get(r, "b", count, "int32"), np.max(np.stack(inputs), axis=0))
+
+
 def check_allgather(job, dtype):
     n = job.n
     for by_name, inplace in MODES:
@@ -302,6 +324,7 @@ def test_bad_arguments(tmp_path):
         fails(lambda o: o.allreduce(d, "a", "b", 10 ** 6, "float32", "sum"), match="window")  # too many
         fails(lambda o: o.allreduce(d, "a", "b", -1, "float32", "sum"), match=">= 0")
         fails(lambda o: o.allreduce(d, [-8, 0], b, C, "float32", "sum"), match="negative")
+        fails(lambda o: o.allreduce(d, [2 ** 64, 0], b, C, "float32", "sum"), match="64 bits")
         fails(lambda o: o.allreduce(d, 5, b, C, "float32", "sum"), exc=TypeError)
         fails(lambda o: o.allreduce(d, ["x", 0], b, C, "float32", "sum"), exc=TypeError)
         # ConfigError is a ValueError; nothing was dispatched, so the worker still works.
