@@ -16,8 +16,10 @@
 // When the kernel returns on a rank, no peer reads that rank's input or
 // output any more: both may be reused at once.
 #include "allreduce.h"
+#include "await_peers.h"
 #include "tensor_shape.h"
 
+#include <cstdio>
 #include <cstring>
 
 #include "chipmesh/collectives.h"
@@ -211,46 +213,33 @@ int check_call_desc(const AllreduceCall& c, uint32_t peer) {
               static_cast<unsigned long long>(in_off), static_cast<unsigned long long>(out_off), call_no, ring_seq);
 }
 
-namespace {
-
-// A disagreement found by check_call_desc: `barriers` more barriers (so that
-// every rank passes as many), then its message again as the result.
-int disagree(const AllreduceCall& c, int rc, int barriers) {
-  char message[CHIPMESH_KERNEL_ERROR_SIZE] = {};
-  if (c.args->error) std::memcpy(message, c.args->error, sizeof(message) - 1);
-  for (int b = 0; b < barriers; ++b)
-    if (int brc = device::barrier(c.args)) return brc;
-  return fail(c.args, rc, "%s", message);
-}
-
-}  // namespace
-
 int open_barrier_call(AllreduceCall& c) {
   begin_call(c);
   if (int rc = device::barrier(c.args)) return rc;
-  for (uint32_t r = 0; r < c.nranks; ++r)
-    if (int rc = check_call_desc(c, r)) return disagree(c, rc, 1);
+  for (uint32_t r = 0; r < c.nranks; ++r) {
+    if (check_call_desc(c, r) == 0) continue;
+    // Every rank reaches the same verdict: one more barrier keeps the
+    // barriers paired, then the message check_call_desc recorded again.
+    char message[CHIPMESH_KERNEL_ERROR_SIZE] = {};
+    if (c.args->error) std::snprintf(message, sizeof(message), "%s", c.args->error);
+    if (int brc = device::barrier(c.args)) return brc;
+    return fail(c.args, CHIPMESH_ERR_CONFIG, "%s", message);
+  }
   return 0;
 }
 
 int open_call_await_peers(AllreduceCall& c) {
   const int32_t here = begin_call_with(c, device::flag_publish);
-  // Every rank sees every descriptor: all find a disagreement or none does.
-  bool disagreed = false;
-  const int rc = device::wait_for_peers(
-      c.args, c.call_no, here, [&](uint32_t r) { return &call_desc(c.ctx, r, c.call_no)->entered; },
+  return await_agreeing_peers(
+      c.args, c.call_no, here, &call_desc(c.ctx, c.rank, c.call_no)->entered,
+      [&](uint32_t r) { return &call_desc(c.ctx, r, c.call_no)->entered; },
       [&](uint32_t r) { return &call_desc(c.ctx, r, c.call_no)->cpu; },
-      [&](uint32_t r) {
-        const int e = check_call_desc(c, r);
-        disagreed = e != 0;
-        return e;
+      [&](uint32_t r, char (&message)[CHIPMESH_KERNEL_ERROR_SIZE]) {
+        if (check_call_desc(c, r) == 0) return true;
+        message[0] = '\0';  // what check_call_desc recorded
+        if (c.args->error) std::snprintf(message, sizeof(message), "%s", c.args->error);
+        return false;
       });
-  // Peers asleep on this rank's descriptor are woken once its own waits are
-  // over, whichever way they ended (device::flag_publish), and before the
-  // barriers of a disagreement: a barrier-based rank passes its opening
-  // barrier and one more.
-  device::flag_wake_sleepers(&call_desc(c.ctx, c.rank, c.call_no)->entered);
-  return disagreed ? disagree(c, rc, 2) : rc;
 }
 
 bool staged_allreduce_skips_own_chunk(const CommContext* ctx, uint64_t mode, uint64_t nbytes) {

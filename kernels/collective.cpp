@@ -1,6 +1,7 @@
 // Argument checking, call descriptors and the opening barrier shared by the
 // built-in collectives (collective.h).
 #include "collective.h"
+#include "await_peers.h"
 #include "tensor_shape.h"
 
 #include <cstdio>
@@ -272,22 +273,11 @@ int run_in_slots(CollCall& c, uint64_t bytes, int (*body)(CollCall&)) {
   if (bytes) std::memcpy(slot_of(c, c.rank), c.local(c.in_off), bytes);
   device::Flag* entered = &desc(c.ctx, c.rank, c.call_no)->entered;
   device::flag_publish(entered, c.call_no);
-  char message[CHIPMESH_KERNEL_ERROR_SIZE];  // written by agrees() when it returns false, read only then
-  bool disagreed = false;
-  const int rc = device::wait_for_peers(
-      c.args, c.call_no, here, [&](uint32_t r) { return &desc(c.ctx, r, c.call_no)->entered; },
-      [&](uint32_t r) { return &desc(c.ctx, r, c.call_no)->cpu; },
-      [&](uint32_t r) {
-        disagreed = !agrees(c, r, message);
-        return disagreed ? CHIPMESH_ERR_CONFIG : 0;
-      });
-  device::flag_wake_sleepers(entered);
-  if (disagreed) {
-    for (int b = 0; b < 2; ++b)
-      if (int brc = device::barrier(c.args)) return brc;
-    return fail(c.args, CHIPMESH_ERR_CONFIG, "%s", message);
-  }
-  if (rc) return rc;
+  if (int rc = await_agreeing_peers(
+          c.args, c.call_no, here, entered, [&](uint32_t r) { return &desc(c.ctx, r, c.call_no)->entered; },
+          [&](uint32_t r) { return &desc(c.ctx, r, c.call_no)->cpu; },
+          [&](uint32_t r, char (&message)[CHIPMESH_KERNEL_ERROR_SIZE]) { return agrees(c, r, message); }))
+    return rc;
   c.peer_out[c.rank] = c.out_off;  // the peers' from their descriptors (agrees)
   for (uint32_t r = 0; r < c.nranks; ++r)
     c.peer_in[r] = reinterpret_cast<uint64_t>(slot_of(c, r)) - c.ctx->windowsIn[r];
@@ -304,7 +294,7 @@ int open_call(CollCall& c) {
   // small path that disagrees with this call.
   device::flag_publish(&desc(c.ctx, c.rank, c.call_no)->entered, c.call_no);
   if (int rc = device::barrier(args)) return rc;
-  char message[CHIPMESH_KERNEL_ERROR_SIZE] = {};
+  char message[CHIPMESH_KERNEL_ERROR_SIZE];  // written by agrees() when it returns false, read only then
   for (uint32_t r = 0; r < c.nranks; ++r) {
     if (agrees(c, r, message)) continue;
     // Every rank sees the same descriptors, so every rank gets here: one
