@@ -106,7 +106,7 @@ class SimComm {
   size_t one_object_bytes(size_t actual, size_t scratch, size_t segment) const;
   std::string one_object_name() const;
   int create_one_object(size_t actual, size_t scratch, size_t segment);
-  void drop_one_object(int fd) noexcept;
+  void drop_one_object(int fd);
   void map_one_object(int fd, size_t actual, size_t scratch, size_t segment);
   // Names this process created, registered for emergency_cleanup until they
   // are removed (name_registry.h).

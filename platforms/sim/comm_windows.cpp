@@ -217,7 +217,7 @@ int SimComm::create_one_object(size_t actual, size_t scratch, size_t segment) {
 
 // A request that differs, or a peer with a file of its own: rank 0's object
 // goes unused.
-void SimComm::drop_one_object(int fd) noexcept {
+void SimComm::drop_one_object(int fd) {
   ::close(fd);
   shm_unlink(one_object_name().c_str());
   forget_names();
