@@ -236,8 +236,8 @@ int open_call_await_peers(AllreduceCall& c) {
       [&](uint32_t r) { return &call_desc(c.ctx, r, c.call_no)->cpu; },
       [&](uint32_t r, char (&message)[CHIPMESH_KERNEL_ERROR_SIZE]) {
         if (check_call_desc(c, r) == 0) return true;
-        message[0] = '\0';  // what check_call_desc recorded
-        if (c.args->error) std::snprintf(message, sizeof(message), "%s", c.args->error);
+        message[0] = '\0';
+        if (c.args->error) std::snprintf(message, sizeof(message), "%s", c.args->error);  // what it recorded
         return false;
       });
 }
