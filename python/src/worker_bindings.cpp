@@ -37,6 +37,14 @@ bool on_main_thread() {
   return threading.attr("current_thread")().is(threading.attr("main_thread")());
 }
 
+// signal.set_wakeup_fd, looked up once: every init() and run() sets and
+// restores the wakeup fd, and an import of a loaded module still goes
+// through the import machinery (~0.3 us here each time).
+py::handle set_wakeup_fd() {
+  static py::handle fn = py::object(py::module_::import("signal").attr("set_wakeup_fd")).release();
+  return fn;
+}
+
 // The reader of Python's signal wakeup fd while an init() or run() blocks on
 // the main thread: one thread per process, started on first use (and again
 // in a forked child, which has no threads), idle in poll() between calls.
@@ -56,7 +64,7 @@ class InterruptWatcher {
       InterruptWatcher& iw = get();
       if (!iw.start()) return;  // no watcher: Ctrl-C waits for the call
       try {
-        old_fd_ = py::module_::import("signal").attr("set_wakeup_fd")(iw.write_fd_, py::arg("warn_on_full_buffer") = false)
+        old_fd_ = set_wakeup_fd()(iw.write_fd_, py::arg("warn_on_full_buffer") = false)
                       .cast<int>();
       } catch (const py::error_already_set&) {
         return;  // e.g. a subinterpreter
@@ -70,11 +78,11 @@ class InterruptWatcher {
       if (!armed_) return;
       InterruptWatcher& iw = get();
       try {
-        py::module_::import("signal").attr("set_wakeup_fd")(old_fd_);
+        set_wakeup_fd()(old_fd_);
       } catch (const py::error_already_set&) {
         // old_fd_ was closed meanwhile by its owner: leave none
         try {
-          py::module_::import("signal").attr("set_wakeup_fd")(-1);
+          set_wakeup_fd()(-1);
         } catch (const py::error_already_set&) {
         }
       }
