@@ -14,10 +14,25 @@ namespace chipmesh::py_ext {
 // ---------------------------------------------------------------------------
 // Conversions
 
+namespace {
+
+bool immutable_type(const py::handle& obj) {
+#ifdef Py_TPFLAGS_IMMUTABLETYPE
+  return PyType_Check(obj.ptr()) &&
+         PyType_HasFeature(reinterpret_cast<PyTypeObject*>(obj.ptr()), Py_TPFLAGS_IMMUTABLETYPE);
+#else
+  (void)obj;
+  return false;  // Python < 3.10: no such flag, no caching of types
+#endif
+}
+
+}  // namespace
+
 DataType to_dtype(const py::handle& obj) {
   // numpy's own conversion costs ~2 us a call, more than the collective it
-  // describes: the last numpy dtype or type (np.float32) converted is kept,
-  // with a reference, and known by identity (both are immutable).
+  // describes: the last numpy dtype or immutable type (np.float32)
+  // converted is kept, with a reference, and known by identity. (A class
+  // of the user's may carry a `dtype` attribute that changes.)
   static PyObject* last = nullptr;
   static DataType last_dtype{};
   if (DataType d; EnumMembers<DataType>::find(obj, &d)) return d;
@@ -34,7 +49,7 @@ DataType to_dtype(const py::handle& obj) {
                       py::repr(obj).cast<std::string>());
   }
   const DataType d = dtype_from_name(name);
-  if (PyType_Check(obj.ptr()) || py::isinstance(obj, numpy_dtype)) {
+  if (immutable_type(obj) || py::isinstance(obj, numpy_dtype)) {
     Py_XDECREF(last);
     last = obj.inc_ref().ptr();
     last_dtype = d;

@@ -164,6 +164,12 @@ def test_argument_forms_convert_alike_in_any_order(job):
              (chipmesh.DataType(chipmesh.DataType.INT64.value), "int64")]
     for form, name in forms:
         assert chipmesh.dtype_name(form) == name, form
+
+    class Holder:  # numpy.dtype() reads a class's `dtype` attribute, which may change
+        dtype = np.dtype("int32")
+    assert chipmesh.dtype_name(Holder) == "int32"
+    Holder.dtype = np.dtype("float32")
+    assert chipmesh.dtype_name(Holder) == "float32"
     n, count = job.n, job.n * C
     inputs = data(n, count, "max", seed=5)
     job.put("a", [host(x, "int32") for x in inputs])
