@@ -213,6 +213,17 @@ int check_call_desc(const AllreduceCall& c, uint32_t peer) {
               static_cast<unsigned long long>(in_off), static_cast<unsigned long long>(out_off), call_no, ring_seq);
 }
 
+namespace {
+
+// The disagreement check_call_desc recorded in the kernel's error buffer,
+// copied before the barriers that follow it.
+void copy_recorded(const AllreduceCall& c, char (&message)[CHIPMESH_KERNEL_ERROR_SIZE]) {
+  message[0] = '\0';
+  if (c.args->error) std::snprintf(message, sizeof(message), "%s", c.args->error);
+}
+
+}  // namespace
+
 int open_barrier_call(AllreduceCall& c) {
   begin_call(c);
   if (int rc = device::barrier(c.args)) return rc;
@@ -220,8 +231,8 @@ int open_barrier_call(AllreduceCall& c) {
     if (check_call_desc(c, r) == 0) continue;
     // Every rank reaches the same verdict: one more barrier keeps the
     // barriers paired, then the message check_call_desc recorded again.
-    char message[CHIPMESH_KERNEL_ERROR_SIZE] = {};
-    if (c.args->error) std::snprintf(message, sizeof(message), "%s", c.args->error);
+    char message[CHIPMESH_KERNEL_ERROR_SIZE];
+    copy_recorded(c, message);
     if (int brc = device::barrier(c.args)) return brc;
     return fail(c.args, CHIPMESH_ERR_CONFIG, "%s", message);
   }
@@ -236,8 +247,7 @@ int open_call_await_peers(AllreduceCall& c) {
       [&](uint32_t r) { return &call_desc(c.ctx, r, c.call_no)->cpu; },
       [&](uint32_t r, char (&message)[CHIPMESH_KERNEL_ERROR_SIZE]) {
         if (check_call_desc(c, r) == 0) return true;
-        message[0] = '\0';
-        if (c.args->error) std::snprintf(message, sizeof(message), "%s", c.args->error);  // what it recorded
+        copy_recorded(c, message);
         return false;
       });
 }

@@ -278,7 +278,10 @@ void remember(Impl& m, const Call& c) {
 template <typename Impl, typename Fill>
 void submit_on_domain(Orchestrator& o, Impl& m, std::vector<Task>& tasks, const CommDomain& d, const Placement& p,
                       uint64_t collective, Fill&& fill) {
-  if (&tasks == &m.collective_tasks) m.last_collective.valid = false;
+  // Only the record's tasks are ever repeated (repeat_last): only their
+  // entries are marked repeatable.
+  const bool record = &tasks == &m.collective_tasks;
+  if (record) m.last_collective.valid = false;
   const std::vector<int>& chips = d.chips();
   tasks.resize(chips.size());
   for (size_t r = 0; r < chips.size(); ++r) {
@@ -286,9 +289,7 @@ void submit_on_domain(Orchestrator& o, Impl& m, std::vector<Task>& tasks, const 
     if (p.staged) make_staged_task(tasks[r], collective, p.stage_off, p.chunk);
     tasks[r].comm_ctx = d.context(chips[r]).device_ctx;
   }
-  // Only the record's tasks are ever repeated (repeat_last): only their
-  // entries are marked repeatable.
-  if (&tasks == &m.collective_tasks)
+  if (record)
     m.submit_repeatable(chips, tasks);
   else
     o.submit_group(chips, tasks);
