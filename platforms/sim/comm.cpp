@@ -107,12 +107,55 @@ void SimComm::check_peers(const char* what) {
   throw CommError(msg);
 }
 
+template <typename Released>
+bool SimComm::spin_in_barrier(Released&& released, uint32_t gen) {
+  // More ranks than cores: they share cores by design, and a spin only
+  // delays the ones not arrived (futex.h).
+  if (nranks_ > futex::cores()) return futex::spin_then_sleep_when_crowded(released, nranks_);
+  // A rank not arrived yet that was last seen on this CPU gets it at once.
+  CtrlBlock& c = *ctrl_;
+  bool lower_here = false;
+  auto peer_here = [&] {
+    const int32_t here = futex::current_cpu() + 1;
+    c.slots[rank_].cpu.store(here, std::memory_order_relaxed);
+    if (here == 0) return false;  // unknown here: no rank compares equal
+    bool any = false;
+    for (int r = 0; r < nranks_; ++r) {
+      const RankSlot& s = c.slots[r];
+      if (r == rank_ || s.arrived_gen.load(std::memory_order_relaxed) == gen + 1 ||
+          s.cpu.load(std::memory_order_relaxed) != here)
+        continue;
+      any = true;
+      lower_here = lower_here || r < rank_;
+    }
+    return any;
+  };
+  const bool done = futex::spin_then_yield(released, nranks_, peer_here, [] {});
+  // Ranks that keep meeting on one core while another is free move apart:
+  // the scheduler balances queues, not processes that take turns (2 chips
+  // on one vCPU: allocating a domain took 140 us instead of 50 for the
+  // first tens of ms after bring-up). Counted per process, over barriers of
+  // every communicator (a domain's makes three). Only the higher rank of a
+  // pair moves, or the two would chase each other (as kernel_device.h's
+  // wait_for_peers).
+  static thread_local int stacked_waits = 0;
+  if (!lower_here) {
+    stacked_waits = 0;
+  } else if (++stacked_waits >= kStackedBarrierWaits) {
+    stacked_waits = 0;
+    futex::move_off_this_cpu();
+  }
+  return done;
+}
+
 void SimComm::collective_barrier(const char* what, const std::function<void()>& on_last) {
   if (failed_) throw CommError(std::string(what) + " on rank " + std::to_string(rank_) +
                                ": communicator failed earlier; destroy it");
   CtrlBlock& c = *ctrl_;
   const uint32_t gen = c.bar_gen.load(std::memory_order_acquire);
-  c.slots[rank_].arrived_gen.store(gen + 1, std::memory_order_relaxed);
+  RankSlot& mine = c.slots[rank_];
+  mine.cpu.store(futex::current_cpu() + 1, std::memory_order_relaxed);  // a line we write anyway
+  mine.arrived_gen.store(gen + 1, std::memory_order_relaxed);
   if (c.bar_arrived.fetch_add(1, std::memory_order_acq_rel) == static_cast<uint32_t>(nranks_ - 1)) {
     // Last arriver: reset the count before releasing, so a fast rank that
     // enters the next barrier counts from zero.
@@ -123,7 +166,7 @@ void SimComm::collective_barrier(const char* what, const std::function<void()>& 
     return;
   }
   auto released = [&] { return c.bar_gen.load(std::memory_order_acquire) != gen; };
-  if (futex::spin_then_sleep_when_crowded(released, nranks_)) return;
+  if (spin_in_barrier(released, gen)) return;
   Deadline deadline(timeout_);
   const Deadline first_check(kFirstLivenessCheck);
   for (;;) {

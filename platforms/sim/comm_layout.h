@@ -51,6 +51,10 @@ struct alignas(64) RankSlot {
   // An adopted window has no name: peers open /proc/<pid>/fd/<this>.
   // -1: the window is the named object window_shm_name(pid, token, rank).
   int32_t adopted_window_fd;
+  // The CPU the owner ran on when it last arrived at or waited in a
+  // barrier, plus one (0: not seen yet; a segment of an older build leaves
+  // it so). Peers read it to tell a rank that shares their core.
+  std::atomic<int32_t> cpu;
 };
 
 // The control segment: rendezvous, barrier, abort.

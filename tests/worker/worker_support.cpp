@@ -1,5 +1,7 @@
 #include "worker/worker_support.h"
 
+#include "common/process.h"
+
 namespace chipmesh::testing {
 
 WorkerConfig comm_config(int n, const std::string& rootinfo, size_t window, const std::vector<ChipBufferSpec>& buffers) {
@@ -23,5 +25,16 @@ Task task(const std::string& kernel, std::vector<TensorArg> tensors, std::vector
   t.scalars = std::move(scalars);
   return t;
 }
+
+bool two_cpus_or_more(cpu_set_t& all, cpu_set_t& one) {
+  if (sched_getaffinity(0, sizeof all, &all) != 0 || CPU_COUNT(&all) < 2) return false;
+  int home = 0;
+  while (!CPU_ISSET(home, &all)) ++home;
+  CPU_ZERO(&one);
+  CPU_SET(home, &one);
+  return true;
+}
+
+int last_cpu(pid_t pid) { return process::info(pid).last_cpu; }
 
 }  // namespace chipmesh::testing

@@ -1,6 +1,7 @@
 // Shared pieces of the Worker tests.
 #pragma once
 
+#include <sched.h>
 #include <sys/types.h>
 
 #include <chrono>
@@ -22,6 +23,12 @@ WorkerConfig comm_config(int n, const std::string& rootinfo, size_t window,
 
 Task task(const std::string& kernel, std::vector<TensorArg> tensors = {}, std::vector<uint64_t> scalars = {},
           const std::string& library = kTestKernels);
+
+// For the stacking tests: this process's CPU mask in `all` and its first
+// CPU alone in `one`; false when it has fewer than two CPUs.
+bool two_cpus_or_more(cpu_set_t& all, cpu_set_t& one);
+// The CPU process `pid` last ran on (/proc).
+int last_cpu(pid_t pid);
 
 // The message of the ChipError `body` throws ("" and a test failure if none).
 template <typename F>

@@ -17,7 +17,6 @@
 #include "chipmesh/errors.h"
 #include "chipmesh/shared_memory.h"
 #include "chipmesh/worker.h"
-#include "common/process.h"
 #include "request_ring/chip_shared.h"
 #include "support/leak_check.h"
 #include "worker/worker_support.h"
@@ -437,19 +436,6 @@ TEST(Worker, SixteenChipsOnTwoCoresDispatchWithoutLivelock) {
   });
   w.close();
 }
-
-// For the stacking tests: this process's CPU mask in `all` and its first
-// CPU alone in `one`; false when it has fewer than two CPUs.
-bool two_cpus_or_more(cpu_set_t& all, cpu_set_t& one) {
-  if (sched_getaffinity(0, sizeof all, &all) != 0 || CPU_COUNT(&all) < 2) return false;
-  int home = 0;
-  while (!CPU_ISSET(home, &all)) ++home;
-  CPU_ZERO(&one);
-  CPU_SET(home, &one);
-  return true;
-}
-
-int last_cpu(pid_t pid) { return process::info(pid).last_cpu; }
 
 // A chip and the parent that took turns on one core while another stayed
 // free kept doing so for seconds (round trips of 6 us instead of 0.4 us on
