@@ -126,6 +126,7 @@ void Worker::Impl::map_region(uint64_t arena_bytes) {
   inspected.assign(n(), 0);
   worked_in_run.assign(n(), 0);
   run_members.reserve(n());
+  armed_chips.reserve(n());
   arenas = std::make_unique<worker::HostArenas>(n(), arena_bytes);
 }
 

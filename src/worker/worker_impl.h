@@ -276,15 +276,51 @@ struct Worker::Impl {
                   bool spin = true);
   // wait_until for an operation that keeps the chips busy for a long time
   // (a domain's communicator and windows: hundreds of us of system calls).
-  // Where the chips and the parent outnumber the cores, the parent sleeps at
-  // once: its spins and yields there only take turns with the chips it
-  // waits for (bench domains, 2 chips on 2 vCPUs: allocate 0.19-0.34 ->
-  // 0.17-0.19 ms).
+  // Where the chips and the parent outnumber the cores, the parent sleeps
+  // while a chip last seen on its own CPU is busy (its spins and yields
+  // would only take turns with it: bench domains, 2 chips on 2 vCPUs,
+  // allocate 0.19-0.34 -> 0.17-0.19 ms), and only such a chip's completion
+  // wakes it: a wake-up from another CPU costs an interrupt to a vCPU, 20-30
+  // us on the reference KVM guest, while the chip beside the parent idles;
+  // one from the same CPU, a context switch (2 chips: 60-68 -> 44-50 us per
+  // allocate + release). With no busy chip beside it, the parent yields in
+  // turns: the others run on cores of their own.
   template <typename Pred>
   bool wait_long(Pred&& done) {
-    return wait_until(std::forward<Pred>(done), nullptr, [this] { wake_on_any_completion(); }, nullptr,
-                      static_cast<int>(n()) + 1 <= futex::cores());
+    if (static_cast<int>(n()) + 1 <= futex::cores()) return wait_until(std::forward<Pred>(done), nullptr);
+    for (;;) {
+      if (done()) return true;
+      if (!busy_chip_on_this_cpu()) {
+        futex::yield_cpu();
+        check_stopped_chips();  // what the sleeps below do every slice (rate-limited)
+        continue;
+      }
+      // Until one of the chips armed (the busy ones here) completes; none
+      // armed ends the wait at once.
+      bool armed = false;
+      wait_until(
+          [&] {
+            if (done()) return true;
+            if (!armed) return false;
+            for (size_t c : armed_chips)
+              if (!idle(c)) return false;
+            return true;
+          },
+          nullptr,
+          [&] {
+            wake_on_chips_here();
+            armed = true;
+          },
+          nullptr, false);
+    }
   }
+  // Whether a chip with work was last seen on the parent's CPU (publishes
+  // the parent's CPU on the way).
+  bool busy_chip_on_this_cpu();
+  // Arms only the busy chips last seen on the parent's CPU (wake_on for
+  // several) and lists them in armed_chips.
+  void wake_on_chips_here();
+  std::vector<size_t> armed_chips;
   void wake_on_any_completion();
   // Arms only `chip`, at completion `at`: every other chip's wake_parent_at
   // is put past its last request, so that a stream on another chip does not

@@ -115,6 +115,26 @@ void Worker::Impl::wake_on_any_completion() {
   for (auto* c : chips) c->wake_parent_at.store(c->done_seq.load(std::memory_order_relaxed) + 1, std::memory_order_seq_cst);
 }
 
+bool Worker::Impl::busy_chip_on_this_cpu() {
+  const int me = futex::current_cpu();
+  header->parent_cpu.store(me, std::memory_order_relaxed);
+  for (size_t c = 0; c < n(); ++c)
+    if (chips[c]->cpu.load(std::memory_order_relaxed) == me && !idle(c)) return true;
+  return false;
+}
+
+void Worker::Impl::wake_on_chips_here() {
+  const int me = futex::current_cpu();
+  header->parent_cpu.store(me, std::memory_order_relaxed);
+  armed_chips.clear();
+  for (size_t c = 0; c < n(); ++c) {
+    const bool here = chips[c]->cpu.load(std::memory_order_relaxed) == me && !idle(c);
+    chips[c]->wake_parent_at.store(here ? chips[c]->done_seq.load(std::memory_order_relaxed) + 1 : next_req[c] + 1,
+                                   std::memory_order_seq_cst);
+    if (here) armed_chips.push_back(c);
+  }
+}
+
 void Worker::Impl::wake_on(size_t chip, uint32_t at) {
   for (size_t c = 0; c < n(); ++c)
     chips[c]->wake_parent_at.store(c == chip ? at : next_req[c] + 1, std::memory_order_seq_cst);
