@@ -269,19 +269,23 @@ inline bool move_off_this_cpu(uint32_t ranks) {
 }  // namespace detail
 
 namespace detail {
-// wait_for_peers' count of stacked waits in a row, one per thread whatever
-// the wait (not a static of the template, which would be one per caller).
-inline void note_stacked(const CommContext* ctx, bool stacked) {
+// Counts waits in a row of a rank among `ranks` that found a lower rank
+// last seen on its CPU (`stacked`), and moves the rank off that CPU after
+// `in_a_row` of them. One count per thread whatever the wait (wait_for_peers
+// here, the sim communicator's barrier), not a static of a template, which
+// would be one per caller.
+inline void note_stacked(uint32_t ranks, bool stacked, int in_a_row) {
   static thread_local int stacked_waits = 0;
-  if (static_cast<int>(ctx->rankNum) > online_cpus()) {
+  if (static_cast<int>(ranks) > online_cpus()) {
     // more ranks than CPUs: sharing cores is no accident
   } else if (!stacked) {
     stacked_waits = 0;
-  } else if (++stacked_waits >= kStackedBarriers) {
+  } else if (++stacked_waits >= in_a_row) {
     stacked_waits = 0;
-    move_off_this_cpu(ctx->rankNum);
+    move_off_this_cpu(ranks);
   }
 }
+inline void note_stacked(const CommContext* ctx, bool stacked) { note_stacked(ctx->rankNum, stacked, kStackedBarriers); }
 }  // namespace detail
 
 // Waits until every other rank r's flag_of(r) (a Flag*) is >= v, calling

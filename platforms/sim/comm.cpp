@@ -10,6 +10,7 @@
 #include <string>
 
 #include "chipmesh/errors.h"
+#include "chipmesh/kernel_device.h"  // device::detail::note_stacked, shared with the kernels
 #include "chipmesh/transport_abi.h"
 #include "common/deadline.h"
 #include "common/env.h"
@@ -137,14 +138,8 @@ bool SimComm::spin_in_barrier(Released&& released, uint32_t gen) {
   // first tens of ms after bring-up). Counted per process, over barriers of
   // every communicator (a domain's makes three). Only the higher rank of a
   // pair moves, or the two would chase each other (as kernel_device.h's
-  // wait_for_peers).
-  static thread_local int stacked_waits = 0;
-  if (!lower_here) {
-    stacked_waits = 0;
-  } else if (++stacked_waits >= kStackedBarrierWaits) {
-    stacked_waits = 0;
-    futex::move_off_this_cpu();
-  }
+  // wait_for_peers, whose count this shares).
+  chipmesh::device::detail::note_stacked(static_cast<uint32_t>(nranks_), lower_here, kStackedBarrierWaits);
   return done;
 }
 

@@ -86,9 +86,10 @@ class SimComm {
   // Arrive at the shared barrier; the last arriver runs on_last (noexcept)
   // before releasing the others. `what` names the phase in errors.
   void collective_barrier(const char* what, const std::function<void()>& on_last = {});
+  // Stacked barrier waits in a row before a rank moves off a shared core.
+  static constexpr int kStackedBarrierWaits = 8;
   // The barrier's wait before it sleeps for generation `gen` to pass;
   // returns released()'s last value.
-  static constexpr int kStackedBarrierWaits = 8;  // in a row, before a rank moves off a shared core
   template <typename Released>
   bool spin_in_barrier(Released&& released, uint32_t gen);
   // Throws when the communicator was aborted or a claimed peer died.

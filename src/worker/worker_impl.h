@@ -270,7 +270,8 @@ struct Worker::Impl {
   // put p99 of a one-chip round trip among 64 chips at 300 us).
   template <typename Pred>
   bool wait_until(Pred&& done, const Deadline* deadline);
-  // How long a wait polls a chip busy on another core before it sleeps.
+  // How long a wait polls a chip busy on another core before it sleeps
+  // (and wait_long yields, with no busy chip beside the parent).
   static constexpr std::chrono::microseconds kBusyPoll{500};
   // `spin`: false sleeps at once (see wait_long).
   template <typename Pred, typename Arm>
@@ -286,15 +287,19 @@ struct Worker::Impl {
   // us on the reference KVM guest, while the chip beside the parent idles;
   // one from the same CPU, a context switch (2 chips: 60-68 -> 44-50 us per
   // allocate + release). With no busy chip beside it, the parent yields in
-  // turns: the others run on cores of their own.
+  // turns for up to kBusyPoll: the others run on cores of their own.
   template <typename Pred>
   bool wait_long(Pred&& done) {
     if (static_cast<int>(n()) + 1 <= futex::cores()) return wait_until(std::forward<Pred>(done), nullptr);
+    const auto poll_until = std::chrono::steady_clock::now() + kBusyPoll;
     for (;;) {
       if (done()) return true;
       if (!busy_chip_on_this_cpu()) {
+        // Not for long: a member that never comes holds the wait until the
+        // platform's timeout (seconds); then any completion wakes it.
+        if (std::chrono::steady_clock::now() >= poll_until)
+          return wait_until(std::forward<Pred>(done), nullptr, [this] { wake_on_any_completion(); }, nullptr, false);
         futex::yield_cpu();
-        check_stopped_chips();  // what the sleeps below do every slice (rate-limited)
         continue;
       }
       // Until one of the chips armed (the busy ones here) completes; none

@@ -500,16 +500,12 @@ TEST_F(DomainsTest, TwoChipsStackedOnOneCoreMoveApartWhileAllocatingDomains) {
     });
   };
   const pid_t chips[2] = {w.chip_pid(0), w.chip_pid(1)};
-  for (pid_t p : chips) ASSERT_EQ(sched_setaffinity(p, sizeof one, &one), 0);
-  allocate(4);  // stacked: each barrier finds the other rank on its CPU
-  for (pid_t p : chips) ASSERT_EQ(sched_setaffinity(p, sizeof allowed, &allowed), 0);
-  auto together = [&] { return last_cpu(chips[0]) == last_cpu(chips[1]); };
-  // The move comes after 8 stacked barriers in a row, three or so
-  // allocations; the scheduler alone took hundreds here.
-  int allocations = 0;
-  for (; together() && allocations < 40; allocations += 2) allocate(2);
-  EXPECT_FALSE(together()) << "both chips still on CPU " << last_cpu(chips[0]) << " after " << allocations
-                           << " allocations";
+  // Stacked, each barrier finds the other rank on its CPU. The move comes
+  // after 8 stacked barriers in a row, three or so allocations; the
+  // scheduler alone took hundreds here.
+  const int allocations = work_until_apart(chips, allowed, one, 4, 2, 40, allocate);
+  EXPECT_NE(last_cpu(chips[0]), last_cpu(chips[1])) << "both chips still on CPU " << last_cpu(chips[0]) << " after "
+                                                    << allocations << " allocations";
   RecordProperty("allocations", allocations);
   w.close();
 }

@@ -5,6 +5,7 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -29,6 +30,12 @@ Task task(const std::string& kernel, std::vector<TensorArg> tensors = {}, std::v
 bool two_cpus_or_more(cpu_set_t& all, cpu_set_t& one);
 // The CPU process `pid` last ran on (/proc).
 int last_cpu(pid_t pid);
+// Runs work(stacked) with both `chips` pinned to the CPU of `one`, sets
+// them free (`allowed`), then work(step) until they last ran on different
+// CPUs or `limit` units have run; returns the units run after setting them
+// free (`limit` or more: they stayed together).
+int work_until_apart(const pid_t (&chips)[2], const cpu_set_t& allowed, const cpu_set_t& one, int stacked, int step,
+                     int limit, const std::function<void(int)>& work);
 
 // The message of the ChipError `body` throws ("" and a test failure if none).
 template <typename F>

@@ -486,15 +486,11 @@ TEST(Worker, TwoRanksStackedOnOneCoreMoveApartInTheirBarriers) {
     });
   };
   const pid_t chips[2] = {w.chip_pid(0), w.chip_pid(1)};
-  for (pid_t p : chips) ASSERT_EQ(sched_setaffinity(p, sizeof one, &one), 0);
-  stream(200);  // stacked: each barrier finds the other rank on its CPU
-  for (pid_t p : chips) ASSERT_EQ(sched_setaffinity(p, sizeof allowed, &allowed), 0);
-  auto together = [&] { return last_cpu(chips[0]) == last_cpu(chips[1]); };
-  // The move comes after 64 stacked barriers; the scheduler alone took
-  // more than 20000 here.
-  int ops = 0;
-  for (; together() && ops < 5000; ops += 100) stream(100);
-  EXPECT_FALSE(together()) << "both ranks still on CPU " << last_cpu(chips[0]) << " after " << ops << " allreduces";
+  // Stacked, each barrier finds the other rank on its CPU. The move comes
+  // after 64 stacked barriers; the scheduler alone took more than 20000 here.
+  const int ops = work_until_apart(chips, allowed, one, 200, 100, 5000, stream);
+  EXPECT_NE(last_cpu(chips[0]), last_cpu(chips[1])) << "both ranks still on CPU " << last_cpu(chips[0]) << " after "
+                                                    << ops << " allreduces";
   RecordProperty("allreduces", ops);
   w.close();
   EXPECT_TRUE(scratch.entries().empty());
