@@ -294,7 +294,7 @@ struct Worker::Impl {
     const auto poll_until = std::chrono::steady_clock::now() + kBusyPoll;
     for (;;) {
       if (done()) return true;
-      if (!busy_chip_on_this_cpu()) {
+      if (!busy_chip_on_this_cpu(all_chips)) {
         // Not for long: a member that never comes holds the wait until the
         // platform's timeout (seconds); then any completion wakes it.
         if (std::chrono::steady_clock::now() >= poll_until)
@@ -321,9 +321,13 @@ struct Worker::Impl {
           nullptr, false);
     }
   }
-  // Whether a chip with work was last seen on the parent's CPU (publishes
-  // the parent's CPU on the way).
-  bool busy_chip_on_this_cpu();
+  // Whether a chip of `watched` with work was last seen on the parent's CPU
+  // (publishes the parent's CPU on the way).
+  bool busy_chip_on_this_cpu(const std::vector<int>& watched);
+  // Whether `chip` has work and was last seen on `cpu`.
+  bool busy_on(size_t chip, int cpu) const {
+    return chips[chip]->cpu.load(std::memory_order_relaxed) == cpu && !idle(chip);
+  }
   // Arms only the busy chips last seen on the parent's CPU (wake_on for
   // several) and lists them in armed_chips.
   void wake_on_chips_here();
@@ -396,15 +400,7 @@ bool Worker::Impl::wait_until(Pred&& done, const Deadline* deadline, Arm&& arm, 
                               bool spin) {
   // A chip busy on the parent's own CPU gets it at once (futex.h).
   const std::vector<int>& watched = busy ? *busy : all_chips;
-  auto busy_chip_here = [&] {
-    const int me = futex::current_cpu();
-    header->parent_cpu.store(me, std::memory_order_relaxed);
-    for (int c : watched) {
-      const auto chip = static_cast<size_t>(c);
-      if (chips[chip]->cpu.load(std::memory_order_relaxed) == me && !idle(chip)) return true;
-    }
-    return false;
-  };
+  auto busy_chip_here = [&] { return busy_chip_on_this_cpu(watched); };
   if (spin && futex::spin_then_yield(done, static_cast<int>(n()) + 1, busy_chip_here)) return true;
   // With a core each, a chip busy on another CPU is running: poll it a
   // while longer rather than sleep, whose wake-up from that CPU takes 20-30

@@ -115,11 +115,11 @@ void Worker::Impl::wake_on_any_completion() {
   for (auto* c : chips) c->wake_parent_at.store(c->done_seq.load(std::memory_order_relaxed) + 1, std::memory_order_seq_cst);
 }
 
-bool Worker::Impl::busy_chip_on_this_cpu() {
+bool Worker::Impl::busy_chip_on_this_cpu(const std::vector<int>& watched) {
   const int me = futex::current_cpu();
   header->parent_cpu.store(me, std::memory_order_relaxed);
-  for (size_t c = 0; c < n(); ++c)
-    if (chips[c]->cpu.load(std::memory_order_relaxed) == me && !idle(c)) return true;
+  for (int c : watched)
+    if (busy_on(static_cast<size_t>(c), me)) return true;
   return false;
 }
 
@@ -128,7 +128,7 @@ void Worker::Impl::wake_on_chips_here() {
   header->parent_cpu.store(me, std::memory_order_relaxed);
   armed_chips.clear();
   for (size_t c = 0; c < n(); ++c) {
-    const bool here = chips[c]->cpu.load(std::memory_order_relaxed) == me && !idle(c);
+    const bool here = busy_on(c, me);
     chips[c]->wake_parent_at.store(here ? chips[c]->done_seq.load(std::memory_order_relaxed) + 1 : next_req[c] + 1,
                                    std::memory_order_seq_cst);
     if (here) armed_chips.push_back(c);
