@@ -470,6 +470,20 @@ TEST(Worker, AChipStackedOnTheParentsCoreMovesOffIt) {
   w.close();
 }
 
+// `n` ranks whose windows hold two floats "in" and "out", and a stream of
+// `ops` allreduces of them in one run(): the barriers of the placement tests.
+WorkerConfig two_float_ranks(int n, ScratchDir& scratch) {
+  return comm_config(n, scratch.file("rootinfo"), 4096,
+                     {{"in", DataType::FLOAT32, 2, 8, "window", false, false},
+                      {"out", DataType::FLOAT32, 2, 8, "window", false, false}});
+}
+
+void allreduce_stream(Worker& w, int ops) {
+  w.run([&](Orchestrator& o) {
+    for (int k = 0; k < ops; ++k) o.allreduce(w.world(), "in", "out", 2, DataType::FLOAT32, ReduceOp::SUM);
+  });
+}
+
 // Two ranks that took turns on one core while the other stayed free kept
 // doing so for 20000 allreduces (2.4 us each instead of 0.4 us apart, on the
 // AMD EPYC VM): the kernel barrier moves the higher rank off the core.
@@ -477,15 +491,9 @@ TEST(Worker, TwoRanksStackedOnOneCoreMoveApartInTheirBarriers) {
   cpu_set_t allowed, one;
   if (!two_cpus_or_more(allowed, one)) GTEST_SKIP() << "needs two CPUs";
   ScratchDir scratch;
-  Worker w(comm_config(2, scratch.file("rootinfo"), 4096,
-                       {{"in", DataType::FLOAT32, 2, 8, "window", false, false},
-                        {"out", DataType::FLOAT32, 2, 8, "window", false, false}}));
+  Worker w(two_float_ranks(2, scratch));
   w.init();
-  auto stream = [&](int ops) {
-    w.run([&](Orchestrator& o) {
-      for (int k = 0; k < ops; ++k) o.allreduce(w.world(), "in", "out", 2, DataType::FLOAT32, ReduceOp::SUM);
-    });
-  };
+  auto stream = [&](int ops) { allreduce_stream(w, ops); };
   const pid_t chips[2] = {w.chip_pid(0), w.chip_pid(1)};
   // Stacked, each barrier finds the other rank on its CPU. The move comes
   // after 64 stacked barriers; the scheduler alone took more than 20000 here.
@@ -510,17 +518,11 @@ TEST(Worker, CrowdedRanksSpreadEvenlyOverTheCores) {
     GTEST_SKIP() << "needs every online CPU (at most 16) in this process's mask";
   const int n = 2 * cpus;  // share: 2 ranks per CPU
   ScratchDir scratch;
-  Worker w(comm_config(n, scratch.file("rootinfo"), 4096,
-                       {{"in", DataType::FLOAT32, 2, 8, "window", false, false},
-                        {"out", DataType::FLOAT32, 2, 8, "window", false, false}}));
+  Worker w(two_float_ranks(n, scratch));
   w.init();
-  auto stream = [&](int ops) {
-    w.run([&](Orchestrator& o) {
-      for (int k = 0; k < ops; ++k) o.allreduce(w.world(), "in", "out", 2, DataType::FLOAT32, ReduceOp::SUM);
-    });
-  };
-  // cpus + 1 ranks on the first CPU, one on each other CPU but the last: no
-  // CPU idles, so the scheduler's idle balancing has nothing to even out.
+  auto stream = [&](int ops) { allreduce_stream(w, ops); };
+  // cpus + 1 ranks on the first CPU, one on each other CPU: no CPU idles,
+  // so the scheduler's idle balancing has nothing to even out.
   std::vector<int> home;
   for (int c = 0, k = 0; k < cpus; ++c)
     if (CPU_ISSET(c, &allowed)) home.push_back(c), ++k;
