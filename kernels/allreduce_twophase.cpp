@@ -15,8 +15,12 @@
 // place, the peer may hold them (it read its output since the last call),
 // and a plain store would first take each line back from its core, which
 // ran at 2-10 GB/s on the AMD EPYC VM against 27 GB/s streamed
-// (stream_copy.h, "lines a peer reads"): they are streamed.
-// docs/PERFORMANCE.md, "twophase pushes", has the measurements.
+// (stream_copy.h, "lines a peer reads"): they are streamed. Except to a
+// peer last seen on this rank's CPU (more ranks than cores), which holds
+// them in this core's own caches, while the inputs and outputs of every rank
+// fit the last-level cache: plain stores (4 and 8 ranks on 2 vCPUs, 1 MiB:
+// 8-30 % faster). docs/PERFORMANCE.md, "twophase pushes" and "Ranks crowded
+// on one core", has the measurements.
 #include <algorithm>
 #include <cstddef>
 #include <cstring>
@@ -25,6 +29,21 @@
 #include "sliced.h"
 
 namespace chipmesh::kernels {
+namespace {
+
+// The peers whose last barrier arrival was on this rank's CPU, one bit each.
+uint64_t peers_beside(const AllreduceCall& c) {
+  const auto cpu_of = [&](uint32_t r) {
+    return device::barrier_line(c.ctx, static_cast<int>(r))->cpu.load(std::memory_order_relaxed);
+  };
+  const int32_t here = cpu_of(c.rank);
+  uint64_t beside = 0;
+  for (uint32_t r = 0; r < c.nranks && here > 0; ++r)
+    if (r != c.rank && cpu_of(r) == here) beside |= uint64_t{1} << r;
+  return beside;
+}
+
+}  // namespace
 
 int allreduce_twophase(AllreduceCall& c) {
   const chipmesh_kernel_args* args = c.args;
@@ -35,6 +54,8 @@ int allreduce_twophase(AllreduceCall& c) {
   // Past the cache (out of place), this rank's own output is streamed too,
   // and each block is folded in a scratch block instead.
   const bool big = !in_place && stream_stores_pay(3 * c.count * c.elem_size);
+  const bool all_fit = !stream_stores_pay(2 * uint64_t{c.nranks} * c.count * c.elem_size);
+  const uint64_t plain_to = !in_place && all_fit ? peers_beside(c) : 0;
   int rc = visit_type_op(c.dtype, c.op, [&]<typename T, typename Op>() {
     using S = typename T::S;
     // Small enough that the folded block is still in L1 when it is copied
@@ -60,7 +81,7 @@ int allreduce_twophase(AllreduceCall& c) {
       for (uint32_t k = 1; k < c.nranks; ++k) {
         const uint32_t j = (c.rank + k) % c.nranks;  // start at different peers: spread the load
         S* theirs = peer_at<S>(c, j, c.out_off) + mine.begin + b;
-        if (in_place)
+        if (in_place || (plain_to >> j & 1))
           std::memcpy(theirs, folded, bytes);
         else
           stream_copy_unfenced(theirs, folded, bytes);
