@@ -1,6 +1,8 @@
 // Allreduce end to end through the Worker: inputs copied in with copy_to,
 // the built-in kernel dispatched as a group, outputs read back with copy_from
 // and checked against closed-form values on every chip.
+#include <sched.h>
+
 #include <cstring>
 #include <string>
 #include <vector>
@@ -110,6 +112,33 @@ TEST_P(WorkerAllreduce, EveryModeDtypeOpAndOddCounts) {
 
 INSTANTIATE_TEST_SUITE_P(Chips, WorkerAllreduce, ::testing::Values(1, 2, 3, 4, 8),
                          [](const auto& info) { return std::to_string(info.param) + "chips"; });
+
+// twophase pushes plain stores, not streamed ones, to peers last seen on
+// the pushing rank's CPU: with every rank on one CPU, every push of an
+// out-of-place call takes that path.
+TEST(WorkerAllreduce, TwophaseOutOfPlaceWithEveryRankOnOneCpu) {
+  const int n = 4;
+  ScratchDir scratch;
+  const size_t max_bytes = 4 * 4096;
+  Worker w(comm_config(n, scratch.file("rootinfo"), 2 * max_bytes,
+                       {{"in", DataType::UINT8, max_bytes, max_bytes}, {"out", DataType::UINT8, max_bytes, max_bytes}}));
+  w.init();
+  cpu_set_t allowed, one;
+  ASSERT_EQ(sched_getaffinity(0, sizeof allowed, &allowed), 0);
+  int cpu = 0;
+  while (!CPU_ISSET(cpu, &allowed)) ++cpu;
+  CPU_ZERO(&one);
+  CPU_SET(cpu, &one);
+  for (int r = 0; r < n; ++r) ASSERT_EQ(sched_setaffinity(w.chip_pid(r), sizeof one, &one), 0);
+  std::vector<Case> cases;
+  for (DataType dt : {DataType::FLOAT32, DataType::FLOAT16, DataType::INT32})
+    for (int op : {0, 1, 2})
+      for (size_t count : {size_t{7}, size_t{1001}, max_bytes / dtype_size(dt)}) cases.push_back({1, dt, op, count});
+  run_cases(w, n, cases);
+  for (int r = 0; r < n; ++r) EXPECT_EQ(sched_setaffinity(w.chip_pid(r), sizeof allowed, &allowed), 0);
+  w.close();
+  EXPECT_TRUE(scratch.entries().empty());
+}
 
 TEST(WorkerAllreduceLarge, SixtyFourMiBFloat32EveryMode) {
   ScratchDir scratch;
