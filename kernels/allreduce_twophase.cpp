@@ -18,9 +18,9 @@
 // (stream_copy.h, "lines a peer reads"): they are streamed. Except to a
 // peer last seen on this rank's CPU (more ranks than cores), which holds
 // them in this core's own caches, while the inputs and outputs of every rank
-// fit the last-level cache: plain stores (4 and 8 ranks on 2 vCPUs, 1 MiB:
-// 8-30 % faster). docs/PERFORMANCE.md, "twophase pushes" and "Ranks crowded
-// on one core", has the measurements.
+// fit the last-level cache: plain stores (4 and 8 ranks on 2 vCPUs, 256
+// KiB-1 MiB: faster in 13 of 16 alternating pairs). docs/PERFORMANCE.md,
+// "twophase pushes" and "Ranks crowded on one core", has the measurements.
 #include <algorithm>
 #include <cstddef>
 #include <cstring>

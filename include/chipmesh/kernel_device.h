@@ -309,7 +309,7 @@ inline bool move_to_cpu(const cpu_set_t& allowed, int cpu) {
 // does not even them out: a rank that waits by yielding is always runnable
 // and has always just run (cache-hot), so its balancer leaves it where it
 // is (8 ranks on 2 vCPUs of the AMD EPYC VM: 6 on one, 2 beside the parent
-// on the other, for a whole run of broadcasts, 1.6-1.8x slower than 4 and
+// on the other, for a whole run of broadcasts, 1.3-1.7x slower than 4 and
 // 4). So when this rank's CPU held more than its share, ceil(ranks / CPUs),
 // over kCrowdedWaits waits in a row and this rank is past the share there
 // (the lowest ranks stay), it moves to the least crowded CPU of its mask

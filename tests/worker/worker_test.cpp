@@ -508,7 +508,7 @@ TEST(Worker, TwoRanksStackedOnOneCoreMoveApartInTheirBarriers) {
 // More ranks than cores share them, but a collective runs at the pace of
 // the most crowded core, and the scheduler leaves ranks that wait by
 // yielding where they are (6 of 8 ranks on one of 2 vCPUs for a whole run
-// of broadcasts, 1.6-1.8x slower than 4 and 4): a rank past its CPU's share
+// of broadcasts, 1.3-1.7x slower than 4 and 4): a rank past its CPU's share
 // moves to a CPU under its share.
 TEST(Worker, CrowdedRanksSpreadEvenlyOverTheCores) {
   cpu_set_t allowed, one;
