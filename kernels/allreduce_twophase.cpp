@@ -33,14 +33,9 @@ namespace {
 
 // The peers whose last barrier arrival was on this rank's CPU, one bit each.
 uint64_t peers_beside(const AllreduceCall& c) {
-  const auto cpu_of = [&](uint32_t r) {
-    return device::barrier_line(c.ctx, static_cast<int>(r))->cpu.load(std::memory_order_relaxed);
-  };
-  const int32_t here = cpu_of(c.rank);
-  uint64_t beside = 0;
-  for (uint32_t r = 0; r < c.nranks && here > 0; ++r)
-    if (r != c.rank && cpu_of(r) == here) beside |= uint64_t{1} << r;
-  return beside;
+  const auto cpu_of = [&](uint32_t r) { return &device::barrier_line(c.ctx, static_cast<int>(r))->cpu; };
+  const int32_t here = cpu_of(c.rank)->load(std::memory_order_relaxed);
+  return device::ranks_on_cpu(c.nranks, here, cpu_of) & ~(uint64_t{1} << c.rank);
 }
 
 }  // namespace

@@ -292,6 +292,17 @@ inline void note_stacked(const CommContext* ctx, bool stacked) { note_stacked(ct
 // before it moves (see note_crowded()).
 inline constexpr int kCrowdedWaits = 8;
 
+// The ranks among the first `ranks` whose published CPU (cpu_of(r), a
+// `const std::atomic<int32_t>*` holding the CPU plus one) is `here`, one bit
+// each; none when `here` is 0 (unknown).
+template <typename CpuOf>
+inline uint64_t ranks_on_cpu(uint32_t ranks, int32_t here, CpuOf&& cpu_of) {
+  uint64_t on = 0;
+  for (uint32_t r = 0; r < ranks && here > 0; ++r)
+    if (cpu_of(r)->load(std::memory_order_relaxed) == here) on |= uint64_t{1} << r;
+  return on;
+}
+
 namespace detail {
 // Moves the calling thread to `cpu` of its affinity mask `allowed`, keeping
 // the mask (as move_off_this_cpu does).
@@ -323,12 +334,9 @@ inline void note_crowded(const CommContext* ctx, int32_t here, CpuOf&& cpu_of) {
   const int cpus = online_cpus();
   if (cpus < 2 || static_cast<int>(n) <= cpus || here <= 0 || here > kCpus) return;
   const uint32_t share = (n + static_cast<uint32_t>(cpus) - 1) / static_cast<uint32_t>(cpus);
-  uint32_t on_here = 0, lower_here = 0;
-  for (uint32_t r = 0; r < n; ++r) {
-    if (cpu_of(r)->load(std::memory_order_relaxed) != here) continue;
-    ++on_here;
-    lower_here += r < ctx->rankId ? 1 : 0;
-  }
+  const uint64_t on = ranks_on_cpu(n, here, cpu_of);
+  const auto on_here = static_cast<uint32_t>(__builtin_popcountll(on));
+  const auto lower_here = static_cast<uint32_t>(__builtin_popcountll(on & ((uint64_t{1} << ctx->rankId) - 1)));
   if (on_here <= share || lower_here < share) {
     crowded_waits = 0;
     return;

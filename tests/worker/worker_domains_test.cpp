@@ -503,10 +503,7 @@ TEST_F(DomainsTest, TwoChipsStackedOnOneCoreMoveApartWhileAllocatingDomains) {
   // Stacked, each barrier finds the other rank on its CPU. The move comes
   // after 8 stacked barriers in a row, three or so allocations; the
   // scheduler alone took hundreds here.
-  const int allocations = work_until_apart(chips, allowed, one, 4, 2, 40, allocate);
-  EXPECT_NE(last_cpu(chips[0]), last_cpu(chips[1])) << "both chips still on CPU " << last_cpu(chips[0]) << " after "
-                                                    << allocations << " allocations";
-  RecordProperty("allocations", allocations);
+  expect_apart_after_work(chips, allowed, one, 4, 2, 40, allocate, "allocations");
   w.close();
 }
 

@@ -39,14 +39,16 @@ bool two_cpus_or_more(cpu_set_t& all, cpu_set_t& one) {
 
 int last_cpu(pid_t pid) { return process::info(pid).last_cpu; }
 
-int work_until_apart(const pid_t (&chips)[2], const cpu_set_t& allowed, const cpu_set_t& one, int stacked, int step,
-                     int limit, const std::function<void(int)>& work) {
+void expect_apart_after_work(const pid_t (&chips)[2], const cpu_set_t& allowed, const cpu_set_t& one, int stacked,
+                             int step, int limit, const std::function<void(int)>& work, const char* units) {
   for (pid_t p : chips) EXPECT_EQ(sched_setaffinity(p, sizeof one, &one), 0);
   work(stacked);
   for (pid_t p : chips) EXPECT_EQ(sched_setaffinity(p, sizeof allowed, &allowed), 0);
-  int units = 0;
-  for (; last_cpu(chips[0]) == last_cpu(chips[1]) && units < limit; units += step) work(step);
-  return units;
+  int done = 0;
+  for (; last_cpu(chips[0]) == last_cpu(chips[1]) && done < limit; done += step) work(step);
+  EXPECT_NE(last_cpu(chips[0]), last_cpu(chips[1]))
+      << "both chips still on CPU " << last_cpu(chips[0]) << " after " << done << " " << units;
+  ::testing::Test::RecordProperty(units, done);
 }
 
 }  // namespace chipmesh::testing

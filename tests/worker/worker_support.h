@@ -32,10 +32,11 @@ bool two_cpus_or_more(cpu_set_t& all, cpu_set_t& one);
 int last_cpu(pid_t pid);
 // Runs work(stacked) with both `chips` pinned to the CPU of `one`, sets
 // them free (`allowed`), then work(step) until they last ran on different
-// CPUs or `limit` units have run; returns the units run after setting them
-// free (`limit` or more: they stayed together).
-int work_until_apart(const pid_t (&chips)[2], const cpu_set_t& allowed, const cpu_set_t& one, int stacked, int step,
-                     int limit, const std::function<void(int)>& work);
+// CPUs or `limit` units have run; expects them apart then, and records the
+// units run after setting them free as the test property `units` (the
+// name of a unit: "allreduces").
+void expect_apart_after_work(const pid_t (&chips)[2], const cpu_set_t& allowed, const cpu_set_t& one, int stacked,
+                             int step, int limit, const std::function<void(int)>& work, const char* units);
 
 // The message of the ChipError `body` throws ("" and a test failure if none).
 template <typename F>

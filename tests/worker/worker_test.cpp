@@ -497,10 +497,7 @@ TEST(Worker, TwoRanksStackedOnOneCoreMoveApartInTheirBarriers) {
   const pid_t chips[2] = {w.chip_pid(0), w.chip_pid(1)};
   // Stacked, each barrier finds the other rank on its CPU. The move comes
   // after 64 stacked barriers; the scheduler alone took more than 20000 here.
-  const int ops = work_until_apart(chips, allowed, one, 200, 100, 5000, stream);
-  EXPECT_NE(last_cpu(chips[0]), last_cpu(chips[1])) << "both ranks still on CPU " << last_cpu(chips[0]) << " after "
-                                                    << ops << " allreduces";
-  RecordProperty("allreduces", ops);
+  expect_apart_after_work(chips, allowed, one, 200, 100, 5000, stream, "allreduces");
   w.close();
   EXPECT_TRUE(scratch.entries().empty());
 }
