@@ -94,6 +94,13 @@ class ChipWorker {
   // when the device holds the results the host should see. No-op without a
   // bootstrap or without such buffers.
   void store_to_host();
+  // The same while `flushing_chips` chips flush at once (a Worker's chips of
+  // one run): streamed stores send every byte to memory, whose bandwidth the
+  // chips then share, so with more than one, and the flushes' sources and
+  // stagings together within the last-level cache, a buffer the CPU reaches
+  // (host_range) is copied with plain stores. One chip alone keeps the
+  // platform's copy.
+  void store_to_host(int flushing_chips);
   // Destroys the communicator made by bootstrap_context and detaches the
   // output stagings; idempotent, also when the destroy itself fails (the
   // handle is cleared first).

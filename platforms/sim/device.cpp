@@ -170,7 +170,9 @@ void copy_from_device(void* dst, uint64_t src, size_t nbytes) {
   // streamed (docs/PERFORMANCE.md). Smaller copies stay plain: a flush of
   // 256 KiB is its round trip either way, and the ring's 256 KiB chunks
   // (copy_from without an arena), which the parent reads at once from the
-  // cache, ran 5-25 % slower streamed (4 MiB in chunks).
+  // cache, ran 5-25 % slower streamed (4 MiB in chunks). Several chips
+  // flushing at once share the memory's write bandwidth: ChipWorker copies
+  // those itself, plainly, while they fit the cache (store_to_host(n)).
   if (nbytes) copy_streamed_if(nbytes >= kStreamFromBytes, dst, reinterpret_cast<const void*>(src), nbytes);
 }
 

@@ -192,7 +192,7 @@ class ChipServer {
         case Op::CopyFrom: w_.copy_from(chunk, e.a, e.b); break;
         case Op::CommCreate: comm_create(x.comm); break;
         case Op::CommDestroy: comm_destroy(e.a); break;
-        case Op::Flush: flush(); break;
+        case Op::Flush: flush(static_cast<int>(e.a)); break;
         case Op::Shutdown:
           // Domains the parent did not release, in the order they were made
           // (the same on every member).
@@ -254,17 +254,19 @@ class ChipServer {
     // Publish completion only after every side effect: flush store_to_host
     // buffers into their staging before done_seq moves (unless the parent
     // asked to flush later, with an Op::Flush).
-    if (t.flags & kTaskFlushOutputs) w_.store_to_host();
+    // The run's other chips flush theirs about now too (a collective's members end together).
+    if (t.flags & kTaskFlushOutputs) w_.store_to_host(a_.header->run_chips.load(std::memory_order_relaxed));
   }
 
   // An explicit flush (Orchestrator::flush_outputs). The rule of tasks holds:
   // the outputs of a failed task are never flushed, also not by a Flush
   // queued behind it before the parent saw the failure.
-  void flush() {
+  // `flushing`: the chips of the flush_outputs call, flushing at once.
+  void flush(int flushing) {
     if (last_task_failed_)
       throw ConfigError("flush_outputs: the last task on this chip failed, and outputs are not flushed after a "
                         "failed task (run a successful task first)");
-    w_.store_to_host();
+    w_.store_to_host(flushing);
   }
 
   // A domain's communicator: comm_init as its rank, then its windows

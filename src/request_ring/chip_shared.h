@@ -106,7 +106,7 @@ struct CommDesc {
 struct Entry {
   Op op;
   int32_t status;  // chipmesh_status (or a kernel's own code); 0 = success (cleared by the parent's commit)
-  uint64_t a;      // address (dst / src / ptr), malloc size, or CommDestroy's handle
+  uint64_t a;      // address (dst / src / ptr), malloc size, CommDestroy's handle, or Flush's number of chips flushing
   uint64_t b;      // byte count
   uint64_t result; // malloc's pointer
   uint64_t arena_offset;  // malloc: where it lies in the chip's host arena (CHIPMESH_NO_ARENA_OFFSET: not there)

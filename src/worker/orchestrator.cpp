@@ -208,7 +208,9 @@ void Orchestrator::flush_outputs(const std::vector<int>& chips) {
   // Each chip flushes on its own (no kernel waits on a flush): no need for
   // the all-or-nothing of a group.
   for (int c : chips) {
-    m.acquire_entry(c).op = worker::Op::Flush;
+    worker::Entry& e = m.acquire_entry(c);
+    e.op = worker::Op::Flush;
+    e.a = chips.size();  // how many flush at once: the chip picks its stores by it
     m.commit(c);
   }
 }

@@ -333,5 +333,60 @@ TEST(WorkerStaging, InputsAndOutputsPastTheCacheComeBackExact) {
   w.close();
 }
 
+// Chips flushing together copy with plain stores while everything fits the
+// cache (ChipWorker::store_to_host(n)), a chip flushing alone through the
+// platform's copy (streamed from 1 MiB): each way every byte of every output
+// comes back, off a cache line and not a page multiple, and no other chip's
+// staging changes. Through flush_outputs and through tasks' own flushes.
+TEST(WorkerStaging, ChipsFlushingTogetherOrAloneBringEveryByte) {
+  ScratchDir scratch;
+  const int n = 3;
+  const size_t big = (size_t{1} << 20) + 5;
+  const std::vector<ChipBufferSpec> buffers = {{"pad", DataType::UINT8, 3, 3, "window", false, false},
+                                               {"out", DataType::UINT8, big, big, "window", false, true},
+                                               {"small", DataType::UINT8, 7, 7, "window", false, true}};
+  Worker w(comm_config(n, scratch.file("rootinfo"), 3 + big + 7, buffers));
+  std::vector<SharedMemory*> outs, smalls;
+  for (int c = 0; c < n; ++c) {
+    outs.push_back(&w.stage_output(c, "out", big));
+    smalls.push_back(&w.stage_output(c, "small", 7));
+  }
+  w.init();
+  std::vector<std::vector<unsigned char>> out_data(n), small_data(n);
+  auto load = [&](int c, unsigned seed) {
+    const auto& ptrs = w.chip_contexts()[c].buffer_ptrs;
+    out_data[c] = random_bytes(big, seed);
+    small_data[c] = random_bytes(7, seed + 100);
+    w.copy_to(c, ptrs.at("out"), out_data[c].data(), big);
+    w.copy_to(c, ptrs.at("small"), small_data[c].data(), 7);
+    std::memset(outs[c]->data(), 0xee, big);
+    std::memset(smalls[c]->data(), 0xee, 7);
+  };
+  auto expect_flushed = [&](const std::string& when) {
+    for (int c = 0; c < n; ++c) {
+      EXPECT_EQ(std::memcmp(outs[c]->data(), out_data[c].data(), big), 0) << when << ": chip " << c << " 'out'";
+      EXPECT_EQ(std::memcmp(smalls[c]->data(), small_data[c].data(), 7), 0) << when << ": chip " << c << " 'small'";
+    }
+  };
+  for (int c = 0; c < n; ++c) load(c, 30 + c);
+  w.run([&](Orchestrator& o) { o.flush_outputs({0, 1, 2}); });
+  expect_flushed("three chips flushing at once");
+
+  load(1, 40);
+  w.run([&](Orchestrator& o) { o.flush_outputs({1}); });
+  expect_flushed("chip 1 flushing alone");
+
+  // Each chip's task fills its 'out'; the run's three chips flush after it.
+  w.run([&](Orchestrator& o) {
+    for (int c = 0; c < n; ++c)
+      o.submit(c, task("test_fill", {{w.chip_contexts()[c].buffer_ptrs.at("out"), DataType::UINT8, {big}}},
+                       {static_cast<uint64_t>(0x61 + c)}));
+  });
+  for (int c = 0; c < n; ++c) out_data[c].assign(big, static_cast<unsigned char>(0x61 + c));
+  expect_flushed("three tasks flushing after they ran");
+  w.close();
+  EXPECT_TRUE(scratch.entries().empty());
+}
+
 }  // namespace
 }  // namespace chipmesh::testing
