@@ -95,11 +95,12 @@ class ChipWorker {
   // bootstrap or without such buffers.
   void store_to_host();
   // The same while `flushing_chips` chips flush at once (a Worker's chips of
-  // one run): streamed stores send every byte to memory, whose bandwidth the
-  // chips then share, so with more than one, and the flushes' sources and
-  // stagings together within the last-level cache, a buffer the CPU reaches
-  // (host_range) is copied with plain stores. One chip alone keeps the
-  // platform's copy.
+  // one run) and one more process reads the stagings (the Worker's parent).
+  // Streamed stores send every byte to memory, whose bandwidth the chips
+  // share; so where these processes outnumber the CPUs (some chip shares the
+  // reader's core) and the flushes' sources and stagings together fit the
+  // last-level cache, a buffer the CPU reaches (host_range) is copied with
+  // plain stores. Otherwise the platform's copy.
   void store_to_host(int flushing_chips);
   // Destroys the communicator made by bootstrap_context and detaches the
   // output stagings; idempotent, also when the destroy itself fails (the

@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <string>
@@ -11,6 +12,7 @@
 #include "chipmesh/errors.h"
 #include "chipmesh/shared_memory.h"
 #include "common/fd_path.h"
+#include "common/futex.h"
 #include "common/stream_copy.h"
 #include "knobs/knobs.h"
 #include "logging/log.h"
@@ -75,27 +77,28 @@ std::vector<ChipWorker::Output> ChipWorker::map_outputs(const ChipBootstrapConfi
   return outputs;
 }
 
-void ChipWorker::store_to_host() { store_to_host(1); }
+void ChipWorker::store_to_host() {
+  for (Output& o : outputs_) copy_from(o.staging.data(), o.device_ptr, o.nbytes);
+}
 
 void ChipWorker::store_to_host(int flushing_chips) {
   // Measured on a 2-vCPU AMD EPYC VM, whose vCPUs share ~28 GB/s of streamed
   // writes: 2 chips flushing 1 MiB each took 77-110 us streamed, 27-31
   // plain (50-64 when the parent had read the stagings); 4 MiB each 328-402
-  // against 143-155. One chip alone streams faster into stagings the parent
-  // read (38 us against 103 for 1 MiB: plain stores fetch each line back
-  // from the parent's core), and past the cache streaming wins again.
+  // against 143-155. With a core each for the chips and the parent, the
+  // stagings' lines lie in the parent's core, and a plain store fetches each
+  // one back from there: one chip streamed 1 MiB in 38 us, plainly in 103.
+  // Past the cache streaming wins again.
   uint64_t bytes = 0;
   for (const Output& o : outputs_) bytes += o.nbytes;
-  const bool plain =
-      flushing_chips > 1 && !stream_stores_pay(2 * static_cast<uint64_t>(flushing_chips) * bytes);
+  if (flushing_chips + 1 <= futex::cores() ||
+      stream_stores_pay(2 * static_cast<uint64_t>(std::max(flushing_chips, 1)) * bytes))
+    return store_to_host();
   for (Output& o : outputs_) {
-    if (plain) {
-      if (const void* host = host_range(o.device_ptr, o.nbytes).host) {
-        std::memcpy(o.staging.data(), host, o.nbytes);
-        continue;
-      }
-    }
-    copy_from(o.staging.data(), o.device_ptr, o.nbytes);
+    if (const void* host = host_range(o.device_ptr, o.nbytes).host)
+      std::memcpy(o.staging.data(), host, o.nbytes);
+    else
+      copy_from(o.staging.data(), o.device_ptr, o.nbytes);
   }
 }
 

@@ -152,7 +152,9 @@ INSTANTIATE_TEST_SUITE_P(Sizes, LoadFromHost, ::testing::Values(size_t{64}, size
                          [](const auto& info) { return std::to_string(info.param) + "bytes"; });
 
 // store_to_host is not only for the Worker: a ChipWorker user flushes with
-// store_to_host() and the parent's staging holds the device bytes.
+// store_to_host() and the parent's staging holds the device bytes; so does
+// store_to_host(n) with more processes than CPUs (plain stores, not the
+// platform's copy).
 TEST_F(BootstrapContext, StoreToHostFlushesOutputsForAChipWorkerUser) {
   const size_t nbytes = 3 * 4096 + 5;  // not a multiple of the page
   for (int r = 0; r < 2; ++r) stage(staging_name("out", r), nbytes, 0);
@@ -168,6 +170,19 @@ TEST_F(BootstrapContext, StoreToHostFlushesOutputsForAChipWorkerUser) {
     for (size_t i = 0; i < nbytes; ++i) bytes[i] = static_cast<uint8_t>(i * 7 + rank);
     w.copy_to(res.buffer_ptrs[1], bytes.data(), nbytes);
     w.store_to_host();
+    SharedMemory staging = SharedMemory::attach(staging_name("out", rank));
+    auto staged = [&] {
+      const auto* p = static_cast<const uint8_t*>(staging.data());
+      return std::vector<uint8_t>(p, p + nbytes);
+    };
+    CM_REQUIRE(staged() == bytes) << "rank " << rank << ": store_to_host()";
+    std::vector<uint8_t> other(nbytes);
+    for (size_t i = 0; i < nbytes; ++i) other[i] = static_cast<uint8_t>(i * 5 + 1);
+    w.copy_to(res.buffer_ptrs[1], other.data(), nbytes);
+    w.store_to_host(64);  // 65 processes: more than the CPUs here
+    CM_REQUIRE(staged() == other) << "rank " << rank << ": store_to_host(64)";
+    w.copy_to(res.buffer_ptrs[1], bytes.data(), nbytes);
+    w.store_to_host(64);
     w.shutdown_bootstrap();
     w.store_to_host();  // after shutdown: nothing mapped, a no-op
     w.finalize();
