@@ -41,23 +41,27 @@ double time_us(const std::function<void()>& f) {
   return us_between(t0, Clock::now());
 }
 
-// One chip with a communicator of its own and one uint8 buffer of `size`
+// `chips` chips in one communicator, each with one uint8 buffer of `size`
 // bytes in its window, loaded from the host (`input`) or stored to it.
-WorkerConfig one_chip(const BenchOptions& o, TempDir& tmp, const char* buffer, size_t size, bool input) {
+WorkerConfig chips_with(const BenchOptions& o, TempDir& tmp, const char* buffer, size_t size, bool input,
+                        int chips = 1) {
   WorkerConfig cfg;
   cfg.platform = o.platform;
-  cfg.device_ids = {0};
-  ChipBootstrapConfig c;
-  c.comm = ChipCommBootstrapConfig{0, 1, tmp.fresh("rootinfo"), size + 4096};
-  ChipBufferSpec b;
-  b.name = buffer;
-  b.dtype = DataType::UINT8;
-  b.count = size;
-  b.nbytes = size;
-  b.load_from_host = input;
-  b.store_to_host = !input;
-  c.buffers = {b};
-  cfg.chip_bootstrap_configs = {c};
+  const std::string rootinfo = tmp.fresh("rootinfo");
+  for (int r = 0; r < chips; ++r) {
+    cfg.device_ids.push_back(r);
+    ChipBootstrapConfig c;
+    c.comm = ChipCommBootstrapConfig{r, chips, rootinfo, size + 4096};
+    ChipBufferSpec b;
+    b.name = buffer;
+    b.dtype = DataType::UINT8;
+    b.count = size;
+    b.nbytes = size;
+    b.load_from_host = input;
+    b.store_to_host = !input;
+    c.buffers = {b};
+    cfg.chip_bootstrap_configs.push_back(c);
+  }
   return cfg;
 }
 
@@ -77,7 +81,7 @@ double staging_ms(const BenchOptions& o, size_t size, TempDir& tmp, const unsign
     SharedMemory& s;
     ~Unlink() { s.unlink(); }
   } guard{own};
-  WorkerConfig cfg = one_chip(o, tmp, "input", size, true);
+  WorkerConfig cfg = chips_with(o, tmp, "input", size, true);
   if (!in_window) {
     own = SharedMemory::create(staging_name("copy"), size);
     std::memcpy(own.data(), data, size);
@@ -100,38 +104,52 @@ double staging_ms(const BenchOptions& o, size_t size, TempDir& tmp, const unsign
   return ph["staging"];
 }
 
-// Flush samples: one chip whose `out` buffer (size bytes) is store_to_host
-// into Worker::stage_output staging. Before each sample the chip writes
-// `out` itself, as a kernel would (a one-rank allreduce of `src`, which
-// holds `data`, into `out`, without its flush), and the parent clears the
-// staging; each sample is then one run() of Orchestrator::flush_outputs,
-// submit to done: the chip's one copy into the staging plus the request's
-// round trip. The staging is checked against `data` (`wrong`).
+// Flush samples: `chips` chips, each with an `out` buffer (size bytes)
+// store_to_host into Worker::stage_output staging. Before each sample the
+// chips write `out` themselves, as a kernel would (an allreduce of their
+// `src`, which holds `data`, into `out`, without its flush), and the parent
+// clears the stagings; each sample is then one run() of
+// Orchestrator::flush_outputs on every chip, submit to done: the chips' one
+// copy each into their staging plus the request's round trip. The stagings
+// are checked against `chips` times `data` (uint8 sums wrap) (`wrong`).
 std::vector<double> flush_us(const BenchOptions& o, size_t size, TempDir& tmp, const unsigned char* data, int reps,
-                             bool* wrong) {
-  WorkerConfig cfg = one_chip(o, tmp, "out", size, false);
-  ChipBootstrapConfig& c = cfg.chip_bootstrap_configs[0];
-  c.comm->window_size += size;
-  ChipBufferSpec src = c.buffers[0];
-  src.name = "src";
-  src.store_to_host = false;
-  c.buffers.push_back(src);
+                             int chips, bool* wrong) {
+  WorkerConfig cfg = chips_with(o, tmp, "out", size, false, chips);
+  for (ChipBootstrapConfig& c : cfg.chip_bootstrap_configs) {
+    c.comm->window_size += size;
+    ChipBufferSpec src = c.buffers[0];
+    src.name = "src";
+    src.store_to_host = false;
+    c.buffers.push_back(src);
+  }
   Worker w(std::move(cfg));
-  SharedMemory& out = w.stage_output(0, "out", size);
+  std::vector<SharedMemory*> outs;
+  std::vector<int> all;
+  for (int c = 0; c < chips; ++c) {
+    outs.push_back(&w.stage_output(c, "out", size));
+    all.push_back(c);
+  }
   w.init();
-  const auto& ptrs = w.chip_contexts()[0].buffer_ptrs;
-  w.copy_to(0, ptrs.at("src"), data, size);
-  Task write = allreduce_task(ptrs.at("src"), ptrs.at("out"), size, DataType::UINT8, ReduceOp::SUM,
-                              AllreduceAlgo::AUTO, 1);
-  write.flush_outputs = false;
+  std::vector<Task> writes;
+  for (int c = 0; c < chips; ++c) {
+    const auto& ptrs = w.chip_contexts()[static_cast<size_t>(c)].buffer_ptrs;
+    w.copy_to(c, ptrs.at("src"), data, size);
+    writes.push_back(allreduce_task(ptrs.at("src"), ptrs.at("out"), size, DataType::UINT8, ReduceOp::SUM,
+                                    AllreduceAlgo::AUTO, static_cast<uint32_t>(chips)));
+    writes.back().flush_outputs = false;
+  }
   std::vector<double> us;
-  for (int r = -1; r < reps; ++r) {  // r = -1: warm (the staging's first touch)
-    w.run([&](Orchestrator& orch) { orch.submit(0, write); });
-    std::memset(out.data(), 0, size);
-    const double t = time_us([&] { w.run([&](Orchestrator& orch) { orch.flush_outputs({0}); }); });
+  for (int r = -1; r < reps; ++r) {  // r = -1: warm (the stagings' first touch)
+    w.run([&](Orchestrator& orch) { orch.submit_group(all, writes); });
+    for (SharedMemory* out : outs) std::memset(out->data(), 0, size);
+    const double t = time_us([&] { w.run([&](Orchestrator& orch) { orch.flush_outputs(all); }); });
     if (r >= 0) us.push_back(t);
   }
-  *wrong = std::memcmp(out.data(), data, size) != 0;
+  *wrong = false;
+  for (SharedMemory* out : outs) {
+    const auto* got = static_cast<const unsigned char*>(out->data());
+    for (size_t i = 0; i < size && !*wrong; ++i) *wrong = got[i] != static_cast<unsigned char>(data[i] * chips);
+  }
   w.close();
   return us;
 }
@@ -162,13 +180,16 @@ BenchResult run_copy(const BenchOptions& o) {
            {"own_staging_ratio", "x memcpy", 2},
            {"flush_gbps", "flush", 2},
            {"flush_ratio", "x memcpy", 2},
+           {"flush2_gbps", "flush x2", 2},
+           {"flush2_ratio", "x memcpy", 2},
            {"memcpy_us", "memcpy(us)", 1},
            {"copy_to_us", "copy_to(us)", 1},
            {"copy_from_us", "copy_from(us)", 1},
            {"staging_us", "staging(us)", 1},
            {"stage_write_us", "stage+write(us)", 1},
            {"own_staging_us", "own obj(us)", 1},
-           {"flush_us", "flush(us)", 1}});
+           {"flush_us", "flush(us)", 1},
+           {"flush2_us", "flush x2(us)", 1}});
   double worst_to = 1e9, worst_from = 1e9, worst_staging = 1e9, worst_flush = 1e9;
   std::string worst_to_at, worst_from_at, worst_staging_at, worst_flush_at;
   try {
@@ -211,20 +232,23 @@ BenchResult run_copy(const BenchOptions& o) {
       }
       const double m = median_of(mc), a = median_of(to), b = median_of(from), s = median_of(st);
       const double s_own = median_of(so), s_write = median_of(sw);
-      bool bad_flush = false;
-      const double f = median_of(flush_us(o, size, tmp, src.p.get(), staging_reps, &bad_flush));
-      if (bad_flush) {
+      bool bad_flush = false, bad_flush2 = false;
+      const double f = median_of(flush_us(o, size, tmp, src.p.get(), staging_reps, 1, &bad_flush));
+      const double f2 = median_of(flush_us(o, size, tmp, src.p.get(), staging_reps, 2, &bad_flush2));
+      if (bad_flush || bad_flush2) {
         res.wrong += 1;
-        res.notes.push_back("store_to_host flushed different bytes at " + size_label(size));
+        res.notes.push_back(std::string("store_to_host flushed different bytes") + (bad_flush2 ? " (2 chips)" : "") +
+                            " at " + size_label(size));
       }
-      const double gf = gbps(size, f);
+      const double gf = gbps(size, f), gf2 = gbps(2 * size, f2);
       const double g = gbps(size, m), ga = gbps(size, a), gb = gbps(size, b), gs = gbps(size, s);
       const double g_own = gbps(size, s_own);
-      t.add_row({static_cast<int64_t>(size), g, ga, ga / g, gb, gb / g, gs, gs / g, g_own, g_own / g, gf, gf / g, m,
-                 a, b, s, s_write, s_own, f});
+      t.add_row({static_cast<int64_t>(size), g, ga, ga / g, gb, gb / g, gs, gs / g, g_own, g_own / g, gf, gf / g, gf2,
+                 gf2 / g, m, a, b, s, s_write, s_own, f, f2});
       say(o.out,
-          "  %8s: memcpy %6.2f GB/s, copy_to %6.2f, copy_from %6.2f, staging %6.2f (own object %6.2f), flush %6.2f\n",
-          size_label(size).c_str(), g, ga, gb, gs, g_own, gf);
+          "  %8s: memcpy %6.2f GB/s, copy_to %6.2f, copy_from %6.2f, staging %6.2f (own object %6.2f), flush %6.2f, "
+          "2 chips %6.2f\n",
+          size_label(size).c_str(), g, ga, gb, gs, g_own, gf, gf2);
       if (size >= (size_t{1} << 20) && gf / g < worst_flush) worst_flush = gf / g, worst_flush_at = size_label(size);
       // Issue 10: copies from 64 KiB on; staging (issue 4) from 1 MiB on.
       if (size >= (size_t{64} << 10)) {
@@ -250,7 +274,8 @@ BenchResult run_copy(const BenchOptions& o) {
              "every staged input read back and checked; flush: store_to_host of a buffer into Worker::stage_output "
              "staging after the chip wrote the buffer, one run() of Orchestrator::flush_outputs (the chip's one copy "
              "and the request's round trip), "
-             "checked; memcpy: one process, warm buffers");
+             "checked; flush x2: the same on 2 chips at once, GB/s of both buffers together; memcpy: one process, "
+             "warm buffers");
   res.tables.push_back(std::move(t));
   auto target = [&](const char* what, const char* from, double worst, const std::string& at) {
     Target tg{std::string(what) + " >= " + from, std::string("not measured (no size >= ") + from + ")",
