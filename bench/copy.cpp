@@ -239,8 +239,9 @@ BenchResult run_copy(const BenchOptions& o) {
       const double f = median_of(flush_us(o, size, tmp, src.p.get(), staging_reps, 1, &bad_flush));
       // Past 16 MiB both chips stream either way; the windows and stagings
       // of two chips would only press on /dev/shm.
-      const double f2 = size <= kFlush2Max ? median_of(flush_us(o, size, tmp, src.p.get(), staging_reps, 2, &bad_flush2))
-                                           : std::nan("");
+      const bool two = size <= kFlush2Max;
+      const double f2 =
+          two ? median_of(flush_us(o, size, tmp, src.p.get(), staging_reps, 2, &bad_flush2)) : std::nan("");
       if (bad_flush || bad_flush2) {
         res.wrong += 1;
         res.notes.push_back(std::string("store_to_host flushed different bytes") + (bad_flush2 ? " (2 chips)" : "") +
@@ -250,7 +251,6 @@ BenchResult run_copy(const BenchOptions& o) {
       const double g = gbps(size, m), ga = gbps(size, a), gb = gbps(size, b), gs = gbps(size, s);
       const double g_own = gbps(size, s_own);
       const Cell none{};
-      const bool two = size <= kFlush2Max;
       t.add_row({static_cast<int64_t>(size), g, ga, ga / g, gb, gb / g, gs, gs / g, g_own, g_own / g, gf, gf / g,
                  two ? Cell{gf2} : none, two ? Cell{gf2 / g} : none, m, a, b, s, s_write, s_own, f,
                  two ? Cell{f2} : none});

@@ -333,11 +333,12 @@ TEST(WorkerStaging, InputsAndOutputsPastTheCacheComeBackExact) {
   w.close();
 }
 
-// Chips flushing together copy with plain stores while everything fits the
-// cache (ChipWorker::store_to_host(n)), a chip flushing alone through the
-// platform's copy (streamed from 1 MiB): each way every byte of every output
-// comes back, off a cache line and not a page multiple, and no other chip's
-// staging changes. Through flush_outputs and through tasks' own flushes.
+// Chips flushing together copy with plain stores where they and the parent
+// outnumber the CPUs (ChipWorker::store_to_host(n); 3 chips on 2 CPUs), a
+// chip flushing alone through the platform's copy (streamed from 1 MiB):
+// each way every byte of every output comes back, off a cache line and not
+// a page multiple, and no other chip's staging changes. Through
+// flush_outputs and through tasks' own flushes.
 TEST(WorkerStaging, ChipsFlushingTogetherOrAloneBringEveryByte) {
   ScratchDir scratch;
   const int n = 3;
