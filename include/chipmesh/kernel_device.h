@@ -249,6 +249,15 @@ inline int online_cpus() {
   return n;
 }
 
+// Migrates the calling thread onto a CPU of `to` (a part of its affinity
+// mask `allowed`), then gives it the whole mask back, which does not move
+// it. False when it did not move.
+inline bool hop(const cpu_set_t& to, const cpu_set_t& allowed) {
+  if (sched_setaffinity(0, sizeof to, &to) != 0) return false;
+  sched_setaffinity(0, sizeof allowed, &allowed);
+  return true;
+}
+
 // Moves the calling thread to another CPU of its affinity mask when the
 // mask holds at least `ranks` CPUs (and 2): sched_setaffinity without the
 // current CPU (which migrates it), then the whole mask back (which does
@@ -262,9 +271,7 @@ inline bool move_off_this_cpu(uint32_t ranks) {
   if (cpu < 0 || count < 2 || count < ranks || !CPU_ISSET(cpu, &allowed)) return false;
   cpu_set_t others = allowed;
   CPU_CLR(cpu, &others);
-  if (sched_setaffinity(0, sizeof others, &others) != 0) return false;
-  sched_setaffinity(0, sizeof allowed, &allowed);
-  return true;
+  return hop(others, allowed);
 }
 }  // namespace detail
 
@@ -304,16 +311,6 @@ inline uint64_t ranks_on_cpu(uint32_t ranks, int32_t here, CpuOf&& cpu_of) {
 }
 
 namespace detail {
-// Moves the calling thread to `cpu` of its affinity mask `allowed`, keeping
-// the mask (as move_off_this_cpu does).
-inline bool move_to_cpu(const cpu_set_t& allowed, int cpu) {
-  cpu_set_t only;
-  CPU_ZERO(&only);
-  CPU_SET(cpu, &only);
-  if (sched_setaffinity(0, sizeof only, &only) != 0) return false;
-  sched_setaffinity(0, sizeof allowed, &allowed);
-  return true;
-}
 
 // With more ranks than CPUs the ranks share the cores by design, but a
 // collective runs at the pace of its most crowded core, and the scheduler
@@ -353,7 +350,11 @@ inline void note_crowded(const CommContext* ctx, int32_t here, CpuOf&& cpu_of) {
   int target = -1;
   for (int c = 0; c < kCpus; ++c)
     if (CPU_ISSET(c, &allowed) && count[c] < share && (target < 0 || count[c] < count[target])) target = c;
-  if (target >= 0) move_to_cpu(allowed, target);
+  if (target < 0) return;
+  cpu_set_t only;
+  CPU_ZERO(&only);
+  CPU_SET(target, &only);
+  hop(only, allowed);
 }
 }  // namespace detail
 

@@ -3,7 +3,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <string>
@@ -91,8 +90,8 @@ void ChipWorker::store_to_host(int flushing_chips) {
   // Past the cache streaming wins again.
   uint64_t bytes = 0;
   for (const Output& o : outputs_) bytes += o.nbytes;
-  if (flushing_chips + 1 <= futex::cores() ||
-      stream_stores_pay(2 * static_cast<uint64_t>(std::max(flushing_chips, 1)) * bytes))
+  // The first test leaves flushing_chips >= 1 (cores() is).
+  if (flushing_chips + 1 <= futex::cores() || stream_stores_pay(2 * static_cast<uint64_t>(flushing_chips) * bytes))
     return store_to_host();
   for (Output& o : outputs_) {
     if (const void* host = host_range(o.device_ptr, o.nbytes).host)

@@ -5,6 +5,7 @@
 #include <unistd.h>
 #include <time.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -115,7 +116,13 @@ uint64_t kernel_deadline_ns(std::chrono::nanoseconds timeout) {
 class ChipServer {
  public:
   ChipServer(const ChipProcessArgs& a, ChipWorker& w, ChipBootstrapResult result, bool arena)
-      : a_(a), w_(w), result_(std::move(result)), kernel_timeout_(env::comm_timeout()), arena_(arena) {}
+      : a_(a),
+        w_(w),
+        result_(std::move(result)),
+        kernel_timeout_(env::comm_timeout()),
+        arena_(arena),
+        flushes_(std::any_of(a.config->buffers.begin(), a.config->buffers.end(),
+                             [](const ChipBufferSpec& b) { return b.store_to_host; })) {}
 
   [[noreturn]] void serve() {
     ChipShared& s = *a_.shared;
@@ -255,7 +262,8 @@ class ChipServer {
     // buffers into their staging before done_seq moves (unless the parent
     // asked to flush later, with an Op::Flush).
     // The run's other chips flush theirs about now too (a collective's members end together).
-    if (t.flags & kTaskFlushOutputs) w_.store_to_host(a_.header->run_chips.load(std::memory_order_relaxed));
+    if ((t.flags & kTaskFlushOutputs) && flushes_)
+      w_.store_to_host(a_.header->run_chips.load(std::memory_order_relaxed));
   }
 
   // An explicit flush (Orchestrator::flush_outputs). The rule of tasks holds:
@@ -329,6 +337,9 @@ class ChipServer {
   std::string last_library_, last_kernel_;
   const std::chrono::milliseconds kernel_timeout_;  // read once: not per task
   const bool arena_;  // the platform took the host arena: report where allocations lie
+  // Some buffer is store_to_host: a task's flush has work (and reads the
+  // run's chip count) only then.
+  const bool flushes_;
 };
 
 // Hands the Worker's arena to the platform when it takes one; without it

@@ -125,10 +125,7 @@ TEST(WorkerAllreduce, TwophaseOutOfPlaceWithEveryRankOnOneCpu) {
   w.init();
   cpu_set_t allowed, one;
   ASSERT_EQ(sched_getaffinity(0, sizeof allowed, &allowed), 0);
-  int cpu = 0;
-  while (!CPU_ISSET(cpu, &allowed)) ++cpu;
-  CPU_ZERO(&one);
-  CPU_SET(cpu, &one);
+  first_cpu_of(allowed, one);
   for (int r = 0; r < n; ++r) ASSERT_EQ(sched_setaffinity(w.chip_pid(r), sizeof one, &one), 0);
   std::vector<Case> cases;
   for (DataType dt : {DataType::FLOAT32, DataType::FLOAT16, DataType::INT32})

@@ -28,12 +28,16 @@ Task task(const std::string& kernel, std::vector<TensorArg> tensors, std::vector
   return t;
 }
 
-bool two_cpus_or_more(cpu_set_t& all, cpu_set_t& one) {
-  if (sched_getaffinity(0, sizeof all, &all) != 0 || CPU_COUNT(&all) < 2) return false;
+void first_cpu_of(const cpu_set_t& all, cpu_set_t& one) {
   int home = 0;
   while (!CPU_ISSET(home, &all)) ++home;
   CPU_ZERO(&one);
   CPU_SET(home, &one);
+}
+
+bool two_cpus_or_more(cpu_set_t& all, cpu_set_t& one) {
+  if (sched_getaffinity(0, sizeof all, &all) != 0 || CPU_COUNT(&all) < 2) return false;
+  first_cpu_of(all, one);
   return true;
 }
 

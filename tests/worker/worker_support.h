@@ -25,6 +25,9 @@ WorkerConfig comm_config(int n, const std::string& rootinfo, size_t window,
 Task task(const std::string& kernel, std::vector<TensorArg> tensors = {}, std::vector<uint64_t> scalars = {},
           const std::string& library = kTestKernels);
 
+// `one`: the first CPU of `all` alone.
+void first_cpu_of(const cpu_set_t& all, cpu_set_t& one);
+
 // For the stacking tests: this process's CPU mask in `all` and its first
 // CPU alone in `one`; false when it has fewer than two CPUs.
 bool two_cpus_or_more(cpu_set_t& all, cpu_set_t& one);
