@@ -213,6 +213,12 @@ class Worker {
   void run(const std::function<void(Orchestrator&)>& orch);
   uint64_t malloc(int chip, size_t nbytes);
   void free(int chip, uint64_t ptr);
+  // Host <-> device copies, after the requests queued on the chip. Where the
+  // parent maps the range (a window or host-arena address on sim) it is one
+  // memcpy here; the lines it reads then stay shared with the chip, whose
+  // next write to them is slower (1 MiB: 39-92 us against 22-26 on a 2-vCPU
+  // AMD EPYC VM, docs/PERFORMANCE.md): read an output that kernels rewrite
+  // every step through a store_to_host staging instead.
   void copy_to(int chip, uint64_t dst, const void* src, size_t nbytes);
   void copy_from(int chip, void* dst, uint64_t src, size_t nbytes);
   void close();  // idempotent
