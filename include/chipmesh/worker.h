@@ -216,9 +216,10 @@ class Worker {
   // Host <-> device copies, after the requests queued on the chip. Where the
   // parent maps the range (a window or host-arena address on sim) it is one
   // memcpy here; the lines it reads then stay shared with the chip, whose
-  // next write to them is slower (1 MiB: 39-92 us against 22-26 on a 2-vCPU
-  // AMD EPYC VM, docs/PERFORMANCE.md): read an output that kernels rewrite
-  // every step through a store_to_host staging instead.
+  // next write to them is slower (1 MiB on a 2-vCPU AMD EPYC VM: 39-92 us,
+  // and 560 in its slow state, against 22-26; docs/PERFORMANCE.md): read an
+  // output that kernels rewrite every step through a store_to_host staging
+  // instead.
   void copy_to(int chip, uint64_t dst, const void* src, size_t nbytes);
   void copy_from(int chip, void* dst, uint64_t src, size_t nbytes);
   void close();  // idempotent
