@@ -704,7 +704,8 @@ void register_worker(py::module_& m) {
           },
           py::arg("chip"), py::arg("dst"), py::arg("src"), py::arg("nbytes") = py::none(),
           "A chip's device memory to host: dst is a writable contiguous buffer (no intermediate copy) or an int host "
-          "address with nbytes.")
+          "address with nbytes. The lines it reads stay shared with the chip, whose next write to them is slower: "
+          "read an output that kernels rewrite every step through stage_output and a flush instead.")
       .def("close", [](Worker& w) { blocking([&] { w.close(); }); },
            "Shuts the chips down, flushes outputs and reaps them; idempotent.")
       .def("interrupt", &Worker::interrupt,
