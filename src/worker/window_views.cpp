@@ -68,7 +68,7 @@ unsigned char* WindowViews::map(size_t chip, Window& w) {
   return w.map;
 }
 
-unsigned char* WindowViews::find(size_t chip, uint64_t ptr, size_t n) {
+unsigned char* WindowViews::find(size_t chip, uint64_t ptr, size_t n, bool writing) {
   if (chip >= chips_.size()) return nullptr;
   for (Window& w : chips_[chip]) {
     if (ptr < w.base || n > w.size || ptr - w.base > w.size - n) continue;
@@ -76,7 +76,7 @@ unsigned char* WindowViews::find(size_t chip, uint64_t ptr, size_t n) {
     const size_t off = ptr - w.base;
     if (n == 0) return w.map + off;
     static const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
-    if (!populate(w, off / page, (off + n - 1) / page, page)) {
+    if (!populate(w, off / page, (off + n - 1) / page, page, writing)) {
       CHIPMESH_INFO(WORKER, "chip %zu: window pages for %zu bytes at offset %zu unavailable (%s); this copy takes "
                     "the ring", chip, n, off, std::strerror(errno));
       return nullptr;
@@ -86,7 +86,7 @@ unsigned char* WindowViews::find(size_t chip, uint64_t ptr, size_t n) {
   return nullptr;
 }
 
-bool WindowViews::populate(Window& w, size_t first, size_t last, size_t page) {
+bool WindowViews::populate(Window& w, size_t first, size_t last, size_t page, bool writing) {
   if (w.populated.empty()) w.populated.assign((w.size / page + 63) / 64 + 1, 0);
   auto had = [&](size_t p) { return (w.populated[p / 64] >> (p % 64)) & 1; };
   for (size_t p = first; p <= last;) {
@@ -96,7 +96,8 @@ bool WindowViews::populate(Window& w, size_t first, size_t last, size_t page) {
     }
     size_t end = p;  // a run of pages not had yet
     while (end + 1 <= last && !had(end + 1)) ++end;
-    if (madvise(w.map + p * page, (end - p + 1) * page, MADV_POPULATE_WRITE) != 0) return false;
+    if (madvise(w.map + p * page, (end - p + 1) * page, writing ? MADV_POPULATE_WRITE : MADV_POPULATE_READ) != 0)
+      return false;
     for (size_t q = p; q <= end; ++q) w.populated[q / 64] |= uint64_t{1} << (q % 64);
     p = end + 1;
   }

@@ -368,7 +368,7 @@ struct Worker::Impl {
   // inside one allocation in the chip's host arena, once the chip has
   // completed every request queued before (null: take the ring). Throws
   // when the chip is dead.
-  unsigned char* arena_range(size_t chip, uint64_t ptr, size_t nbytes);
+  unsigned char* arena_range(size_t chip, uint64_t ptr, size_t nbytes, bool writing);
   // Records the first failure among newly completed entries of `chip` and
   // the chip's death; sets the abort flags on the first one. Returns true
   // when every request written to `chip` has been inspected (or the chip is

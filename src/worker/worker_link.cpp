@@ -227,9 +227,9 @@ void Worker::Impl::wait_idle(size_t chip) {
   if (next_req[chip] != 0) wait_done(chip, next_req[chip] - 1);
 }
 
-unsigned char* Worker::Impl::arena_range(size_t chip, uint64_t ptr, size_t nbytes) {
+unsigned char* Worker::Impl::arena_range(size_t chip, uint64_t ptr, size_t nbytes, bool writing) {
   unsigned char* host = arenas ? arenas->find(chip, ptr, nbytes) : nullptr;
-  if (!host) host = windows.find(chip, ptr, nbytes);
+  if (!host) host = windows.find(chip, ptr, nbytes, writing);
   if (!host) return nullptr;
   // Requests queued before this copy (a kernel writing or reading the
   // range) complete first, as they would ahead of it in the ring.
@@ -281,7 +281,7 @@ void Worker::copy_to(int chip, uint64_t dst, const void* src, size_t nbytes) {
   if (nbytes > 0 && src == nullptr) throw ConfigError("Worker::copy_to: null source for " + std::to_string(nbytes) + " bytes");
   const auto* in = static_cast<const unsigned char*>(src);
   if (nbytes > 0) {
-    if (unsigned char* to = impl_->arena_range(chip, dst, nbytes)) {
+    if (unsigned char* to = impl_->arena_range(chip, dst, nbytes, true)) {
       copy_bulk(to, in, nbytes);
       impl_->throw_pending();  // a failure of a request queued before this copy
       return;
@@ -306,7 +306,7 @@ void Worker::copy_from(int chip, void* dst, uint64_t src, size_t nbytes) {
   if (nbytes > 0 && dst == nullptr) throw ConfigError("Worker::copy_from: null destination for " + std::to_string(nbytes) + " bytes");
   auto* out = static_cast<unsigned char*>(dst);
   if (nbytes > 0) {
-    if (const unsigned char* from = impl_->arena_range(chip, src, nbytes)) {
+    if (const unsigned char* from = impl_->arena_range(chip, src, nbytes, false)) {
       copy_bulk(out, from, nbytes);
       impl_->throw_pending();
       return;
