@@ -14,8 +14,8 @@
 // pages the chip already wrote at once (fault-around), writable (a shared
 // tmpfs mapping has nothing to write-protect), and still allocates a page
 // missing from the file, failing when /dev/shm is full. On a 2-vCPU AMD EPYC
-// VM the first copy_from of 4 MiB a chip had written took 0.6-0.8 ms this
-// way against 1.0-1.4 with write faults; a copy_to into pages nobody has
+// VM the first copy_from of 4 MiB a chip had written took 0.6-1.1 ms this
+// way against 1.0-1.8 with write faults; a copy_to into pages nobody has
 // yet, the usual first upload, was 4-19 % faster with write faults.
 #pragma once
 

@@ -365,9 +365,10 @@ struct Worker::Impl {
   void wait_done(size_t chip, uint32_t seq);
   void wait_idle(size_t chip);
   // Where [ptr, ptr + nbytes) of `chip` lies in this process when it is
-  // inside one allocation in the chip's host arena, once the chip has
-  // completed every request queued before (null: take the ring). Throws
-  // when the chip is dead.
+  // inside one allocation in the chip's host arena or inside one of its lent
+  // windows (pages had for `writing` or for reading: window_views.h), once
+  // the chip has completed every request queued before (null: take the
+  // ring). Throws when the chip is dead.
   unsigned char* arena_range(size_t chip, uint64_t ptr, size_t nbytes, bool writing);
   // Records the first failure among newly completed entries of `chip` and
   // the chip's death; sets the abort flags on the first one. Returns true
