@@ -23,6 +23,8 @@ struct BenchOptions {
   // Overrides ({} / 0 = the benchmark's defaults, which depend on quick):
   std::vector<int> chips;           // bringup, dispatch, domains: chip counts
   std::vector<uint64_t> windows;    // bringup: window sizes (bytes)
+  uint64_t parent_memory = 0;       // bringup: private memory this process writes before the runs (a
+                                    // user's data), and writes again after each init() (0 = none)
   std::vector<int> ranks;           // allreduce and the other collectives: rank counts
   std::vector<std::string> modes;   // allreduce: onephase, twophase, ring
   uint64_t min_bytes = 0;           // copy, allreduce: smallest size

@@ -4,12 +4,17 @@
 // page tables that bring-up does not build are built by the first kernel
 // that touches the pages, so its cost shows there, not hidden);
 // side by side with the fork floor and Open MPI (mpirun wall time and
-// MPI_Init-to-window-ready), alternating runs.
+// MPI_Init-to-window-ready), alternating runs. With --parent-memory, also
+// what the chips' fork costs a user's data in this process.
+#include <sys/mman.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
 #include <map>
 #include <memory>
 #include <sstream>
+#include <stdexcept>
 
 #include "bench.h"
 #include "chipmesh/shared_memory.h"
@@ -27,13 +32,50 @@ const char* const kPhases[] = {"fork", "comm_init", "windows", "staging", "hands
 struct ChipmeshSample {
   double init_ms = 0, init_close_ms = 0;
   double first_kernel_ms = 0, second_kernel_ms = 0;
+  double parent_write_ms = 0, parent_rewrite_ms = 0;
   std::map<std::string, double> phases;
+};
+
+// A user's data: private memory this process wrote before init(). Each
+// chip's fork copies its page tables and write-protects it (copy-on-write
+// with the chip), so the next write after init() faults on every page and
+// copies it, and the copies stay for as long as the chips live.
+class ParentMemory {
+ public:
+  explicit ParentMemory(size_t bytes) : bytes_(bytes) {
+    if (bytes_ == 0) return;
+    void* p = mmap(nullptr, bytes_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+      throw std::runtime_error("--parent-memory: cannot map " + std::to_string(bytes_) +
+                               " bytes: " + std::strerror(errno));
+    data_ = static_cast<unsigned char*>(p);
+    std::memset(data_, 1, bytes_);
+  }
+  ~ParentMemory() {
+    if (data_) munmap(data_, bytes_);
+  }
+  ParentMemory(const ParentMemory&) = delete;
+  ParentMemory& operator=(const ParentMemory&) = delete;
+  size_t bytes() const { return bytes_; }
+  // Writes every byte (a new value each time, so no write is skipped); ms.
+  double write_ms() {
+    const auto t0 = Clock::now();
+    std::memset(data_, ++value_, bytes_);
+    return ms_between(t0, Clock::now());
+  }
+
+ private:
+  size_t bytes_;
+  unsigned char* data_ = nullptr;
+  unsigned char value_ = 1;
 };
 
 // One Worker bring-up of n chips with a window of `window` bytes and a
 // 4 KiB input staged from host shared memory; the staging objects are made
 // before the clock starts and removed right after init (as a launcher would).
-ChipmeshSample chipmesh_bringup(const BenchOptions& o, int n, size_t window) {
+// With `parent` (--parent-memory): after the kernels, its first write with
+// the chips alive, and after close() a second one.
+ChipmeshSample chipmesh_bringup(const BenchOptions& o, int n, size_t window, ParentMemory* parent) {
   std::vector<SharedMemory> staging;
   struct Unlink {
     std::vector<SharedMemory>& s;
@@ -86,9 +128,11 @@ ChipmeshSample chipmesh_bringup(const BenchOptions& o, int n, size_t window) {
     });
     k = ms_between(k0, Clock::now());
   }
+  if (parent) s.parent_write_ms = parent->write_ms();
   const auto t2 = Clock::now();
   w.close();
   const auto t3 = Clock::now();
+  if (parent) s.parent_rewrite_ms = parent->write_ms();
   s.init_ms = ms_between(t0, t1);
   s.first_kernel_ms = kernel_ms[0];
   s.second_kernel_ms = kernel_ms[1];
@@ -130,6 +174,8 @@ BenchResult run_bringup(const BenchOptions& o) {
   const int repeats = o.repeats > 0 ? o.repeats : o.quick ? 2 : 21;
   const int mpi_repeats = o.quick ? 1 : std::min(repeats, 7);
   MpiPeer mpi(o);
+  // Written once before every run, as a user's data that lives across them.
+  std::unique_ptr<ParentMemory> parent;
 
   Table phases("bringup_phases", "bring-up phases (chipmesh, median ms of " + std::to_string(repeats) + " runs)",
                {{"chips", "chips", 0},
@@ -154,6 +200,16 @@ BenchResult run_bringup(const BenchOptions& o) {
                {"ratio_mpi", "x MPI", 3},
                {"mpirun_wall_ms", "mpirun wall", 1},
                {"ratio_mpirun", "init+close x mpirun", 3}});
+  Table parent_mem("bringup_parent_memory",
+                   "what the chips' fork costs memory this process wrote before init() (median ms)",
+                   {{"chips", "chips", 0},
+                    {"window_bytes", "window(B)", 0},
+                    {"parent_bytes", "parent(B)", 0},
+                    {"init_ms", "init", 3},
+                    {"fork_floor_ms", "fork floor", 3},
+                    {"parent_write_ms", "write after init", 3},
+                    {"parent_rewrite_ms", "write after close", 3},
+                    {"write_ratio", "x after close", 2}});
 
   std::map<std::pair<int, size_t>, double> init_by_point, floor_by_point;
   say(o.out, "bringup: chips {");
@@ -162,14 +218,18 @@ BenchResult run_bringup(const BenchOptions& o) {
   for (size_t w : windows) say(o.out, " %s", size_label(w).c_str());
   say(o.out, " }, %d runs per point (Open MPI: %d)\n", repeats, mpi_repeats);
   try {
-    chipmesh_bringup(o, 1, windows[0]);  // warm-up: plugin and page cache
+    if (o.parent_memory > 0) parent = std::make_unique<ParentMemory>(o.parent_memory);
+    chipmesh_bringup(o, 1, windows[0], nullptr);  // warm-up: plugin and page cache
     fork_floor_ms(1);
     for (size_t window : windows) {
       for (int n : chips) {
         std::map<std::string, std::vector<double>> ph;
         std::vector<double> init, init_close, floor, mpi_ready, mpi_wall, first_kernel, second_kernel;
+        std::vector<double> parent_write, parent_rewrite;
         for (int r = 0; r < repeats; ++r) {
-          ChipmeshSample s = chipmesh_bringup(o, n, window);
+          ChipmeshSample s = chipmesh_bringup(o, n, window, parent.get());
+          parent_write.push_back(s.parent_write_ms);
+          parent_rewrite.push_back(s.parent_rewrite_ms);
           init.push_back(s.init_ms);
           init_close.push_back(s.init_close_ms);
           first_kernel.push_back(s.first_kernel_ms);
@@ -196,6 +256,10 @@ BenchResult run_bringup(const BenchOptions& o) {
         say(o.out, "  %2d chips, %s window: init %.3f ms, fork floor %.3f ms%s\n", n, size_label(window).c_str(),
             st.median, median_of(floor),
             mpi_ready.empty() ? "" : (", MPI init->ready " + std::to_string(median_of(mpi_ready)) + " ms").c_str());
+        if (parent)
+          parent_mem.add_row({int64_t{n}, static_cast<int64_t>(window), static_cast<int64_t>(parent->bytes()),
+                              st.median, median_of(floor), median_of(parent_write), median_of(parent_rewrite),
+                              ratio(parent_write, parent_rewrite)});
         init_by_point[{n, window}] = st.median;
         floor_by_point[{n, window}] = median_of(floor);
       }
@@ -210,7 +274,10 @@ BenchResult run_bringup(const BenchOptions& o) {
   for (int n : {8, 16}) {
     Target t{"bring-up, " + std::to_string(n) + " chips, 1 MiB windows", "not measured (not in this run)",
              "<= 1.5x fork floor", false, false};
-    if (init_by_point.count({n, small})) {
+    if (parent) {
+      t.measured = "not measured (--parent-memory: the fork floor forks that memory too)";
+      t.known = false;
+    } else if (init_by_point.count({n, small})) {
       const double i = init_by_point[{n, small}], f = floor_by_point[{n, small}];
       char buf[160];
       std::snprintf(buf, sizeof buf, "%.2f ms = %.2fx fork floor (%.2f ms)", i, i / f, f);
@@ -221,7 +288,10 @@ BenchResult run_bringup(const BenchOptions& o) {
     res.targets.push_back(t);
     Target w{"bring-up, " + std::to_string(n) + " chips, 64 MiB vs 1 MiB windows", "not measured (not in this run)",
              "<= 1.2x", false, false};
-    if (init_by_point.count({n, small}) && init_by_point.count({n, big})) {
+    if (parent) {
+      w.measured = "not measured (--parent-memory)";
+      w.known = false;
+    } else if (init_by_point.count({n, small}) && init_by_point.count({n, big})) {
       char buf[160];
       const double r = init_by_point[{n, big}] / init_by_point[{n, small}];
       std::snprintf(buf, sizeof buf, "%.2f ms vs %.2f ms = %.2fx", init_by_point[{n, big}], init_by_point[{n, small}], r);
@@ -245,6 +315,13 @@ BenchResult run_bringup(const BenchOptions& o) {
   res.notes.push_back(mpi.note());
   res.tables.push_back(std::move(peers));
   res.tables.push_back(std::move(phases));
+  if (parent) {
+    parent_mem.add_note("parent: private memory (4 KiB pages) this process wrote before the runs; write after init: "
+                        "its next write, after init() and the two kernels, with the chips alive (each page was "
+                        "write-protected by the chips' fork: a fault and a copy, which stays while they live); "
+                        "write after close: the one after close(); init and fork floor as above, with it mapped");
+    res.tables.push_back(std::move(parent_mem));
+  }
   res.seconds = std::chrono::duration<double>(Clock::now() - start).count();
   return res;
 }

@@ -152,6 +152,38 @@ TEST(BenchSmoke, Bringup) {
               2, {"fork_ms", "comm_init_ms", "windows_ms", "staging_ms", "handshake_ms"});
 }
 
+// --parent-memory: its own table, a row per point, and the bring-up
+// targets left unjudged (the fork floor then forks that memory too).
+TEST(BenchSmoke, BringupWithParentMemory) {
+  chipmesh::testing::ScratchDir dir;
+  BenchOptions o;
+  o.what = "bringup";
+  o.quick = true;
+  o.no_mpi = true;
+  o.parent_memory = size_t{1} << 20;
+  o.json_path = dir.file("bringup_parent.json");
+  BenchRun r;
+  r.rc = run_bench(o);
+  std::ifstream in(o.json_path);
+  ASSERT_TRUE(in.good()) << "no JSON written to " << o.json_path;
+  r.doc = json::parse(in);
+  check_common(r, "bringup");
+  const json& b = benchmark(r.doc, "bringup");
+  const json* pm = table(b, "bringup_parent_memory");
+  ASSERT_NE(pm, nullptr);
+  check_table(*pm,
+              {"chips", "window_bytes", "parent_bytes", "init_ms", "fork_floor_ms", "parent_write_ms",
+               "parent_rewrite_ms", "write_ratio"},
+              2);
+  for (const auto& row : pm->at("rows")) EXPECT_EQ(row.at("parent_bytes").get<int64_t>(), int64_t{1} << 20);
+  for (const auto& t : b.at("targets")) {
+    const std::string name = t.at("name").get<std::string>();
+    if (name.rfind("bring-up", 0) != 0) continue;
+    EXPECT_TRUE(t.at("met").is_null()) << name;  // not judged
+    EXPECT_NE(t.at("measured").get<std::string>().find("--parent-memory"), std::string::npos) << name;
+  }
+}
+
 TEST(BenchSmoke, Dispatch) {
   chipmesh::testing::ScratchDir dir;
   BenchRun r = run_quick("dispatch", false, dir);
