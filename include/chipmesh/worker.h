@@ -189,6 +189,15 @@ class Worker {
   Worker(const Worker&) = delete;
   Worker& operator=(const Worker&) = delete;
 
+  // Forks one process per chip and waits for their bring-up. Each fork
+  // copies this process's page tables and write-protects its private
+  // memory (copy-on-write with the chips), so data this process wrote
+  // before init() costs bring-up time (about 17 ms per GiB per chip on the
+  // AMD EPYC VM of docs/PERFORMANCE.md), its next write after init() faults
+  // and copies every page (18x a warm write), and those copies stay
+  // allocated for as long as the chips live. Allocate large host data
+  // after init(), or map it shared (MAP_SHARED, stage_input / stage_output,
+  // POSIX shared memory): fork neither copies nor protects that.
   void init();
   const std::vector<ChipContext>& chip_contexts() const;  // error before init()
 

@@ -612,7 +612,12 @@ void register_worker(py::module_& m) {
       .def(
           "init", [](Worker& w) { interruptible(w, [&] { w.init(); }); },
           "Forks the chips and waits for their bring-up; ChipError naming the first chip that failed (every chip is "
-          "then torn down). Ctrl-C stops it, tears down and raises KeyboardInterrupt.")
+          "then torn down). Ctrl-C stops it, tears down and raises KeyboardInterrupt. The fork shares this "
+          "process's private memory copy-on-write with every chip: arrays written before init() slow it down "
+          "(page tables copied per chip), their next write after it copies every page, and the copies stay while "
+          "the chips live. Create large arrays after init(), or in shared memory (numpy.frombuffer over "
+          "mmap.mmap(-1, nbytes), multiprocessing.shared_memory, stage_input / stage_output), which fork neither "
+          "copies nor protects.")
       .def_property_readonly(
           "chip_contexts",
           [](const Worker& w) {
