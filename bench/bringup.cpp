@@ -7,6 +7,7 @@
 // MPI_Init-to-window-ready), alternating runs. With --parent-memory, also
 // what the chips' fork costs a user's data in this process.
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -44,6 +45,14 @@ class ParentMemory {
  public:
   explicit ParentMemory(size_t bytes) : bytes_(bytes) {
     if (bytes_ == 0) return;
+    // Written again with the chips alive, it is held twice: keep it to a
+    // quarter of the machine rather than meet the OOM killer.
+    const uint64_t machine =
+        static_cast<uint64_t>(sysconf(_SC_PHYS_PAGES)) * static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
+    if (bytes_ > machine / 4)
+      throw std::runtime_error("--parent-memory " + std::to_string(bytes_) + " bytes is more than a quarter of this "
+                               "machine's memory (" + std::to_string(machine) + " bytes): it is held twice while "
+                               "the chips live");
     void* p = mmap(nullptr, bytes_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED)
       throw std::runtime_error("--parent-memory: cannot map " + std::to_string(bytes_) +
