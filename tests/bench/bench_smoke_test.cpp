@@ -26,12 +26,14 @@ struct BenchRun {
   json doc;
 };
 
-BenchRun run_quick(const std::string& what, bool no_mpi, chipmesh::testing::ScratchDir& dir, int iters = 0) {
+BenchRun run_quick(const std::string& what, bool no_mpi, chipmesh::testing::ScratchDir& dir, int iters = 0,
+                   uint64_t parent_memory = 0) {
   BenchOptions o;
   o.what = what;
   o.quick = true;
   o.no_mpi = no_mpi;
   o.iters = iters;
+  o.parent_memory = parent_memory;
   o.json_path = dir.file(what + ".json");
   BenchRun r;
   r.rc = run_bench(o);
@@ -156,17 +158,7 @@ TEST(BenchSmoke, Bringup) {
 // targets left unjudged (the fork floor then forks that memory too).
 TEST(BenchSmoke, BringupWithParentMemory) {
   chipmesh::testing::ScratchDir dir;
-  BenchOptions o;
-  o.what = "bringup";
-  o.quick = true;
-  o.no_mpi = true;
-  o.parent_memory = size_t{1} << 20;
-  o.json_path = dir.file("bringup_parent.json");
-  BenchRun r;
-  r.rc = run_bench(o);
-  std::ifstream in(o.json_path);
-  ASSERT_TRUE(in.good()) << "no JSON written to " << o.json_path;
-  r.doc = json::parse(in);
+  BenchRun r = run_quick("bringup", true, dir, 0, uint64_t{1} << 20);
   check_common(r, "bringup");
   const json& b = benchmark(r.doc, "bringup");
   const json* pm = table(b, "bringup_parent_memory");
