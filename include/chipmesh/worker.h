@@ -196,10 +196,22 @@ class Worker {
   // AMD EPYC VM of docs/PERFORMANCE.md), its next write after init() faults
   // and copies every page (18x a warm write), and those copies stay
   // allocated for as long as the chips live. Allocate large host data
-  // after init(), or map it shared (MAP_SHARED, stage_input / stage_output,
-  // POSIX shared memory): fork neither copies nor protects that.
+  // after init(), map it shared (MAP_SHARED, stage_input / stage_output,
+  // POSIX shared memory), which fork neither copies nor protects, or leave
+  // it out of the chips (exclude_from_chips).
   void init();
   const std::vector<ChipContext>& chip_contexts() const;  // error before init()
+
+  // Memory of this process that no chip needs (a model, a dataset, a
+  // user's arrays): the whole pages in [ptr, ptr + bytes) are left out of
+  // the chips' forks (MADV_DONTFORK while init() forks them, inherited by
+  // other forks again after), so they cost bring-up nothing and their next
+  // write after init() is a plain write, held once. A chip that touches
+  // them dies of SIGSEGV (a ChipError). Before init(); ConfigError after
+  // it, for a null pointer or 0 bytes, and from init() when the memory is
+  // no longer mapped. Pages marked MADV_DONTFORK by someone else before
+  // are inherited by forks after init().
+  void exclude_from_chips(const void* ptr, size_t bytes);
 
   // Host staging the Worker owns (before init()): an unnamed region of
   // `bytes` for `buffer` of `chip`, recorded as that chip's host input

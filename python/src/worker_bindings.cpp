@@ -615,9 +615,9 @@ void register_worker(py::module_& m) {
           "then torn down). Ctrl-C stops it, tears down and raises KeyboardInterrupt. The fork shares this "
           "process's private memory copy-on-write with every chip: arrays written before init() slow it down "
           "(page tables copied per chip), their next write after it copies every page, and the copies stay while "
-          "the chips live. Create large arrays after init(), or in shared memory (numpy.frombuffer over "
+          "the chips live. Create large arrays after init(), in shared memory (numpy.frombuffer over "
           "mmap.mmap(-1, nbytes), multiprocessing.shared_memory, stage_input / stage_output), which fork neither "
-          "copies nor protects.")
+          "copies nor protects, or leave them out of the chips with exclude_from_chips().")
       .def_property_readonly(
           "chip_contexts",
           [](const Worker& w) {
@@ -629,6 +629,24 @@ void register_worker(py::module_& m) {
             }
           },
           "One ChipContext per chip, after init().")
+      .def(
+          "exclude_from_chips",
+          [](Worker& w, const py::object& memory, const py::object& nbytes) {
+            if (py::isinstance<py::int_>(memory)) {
+              if (nbytes.is_none())
+                throw ConfigError("Worker.exclude_from_chips: nbytes is required when memory is an address");
+              const size_t n = to_size(nbytes.cast<int64_t>(), "nbytes");
+              w.exclude_from_chips(reinterpret_cast<const void*>(static_cast<uintptr_t>(memory.cast<uint64_t>())), n);
+              return;
+            }
+            BufferView view(memory, false, "memory");
+            w.exclude_from_chips(view.data(), view.resolve(nbytes, "memory"));
+          },
+          py::arg("memory"), py::arg("nbytes") = py::none(), py::keep_alive<1, 2>(),
+          "Before init(): leaves host memory no chip needs (a numpy array or any contiguous buffer, kept alive by "
+          "the Worker; or an int address with nbytes) out of the chips' forks: its whole pages cost bring-up "
+          "nothing and its next write after init() is a plain write, held once. A chip that touches it dies "
+          "(ChipError).")
       .def(
           "stage_input",
           [](py::object self, int chip, const std::string& buffer, int64_t nbytes) {

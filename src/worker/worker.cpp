@@ -93,6 +93,12 @@ pid_t Worker::chip_pid(int chip) const {
 
 std::map<std::string, double> Worker::bringup_phases_ms() const { return impl_->phases; }
 
+void Worker::exclude_from_chips(const void* ptr, size_t bytes) {
+  if (impl_->state != Impl::State::Created)
+    throw ConfigError("Worker::exclude_from_chips: the chips are forked already (call it before init())");
+  impl_->fork_exclusions.add(ptr, bytes);
+}
+
 const std::vector<ChipContext>& Worker::chip_contexts() const {
   impl_->require_running("chip_contexts");
   return impl_->contexts;
@@ -150,6 +156,7 @@ void Worker::Impl::fork_chips() {
                         "; the " + std::to_string(i) + " chips already forked were killed and reaped");
     }
     if (pid == 0) {
+      fork_exclusions.guard_in_child();
       arenas->keep_only(i);
       window_files.keep_only(i);
       worker::ChipProcessArgs args{static_cast<int>(i),
@@ -375,10 +382,13 @@ void Worker::init() {
   if (tables.transport && tables.transport->last_error_code) (void)tables.transport->last_error_code();
   const auto start = Clock::now();
   try {
+    m.fork_exclusions.mark();  // first: memory freed since fails before anything is made
     m.map_region(tables.device->attach_host_arena ? host_arena_bytes() : 0);
     m.place_bringup_rendezvous();
     m.fork_chips();
+    m.fork_exclusions.unmark();
   } catch (...) {
+    m.fork_exclusions.unmark();
     // On one host the worker stays as it was; in a cluster it is done, and
     // the other hosts must hear of it rather than wait in MPI.
     if (m.cluster) {

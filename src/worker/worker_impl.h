@@ -22,6 +22,7 @@
 #include "request_ring/chip_shared.h"
 #include "worker/child_watcher.h"
 #include "worker/host_arenas.h"
+#include "worker/fork_exclusions.h"
 #include "worker/window_files.h"
 #include "worker/window_views.h"
 
@@ -52,6 +53,8 @@ struct Worker::Impl {
   std::deque<SharedMemory> staging;  // stage_input / stage_output (stable addresses)
   // Inputs staged straight into the chips' windows (window_files.h).
   worker::WindowFiles window_files{cfg.device_ids.size()};
+  // The parent's memory left out of the chips' forks (exclude_from_chips).
+  worker::ForkExclusions fork_exclusions;
   // Whether the platform's transport can adopt a window file: 1 yes, 0 no,
   // -1 not asked yet.
   int adopts_windows = -1;

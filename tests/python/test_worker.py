@@ -176,6 +176,48 @@ def test_worker_owned_staging(tmp_path):
             np.testing.assert_array_equal(outs[r], want)
 
 
+def page_alone(addr):
+    """Whether this process alone maps the page of `addr` (pagemap bit 56)."""
+    with open("/proc/self/pagemap", "rb") as f:
+        f.seek(addr // os.sysconf("SC_PAGE_SIZE") * 8)
+        return bool(int.from_bytes(f.read(8), "little") >> 56 & 1)
+
+
+def test_exclude_from_chips(tmp_path):
+    """An array left out of the chips' forks stays this process's alone (its
+    next write is no copy-on-write), one that is not is shared with the
+    chips; the chips still work, and the mistakes are errors."""
+    count = 256
+    excluded = np.full(1 << 20, 7, np.uint8)  # 1 MiB: 4 KiB pages, written before init()
+    other = np.full(1 << 20, 7, np.uint8)
+    middle = excluded.nbytes // 2
+    assert page_alone(excluded.ctypes.data + middle) and page_alone(other.ctypes.data + middle)
+    with chipmesh.Worker(device_ids=[0, 1], chip_bootstrap_configs=configs(2, tmp_path, count)) as w:
+        w.exclude_from_chips(excluded)
+        with pytest.raises(ValueError, match="nbytes is required"):
+            w.exclude_from_chips(excluded.ctypes.data)
+        with pytest.raises(TypeError, match="buffer protocol"):
+            w.exclude_from_chips("not memory")
+        with pytest.raises(ValueError, match="is empty"):
+            w.exclude_from_chips(excluded.ctypes.data, 0)
+        w.init()
+        assert page_alone(excluded.ctypes.data + middle)
+        assert not page_alone(other.ctypes.data + middle)
+        with pytest.raises(ValueError, match="before init"):
+            w.exclude_from_chips(other)
+        ctxs = w.chip_contexts
+        for c in range(2):
+            w.copy_to(c, ctxs[c].buffer_ptrs["x"], np.full(count, c + 1, np.float32))
+        tasks = [chipmesh.allreduce_task(ctxs[c].buffer_ptrs["x"], ctxs[c].buffer_ptrs["y"], count, "float32", "sum")
+                 for c in range(2)]
+        w.run(lambda orch: orch.submit_group([0, 1], tasks))
+        out = np.empty(count, np.float32)
+        w.copy_from(1, out, ctxs[1].buffer_ptrs["y"])
+        np.testing.assert_array_equal(out, np.full(count, 3, np.float32))
+        excluded[:] = 9
+        assert (excluded == 9).all()
+
+
 def test_orchestrator_after_run(tmp_path):
     kept = []
     with chipmesh.Worker(device_ids=[0]) as w:
