@@ -25,6 +25,7 @@ struct BenchOptions {
   std::vector<uint64_t> windows;    // bringup: window sizes (bytes)
   uint64_t parent_memory = 0;       // bringup: private memory this process writes before the runs (a
                                     // user's data), and writes again after each init() (0 = none)
+  bool exclude_parent_memory = false;  // bringup: ... left out of the chips (Worker::exclude_from_chips)
   std::vector<int> ranks;           // allreduce and the other collectives: rank counts
   std::vector<std::string> modes;   // allreduce: onephase, twophase, ring
   uint64_t min_bytes = 0;           // copy, allreduce: smallest size

@@ -27,13 +27,14 @@ struct BenchRun {
 };
 
 BenchRun run_quick(const std::string& what, bool no_mpi, chipmesh::testing::ScratchDir& dir, int iters = 0,
-                   uint64_t parent_memory = 0) {
+                   uint64_t parent_memory = 0, bool exclude_parent_memory = false) {
   BenchOptions o;
   o.what = what;
   o.quick = true;
   o.no_mpi = no_mpi;
   o.iters = iters;
   o.parent_memory = parent_memory;
+  o.exclude_parent_memory = exclude_parent_memory;
   o.json_path = dir.file(what + ".json");
   BenchRun r;
   r.rc = run_bench(o);
@@ -154,11 +155,13 @@ TEST(BenchSmoke, Bringup) {
               2, {"fork_ms", "comm_init_ms", "windows_ms", "staging_ms", "handshake_ms"});
 }
 
-// --parent-memory: its own table, a row per point, and the bring-up
-// targets left unjudged (the fork floor then forks that memory too).
-TEST(BenchSmoke, BringupWithParentMemory) {
+// --parent-memory (left out of the chips or not): its own table, a row per
+// point, and the bring-up targets left unjudged (the fork floor then forks
+// that memory too).
+void check_bringup_with_parent_memory(bool exclude) {
+  SCOPED_TRACE(exclude ? "excluded" : "inherited");
   chipmesh::testing::ScratchDir dir;
-  BenchRun r = run_quick("bringup", true, dir, 0, uint64_t{1} << 20);
+  BenchRun r = run_quick("bringup", true, dir, 0, uint64_t{1} << 20, exclude);
   check_common(r, "bringup");
   const json& b = benchmark(r.doc, "bringup");
   const json* pm = table(b, "bringup_parent_memory");
@@ -174,6 +177,12 @@ TEST(BenchSmoke, BringupWithParentMemory) {
     EXPECT_TRUE(t.at("met").is_null()) << name;  // not judged
     EXPECT_NE(t.at("measured").get<std::string>().find("--parent-memory"), std::string::npos) << name;
   }
+  EXPECT_EQ(pm->at("title").get<std::string>().find("exclude_from_chips") != std::string::npos, exclude);
+}
+
+TEST(BenchSmoke, BringupWithParentMemory) {
+  check_bringup_with_parent_memory(false);
+  check_bringup_with_parent_memory(true);
 }
 
 TEST(BenchSmoke, Dispatch) {
