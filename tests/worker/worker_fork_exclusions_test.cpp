@@ -52,7 +52,7 @@ struct Memory {
   }
 };
 
-TEST(WorkerForkExclusions, ExcludedPagesStayThisProcesssAndLaterForksGetThemAgain) {
+TEST(WorkerForkExclusions, ExcludedPagesStayThisProcessAloneAndLaterForksGetThemAgain) {
   Memory excluded, other;
   ASSERT_TRUE(excluded.p && other.p);
   ASSERT_TRUE(alone(excluded.p + kPage) && alone(other.p)) << "pagemap does not tell exclusive pages here";

@@ -44,12 +44,14 @@ BenchCommand register_bench_command(CLI::App& app) {
       ->check(CLI::Range(1, 64));
   sub->add_option("--windows", opts->windows, "bringup: window sizes (default 1MiB 64MiB)")
       ->transform(CLI::AsSizeValue(true));
-  sub->add_option("--parent-memory", opts->parent_memory,
-                  "bringup: private memory (e.g. 1GiB) this process writes before the runs, as a user's data, and "
-                  "writes again after each init(): what the chips' fork costs it (default none)")
-      ->transform(CLI::AsSizeValue(true));
+  CLI::Option* parent_memory =
+      sub->add_option("--parent-memory", opts->parent_memory,
+                      "bringup: private memory (e.g. 1GiB) this process writes before the runs, as a user's data, "
+                      "and writes again after each init(): what the chips' fork costs it (default none)")
+          ->transform(CLI::AsSizeValue(true));
   sub->add_flag("--exclude-parent-memory", opts->exclude_parent_memory,
-                "bringup: leave the --parent-memory out of the chips' forks (Worker::exclude_from_chips)");
+                "bringup: leave the --parent-memory out of the chips' forks (Worker::exclude_from_chips)")
+      ->needs(parent_memory);
   sub->add_option("--ranks", opts->ranks, "allreduce and the other collectives: rank counts (default 2 4; 2 4 8)")->check(CLI::Range(1, 64));
   sub->add_option("--modes", opts->modes, "allreduce: modes (default onephase twophase ring)")
       ->check(CLI::IsMember({"onephase", "twophase", "ring"}));
