@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <cstring>
 #include <string>
+#include <vector>
 
 #include <gtest/gtest.h>
 
@@ -66,6 +67,13 @@ TEST(WorkerForkExclusions, ExcludedPagesStayThisProcessAloneAndLaterForksGetThem
   EXPECT_FALSE(alone(excluded.p + (kPages - 1) * kPage)) << "so does the last";
   EXPECT_FALSE(alone(other.p)) << "memory not excluded is shared with the chips";
   w.run([](Orchestrator& o) { o.submit_group({0, 1}, task("test_noop")); });
+  // Excluded memory is still this process's to copy to and from the chips.
+  const uint64_t dev = w.malloc(1, kPage);
+  w.copy_to(1, dev, excluded.p + 3 * kPage, kPage);
+  std::vector<unsigned char> back(kPage, 0);
+  w.copy_from(1, back.data(), dev, kPage);
+  EXPECT_EQ(back, std::vector<unsigned char>(kPage, kByte));
+  w.free(1, dev);
   const auto outcome = fork_ranks(1, [&](int) {
     for (size_t i = 0; i < kPages; ++i) CM_REQUIRE(excluded.p[i * kPage + 7] == kByte);
   });
