@@ -207,10 +207,12 @@ class Worker {
   // the chips' forks (MADV_DONTFORK while init() forks them, inherited by
   // other forks again after), so they cost bring-up nothing and their next
   // write after init() is a plain write, held once. A chip that touches
-  // them dies of SIGSEGV (a ChipError). Before init(); ConfigError after
-  // it, for a null pointer or 0 bytes, and from init() when the memory is
-  // no longer mapped. Pages marked MADV_DONTFORK by someone else before
-  // are inherited by forks after init().
+  // them dies of SIGSEGV (a ChipError). Before init(), on memory that stays
+  // mapped until init() returns (freed and mapped again by something else,
+  // that is what gets left out); ConfigError after init(), for a null
+  // pointer or 0 bytes, and from init() when it is not mapped. Pages
+  // marked MADV_DONTFORK by someone else before are inherited by forks
+  // after init().
   void exclude_from_chips(const void* ptr, size_t bytes);
 
   // Host staging the Worker owns (before init()): an unnamed region of
