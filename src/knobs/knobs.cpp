@@ -255,6 +255,8 @@ void check_all() {
     if (!v.error.empty()) throw ConfigError(v.error);
 }
 
+std::mutex& registry_mutex() { return state().mu; }
+
 void set_for_process(Id id, std::string value) {
   Value probe;
   parse(spec(id), value, probe);

@@ -8,6 +8,7 @@
 // value set or reloaded in one is seen by all.
 #pragma once
 
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -88,5 +89,9 @@ std::string ensure_job_token(std::string_view prefix);
 // "chipmesh: test pause at <phase> (pid N)" to stderr and blocks in pause()
 // until a signal ends the process. A no-op otherwise (one cached compare).
 void test_pause_point(const char* phase);
+
+// The process-wide lock of the registry (held while a snapshot is made); a
+// fork holds it (worker/fork_locks.h) so that no child starts with it held.
+std::mutex& registry_mutex();
 
 }  // namespace chipmesh::knobs

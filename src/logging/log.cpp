@@ -125,6 +125,8 @@ int output_fd(State& st) {
 
 std::atomic<uint64_t>& gate() { return state().gate; }
 
+std::mutex& output_mutex() { return state().mu; }
+
 uint64_t read_gate() {
   State& st = state();
   const uint64_t v = compute_gate();

@@ -14,6 +14,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <mutex>
 
 namespace chipmesh::log {
 
@@ -37,6 +38,9 @@ constexpr uint64_t kUnread = ~0ull;
 std::atomic<uint64_t>& gate();
 uint64_t read_gate();         // slow path: reads the knobs, fills the gate
 void knobs_changed();         // called by knobs::reload() / set_for_process()
+// The process-wide lock of the output (held while a line is written); a
+// fork holds it (worker/fork_locks.h) so that no child starts with it held.
+std::mutex& output_mutex();
 }  // namespace detail
 
 // Whether a message of `level` for `subsys` would be written.

@@ -223,10 +223,14 @@ std::unique_ptr<PlatformTables> try_open(const std::string& path, std::string* w
 
 }  // namespace
 
-const PlatformTables& load_platform_tables(std::string_view name_or_path) {
+std::mutex& platform_loader_mutex() {
   static std::mutex mu;
+  return mu;
+}
+
+const PlatformTables& load_platform_tables(std::string_view name_or_path) {
   static std::map<std::string, std::unique_ptr<PlatformTables>, std::less<>> loaded;
-  std::lock_guard<std::mutex> lock(mu);
+  std::lock_guard<std::mutex> lock(platform_loader_mutex());
   if (auto it = loaded.find(name_or_path); it != loaded.end()) return *it->second;
 
   const bool is_path = name_or_path.find('/') != std::string_view::npos;

@@ -3,6 +3,7 @@
 // the legacy combined table (adapted in whichever direction is missing).
 #pragma once
 
+#include <mutex>
 #include <string_view>
 
 #include "chipmesh/platform_abi.h"
@@ -23,6 +24,11 @@ struct PlatformTables {
 // size found and expected). Plugins stay loaded for the life of the process
 // (their tables and thread-locals are referenced).
 const PlatformTables& load_platform_tables(std::string_view name_or_path);
+
+// The lock load_platform_tables holds while it loads (dlopen runs the
+// plugin's constructors under it); a fork holds it (worker/fork_locks.h) so
+// that no chip starts with it held: every chip loads its platform.
+std::mutex& platform_loader_mutex();
 
 // The legacy view of load_platform_tables(name_or_path).
 const chipmesh_platform* load_platform(std::string_view name_or_path);

@@ -23,6 +23,7 @@
 #include "chipmesh/chip_worker.h"
 #include "kernel_loader/kernel_library.h"
 #include "plugin_loader/platform_loader.h"
+#include "worker/fork_locks.h"
 #include "worker/janitor.h"
 #include "chip/chip_process.h"
 #include "knobs/knobs.h"
@@ -146,10 +147,12 @@ void Worker::Impl::fork_chips() {
   // Each fork makes the parent's pages copy-on-write again, so whatever the
   // loop writes faults once per chip: no allocation in it.
   pids.reserve(n());
+  worker::ForkLocks locks;  // no chip starts with a lock another thread held
   for (size_t i = 0; i < n(); ++i) {
     pid_t pid = fork();
     if (pid < 0) {
       int err = errno;
+      locks.release();
       reap_forked_without_watcher();
       throw DeviceError("Worker::init: fork of chip " + std::to_string(i) + " of " + std::to_string(n()) +
                         " failed: " + std::strerror(err) + limit_hint(err, RLIMIT_NPROC, "RLIMIT_NPROC (processes)") +
@@ -157,6 +160,7 @@ void Worker::Impl::fork_chips() {
     }
     if (pid == 0) {
       fork_exclusions.guard_in_child();
+      locks.release();
       arenas->keep_only(i);
       window_files.keep_only(i);
       worker::ChipProcessArgs args{static_cast<int>(i),
@@ -178,6 +182,7 @@ void Worker::Impl::fork_chips() {
     live_pids[i].store(pid, std::memory_order_seq_cst);
     if (interrupted.load(std::memory_order_seq_cst)) kill(pid, SIGTERM);
   }
+  locks.release();
   arenas->close_fds();  // each chip holds its own; the mappings stay here
   window_files.close_all();  // likewise; the staging views keep descriptors of their own
   try {

@@ -21,8 +21,8 @@
 #include "common/futex.h"
 #include "request_ring/chip_shared.h"
 #include "worker/child_watcher.h"
-#include "worker/host_arenas.h"
 #include "worker/fork_exclusions.h"
+#include "worker/host_arenas.h"
 #include "worker/window_files.h"
 #include "worker/window_views.h"
 

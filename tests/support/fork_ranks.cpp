@@ -190,6 +190,14 @@ bool wait_asleep_in_futex(pid_t tid, std::chrono::milliseconds deadline) {
   return false;
 }
 
+uintptr_t futex_word_waited_on(pid_t tid) {
+  std::ifstream f("/proc/" + std::to_string(tid) + "/syscall");
+  long nr = -1;
+  std::string word;
+  if (!(f >> nr >> word) || nr != SYS_futex) return 0;
+  return static_cast<uintptr_t>(std::stoull(word, nullptr, 16));
+}
+
 ::testing::AssertionResult all_ok(const std::vector<RankOutcome>& outcomes) {
   std::ostringstream os;
   bool ok = true;

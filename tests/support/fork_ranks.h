@@ -8,6 +8,7 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <cstdint>
 #include <functional>
 #include <set>
 #include <sstream>
@@ -72,6 +73,11 @@ std::vector<pid_t> children_of(pid_t pid);
 // deadline. A test that then wakes the futex knows the wake, and not a
 // timeout or an early re-check, is what ends the wait.
 bool wait_asleep_in_futex(pid_t tid, std::chrono::milliseconds deadline);
+
+// The word thread `tid` (of this process, or a child) is blocked on in
+// futex(2) (the second field of /proc/<tid>/syscall: a lock's address when
+// it waits for that lock), 0 when it is not blocked in futex(2).
+uintptr_t futex_word_waited_on(pid_t tid);
 
 // gtest predicate: every rank exited 0 (otherwise lists each failure).
 ::testing::AssertionResult all_ok(const std::vector<RankOutcome>& outcomes);
