@@ -199,6 +199,11 @@ class Worker {
   // after init(), map it shared (MAP_SHARED, stage_input / stage_output,
   // POSIX shared memory), which fork neither copies nor protects, or leave
   // it out of the chips (exclude_from_chips).
+  // Other threads may go on meanwhile (another Worker's init(), logging,
+  // loading a platform): the locks of chipmesh a chip takes are held across
+  // the forks, so no chip starts with one another thread held. The thread
+  // that calls init() is the chips' parent: keep it alive until close()
+  // (the chips get SIGTERM when it exits, PR_SET_PDEATHSIG).
   void init();
   const std::vector<ChipContext>& chip_contexts() const;  // error before init()
 
