@@ -1,3 +1,5 @@
+// Workers in threaded programs.
+//
 // A chip forked while another thread of the parent holds a process-wide lock
 // the chip takes would start with it held for good and hang on it: init()
 // holds those locks across its forks (src/worker/fork_locks.h). Shown with
@@ -5,6 +7,9 @@
 // and lets go once that thread waits for it (the fix) or once a chip exists
 // (without the fix the chips, started with it held, hang at their first log
 // line and init() fails at its deadline).
+//
+// The chips' parent-death signal follows the thread that forked them: when
+// the thread that called init() exits, the chips end, and the error says so.
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -16,6 +21,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include <gtest/gtest.h>
 
@@ -35,7 +41,7 @@ size_t count_of(const std::string& text, const std::string& what) {
   return n;
 }
 
-TEST(WorkerForkLocks, ChipsForkedWhileAnotherThreadHoldsTheLogLockDoNotInheritIt) {
+TEST(WorkerThreads, ChipsForkedWhileAnotherThreadHoldsTheLogLockDoNotInheritIt) {
   struct Restore {
     ~Restore() { knobs::reload(); }
   } restore;
@@ -85,6 +91,23 @@ TEST(WorkerForkLocks, ChipsForkedWhileAnotherThreadHoldsTheLogLockDoNotInheritIt
   const std::string lines((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
   EXPECT_EQ(count_of(lines, "init timings: device"), 2u) << "each chip logs its bring-up:\n" << lines;
   std::remove(log_file.c_str());
+}
+
+TEST(WorkerThreads, ChipsEndedByTheExitOfTheThreadThatCalledInitSaySo) {
+  ScratchDir scratch;
+  Worker w(comm_config(2, scratch.file("rootinfo"), 64 * 1024));
+  std::vector<pid_t> chips;
+  std::thread([&] {
+    w.init();
+    chips = children_of(static_cast<pid_t>(syscall(SYS_gettid)));
+  }).join();
+  ASSERT_EQ(chips.size(), 2u);
+  ASSERT_TRUE(wait_gone(chips, std::chrono::seconds(30))) << "the chips outlived the thread that forked them";
+  const std::string msg =
+      chip_error_of([&] { w.run([](Orchestrator& o) { o.submit_group({0, 1}, task("test_noop")); }); });
+  EXPECT_NE(msg.find("the thread that called init() (tid "), std::string::npos) << msg;
+  EXPECT_NE(msg.find("has exited"), std::string::npos) << msg;
+  w.close();
 }
 
 }  // namespace
