@@ -2,6 +2,7 @@
 failures, and Ctrl-C."""
 
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -216,6 +217,33 @@ def test_exclude_from_chips(tmp_path):
         np.testing.assert_array_equal(out, np.full(count, 3, np.float32))
         excluded[:] = 9
         assert (excluded == 9).all()
+
+
+def test_init_on_a_thread_that_exits(tmp_path):
+    """Each chip gets SIGTERM when the thread that forked it exits: init() on
+    a helper thread that ends leaves chips that are gone, and the error of the
+    next run() says why."""
+    count = 256
+    with chipmesh.Worker(device_ids=[0, 1], chip_bootstrap_configs=configs(2, tmp_path, count)) as w:
+        pidfds = []
+
+        def bring_up():
+            w.init()
+            with open(f"/proc/self/task/{threading.get_native_id()}/children") as f:
+                pidfds.extend(os.pidfd_open(int(p)) for p in f.read().split())
+
+        t = threading.Thread(target=bring_up)
+        t.start()
+        t.join()
+        assert len(pidfds) == 2
+        for fd in pidfds:  # readable once that chip has exited
+            assert select.select([fd], [], [], 30)[0], "a chip outlived the thread that forked it"
+            os.close(fd)
+        ctxs = w.chip_contexts
+        tasks = [chipmesh.allreduce_task(ctxs[c].buffer_ptrs["x"], ctxs[c].buffer_ptrs["y"], count, "float32", "sum")
+                 for c in range(2)]
+        with pytest.raises(chipmesh.ChipError, match=r"the thread that called init\(\) \(tid \d+\) has exited"):
+            w.run(lambda orch: orch.submit_group([0, 1], tasks))
 
 
 def test_orchestrator_after_run(tmp_path):
