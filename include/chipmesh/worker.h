@@ -182,6 +182,10 @@ class Orchestrator {
   Worker& worker_;
 };
 
+// Threads: one thread at a time per Worker (its calls, and the Orchestrator
+// of its run(), are not synchronized against each other), except
+// interrupt(). Workers of their own in several threads of one process are
+// independent: each may init(), run() and close() while the others do.
 class Worker {
  public:
   explicit Worker(WorkerConfig cfg);  // ConfigError: configs given but count != device_ids
@@ -199,11 +203,12 @@ class Worker {
   // after init(), map it shared (MAP_SHARED, stage_input / stage_output,
   // POSIX shared memory), which fork neither copies nor protects, or leave
   // it out of the chips (exclude_from_chips).
-  // Other threads may go on meanwhile (another Worker's init(), logging,
-  // loading a platform): the locks of chipmesh a chip takes are held across
-  // the forks, so no chip starts with one another thread held. The thread
-  // that calls init() is the chips' parent: keep it alive until close()
-  // (the chips get SIGTERM when it exits, PR_SET_PDEATHSIG).
+  // Any thread may call it, and others may go on meanwhile (another
+  // Worker's init(), logging, loading a platform): called on a thread other
+  // than the main one, the chips are forked by a thread of the Worker's own
+  // that lives until close() (a chip's parent-death signal follows the
+  // thread that forked it), and the locks of chipmesh a chip takes are held
+  // across the forks, so no chip starts with one another thread held.
   void init();
   const std::vector<ChipContext>& chip_contexts() const;  // error before init()
 

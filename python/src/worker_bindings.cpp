@@ -617,8 +617,8 @@ void register_worker(py::module_& m) {
           "(page tables copied per chip), their next write after it copies every page, and the copies stay while "
           "the chips live. Create large arrays after init(), in shared memory (numpy.frombuffer over "
           "mmap.mmap(-1, nbytes), multiprocessing.shared_memory, stage_input / stage_output), which fork neither "
-          "copies nor protects, or leave them out of the chips with exclude_from_chips(). The calling thread is the "
-          "chips' parent: each chip gets SIGTERM when it exits, so call init() on a thread that lives until close().")
+          "copies nor protects, or leave them out of the chips with exclude_from_chips(). Any thread may call it "
+          "(the chips are forked by a thread of the Worker's own, which lives until close()).")
       .def_property_readonly(
           "chip_contexts",
           [](const Worker& w) {

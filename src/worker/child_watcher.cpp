@@ -5,7 +5,6 @@
 #include <string.h>
 #include <poll.h>
 #include <sys/eventfd.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -16,10 +15,7 @@
 namespace chipmesh::worker {
 
 ChildWatcher::ChildWatcher(std::vector<pid_t> pids, SharedHeader* header)
-    : pids_(std::move(pids)),
-      header_(header),
-      forking_thread_(static_cast<pid_t>(syscall(SYS_gettid))),
-      dead_(new std::atomic<bool>[pids_.size()]), status_(pids_.size(), 0),
+    : pids_(std::move(pids)), header_(header), dead_(new std::atomic<bool>[pids_.size()]), status_(pids_.size(), 0),
       reaped_elsewhere_(pids_.size(), false) {
   for (size_t i = 0; i < pids_.size(); ++i) dead_[i].store(false);
   stop_fd_ = eventfd(0, EFD_CLOEXEC);
@@ -69,14 +65,9 @@ std::string ChildWatcher::cause(size_t chip) const {
       return "exited (status unknown: reaped by someone else, e.g. SIGCHLD ignored or another waitpid)";
     status = status_[chip];
   }
-  std::string how = WIFSIGNALED(status) ? "killed by signal " + std::to_string(WTERMSIG(status)) + " (" +
-                                              strsignal(WTERMSIG(status)) + ")"
-                                        : "exited with status " + std::to_string(WEXITSTATUS(status));
-  if (syscall(SYS_tgkill, getpid(), forking_thread_, 0) != 0 && errno == ESRCH)
-    how += "; the thread that called init() (tid " + std::to_string(forking_thread_) +
-           ") has exited, and each chip gets SIGTERM when the thread that forked it exits: keep that thread "
-           "alive until close()";
-  return how;
+  if (WIFSIGNALED(status))
+    return "killed by signal " + std::to_string(WTERMSIG(status)) + " (" + strsignal(WTERMSIG(status)) + ")";
+  return "exited with status " + std::to_string(WEXITSTATUS(status));
 }
 
 bool ChildWatcher::died_uncleanly(size_t chip) const {

@@ -25,7 +25,6 @@ namespace chipmesh::worker {
 
 class ChildWatcher {
  public:
-  // Made by the thread that forked the chips (see cause()).
   ChildWatcher(std::vector<pid_t> pids, SharedHeader* header);
   ~ChildWatcher();  // stops the thread; children still alive stay unreaped
   ChildWatcher(const ChildWatcher&) = delete;
@@ -33,9 +32,7 @@ class ChildWatcher {
 
   bool dead(size_t chip) const { return dead_[chip].load(std::memory_order_acquire); }
   bool all_dead() const;
-  // "exited with status 3" / "killed by signal 11 (Segmentation fault)";
-  // when the thread that forked the chips has exited since, that too (a
-  // chip gets SIGTERM as the thread that forked it exits: PR_SET_PDEATHSIG).
+  // "exited with status 3" / "killed by signal 11 (Segmentation fault)".
   std::string cause(size_t chip) const;
   // Dead by a signal, or reaped by someone else (how is unknown): it may not
   // have removed what it owned.
@@ -54,7 +51,6 @@ class ChildWatcher {
   void record(size_t i, int status, bool reaped_here);
   std::vector<pid_t> pids_;
   SharedHeader* header_;
-  pid_t forking_thread_;
   std::unique_ptr<std::atomic<bool>[]> dead_;
   std::vector<int> status_;  // waitpid status, valid once dead_
   std::vector<bool> reaped_elsewhere_;  // waitpid found no child: status unknown

@@ -21,6 +21,7 @@
 #include "common/futex.h"
 #include "request_ring/chip_shared.h"
 #include "worker/child_watcher.h"
+#include "worker/chip_parent_thread.h"
 #include "worker/fork_exclusions.h"
 #include "worker/host_arenas.h"
 #include "worker/window_files.h"
@@ -85,6 +86,8 @@ struct Worker::Impl {
   std::unique_ptr<std::atomic<pid_t>[]> live_pids;
   std::atomic<bool> interrupted{false};
   std::unique_ptr<worker::ChildWatcher> watcher;
+  // The chips' parent thread; ended once they are reaped (terminate_all).
+  std::unique_ptr<worker::ChipParentThread> chip_parent;
   // The chips' host arenas (none when the platform takes none); made with
   // the region, before the forks.
   std::unique_ptr<worker::HostArenas> arenas;

@@ -1,0 +1,49 @@
+#include "worker/chip_parent_thread.h"
+
+#include <string>
+#include <system_error>
+
+#include "chipmesh/errors.h"
+
+namespace chipmesh::worker {
+
+ChipParentThread::ChipParentThread(const std::function<void()>& fork) {
+  try {
+    thread_ = std::thread([this, &fork] {
+      std::exception_ptr error;
+      try {
+        fork();
+      } catch (...) {
+        error = std::current_exception();
+      }
+      std::unique_lock<std::mutex> lock(mu_);
+      error_ = error;
+      forked_ = true;
+      cv_.notify_all();
+      cv_.wait(lock, [this] { return stop_; });
+    });
+  } catch (const std::system_error& e) {
+    throw DeviceError(std::string("Worker::init: cannot start the thread the chips are forked from: ") + e.what() +
+                      " (a limit on threads: RLIMIT_NPROC, kernel.threads-max, a cgroup's pids.max)");
+  }
+  std::unique_lock<std::mutex> lock(mu_);
+  cv_.wait(lock, [this] { return forked_; });
+  if (error_) {
+    stop_ = true;
+    cv_.notify_all();
+    lock.unlock();
+    thread_.join();
+    std::rethrow_exception(error_);
+  }
+}
+
+ChipParentThread::~ChipParentThread() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  thread_.join();
+}
+
+}  // namespace chipmesh::worker
