@@ -8,6 +8,10 @@
 // (without the fix the chips, started with it held, hang at their first log
 // line and init() fails at its deadline).
 //
+// Workers of their own in several threads are independent: each brings up,
+// reduces on a domain and closes while the others do (run whole under TSan
+// in CI, which also checks that they share nothing unsynchronized).
+//
 // A chip's parent-death signal follows the thread that forked it: the chips
 // are forked by a thread of the Worker's own (src/worker/chip_parent_thread.h),
 // so they outlive the thread that called init().
@@ -125,6 +129,48 @@ TEST(WorkerThreads, ChipsOutliveTheThreadThatCalledInit) {
   w.copy_from(1, out.data(), w.chip_contexts()[1].buffer_ptrs.at("x"), count * 4);
   EXPECT_EQ(out, std::vector<int32_t>(count, 2));
   w.close();
+}
+
+TEST(WorkerThreads, WorkersInSeveralThreadsAreIndependent) {
+  constexpr int kThreads = 3, kRounds = 5;
+  constexpr size_t kCount = 1000;
+  std::atomic<int> done{0};
+  std::vector<std::string> errors(kThreads);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      try {
+        for (int round = 0; round < kRounds; ++round) {
+          WorkerConfig cfg;
+          cfg.device_ids = {0, 1};
+          Worker w(cfg);
+          w.init();
+          w.run([&](Orchestrator& o) {
+            CommDomain d = o.allocate_domain("d", {0, 1}, 64 * 1024,
+                                             {ChipBufferSpec{"x", DataType::INT32, kCount, kCount * 4}});
+            for (int c = 0; c < 2; ++c) {
+              std::vector<int32_t> mine(kCount, (t + 1) * 100 + round * 10 + c);
+              w.copy_to(c, d.context(c).buffer_ptrs.at("x"), mine.data(), kCount * 4);
+            }
+            o.allreduce(d, "x", "x", kCount, DataType::INT32, ReduceOp::SUM);
+            o.wait();
+            std::vector<int32_t> out(kCount, 0);
+            w.copy_from(1, out.data(), d.context(1).buffer_ptrs.at("x"), kCount * 4);
+            const int32_t want = 2 * ((t + 1) * 100 + round * 10) + 1;
+            CM_REQUIRE(out == std::vector<int32_t>(kCount, want));
+            o.release_domain(d);
+          });
+          w.close();
+          ++done;
+        }
+      } catch (const std::exception& e) {
+        errors[t] = e.what();
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  for (int t = 0; t < kThreads; ++t) EXPECT_EQ(errors[t], "") << "thread " << t;
+  EXPECT_EQ(done.load(), kThreads * kRounds);
 }
 
 }  // namespace
