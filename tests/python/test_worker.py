@@ -177,6 +177,20 @@ def test_worker_owned_staging(tmp_path):
             np.testing.assert_array_equal(outs[r], want)
 
 
+def reduce_on_two_chips(w, count):
+    """Chip c's x holds c + 1; an allreduce task per chip sums the x's into
+    y: both chips work (checked on chip 1)."""
+    ctxs = w.chip_contexts
+    for c in range(2):
+        w.copy_to(c, ctxs[c].buffer_ptrs["x"], np.full(count, c + 1, np.float32))
+    tasks = [chipmesh.allreduce_task(ctxs[c].buffer_ptrs["x"], ctxs[c].buffer_ptrs["y"], count, "float32", "sum")
+             for c in range(2)]
+    w.run(lambda orch: orch.submit_group([0, 1], tasks))
+    out = np.empty(count, np.float32)
+    w.copy_from(1, out, ctxs[1].buffer_ptrs["y"])
+    np.testing.assert_array_equal(out, np.full(count, 3, np.float32))
+
+
 def page_alone(addr):
     """Whether this process alone maps the page of `addr` (pagemap bit 56)."""
     with open("/proc/self/pagemap", "rb") as f:
@@ -206,15 +220,7 @@ def test_exclude_from_chips(tmp_path):
         assert not page_alone(other.ctypes.data + middle)
         with pytest.raises(ValueError, match="before init"):
             w.exclude_from_chips(other)
-        ctxs = w.chip_contexts
-        for c in range(2):
-            w.copy_to(c, ctxs[c].buffer_ptrs["x"], np.full(count, c + 1, np.float32))
-        tasks = [chipmesh.allreduce_task(ctxs[c].buffer_ptrs["x"], ctxs[c].buffer_ptrs["y"], count, "float32", "sum")
-                 for c in range(2)]
-        w.run(lambda orch: orch.submit_group([0, 1], tasks))
-        out = np.empty(count, np.float32)
-        w.copy_from(1, out, ctxs[1].buffer_ptrs["y"])
-        np.testing.assert_array_equal(out, np.full(count, 3, np.float32))
+        reduce_on_two_chips(w, count)
         excluded[:] = 9
         assert (excluded == 9).all()
 
@@ -241,15 +247,7 @@ def test_init_on_a_thread_that_ends(tmp_path):
         while os.path.exists(entry) and time.monotonic() < deadline:
             os.sched_yield()
         assert not os.path.exists(entry), "the thread that called init() did not end within 30 s"
-        ctxs = w.chip_contexts
-        for c in range(2):
-            w.copy_to(c, ctxs[c].buffer_ptrs["x"], np.full(count, c + 1, np.float32))
-        tasks = [chipmesh.allreduce_task(ctxs[c].buffer_ptrs["x"], ctxs[c].buffer_ptrs["y"], count, "float32", "sum")
-                 for c in range(2)]
-        w.run(lambda orch: orch.submit_group([0, 1], tasks))
-        out = np.empty(count, np.float32)
-        w.copy_from(1, out, ctxs[1].buffer_ptrs["y"])
-        np.testing.assert_array_equal(out, np.full(count, 3, np.float32))
+        reduce_on_two_chips(w, count)
 
 
 def test_orchestrator_after_run(tmp_path):
