@@ -7,6 +7,8 @@
 #include <chrono>
 #include <functional>
 #include <string>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "chipmesh/worker.h"
@@ -41,24 +43,38 @@ int last_cpu(pid_t pid);
 void expect_apart_after_work(const pid_t (&chips)[2], const cpu_set_t& allowed, const cpu_set_t& one, int stacked,
                              int step, int limit, const std::function<void(int)>& work, const char* units);
 
-// The message of the ChipError `body` throws ("" and a test failure if none).
+// The message of the error of type E `body` throws ("" and a test failure
+// if none; a test failure naming it if another error).
+template <typename E, typename F>
+std::string error_of(F&& body);
+// The message of the ChipError `body` throws.
 template <typename F>
-std::string chip_error_of(F&& body);
+std::string chip_error_of(F&& body) {
+  return error_of<ChipError>(std::forward<F>(body));
+}
+// The message of the ConfigError `body` throws.
+template <typename F>
+std::string config_error_of(F&& body) {
+  return error_of<ConfigError>(std::forward<F>(body));
+}
 
 }  // namespace chipmesh::testing
 
 #include <gtest/gtest.h>
 
-template <typename F>
-std::string chipmesh::testing::chip_error_of(F&& body) {
+template <typename E, typename F>
+std::string chipmesh::testing::error_of(F&& body) {
+  const char* kind = std::is_same_v<E, ChipError>     ? "ChipError"
+                     : std::is_same_v<E, ConfigError> ? "ConfigError"
+                                                      : "error";
   try {
     body();
-  } catch (const ChipError& e) {
+  } catch (const E& e) {
     return e.what();
   } catch (const std::exception& e) {
-    ADD_FAILURE() << "expected a ChipError, got: " << e.what();
+    ADD_FAILURE() << "expected a " << kind << ", got: " << e.what();
     return e.what();
   }
-  ADD_FAILURE() << "expected a ChipError, nothing was thrown";
+  ADD_FAILURE() << "expected a " << kind << ", nothing was thrown";
   return {};
 }
