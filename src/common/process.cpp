@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -11,7 +12,9 @@
 #include <cstdlib>
 #include <cstring>
 #include <algorithm>
+#include <atomic>
 #include <climits>
+#include <new>
 #include <string>
 #include <utility>
 
@@ -147,6 +150,26 @@ bool Watch::exited() const {
   }
   struct pollfd pfd{fd_, POLLIN, 0};
   return ::poll(&pfd, 1, 0) > 0;
+}
+
+pid_t this_pid() noexcept {
+  static std::atomic<pid_t>* const slot = [] () -> std::atomic<pid_t>* {
+    const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+    void* p = mmap(nullptr, page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) return nullptr;
+    if (madvise(p, page, MADV_WIPEONFORK) != 0) {  // before Linux 4.14
+      munmap(p, page);
+      return nullptr;
+    }
+    return new (p) std::atomic<pid_t>(0);  // never unmapped: read until _exit
+  }();
+  if (!slot) return getpid();
+  pid_t pid = slot->load(std::memory_order_relaxed);
+  if (pid == 0) {  // first use, or a fork's child
+    pid = getpid();
+    slot->store(pid, std::memory_order_relaxed);
+  }
+  return pid;
 }
 
 }  // namespace chipmesh::process

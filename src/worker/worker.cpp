@@ -79,6 +79,14 @@ Worker::Worker(WorkerConfig cfg) : impl_(std::make_unique<Impl>(std::move(cfg)))
 }
 
 Worker::~Worker() {
+  if (impl_->in_forked_copy()) {
+    // A fork's copy (a child exiting through its destructors): the chips,
+    // the shared memory, the watcher's eventfd and threads are the other
+    // process's (the threads do not even exist here). Touch none of it;
+    // what this copy maps goes with this process.
+    (void)impl_.release();
+    return;
+  }
   try {
     close();
   } catch (...) {
@@ -364,6 +372,7 @@ void warn_if_bound_tighter_than(size_t chips) {
 
 void Worker::init() {
   Impl& m = *impl_;
+  m.require_owner("init");
   if (m.state != Impl::State::Created)
     throw ConfigError(std::string("Worker::init: the worker is already ") +
                       (m.state == Impl::State::Running ? "initialized" : "closed"));
@@ -508,6 +517,7 @@ void Worker::Impl::sweep_leftovers() noexcept {
 
 void Worker::close() {
   Impl& m = *impl_;
+  if (m.in_forked_copy()) return;  // the owner's to close (see ~Worker)
   if (m.state == Impl::State::Closed) return;
   if (m.state == Impl::State::Created) {
     m.state = Impl::State::Closed;

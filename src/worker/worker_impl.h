@@ -19,6 +19,7 @@
 #include "common/deadline.h"
 #include "cluster/cluster.h"
 #include "common/futex.h"
+#include "common/process.h"
 #include "request_ring/chip_shared.h"
 #include "worker/child_watcher.h"
 #include "worker/chip_parent_thread.h"
@@ -209,6 +210,14 @@ struct Worker::Impl {
   // when the next look at /proc is due (waits look at most every 250 ms).
   std::vector<std::optional<std::chrono::steady_clock::time_point>> stopped_since;
   std::chrono::steady_clock::time_point next_stop_check{};
+
+  // The process that created the Worker: its chips are that process's
+  // children, and a fork of it (a user's os.fork(), a child that exits
+  // through its destructors) must neither use nor close them.
+  const pid_t owner_pid = process::this_pid();
+  bool in_forked_copy() const { return process::this_pid() != owner_pid; }
+  // ConfigError naming both processes, in a fork of the owner.
+  void require_owner(const char* what) const;
 
   explicit Impl(WorkerConfig c)
       : cfg(std::move(c)),

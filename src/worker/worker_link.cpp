@@ -3,6 +3,7 @@
 // chip's host arena skips the ring: one memcpy by the parent, once the chip
 // has finished everything queued before it (the ring's own order).
 #include <signal.h>
+#include <unistd.h>
 
 #include <cstring>
 #include <deque>
@@ -30,7 +31,15 @@ ChipError Worker::Impl::chip_error(size_t chip, const std::string& cause, bool c
   return e;
 }
 
+void Worker::Impl::require_owner(const char* what) const {
+  if (in_forked_copy())
+    throw ConfigError(std::string("Worker::") + what + ": this process (pid " + std::to_string(getpid()) +
+                      ") is a fork of the one that created the Worker (pid " + std::to_string(owner_pid) +
+                      "); the Worker and its chips belong to that process: make a Worker of its own here");
+}
+
 void Worker::Impl::require_running(const char* what) const {
+  require_owner(what);
   if (state != State::Running)
     throw ConfigError(std::string("Worker::") + what + ": the worker is " +
                       (state == State::Created ? "not initialized (call init() first)" : "closed"));

@@ -1,7 +1,9 @@
 """Worker from Python: bring-up, contexts, allreduce through run(),
 failures, and Ctrl-C."""
 
+import gc
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -247,6 +249,39 @@ def test_init_on_a_thread_that_ends(tmp_path):
         while os.path.exists(entry) and time.monotonic() < deadline:
             os.sched_yield()
         assert not os.path.exists(entry), "the thread that called init() did not end within 30 s"
+        reduce_on_two_chips(w, count)
+
+
+def test_a_forked_child_leaves_the_workers_chips_alone(tmp_path):
+    """A Worker belongs to the process that made it: in an os.fork() child
+    its calls raise ConfigError, and the child's copy going away (as at its
+    interpreter's exit) neither closes nor kills the parent's chips."""
+    count = 256
+    with chipmesh.Worker(device_ids=[0, 1], chip_bootstrap_configs=configs(2, tmp_path, count)) as w:
+        w.init()
+        pid = os.fork()
+        if pid == 0:  # the child: report through the exit status only
+            ok = False
+            try:
+                w.run(lambda orch: None)
+            except chipmesh.ConfigError as e:
+                ok = "is a fork of the one that created the Worker" in str(e)
+            except BaseException:
+                pass
+            try:
+                w.close()
+                del w
+                gc.collect()
+            finally:
+                os._exit(0 if ok else 1)
+        fd = os.pidfd_open(pid)
+        exited = select.select([fd], [], [], 60)[0]  # readable once the child has exited
+        os.close(fd)
+        if not exited:
+            os.kill(pid, signal.SIGKILL)
+        _, status = os.waitpid(pid, 0)
+        assert exited, "the child's copy of the Worker kept it from exiting for 60 s"
+        assert os.waitstatus_to_exitcode(status) == 0, "the child's calls did not raise the ConfigError"
         reduce_on_two_chips(w, count)
 
 
