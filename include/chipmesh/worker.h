@@ -188,9 +188,9 @@ class Orchestrator {
 // independent: each may init(), run() and close() while the others do.
 // Forks: a Worker belongs to the process that created it (its chips are
 // that process's children). In a fork of it (os.fork(), a child that
-// exits through its destructors) every call throws ConfigError, and
-// close() and the destructor leave the chips and the shared memory to the
-// owner.
+// exits through its destructors) every call that reaches the chips throws
+// ConfigError, and interrupt(), close() and the destructor leave the chips
+// and the shared memory to the owner.
 class Worker {
  public:
   explicit Worker(WorkerConfig cfg);  // ConfigError: configs given but count != device_ids

@@ -463,6 +463,7 @@ void Worker::init() {
 
 void Worker::interrupt() noexcept {
   Impl& m = *impl_;
+  if (m.in_forked_copy()) return;  // the chips are the owner's (this_pid: loads, or getpid once)
   m.interrupted.store(true, std::memory_order_seq_cst);
   for (size_t i = 0; i < m.n(); ++i)
     if (pid_t pid = m.live_pids[i].load(std::memory_order_seq_cst); pid > 0) kill(pid, SIGTERM);

@@ -1,7 +1,7 @@
 // A Worker belongs to the process that created it: in a fork of that
 // process (a user's fork(), os.fork() in Python) its calls are ConfigErrors,
-// and its close() and destructor (a child exiting through its destructors)
-// leave the owner's chips alone. Without that, the child's close() sent the
+// and its interrupt(), close() and destructor (a child exiting through its
+// destructors) leave the owner's chips alone. Without that, the child's close() sent the
 // chips their shutdown and then waited forever for a watcher thread that a
 // fork does not copy.
 #include <memory>
@@ -49,6 +49,7 @@ TEST(WorkerForkedCopy, AForkOfTheOwnerNeitherUsesNorClosesItsChips) {
         << run;
     const std::string copy = config_message([&] { w->copy_to(1, x1, data.data(), kCount * 4); });
     CM_REQUIRE(copy.find("Worker::copy_to") != std::string::npos && copy.find(fork_of) != std::string::npos) << copy;
+    w->interrupt();
     w->close();
     w.reset();  // as a child exiting through its destructors
   });
