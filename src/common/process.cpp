@@ -4,6 +4,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -150,6 +151,14 @@ bool Watch::exited() const {
   }
   struct pollfd pfd{fd_, POLLIN, 0};
   return ::poll(&pfd, 1, 0) > 0;
+}
+
+std::string limit_hint(int err, int resource, const char* name) {
+  if (err != EAGAIN && err != EMFILE && err != ENFILE) return {};
+  struct rlimit rl{};
+  if (getrlimit(resource, &rl) != 0) return {};
+  return std::string(", at the limit ") + name + " = " +
+         (rl.rlim_cur == RLIM_INFINITY ? std::string("unlimited") : std::to_string(rl.rlim_cur));
 }
 
 pid_t this_pid() noexcept {

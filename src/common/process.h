@@ -77,6 +77,10 @@ class Watch {
   bool gone_at_open_ = false;
 };
 
+// ", at the limit NAME = N" (the soft limit of `resource`) when `err` says a
+// resource ran out (EAGAIN, EMFILE, ENFILE); "" otherwise.
+std::string limit_hint(int err, int resource, const char* name);
+
 // getpid() without a system call on the fast path (checked on every
 // dispatch, which takes ~0.2 us): the pid sits in a page the kernel wipes in
 // the child of every fork (MADV_WIPEONFORK), so a child reads 0 and looks

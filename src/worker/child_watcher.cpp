@@ -8,6 +8,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <system_error>
+
 #include "chipmesh/errors.h"
 #include "common/process.h"
 #include "logging/log.h"
@@ -38,7 +40,14 @@ ChildWatcher::ChildWatcher(std::vector<pid_t> pids, SharedHeader* header)
     }
     pidfds_.push_back(fd);
   }
-  thread_ = std::thread([this] { polling_ ? loop_polling() : loop(); });
+  try {
+    thread_ = std::thread([this] { polling_ ? loop_polling() : loop(); });
+  } catch (const std::system_error& e) {  // out of tasks (RLIMIT_NPROC), say
+    for (int fd : pidfds_) close(fd);
+    close(stop_fd_);
+    errno = e.code().value();
+    throw DeviceError(std::string("cannot start the watcher thread: ") + strerror(errno));
+  }
 }
 
 ChildWatcher::~ChildWatcher() {

@@ -1,9 +1,13 @@
 #include "worker/chip_parent_thread.h"
 
+#include <sys/resource.h>
+
+#include <cstring>
 #include <string>
 #include <system_error>
 
 #include "chipmesh/errors.h"
+#include "common/process.h"
 
 namespace chipmesh::worker {
 
@@ -23,8 +27,11 @@ ChipParentThread::ChipParentThread(const std::function<void()>& fork) {
       cv_.wait(lock, [this] { return stop_; });
     });
   } catch (const std::system_error& e) {
-    throw DeviceError(std::string("Worker::init: cannot start the thread the chips are forked from: ") + e.what() +
-                      " (a limit on threads: RLIMIT_NPROC, kernel.threads-max, a cgroup's pids.max)");
+    const int err = e.code().value();
+    throw DeviceError(std::string("Worker::init: cannot start the thread the chips are forked from: ") +
+                      std::strerror(err) +
+                      process::limit_hint(err, RLIMIT_NPROC, "RLIMIT_NPROC (processes and threads)") +
+                      "; no chip was forked");
   }
   std::unique_lock<std::mutex> lock(mu_);
   cv_.wait(lock, [this] { return forked_; });

@@ -164,7 +164,7 @@ void Worker::Impl::fork_chips() {
       locks.release();
       reap_forked_without_watcher();
       throw DeviceError("Worker::init: fork of chip " + std::to_string(i) + " of " + std::to_string(n()) +
-                        " failed: " + std::strerror(err) + limit_hint(err, RLIMIT_NPROC, "RLIMIT_NPROC (processes)") +
+                        " failed: " + std::strerror(err) + process::limit_hint(err, RLIMIT_NPROC, "RLIMIT_NPROC (processes)") +
                         "; the " + std::to_string(i) + " chips already forked were killed and reaped");
     }
     if (pid == 0) {
@@ -197,23 +197,16 @@ void Worker::Impl::fork_chips() {
   try {
     watcher = std::make_unique<worker::ChildWatcher>(pids, header);
   } catch (const Error& e) {
-    // No pidfds (RLIMIT_NOFILE): reap the chips the plain way, leaving no
-    // process and no zombie, and say which limit it was.
+    // No pidfds (RLIMIT_NOFILE) or no thread (RLIMIT_NPROC): reap the chips
+    // the plain way, leaving no process and no zombie, and say which limit
+    // it was.
     const int err = errno;
     reap_forked_without_watcher();
     throw DeviceError(std::string("Worker::init: cannot watch the ") + std::to_string(n()) + " chips: " + e.what() +
-                      limit_hint(err, RLIMIT_NOFILE, "RLIMIT_NOFILE (open files)") +
+                      (err == EAGAIN ? process::limit_hint(err, RLIMIT_NPROC, "RLIMIT_NPROC (processes and threads)")
+                                     : process::limit_hint(err, RLIMIT_NOFILE, "RLIMIT_NOFILE (open files)")) +
                       "; every chip was killed and reaped");
   }
-}
-
-// ", at the limit RLIMIT_X (what) = N" when `err` says a resource ran out.
-std::string Worker::Impl::limit_hint(int err, int resource, const char* name) {
-  if (err != EAGAIN && err != EMFILE && err != ENFILE) return {};
-  struct rlimit rl{};
-  if (getrlimit(resource, &rl) != 0) return {};
-  return std::string(", at the limit ") + name + " = " +
-         (rl.rlim_cur == RLIM_INFINITY ? std::string("unlimited") : std::to_string(rl.rlim_cur));
 }
 
 void Worker::Impl::reap_forked_without_watcher() noexcept {

@@ -264,7 +264,6 @@ struct Worker::Impl {
   // Before the watcher exists (a fork or pidfd failed): SIGKILL and waitpid
   // every chip forked so far.
   void reap_forked_without_watcher() noexcept;
-  static std::string limit_hint(int err, int resource, const char* name);
 
   // --- requests (worker_link.cpp) ---
   // The error for a failure of `chip`, with its one WARN breadcrumb (INFO

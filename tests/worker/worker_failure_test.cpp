@@ -457,24 +457,30 @@ TEST(WorkerResourceLimits, NoPidfdsForTheChipsNamesTheLimitAndReapsThem) {
 // naming the fork, the chip, the limit, and every chip already forked is
 // killed and reaped. The limit binds only a non-root user, so the child
 // drops to nobody first (skipped when the test does not run as root).
-TEST(WorkerResourceLimits, ForkFailingAtRlimitNprocNamesItAndReapsTheChipsForked) {
-  if (geteuid() != 0) GTEST_SKIP() << "needs root to become a user whose process count is known";
-#if defined(__SANITIZE_THREAD__)
-  GTEST_SKIP() << "ThreadSanitizer's own threads count against RLIMIT_NPROC";
-#endif
-  // Tasks nobody already runs on this machine count against the limit too.
-  rlim_t others = 0;
+// Tasks (processes and threads) the user nobody already runs on this
+// machine: they count against nobody's RLIMIT_NPROC too.
+rlim_t tasks_of_nobody() {
+  rlim_t n = 0;
   for (const auto& proc : std::filesystem::directory_iterator("/proc")) {
     std::error_code ec;
     for (const auto& task : std::filesystem::directory_iterator(proc.path() / "task", ec)) {
       std::ifstream status(task.path() / "status");
       for (std::string line; std::getline(status, line);)
         if (line.rfind("Uid:", 0) == 0) {
-          others += std::stoul(line.substr(4)) == 65534;
+          n += std::stoul(line.substr(4)) == 65534;
           break;
         }
     }
   }
+  return n;
+}
+
+TEST(WorkerResourceLimits, ForkFailingAtRlimitNprocNamesItAndReapsTheChipsForked) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to become a user whose process count is known";
+#if defined(__SANITIZE_THREAD__)
+  GTEST_SKIP() << "ThreadSanitizer's own threads count against RLIMIT_NPROC";
+#endif
+  const rlim_t others = tasks_of_nobody();
   auto outcomes = fork_ranks(1, [&](int) {
     CM_REQUIRE(setgid(65534) == 0 && setuid(65534) == 0) << "cannot become nobody: " << std::strerror(errno);
     // This process and two chips; the third fork fails.
@@ -494,6 +500,77 @@ TEST(WorkerResourceLimits, ForkFailingAtRlimitNprocNamesItAndReapsTheChipsForked
     CM_REQUIRE(contains(msg, "RLIMIT_NPROC (processes) = " + std::to_string(limit))) << msg;
     CM_REQUIRE(contains(msg, "the 2 chips already forked were killed and reaped")) << msg;
     CM_REQUIRE(children_of(getpid()).empty()) << "a chip survived (or is a zombie): " << msg;
+    rank_note(msg);
+  }, std::chrono::seconds(60));
+  ASSERT_TRUE(all_ok(outcomes)) << outcomes[0].describe();
+}
+
+// Out of tasks right after the forks: the chips' watcher thread cannot
+// start. init fails naming it and the limit, and every chip is reaped.
+TEST(WorkerResourceLimits, WatcherThreadFailingAtRlimitNprocNamesItAndReapsTheChips) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to become a user whose process count is known";
+#if defined(__SANITIZE_THREAD__)
+  GTEST_SKIP() << "ThreadSanitizer's own threads count against RLIMIT_NPROC";
+#endif
+  const rlim_t others = tasks_of_nobody();
+  auto outcomes = fork_ranks(1, [&](int) {
+    CM_REQUIRE(setgid(65534) == 0 && setuid(65534) == 0) << "cannot become nobody: " << std::strerror(errno);
+    const rlim_t limit = others + 1 + 4;  // this process and its four chips: no room for a thread
+    struct rlimit rl{limit, limit};
+    CM_REQUIRE(setrlimit(RLIMIT_NPROC, &rl) == 0) << std::strerror(errno);
+    WorkerConfig cfg;
+    cfg.device_ids = {0, 1, 2, 3};
+    Worker w(cfg);
+    std::string msg;
+    try {
+      w.init();
+    } catch (const DeviceError& e) {
+      msg = e.what();
+    } catch (const std::exception& e) {
+      msg = std::string("not a DeviceError: ") + e.what();
+    }
+    CM_REQUIRE(contains(msg, "cannot watch the 4 chips")) << "init: " << msg;
+    CM_REQUIRE(contains(msg, "RLIMIT_NPROC (processes and threads) = " + std::to_string(limit))) << msg;
+    CM_REQUIRE(children_of(getpid()).empty()) << "a chip survived (or is a zombie): " << msg;
+    rank_note(msg);
+  }, std::chrono::seconds(60));
+  ASSERT_TRUE(all_ok(outcomes)) << outcomes[0].describe();
+}
+
+// init() off the main thread with no task to spare: the thread the chips
+// are forked from cannot start. init fails naming it and the limit, having
+// forked nothing.
+TEST(WorkerResourceLimits, ChipParentThreadFailingAtRlimitNprocNamesIt) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to become a user whose process count is known";
+#if defined(__SANITIZE_THREAD__)
+  GTEST_SKIP() << "ThreadSanitizer's own threads count against RLIMIT_NPROC";
+#endif
+  const rlim_t others = tasks_of_nobody();
+  auto outcomes = fork_ranks(1, [&](int) {
+    CM_REQUIRE(setgid(65534) == 0 && setuid(65534) == 0) << "cannot become nobody: " << std::strerror(errno);
+    WorkerConfig cfg;
+    cfg.device_ids = {0, 1};
+    Worker w(cfg);
+    std::string msg;
+    std::thread caller([&] {
+      const rlim_t limit = others + 2;  // this process's two threads
+      struct rlimit rl{limit, limit};
+      if (setrlimit(RLIMIT_NPROC, &rl) != 0) {
+        msg = std::string("setrlimit: ") + std::strerror(errno);
+        return;
+      }
+      try {
+        w.init();
+      } catch (const DeviceError& e) {
+        msg = e.what();
+      } catch (const std::exception& e) {
+        msg = std::string("not a DeviceError: ") + e.what();
+      }
+    });
+    caller.join();
+    CM_REQUIRE(contains(msg, "cannot start the thread the chips are forked from")) << "init: " << msg;
+    CM_REQUIRE(contains(msg, "RLIMIT_NPROC (processes and threads) = " + std::to_string(others + 2))) << msg;
+    CM_REQUIRE(children_of(getpid()).empty()) << "a chip was forked: " << msg;
     rank_note(msg);
   }, std::chrono::seconds(60));
   ASSERT_TRUE(all_ok(outcomes)) << outcomes[0].describe();
