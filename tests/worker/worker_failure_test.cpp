@@ -452,11 +452,6 @@ TEST(WorkerResourceLimits, NoPidfdsForTheChipsNamesTheLimitAndReapsThem) {
   ASSERT_TRUE(all_ok(outcomes)) << outcomes[0].describe();
 }
 
-
-// Out of processes (RLIMIT_NPROC) in the middle of the forks: init fails
-// naming the fork, the chip, the limit, and every chip already forked is
-// killed and reaped. The limit binds only a non-root user, so the child
-// drops to nobody first (skipped when the test does not run as root).
 // Tasks (processes and threads) the user nobody already runs on this
 // machine: they count against nobody's RLIMIT_NPROC too.
 rlim_t tasks_of_nobody() {
@@ -475,27 +470,56 @@ rlim_t tasks_of_nobody() {
   return n;
 }
 
-TEST(WorkerResourceLimits, ForkFailingAtRlimitNprocNamesItAndReapsTheChipsForked) {
-  if (geteuid() != 0) GTEST_SKIP() << "needs root to become a user whose process count is known";
+// Why an RLIMIT_NPROC test cannot run here ("" when it can): the limit
+// binds only a non-root user, so the rank becomes nobody, which needs root.
+std::string nproc_skip_reason() {
+  if (geteuid() != 0) return "needs root to become a user whose process count is known";
 #if defined(__SANITIZE_THREAD__)
-  GTEST_SKIP() << "ThreadSanitizer's own threads count against RLIMIT_NPROC";
+  return "ThreadSanitizer's own threads count against RLIMIT_NPROC";
 #endif
-  const rlim_t others = tasks_of_nobody();
-  auto outcomes = fork_ranks(1, [&](int) {
-    CM_REQUIRE(setgid(65534) == 0 && setuid(65534) == 0) << "cannot become nobody: " << std::strerror(errno);
-    // This process and two chips; the third fork fails.
-    const rlim_t limit = others + 3;
+  return "";
+}
+
+// In a forked rank, as nobody with RLIMIT_NPROC = `limit`: the message of
+// the DeviceError from init() of `chips` chips (what else was thrown,
+// marked), called on a thread of its own when `off_main_thread` (the limit
+// set once that thread exists).
+std::string init_error_as_nobody(rlim_t limit, int chips, bool off_main_thread) {
+  CM_REQUIRE(setgid(65534) == 0 && setuid(65534) == 0) << "cannot become nobody: " << std::strerror(errno);
+  WorkerConfig cfg;
+  for (int c = 0; c < chips; ++c) cfg.device_ids.push_back(c);
+  Worker w(cfg);
+  std::string msg;
+  auto init = [&] {
     struct rlimit rl{limit, limit};
-    CM_REQUIRE(setrlimit(RLIMIT_NPROC, &rl) == 0) << std::strerror(errno);
-    WorkerConfig cfg;
-    cfg.device_ids = {0, 1, 2, 3};
-    Worker w(cfg);
-    std::string msg;
+    if (setrlimit(RLIMIT_NPROC, &rl) != 0) {
+      msg = std::string("setrlimit: ") + std::strerror(errno);
+      return;
+    }
     try {
       w.init();
     } catch (const DeviceError& e) {
       msg = e.what();
+    } catch (const std::exception& e) {
+      msg = std::string("not a DeviceError: ") + e.what();
     }
+  };
+  if (off_main_thread)
+    std::thread(init).join();
+  else
+    init();
+  return msg;
+}
+
+// Out of processes (RLIMIT_NPROC) in the middle of the forks: init fails
+// naming the fork, the chip, the limit, and every chip already forked is
+// killed and reaped. The limit binds only a non-root user, so the child
+// drops to nobody first (skipped when the test does not run as root).
+TEST(WorkerResourceLimits, ForkFailingAtRlimitNprocNamesItAndReapsTheChipsForked) {
+  if (const std::string why = nproc_skip_reason(); !why.empty()) GTEST_SKIP() << why;
+  const rlim_t limit = tasks_of_nobody() + 3;  // this process and two chips; the third fork fails
+  auto outcomes = fork_ranks(1, [&](int) {
+    const std::string msg = init_error_as_nobody(limit, 4, false);
     CM_REQUIRE(contains(msg, "fork of chip 2 of 4 failed")) << "init: " << msg;
     CM_REQUIRE(contains(msg, "RLIMIT_NPROC (processes) = " + std::to_string(limit))) << msg;
     CM_REQUIRE(contains(msg, "the 2 chips already forked were killed and reaped")) << msg;
@@ -508,27 +532,10 @@ TEST(WorkerResourceLimits, ForkFailingAtRlimitNprocNamesItAndReapsTheChipsForked
 // Out of tasks right after the forks: the chips' watcher thread cannot
 // start. init fails naming it and the limit, and every chip is reaped.
 TEST(WorkerResourceLimits, WatcherThreadFailingAtRlimitNprocNamesItAndReapsTheChips) {
-  if (geteuid() != 0) GTEST_SKIP() << "needs root to become a user whose process count is known";
-#if defined(__SANITIZE_THREAD__)
-  GTEST_SKIP() << "ThreadSanitizer's own threads count against RLIMIT_NPROC";
-#endif
-  const rlim_t others = tasks_of_nobody();
+  if (const std::string why = nproc_skip_reason(); !why.empty()) GTEST_SKIP() << why;
+  const rlim_t limit = tasks_of_nobody() + 1 + 4;  // this process and its four chips: no room for a thread
   auto outcomes = fork_ranks(1, [&](int) {
-    CM_REQUIRE(setgid(65534) == 0 && setuid(65534) == 0) << "cannot become nobody: " << std::strerror(errno);
-    const rlim_t limit = others + 1 + 4;  // this process and its four chips: no room for a thread
-    struct rlimit rl{limit, limit};
-    CM_REQUIRE(setrlimit(RLIMIT_NPROC, &rl) == 0) << std::strerror(errno);
-    WorkerConfig cfg;
-    cfg.device_ids = {0, 1, 2, 3};
-    Worker w(cfg);
-    std::string msg;
-    try {
-      w.init();
-    } catch (const DeviceError& e) {
-      msg = e.what();
-    } catch (const std::exception& e) {
-      msg = std::string("not a DeviceError: ") + e.what();
-    }
+    const std::string msg = init_error_as_nobody(limit, 4, false);
     CM_REQUIRE(contains(msg, "cannot watch the 4 chips")) << "init: " << msg;
     CM_REQUIRE(contains(msg, "RLIMIT_NPROC (processes and threads) = " + std::to_string(limit))) << msg;
     CM_REQUIRE(children_of(getpid()).empty()) << "a chip survived (or is a zombie): " << msg;
@@ -541,35 +548,12 @@ TEST(WorkerResourceLimits, WatcherThreadFailingAtRlimitNprocNamesItAndReapsTheCh
 // are forked from cannot start. init fails naming it and the limit, having
 // forked nothing.
 TEST(WorkerResourceLimits, ChipParentThreadFailingAtRlimitNprocNamesIt) {
-  if (geteuid() != 0) GTEST_SKIP() << "needs root to become a user whose process count is known";
-#if defined(__SANITIZE_THREAD__)
-  GTEST_SKIP() << "ThreadSanitizer's own threads count against RLIMIT_NPROC";
-#endif
-  const rlim_t others = tasks_of_nobody();
+  if (const std::string why = nproc_skip_reason(); !why.empty()) GTEST_SKIP() << why;
+  const rlim_t limit = tasks_of_nobody() + 2;  // this process's two threads
   auto outcomes = fork_ranks(1, [&](int) {
-    CM_REQUIRE(setgid(65534) == 0 && setuid(65534) == 0) << "cannot become nobody: " << std::strerror(errno);
-    WorkerConfig cfg;
-    cfg.device_ids = {0, 1};
-    Worker w(cfg);
-    std::string msg;
-    std::thread caller([&] {
-      const rlim_t limit = others + 2;  // this process's two threads
-      struct rlimit rl{limit, limit};
-      if (setrlimit(RLIMIT_NPROC, &rl) != 0) {
-        msg = std::string("setrlimit: ") + std::strerror(errno);
-        return;
-      }
-      try {
-        w.init();
-      } catch (const DeviceError& e) {
-        msg = e.what();
-      } catch (const std::exception& e) {
-        msg = std::string("not a DeviceError: ") + e.what();
-      }
-    });
-    caller.join();
+    const std::string msg = init_error_as_nobody(limit, 2, true);
     CM_REQUIRE(contains(msg, "cannot start the thread the chips are forked from")) << "init: " << msg;
-    CM_REQUIRE(contains(msg, "RLIMIT_NPROC (processes and threads) = " + std::to_string(others + 2))) << msg;
+    CM_REQUIRE(contains(msg, "RLIMIT_NPROC (processes and threads) = " + std::to_string(limit))) << msg;
     CM_REQUIRE(children_of(getpid()).empty()) << "a chip was forked: " << msg;
     rank_note(msg);
   }, std::chrono::seconds(60));
