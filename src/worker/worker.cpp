@@ -164,8 +164,9 @@ void Worker::Impl::fork_chips() {
       locks.release();
       reap_forked_without_watcher();
       throw DeviceError("Worker::init: fork of chip " + std::to_string(i) + " of " + std::to_string(n()) +
-                        " failed: " + std::strerror(err) + process::limit_hint(err, RLIMIT_NPROC, "RLIMIT_NPROC (processes)") +
-                        "; the " + std::to_string(i) + " chips already forked were killed and reaped");
+                        " failed: " + std::strerror(err) +
+                        process::limit_hint(err, RLIMIT_NPROC, "RLIMIT_NPROC (processes)") + "; the " +
+                        std::to_string(i) + " chips already forked were killed and reaped");
     }
     if (pid == 0) {
       fork_exclusions.guard_in_child();
@@ -402,7 +403,7 @@ void Worker::init() {
     // own does (8 chips on the AMD EPYC VM: the fork phase 0.5-0.7 ms
     // longer with the handoff, init() as a whole the same within noise,
     // the chips' bring-up overlapping the wake-up).
-    if (syscall(SYS_gettid) == getpid())
+    if (syscall(SYS_gettid) == process::this_pid())
       fork();
     else
       m.chip_parent = std::make_unique<worker::ChipParentThread>(fork);
