@@ -12,9 +12,10 @@
 // reduces on a domain and closes while the others do (run whole under TSan
 // in CI, which also checks that they share nothing unsynchronized).
 //
-// A chip's parent-death signal follows the thread that forked it: the chips
-// are forked by a thread of the Worker's own (src/worker/chip_parent_thread.h),
-// so they outlive the thread that called init().
+// A chip's parent-death signal follows the thread that forked it: when
+// init() runs off the main thread, the chips are forked by a thread of the
+// Worker's own (src/worker/chip_parent_thread.h), so they outlive the thread
+// that called init().
 #include <sys/syscall.h>
 #include <unistd.h>
 
