@@ -180,11 +180,8 @@ std::vector<pid_t> children_of(pid_t pid) {
 
 bool wait_asleep_in_futex(pid_t tid, std::chrono::milliseconds deadline) {
   const auto end = std::chrono::steady_clock::now() + deadline;
-  const std::string path = "/proc/" + std::to_string(tid) + "/syscall";
   do {
-    std::ifstream f(path);
-    long nr = -1;
-    if (f >> nr && nr == SYS_futex) return true;
+    if (futex_word_waited_on(tid) != 0) return true;
     sched_yield();
   } while (std::chrono::steady_clock::now() < end);
   return false;

@@ -481,9 +481,9 @@ std::string nproc_skip_reason() {
 }
 
 // In a forked rank, as nobody with RLIMIT_NPROC = `limit`: the message of
-// the DeviceError from init() of `chips` chips (what else was thrown,
-// marked), called on a thread of its own when `off_main_thread` (the limit
-// set once that thread exists).
+// the DeviceError from init() of `chips` chips (error_of: another error's
+// message, "" when none), called on a thread of its own when
+// `off_main_thread` (the limit set once that thread exists).
 std::string init_error_as_nobody(rlim_t limit, int chips, bool off_main_thread) {
   CM_REQUIRE(setgid(65534) == 0 && setuid(65534) == 0) << "cannot become nobody: " << std::strerror(errno);
   WorkerConfig cfg;
@@ -492,17 +492,10 @@ std::string init_error_as_nobody(rlim_t limit, int chips, bool off_main_thread) 
   std::string msg;
   auto init = [&] {
     struct rlimit rl{limit, limit};
-    if (setrlimit(RLIMIT_NPROC, &rl) != 0) {
+    if (setrlimit(RLIMIT_NPROC, &rl) != 0)
       msg = std::string("setrlimit: ") + std::strerror(errno);
-      return;
-    }
-    try {
-      w.init();
-    } catch (const DeviceError& e) {
-      msg = e.what();
-    } catch (const std::exception& e) {
-      msg = std::string("not a DeviceError: ") + e.what();
-    }
+    else
+      msg = error_of<DeviceError>([&] { w.init(); });
   };
   if (off_main_thread)
     std::thread(init).join();
