@@ -78,9 +78,14 @@ void SimComm::linger_for_late_joiners() noexcept {
   if (!ctrl_) return;
   Deadline grace(kLateJoinerGrace);
   const uint32_t everyone = ctrl_->nranks;
-  for (uint32_t seen; (seen = ctrl_->attached.load(std::memory_order_acquire)) < everyone && !grace.expired();)
+  // An abandoned rendezvous has none to wait for: a rank still on its way
+  // finds it abandoned too.
+  for (uint32_t seen; (seen = ctrl_->attached.load(std::memory_order_acquire)) < everyone && !grace.expired() &&
+                      !rendezvous_abandoned();)
     futex::wait(&ctrl_->attached, seen, grace.next_slice(kLivenessSlice));
 }
+
+bool SimComm::rendezvous_abandoned() const { return store_ && store_->abandoned(); }
 
 std::string SimComm::exited_peers() {
   std::string dead;
@@ -101,8 +106,11 @@ std::string SimComm::exited_peers() {
 void SimComm::check_peers(const char* what) {
   if (ctrl_->abort_state.load(std::memory_order_acquire) != 0) throw_aborted(what);
   std::string dead = exited_peers();
-  if (dead.empty()) return;
-  std::string msg = std::string(what) + " on rank " + std::to_string(rank_) + " failed: " + dead + " exited";
+  if (dead.empty() && !rendezvous_abandoned()) return;
+  std::string msg = std::string(what) + " on rank " + std::to_string(rank_) + " failed: " +
+                    (dead.empty() ? std::string(rendezvous::kAbandonedMark) +
+                                        " (a member died or failed before it joined)"
+                                  : dead + " exited");
   // Tell every peer the root cause rather than let each find its own.
   abort_all(CHIPMESH_ERR_COMM, msg);
   throw CommError(msg);
@@ -169,7 +177,8 @@ void SimComm::collective_barrier(const char* what, const std::function<void()>& 
     // A peer that passed this barrier may exit before we see the release:
     // only a failure observed while the barrier is still closed counts.
     const bool look_at_peers = first_check.expired();
-    if (ctrl_->abort_state.load(std::memory_order_acquire) != 0 || (look_at_peers && !exited_peers().empty())) {
+    if (ctrl_->abort_state.load(std::memory_order_acquire) != 0 ||
+        (look_at_peers && (!exited_peers().empty() || rendezvous_abandoned()))) {
       if (released()) return;
       check_peers(what);
     }

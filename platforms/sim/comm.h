@@ -92,10 +92,15 @@ class SimComm {
   // returns released()'s last value.
   template <typename Released>
   bool spin_in_barrier(Released&& released, uint32_t gen);
-  // Throws when the communicator was aborted or a claimed peer died.
+  // Throws when the communicator was aborted, a claimed peer died or the
+  // owner of its rendezvous abandoned it.
   void check_peers(const char* what);
   // "rank 2 (pid 1234), ..." for claimed peers that have exited; "" if none.
   std::string exited_peers();
+  // The rendezvous's owner gave it up (Store::abandoned): a rank that never
+  // joined, so no pid to watch, will not come (a Worker's domain member
+  // that died first).
+  bool rendezvous_abandoned() const;
   [[noreturn]] void throw_aborted(const char* what) const;
   // Marks the communicator failed for every rank (first message wins) and
   // wakes all waiters, so peers fail now instead of at their deadline.

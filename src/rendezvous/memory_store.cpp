@@ -16,7 +16,7 @@
 namespace chipmesh::rendezvous {
 namespace {
 
-constexpr uint64_t kEmpty = 0, kWriting = 1, kPublished = 2;
+constexpr uint64_t kEmpty = 0, kWriting = 1, kPublished = 2, kAbandoned = 3;
 constexpr uint64_t word_of(uint64_t generation, uint64_t state) { return generation << 2 | state; }
 constexpr uint64_t generation_of(uint64_t word) { return word >> 2; }
 constexpr uint64_t state_of(uint64_t word) { return word & 3; }
@@ -64,6 +64,16 @@ std::string MemoryTable::reset(uint32_t s, uint64_t generation, uint32_t lent) {
   return buf;
 }
 
+void MemoryTable::abandon(uint32_t s, uint64_t generation) {
+  MemorySlot& m = slot[s];
+  uint64_t w = m.word.load(std::memory_order_acquire);
+  while (generation_of(w) == generation && state_of(w) != kAbandoned)
+    if (m.word.compare_exchange_weak(w, word_of(generation, kAbandoned), std::memory_order_acq_rel)) {
+      ring(m);
+      return;
+    }
+}
+
 MemoryStore::MemoryStore(const std::string& address) {
   const std::string prefix = kMemoryAddressPrefix;
   const std::string bad = "rendezvous: memory address '" + address + "' ";
@@ -103,6 +113,14 @@ std::string MemoryStore::describe(const std::string&) const {
          ") of the Worker's shared memory";
 }
 
+bool MemoryStore::abandoned() const {
+  return slot_->word.load(std::memory_order_acquire) == word_of(generation_, kAbandoned);
+}
+
+std::string MemoryStore::abandoned_message() const {
+  return describe("") + ": " + kAbandonedMark + " (a member died or failed before it joined)";
+}
+
 bool MemoryStore::publish(const Bytes& value, bool only_if_absent) {
   if (value.size() > kMaxValueBytes)
     throw CommError("rendezvous: a value of " + std::to_string(value.size()) + " bytes does not fit " +
@@ -112,6 +130,7 @@ bool MemoryStore::publish(const Bytes& value, bool only_if_absent) {
     if (generation_of(w) != generation_)
       throw CommError("rendezvous: " + describe("") + " now holds generation " +
                       std::to_string(generation_of(w)) + ": its allocation is over");
+    if (state_of(w) == kAbandoned) throw CommError("rendezvous: " + abandoned_message());
     if (state_of(w) == kPublished && only_if_absent) return false;
     if (state_of(w) == kWriting) {  // another publisher, mid-write
       if (only_if_absent) return false;
@@ -121,7 +140,11 @@ bool MemoryStore::publish(const Bytes& value, bool only_if_absent) {
     if (!slot_->word.compare_exchange_strong(w, word_of(generation_, kWriting), std::memory_order_acq_rel)) continue;
     std::memcpy(slot_->value, value.data(), value.size());
     slot_->size = static_cast<uint32_t>(value.size());
-    slot_->word.store(word_of(generation_, kPublished), std::memory_order_release);
+    // Abandoned meanwhile (by the owner, the only other writer of a slot
+    // in kWriting): the value is not published.
+    uint64_t writing = word_of(generation_, kWriting);
+    if (!slot_->word.compare_exchange_strong(writing, word_of(generation_, kPublished), std::memory_order_acq_rel))
+      throw CommError("rendezvous: " + abandoned_message());
     ring(*slot_);
     return true;
   }
@@ -138,7 +161,7 @@ std::optional<Bytes> MemoryStore::check(const std::string&, std::string* why) {
     return std::nullopt;
   }
   if (state_of(w) != kPublished) {
-    *why = "no value yet";
+    *why = state_of(w) == kAbandoned ? abandoned_message() : "no value yet";
     return std::nullopt;
   }
   const uint32_t size = std::min<uint32_t>(slot_->size, kMaxValueBytes);
@@ -160,6 +183,7 @@ Bytes MemoryStore::wait(const std::string& key, std::chrono::milliseconds timeou
     // Read the bell before the look: a change after the look rings it.
     const uint32_t bell = slot_->bell.load(std::memory_order_acquire);
     if (std::optional<Bytes> value = check(key, &why); value && accept(*value, &why)) return std::move(*value);
+    if (abandoned()) throw CommError(what + ": " + abandoned_message());
     if (deadline.expired())
       throw TimeoutError(what + " timed out after " + std::to_string(deadline.budget_ms()) + " ms waiting for " +
                          describe(key) + " (" + why + ")");

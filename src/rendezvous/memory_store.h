@@ -12,8 +12,11 @@
 // area to one communicator at a time, for its whole life. The
 // owner of the table (the Worker) resets a slot to an empty generation
 // before it hands out the address; a value of another generation (a reader
-// left over from a failed allocation) is never seen. Only a table this
-// process maps, with the right magic, is accepted (ConfigError otherwise).
+// left over from a failed allocation) is never seen. The owner may also
+// abandon a generation (a member died or failed before it joined): its
+// waiters, publishers and communicators then fail at once instead of at
+// their deadline (Store::abandoned). Only a table this process maps, with
+// the right magic, is accepted (ConfigError otherwise).
 #pragma once
 
 #include <atomic>
@@ -25,7 +28,7 @@
 namespace chipmesh::rendezvous {
 
 struct MemorySlot {
-  // generation << 2 | state (kEmpty, kWriting, kPublished); a futex word
+  // generation << 2 | state (kEmpty, kWriting, kPublished, kAbandoned); a futex word
   // would need 32 bits, so `bell` is bumped on every change instead.
   std::atomic<uint64_t> word;
   std::atomic<uint32_t> bell;
@@ -56,6 +59,10 @@ struct MemoryTable {
   // Makes slot `s` empty at `generation` and returns its address string,
   // which lends control area `control` unless it is kNoControl.
   std::string reset(uint32_t s, uint64_t generation, uint32_t control = kNoControl);
+  // Marks generation `generation` of slot `s` abandoned, whatever it holds
+  // (nothing once the slot moved on to another generation), and wakes its
+  // waiters.
+  void abandon(uint32_t s, uint64_t generation);
 };
 
 inline constexpr char kMemoryAddressPrefix[] = "chipmesh-mem:";
@@ -76,11 +83,13 @@ class MemoryStore : public Store {
   void* shared_control(size_t bytes) override;
   // A generation is read only by the rendezvous it was reset for.
   bool values_are_fresh() const override { return true; }
+  bool abandoned() const override;
 
   static constexpr size_t kMaxValueBytes = sizeof(MemorySlot::value);
 
  private:
   bool publish(const Bytes& value, bool only_if_absent);
+  std::string abandoned_message() const;
   MemoryTable* table_ = nullptr;
   MemorySlot* slot_ = nullptr;
   uint32_t index_ = 0;

@@ -65,6 +65,11 @@ class Store {
   // store has none (a file store; a memory address without a lent area).
   virtual void* shared_control(size_t bytes) { (void)bytes; return nullptr; }
 
+  // True when the owner of the rendezvous gave it up (a member died or
+  // failed before it joined): nobody is coming, so a communicator waiting
+  // on its peers stops now instead of at its deadline. Cheap: one load.
+  virtual bool abandoned() const { return false; }
+
   // True when a value can only have been written for this very rendezvous
   // (never one left by a crashed run whose writer's pid may be reused), so
   // a reader need not check who wrote it by its start time.
@@ -73,6 +78,11 @@ class Store {
   // "rootinfo '/tmp/x'": how errors name a key.
   virtual std::string describe(const std::string& key) const = 0;
 };
+
+// In the message of every failure that an abandoned rendezvous caused
+// (Store::abandoned), so that the owner can tell them from the failure
+// that made it give up.
+inline constexpr char kAbandonedMark[] = "rendezvous abandoned by its owner";
 
 // How long a waiter of any store first yields its core, looking for the
 // value without sleeping: it usually lands within ~100 us (rank 0 publishes

@@ -72,8 +72,9 @@ void Worker::Impl::take_back_control(uint32_t control) {
   if (control != rendezvous::MemoryTable::kNoControl) lent_controls &= ~(1u << control);
 }
 
-std::string Worker::Impl::fresh_rendezvous(uint32_t control) {
+std::string Worker::Impl::fresh_rendezvous(uint32_t control, uint64_t* generation_out) {
   const uint64_t generation = rendezvous_generation++;
+  if (generation_out) *generation_out = generation;
   return header->rendezvous.reset(static_cast<uint32_t>(generation % rendezvous::MemoryTable::kSlots), generation,
                                   control);
 }
@@ -199,7 +200,8 @@ CommDomain Worker::Impl::allocate_local_domain(const std::string& name, const st
       if (!posted) m.take_back_control(control);
     }
   } lent_control{m, m.lend_control()};
-  const std::string rootinfo = m.fresh_rendezvous(lent_control.control);
+  uint64_t generation = 0;
+  const std::string rootinfo = m.fresh_rendezvous(lent_control.control, &generation);
   // prefix, 16 hex digits, a slot, a 64-bit generation, two colons
   static_assert(worker::kMaxLibraryPath > sizeof(rendezvous::kMemoryAddressPrefix) + 16 + 10 + 20 + 2,
                 "a memory store's address fits a CommDesc");
@@ -225,16 +227,30 @@ CommDomain Worker::Impl::allocate_local_domain(const std::string& name, const st
   auto done = [&](size_t r) {
     return static_cast<int32_t>(m.chips[members[r]]->done_seq.load(std::memory_order_acquire) - (seqs[r] + 1)) >= 0;
   };
-  // Every member settles: joined, failed (the platform's waits end at
-  // bootstrap_timeout when a peer never comes) or died.
+  auto failed = [&](size_t r) { return m.chips[members[r]]->entry(seqs[r]).status != 0; };
+  // Every member settles: joined, failed or died. Once one has died or
+  // failed, the others may wait for it in the platform's rendezvous, where
+  // one that never joined has no pid to watch: the slot is abandoned, so
+  // they fail within the platform's liveness slice instead of at
+  // bootstrap_timeout.
+  bool abandoned = false;
   m.wait_long([&] {
-    for (size_t r = 0; r < n; ++r)
-      if (!done(r) && !m.watcher->dead(members[r])) return false;
-    return true;
+    bool settled = true;
+    for (size_t r = 0; r < n; ++r) {
+      const bool dead = m.watcher->dead(members[r]);
+      if (!abandoned && (dead || (done(r) && failed(r)))) {
+        abandoned = true;
+        m.header->rendezvous.abandon(static_cast<uint32_t>(generation % rendezvous::MemoryTable::kSlots),
+                                     generation);
+      }
+      settled = settled && (done(r) || dead);
+    }
+    return settled;
   });
   std::vector<uint64_t> handles(n, 0);
   std::vector<std::pair<int32_t, uint64_t>> lent(n, {worker::kNoWindowFd, 0});  // fd, offset in its file
   std::optional<ChipError> failure;
+  bool own_failure = false;  // `failure` is a member's own, not the abandonment's
   int dead_member = -1;
   auto s = std::make_shared<CommDomain::State>();
   for (size_t r = 0; r < n; ++r) {
@@ -247,7 +263,12 @@ CommDomain Worker::Impl::allocate_local_domain(const std::string& name, const st
     const worker::CommDesc& cd = m.chips[c]->extra(seqs[r]).comm;
     const Entry& e = m.chips[c]->entry(seqs[r]);
     if (e.status != 0) {
-      if (!failure) failure = m.chip_error(c, what + ": " + m.error_text(c, seqs[r]), true);
+      // The first member in rank order that failed on its own; a failure
+      // the abandoned rendezvous caused only when there is none.
+      const std::string text = m.error_text(c, seqs[r]);
+      const bool own = text.find(rendezvous::kAbandonedMark) == std::string::npos;
+      if (!failure || (own && !own_failure)) failure = m.chip_error(c, what + ": " + text, true);
+      own_failure = own_failure || own;
       continue;
     }
     handles[r] = cd.handle;

@@ -137,8 +137,9 @@ struct Worker::Impl {
   // included), so no value is ever reused.
   uint64_t rendezvous_generation = 1;
   // The address of a fresh rendezvous in the table (the next generation,
-  // in slot generation % kSlots), lending `control` unless kNoControl.
-  std::string fresh_rendezvous(uint32_t control);
+  // in slot generation % kSlots), lending `control` unless kNoControl;
+  // its generation in *generation when given.
+  std::string fresh_rendezvous(uint32_t control, uint64_t* generation = nullptr);
   // The table's control areas lent to live communicators (bit i: area i),
   // each for the communicator's whole life: the bring-up's until close(),
   // a domain's until every member has destroyed it (or died).

@@ -685,5 +685,53 @@ TEST_F(DomainsTest, MemberKilledDuringAllocateFailsTheCallNamingIt) {
   w.close();
 }
 
+// A member that dies before it joins has no pid its peers could watch: they
+// waited for it until bootstrap_timeout (120 s by default) before the call
+// failed. The Worker abandons the rendezvous as soon as it sees the death,
+// so the call fails at once, naming the chip, whether the dead member is
+// the domain's rank 0 (the others wait for its rootinfo) or another rank
+// (they wait for it to attach). Chip 2 is busy in a kernel when its
+// CommCreate is posted, and killed while it is.
+TEST_F(DomainsTest, AMemberKilledBeforeItJoinsFailsTheCallWithoutWaitingOutTheDeadline) {
+  const auto deadline = std::chrono::seconds(300);
+  for (const std::vector<int>& members : {std::vector<int>{2, 0, 1}, std::vector<int>{0, 1, 2}}) {
+    SCOPED_TRACE("members " + std::to_string(members[0]) + ", " + std::to_string(members[1]) + ", " +
+                 std::to_string(members[2]));
+    ScratchDir scratch;
+    WorkerConfig cfg = comm_config(3, scratch.file("rootinfo"), kWindow, kBuffers);
+    cfg.bootstrap_timeout = deadline;
+    Worker w(std::move(cfg));
+    int fds[2];
+    ASSERT_EQ(pipe(fds), 0);  // before init(): the chips inherit it
+    w.init();
+    const pid_t victim = w.chip_pid(2);
+    std::thread killer([&] {
+      char c;
+      if (::read(fds[0], &c, 1) == 1) ::kill(victim, SIGKILL);  // its kernel started
+    });
+    const auto start = std::chrono::steady_clock::now();
+    const std::string msg = chip_error_of([&] {
+      w.run([&](Orchestrator& o) {
+        o.submit(2, task("test_block", {}, {static_cast<uint64_t>(fds[1])}));
+        o.allocate_domain("late", members, kWindow, kBuffers);
+      });
+    });
+    const auto took = std::chrono::steady_clock::now() - start;
+    killer.join();
+    close(fds[0]);
+    close(fds[1]);
+    EXPECT_NE(msg.find("chip 2"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("died during Orchestrator::allocate_domain 'late'"), std::string::npos) << msg;
+    // Not the deadline's end: that would take 300 s.
+    EXPECT_LT(took, deadline / 5);
+    // The survivors are not wedged, and the name is free.
+    w.run([&](Orchestrator& o) {
+      CommDomain d = o.allocate_domain("late", {1, 0}, kWindow, kBuffers);
+      reduce_and_check(w, o, d, 31);
+    });
+    w.close();
+  }
+}
+
 }  // namespace
 }  // namespace chipmesh::testing
