@@ -108,6 +108,7 @@ std::optional<ChipError> Worker::Impl::destroy_domain(const std::string& name, c
   };
   wait_until(
       [&] {
+        inspect_run_members();  // a kernel ahead of a destroy, waiting on a dead chip, is aborted
         for (auto [c, seq] : seqs)
           if (!done(c, seq) && !watcher->dead(c)) return false;
         return true;
@@ -235,6 +236,7 @@ CommDomain Worker::Impl::allocate_local_domain(const std::string& name, const st
   // bootstrap_timeout.
   bool abandoned = false;
   m.wait_long([&] {
+    m.inspect_run_members();  // a kernel ahead of a CommCreate, waiting on a dead chip, is aborted
     bool settled = true;
     for (size_t r = 0; r < n; ++r) {
       const bool dead = m.watcher->dead(members[r]);

@@ -220,13 +220,7 @@ void Orchestrator::wait() {
   // Watch every chip of the run at once (run_members: no other chip has work
   // in flight): the first failure anywhere aborts the kernels still running
   // elsewhere (they may be waiting on the failed one).
-  m.wait_until(
-      [&] {
-        bool settled = true;
-        for (int c : m.run_members) settled = m.inspect(static_cast<size_t>(c)) && settled;
-        return settled;
-      },
-      nullptr,
+  m.wait_until([&] { return m.inspect_run_members(); }, nullptr,
       [&] {  // each chip's last request (or a failure, or a death) wakes the parent
         for (int c : m.run_members)
           m.chips[static_cast<size_t>(c)]->wake_parent_at.store(m.next_req[static_cast<size_t>(c)],

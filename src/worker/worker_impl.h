@@ -391,6 +391,11 @@ struct Worker::Impl {
   // dead): judge "settled" by this, never by a second read of done_seq,
   // which may move between the two reads and hide a failure.
   bool inspect(size_t chip);
+  // inspect() of every chip of the run: the first failure or death anywhere
+  // aborts the kernels still running, which may wait on that chip, also
+  // while a wait is for other entries (a domain's CommCreate or CommDestroy
+  // queued behind such a kernel). True when all are settled.
+  bool inspect_run_members();
   void throw_pending();
   // The error text a chip wrote for its failed request `seq`.
   std::string error_text(size_t chip, uint32_t seq) const;

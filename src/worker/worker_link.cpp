@@ -108,6 +108,12 @@ bool Worker::Impl::inspect(size_t chip) {
   return inspected[chip] == next_req[chip];
 }
 
+bool Worker::Impl::inspect_run_members() {
+  bool settled = true;
+  for (int c : run_members) settled = inspect(static_cast<size_t>(c)) && settled;
+  return settled;
+}
+
 std::string Worker::Impl::error_text(size_t chip, uint32_t seq) const {
   const char* text = chips[chip]->extra(seq).error;
   return std::string(text, strnlen(text, worker::kErrorBytes));

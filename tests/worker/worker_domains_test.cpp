@@ -733,5 +733,44 @@ TEST_F(DomainsTest, AMemberKilledBeforeItJoinsFailsTheCallWithoutWaitingOutTheDe
   }
 }
 
+// A member that dies in a kernel of a domain that is then released: the
+// other members' kernels wait on it, and their CommDestroy is queued
+// behind those kernels. release_domain (as allocate_domain, and as wait()
+// always did) looks at every chip of the run while it waits, so the death
+// aborts the kernels and the release goes through; before, it waited for
+// the kernels' own deadline.
+TEST_F(DomainsTest, ReleasingADomainWhoseMemberDiedInAKernelAbortsThePeersKernels) {
+  Worker w(plain_config(3));
+  int fds[2];
+  ASSERT_EQ(pipe(fds), 0);  // before init(): the chips inherit it
+  w.init();
+  const pid_t victim = w.chip_pid(2);
+  std::thread killer([&] {
+    char c;
+    for (int started = 0; started < 3 && ::read(fds[0], &c, 1) == 1;) ++started;
+    ::kill(victim, SIGKILL);  // every kernel started
+  });
+  const std::string msg = chip_error_of([&] {
+    w.run([&](Orchestrator& o) {
+      CommDomain d = o.allocate_domain("blocked", {0, 1, 2}, kWindow, kBuffers);
+      for (int chip : {0, 1, 2}) {
+        Task t = task("test_block", {}, {static_cast<uint64_t>(fds[1])});
+        t.comm_ctx = d.context(chip).device_ctx;
+        o.submit(chip, t);
+      }
+      o.release_domain(d);
+    });
+  });
+  killer.join();
+  close(fds[0]);
+  close(fds[1]);
+  EXPECT_NE(msg.find("chip 2"), std::string::npos) << msg;
+  w.run([&](Orchestrator& o) {
+    CommDomain d = o.allocate_domain("blocked", {1, 0}, kWindow, kBuffers);
+    reduce_and_check(w, o, d, 32);
+  });
+  w.close();
+}
+
 }  // namespace
 }  // namespace chipmesh::testing
