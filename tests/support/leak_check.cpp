@@ -94,8 +94,4 @@ size_t shm_objects_of(pid_t pid) {
   return n;
 }
 
-bool wait_shm_object_of(pid_t pid, std::chrono::milliseconds deadline) {
-  return wait_for_entry("/dev/shm", [pid] { return shm_objects_of(pid) > 0; }, deadline);
-}
-
 }  // namespace chipmesh::testing

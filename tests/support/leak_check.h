@@ -18,10 +18,6 @@ std::vector<std::string> chipmesh_shm_objects();
 // their creator's pid in hex).
 size_t shm_objects_of(pid_t pid);
 
-// Blocks on inotify of /dev/shm (the watch is made before the first look,
-// so no creation is missed) until `pid` owns an object, or the deadline.
-bool wait_shm_object_of(pid_t pid, std::chrono::milliseconds deadline);
-
 // A fresh directory under $TMPDIR for one test's rootinfo files; the
 // destructor removes it. empty() tells whether anything was left in it.
 class ScratchDir {

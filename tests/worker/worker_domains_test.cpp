@@ -659,16 +659,21 @@ TEST_F(DomainsTest, MemberKilledDuringAllocateFailsTheCallNamingIt) {
   w.init();
   const pid_t victim = w.chip_pid(2);
   const pid_t rank0 = w.chip_pid(0);
-  ASSERT_EQ(kill(victim, SIGSTOP), 0);
-  std::atomic<bool> killed{false};
+  ASSERT_EQ(kill(victim, SIGSTOP), 0);  // it cannot take its CommCreate
+  std::atomic<bool> posting{false}, killed{false};
   std::thread killer([&] {
-    wait_shm_object_of(rank0, std::chrono::seconds(30));  // rank 0 began the rendezvous
+    // The members meet in the Worker's memory (no shared-memory object to
+    // wait for): kill once the run is about to post the allocation.
+    while (!posting) std::this_thread::yield();
     kill(victim, SIGKILL);
     killed = true;
   });
   const auto start = std::chrono::steady_clock::now();
   std::string msg = chip_error_of([&] {
-    w.run([&](Orchestrator& o) { o.allocate_domain("doomed", {0, 1, 2}, kWindow, kBuffers); });
+    w.run([&](Orchestrator& o) {
+      posting = true;
+      o.allocate_domain("doomed", {0, 1, 2}, kWindow, kBuffers);
+    });
   });
   const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   killer.join();
