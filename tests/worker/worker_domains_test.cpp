@@ -111,6 +111,15 @@ void reduce_and_check(Worker& w, Orchestrator& o, const CommDomain& d, int salt)
   expect_allreduce(w, d, salt);
 }
 
+// A run that allocates `name` over `chips` and reduces on it: after a
+// failure, the Worker goes on and the name is free again.
+void reduce_in_a_new_run(Worker& w, const std::string& name, const std::vector<int>& chips, int salt) {
+  w.run([&](Orchestrator& o) {
+    CommDomain d = o.allocate_domain(name, chips, kWindow, kBuffers);
+    reduce_and_check(w, o, d, salt);
+  });
+}
+
 TEST_F(DomainsTest, DistinctContextsDenseRanksWithoutBootstrapConfigs) {
   Worker w(plain_config(4));
   w.init();
@@ -401,10 +410,7 @@ TEST_F(DomainsTest, ReleasedByRunWhenTheFunctionThrowsAndTheErrorIsKept) {
   EXPECT_TRUE(a.released());
   EXPECT_TRUE(b.released());
   // The worker goes on: the names are free.
-  w.run([&](Orchestrator& o) {
-    CommDomain again = o.allocate_domain("a", {2, 0}, kWindow, kBuffers);
-    reduce_and_check(w, o, again, 6);
-  });
+  reduce_in_a_new_run(w, "a", {2, 0}, 6);
   w.close();
 }
 
@@ -591,10 +597,7 @@ TEST_F(DomainsTest, FailedAllocateLeavesNothingAndTheNameFree) {
   EXPECT_NE(msg.find("chip 1"), std::string::npos) << msg;
   EXPECT_NE(msg.find("allocate_domain 'huge'"), std::string::npos) << msg;
   EXPECT_NE(msg.find("too large"), std::string::npos) << msg;
-  w.run([&](Orchestrator& o) {
-    CommDomain d = o.allocate_domain("huge", {1, 2}, kWindow, kBuffers);
-    reduce_and_check(w, o, d, 12);
-  });
+  reduce_in_a_new_run(w, "huge", {1, 2}, 12);
   w.close();
 }
 
@@ -683,10 +686,7 @@ TEST_F(DomainsTest, MemberKilledDuringAllocateFailsTheCallNamingIt) {
   EXPECT_LT(s, 20.0);
   EXPECT_EQ(shm_objects_of(rank0) + shm_objects_of(w.chip_pid(1)) + shm_objects_of(victim), 0u);
   // The survivors are not wedged.
-  w.run([&](Orchestrator& o) {
-    CommDomain d = o.allocate_domain("doomed", {1, 0}, kWindow, kBuffers);
-    reduce_and_check(w, o, d, 30);
-  });
+  reduce_in_a_new_run(w, "doomed", {1, 0}, 30);
   w.close();
 }
 
@@ -697,6 +697,31 @@ TEST_F(DomainsTest, MemberKilledDuringAllocateFailsTheCallNamingIt) {
 // the domain's rank 0 (the others wait for its rootinfo) or another rank
 // (they wait for it to attach). Chip 2 is busy in a kernel when its
 // CommCreate is posted, and killed while it is.
+// Kills a chip once `kernels` test_block kernels have started (each writes
+// a byte to fd(), a pipe made before init(), so the chips inherit it).
+class KillWhenKernelsStart {
+ public:
+  KillWhenKernelsStart() { EXPECT_EQ(pipe(fds_), 0); }
+  ~KillWhenKernelsStart() {
+    if (killer_.joinable()) killer_.join();
+    close(fds_[0]);
+    close(fds_[1]);
+  }
+  uint64_t fd() const { return static_cast<uint64_t>(fds_[1]); }
+  void arm(pid_t victim, int kernels) {
+    killer_ = std::thread([this, victim, kernels] {
+      char c;
+      for (int started = 0; started < kernels && ::read(fds_[0], &c, 1) == 1;) ++started;
+      ::kill(victim, SIGKILL);
+    });
+  }
+  void join() { killer_.join(); }
+
+ private:
+  int fds_[2] = {-1, -1};
+  std::thread killer_;
+};
+
 TEST_F(DomainsTest, AMemberKilledBeforeItJoinsFailsTheCallWithoutWaitingOutTheDeadline) {
   const auto deadline = std::chrono::seconds(300);
   for (const std::vector<int>& members : {std::vector<int>{2, 0, 1}, std::vector<int>{0, 1, 2}}) {
@@ -706,34 +731,24 @@ TEST_F(DomainsTest, AMemberKilledBeforeItJoinsFailsTheCallWithoutWaitingOutTheDe
     WorkerConfig cfg = comm_config(3, scratch.file("rootinfo"), kWindow, kBuffers);
     cfg.bootstrap_timeout = deadline;
     Worker w(std::move(cfg));
-    int fds[2];
-    ASSERT_EQ(pipe(fds), 0);  // before init(): the chips inherit it
+    KillWhenKernelsStart killer;
     w.init();
-    const pid_t victim = w.chip_pid(2);
-    std::thread killer([&] {
-      char c;
-      if (::read(fds[0], &c, 1) == 1) ::kill(victim, SIGKILL);  // its kernel started
-    });
+    killer.arm(w.chip_pid(2), 1);
     const auto start = std::chrono::steady_clock::now();
     const std::string msg = chip_error_of([&] {
       w.run([&](Orchestrator& o) {
-        o.submit(2, task("test_block", {}, {static_cast<uint64_t>(fds[1])}));
+        o.submit(2, task("test_block", {}, {killer.fd()}));
         o.allocate_domain("late", members, kWindow, kBuffers);
       });
     });
     const auto took = std::chrono::steady_clock::now() - start;
     killer.join();
-    close(fds[0]);
-    close(fds[1]);
     EXPECT_NE(msg.find("chip 2"), std::string::npos) << msg;
     EXPECT_NE(msg.find("died during Orchestrator::allocate_domain 'late'"), std::string::npos) << msg;
     // Not the deadline's end: that would take 300 s.
     EXPECT_LT(took, deadline / 5);
     // The survivors are not wedged, and the name is free.
-    w.run([&](Orchestrator& o) {
-      CommDomain d = o.allocate_domain("late", {1, 0}, kWindow, kBuffers);
-      reduce_and_check(w, o, d, 31);
-    });
+    reduce_in_a_new_run(w, "late", {1, 0}, 31);
     w.close();
   }
 }
@@ -746,20 +761,14 @@ TEST_F(DomainsTest, AMemberKilledBeforeItJoinsFailsTheCallWithoutWaitingOutTheDe
 // the kernels' own deadline.
 TEST_F(DomainsTest, ReleasingADomainWhoseMemberDiedInAKernelAbortsThePeersKernels) {
   Worker w(plain_config(3));
-  int fds[2];
-  ASSERT_EQ(pipe(fds), 0);  // before init(): the chips inherit it
+  KillWhenKernelsStart killer;
   w.init();
-  const pid_t victim = w.chip_pid(2);
-  std::thread killer([&] {
-    char c;
-    for (int started = 0; started < 3 && ::read(fds[0], &c, 1) == 1;) ++started;
-    ::kill(victim, SIGKILL);  // every kernel started
-  });
+  killer.arm(w.chip_pid(2), 3);
   const std::string msg = chip_error_of([&] {
     w.run([&](Orchestrator& o) {
       CommDomain d = o.allocate_domain("blocked", {0, 1, 2}, kWindow, kBuffers);
       for (int chip : {0, 1, 2}) {
-        Task t = task("test_block", {}, {static_cast<uint64_t>(fds[1])});
+        Task t = task("test_block", {}, {killer.fd()});
         t.comm_ctx = d.context(chip).device_ctx;
         o.submit(chip, t);
       }
@@ -767,13 +776,8 @@ TEST_F(DomainsTest, ReleasingADomainWhoseMemberDiedInAKernelAbortsThePeersKernel
     });
   });
   killer.join();
-  close(fds[0]);
-  close(fds[1]);
   EXPECT_NE(msg.find("chip 2"), std::string::npos) << msg;
-  w.run([&](Orchestrator& o) {
-    CommDomain d = o.allocate_domain("blocked", {1, 0}, kWindow, kBuffers);
-    reduce_and_check(w, o, d, 32);
-  });
+  reduce_in_a_new_run(w, "blocked", {1, 0}, 32);
   w.close();
 }
 
