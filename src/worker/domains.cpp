@@ -72,11 +72,18 @@ void Worker::Impl::take_back_control(uint32_t control) {
   if (control != rendezvous::MemoryTable::kNoControl) lent_controls &= ~(1u << control);
 }
 
+namespace {
+uint32_t slot_of(uint64_t generation) { return static_cast<uint32_t>(generation % rendezvous::MemoryTable::kSlots); }
+}  // namespace
+
 std::string Worker::Impl::fresh_rendezvous(uint32_t control, uint64_t* generation_out) {
   const uint64_t generation = rendezvous_generation++;
   if (generation_out) *generation_out = generation;
-  return header->rendezvous.reset(static_cast<uint32_t>(generation % rendezvous::MemoryTable::kSlots), generation,
-                                  control);
+  return header->rendezvous.reset(slot_of(generation), generation, control);
+}
+
+void Worker::Impl::abandon_rendezvous(uint64_t generation) {
+  header->rendezvous.abandon(slot_of(generation), generation);
 }
 
 std::optional<ChipError> Worker::Impl::destroy_domain(const std::string& name, const std::vector<int>& members,
@@ -242,8 +249,7 @@ CommDomain Worker::Impl::allocate_local_domain(const std::string& name, const st
       const bool dead = m.watcher->dead(members[r]);
       if (!abandoned && (dead || (done(r) && failed(r)))) {
         abandoned = true;
-        m.header->rendezvous.abandon(static_cast<uint32_t>(generation % rendezvous::MemoryTable::kSlots),
-                                     generation);
+        m.abandon_rendezvous(generation);
       }
       settled = settled && (done(r) || dead);
     }

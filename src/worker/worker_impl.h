@@ -140,6 +140,8 @@ struct Worker::Impl {
   // in slot generation % kSlots), lending `control` unless kNoControl;
   // its generation in *generation when given.
   std::string fresh_rendezvous(uint32_t control, uint64_t* generation = nullptr);
+  // Abandons that rendezvous (MemoryTable::abandon): its waiters fail now.
+  void abandon_rendezvous(uint64_t generation);
   // The table's control areas lent to live communicators (bit i: area i),
   // each for the communicator's whole life: the bring-up's until close(),
   // a domain's until every member has destroyed it (or died).

@@ -698,7 +698,8 @@ TEST_F(DomainsTest, MemberKilledDuringAllocateFailsTheCallNamingIt) {
 // (they wait for it to attach). Chip 2 is busy in a kernel when its
 // CommCreate is posted, and killed while it is.
 // Kills a chip once `kernels` test_block kernels have started (each writes
-// a byte to fd(), a pipe made before init(), so the chips inherit it).
+// a byte to fd(), a pipe made before init(), so the chips inherit it), or
+// after 30 s without them, failing the test.
 class KillWhenKernelsStart {
  public:
   KillWhenKernelsStart() { EXPECT_EQ(pipe(fds_), 0); }
@@ -710,8 +711,12 @@ class KillWhenKernelsStart {
   uint64_t fd() const { return static_cast<uint64_t>(fds_[1]); }
   void arm(pid_t victim, int kernels) {
     killer_ = std::thread([this, victim, kernels] {
-      char c;
-      for (int started = 0; started < kernels && ::read(fds_[0], &c, 1) == 1;) ++started;
+      int started = 0;
+      for (char c; started < kernels; ++started) {
+        struct pollfd p{fds_[0], POLLIN, 0};
+        if (poll(&p, 1, 30000) != 1 || ::read(fds_[0], &c, 1) != 1) break;
+      }
+      EXPECT_EQ(started, kernels) << "kernels never started";
       ::kill(victim, SIGKILL);
     });
   }
