@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <linux/magic.h>
 #include <sys/inotify.h>
+#include <sys/syscall.h>
 #include <sys/vfs.h>
 #include <unistd.h>
 
@@ -32,6 +33,7 @@
 #include "chipmesh/collectives.h"
 #include "chipmesh/worker.h"
 #include "knobs/knobs.h"
+#include "support/fork_ranks.h"
 #include "support/leak_check.h"
 #include "worker/job_dirs.h"
 #include "worker/worker_support.h"
@@ -664,10 +666,13 @@ TEST_F(DomainsTest, MemberKilledDuringAllocateFailsTheCallNamingIt) {
   const pid_t rank0 = w.chip_pid(0);
   ASSERT_EQ(kill(victim, SIGSTOP), 0);  // it cannot take its CommCreate
   std::atomic<bool> posting{false}, killed{false};
+  const auto main_tid = static_cast<pid_t>(syscall(SYS_gettid));
   std::thread killer([&] {
     // The members meet in the Worker's memory (no shared-memory object to
-    // wait for): kill once the run is about to post the allocation.
+    // wait for): kill once the allocation is posted and this thread sleeps
+    // in its wait (killed before the post, the chip is refused as gone).
     while (!posting) std::this_thread::yield();
+    EXPECT_TRUE(wait_asleep_in_futex(main_tid, std::chrono::seconds(30)));
     kill(victim, SIGKILL);
     killed = true;
   });
@@ -709,14 +714,18 @@ class KillWhenKernelsStart {
     close(fds_[1]);
   }
   uint64_t fd() const { return static_cast<uint64_t>(fds_[1]); }
-  void arm(pid_t victim, int kernels) {
-    killer_ = std::thread([this, victim, kernels] {
+  // `asleep`: a thread that must also be asleep in a wait first (0: none).
+  void arm(pid_t victim, int kernels, pid_t asleep = 0) {
+    killer_ = std::thread([this, victim, kernels, asleep] {
       int started = 0;
       for (char c; started < kernels; ++started) {
         struct pollfd p{fds_[0], POLLIN, 0};
         if (poll(&p, 1, 30000) != 1 || ::read(fds_[0], &c, 1) != 1) break;
       }
       EXPECT_EQ(started, kernels) << "kernels never started";
+      if (asleep) {
+        EXPECT_TRUE(wait_asleep_in_futex(asleep, std::chrono::seconds(30)));
+      }
       ::kill(victim, SIGKILL);
     });
   }
@@ -738,7 +747,9 @@ TEST_F(DomainsTest, AMemberKilledBeforeItJoinsFailsTheCallWithoutWaitingOutTheDe
     Worker w(std::move(cfg));
     KillWhenKernelsStart killer;
     w.init();
-    killer.arm(w.chip_pid(2), 1);
+    // Killed once allocate_domain waits: its CommCreate is posted (before,
+    // the chip would be refused as gone).
+    killer.arm(w.chip_pid(2), 1, static_cast<pid_t>(syscall(SYS_gettid)));
     const auto start = std::chrono::steady_clock::now();
     const std::string msg = chip_error_of([&] {
       w.run([&](Orchestrator& o) {
