@@ -249,6 +249,7 @@ void SimComm::unmap_all() noexcept {
     ::close(adopted_fd_);
     adopted_fd_ = -1;
   }
+  given_fd_ = -1;
 }
 
 }  // namespace chipmesh::sim

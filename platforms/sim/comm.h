@@ -154,6 +154,7 @@ class SimComm {
   void* all_windows_ = nullptr;
   int window_fd_ = -1;          // my window object (window_fd()); closed by unmap_all
   int adopted_fd_ = -1;         // adopt_window's file until alloc_windows takes it
+  int given_fd_ = -1;           // the number adopt_window was given (RankSlot::given_window_fd)
   void* workspace_ = nullptr;
   size_t workspace_size_ = 0;
   std::unique_ptr<CommContext> context_;

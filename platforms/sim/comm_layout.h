@@ -17,7 +17,7 @@ namespace chipmesh::sim {
 
 inline constexpr uint64_t kRootInfoMagic = 0x31544f4f524d4843ULL;  // "CHMROOT1"
 inline constexpr uint64_t kCtrlMagic = 0x314c5254434d4843ULL;      // "CHMCTRL1"
-inline constexpr uint32_t kLayoutVersion = 2;  // 2: RankSlot::adopted_window_fd
+inline constexpr uint32_t kLayoutVersion = 3;  // 2: RankSlot::adopted_window_fd; 3: given_window_fd, window_dev/ino
 inline constexpr size_t kJobTokenBytes = 64;
 inline constexpr size_t kShmNameBytes = 32;  // names are at most 31 characters
 inline constexpr size_t kAbortMessageBytes = 512;
@@ -55,6 +55,15 @@ struct alignas(64) RankSlot {
   // barrier, plus one (0: not seen yet; a segment of an older build leaves
   // it so). Peers read it to tell a rank that shares their core.
   std::atomic<int32_t> cpu;
+  // The descriptor number adopt_window was given (-1: none) and the file's
+  // identity. Ranks forked from one parent inherit each other's window
+  // files at the same number: a peer that holds this number for the same
+  // file (device and inode) maps it without opening /proc/<pid>/fd/<n>,
+  // about 4 us each, N x N at bring-up.
+  int32_t given_window_fd;
+  uint32_t reserved;
+  uint64_t window_dev;
+  uint64_t window_ino;
 };
 
 // The control segment: rendezvous, barrier, abort.

@@ -116,6 +116,23 @@ int open_checked(const std::string& path, bool by_proc, size_t bytes, uid_t uid,
   return fd;
 }
 
+// A peer's adopted window through this process's own descriptor of it:
+// `slot.given_window_fd` open here on the same file (device and inode, owned
+// by `uid`, `bytes` long). Null when not held here (another process tree, a
+// number reused for something else, a file opened read-only): the caller
+// opens it through /proc then.
+void* map_held_window(const RankSlot& slot, size_t bytes, uid_t uid) {
+  const int fd = slot.given_window_fd;
+  if (fd < 0) return nullptr;
+  struct stat st{};
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || static_cast<uint64_t>(st.st_dev) != slot.window_dev ||
+      static_cast<uint64_t>(st.st_ino) != slot.window_ino || st.st_uid != uid ||
+      st.st_size != static_cast<off_t>(bytes))
+    return nullptr;
+  void* map = map_window(fd, bytes);
+  return map == MAP_FAILED ? nullptr : map;
+}
+
 }  // namespace
 
 void SimComm::adopt_window(int fd) {
@@ -124,6 +141,7 @@ void SimComm::adopt_window(int fd) {
   if (own < 0) throw DeviceError("comm adopt_window: cannot duplicate fd " + std::to_string(fd) + ": " + errno_text(errno));
   if (adopted_fd_ >= 0) ::close(adopted_fd_);
   adopted_fd_ = own;
+  given_fd_ = fd;
 }
 
 // Each rank's window is an object of its own (its adopted file, or a new
@@ -163,6 +181,11 @@ void SimComm::map_own_objects(size_t actual, size_t scratch, size_t segment) {
   // 2. Map every peer's window, checking owner and size.
   for (int r = 0; r < nranks_; ++r) {
     if (r == rank_) continue;
+    void* held = map_held_window(ctrl_->slots[r], segment, uid_);
+    if (held) {
+      windows_[r] = held;
+      continue;
+    }
     const int32_t pid = ctrl_->slots[r].pid.load(std::memory_order_acquire);
     const int32_t peer_fd = ctrl_->slots[r].adopted_window_fd;
     const std::string name = peer_fd >= 0 ? fd_path::format(pid, peer_fd) : window_shm_name(pid, token_, r);
@@ -264,6 +287,15 @@ uint64_t SimComm::alloc_windows(size_t requested) {
   mine.requested_window = requested;
   mine.actual_window = actual;
   mine.adopted_window_fd = adopted_fd_;
+  mine.given_window_fd = -1;
+  if (adopted_fd_ >= 0) {
+    struct stat st{};
+    if (fstat(adopted_fd_, &st) == 0) {
+      mine.window_dev = static_cast<uint64_t>(st.st_dev);
+      mine.window_ino = static_cast<uint64_t>(st.st_ino);
+      mine.given_window_fd = given_fd_;
+    }
+  }
   // Rank 0 makes the one object of every window (below) before the barrier
   // that shows it the other requests rather than after it, so that the
   // object exists when this barrier opens: one barrier less per allocation

@@ -401,9 +401,13 @@ void run_chip_process(const ChipProcessArgs& a) {
     g_platform = &w.platform();
     arena = attach_arena(a, w);
     result = w.bootstrap_context(a.device_id, *a.config, &channel);
-    // The window holds the file now (the transport took a descriptor).
-    if (a.window_file >= 0) {
-      w.set_window_file(-1);
+    // The window holds the file now (the transport took a descriptor), and
+    // the peers' windows are mapped.
+    if (a.window_file >= 0) w.set_window_file(-1);
+    if (a.window_files) {
+      for (int fd : *a.window_files)
+        if (fd >= 0) ::close(fd);
+    } else if (a.window_file >= 0) {
       ::close(a.window_file);
     }
   } catch (...) {

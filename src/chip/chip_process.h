@@ -5,6 +5,7 @@
 #include <sys/types.h>
 
 #include <string>
+#include <vector>
 
 #include "chipmesh/types.h"
 #include "request_ring/chip_shared.h"
@@ -24,6 +25,10 @@ struct ChipProcessArgs {
   int arena_fd;          // this chip's host arena (-1: none), handed to the platform
   uint64_t arena_bytes;
   int window_file;       // this chip's window file (-1: none), holding inputs staged in place
+  // Every chip's window file (-1: none), index = chip, open here at the
+  // parent's numbers: the communicator maps its peers' windows through them
+  // (sim's map_held_window); closed once bring-up is done.
+  const std::vector<int>* window_files;
 };
 
 [[noreturn]] void run_chip_process(const ChipProcessArgs& args);

@@ -28,14 +28,6 @@ int WindowFiles::get_or_make(size_t chip, size_t bytes) {
   return fd;
 }
 
-void WindowFiles::keep_only(size_t chip) noexcept {
-  for (size_t i = 0; i < fds_.size(); ++i)
-    if (i != chip && fds_[i] >= 0) {
-      ::close(fds_[i]);
-      fds_[i] = -1;
-    }
-}
-
 void WindowFiles::close_all() noexcept {
   for (int& fd : fds_)
     if (fd >= 0) {

@@ -23,8 +23,10 @@ class WindowFiles {
   int get_or_make(size_t chip, size_t bytes);
   // -1 when `chip` has none.
   int fd(size_t chip) const { return chip < fds_.size() ? fds_[chip] : -1; }
-  // In a chip after the fork: closes the other chips' files.
-  void keep_only(size_t chip) noexcept;
+  // Every chip's file (-1: none), index = chip. A chip keeps its siblings'
+  // through bring-up: its communicator maps them through these descriptors
+  // rather than through /proc (sim's map_held_window).
+  const std::vector<int>& all() const { return fds_; }
   // In the parent after the fork (each chip holds its own), or at the end.
   void close_all() noexcept;
 

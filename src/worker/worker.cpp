@@ -172,7 +172,6 @@ void Worker::Impl::fork_chips() {
       fork_exclusions.guard_in_child();
       locks.release();
       arenas->keep_only(i);
-      window_files.keep_only(i);
       worker::ChipProcessArgs args{static_cast<int>(i),
                                    static_cast<int>(n()),
                                    cfg.device_ids[i],
@@ -184,7 +183,8 @@ void Worker::Impl::fork_chips() {
                                    token,
                                    arenas->fd(i),
                                    arenas->bytes(),
-                                   window_files.fd(i)};
+                                   window_files.fd(i),
+                                   &window_files.all()};
       worker::run_chip_process(args);
     }
     pids.push_back(pid);

@@ -5,6 +5,7 @@
 // the default job token. What every platform promises is in the
 // conformance suite (tests/platforms/conformance, instantiated for sim in
 // sim_conformance.cpp).
+#include <fcntl.h>
 #include <sys/inotify.h>
 #include <sys/mman.h>
 #include <sys/statvfs.h>
@@ -22,6 +23,7 @@
 
 #include "chipmesh/transport_abi.h"
 #include "comm_support.h"
+#include "common/env.h"
 #include "knobs/knobs.h"
 #include "support/leak_check.h"
 
@@ -173,6 +175,60 @@ TEST_P(SimCommRanks, APeerWithAnAdoptedFileMakesEveryWindowAnObjectOfItsOwn) {
     must_destroy(h);
   });
   EXPECT_TRUE(all_ok(outcomes));
+}
+
+// Ranks forked from one parent (a Worker's chips) inherit every chip's
+// window file at the same descriptor number, and map a peer's adopted
+// window through their own descriptor of it instead of opening
+// /proc/<pid>/fd/<n> (about 4 us each, N x N at bring-up). The number alone
+// proves nothing: a rank that holds it for another file, even one of the
+// same size, must still map the owner's window (the file's device and inode
+// decide).
+void adopted_window_file_made_before_the_fork(int n, bool impostor) {
+  ScratchDir scratch;
+  const std::string path = scratch.file("rootinfo");
+  const chipmesh_transport_v1_t* t = chipmesh_transport_entry();
+  constexpr size_t kWindow = 2 * 4096;
+  const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  const size_t segment = kWindow + (env::sim_workspace_bytes() + page - 1) / page * page;
+  const int shared = memfd_create("chipmesh:test-window", MFD_CLOEXEC);
+  ASSERT_GE(shared, 0);
+  ASSERT_EQ(ftruncate(shared, kWindow), 0);
+  ASSERT_EQ(pwrite(shared, "staged", 6, 100), 6);
+  auto outcomes = fork_ranks(n, [&](int rank) {
+    if (impostor && rank != 1) {
+      // Another file at the same number, of the size rank 1's will have.
+      const int other = memfd_create("chipmesh:test-impostor", MFD_CLOEXEC);
+      CM_REQUIRE(other >= 0 && ftruncate(other, static_cast<off_t>(segment)) == 0 &&
+                 pwrite(other, "wrong!", 6, 100) == 6 && dup3(other, shared, O_CLOEXEC) == shared);
+      ::close(other);
+    }
+    CommHandle h = must_init(rank, n, path);
+    if (rank == 1) {
+      CM_REQUIRE(t->adopt_window(h, shared) == CHIPMESH_SUCCESS) << t->last_error();
+    }
+    const CommContext* ctx = must_alloc(h, kWindow);
+    reinterpret_cast<char*>(ctx->windowsIn[rank])[kWindow - 1] = static_cast<char>('a' + rank);
+    must_barrier(h);
+    for (int r = 0; r < n; ++r) {
+      const char* w = reinterpret_cast<const char*>(ctx->windowsIn[r]);
+      CM_REQUIRE(w[kWindow - 1] == static_cast<char>('a' + r)) << "rank " << r << "'s last byte";
+      CM_REQUIRE(std::memcmp(w + 100, r == 1 ? "staged" : "\0\0\0\0\0\0", 6) == 0)
+          << "rank " << r << "'s window at 100 reads '" << std::string(w + 100, 6) << "'";
+    }
+    must_barrier(h);
+    must_destroy(h);
+  });
+  ::close(shared);
+  EXPECT_TRUE(all_ok(outcomes));
+}
+
+TEST_P(SimCommRanks, PeersMapAnAdoptedWindowFileTheyInheritedThroughTheirOwnDescriptor) {
+  adopted_window_file_made_before_the_fork(GetParam(), false);
+}
+
+TEST_P(SimCommRanks, APeerHoldingTheAdoptedDescriptorNumberForAnotherFileMapsTheOwnersWindow) {
+  adopted_window_file_made_before_the_fork(GetParam(), true);
 }
 
 TEST(SimComm, WindowsBiggerThanDevShmFailAtAllocationNamingTheSizes) {
