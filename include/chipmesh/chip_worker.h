@@ -116,7 +116,20 @@ class ChipWorker {
   // adopt one (adopt_window): host inputs staged in it at their buffers'
   // offsets (Worker::stage_input does that) are then in the window without
   // a copy. -1 (the default): a new window. The descriptor stays the caller's.
-  void set_window_file(int fd) { window_file_ = fd; }
+  void set_window_file(int fd) {
+    window_file_ = fd;
+    window_file_offset_ = 0;
+    window_file_shared_ = false;
+  }
+  // The same for a file that holds this chip's window at `offset` (a page
+  // multiple) among other chips' windows (the Worker's one window file for
+  // every chip), adopted through adopt_window_at; a transport without it
+  // makes a new window and copies the inputs.
+  void set_shared_window_file(int fd, uint64_t offset) {
+    window_file_ = fd;
+    window_file_offset_ = offset;
+    window_file_shared_ = true;
+  }
   // Where bootstrap_context stores each BootstrapStep as it starts it (in
   // shared memory, for a parent to read); null (the default): nowhere.
   void set_bootstrap_step_sink(std::atomic<uint32_t>* sink) { step_sink_ = sink; }
@@ -153,6 +166,8 @@ class ChipWorker {
   const chipmesh_transport_t* transport_ = nullptr;
   std::optional<std::string> job_token_;
   int window_file_ = -1;
+  uint64_t window_file_offset_ = 0;
+  bool window_file_shared_ = false;
   std::optional<std::chrono::milliseconds> comm_timeout_;
   uint64_t bootstrap_comm_ = 0;
   BootstrapTimings timings_;

@@ -136,6 +136,21 @@ typedef struct chipmesh_transport_v1_t {
    * window), where window_fd can only lend a file whose offset 0 is the
    * window. The Worker asks this first, then window_fd. May be NULL. */
   int (*window_file)(CommHandle h, int* fd, uint64_t* offset);
+  /* adopt_window for a file that holds this rank's window at file offset
+   * `offset` (a multiple of the page size) and may hold other ranks'
+   * windows at other offsets: the Worker's one window file for every chip.
+   * The file must already hold offset + adopted_window_stride(win_size)
+   * bytes (a file several ranks share is never grown); otherwise
+   * alloc_windows fails, naming it. When every rank adopted the same file
+   * at offset rank * stride, each maps the file once (sim: N mappings per
+   * communicator instead of N x N). May be NULL. */
+  int (*adopt_window_at)(CommHandle h, int fd, uint64_t offset);
+  /* How far apart windows of win_size bytes lie in a file adopted by
+   * adopt_window_at: the window rounded as alloc_windows rounds it, plus
+   * what the transport keeps after it (sim: the kernels' scratch). Needs no
+   * communicator: the Worker asks before it forks the chips. May be NULL
+   * (then adopt_window_at is not used). */
+  int (*adopted_window_stride)(size_t win_size, uint64_t* stride);
 } chipmesh_transport_v1_t;
 
 /* The size of the first version-1 table, before the optional members: the

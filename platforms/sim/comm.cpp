@@ -250,6 +250,9 @@ void SimComm::unmap_all() noexcept {
     adopted_fd_ = -1;
   }
   given_fd_ = -1;
+  adopted_at_ = false;
+  adopted_offset_ = 0;
+  window_offset_ = 0;
 }
 
 }  // namespace chipmesh::sim
@@ -339,6 +342,18 @@ namespace chipmesh::sim {
 // The transport table's adopt_window (not a comm.h symbol).
 int comm_adopt_window(CommHandle h, int fd) {
   return t_last_error.guard([&] { unwrap(h)->adopt_window(fd); });
+}
+
+// The transport table's adopt_window_at and adopted_window_stride.
+int comm_adopt_window_at(CommHandle h, int fd, uint64_t offset) {
+  return t_last_error.guard([&] { unwrap(h)->adopt_window_at(fd, offset); });
+}
+
+int comm_adopted_window_stride(size_t win_size, uint64_t* stride) {
+  return t_last_error.guard([&] {
+    require_out(stride, "comm adopted_window_stride");
+    *stride = SimComm::segment_for(win_size);
+  });
 }
 
 // The transport table's window_fd (not a comm.h symbol).

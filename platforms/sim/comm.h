@@ -51,6 +51,13 @@ class SimComm {
   // The transport table's adopt_window: the next alloc_windows makes this
   // file (a descriptor of our own, dup'ed here) this rank's window.
   void adopt_window(int fd);
+  // adopt_window_at: the window is the file's bytes from `offset` (a page
+  // multiple); the file may hold other ranks' windows and is never grown.
+  void adopt_window_at(int fd, uint64_t offset);
+  // What a window of `requested` bytes takes in a file (rounded window +
+  // scratch): the adopted_window_stride of the transport table, and the
+  // size of each rank's mapping. ConfigError for 0 or an overflow.
+  static size_t segment_for(size_t requested);
 
   void barrier();
 
@@ -112,8 +119,11 @@ class SimComm {
   // Removes every name this communicator may have created (failure paths).
   void unlink_all_names() noexcept;
   void unmap_all() noexcept;
-  // alloc_windows' two ways to make and map the windows (comm_windows.cpp).
+  // alloc_windows' three ways to make and map the windows (comm_windows.cpp).
   void map_own_objects(size_t actual, size_t scratch, size_t segment);
+  void publish_adopted_file(size_t segment);
+  bool one_file_adopted_by_all(size_t segment) const;
+  void map_adopted_file(size_t actual, size_t scratch, size_t segment);
   size_t one_object_bytes(size_t actual, size_t scratch, size_t segment) const;
   std::string one_object_name() const;
   int create_one_object(size_t actual, size_t scratch, size_t segment);
@@ -155,6 +165,9 @@ class SimComm {
   int window_fd_ = -1;          // my window object (window_fd()); closed by unmap_all
   int adopted_fd_ = -1;         // adopt_window's file until alloc_windows takes it
   int given_fd_ = -1;           // the number adopt_window was given (RankSlot::given_window_fd)
+  bool adopted_at_ = false;     // through adopt_window_at: a file ranks may share, never grown
+  uint64_t adopted_offset_ = 0;  // adopt_window_at's offset
+  uint64_t window_offset_ = 0;   // where window_fd_ holds this rank's window, outside the one-object ways
   void* workspace_ = nullptr;
   size_t workspace_size_ = 0;
   std::unique_ptr<CommContext> context_;

@@ -17,7 +17,10 @@ namespace chipmesh::sim {
 
 inline constexpr uint64_t kRootInfoMagic = 0x31544f4f524d4843ULL;  // "CHMROOT1"
 inline constexpr uint64_t kCtrlMagic = 0x314c5254434d4843ULL;      // "CHMCTRL1"
-inline constexpr uint32_t kLayoutVersion = 3;  // 2: RankSlot::adopted_window_fd; 3: given_window_fd, window_dev/ino
+inline constexpr uint32_t kLayoutVersion = 3;  // 2: RankSlot::adopted_window_fd; 3: given_window_fd, adopted_at, window_dev/ino
+// RankSlot::adopted_at of a window adopted through adopt_window_at: this
+// bit, and the offset in pages below it.
+inline constexpr uint32_t kAdoptedAt = 0x80000000u;
 inline constexpr size_t kJobTokenBytes = 64;
 inline constexpr size_t kShmNameBytes = 32;  // names are at most 31 characters
 inline constexpr size_t kAbortMessageBytes = 512;
@@ -61,7 +64,9 @@ struct alignas(64) RankSlot {
   // file (device and inode) maps it without opening /proc/<pid>/fd/<n>,
   // about 4 us each, N x N at bring-up.
   int32_t given_window_fd;
-  uint32_t reserved;
+  // 0: adopt_window (a file of the owner's own, window at offset 0), or
+  // kAdoptedAt | offset in pages (adopt_window_at: a file ranks may share).
+  uint32_t adopted_at;
   uint64_t window_dev;
   uint64_t window_ino;
 };

@@ -42,7 +42,23 @@ size_t page_size() {
   return page;
 }
 
-void* map_window(int fd, size_t size) { return mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0); }
+void* map_window(int fd, size_t size, uint64_t offset = 0) {
+  return mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, static_cast<off_t>(offset));
+}
+
+// Where a rank's adopted window starts in its file: 0, or adopt_window_at's
+// offset (RankSlot::adopted_at).
+uint64_t adopted_offset_of(const RankSlot& slot) {
+  return (slot.adopted_at & kAdoptedAt) ? uint64_t{slot.adopted_at & ~kAdoptedAt} * page_size() : 0;
+}
+
+// A peer's window file holds its window: exactly `segment` bytes (a window
+// of its own, grown by its owner), or at least offset + segment (a file
+// ranks may share, adopt_window_at).
+bool holds_window(const RankSlot& slot, off_t file_bytes, size_t segment) {
+  if (slot.adopted_at & kAdoptedAt) return static_cast<uint64_t>(file_bytes) >= adopted_offset_of(slot) + segment;
+  return file_bytes == static_cast<off_t>(segment);
+}
 
 // Every rank checks that the whole job's windows fit what /dev/shm has free
 // now: the clear error comes at bring-up rather than as a SIGBUS mid-kernel.
@@ -102,46 +118,56 @@ void size_object(int fd, const std::string& what, const std::string& unlink_name
 
 // Opens a peer's object `path` (a /dev/shm name, or a /proc/<pid>/fd/<n>
 // path when `by_proc`) and checks that `uid` (this user) owns it and that
-// it holds `bytes`; CommError naming `what` otherwise.
-int open_checked(const std::string& path, bool by_proc, size_t bytes, uid_t uid, const std::string& what) {
+// it holds `bytes` (or, `at_least`, no fewer); CommError naming `what`
+// otherwise.
+int open_checked(const std::string& path, bool by_proc, size_t bytes, bool at_least, uid_t uid,
+                 const std::string& what) {
   const int fd = by_proc ? ::open(path.c_str(), O_RDWR | O_CLOEXEC) : shm_open(path.c_str(), O_RDWR | O_CLOEXEC, 0);
   if (fd < 0) throw CommError("comm_alloc_windows: cannot open " + what + ": " + errno_text(errno));
   struct stat st{};
-  if (fstat(fd, &st) != 0 || st.st_uid != uid || st.st_size != static_cast<off_t>(bytes)) {
+  const bool ok = fstat(fd, &st) == 0 && st.st_uid == uid &&
+                  (at_least ? st.st_size >= static_cast<off_t>(bytes) : st.st_size == static_cast<off_t>(bytes));
+  if (!ok) {
     ::close(fd);
     throw CommError("comm_alloc_windows: " + what + " has size " + std::to_string(st.st_size) + " or owner uid " +
-                    std::to_string(st.st_uid) + ", expected " + std::to_string(bytes) + " bytes owned by uid " +
-                    std::to_string(uid));
+                    std::to_string(st.st_uid) + ", expected " + (at_least ? "at least " : "") +
+                    std::to_string(bytes) + " bytes owned by uid " + std::to_string(uid));
   }
   return fd;
 }
 
 // A peer's adopted window through this process's own descriptor of it:
-// `slot.given_window_fd` open here on the same file (device and inode, owned
-// by `uid`, `bytes` long). Null when not held here (another process tree, a
-// number reused for something else, a file opened read-only): the caller
-// opens it through /proc then.
-void* map_held_window(const RankSlot& slot, size_t bytes, uid_t uid) {
+// `slot.given_window_fd` open here on the same file (device and inode,
+// owned by `uid`, holding the window). Null when not held here (another
+// process tree, a number reused for something else, a file opened
+// read-only): the caller opens it through /proc then.
+void* map_held_window(const RankSlot& slot, size_t segment, uid_t uid) {
   const int fd = slot.given_window_fd;
   if (fd < 0) return nullptr;
   struct stat st{};
   if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || static_cast<uint64_t>(st.st_dev) != slot.window_dev ||
-      static_cast<uint64_t>(st.st_ino) != slot.window_ino || st.st_uid != uid ||
-      st.st_size != static_cast<off_t>(bytes))
+      static_cast<uint64_t>(st.st_ino) != slot.window_ino || st.st_uid != uid || !holds_window(slot, st.st_size, segment))
     return nullptr;
-  void* map = map_window(fd, bytes);
+  void* map = map_window(fd, segment, adopted_offset_of(slot));
   return map == MAP_FAILED ? nullptr : map;
 }
 
 }  // namespace
 
-void SimComm::adopt_window(int fd) {
-  if (context_) throw ConfigError("comm adopt_window: windows already allocated on rank " + std::to_string(rank_));
-  const int own = fcntl(fd, F_DUPFD_CLOEXEC, 0);
-  if (own < 0) throw DeviceError("comm adopt_window: cannot duplicate fd " + std::to_string(fd) + ": " + errno_text(errno));
-  if (adopted_fd_ >= 0) ::close(adopted_fd_);
-  adopted_fd_ = own;
-  given_fd_ = fd;
+size_t SimComm::segment_for(size_t requested) {
+  if (requested == 0) throw ConfigError("comm_alloc_windows: window size must be > 0");
+  const size_t page = page_size();
+  if (requested > SIZE_MAX - page)
+    throw ConfigError("comm_alloc_windows: window size " + std::to_string(requested) + " is too large");
+  const size_t actual = (requested + page - 1) / page * page;
+  // Each rank's object holds its window followed by its kernel scratch
+  // (workSpace). Kernels do not know that: the scratch starts with a header
+  // (comm.h) listing where this process maps every rank's scratch.
+  const size_t scratch = (env::sim_workspace_bytes() + page - 1) / page * page;
+  if (actual > SIZE_MAX - scratch)
+    throw ConfigError("comm_alloc_windows: window size " + std::to_string(requested) + " + scratch " +
+                      std::to_string(scratch) + " is too large");
+  return actual + scratch;
 }
 
 // Each rank's window is an object of its own (its adopted file, or a new
@@ -157,16 +183,20 @@ void SimComm::map_own_objects(size_t actual, size_t scratch, size_t segment) {
   int fd = -1;
   if (adopted) {
     fd = std::exchange(adopted_fd_, -1);
-    check_adopted(fd, my_name, actual);
+    if (!adopted_at_) check_adopted(fd, my_name, actual);
   } else {
     remember_name(names::Kind::Shm, my_name);
     fd = shm_open(my_name.c_str(), O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0600);
     if (fd < 0) throw DeviceError("comm_alloc_windows: cannot create window " + my_name + ": " + errno_text(errno));
   }
-  size_object(fd, "window " + my_name, adopted ? "" : my_name, segment,
-              "(window " + std::to_string(actual) + " + scratch " + std::to_string(scratch) + ")", segment, nranks_,
-              actual, scratch);
-  void* mine_map = map_window(fd, segment);
+  // A file adopted at an offset may be shared: never grown (its range was
+  // checked before the first barrier, publish_adopted_file).
+  if (!adopted || !adopted_at_)
+    size_object(fd, "window " + my_name, adopted ? "" : my_name, segment,
+                "(window " + std::to_string(actual) + " + scratch " + std::to_string(scratch) + ")", segment,
+                nranks_, actual, scratch);
+  window_offset_ = adopted ? adopted_offset_ : 0;
+  void* mine_map = map_window(fd, segment, window_offset_);
   int err = errno;
   if (mine_map == MAP_FAILED) {
     ::close(fd);
@@ -186,11 +216,14 @@ void SimComm::map_own_objects(size_t actual, size_t scratch, size_t segment) {
       windows_[r] = held;
       continue;
     }
-    const int32_t pid = ctrl_->slots[r].pid.load(std::memory_order_acquire);
-    const int32_t peer_fd = ctrl_->slots[r].adopted_window_fd;
+    const RankSlot& slot = ctrl_->slots[r];
+    const int32_t pid = slot.pid.load(std::memory_order_acquire);
+    const int32_t peer_fd = slot.adopted_window_fd;
     const std::string name = peer_fd >= 0 ? fd_path::format(pid, peer_fd) : window_shm_name(pid, token_, r);
-    const int pfd = open_checked(name, peer_fd >= 0, segment, uid_, "rank " + std::to_string(r) + "'s window " + name);
-    void* map = map_window(pfd, segment);
+    const uint64_t offset = adopted_offset_of(slot);
+    const int pfd = open_checked(name, peer_fd >= 0, offset + segment, (slot.adopted_at & kAdoptedAt) != 0, uid_,
+                                 "rank " + std::to_string(r) + "'s window " + name);
+    void* map = map_window(pfd, segment, offset);
     err = errno;
     ::close(pfd);
     if (map == MAP_FAILED)
@@ -250,7 +283,7 @@ void SimComm::drop_one_object(int fd) {
 void SimComm::map_one_object(int fd, size_t actual, size_t scratch, size_t segment) {
   const size_t total = one_object_bytes(actual, scratch, segment);
   const std::string name = one_object_name();
-  if (rank_ != 0) fd = open_checked(name, false, total, uid_, "the windows' object " + name + " (made by rank 0)");
+  if (rank_ != 0) fd = open_checked(name, false, total, false, uid_, "the windows' object " + name + " (made by rank 0)");
   window_fd_ = fd;  // kept for window_file(); closed by unmap_all
   void* map = map_window(fd, total);
   if (map == MAP_FAILED)
@@ -271,30 +304,20 @@ uint64_t SimComm::alloc_windows(size_t requested) {
                                ": communicator failed earlier; destroy it");
   if (context_) throw ConfigError("comm_alloc_windows: windows already allocated (" +
                                   std::to_string(actual_window_) + " bytes) on rank " + std::to_string(rank_));
-  if (requested == 0) throw ConfigError("comm_alloc_windows: window size must be > 0");
+  const size_t segment = segment_for(requested);
   const size_t page = page_size();
-  if (requested > SIZE_MAX - page) throw ConfigError("comm_alloc_windows: window size " + std::to_string(requested) + " is too large");
   const size_t actual = (requested + page - 1) / page * page;
-
-  // Each rank's object holds its window followed by its kernel scratch
-  // (workSpace). Kernels do not know that: the scratch starts with a header
-  // (comm.h) listing where this process maps every rank's scratch.
-  const size_t scratch = (env::sim_workspace_bytes() + page - 1) / page * page;
+  const size_t scratch = segment - actual;
   static_assert(CHIPMESH_WORKSPACE_HEADER_BYTES <= 4096, "the header fits the first page of the scratch");
-  const size_t segment = actual + scratch;
 
   RankSlot& mine = ctrl_->slots[rank_];
   mine.requested_window = requested;
   mine.actual_window = actual;
-  mine.adopted_window_fd = adopted_fd_;
-  mine.given_window_fd = -1;
-  if (adopted_fd_ >= 0) {
-    struct stat st{};
-    if (fstat(adopted_fd_, &st) == 0) {
-      mine.window_dev = static_cast<uint64_t>(st.st_dev);
-      mine.window_ino = static_cast<uint64_t>(st.st_ino);
-      mine.given_window_fd = given_fd_;
-    }
+  try {
+    publish_adopted_file(segment);
+  } catch (const Error& e) {
+    abort_all(status_of(e), e.what());  // the peers are in the barrier below
+    throw;
   }
   // Rank 0 makes the one object of every window (below) before the barrier
   // that shows it the other requests rather than after it, so that the
@@ -339,7 +362,8 @@ uint64_t SimComm::alloc_windows(size_t requested) {
   requested_window_ = requested;
   if (any_adopted && object_fd >= 0) drop_one_object(std::exchange(object_fd, -1));
   try {
-    if (any_adopted) map_own_objects(actual, scratch, segment);
+    if (any_adopted && one_file_adopted_by_all(segment)) map_adopted_file(actual, scratch, segment);
+    else if (any_adopted) map_own_objects(actual, scratch, segment);
     else map_one_object(object_fd, actual, scratch, segment);
 
     for (int r = 0; r < nranks_; ++r) device::register_region(reinterpret_cast<uint64_t>(windows_[r]), actual);
@@ -384,13 +408,14 @@ uint64_t SimComm::local_window_base() const {
 int SimComm::window_fd() const {
   if (!context_) throw ConfigError("comm window_fd: no window yet on rank " + std::to_string(rank_) +
                                    " (call comm_alloc_windows first)");
-  return all_windows_ && rank_ != 0 ? -1 : window_fd_;  // offset 0 must be this rank's window
+  // Offset 0 must be this rank's window.
+  return (all_windows_ && rank_ != 0) || (!all_windows_ && window_offset_ != 0) ? -1 : window_fd_;
 }
 
 int SimComm::window_file(uint64_t* offset) const {
   if (!context_) throw ConfigError("comm window_file: no window yet on rank " + std::to_string(rank_) +
                                    " (call comm_alloc_windows first)");
-  *offset = all_windows_ ? static_cast<uint64_t>(rank_) * segment_size_ : 0;
+  *offset = all_windows_ ? static_cast<uint64_t>(rank_) * segment_size_ : window_offset_;
   return window_fd_;
 }
 

@@ -17,6 +17,8 @@ int inspect_leftover(int kind, const char* name, int* verdict, char* reason, siz
 int comm_window_fd(CommHandle h, int* fd);
 int comm_adopt_window(CommHandle h, int fd);
 int comm_window_file(CommHandle h, int* fd, uint64_t* offset);
+int comm_adopt_window_at(CommHandle h, int fd, uint64_t offset);
+int comm_adopted_window_stride(size_t win_size, uint64_t* stride);
 }  // namespace chipmesh::sim
 
 namespace {
@@ -103,6 +105,8 @@ const chipmesh_transport_v1_t kSimTransport = {
     chipmesh::sim::comm_window_fd,
     chipmesh::sim::comm_adopt_window,
     chipmesh::sim::comm_window_file,
+    chipmesh::sim::comm_adopt_window_at,
+    chipmesh::sim::comm_adopted_window_stride,
 };
 
 }  // namespace

@@ -147,7 +147,11 @@ ChipBootstrapResult ChipWorker::bootstrap_context(int device_id, const ChipBoots
       knobs::test_pause_point("windows");
       t1 = Clock::now();
       reach(BootstrapStep::kAllocatingWindows);
-      if (window_file_ >= 0 && transport().adopt_window) {
+      if (window_file_ >= 0 && window_file_shared_ && transport().adopt_window_at) {
+        check_comm(transport().adopt_window_at(reinterpret_cast<CommHandle>(comm), window_file_, window_file_offset_),
+                   "comm adopt_window_at");
+        adopted = true;
+      } else if (window_file_ >= 0 && !window_file_shared_ && transport().adopt_window) {
         check_comm(transport().adopt_window(reinterpret_cast<CommHandle>(comm), window_file_), "comm adopt_window");
         adopted = true;
       }
@@ -173,7 +177,7 @@ ChipBootstrapResult ChipWorker::bootstrap_context(int device_id, const ChipBoots
       if (staging.size == 0) continue;
       // Staged in the window file this window is made of, at this buffer's
       // offset: already in place.
-      if (adopted && staging.offset == result.buffer_ptrs[i] - result.local_window_base &&
+      if (adopted && staging.offset == window_file_offset_ + (result.buffer_ptrs[i] - result.local_window_base) &&
           same_file(staging.shm_name, window_file_))
         continue;
       SharedMemory region = SharedMemory::attach(staging.shm_name, false);

@@ -386,7 +386,10 @@ void run_chip_process(const ChipProcessArgs& a) {
   ChipBootstrapChannel channel(a.shared->mailbox, CHIP_BOOTSTRAP_MAX_BUFFERS);
   ChipWorker w;
   if (!a.job_token.empty()) w.set_job_token(a.job_token);  // travels through comm_init's options
-  w.set_window_file(a.window_file);
+  if (a.window_file_shared)
+    w.set_shared_window_file(a.window_file, a.window_file_offset);
+  else
+    w.set_window_file(a.window_file);
   w.set_bootstrap_step_sink(&a.shared->bringup_step);
   ChipBootstrapResult result;
   bool arena = false;

@@ -25,9 +25,11 @@ struct ChipProcessArgs {
   int arena_fd;          // this chip's host arena (-1: none), handed to the platform
   uint64_t arena_bytes;
   int window_file;       // this chip's window file (-1: none), holding inputs staged in place
-  // Every chip's window file (-1: none), index = chip, open here at the
-  // parent's numbers: the communicator maps its peers' windows through them
-  // (sim's map_held_window); closed once bring-up is done.
+  uint64_t window_file_offset;  // where its window starts in it
+  bool window_file_shared;      // the one file of every chip's window (adopt_window_at)
+  // The window files open here, at the parent's numbers: the communicator
+  // maps its peers' windows through them (sim's map_held_window); closed
+  // once bring-up is done.
   const std::vector<int>* window_files;
 };
 

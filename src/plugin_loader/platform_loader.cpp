@@ -99,7 +99,8 @@ PlatformTables adapt_legacy(const chipmesh_platform* p, const std::string& path)
                                         p->comm_get_window_size, p->comm_barrier, p->comm_destroy, p->last_error,
                                         p->last_error_code, p->emergency_cleanup,
                                         nullptr /* no leftover hook in v1 */, nullptr /* no window fd */,
-                                        nullptr /* no adopted windows */, nullptr /* no window file */};
+                                        nullptr /* no adopted windows */, nullptr /* no window file */,
+                                        nullptr /* no shared window file */, nullptr};
   return PlatformTables{&s.device, &s.transport, p, true};
 }
 

@@ -42,6 +42,7 @@ std::optional<SharedMemory> Worker::Impl::stage_in_window(size_t chip, const std
     try {
       const PlatformTables& t = load_platform_tables(cfg.platform);
       adopts_windows = t.transport && t.transport->adopt_window ? 1 : 0;
+      if (t.transport) plan_one_window_file(*t.transport);
     } catch (const Error&) {
       adopts_windows = 0;  // init() names the platform's problem
     }
@@ -56,13 +57,40 @@ std::optional<SharedMemory> Worker::Impl::stage_in_window(size_t chip, const std
       if (!b.load_from_host || b.nbytes != bytes || at > c.comm->window_size ||
           c.comm->window_size - at < bytes)
         return std::nullopt;
-      *offset = at;
       const int fd = window_files.get_or_make(chip, c.comm->window_size);
-      return SharedMemory::view(fd, at, bytes, label);
+      *offset = window_files.offset(chip) + at;
+      return SharedMemory::view(fd, *offset, bytes, label);
     }
     at += b.nbytes;
   }
   return std::nullopt;
+}
+
+// The chips form one communicator (ranks 0..n-1, one each) of equal
+// windows, and the transport adopts windows at an offset: one file holds
+// them all, chip i's at rank_i * stride, so that each chip maps it once
+// instead of every peer's file (N x N mappings at bring-up). Anything else
+// keeps one file per chip.
+void Worker::Impl::plan_one_window_file(const chipmesh_transport_v1_t& t) {
+  if (!t.adopt_window_at || !t.adopted_window_stride) return;
+  const size_t n = cfg.chip_bootstrap_configs.size();
+  std::vector<bool> seen(n, false);
+  size_t window = 0;
+  for (size_t i = 0; i < n; ++i) {
+    const auto& comm = cfg.chip_bootstrap_configs[i].comm;
+    if (!comm || comm->nranks != static_cast<int>(n) || comm->rank < 0 || comm->rank >= static_cast<int>(n) ||
+        seen[static_cast<size_t>(comm->rank)] || (i > 0 && comm->window_size != window))
+      return;
+    seen[static_cast<size_t>(comm->rank)] = true;
+    window = comm->window_size;
+  }
+  uint64_t stride = 0, total = 0;
+  if (n == 0 || t.adopted_window_stride(window, &stride) != CHIPMESH_SUCCESS || stride == 0 ||
+      __builtin_mul_overflow(stride, static_cast<uint64_t>(n), &total) || total > static_cast<uint64_t>(INT64_MAX))
+    return;  // bring-up names a bad window size
+  std::vector<uint64_t> offsets(n);
+  for (size_t i = 0; i < n; ++i) offsets[i] = static_cast<uint64_t>(cfg.chip_bootstrap_configs[i].comm->rank) * stride;
+  window_files.share_one_file(std::move(offsets), total);
 }
 
 SharedMemory& Worker::stage_input(int chip, const std::string& buffer, size_t bytes) {

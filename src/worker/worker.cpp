@@ -172,6 +172,7 @@ void Worker::Impl::fork_chips() {
       fork_exclusions.guard_in_child();
       locks.release();
       arenas->keep_only(i);
+      const std::vector<int> window_fds = window_files.open_fds();
       worker::ChipProcessArgs args{static_cast<int>(i),
                                    static_cast<int>(n()),
                                    cfg.device_ids[i],
@@ -184,7 +185,9 @@ void Worker::Impl::fork_chips() {
                                    arenas->fd(i),
                                    arenas->bytes(),
                                    window_files.fd(i),
-                                   &window_files.all()};
+                                   window_files.offset(i),
+                                   window_files.shared(),
+                                   &window_fds};
       worker::run_chip_process(args);
     }
     pids.push_back(pid);

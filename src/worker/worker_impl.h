@@ -63,6 +63,8 @@ struct Worker::Impl {
   // stage_input's placement in the chip's window file, when it can go there.
   std::optional<SharedMemory> stage_in_window(size_t chip, const std::string& buffer, size_t bytes,
                                               const std::string& label, uint64_t* offset);
+  // One window file for every chip, when the transport and the configs allow.
+  void plan_one_window_file(const chipmesh_transport_v1_t& t);
   enum class State { Created, Running, Closed } state = State::Created;
   const chipmesh_platform* platform = nullptr;
 

@@ -3,10 +3,13 @@
 // It wraps sim's device table and passes its transport table through.
 // Built with OLD_DEVICE_TABLE (chipmesh_platform_oldtable): a plugin built
 // before the optional members, whose struct_size ends before them and whose
-// bytes past it are garbage that must never be read.
+// bytes past it are garbage that must never be read. With
+// NO_SHARED_WINDOW_FILE (chipmesh_platform_perchipfiles): a transport table
+// that ends before adopt_window_at.
 #include <dlfcn.h>
 #include <unistd.h>
 
+#include <cstddef>
 #include <cstdint>
 #include <cstdlib>
 #include <string>
@@ -45,6 +48,16 @@ bool load_sim() {
   g_transport.struct_size = CHIPMESH_TRANSPORT_V1_BASE_SIZE;
   g_transport.window_fd = reinterpret_cast<int (*)(CommHandle, int*)>(uintptr_t{1});
   g_transport.adopt_window = reinterpret_cast<int (*)(CommHandle, int)>(uintptr_t{1});
+  g_transport.window_file = reinterpret_cast<int (*)(CommHandle, int*, uint64_t*)>(uintptr_t{1});
+#endif
+#if defined(OLD_DEVICE_TABLE) || defined(NO_SHARED_WINDOW_FILE)
+  g_transport.adopt_window_at = reinterpret_cast<int (*)(CommHandle, int, uint64_t)>(uintptr_t{1});
+  g_transport.adopted_window_stride = reinterpret_cast<int (*)(size_t, uint64_t*)>(uintptr_t{1});
+#endif
+#ifdef NO_SHARED_WINDOW_FILE
+  // A transport table from before adopt_window_at: one window file per chip.
+  g_device.name = g_transport.name = "perchipfiles";
+  g_transport.struct_size = offsetof(chipmesh_transport_v1_t, adopt_window_at);
 #endif
   g_sim_set_device = g_device.set_device;
   g_device.set_device = crashy_set_device;

@@ -231,6 +231,131 @@ TEST_P(SimCommRanks, APeerHoldingTheAdoptedDescriptorNumberForAnotherFileMapsThe
   adopted_window_file_made_before_the_fork(GetParam(), true);
 }
 
+// One file of every rank's window (the Worker's, made before the fork),
+// adopted through adopt_window_at. `place(r)` is rank r's offset in units of
+// the stride; the file holds `strides` strides. Each rank finds its staged
+// bytes and every peer's, and what each wrote. Returns the outcomes.
+struct OneFile {
+  int n;
+  size_t stride;
+};
+template <typename Place, typename Check>
+std::vector<RankOutcome> adopt_one_file(int n, size_t strides, Place place, Check check) {
+  ScratchDir scratch;
+  const std::string path = scratch.file("rootinfo");
+  const chipmesh_transport_v1_t* t = chipmesh_transport_entry();
+  constexpr size_t kWindow = 2 * 4096;
+  uint64_t stride = 0;
+  CM_REQUIRE(t->adopted_window_stride(kWindow, &stride) == CHIPMESH_SUCCESS) << t->last_error();
+  const int file = memfd_create("chipmesh:test-windows", MFD_CLOEXEC);
+  CM_REQUIRE(file >= 0 && ftruncate(file, static_cast<off_t>(strides * stride)) == 0);
+  for (int r = 0; r < n; ++r) {
+    const std::string staged = "staged" + std::to_string(r);
+    const uint64_t at = static_cast<uint64_t>(place(r)) * stride + 100;
+    if (at + staged.size() <= strides * stride) {
+      CM_REQUIRE(pwrite(file, staged.data(), staged.size(), static_cast<off_t>(at)) ==
+                 static_cast<ssize_t>(staged.size()));
+    }
+  }
+  auto outcomes = fork_ranks(n, [&](int rank) {
+    CommHandle h = must_init(rank, n, path);
+    CM_REQUIRE(t->adopt_window_at(h, file, static_cast<uint64_t>(place(rank)) * stride) == CHIPMESH_SUCCESS)
+        << t->last_error();
+    check(h, OneFile{n, stride}, rank);
+  });
+  ::close(file);
+  return outcomes;
+}
+
+// Every rank's window and what each placed and wrote, read by every rank.
+void read_every_window(CommHandle h, const CommContext* ctx, int n, int rank) {
+  constexpr size_t kWindow = 2 * 4096;
+  reinterpret_cast<char*>(ctx->windowsIn[rank])[kWindow - 1] = static_cast<char>('a' + rank);
+  must_barrier(h);
+  for (int r = 0; r < n; ++r) {
+    const char* w = reinterpret_cast<const char*>(ctx->windowsIn[r]);
+    const std::string staged = "staged" + std::to_string(r);
+    CM_REQUIRE(std::memcmp(w + 100, staged.data(), staged.size()) == 0)
+        << "rank " << r << "'s window at 100 reads '" << std::string(w + 100, staged.size()) << "'";
+    CM_REQUIRE(w[kWindow - 1] == static_cast<char>('a' + r)) << "rank " << r << "'s last byte";
+  }
+  must_barrier(h);
+}
+
+// Every rank adopts the one file at rank * stride: each maps it once (the
+// windows lie one stride apart in one mapping) and lends it at its offset.
+TEST_P(SimCommRanks, RanksAdoptingOneFileAtTheirStrideMapItOnce) {
+  const int n = GetParam();
+  auto outcomes = adopt_one_file(n, static_cast<size_t>(n), [](int r) { return r; }, [](CommHandle h, OneFile f, int rank) {
+    const chipmesh_transport_v1_t* t = chipmesh_transport_entry();
+    const CommContext* ctx = must_alloc(h, 2 * 4096);
+    for (int r = 0; r < f.n; ++r)
+      CM_REQUIRE(ctx->windowsIn[r] == ctx->windowsIn[0] + r * f.stride) << "rank " << r << "'s window is not in one mapping";
+    int fd = -2, plain = -2;
+    uint64_t offset = 1;
+    CM_REQUIRE(t->window_file(h, &fd, &offset) == CHIPMESH_SUCCESS) << t->last_error();
+    CM_REQUIRE(fd >= 0 && offset == rank * f.stride) << "rank " << rank << ": fd " << fd << " offset " << offset;
+    CM_REQUIRE(t->window_fd(h, &plain) == CHIPMESH_SUCCESS) << t->last_error();
+    CM_REQUIRE(plain == (rank == 0 ? fd : -1)) << "window_fd " << plain << " on rank " << rank;
+    read_every_window(h, ctx, f.n, rank);
+    must_destroy(h);
+  });
+  EXPECT_TRUE(all_ok(outcomes));
+}
+
+// The same file at other offsets (the ranks in reverse): each rank maps each
+// window on its own, at its offset, and the contents are the same.
+TEST_P(SimCommRanks, RanksAdoptingOneFileAtOtherOffsetsMapEachWindowAtItsOwn) {
+  const int n = GetParam();
+  auto outcomes = adopt_one_file(n, static_cast<size_t>(n), [n](int r) { return n - 1 - r; },
+                                 [](CommHandle h, OneFile f, int rank) {
+    const chipmesh_transport_v1_t* t = chipmesh_transport_entry();
+    const CommContext* ctx = must_alloc(h, 2 * 4096);
+    int fd = -2, plain = -2;
+    uint64_t offset = 1;
+    CM_REQUIRE(t->window_file(h, &fd, &offset) == CHIPMESH_SUCCESS) << t->last_error();
+    CM_REQUIRE(fd >= 0 && offset == (f.n - 1 - rank) * f.stride) << "rank " << rank << ": fd " << fd << " offset " << offset;
+    CM_REQUIRE(t->window_fd(h, &plain) == CHIPMESH_SUCCESS) << t->last_error();
+    CM_REQUIRE(plain == (offset == 0 ? fd : -1)) << "window_fd " << plain << " on rank " << rank;
+    read_every_window(h, ctx, f.n, rank);
+    must_destroy(h);
+  });
+  EXPECT_TRUE(all_ok(outcomes));
+}
+
+// A file too short for the last rank's window: nobody grows a file ranks
+// share, so alloc_windows fails on every rank, the last naming the file and
+// the sizes.
+TEST_P(SimCommRanks, AnAdoptedFileTooShortForARanksWindowFailsEveryRank) {
+  const int n = GetParam();
+  auto outcomes = adopt_one_file(n, static_cast<size_t>(n) - 1, [](int r) { return r; }, [](CommHandle h, OneFile f, int rank) {
+    uint64_t ctx = 0;
+    CM_REQUIRE(comm_alloc_windows(h, 2 * 4096, &ctx) != CHIPMESH_SUCCESS) << "rank " << rank << " allocated";
+    const std::string what = comm_last_error();
+    if (rank == f.n - 1) {
+      CM_REQUIRE(what.find("adopted at offset " + std::to_string((f.n - 1) * f.stride)) != std::string::npos &&
+                 what.find("fewer than the offset plus the window") != std::string::npos)
+          << what;
+    }
+    comm_destroy(h);
+  });
+  EXPECT_TRUE(all_ok(outcomes));
+}
+
+TEST(SimComm, AdoptingAWindowAtAnOffsetThatIsNotAPageMultipleIsAConfigError) {
+  ScratchDir scratch;
+  const chipmesh_transport_v1_t* t = chipmesh_transport_entry();
+  const int file = memfd_create("chipmesh:test-window", MFD_CLOEXEC);
+  ASSERT_GE(file, 0);
+  CommHandle h = comm_init(0, 1, nullptr, scratch.file("rootinfo").c_str());
+  ASSERT_NE(h, nullptr) << comm_last_error();
+  EXPECT_EQ(t->adopt_window_at(h, file, 100), CHIPMESH_ERR_CONFIG);
+  EXPECT_NE(std::string(t->last_error()).find("offset 100 is not a multiple of the page size"), std::string::npos)
+      << t->last_error();
+  EXPECT_EQ(comm_destroy(h), CHIPMESH_SUCCESS);
+  ::close(file);
+}
+
 TEST(SimComm, WindowsBiggerThanDevShmFailAtAllocationNamingTheSizes) {
   struct statvfs fs{};
   ASSERT_EQ(statvfs("/dev/shm", &fs), 0);
