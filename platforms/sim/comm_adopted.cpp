@@ -20,20 +20,11 @@
 
 #include "chipmesh/errors.h"
 #include "comm.h"
+#include "system.h"
 #include "common/fd_path.h"
 #include "knobs/knobs.h"
 
 namespace chipmesh::sim {
-namespace {
-
-std::string errno_text(int err) { return std::string(std::strerror(err)); }
-
-size_t page_size() {
-  static const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
-  return page;
-}
-
-}  // namespace
 
 void SimComm::adopt_window(int fd) {
   if (context_) throw ConfigError("comm adopt_window: windows already allocated on rank " + std::to_string(rank_));

@@ -19,6 +19,7 @@
 
 #include "chipmesh/errors.h"
 #include "comm.h"
+#include "system.h"
 #include "common/deadline.h"
 #include "common/futex.h"
 #include "common/process.h"
@@ -28,8 +29,6 @@
 
 namespace chipmesh::sim {
 namespace {
-
-std::string errno_text(int err) { return std::string(std::strerror(err)); }
 
 uint64_t random_token() {
   uint64_t token = 0;

@@ -26,6 +26,7 @@
 
 #include "chipmesh/errors.h"
 #include "comm.h"
+#include "system.h"
 #include "common/env.h"
 #include "common/fd_path.h"
 #include "common/status_map.h"
@@ -34,13 +35,6 @@
 
 namespace chipmesh::sim {
 namespace {
-
-std::string errno_text(int err) { return std::string(std::strerror(err)); }
-
-size_t page_size() {
-  static const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
-  return page;
-}
 
 void* map_window(int fd, size_t size, uint64_t offset = 0) {
   return mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, static_cast<off_t>(offset));

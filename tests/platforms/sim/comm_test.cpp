@@ -282,21 +282,27 @@ void read_every_window(CommHandle h, const CommContext* ctx, int n, int rank) {
   must_barrier(h);
 }
 
+// The transport lends this rank's window as the file at `offset`
+// (window_file), and as a plain window fd only where that offset is 0.
+void lends_file_at(CommHandle h, int rank, uint64_t expected) {
+  const chipmesh_transport_v1_t* t = chipmesh_transport_entry();
+  int fd = -2, plain = -2;
+  uint64_t offset = 1;
+  CM_REQUIRE(t->window_file(h, &fd, &offset) == CHIPMESH_SUCCESS) << t->last_error();
+  CM_REQUIRE(fd >= 0 && offset == expected) << "rank " << rank << ": fd " << fd << " offset " << offset;
+  CM_REQUIRE(t->window_fd(h, &plain) == CHIPMESH_SUCCESS) << t->last_error();
+  CM_REQUIRE(plain == (expected == 0 ? fd : -1)) << "window_fd " << plain << " on rank " << rank;
+}
+
 // Every rank adopts the one file at rank * stride: each maps it once (the
 // windows lie one stride apart in one mapping) and lends it at its offset.
 TEST_P(SimCommRanks, RanksAdoptingOneFileAtTheirStrideMapItOnce) {
   const int n = GetParam();
   auto outcomes = adopt_one_file(n, static_cast<size_t>(n), [](int r) { return r; }, [](CommHandle h, OneFile f, int rank) {
-    const chipmesh_transport_v1_t* t = chipmesh_transport_entry();
     const CommContext* ctx = must_alloc(h, 2 * 4096);
     for (int r = 0; r < f.n; ++r)
       CM_REQUIRE(ctx->windowsIn[r] == ctx->windowsIn[0] + r * f.stride) << "rank " << r << "'s window is not in one mapping";
-    int fd = -2, plain = -2;
-    uint64_t offset = 1;
-    CM_REQUIRE(t->window_file(h, &fd, &offset) == CHIPMESH_SUCCESS) << t->last_error();
-    CM_REQUIRE(fd >= 0 && offset == rank * f.stride) << "rank " << rank << ": fd " << fd << " offset " << offset;
-    CM_REQUIRE(t->window_fd(h, &plain) == CHIPMESH_SUCCESS) << t->last_error();
-    CM_REQUIRE(plain == (rank == 0 ? fd : -1)) << "window_fd " << plain << " on rank " << rank;
+    lends_file_at(h, rank, rank * f.stride);
     read_every_window(h, ctx, f.n, rank);
     must_destroy(h);
   });
@@ -309,14 +315,8 @@ TEST_P(SimCommRanks, RanksAdoptingOneFileAtOtherOffsetsMapEachWindowAtItsOwn) {
   const int n = GetParam();
   auto outcomes = adopt_one_file(n, static_cast<size_t>(n), [n](int r) { return n - 1 - r; },
                                  [](CommHandle h, OneFile f, int rank) {
-    const chipmesh_transport_v1_t* t = chipmesh_transport_entry();
     const CommContext* ctx = must_alloc(h, 2 * 4096);
-    int fd = -2, plain = -2;
-    uint64_t offset = 1;
-    CM_REQUIRE(t->window_file(h, &fd, &offset) == CHIPMESH_SUCCESS) << t->last_error();
-    CM_REQUIRE(fd >= 0 && offset == (f.n - 1 - rank) * f.stride) << "rank " << rank << ": fd " << fd << " offset " << offset;
-    CM_REQUIRE(t->window_fd(h, &plain) == CHIPMESH_SUCCESS) << t->last_error();
-    CM_REQUIRE(plain == (offset == 0 ? fd : -1)) << "window_fd " << plain << " on rank " << rank;
+    lends_file_at(h, rank, (f.n - 1 - rank) * f.stride);
     read_every_window(h, ctx, f.n, rank);
     must_destroy(h);
   });
