@@ -263,7 +263,8 @@ class Worker {
   void close();  // idempotent
 
   // Bring-up time of the last init(), by phase (ms), measured in the chips
-  // and the parent: fork, comm_init, windows, staging, handshake, total.
+  // and the parent: setup (until the first fork), fork (until the last,
+  // setup included), comm_init, windows, staging, handshake, total.
   std::map<std::string, double> bringup_phases_ms() const;
   size_t num_chips() const;
   pid_t chip_pid(int chip) const;

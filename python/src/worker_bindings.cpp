@@ -735,8 +735,8 @@ void register_worker(py::module_& m) {
       .def("interrupt", &Worker::interrupt,
            "Terminates the chips of a running init() or run() from another thread; close() afterwards.")
       .def_property_readonly("bringup_phases_ms", &Worker::bringup_phases_ms,
-                             "Bring-up time of the last init() by phase (ms): fork, comm_init, windows, staging, "
-                             "handshake, total.")
+                             "Bring-up time of the last init() by phase (ms): setup (until the first fork), fork "
+                             "(until the last), comm_init, windows, staging, handshake, total.")
       .def_property_readonly("num_chips", &Worker::num_chips, "Chips of this worker (len(device_ids)).")
       .def("chip_pid", &Worker::chip_pid, py::arg("chip"), "Process id of a chip (-1 before init()).")
       .def_property_readonly("num_hosts", &Worker::num_hosts,

@@ -386,6 +386,7 @@ void Worker::init() {
   warn_if_bound_tighter_than(m.n());
   const PlatformTables& tables = load_platform_tables(m.cfg.platform);
   const auto start = Clock::now();
+  Clock::time_point forking = start;  // set by fork(), on whichever thread runs it
   try {
     m.fork_exclusions.mark();  // first: memory freed since fails before anything is made
     m.map_region(tables.device->attach_host_arena ? host_arena_bytes() : 0);
@@ -398,6 +399,7 @@ void Worker::init() {
       // once here, in the thread that forks, every chip inherits it done.
       if (tables.device->last_error_code) (void)tables.device->last_error_code();
       if (tables.transport && tables.transport->last_error_code) (void)tables.transport->last_error_code();
+      forking = Clock::now();
       m.fork_chips();
     };
     // A chip's parent-death signal follows the thread that forked it. The
@@ -423,6 +425,7 @@ void Worker::init() {
     throw;
   }
   m.phases["fork"] = ms(Clock::now() - start);
+  m.phases["setup"] = ms(forking - start);
   try {
     knobs::test_pause_point("fork");
     m.wait_for_bringup(start);

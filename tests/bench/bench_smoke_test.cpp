@@ -150,8 +150,8 @@ TEST(BenchSmoke, Bringup) {
   const json* phases = table(b, "bringup_phases");
   ASSERT_NE(phases, nullptr);
   check_table(*phases,
-              {"chips", "window_bytes", "fork_ms", "comm_init_ms", "windows_ms", "staging_ms", "handshake_ms",
-               "total_ms"},
+              {"chips", "window_bytes", "setup_ms", "fork_ms", "comm_init_ms", "windows_ms", "staging_ms",
+               "handshake_ms", "total_ms"},
               2, {"fork_ms", "comm_init_ms", "windows_ms", "staging_ms", "handshake_ms"});
 }
 
