@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cstring>
 #include <random>
+#include <fstream>
 #include <string>
 #include <vector>
 
@@ -64,6 +65,21 @@ TEST_P(WorkerChips, BringsUpContextsAndLeavesNothingAfterClose) {
 
 INSTANTIATE_TEST_SUITE_P(Chips, WorkerChips, ::testing::Values(1, 2, 4, 8, 16),
                          [](const auto& info) { return std::to_string(info.param) + "chips"; });
+
+// Each chip names itself (ps, top, perf): chipmesh.chip<index>, chip 63
+// included (15 characters, the most a name holds).
+TEST(Worker, ChipsAreNamedByTheirIndex) {
+  WorkerConfig cfg;
+  for (int i = 0; i < 64; ++i) cfg.device_ids.push_back(i);
+  Worker w(cfg);
+  w.init();
+  for (int chip = 0; chip < 64; ++chip) {
+    std::ifstream comm("/proc/" + std::to_string(w.chip_pid(chip)) + "/comm");
+    std::string name;
+    std::getline(comm, name);
+    EXPECT_EQ(name, "chipmesh.chip" + std::to_string(chip));
+  }
+}
 
 TEST(Worker, ChipsWithoutACommunicator) {
   WorkerConfig cfg;
