@@ -26,6 +26,8 @@ struct BenchOptions {
   uint64_t parent_memory = 0;       // bringup: private memory this process writes before the runs (a
                                     // user's data), and writes again after each init() (0 = none)
   bool exclude_parent_memory = false;  // bringup: ... left out of the chips (Worker::exclude_from_chips)
+  std::string inputs = "shm";       // bringup: each chip's 4 KiB input: "shm" (an object of its own, which
+                                    // the chip copies) or "staged" (Worker::stage_input, in the window file)
   std::vector<int> ranks;           // allreduce and the other collectives: rank counts
   std::vector<std::string> modes;   // allreduce: onephase, twophase, ring
   uint64_t min_bytes = 0;           // copy, allreduce: smallest size

@@ -96,9 +96,12 @@ ChipmeshSample chipmesh_bringup(const BenchOptions& o, int n, size_t window, Par
   WorkerConfig cfg;
   cfg.platform = o.platform;
   cfg.bootstrap_timeout = std::chrono::seconds(120);
+  const bool staged = o.inputs == "staged";
   for (int r = 0; r < n; ++r) {
-    staging.push_back(SharedMemory::create(staging_name("bringup"), kStagingBytes));
-    std::memset(staging.back().data(), r, kStagingBytes);
+    if (!staged) {
+      staging.push_back(SharedMemory::create(staging_name("bringup"), kStagingBytes));
+      std::memset(staging.back().data(), r, kStagingBytes);
+    }
     cfg.device_ids.push_back(r);
     ChipBootstrapConfig c;
     // An empty rootinfo_path: the Worker's own rendezvous, what `chipmesh
@@ -118,10 +121,12 @@ ChipmeshSample chipmesh_bringup(const BenchOptions& o, int n, size_t window, Par
     data.nbytes = data.count * sizeof(float);
     c.buffers = {in};
     if (data.count > 0) c.buffers.push_back(data);
-    c.host_inputs = {HostBufferStaging{"input", staging.back().name(), kStagingBytes}};
+    if (!staged) c.host_inputs = {HostBufferStaging{"input", staging.back().name(), kStagingBytes}};
     cfg.chip_bootstrap_configs.push_back(std::move(c));
   }
   Worker w(std::move(cfg));
+  if (staged)
+    for (int r = 0; r < n; ++r) std::memset(w.stage_input(r, "input", kStagingBytes).data(), r, kStagingBytes);
   if (parent && o.exclude_parent_memory) w.exclude_from_chips(parent->data(), parent->bytes());
   ChipmeshSample s;
   const auto t0 = Clock::now();
@@ -320,7 +325,9 @@ BenchResult run_bringup(const BenchOptions& o) {
   }
   phases.add_note("setup: init() until the first fork (the shared region, host arenas, rendezvous); fork: init() "
                   "until the parent has forked all chips (setup included); comm_init, windows, staging: slowest chip; "
-                  "handshake: the rest of init (mailbox wait); each chip stages a 4 KiB input from host shared memory");
+                  "handshake: the rest of init (mailbox wait); each chip stages a 4 KiB input " +
+                  std::string(o.inputs == "staged" ? "through Worker::stage_input (in the window file, no copy)"
+                                                   : "from host shared memory of its own (copied)"));
   phases.add_note("1st kernel, 2nd kernel: the two run() calls right after init, each an in-place float32 sum "
                   "allreduce (world, algorithm auto) of the rest of the window (window - 4 KiB); the first pays the "
                   "page faults of every window page it touches");

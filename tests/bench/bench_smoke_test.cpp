@@ -27,8 +27,10 @@ struct BenchRun {
 };
 
 BenchRun run_quick(const std::string& what, bool no_mpi, chipmesh::testing::ScratchDir& dir, int iters = 0,
-                   uint64_t parent_memory = 0, bool exclude_parent_memory = false) {
+                   uint64_t parent_memory = 0, bool exclude_parent_memory = false,
+                   const std::string& inputs = "shm") {
   BenchOptions o;
+  o.inputs = inputs;
   o.what = what;
   o.quick = true;
   o.no_mpi = no_mpi;
@@ -183,6 +185,21 @@ void check_bringup_with_parent_memory(bool exclude) {
 TEST(BenchSmoke, BringupWithParentMemory) {
   check_bringup_with_parent_memory(false);
   check_bringup_with_parent_memory(true);
+}
+
+// --inputs staged: each chip's input through Worker::stage_input; the
+// bring-up tables as with objects of their own, and the note says which.
+TEST(BenchSmoke, BringupWithStagedInputs) {
+  chipmesh::testing::ScratchDir dir;
+  BenchRun r = run_quick("bringup", true, dir, 0, 0, false, "staged");
+  check_common(r, "bringup");
+  const json& b = benchmark(r.doc, "bringup");
+  const json* peers = table(b, "bringup");
+  ASSERT_NE(peers, nullptr);
+  check_table(*peers, {"chips", "window_bytes", "init_ms", "fork_floor_ms", "ratio_floor"}, 2);
+  const json* phases = table(b, "bringup_phases");
+  ASSERT_NE(phases, nullptr);
+  EXPECT_NE(phases->dump().find("through Worker::stage_input"), std::string::npos) << phases->dump();
 }
 
 TEST(BenchSmoke, Dispatch) {

@@ -52,6 +52,10 @@ BenchCommand register_bench_command(CLI::App& app) {
   sub->add_flag("--exclude-parent-memory", opts->exclude_parent_memory,
                 "bringup: leave the --parent-memory out of the chips' forks (Worker::exclude_from_chips)")
       ->needs(parent_memory);
+  sub->add_option("--inputs", opts->inputs,
+                  "bringup: where each chip's 4 KiB input lies: shm (a shared-memory object of its own, which the "
+                  "chip copies; default) or staged (Worker::stage_input: in the window at bring-up, no copy)")
+      ->check(CLI::IsMember({"shm", "staged"}));
   sub->add_option("--ranks", opts->ranks, "allreduce and the other collectives: rank counts (default 2 4; 2 4 8)")->check(CLI::Range(1, 64));
   sub->add_option("--modes", opts->modes, "allreduce: modes (default onephase twophase ring)")
       ->check(CLI::IsMember({"onephase", "twophase", "ring"}));
