@@ -418,7 +418,7 @@ TEST(Demo, JsonReportParses) {
   const double alg = j.at("algbw_gbps").get<double>();
   EXPECT_NEAR(j.at("busbw_gbps").get<double>(), alg * 2.0 * 2 / 3, alg * 1e-9);
   ASSERT_TRUE(j.at("phases_ms").is_object());
-  for (const char* phase : {"fork", "comm_init", "windows", "staging", "handshake"})
+  for (const char* phase : {"setup", "fork", "comm_init", "windows", "staging", "handshake"})
     EXPECT_TRUE(j.at("phases_ms").contains(phase)) << phase << ": " << r.out;
   EXPECT_EQ(leftovers_after(before), std::vector<std::string>{});
 }

@@ -10,7 +10,7 @@ namespace {
 
 // The phases in bring-up order; any other key the Worker reports follows.
 const std::vector<std::string>& phase_order() {
-  static const std::vector<std::string> order = {"fork", "comm_init", "windows", "staging", "handshake"};
+  static const std::vector<std::string> order = {"setup", "fork", "comm_init", "windows", "staging", "handshake"};
   return order;
 }
 
