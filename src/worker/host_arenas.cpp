@@ -14,7 +14,6 @@ namespace chipmesh::worker {
 HostArenas::HostArenas(size_t chips, uint64_t bytes) : bytes_(bytes), chips_(chips) {
   if (bytes_ == 0) return;
   for (size_t i = 0; i < chips; ++i) {
-    Chip& c = chips_[i];
     const int fd = memfd_create("chipmesh_arena", MFD_CLOEXEC | MFD_ALLOW_SEALING);
     if (fd < 0) {
       CHIPMESH_INFO(WORKER, "chip %zu: no host arena (memfd_create: %s); its copies take the request ring", i,
@@ -22,23 +21,33 @@ HostArenas::HostArenas(size_t chips, uint64_t bytes) : bytes_(bytes), chips_(chi
       continue;
     }
     // Sparse: a page exists once written, and is punched again when freed.
-    void* p = ftruncate(fd, static_cast<off_t>(bytes_)) == 0
-                  ? mmap(nullptr, bytes_, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, 0)
-                  : MAP_FAILED;
-    if (p == MAP_FAILED) {
+    if (ftruncate(fd, static_cast<off_t>(bytes_)) != 0) {
       CHIPMESH_INFO(WORKER, "chip %zu: no host arena of %llu bytes (%s); its copies take the request ring", i,
                     static_cast<unsigned long long>(bytes_), std::strerror(errno));
       ::close(fd);
       continue;
     }
     // Sealed at its size: nobody (a faulty platform included) can shrink
-    // it under this mapping, so a copy here never meets SIGBUS, even while
-    // the chip dies; the pages live as long as this mapping does.
+    // it under the parent's mapping, so a copy there never meets SIGBUS,
+    // even while the chip dies; the pages live as long as that mapping does.
     fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL);
+    chips_[i].fd = fd;
+  }
+}
+
+void HostArenas::map_all() noexcept {
+  for (size_t i = 0; i < chips_.size(); ++i) {
+    Chip& c = chips_[i];
+    if (c.fd < 0 || c.map) continue;
+    void* p = mmap(nullptr, bytes_, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, c.fd, 0);
+    if (p == MAP_FAILED) {
+      CHIPMESH_INFO(WORKER, "chip %zu: the host arena (%llu bytes) cannot be mapped here (%s); its copies take the "
+                    "request ring", i, static_cast<unsigned long long>(bytes_), std::strerror(errno));
+      continue;
+    }
     // Processes this one forks later (other Workers' chips, a user's
     // subprocess) must not inherit a view of this chip's memory.
     madvise(p, bytes_, MADV_DONTFORK);
-    c.fd = fd;
     c.map = static_cast<unsigned char*>(p);
   }
 }

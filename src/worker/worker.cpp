@@ -196,6 +196,7 @@ void Worker::Impl::fork_chips() {
     if (interrupted.load(std::memory_order_seq_cst)) kill(pid, SIGTERM);
   }
   locks.release();
+  arenas->map_all();    // only now: a mapping held across the forks costs each of them
   arenas->close_fds();  // each chip holds its own; the mappings stay here
   window_files.close_all();  // likewise; the staging views keep descriptors of their own
   try {

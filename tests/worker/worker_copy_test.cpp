@@ -162,6 +162,41 @@ TEST_P(WorkerCopies, CopiesToADeadChipFailNamingIt) {
 INSTANTIATE_TEST_SUITE_P(Paths, WorkerCopies, ::testing::Bool(),
                          [](const auto& info) { return info.param ? "HostArena" : "Ring"; });
 
+// Worker::malloc memory in the host arena is mapped by the parent (once
+// every chip is forked), so a copy there is its own memcpy: it goes through
+// even while the chip is stopped (through the ring it would wait for the
+// chip and fail at CHIPMESH_STOPPED_CHIP_TIMEOUT_S). Each chip maps its own
+// arena and no other.
+TEST(WorkerArenaCopies, AreOneMemcpyWithoutTheChip) {
+  auto outcomes = fork_ranks(1, [&](int) {
+    setenv("CHIPMESH_STOPPED_CHIP_TIMEOUT_S", "2", 1);
+    knobs::reload();
+    WorkerConfig cfg;
+    cfg.device_ids = {0, 1};
+    Worker w(cfg);
+    w.init();
+    const size_t n = (size_t{1} << 20) + 12;
+    const uint64_t p = w.malloc(1, n);
+    CM_REQUIRE(in_arena_mapping(w.chip_pid(1), p)) << "the allocation is not in chip 1's arena";
+    for (int chip = 0; chip < 2; ++chip) {
+      std::ifstream maps("/proc/" + std::to_string(w.chip_pid(chip)) + "/maps");
+      int arenas = 0;
+      for (std::string line; std::getline(maps, line);) arenas += line.find("memfd:chipmesh_arena") != std::string::npos;
+      CM_REQUIRE(arenas == 1) << "chip " << chip << " maps " << arenas << " arenas";
+    }
+    std::vector<unsigned char> in(n), out(n, 0);
+    for (size_t i = 0; i < n; ++i) in[i] = static_cast<unsigned char>(i * 7 + 1);
+    CM_REQUIRE(kill(w.chip_pid(1), SIGSTOP) == 0);
+    w.copy_to(1, p, in.data(), n);  // through the ring: a ChipError after 2 s
+    w.copy_from(1, out.data(), p, n);
+    CM_REQUIRE(out == in) << "round trip through chip 1's arena while it was stopped";
+    CM_REQUIRE(kill(w.chip_pid(1), SIGCONT) == 0);
+    w.free(1, p);
+    w.close();
+  }, std::chrono::seconds(90));
+  ASSERT_TRUE(all_ok(outcomes)) << outcomes[0].describe();
+}
+
 // Window addresses: the transport lends each chip's window (window_fd) and
 // the Worker copies with one memcpy of its own, without the chip. So even a
 // SIGSTOPped chip's window takes a copy at once (through the ring it would
