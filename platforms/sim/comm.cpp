@@ -252,7 +252,6 @@ void SimComm::unmap_all() noexcept {
   given_fd_ = -1;
   adopted_at_ = false;
   adopted_offset_ = 0;
-  window_offset_ = 0;
 }
 
 }  // namespace chipmesh::sim

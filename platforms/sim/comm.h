@@ -166,8 +166,7 @@ class SimComm {
   int adopted_fd_ = -1;         // adopt_window's file until alloc_windows takes it
   int given_fd_ = -1;           // the number adopt_window was given (RankSlot::given_window_fd)
   bool adopted_at_ = false;     // through adopt_window_at: a file ranks may share, never grown
-  uint64_t adopted_offset_ = 0;  // adopt_window_at's offset
-  uint64_t window_offset_ = 0;   // where window_fd_ holds this rank's window, outside the one-object ways
+  uint64_t adopted_offset_ = 0;  // adopt_window_at's offset (0 otherwise): where the adopted file holds the window
   void* workspace_ = nullptr;
   size_t workspace_size_ = 0;
   std::unique_ptr<CommContext> context_;

@@ -189,8 +189,7 @@ void SimComm::map_own_objects(size_t actual, size_t scratch, size_t segment) {
     size_object(fd, "window " + my_name, adopted ? "" : my_name, segment,
                 "(window " + std::to_string(actual) + " + scratch " + std::to_string(scratch) + ")", segment,
                 nranks_, actual, scratch);
-  window_offset_ = adopted ? adopted_offset_ : 0;
-  void* mine_map = map_window(fd, segment, window_offset_);
+  void* mine_map = map_window(fd, segment, adopted_offset_);  // 0 unless adopt_window_at
   int err = errno;
   if (mine_map == MAP_FAILED) {
     ::close(fd);
@@ -402,14 +401,17 @@ uint64_t SimComm::local_window_base() const {
 int SimComm::window_fd() const {
   if (!context_) throw ConfigError("comm window_fd: no window yet on rank " + std::to_string(rank_) +
                                    " (call comm_alloc_windows first)");
-  // Offset 0 must be this rank's window.
-  return (all_windows_ && rank_ != 0) || (!all_windows_ && window_offset_ != 0) ? -1 : window_fd_;
+  uint64_t offset = 0;
+  const int fd = window_file(&offset);
+  return offset == 0 ? fd : -1;  // offset 0 must be this rank's window
 }
 
 int SimComm::window_file(uint64_t* offset) const {
   if (!context_) throw ConfigError("comm window_file: no window yet on rank " + std::to_string(rank_) +
                                    " (call comm_alloc_windows first)");
-  *offset = all_windows_ ? static_cast<uint64_t>(rank_) * segment_size_ : window_offset_;
+  // Outside the one-object ways the window is this rank's (adopted) file
+  // at adopt_window_at's offset, 0 otherwise.
+  *offset = all_windows_ ? static_cast<uint64_t>(rank_) * segment_size_ : adopted_offset_;
   return window_fd_;
 }
 
