@@ -414,12 +414,7 @@ void run_chip_process(const ChipProcessArgs& a) {
     // The window holds the file now (the transport took a descriptor), and
     // the peers' windows are mapped.
     if (a.window_file >= 0) w.set_window_file(-1);
-    if (a.window_files) {
-      for (int fd : *a.window_files)
-        if (fd >= 0) ::close(fd);
-    } else if (a.window_file >= 0) {
-      ::close(a.window_file);
-    }
+    for (int fd : *a.window_files) ::close(fd);  // a.window_file among them
   } catch (...) {
     notify_parent(a.header);
     _exit(1);  // bootstrap_context released what it made

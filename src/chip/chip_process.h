@@ -27,9 +27,9 @@ struct ChipProcessArgs {
   int window_file;       // this chip's window file (-1: none), holding inputs staged in place
   uint64_t window_file_offset;  // where its window starts in it
   bool window_file_shared;      // the one file of every chip's window (adopt_window_at)
-  // The window files open here, at the parent's numbers: the communicator
-  // maps its peers' windows through them (sim's map_held_window); closed
-  // once bring-up is done.
+  // The window files open here (never null; WindowFiles::open_fds), at the
+  // parent's numbers: the communicator maps its peers' windows through them
+  // (sim's map_held_window); closed once bring-up is done.
   const std::vector<int>* window_files;
 };
 
