@@ -46,12 +46,21 @@ uint64_t adopted_offset_of(const RankSlot& slot) {
   return (slot.adopted_at & kAdoptedAt) ? uint64_t{slot.adopted_at & ~kAdoptedAt} * page_size() : 0;
 }
 
+// The size a file must have: exactly `bytes`, or no fewer.
+struct FileSize {
+  uint64_t bytes;
+  bool at_least;
+  bool fits(off_t size) const {
+    return at_least ? static_cast<uint64_t>(size) >= bytes : static_cast<uint64_t>(size) == bytes;
+  }
+};
+
 // A peer's window file holds its window: exactly `segment` bytes (a window
 // of its own, grown by its owner), or at least offset + segment (a file
 // ranks may share, adopt_window_at).
-bool holds_window(const RankSlot& slot, off_t file_bytes, size_t segment) {
-  if (slot.adopted_at & kAdoptedAt) return static_cast<uint64_t>(file_bytes) >= adopted_offset_of(slot) + segment;
-  return file_bytes == static_cast<off_t>(segment);
+FileSize window_file_size(const RankSlot& slot, size_t segment) {
+  if (slot.adopted_at & kAdoptedAt) return {adopted_offset_of(slot) + segment, true};
+  return {segment, false};
 }
 
 // Every rank checks that the whole job's windows fit what /dev/shm has free
@@ -112,20 +121,16 @@ void size_object(int fd, const std::string& what, const std::string& unlink_name
 
 // Opens a peer's object `path` (a /dev/shm name, or a /proc/<pid>/fd/<n>
 // path when `by_proc`) and checks that `uid` (this user) owns it and that
-// it holds `bytes` (or, `at_least`, no fewer); CommError naming `what`
-// otherwise.
-int open_checked(const std::string& path, bool by_proc, size_t bytes, bool at_least, uid_t uid,
-                 const std::string& what) {
+// its size fits `size`; CommError naming `what` otherwise.
+int open_checked(const std::string& path, bool by_proc, FileSize size, uid_t uid, const std::string& what) {
   const int fd = by_proc ? ::open(path.c_str(), O_RDWR | O_CLOEXEC) : shm_open(path.c_str(), O_RDWR | O_CLOEXEC, 0);
   if (fd < 0) throw CommError("comm_alloc_windows: cannot open " + what + ": " + errno_text(errno));
   struct stat st{};
-  const bool ok = fstat(fd, &st) == 0 && st.st_uid == uid &&
-                  (at_least ? st.st_size >= static_cast<off_t>(bytes) : st.st_size == static_cast<off_t>(bytes));
-  if (!ok) {
+  if (fstat(fd, &st) != 0 || st.st_uid != uid || !size.fits(st.st_size)) {
     ::close(fd);
     throw CommError("comm_alloc_windows: " + what + " has size " + std::to_string(st.st_size) + " or owner uid " +
-                    std::to_string(st.st_uid) + ", expected " + (at_least ? "at least " : "") +
-                    std::to_string(bytes) + " bytes owned by uid " + std::to_string(uid));
+                    std::to_string(st.st_uid) + ", expected " + (size.at_least ? "at least " : "") +
+                    std::to_string(size.bytes) + " bytes owned by uid " + std::to_string(uid));
   }
   return fd;
 }
@@ -140,7 +145,8 @@ void* map_held_window(const RankSlot& slot, size_t segment, uid_t uid) {
   if (fd < 0) return nullptr;
   struct stat st{};
   if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || static_cast<uint64_t>(st.st_dev) != slot.window_dev ||
-      static_cast<uint64_t>(st.st_ino) != slot.window_ino || st.st_uid != uid || !holds_window(slot, st.st_size, segment))
+      static_cast<uint64_t>(st.st_ino) != slot.window_ino || st.st_uid != uid ||
+      !window_file_size(slot, segment).fits(st.st_size))
     return nullptr;
   void* map = map_window(fd, segment, adopted_offset_of(slot));
   return map == MAP_FAILED ? nullptr : map;
@@ -213,10 +219,9 @@ void SimComm::map_own_objects(size_t actual, size_t scratch, size_t segment) {
     const int32_t pid = slot.pid.load(std::memory_order_acquire);
     const int32_t peer_fd = slot.adopted_window_fd;
     const std::string name = peer_fd >= 0 ? fd_path::format(pid, peer_fd) : window_shm_name(pid, token_, r);
-    const uint64_t offset = adopted_offset_of(slot);
-    const int pfd = open_checked(name, peer_fd >= 0, offset + segment, (slot.adopted_at & kAdoptedAt) != 0, uid_,
+    const int pfd = open_checked(name, peer_fd >= 0, window_file_size(slot, segment), uid_,
                                  "rank " + std::to_string(r) + "'s window " + name);
-    void* map = map_window(pfd, segment, offset);
+    void* map = map_window(pfd, segment, adopted_offset_of(slot));
     err = errno;
     ::close(pfd);
     if (map == MAP_FAILED)
@@ -276,7 +281,7 @@ void SimComm::drop_one_object(int fd) {
 void SimComm::map_one_object(int fd, size_t actual, size_t scratch, size_t segment) {
   const size_t total = one_object_bytes(actual, scratch, segment);
   const std::string name = one_object_name();
-  if (rank_ != 0) fd = open_checked(name, false, total, false, uid_, "the windows' object " + name + " (made by rank 0)");
+  if (rank_ != 0) fd = open_checked(name, false, FileSize{total, false}, uid_, "the windows' object " + name + " (made by rank 0)");
   window_fd_ = fd;  // kept for window_file(); closed by unmap_all
   void* map = map_window(fd, total);
   if (map == MAP_FAILED)
