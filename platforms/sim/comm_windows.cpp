@@ -281,7 +281,8 @@ void SimComm::drop_one_object(int fd) {
 void SimComm::map_one_object(int fd, size_t actual, size_t scratch, size_t segment) {
   const size_t total = one_object_bytes(actual, scratch, segment);
   const std::string name = one_object_name();
-  if (rank_ != 0) fd = open_checked(name, false, FileSize{total, false}, uid_, "the windows' object " + name + " (made by rank 0)");
+  if (rank_ != 0)
+    fd = open_checked(name, false, FileSize{total, false}, uid_, "the windows' object " + name + " (made by rank 0)");
   window_fd_ = fd;  // kept for window_file(); closed by unmap_all
   void* map = map_window(fd, total);
   if (map == MAP_FAILED)
