@@ -655,8 +655,8 @@ TEST_F(DomainsTest, ATaskOnAReleasedOrForeignContextFails) {
 // on every member, naming the chip, within the worker's bootstrap_timeout
 // (the deadline of the domain's rendezvous), and nothing stays behind.
 // Deterministic: the chip is stopped before the call, so it cannot join,
-// and killed once rank 0 has begun the rendezvous (its control object
-// exists).
+// and killed once the allocation is posted and the test's thread waits in
+// it.
 TEST_F(DomainsTest, MemberKilledDuringAllocateFailsTheCallNamingIt) {
   WorkerConfig cfg = plain_config(3);
   cfg.bootstrap_timeout = std::chrono::seconds(3);
@@ -671,7 +671,10 @@ TEST_F(DomainsTest, MemberKilledDuringAllocateFailsTheCallNamingIt) {
     // The members meet in the Worker's memory (no shared-memory object to
     // wait for): kill once the allocation is posted and this thread sleeps
     // in its wait (killed before the post, the chip is refused as gone).
-    while (!posting) std::this_thread::yield();
+    for (const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+         !posting && std::chrono::steady_clock::now() < until;)
+      std::this_thread::yield();
+    EXPECT_TRUE(posting) << "the run never began";
     EXPECT_TRUE(wait_asleep_in_futex(main_tid, std::chrono::seconds(30)));
     kill(victim, SIGKILL);
     killed = true;
