@@ -221,6 +221,7 @@ void SimComm::unlink_all_names() noexcept {
 }
 
 void SimComm::unmap_all() noexcept {
+  const bool cached = cache_one_object();  // keeps all_windows_ and window_fd_ mapped and open
   if (context_) device::unregister_region(reinterpret_cast<uint64_t>(context_.get()));
   for (int r = 0; r < static_cast<int>(windows_.size()); ++r) {
     if (windows_[r]) {
@@ -230,8 +231,14 @@ void SimComm::unmap_all() noexcept {
     }
   }
   if (all_windows_) {
-    munmap(all_windows_, segment_size_ * static_cast<size_t>(nranks_));
+    if (!cached) munmap(all_windows_, segment_size_ * static_cast<size_t>(nranks_));
     all_windows_ = nullptr;
+    made_object_ = false;
+  }
+  if (reused_.map) {  // taken from the cache but never mapped as the windows
+    munmap(reused_.map, reused_.bytes);
+    ::close(reused_.fd);
+    reused_ = CachedObject{};
   }
   if (workspace_) {
     device::unregister_region(reinterpret_cast<uint64_t>(workspace_));  // part of my window's mapping
@@ -242,7 +249,7 @@ void SimComm::unmap_all() noexcept {
     ctrl_ = nullptr;
   }
   if (window_fd_ >= 0) {
-    ::close(window_fd_);
+    if (!cached) ::close(window_fd_);
     window_fd_ = -1;
   }
   if (adopted_fd_ >= 0) {

@@ -17,6 +17,7 @@
 #include "common/process.h"
 #include "comm_layout.h"
 #include "name_registry.h"
+#include "window_cache.h"
 #include "rendezvous/store.h"
 
 namespace chipmesh::sim {
@@ -129,6 +130,17 @@ class SimComm {
   int create_one_object(size_t actual, size_t scratch, size_t segment);
   void drop_one_object(int fd);
   void map_one_object(int fd, size_t actual, size_t scratch, size_t segment);
+  // Rank 0: a cached object of `total` bytes that every rank of its last
+  // communicator has released (window_cache.h), published in the control
+  // block; -1 when none.
+  int reuse_cached_object(size_t total);
+  // The one object's mapping on a peer when rank 0 reuses a cached object:
+  // this process's own cached mapping of it, or a fresh one through
+  // /proc/<rank 0>/fd/<n>. Sets window_fd_.
+  void* map_reused_object(size_t total);
+  // At destroy: keeps the one object's mapping for reuse (the last rank
+  // to release empties it); false when it must be unmapped.
+  bool cache_one_object() noexcept;
   // Names this process created, registered for emergency_cleanup until they
   // are removed (name_registry.h).
   void remember_name(names::Kind kind, const std::string& name);
@@ -162,6 +174,10 @@ class SimComm {
   // One object for every rank's window (no rank adopted one): this
   // process's one mapping of it, nranks * segment_size_ bytes; else null.
   void* all_windows_ = nullptr;
+  CachedObject reused_;  // rank 0: the cached object it reuses, until map_one_object takes it
+  // all_windows_ maps the object rank 0 made (map_one_object), not a file
+  // the Worker lent (map_adopted_file): only such an object is cached.
+  bool made_object_ = false;
   int window_fd_ = -1;          // my window object (window_fd()); closed by unmap_all
   int adopted_fd_ = -1;         // adopt_window's file until alloc_windows takes it
   int given_fd_ = -1;           // the number adopt_window was given (RankSlot::given_window_fd)

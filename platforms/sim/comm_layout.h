@@ -17,7 +17,7 @@ namespace chipmesh::sim {
 
 inline constexpr uint64_t kRootInfoMagic = 0x31544f4f524d4843ULL;  // "CHMROOT1"
 inline constexpr uint64_t kCtrlMagic = 0x314c5254434d4843ULL;      // "CHMCTRL1"
-inline constexpr uint32_t kLayoutVersion = 3;  // 2: RankSlot::adopted_window_fd; 3: given_window_fd, adopted_at, window_dev/ino
+inline constexpr uint32_t kLayoutVersion = 4;  // 2: RankSlot::adopted_window_fd; 3: given_window_fd, adopted_at, window_dev/ino; 4: CtrlBlock::reused_*, windows_released
 // RankSlot::adopted_at of a window adopted through adopt_window_at: this
 // bit, and the offset in pages below it.
 inline constexpr uint32_t kAdoptedAt = 0x80000000u;
@@ -96,6 +96,17 @@ struct CtrlBlock {
   int32_t abort_rank;
   int32_t abort_status;  // chipmesh_status of the original failure
   char abort_message[kAbortMessageBytes];
+
+  // Rank 0 reuses a cached one-object window (window_cache.h): 1, and the
+  // descriptor it holds of the object and the object's identity; 0 (as
+  // zeroed) when it made a new one.
+  alignas(64) uint32_t reused;
+  int32_t reused_fd;
+  uint64_t reused_dev;
+  uint64_t reused_ino;
+  // Ranks that destroyed the communicator with its one object cached; the
+  // last of nranks empties the object.
+  std::atomic<uint32_t> windows_released;
 
   RankSlot slots[CHIPMESH_MAX_RANKS];
 };

@@ -21,6 +21,7 @@
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
+#include <optional>
 #include <string>
 #include <utility>
 
@@ -273,28 +274,107 @@ int SimComm::create_one_object(size_t actual, size_t scratch, size_t segment) {
 // goes unused.
 void SimComm::drop_one_object(int fd) {
   ::close(fd);
-  shm_unlink(one_object_name().c_str());
+  if (reused_.map) {
+    munmap(reused_.map, reused_.bytes);  // a reused object has no name
+    reused_ = CachedObject{};
+  } else {
+    shm_unlink(one_object_name().c_str());
+  }
   forget_names();
+}
+
+namespace {
+
+// Every rank of a communicator writes its scratch header into the object at
+// allocation, and the last to release it empties it: pages still held mean
+// a rank of that communicator has not released it (or died). Only an empty
+// object of exactly that size is reused: all zeros, and nobody else's.
+bool released_by_all(const CachedObject& o) {
+  struct stat st{};
+  return fstat(o.fd, &st) == 0 && st.st_blocks == 0 && static_cast<uint64_t>(st.st_size) == o.bytes;
+}
+
+}  // namespace
+
+int SimComm::reuse_cached_object(size_t total) {
+  std::optional<CachedObject> o = window_cache::take_owned(pid_, total, released_by_all);
+  if (!o) return -1;
+  reused_ = *o;
+  ctrl_->reused_fd = o->fd;
+  ctrl_->reused_dev = o->dev;
+  ctrl_->reused_ino = o->ino;
+  ctrl_->reused = 1;  // read by the peers after the barrier that follows
+  return o->fd;
+}
+
+void* SimComm::map_reused_object(size_t total) {
+  const uint64_t dev = ctrl_->reused_dev, ino = ctrl_->reused_ino;
+  if (std::optional<CachedObject> o = window_cache::take(dev, ino, total)) {
+    window_fd_ = o->fd;
+    return o->map;
+  }
+  const std::string path = fd_path::format(ctrl_->slots[0].pid.load(std::memory_order_acquire), ctrl_->reused_fd);
+  const std::string what = "the windows' object " + path + " (rank 0's, reused)";
+  const int fd = open_checked(path, true, FileSize{total, false}, uid_, what);
+  struct stat st{};
+  if (fstat(fd, &st) != 0 || static_cast<uint64_t>(st.st_dev) != dev || static_cast<uint64_t>(st.st_ino) != ino) {
+    ::close(fd);
+    throw CommError("comm_alloc_windows: " + what + " is not the object rank 0 named (device " + std::to_string(dev) +
+                    ", inode " + std::to_string(ino) + ")");
+  }
+  window_fd_ = fd;
+  void* map = map_window(fd, total);
+  if (map == MAP_FAILED)
+    throw DeviceError("comm_alloc_windows: cannot map " + what + " (" + std::to_string(total) + " bytes): " +
+                      errno_text(errno));
+  return map;
+}
+
+bool SimComm::cache_one_object() noexcept {
+  // Only a whole allocation with a scratch header on every rank (what
+  // released_by_all relies on) and an object the cache takes.
+  if (!all_windows_ || !made_object_ || !context_ || failed_ || workspace_size_ == 0 || window_fd_ < 0 || !ctrl_)
+    return false;
+  const size_t total = segment_size_ * static_cast<size_t>(nranks_);
+  struct stat st{};
+  if (total > window_cache::kMaxObjectBytes || fstat(window_fd_, &st) != 0) return false;
+  // The last rank to release empties the object: a cached one holds no
+  // memory, and its owner sees it may be reused.
+  if (ctrl_->windows_released.fetch_add(1, std::memory_order_acq_rel) + 1 == static_cast<uint32_t>(nranks_))
+    fallocate(window_fd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, static_cast<off_t>(total));
+  return window_cache::put(CachedObject{window_fd_, all_windows_, total, static_cast<uint64_t>(st.st_dev),
+                                        static_cast<uint64_t>(st.st_ino), rank_ == 0 ? pid_ : 0});
 }
 
 // Every rank once the object exists (rank 0 passes the fd it made).
 void SimComm::map_one_object(int fd, size_t actual, size_t scratch, size_t segment) {
   const size_t total = one_object_bytes(actual, scratch, segment);
   const std::string name = one_object_name();
-  if (rank_ != 0)
-    fd = open_checked(name, false, FileSize{total, false}, uid_, "the windows' object " + name + " (made by rank 0)");
-  window_fd_ = fd;  // kept for window_file(); closed by unmap_all
-  void* map = map_window(fd, total);
-  if (map == MAP_FAILED)
-    throw DeviceError("comm_alloc_windows: cannot map the windows' object " + name + " (" + std::to_string(total) +
-                      " bytes): " + errno_text(errno));
+  const bool reused = ctrl_->reused != 0;
+  void* map = nullptr;
+  if (reused && rank_ == 0) {
+    window_fd_ = fd;  // reused_.fd
+    map = std::exchange(reused_, CachedObject{}).map;
+  } else if (reused) {
+    map = map_reused_object(total);
+  } else {
+    if (rank_ != 0)
+      fd = open_checked(name, false, FileSize{total, false}, uid_, "the windows' object " + name + " (made by rank 0)");
+    window_fd_ = fd;  // kept for window_file(); closed by unmap_all
+    map = map_window(fd, total);
+    if (map == MAP_FAILED)
+      throw DeviceError("comm_alloc_windows: cannot map the windows' object " + name + " (" + std::to_string(total) +
+                        " bytes): " + errno_text(errno));
+  }
   all_windows_ = map;
+  made_object_ = true;
   for (int r = 0; r < nranks_; ++r) windows_[r] = static_cast<char*>(map) + static_cast<size_t>(r) * segment;
   // The named object exists and this rank maps it: a kill now must still
   // leave nothing. (Every rank gets here without waiting for a paused one.)
   knobs::test_pause_point("window_made");
-  collective_barrier("comm_alloc_windows (waiting for every rank to map the windows)",
-                     [name] { shm_unlink(name.c_str()); });
+  collective_barrier("comm_alloc_windows (waiting for every rank to map the windows)", [name, reused] {
+    if (!reused) shm_unlink(name.c_str());
+  });
   forget_names();  // removed by the last arriver
 }
 
@@ -326,7 +406,8 @@ uint64_t SimComm::alloc_windows(size_t requested) {
   int object_fd = -1;
   if (rank_ == 0 && adopted_fd_ < 0) {
     try {
-      object_fd = create_one_object(actual, scratch, segment);
+      object_fd = reuse_cached_object(one_object_bytes(actual, scratch, segment));
+      if (object_fd < 0) object_fd = create_one_object(actual, scratch, segment);
     } catch (const Error& e) {
       abort_all(status_of(e), e.what());  // the peers are in the barrier below
       unlink_all_names();

@@ -14,6 +14,7 @@
 #include <cstring>
 #include <set>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -50,11 +51,13 @@ void stage_and_check(const std::string& platform, Placement placement) {
   if (!platform.empty()) cfg.platform = platform;
   Worker w(cfg);
   std::set<ino_t> files;  // of the non-empty inputs
+  std::vector<std::tuple<int, std::string, SharedMemory*>> staged;
   for (int chip = 0; chip < n; ++chip)
     for (const auto& [name, bytes] : std::vector<std::pair<std::string, size_t>>{{"a", kA}, {"b", kB}, {"empty", 0},
                                                                                 {"c", kC}}) {
       SharedMemory& in = w.stage_input(chip, name, bytes);
       ASSERT_EQ(in.size(), bytes);
+      staged.emplace_back(chip, name, &in);
       EXPECT_TRUE(in.is_anonymous()) << in.name();
       // In place: the object is the window file (one for every chip's
       // window, each window followed by its scratch, or the chip's own of
@@ -103,6 +106,15 @@ void stage_and_check(const std::string& platform, Placement placement) {
   }
   w.close();
   EXPECT_TRUE(scratch.entries().empty());
+  // The views outlive the chips with what was staged: closing the windows
+  // (sim keeps a released object of its own for reuse, and empties it) never
+  // empties the file the Worker lent.
+  for (const auto& [chip, name, in] : staged) {
+    size_t wrong = 0;
+    const auto* p = static_cast<const unsigned char*>(in->data());
+    for (size_t i = 0; i < in->size(); ++i) wrong += p[i] != value(chip, name, i);
+    EXPECT_EQ(wrong, 0u) << "chip " << chip << " input " << name << " after close()";
+  }
 }
 
 TEST(WorkerStaging, StageInputWritesIntoTheWindowAtTheBufferOffsets) {
