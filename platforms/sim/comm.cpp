@@ -231,7 +231,7 @@ void SimComm::unmap_all() noexcept {
     }
   }
   if (all_windows_) {
-    if (!cached) munmap(all_windows_, segment_size_ * static_cast<size_t>(nranks_));
+    if (!cached) munmap(all_windows_, all_windows_bytes_);
     all_windows_ = nullptr;
     made_object_ = false;
   }

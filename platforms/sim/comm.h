@@ -126,20 +126,23 @@ class SimComm {
   bool one_file_adopted_by_all(size_t segment) const;
   void map_adopted_file(size_t actual, size_t scratch, size_t segment);
   size_t one_object_bytes(size_t actual, size_t scratch, size_t segment) const;
+  // The object rank 0 makes: every window and scratch, then the tail page
+  // (ObjectTail).
+  size_t made_object_bytes(size_t actual, size_t scratch, size_t segment) const;
   std::string one_object_name() const;
   int create_one_object(size_t actual, size_t scratch, size_t segment);
   void drop_one_object(int fd);
   void map_one_object(int fd, size_t actual, size_t scratch, size_t segment);
-  // Rank 0: a cached object of `total` bytes that every rank of its last
-  // communicator has released (window_cache.h), published in the control
-  // block; -1 when none.
-  int reuse_cached_object(size_t total);
+  // Rank 0: a cached object of `bytes` that every rank of its last
+  // communicator has released (window_cache.h), zeroed and published in
+  // the control block; -1 when none.
+  int reuse_cached_object(size_t bytes);
   // The one object's mapping on a peer when rank 0 reuses a cached object:
   // this process's own cached mapping of it, or a fresh one through
   // /proc/<rank 0>/fd/<n>. Sets window_fd_.
-  void* map_reused_object(size_t total);
-  // At destroy: keeps the one object's mapping for reuse (the last rank
-  // to release empties it); false when it must be unmapped.
+  void* map_reused_object(size_t bytes);
+  // At destroy: keeps the one object's mapping for reuse and counts this
+  // rank in its tail; false when it must be unmapped.
   bool cache_one_object() noexcept;
   // Names this process created, registered for emergency_cleanup until they
   // are removed (name_registry.h).
@@ -174,6 +177,7 @@ class SimComm {
   // One object for every rank's window (no rank adopted one): this
   // process's one mapping of it, nranks * segment_size_ bytes; else null.
   void* all_windows_ = nullptr;
+  size_t all_windows_bytes_ = 0;  // its mapping
   CachedObject reused_;  // rank 0: the cached object it reuses, until map_one_object takes it
   // all_windows_ maps the object rank 0 made (map_one_object), not a file
   // the Worker lent (map_adopted_file): only such an object is cached.

@@ -111,6 +111,7 @@ void SimComm::map_adopted_file(size_t actual, size_t scratch, size_t segment) {
     throw DeviceError("comm_alloc_windows: cannot map the window file every rank adopted (" +
                       fd_path::format(pid_, fd) + ", " + std::to_string(total) + " bytes): " + errno_text(errno));
   all_windows_ = map;
+  all_windows_bytes_ = total;
   for (int r = 0; r < nranks_; ++r) windows_[r] = static_cast<char*>(map) + static_cast<size_t>(r) * segment;
   knobs::test_pause_point("window_made");  // as the other ways: a kill now must still leave nothing
 }

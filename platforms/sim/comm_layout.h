@@ -17,7 +17,7 @@ namespace chipmesh::sim {
 
 inline constexpr uint64_t kRootInfoMagic = 0x31544f4f524d4843ULL;  // "CHMROOT1"
 inline constexpr uint64_t kCtrlMagic = 0x314c5254434d4843ULL;      // "CHMCTRL1"
-inline constexpr uint32_t kLayoutVersion = 4;  // 2: RankSlot::adopted_window_fd; 3: given_window_fd, adopted_at, window_dev/ino; 4: CtrlBlock::reused_*, windows_released
+inline constexpr uint32_t kLayoutVersion = 4;  // 2: RankSlot::adopted_window_fd; 3: given_window_fd, adopted_at, window_dev/ino; 4: CtrlBlock::reused_*, ObjectTail
 // RankSlot::adopted_at of a window adopted through adopt_window_at: this
 // bit, and the offset in pages below it.
 inline constexpr uint32_t kAdoptedAt = 0x80000000u;
@@ -104,11 +104,15 @@ struct CtrlBlock {
   int32_t reused_fd;
   uint64_t reused_dev;
   uint64_t reused_ino;
-  // Ranks that destroyed the communicator with its one object cached; the
-  // last of nranks empties the object.
-  std::atomic<uint32_t> windows_released;
 
   RankSlot slots[CHIPMESH_MAX_RANKS];
+};
+
+// The page after the last rank's scratch in the one object sim makes
+// (window_cache.h): how many ranks of the communicator that used it last
+// have released it. Its owner reuses it once all have.
+struct ObjectTail {
+  std::atomic<uint32_t> released;
 };
 
 static_assert(std::atomic<int32_t>::is_always_lock_free && std::atomic<uint32_t>::is_always_lock_free,

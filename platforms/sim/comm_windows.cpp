@@ -252,20 +252,28 @@ size_t SimComm::one_object_bytes(size_t actual, size_t scratch, size_t segment) 
   return total;
 }
 
+size_t SimComm::made_object_bytes(size_t actual, size_t scratch, size_t segment) const {
+  const size_t windows = one_object_bytes(actual, scratch, segment);
+  if (windows > static_cast<size_t>(INT64_MAX) - page_size())
+    throw ConfigError("comm_alloc_windows: " + std::to_string(nranks_) + " windows of " + std::to_string(segment) +
+                      " bytes and a page overflow the size of one object");
+  return windows + page_size();
+}
+
 std::string SimComm::one_object_name() const {
   return segment_shm_name(ctrl_->slots[0].pid.load(std::memory_order_acquire), token_);
 }
 
 // Rank 0, before the barrier that shows every rank's request: its fd.
 int SimComm::create_one_object(size_t actual, size_t scratch, size_t segment) {
-  const size_t total = one_object_bytes(actual, scratch, segment);
+  const size_t total = made_object_bytes(actual, scratch, segment);
   const std::string name = one_object_name();
   remember_name(names::Kind::Shm, name);
   const int fd = shm_open(name.c_str(), O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0600);
   if (fd < 0) throw DeviceError("comm_alloc_windows: cannot create the windows' object " + name + ": " + errno_text(errno));
   size_object(fd, "the windows' object " + name, name, total,
               std::string("(") + std::to_string(nranks_) + " x (window " + std::to_string(actual) + " + scratch " +
-                  std::to_string(scratch) + "))",
+                  std::to_string(scratch) + ") + a page)",
               segment, nranks_, actual, scratch);
   return fd;
 }
@@ -285,20 +293,46 @@ void SimComm::drop_one_object(int fd) {
 
 namespace {
 
-// Every rank of a communicator writes its scratch header into the object at
-// allocation, and the last to release it empties it: pages still held mean
-// a rank of that communicator has not released it (or died). Only an empty
-// object of exactly that size is reused: all zeros, and nobody else's.
+ObjectTail* tail_of(void* map, size_t bytes) {
+  return reinterpret_cast<ObjectTail*>(static_cast<char*>(map) + bytes - page_size());
+}
+
+// Every rank of the communicator that used it last has released it: nobody
+// reads or writes it any more.
 bool released_by_all(const CachedObject& o) {
-  struct stat st{};
-  return fstat(o.fd, &st) == 0 && st.st_blocks == 0 && static_cast<uint64_t>(st.st_size) == o.bytes;
+  return tail_of(o.map, o.bytes)->released.load(std::memory_order_acquire) == static_cast<uint32_t>(o.nranks);
+}
+
+// Zeroes the pages of [0, bytes) of `fd` that hold data (SEEK_DATA / SEEK_HOLE)
+// through `map`: the next users find zeros and no page to fault in again.
+// Where the file system cannot tell, all of it.
+void zero_written_pages(int fd, void* map, size_t bytes) {
+  off_t at = 0;
+  const off_t end = static_cast<off_t>(bytes);
+  while (at < end) {
+    const off_t data = lseek(fd, at, SEEK_DATA);
+    if (data < 0 && errno == ENXIO) return;  // no data past `at`
+    const off_t hole = data < 0 ? -1 : lseek(fd, data, SEEK_HOLE);
+    if (data < 0 || hole < 0) {
+      std::memset(static_cast<char*>(map) + at, 0, static_cast<size_t>(end - at));
+      return;
+    }
+    if (data >= end) return;
+    const off_t stop = hole > end ? end : hole;
+    std::memset(static_cast<char*>(map) + data, 0, static_cast<size_t>(stop - data));
+    at = stop;
+  }
 }
 
 }  // namespace
 
-int SimComm::reuse_cached_object(size_t total) {
-  std::optional<CachedObject> o = window_cache::take_owned(pid_, total, released_by_all);
+int SimComm::reuse_cached_object(size_t bytes) {
+  std::optional<CachedObject> o = window_cache::take_owned(pid_, bytes, released_by_all);
   if (!o) return -1;
+  // Before any peer can see it (they map it after the barrier that
+  // follows). The tail is the object's own: cleared for the new count.
+  zero_written_pages(o->fd, o->map, bytes - page_size());
+  tail_of(o->map, bytes)->released.store(0, std::memory_order_relaxed);
   reused_ = *o;
   ctrl_->reused_fd = o->fd;
   ctrl_->reused_dev = o->dev;
@@ -307,15 +341,15 @@ int SimComm::reuse_cached_object(size_t total) {
   return o->fd;
 }
 
-void* SimComm::map_reused_object(size_t total) {
+void* SimComm::map_reused_object(size_t bytes) {
   const uint64_t dev = ctrl_->reused_dev, ino = ctrl_->reused_ino;
-  if (std::optional<CachedObject> o = window_cache::take(dev, ino, total)) {
+  if (std::optional<CachedObject> o = window_cache::take(dev, ino, bytes)) {
     window_fd_ = o->fd;
     return o->map;
   }
   const std::string path = fd_path::format(ctrl_->slots[0].pid.load(std::memory_order_acquire), ctrl_->reused_fd);
   const std::string what = "the windows' object " + path + " (rank 0's, reused)";
-  const int fd = open_checked(path, true, FileSize{total, false}, uid_, what);
+  const int fd = open_checked(path, true, FileSize{bytes, false}, uid_, what);
   struct stat st{};
   if (fstat(fd, &st) != 0 || static_cast<uint64_t>(st.st_dev) != dev || static_cast<uint64_t>(st.st_ino) != ino) {
     ::close(fd);
@@ -323,32 +357,34 @@ void* SimComm::map_reused_object(size_t total) {
                     ", inode " + std::to_string(ino) + ")");
   }
   window_fd_ = fd;
-  void* map = map_window(fd, total);
+  void* map = map_window(fd, bytes);
   if (map == MAP_FAILED)
-    throw DeviceError("comm_alloc_windows: cannot map " + what + " (" + std::to_string(total) + " bytes): " +
+    throw DeviceError("comm_alloc_windows: cannot map " + what + " (" + std::to_string(bytes) + " bytes): " +
                       errno_text(errno));
   return map;
 }
 
 bool SimComm::cache_one_object() noexcept {
-  // Only a whole allocation with a scratch header on every rank (what
-  // released_by_all relies on) and an object the cache takes.
-  if (!all_windows_ || !made_object_ || !context_ || failed_ || workspace_size_ == 0 || window_fd_ < 0 || !ctrl_)
-    return false;
-  const size_t total = segment_size_ * static_cast<size_t>(nranks_);
+  // Only a whole allocation of an object rank 0 made (never a file the
+  // Worker lent: its contents outlive the chips in the user's views).
+  if (!all_windows_ || !made_object_ || !context_ || failed_ || window_fd_ < 0) return false;
+  const size_t bytes = all_windows_bytes_;
+  if (bytes > window_cache::kMaxObjectBytes) return false;
   struct stat st{};
-  if (total > window_cache::kMaxObjectBytes || fstat(window_fd_, &st) != 0) return false;
-  // The last rank to release empties the object: a cached one holds no
-  // memory, and its owner sees it may be reused.
-  if (ctrl_->windows_released.fetch_add(1, std::memory_order_acq_rel) + 1 == static_cast<uint32_t>(nranks_))
-    fallocate(window_fd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, static_cast<off_t>(total));
-  return window_cache::put(CachedObject{window_fd_, all_windows_, total, static_cast<uint64_t>(st.st_dev),
+  if (fstat(window_fd_, &st) != 0) return false;
+  // The last rank to release an object with much written punches it empty
+  // (a cached object holds little memory); the tail page stays.
+  if (tail_of(all_windows_, bytes)->released.fetch_add(1, std::memory_order_acq_rel) + 1 ==
+          static_cast<uint32_t>(nranks_) &&
+      static_cast<uint64_t>(st.st_blocks) * 512 > window_cache::kMaxDirtyBytes)
+    fallocate(window_fd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, static_cast<off_t>(bytes - page_size()));
+  return window_cache::put(CachedObject{window_fd_, all_windows_, bytes, nranks_, static_cast<uint64_t>(st.st_dev),
                                         static_cast<uint64_t>(st.st_ino), rank_ == 0 ? pid_ : 0});
 }
 
 // Every rank once the object exists (rank 0 passes the fd it made).
 void SimComm::map_one_object(int fd, size_t actual, size_t scratch, size_t segment) {
-  const size_t total = one_object_bytes(actual, scratch, segment);
+  const size_t total = made_object_bytes(actual, scratch, segment);
   const std::string name = one_object_name();
   const bool reused = ctrl_->reused != 0;
   void* map = nullptr;
@@ -367,6 +403,7 @@ void SimComm::map_one_object(int fd, size_t actual, size_t scratch, size_t segme
                         " bytes): " + errno_text(errno));
   }
   all_windows_ = map;
+  all_windows_bytes_ = total;
   made_object_ = true;
   for (int r = 0; r < nranks_; ++r) windows_[r] = static_cast<char*>(map) + static_cast<size_t>(r) * segment;
   // The named object exists and this rank maps it: a kill now must still
@@ -406,7 +443,7 @@ uint64_t SimComm::alloc_windows(size_t requested) {
   int object_fd = -1;
   if (rank_ == 0 && adopted_fd_ < 0) {
     try {
-      object_fd = reuse_cached_object(one_object_bytes(actual, scratch, segment));
+      object_fd = reuse_cached_object(made_object_bytes(actual, scratch, segment));
       if (object_fd < 0) object_fd = create_one_object(actual, scratch, segment);
     } catch (const Error& e) {
       abort_all(status_of(e), e.what());  // the peers are in the barrier below

@@ -2,16 +2,19 @@
 // same shape. A domain allocated and released in a loop (allocate_domain +
 // release_domain) otherwise creates, sizes, maps, first-touches and unmaps
 // an object per call on every rank: on a paravirtualized VM the first
-// touch of a fresh mapping (its page tables) and its munmap cost ~60 us a
-// rank, more than the rest of the call.
+// touch of a fresh mapping's page (its page tables) and its munmap cost
+// ~60 us a rank, more than the rest of the call.
 //
-// The object is shared memory rank 0 made; every rank of the communicator
-// keeps its own mapping and descriptor of it when it destroys the
-// communicator. The last rank to destroy empties it (punches every page
-// out), so a cached object holds no memory, only its mappings. Only the
-// process that made it (the "owner") offers it again, to one communicator
-// at a time, as that communicator's rank 0; a peer reuses its mapping when
-// rank 0 names that object (device, inode), else maps it afresh.
+// The object is shared memory rank 0 made (its windows and scratches, then
+// a tail page, ObjectTail); every rank of the communicator keeps its own
+// mapping and descriptor of it when it destroys the communicator and counts
+// itself in the tail. Only the process that made it (the "owner") offers it
+// again, to one communicator at a time, as that communicator's rank 0, and
+// only once every rank of its last communicator has released it; it zeroes
+// the pages written (SEEK_DATA) in place before any peer sees them. An
+// object with more than kMaxDirtyBytes written is punched empty by the last
+// rank to release it instead. A peer reuses its mapping when rank 0 names
+// that object (device, inode), else maps it through /proc.
 #pragma once
 
 #include <sys/types.h>
@@ -26,6 +29,7 @@ struct CachedObject {
   int fd = -1;
   void* map = nullptr;
   size_t bytes = 0;  // the object's size and the mapping's
+  int nranks = 0;    // of the communicator that used it last
   uint64_t dev = 0, ino = 0;
   // The process that made it (as rank 0), 0 for a peer's mapping: a child
   // forked later inherits the entry but never offers the object.
@@ -38,6 +42,10 @@ namespace window_cache {
 // where the per-call costs dominate; large ones keep nothing mapped.
 inline constexpr size_t kMaxObjectBytes = size_t{64} << 20;
 inline constexpr size_t kMaxEntries = 4;
+// Written pages an object may keep while cached (its next user zeroes them
+// in place, cheaper than faulting fresh pages in again); beyond that the
+// last rank to release punches them out.
+inline constexpr size_t kMaxDirtyBytes = size_t{1} << 20;
 
 // An object this process (`self`) made, of exactly `bytes`, for which
 // `usable` holds; removed from the cache.
