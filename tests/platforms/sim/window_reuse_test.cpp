@@ -28,16 +28,24 @@ struct ObjectId {
   bool operator==(const ObjectId& o) const { return dev == o.dev && ino == o.ino; }
 };
 
-// The object that holds this rank's window (window_file).
-ObjectId object_of(CommHandle h) {
+// fstat of the object that holds this rank's window (window_file).
+struct stat window_object(CommHandle h) {
   int fd = -1;
   uint64_t offset = 0;
   const chipmesh_transport_v1_t* t = chipmesh_transport_entry();
   CM_REQUIRE(t->window_file(h, &fd, &offset) == CHIPMESH_SUCCESS) << t->last_error();
   struct stat st{};
   CM_REQUIRE(fstat(fd, &st) == 0) << "fstat of window fd " << fd;
+  return st;
+}
+
+ObjectId object_of(CommHandle h) {
+  const struct stat st = window_object(h);
   return ObjectId{static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino)};
 }
+
+// Bytes of that object that hold pages.
+size_t object_bytes_held(CommHandle h) { return static_cast<size_t>(window_object(h).st_blocks) * 512; }
 
 // Every byte of every rank's window and of its kernel scratch past the
 // header is zero.
@@ -64,6 +72,25 @@ void fill_mine(const CommContext* ctx, unsigned char byte) {
               ctx->workSpaceSize - CHIPMESH_WORKSPACE_HEADER_BYTES);
 }
 
+// A communicator whose ranks each fill their window and scratch with `byte`
+// and destroy it, then a second of the same shape ("second"), which must
+// hold the same object: returns it, its context in *ctx. Rank 0 offers the
+// object only once every rank released it; the ranks meet again in the
+// second communicator, so all have.
+CommHandle reallocate_after_writing(const ScratchDir& dir, int rank, int n, size_t window, unsigned char byte,
+                                    const CommContext** ctx) {
+  CommHandle first = must_init(rank, n, dir.file("first"));
+  *ctx = must_alloc(first, window);
+  const ObjectId used = object_of(first);
+  fill_mine(*ctx, byte);
+  must_barrier(first);
+  must_destroy(first);
+  CommHandle second = must_init(rank, n, dir.file("second"));
+  *ctx = must_alloc(second, window);
+  CM_REQUIRE(object_of(second) == used) << "rank " << rank << " got a new object, not the released one";
+  return second;
+}
+
 class SimWindowReuse : public ::testing::TestWithParam<int> {
  protected:
   ScratchDir scratch;
@@ -74,18 +101,9 @@ TEST_P(SimWindowReuse, ASecondCommunicatorOfTheSameShapeReusesTheReleasedObjectA
   const int n = GetParam();
   const size_t window = 3 * 4096 + 100;
   auto outcomes = fork_ranks(n, [&](int rank) {
-    CommHandle first = must_init(rank, n, scratch.file("first"));
-    const CommContext* ctx = must_alloc(first, window);
-    const ObjectId used = object_of(first);
-    fill_mine(ctx, static_cast<unsigned char>(0xa0 + rank));
-    must_barrier(first);
-    must_destroy(first);
-
-    // Rank 0 offers the object only once every rank released it; the ranks
-    // of the first communicator meet again here, so all have.
-    CommHandle second = must_init(rank, n, scratch.file("second"));
-    ctx = must_alloc(second, window);
-    CM_REQUIRE(object_of(second) == used) << "rank " << rank << " got a new object, not the released one";
+    const CommContext* ctx = nullptr;
+    CommHandle second = reallocate_after_writing(scratch, rank, n, window, static_cast<unsigned char>(0xa0 + rank), &ctx);
+    const ObjectId used = object_of(second);
     require_zeros(ctx, n);
     must_barrier(second);
     fill_mine(ctx, static_cast<unsigned char>(0xb0 + rank));
@@ -107,32 +125,14 @@ TEST_P(SimWindowReuse, ASecondCommunicatorOfTheSameShapeReusesTheReleasedObjectA
   EXPECT_TRUE(all_ok(outcomes));
 }
 
-// Bytes of the object that holds this rank's window that hold pages.
-size_t object_bytes_held(CommHandle h) {
-  int fd = -1;
-  uint64_t offset = 0;
-  const chipmesh_transport_v1_t* t = chipmesh_transport_entry();
-  CM_REQUIRE(t->window_file(h, &fd, &offset) == CHIPMESH_SUCCESS) << t->last_error();
-  struct stat st{};
-  CM_REQUIRE(fstat(fd, &st) == 0) << "fstat of window fd " << fd;
-  return static_cast<size_t>(st.st_blocks) * 512;
-}
-
 // An object with more written than a cached one may keep (1 MiB) is
 // punched empty by the last rank to release it, and reused all the same.
 TEST_P(SimWindowReuse, AnObjectWithMuchWrittenIsEmptiedByTheLastRankToReleaseItAndReused) {
   const int n = GetParam();
   const size_t window = size_t{3} << 20;
   auto outcomes = fork_ranks(n, [&](int rank) {
-    CommHandle first = must_init(rank, n, scratch.file("first"));
-    const CommContext* ctx = must_alloc(first, window);
-    const ObjectId used = object_of(first);
-    fill_mine(ctx, static_cast<unsigned char>(0xc0 + rank));
-    must_barrier(first);
-    must_destroy(first);
-    CommHandle second = must_init(rank, n, scratch.file("second"));
-    ctx = must_alloc(second, window);
-    CM_REQUIRE(object_of(second) == used) << "rank " << rank << " got a new object, not the released one";
+    const CommContext* ctx = nullptr;
+    CommHandle second = reallocate_after_writing(scratch, rank, n, window, static_cast<unsigned char>(0xc0 + rank), &ctx);
     // The scratch headers written since: a page a rank, and the tail
     // (before any rank reads: a read of a hole in shared memory gives it a
     // page).
@@ -155,8 +155,8 @@ TEST_P(SimWindowReuse, AnObjectIsNotReusedWhileARankOfItsCommunicatorHoldsIt) {
   const int n = GetParam();
   if (n < 2) GTEST_SKIP() << "needs a peer that holds the object";
   const size_t window = 2 * 4096;
-  // Shared by the ranks (inherited): 1 once rank 0 made its second
-  // communicator, 2 once every peer released the first.
+  // Shared by the ranks (inherited): `stage` is 1 once rank 0 made its
+  // second communicator; `released` counts the peers that released the first.
   void* page = mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
   ASSERT_NE(page, MAP_FAILED);
   auto* stage = new (page) std::atomic<uint32_t>(0);
@@ -191,16 +191,17 @@ TEST_P(SimWindowReuse, AnObjectIsNotReusedWhileARankOfItsCommunicatorHoldsIt) {
     CM_REQUIRE(c2->winSize + c2->workSpaceSize == total) << "the test's sizes do not match";
     CM_REQUIRE(!(object_of(second) == used)) << "reused an object rank 1.." << n - 1 << " still map";
     require_zeros(c2, 1);
-    must_destroy(second);
     stage->store(1);
     futex::wake(stage);
     wait_for(released, static_cast<uint32_t>(n - 1));
-    // Every rank released the first object now: it is reused, as zeros.
+    // Every rank released the first object now: it is reused, as zeros
+    // (the second is still live, so it is the only one to offer).
     CommHandle third = must_init(0, 1, scratch.file("third"));
     const CommContext* c3 = must_alloc(third, alone);
     CM_REQUIRE(object_of(third) == used) << "the object every rank released was not reused";
     require_zeros(c3, 1);
     must_destroy(third);
+    must_destroy(second);
   });
   EXPECT_TRUE(all_ok(outcomes));
   munmap(page, 4096);
