@@ -55,15 +55,4 @@ bool put(const CachedObject& o) {
   return true;
 }
 
-void clear() noexcept {
-  std::lock_guard<std::mutex> lock(g_mutex);
-  for (const CachedObject& o : entries()) release(o);
-  entries().clear();
-}
-
-size_t size() {
-  std::lock_guard<std::mutex> lock(g_mutex);
-  return entries().size();
-}
-
 }  // namespace chipmesh::sim::window_cache

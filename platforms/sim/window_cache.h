@@ -55,10 +55,6 @@ std::optional<CachedObject> take(uint64_t dev, uint64_t ino, size_t bytes);
 // Keeps `o` (the oldest entries beyond kMaxEntries are unmapped and closed);
 // false, keeping nothing, when `o` is too large: the caller unmaps it.
 bool put(const CachedObject& o);
-// Unmaps and closes every entry.
-void clear() noexcept;
-// Entries held (tests).
-size_t size();
 
 }  // namespace window_cache
 }  // namespace chipmesh::sim
