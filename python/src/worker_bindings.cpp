@@ -32,9 +32,35 @@
 namespace chipmesh::py_ext {
 namespace {
 
+// Bumped in the child of every fork (pthread_atfork): what a process caches
+// about its threads and its watcher is re-read there. Cheaper than a
+// getpid() per call (a system call; ~1 us where they are dear).
+std::atomic<uint64_t> g_fork_generation{1};
+
+uint64_t fork_generation() {
+  static const bool registered = [] {
+    pthread_atfork(nullptr, nullptr, [] { g_fork_generation.fetch_add(1, std::memory_order_relaxed); });
+    return true;
+  }();
+  (void)registered;
+  return g_fork_generation.load(std::memory_order_relaxed);
+}
+
+// The thread Python runs signal handlers on (the main thread of the main
+// interpreter), the only one that may set the wakeup fd. Its id is read
+// from `threading` once per process (os.fork() from a thread makes that
+// thread the child's main thread); each call then compares thread ids, two
+// Python calls fewer per init() and run().
 bool on_main_thread() {
-  static py::handle threading = py::module_::import("threading").release();
-  return threading.attr("current_thread")().is(threading.attr("main_thread")());
+  if (PyInterpreterState_Get() != PyInterpreterState_Main()) return false;
+  static uint64_t generation = 0;
+  static unsigned long main_ident = 0;
+  if (const uint64_t now = fork_generation(); generation != now) {
+    static py::handle threading = py::module_::import("threading").release();
+    main_ident = threading.attr("main_thread")().attr("ident").cast<unsigned long>();
+    generation = now;
+  }
+  return PyThread_get_thread_ident() == main_ident;
 }
 
 // signal.set_wakeup_fd, looked up once: every init() and run() sets and
@@ -105,7 +131,8 @@ class InterruptWatcher {
 
  private:
   bool start() {
-    if (pid_ == getpid()) return true;
+    const uint64_t generation = fork_generation();
+    if (generation_ == generation) return true;
     // First use, or a forked child: the parent's thread is not here.
     if (read_fd_ >= 0) {
       ::close(read_fd_);
@@ -117,7 +144,7 @@ class InterruptWatcher {
     if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) != 0) return false;
     read_fd_ = fds[0];
     write_fd_ = fds[1];
-    pid_ = getpid();
+    generation_ = generation;
     std::thread([this] { loop(); }).detach();
     return true;
   }
@@ -150,7 +177,7 @@ class InterruptWatcher {
     }
   }
 
-  pid_t pid_ = 0;
+  uint64_t generation_ = 0;  // fork_generation() of the thread's process
   int read_fd_ = -1, write_fd_ = -1;
   std::atomic<int> old_fd_{-1};
   std::mutex mu_;        // armed_

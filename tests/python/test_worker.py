@@ -348,6 +348,66 @@ def test_keyboard_interrupt_during_init(tmp_path):
     assert "left: []" in out.stdout, out.stdout + out.stderr
 
 
+def test_keyboard_interrupt_in_a_child_forked_from_a_helper_thread(tmp_path):
+    # os.fork() from a helper thread makes that thread the child's main
+    # thread, and the child has no watcher thread: the binding caches both
+    # per process and must read them again there, or Ctrl-C in the child
+    # waits for init() (paused in comm_init until the bootstrap timeout).
+    script = textwrap.dedent(f"""
+        import os, signal, sys, threading, time, chipmesh
+        root = {str(tmp_path / "rootinfo")!r}
+        with chipmesh.Worker(device_ids=[0]) as w:  # the parent's watcher, and its main thread, cached
+            w.init()
+            w.run(lambda orch: None)
+        child = []
+        def fork():
+            pid = os.fork()
+            if pid:
+                child.append(pid)
+                return
+            cfgs = [chipmesh.ChipBootstrapConfig(comm=chipmesh.ChipCommBootstrapConfig(r, 2, root, 4096))
+                    for r in range(2)]
+            w = chipmesh.Worker(device_ids=[0, 1], chip_bootstrap_configs=cfgs, bootstrap_timeout_s=30)
+            threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT)).start()
+            t0 = time.monotonic()
+            try:
+                w.init()
+                print("init returned", flush=True)
+            except KeyboardInterrupt:
+                print("KeyboardInterrupt after %.1f s" % (time.monotonic() - t0), flush=True)
+            except BaseException as e:
+                print("init raised", repr(e), flush=True)
+            w.close()
+            os._exit(0)
+        t = threading.Thread(target=fork)
+        t.start()
+        t.join()
+        _, status = os.waitpid(child[0], 0)
+        print("child exit", os.waitstatus_to_exitcode(status))
+    """)
+    env = dict(os.environ, CHIPMESH_TEST_PAUSE_AT="comm_init", PYTHONPATH=os.pathsep.join(sys.path))
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    assert "KeyboardInterrupt after" in out.stdout, out.stdout + out.stderr
+    assert float(out.stdout.split("KeyboardInterrupt after ")[1].split()[0]) < 20, out.stdout
+    assert "child exit 0" in out.stdout, out.stdout + out.stderr
+
+
+def test_run_restores_the_programs_own_signal_wakeup_fd():
+    # init() and run() put their pipe in as Python's wakeup fd and give the
+    # program's back after each call; no fd set stays none.
+    r, wfd = os.pipe()
+    os.set_blocking(wfd, False)
+    with chipmesh.Worker(device_ids=[0]) as w:
+        w.init()
+        assert signal.set_wakeup_fd(-1) == -1
+        w.run(lambda orch: None)
+        assert signal.set_wakeup_fd(wfd) == -1
+        w.run(lambda orch: None)
+        assert signal.set_wakeup_fd(-1) == wfd
+    os.close(r)
+    os.close(wfd)
+
+
 def test_worker_copies_validate(tmp_path):
     with chipmesh.Worker(device_ids=[0]) as w:
         w.init()
