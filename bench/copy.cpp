@@ -1,6 +1,8 @@
 // `chipmesh bench copy`: Worker::copy_to / copy_from and load_from_host
 // staging bandwidth for 4 KiB .. 256 MiB, side by side with memcpy of the
 // same size in one process, alternating runs.
+#include <sys/mman.h>
+
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
@@ -18,21 +20,29 @@ namespace chipmesh::bench {
 namespace {
 
 // Host buffers, touched once so no sample pays first-touch page faults, and
-// 64-byte aligned (as numpy's and device staging buffers are) so memcpy and
-// the copies compare at the same relative alignment: with malloc's 16-byte
-// offset, copies into or out of page-aligned device memory paid memcpy's own
-// misalignment cost (copy_from at 64 KiB: 0.82-0.85x memcpy).
+// page aligned (64-byte alignment, as numpy's and device staging buffers
+// have, is what matters): memcpy and the copies compare at the same relative
+// alignment (with malloc's 16-byte offset, copies into or out of
+// page-aligned device memory paid memcpy's own misalignment cost: copy_from
+// at 64 KiB 0.82-0.85x memcpy). Left out of every fork (MADV_DONTFORK): the
+// chips of this bench's Workers never read them, and a fork that shared them
+// copy-on-write made the parent's next write to every page a fault, memcpy's
+// included (256 MiB: 0.6 GB/s on the PVM AMD EPYC of docs/PERFORMANCE.md).
 struct HostBuffer {
-  explicit HostBuffer(size_t n)
-      : p(static_cast<unsigned char*>(std::aligned_alloc(64, (n + 63) / 64 * 64 + 64))), size(n) {
-    if (!p) throw std::bad_alloc();
+  explicit HostBuffer(size_t n) : size(n), bytes(n > 0 ? n : 1) {
+    void* m = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED) throw std::bad_alloc();
+    p = static_cast<unsigned char*>(m);
+    madvise(m, bytes, MADV_DONTFORK);
     for (size_t i = 0; i < n; ++i) p[i] = static_cast<unsigned char>(i * 31 + 7);
   }
-  struct Free {
-    void operator()(unsigned char* q) const { std::free(q); }
-  };
-  std::unique_ptr<unsigned char[], Free> p;
+  ~HostBuffer() { munmap(p, bytes); }
+  HostBuffer(const HostBuffer&) = delete;
+  HostBuffer& operator=(const HostBuffer&) = delete;
+  unsigned char* get() const { return p; }
+  unsigned char* p = nullptr;
   size_t size;
+  size_t bytes;
 };
 
 double time_us(const std::function<void()>& f) {
@@ -98,8 +108,8 @@ double staging_ms(const BenchOptions& o, size_t size, TempDir& tmp, const unsign
   own.unlink();
   auto ph = w.bringup_phases_ms();
   HostBuffer back(size);
-  w.copy_from(0, back.p.get(), w.chip_contexts()[0].buffer_ptrs.at("input"), size);
-  *wrong = std::memcmp(back.p.get(), data, size) != 0;
+  w.copy_from(0, back.get(), w.chip_contexts()[0].buffer_ptrs.at("input"), size);
+  *wrong = std::memcmp(back.get(), data, size) != 0;
   w.close();
   return ph["staging"];
 }
@@ -205,23 +215,23 @@ BenchResult run_copy(const BenchOptions& o) {
     Worker w(std::move(cfg));
     w.init();
     const uint64_t dev = w.malloc(0, max);
-    w.copy_to(0, dev, src.p.get(), max);  // first touch of the device memory
+    w.copy_to(0, dev, src.get(), max);  // first touch of the device memory
     for (size_t size : sizes) {
       const int reps = o.quick ? 3 : static_cast<int>(std::clamp<size_t>((size_t{2} << 30) / size, 7, 301));
       const int staging_reps = o.quick ? 1 : size >= (size_t{64} << 20) ? 3 : 7;
       std::vector<double> mc, to, from, st, sw, so;
-      w.copy_to(0, dev, src.p.get(), size);  // warm
-      w.copy_from(0, dst.p.get(), dev, size);
+      w.copy_to(0, dev, src.get(), size);  // warm
+      w.copy_from(0, dst.get(), dev, size);
       for (int r = 0; r < reps; ++r) {
-        mc.push_back(time_us([&] { std::memcpy(peer.p.get(), src.p.get(), size); }));
-        to.push_back(time_us([&] { w.copy_to(0, dev, src.p.get(), size); }));
-        from.push_back(time_us([&] { w.copy_from(0, dst.p.get(), dev, size); }));
+        mc.push_back(time_us([&] { std::memcpy(peer.get(), src.get(), size); }));
+        to.push_back(time_us([&] { w.copy_to(0, dev, src.get(), size); }));
+        from.push_back(time_us([&] { w.copy_from(0, dst.get(), dev, size); }));
         if (r < staging_reps) {
           double write_us = 0, unused = 0;
           bool bad_in = false, bad_own = false;
-          st.push_back(staging_ms(o, size, tmp, src.p.get(), true, &write_us, &bad_in) * 1e3);
+          st.push_back(staging_ms(o, size, tmp, src.get(), true, &write_us, &bad_in) * 1e3);
           sw.push_back(write_us);
-          so.push_back(staging_ms(o, size, tmp, src.p.get(), false, &unused, &bad_own) * 1e3);
+          so.push_back(staging_ms(o, size, tmp, src.get(), false, &unused, &bad_own) * 1e3);
           if (bad_in || bad_own) {
             res.wrong += 1;
             res.notes.push_back("load_from_host (" + std::string(bad_in ? "stage_input" : "own object") +
@@ -229,19 +239,19 @@ BenchResult run_copy(const BenchOptions& o) {
           }
         }
       }
-      if (std::memcmp(dst.p.get(), src.p.get(), size) != 0) {
+      if (std::memcmp(dst.get(), src.get(), size) != 0) {
         res.wrong += 1;
         res.notes.push_back("copy_from returned different bytes than copy_to wrote at " + size_label(size));
       }
       const double m = median_of(mc), a = median_of(to), b = median_of(from), s = median_of(st);
       const double s_own = median_of(so), s_write = median_of(sw);
       bool bad_flush = false, bad_flush2 = false;
-      const double f = median_of(flush_us(o, size, tmp, src.p.get(), staging_reps, 1, &bad_flush));
+      const double f = median_of(flush_us(o, size, tmp, src.get(), staging_reps, 1, &bad_flush));
       // Past 16 MiB both chips stream either way; the windows and stagings
       // of two chips would only press on /dev/shm.
       const bool two = size <= kFlush2Max;
       const double f2 =
-          two ? median_of(flush_us(o, size, tmp, src.p.get(), staging_reps, 2, &bad_flush2)) : std::nan("");
+          two ? median_of(flush_us(o, size, tmp, src.get(), staging_reps, 2, &bad_flush2)) : std::nan("");
       if (bad_flush || bad_flush2) {
         res.wrong += 1;
         res.notes.push_back(std::string("store_to_host flushed different bytes") + (bad_flush2 ? " (2 chips)" : "") +
