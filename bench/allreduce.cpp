@@ -155,6 +155,11 @@ BenchResult run_allreduce(const BenchOptions& o) {
       }
       say(o.out, "  %d ranks: bring-up with %s windows\n", n, size_label(2 * max_bytes + 4096).c_str());
       Worker w(std::move(cfg));
+      // The host buffers are this process's own: left out of the chips'
+      // forks, which would copy their page tables and make the next write to
+      // each page a copy while the chips live.
+      for (const std::vector<float>* v : {&host, &expected, &back})
+        w.exclude_from_chips(v->data(), v->size() * sizeof(float));
       w.init();
       const auto& ctx = w.chip_contexts();
       for (uint64_t i = 0; i < max_count; ++i) {
