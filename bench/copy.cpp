@@ -4,10 +4,8 @@
 #include <sys/mman.h>
 
 #include <algorithm>
-#include <cstdlib>
 #include <cstring>
 #include <functional>
-#include <memory>
 #include <new>
 
 #include "bench.h"
@@ -28,21 +26,23 @@ namespace {
 // chips of this bench's Workers never read them, and a fork that shared them
 // copy-on-write made the parent's next write to every page a fault, memcpy's
 // included (256 MiB: 0.6 GB/s on the PVM AMD EPYC of docs/PERFORMANCE.md).
-struct HostBuffer {
-  explicit HostBuffer(size_t n) : size(n), bytes(n > 0 ? n : 1) {
-    void* m = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+class HostBuffer {
+ public:
+  explicit HostBuffer(size_t n) : bytes_(n > 0 ? n : 1) {
+    void* m = mmap(nullptr, bytes_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (m == MAP_FAILED) throw std::bad_alloc();
-    p = static_cast<unsigned char*>(m);
-    madvise(m, bytes, MADV_DONTFORK);
-    for (size_t i = 0; i < n; ++i) p[i] = static_cast<unsigned char>(i * 31 + 7);
+    p_ = static_cast<unsigned char*>(m);
+    madvise(m, bytes_, MADV_DONTFORK);
+    for (size_t i = 0; i < n; ++i) p_[i] = static_cast<unsigned char>(i * 31 + 7);
   }
-  ~HostBuffer() { munmap(p, bytes); }
+  ~HostBuffer() { munmap(p_, bytes_); }
   HostBuffer(const HostBuffer&) = delete;
   HostBuffer& operator=(const HostBuffer&) = delete;
-  unsigned char* get() const { return p; }
-  unsigned char* p = nullptr;
-  size_t size;
-  size_t bytes;
+  unsigned char* get() const { return p_; }
+
+ private:
+  unsigned char* p_ = nullptr;
+  size_t bytes_;  // mapped (a page even for 0)
 };
 
 double time_us(const std::function<void()>& f) {

@@ -24,6 +24,7 @@
 
 #include "chipmesh/collectives.h"
 #include "chipmesh/worker.h"
+#include "common/process.h"
 
 #include <pybind11/numpy.h>
 #include "common.h"
@@ -32,20 +33,6 @@
 namespace chipmesh::py_ext {
 namespace {
 
-// Bumped in the child of every fork (pthread_atfork): what a process caches
-// about its threads and its watcher is re-read there. Cheaper than a
-// getpid() per call (a system call; ~1 us where they are dear).
-std::atomic<uint64_t> g_fork_generation{1};
-
-uint64_t fork_generation() {
-  static const bool registered = [] {
-    pthread_atfork(nullptr, nullptr, [] { g_fork_generation.fetch_add(1, std::memory_order_relaxed); });
-    return true;
-  }();
-  (void)registered;
-  return g_fork_generation.load(std::memory_order_relaxed);
-}
-
 // The thread Python runs signal handlers on (the main thread of the main
 // interpreter), the only one that may set the wakeup fd. Its id is read
 // from `threading` once per process (os.fork() from a thread makes that
@@ -53,12 +40,12 @@ uint64_t fork_generation() {
 // Python calls fewer per init() and run().
 bool on_main_thread() {
   if (PyInterpreterState_Get() != PyInterpreterState_Main()) return false;
-  static uint64_t generation = 0;
+  static pid_t read_in = 0;  // the process that read main_ident
   static unsigned long main_ident = 0;
-  if (const uint64_t now = fork_generation(); generation != now) {
+  if (const pid_t now = process::this_pid(); read_in != now) {
     static py::handle threading = py::module_::import("threading").release();
     main_ident = threading.attr("main_thread")().attr("ident").cast<unsigned long>();
-    generation = now;
+    read_in = now;
   }
   return PyThread_get_thread_ident() == main_ident;
 }
@@ -131,8 +118,7 @@ class InterruptWatcher {
 
  private:
   bool start() {
-    const uint64_t generation = fork_generation();
-    if (generation_ == generation) return true;
+    if (pid_ == process::this_pid()) return true;
     // First use, or a forked child: the parent's thread is not here.
     if (read_fd_ >= 0) {
       ::close(read_fd_);
@@ -144,7 +130,7 @@ class InterruptWatcher {
     if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) != 0) return false;
     read_fd_ = fds[0];
     write_fd_ = fds[1];
-    generation_ = generation;
+    pid_ = process::this_pid();
     std::thread([this] { loop(); }).detach();
     return true;
   }
@@ -177,7 +163,7 @@ class InterruptWatcher {
     }
   }
 
-  uint64_t generation_ = 0;  // fork_generation() of the thread's process
+  pid_t pid_ = 0;
   int read_fd_ = -1, write_fd_ = -1;
   std::atomic<int> old_fd_{-1};
   std::mutex mu_;        // armed_
