@@ -132,12 +132,15 @@ class Orchestrator {
   void release_domain(CommDomain& d);
 
   // Collectives over a domain (docs/collectives.md). `in` / `out` hold one
-  // device address per domain rank, inside that member's window (data
-  // elsewhere is not staged through the window yet: ConfigError); counts
-  // are elements. Arguments are checked before anything is dispatched
-  // (ConfigError: a vector whose length is not the domain's size, a root
-  // outside it, a count whose bytes overflow, an address outside the
-  // window, a dtype/op the kernels do not support); the call is then
+  // device address per domain rank, in that member's memory: inside its
+  // window (used where it lies, no extra copy) or inside one Worker::malloc
+  // allocation of its chip (then every member moves the data through its
+  // window's staging area in chunks, so the data may be far larger than
+  // the window); counts are elements. Arguments are checked before
+  // anything is dispatched (ConfigError: a vector whose length is not the
+  // domain's size, a root outside it, a count whose bytes overflow, an
+  // address in neither, a window too small to stage through, a dtype/op
+  // the kernels do not support); the call is then
   // dispatched all-or-nothing on the domain's chips and returns at once:
   // wait() (or the end of run()) waits, and a failure throws ChipError.
   // in == out is in place.
