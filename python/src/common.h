@@ -21,7 +21,9 @@ namespace py = pybind11;
 // Each part registers its classes and functions on the module.
 void register_types(py::module_& m);
 void register_chip_worker(py::module_& m);
-void register_worker(py::module_& m);
+void register_tasks(py::module_& m);         // ChipContext, TensorArg, Task
+void register_orchestrator(py::module_& m);  // DomainContext, CommDomain, Orchestrator (after Task)
+void register_worker(py::module_& m);        // Worker (after CommDomain)
 
 // A size from Python: ConfigError (a ValueError) for a negative value,
 // naming `what`.

@@ -59,5 +59,9 @@ PYBIND11_MODULE(_core, m) {
   m.attr("__version__") = CHIPMESH_VERSION_STRING;
   register_types(m);
   register_chip_worker(m);
+  // Classes before the functions that take or return them, so that
+  // signatures in docstrings name the Python classes.
+  register_tasks(m);
+  register_orchestrator(m);
   register_worker(m);
 }
