@@ -20,7 +20,8 @@
 // them in this core's own caches, while the inputs and outputs of every rank
 // fit the last-level cache: plain stores (4 and 8 ranks on 2 vCPUs, 256
 // KiB-1 MiB: faster in 13 of 16 alternating pairs). docs/PERFORMANCE.md,
-// "twophase pushes" and "Ranks crowded on one core", has the measurements.
+// "Changes and their effect" (rows `2f144bb` and `89ff122`), has the
+// measurements.
 #include <algorithm>
 #include <cstddef>
 #include <cstring>

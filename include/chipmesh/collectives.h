@@ -79,7 +79,7 @@ inline constexpr uint64_t kOpProd = 3;
 // noise of each other on the AMD EPYC VM, from 1 MiB two phases led in the
 // VM's usual state and when outputs are read between calls, and lost by up
 // to 10 % only while the host capped the VM's memory writes
-// (docs/PERFORMANCE.md, "twophase pushes"). The ring lost to two phases on
+// (docs/PERFORMANCE.md, "Changes and their effect", row `2f144bb`). The ring lost to two phases on
 // the sim platform, with or without a CPU per rank: its pipeline waits on
 // the left neighbour at every step (4, 8 and 16 ranks, 256 KiB to 64 MiB, on
 // 2 AMD and 16 Intel vCPUs: up to 2x slower, and ahead once by 8 %), and on

@@ -4,7 +4,7 @@
 // (cluster_loader.cpp), so that a one-host process never maps libmpi and
 // the half-dozen libraries it pulls in: every chip is a fork of the
 // user's process, and each mapping it holds is copied by every fork
-// (about 40 mappings of ~95 in a small program; docs/PERFORMANCE.md).
+// (42 of the 82 mappings of a small program; docs/PERFORMANCE.md).
 // Built from this tree only, by the same compiler: C++ types cross it.
 #pragma once
 
