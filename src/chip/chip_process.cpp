@@ -12,6 +12,7 @@
 #include <map>
 #include <vector>
 
+#include "chip/fault_report.h"
 #include "chipmesh/chip_worker.h"
 #include "chipmesh/errors.h"
 #include "chipmesh/shared_memory.h"
@@ -386,6 +387,7 @@ void run_chip_process(const ChipProcessArgs& a) {
   std::snprintf(name, sizeof(name), "chipmesh.chip%d", a.index);
   prctl(PR_SET_NAME, name);
   install_signal_handlers(a.parent, a.header);
+  install_fault_report(a.shared->fault_report, sizeof(a.shared->fault_report), &a.shared->fault_signo);
   // The one bring-up path: bootstrap_context validates, brings up, maps the
   // outputs and publishes the result (or "<Kind>: <message>", code 1) on
   // this chip's mailbox itself.

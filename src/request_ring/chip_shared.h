@@ -46,6 +46,7 @@ inline constexpr size_t kMaxTaskScalars = 32;
 inline constexpr size_t kMaxLibraryPath = 1024;
 inline constexpr size_t kMaxKernelName = 128;
 inline constexpr size_t kErrorBytes = 1024;
+inline constexpr size_t kFaultReportBytes = 1024;  // ChipShared::fault_report
 
 // Flush: copy every store_to_host buffer into its output staging (after
 // tasks submitted with Task::flush_outputs = false).
@@ -171,6 +172,11 @@ struct alignas(4096) ChipShared {
   // Repeats of the chip's latest task entry (see grant_repeat): on a line
   // of its own, which stays in the chip's cache unless the parent grants.
   alignas(64) std::atomic<uint64_t> repeat;
+  // The chip's last words (chip/fault_report.h): what the fault that killed
+  // it hit, then the signal, stored after the text. The parent reads them
+  // only once it has found the chip dead of that signal.
+  alignas(64) std::atomic<int32_t> fault_signo;
+  char fault_report[kFaultReportBytes];
   alignas(64) Entry entries[kRingDepth];
   alignas(4096) EntryExtra extras[kRingDepth];
   alignas(4096) unsigned char chunks[kChunkSlots][kChunkBytes];

@@ -16,8 +16,8 @@
 
 namespace chipmesh::worker {
 
-ChildWatcher::ChildWatcher(std::vector<pid_t> pids, SharedHeader* header)
-    : pids_(std::move(pids)), header_(header), dead_(new std::atomic<bool>[pids_.size()]), status_(pids_.size(), 0),
+ChildWatcher::ChildWatcher(std::vector<pid_t> pids, SharedHeader* header, std::vector<const ChipShared*> chips)
+    : pids_(std::move(pids)), header_(header), chips_(std::move(chips)), dead_(new std::atomic<bool>[pids_.size()]), status_(pids_.size(), 0),
       reaped_elsewhere_(pids_.size(), false) {
   for (size_t i = 0; i < pids_.size(); ++i) dead_[i].store(false);
   stop_fd_ = eventfd(0, EFD_CLOEXEC);
@@ -74,8 +74,17 @@ std::string ChildWatcher::cause(size_t chip) const {
       return "exited (status unknown: reaped by someone else, e.g. SIGCHLD ignored or another waitpid)";
     status = status_[chip];
   }
-  if (WIFSIGNALED(status))
-    return "killed by signal " + std::to_string(WTERMSIG(status)) + " (" + strsignal(WTERMSIG(status)) + ")";
+  if (WIFSIGNALED(status)) {
+    const int sig = WTERMSIG(status);
+    std::string text = "killed by signal " + std::to_string(sig) + " (" + strsignal(sig) + ")";
+    // The chip's last words, when it left them for this signal (written
+    // before the signal number, which it stored with release).
+    if (chip < chips_.size() && chips_[chip] && chips_[chip]->fault_signo.load(std::memory_order_acquire) == sig) {
+      const char* report = chips_[chip]->fault_report;
+      text += ": " + std::string(report, strnlen(report, sizeof(chips_[chip]->fault_report)));
+    }
+    return text;
+  }
   return "exited with status " + std::to_string(WEXITSTATUS(status));
 }
 

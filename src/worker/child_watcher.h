@@ -25,14 +25,17 @@ namespace chipmesh::worker {
 
 class ChildWatcher {
  public:
-  ChildWatcher(std::vector<pid_t> pids, SharedHeader* header);
+  // `chips`: each chip's shared block, for its last words (may be empty).
+  ChildWatcher(std::vector<pid_t> pids, SharedHeader* header, std::vector<const ChipShared*> chips = {});
   ~ChildWatcher();  // stops the thread; children still alive stay unreaped
   ChildWatcher(const ChildWatcher&) = delete;
   ChildWatcher& operator=(const ChildWatcher&) = delete;
 
   bool dead(size_t chip) const { return dead_[chip].load(std::memory_order_acquire); }
   bool all_dead() const;
-  // "exited with status 3" / "killed by signal 11 (Segmentation fault)".
+  // "exited with status 3" / "killed by signal 11 (Segmentation fault)",
+  // then the chip's report of the fault when it left one for that signal
+  // (chip/fault_report.h).
   std::string cause(size_t chip) const;
   // Dead by a signal, or reaped by someone else (how is unknown): it may not
   // have removed what it owned.
@@ -51,6 +54,7 @@ class ChildWatcher {
   void record(size_t i, int status, bool reaped_here);
   std::vector<pid_t> pids_;
   SharedHeader* header_;
+  std::vector<const ChipShared*> chips_;
   std::unique_ptr<std::atomic<bool>[]> dead_;
   std::vector<int> status_;  // waitpid status, valid once dead_
   std::vector<bool> reaped_elsewhere_;  // waitpid found no child: status unknown

@@ -200,7 +200,8 @@ void Worker::Impl::fork_chips() {
   arenas->close_fds();  // each chip holds its own; the mappings stay here
   window_files.close_all();  // likewise; the staging views keep descriptors of their own
   try {
-    watcher = std::make_unique<worker::ChildWatcher>(pids, header);
+    watcher = std::make_unique<worker::ChildWatcher>(pids, header,
+                                                     std::vector<const ChipShared*>(chips.begin(), chips.end()));
   } catch (const Error& e) {
     // No pidfds (RLIMIT_NOFILE) or no thread (RLIMIT_NPROC): reap the chips
     // the plain way, leaving no process and no zombie, and say which limit

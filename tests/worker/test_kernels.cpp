@@ -1,5 +1,6 @@
 // Kernels that misbehave on purpose, for the Worker's error paths.
 #include <signal.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -44,6 +45,18 @@ CHIPMESH_KERNEL(test_segv) {
   (void)args;
   raise(SIGSEGV);
   return 0;
+}
+
+// Writes to a page past the end of an empty memfd: a real SIGBUS, as a
+// window's first touch on a full /dev/shm meets.
+CHIPMESH_KERNEL(test_sigbus) {
+  (void)args;
+  int fd = memfd_create("chipmesh_test_sigbus", MFD_CLOEXEC);
+  if (fd < 0) return fail(args, CHIPMESH_ERR_DEVICE, "memfd_create failed");
+  void* p = mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  if (p == MAP_FAILED) return fail(args, CHIPMESH_ERR_DEVICE, "mmap failed");
+  static_cast<volatile char*>(p)[8] = 1;
+  return fail(args, CHIPMESH_ERR_DEVICE, "the write past the end of the file did not fault");
 }
 
 // Stops its own chip process (SIGSTOP) in the middle of a task: a chip that

@@ -162,7 +162,8 @@ TEST_F(WorkerKernelFailure, KernelSegfaulting) {
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
   EXPECT_TRUE(contains(msg, "killed by signal")) << msg;  // the sanitizer turns the SEGV into an abort
 #else
-  EXPECT_TRUE(contains(msg, "killed by signal 11")) << msg;
+  // With its last words: the signal was raise()d, not a fault.
+  EXPECT_TRUE(contains(msg, "killed by signal 11 (Segmentation fault): SIGSEGV raised by the chip itself")) << msg;
 #endif
   // The dead chip is reported, the others still work.
   EXPECT_THROW(w->malloc(3, 8), ChipError);
@@ -170,6 +171,22 @@ TEST_F(WorkerKernelFailure, KernelSegfaulting) {
   w->free(0, p);
   w->run([&](Orchestrator& o) { o.submit_group({0, 1, 2}, task("test_noop")); });
   EXPECT_THROW(w->run([&](Orchestrator& o) { o.submit(3, task("test_noop")); }), ChipError);
+}
+
+// A fault's ChipError says what it hit (chip/fault_report.h): a page no
+// file backs, in which file, and which library's code touched it.
+TEST_F(WorkerKernelFailure, KernelMeetingABusError) {
+  std::string msg = run_failing(2, "test_sigbus");
+  EXPECT_TRUE(contains(msg, prefix(2))) << msg;
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  EXPECT_TRUE(contains(msg, "killed by signal")) << msg;  // the sanitizer's handler ends the chip its own way
+#else
+  EXPECT_TRUE(contains(msg, "killed by signal 7 (Bus error): SIGBUS (no page can back the address) at 0x")) << msg;
+  EXPECT_TRUE(contains(msg, " in /memfd:chipmesh_test_sigbus (deleted) at offset 0x8")) << msg;
+  EXPECT_TRUE(contains(msg, "; instruction at 0x")) << msg;
+  EXPECT_TRUE(contains(msg, "libchipmesh_test_kernels.so+0x")) << msg;
+#endif
+  w->run([&](Orchestrator& o) { o.submit_group({0, 1, 3}, task("test_noop")); });
 }
 
 TEST_F(WorkerKernelFailure, UnknownKernelAndLibrary) {
