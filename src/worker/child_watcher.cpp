@@ -17,7 +17,11 @@
 namespace chipmesh::worker {
 
 ChildWatcher::ChildWatcher(std::vector<pid_t> pids, SharedHeader* header, std::vector<const ChipShared*> chips)
-    : pids_(std::move(pids)), header_(header), chips_(std::move(chips)), dead_(new std::atomic<bool>[pids_.size()]), status_(pids_.size(), 0),
+    : pids_(std::move(pids)),
+      header_(header),
+      chips_(std::move(chips)),
+      dead_(new std::atomic<bool>[pids_.size()]),
+      status_(pids_.size(), 0),
       reaped_elsewhere_(pids_.size(), false) {
   for (size_t i = 0; i < pids_.size(); ++i) dead_[i].store(false);
   stop_fd_ = eventfd(0, EFD_CLOEXEC);

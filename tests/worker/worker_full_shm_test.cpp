@@ -49,7 +49,8 @@ std::vector<std::string> entries(const std::string& dir) {
 TEST(WorkerFullShm, AChipMeetingAFullDevShmSaysSo) {
   auto outcomes = fork_ranks(1, [](int) {
     // A /dev/shm of 8 MiB seen by this process and its chips only.
-    if (unshare(CLONE_NEWNS) != 0) return rank_note(kSkip + std::string("unshare(CLONE_NEWNS): ") + std::strerror(errno));
+    if (unshare(CLONE_NEWNS) != 0)
+      return rank_note(kSkip + std::string("unshare(CLONE_NEWNS): ") + std::strerror(errno));
     CM_REQUIRE(mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) == 0) << std::strerror(errno);
     if (mount("tmpfs", "/dev/shm", "tmpfs", 0, "size=8m") != 0)
       return rank_note(kSkip + std::string("mount tmpfs on /dev/shm: ") + std::strerror(errno));
