@@ -251,6 +251,9 @@ class Worker {
   // "world", allocation id 0, chips in rank order); ConfigError if there is
   // none (or before init()).
   const CommDomain& world() const;
+  // Calls `orch` with this run's Orchestrator, then waits for what it
+  // queued and releases the domains still live. ConfigError when called
+  // from inside `orch` of a run() of this Worker (queue on its Orchestrator).
   void run(const std::function<void(Orchestrator&)>& orch);
   uint64_t malloc(int chip, size_t nbytes);
   void free(int chip, uint64_t ptr);
@@ -263,7 +266,8 @@ class Worker {
   // instead.
   void copy_to(int chip, uint64_t dst, const void* src, size_t nbytes);
   void copy_from(int chip, void* dst, uint64_t src, size_t nbytes);
-  void close();  // idempotent
+  // Idempotent; ConfigError when called from inside run()'s `orch`.
+  void close();
 
   // Bring-up time of the last init(), by phase (ms), measured in the chips
   // and the parent: setup (until the first fork), fork (until the last,

@@ -232,7 +232,15 @@ void Orchestrator::wait() {
 
 void Worker::run(const std::function<void(Orchestrator&)>& orch) {
   impl_->require_running("run");
+  if (impl_->in_run)
+    throw ConfigError("Worker::run: called from the orchestration function of a run() of the same Worker, whose "
+                      "end would release that run's domains; queue the work on the Orchestrator that run() passed");
   impl_->check_interrupted("run");
+  struct InRun {  // cleared however run() ends
+    explicit InRun(bool& f) : flag(f) { flag = true; }
+    ~InRun() { flag = false; }
+    bool& flag;
+  } in_run(impl_->in_run);
   for (auto* c : impl_->chips) c->abort.store(0, std::memory_order_release);
   impl_->pending_error.reset();
   ++impl_->run_gen;

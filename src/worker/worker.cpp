@@ -522,6 +522,9 @@ void Worker::close() {
   Impl& m = *impl_;
   if (m.in_forked_copy()) return;  // the owner's to close (see ~Worker)
   if (m.state == Impl::State::Closed) return;
+  if (m.in_run)
+    throw ConfigError("Worker::close: called from the orchestration function of run(), which still uses the chips; "
+                      "close() once run() has returned (an exception out of the function ends the run)");
   if (m.state == Impl::State::Created) {
     m.state = Impl::State::Closed;
     return;

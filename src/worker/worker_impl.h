@@ -77,6 +77,10 @@ struct Worker::Impl {
   // waits look at: with 64 chips and work on one, each poll of a wait read
   // every chip's completion and CPU.
   uint32_t run_gen = 0;
+  // Inside run()'s orchestration function: a run() or close() from there
+  // would pull the run's state (its domains, the shared region) from under
+  // it, so both refuse.
+  bool in_run = false;
   std::vector<uint32_t> worked_in_run;
   std::vector<int> run_members;
   std::vector<int> all_chips;  // 0 .. n()-1: what a wait watches when not told

@@ -296,6 +296,25 @@ def test_orchestrator_after_run(tmp_path):
             w.run(lambda orch: 1 / 0)
 
 
+def test_run_and_close_inside_a_run_are_refused(tmp_path):
+    # close() there used to unmap what the run still used: a segfault.
+    with chipmesh.Worker(device_ids=[0, 1]) as w:
+        w.init()
+
+        def orch(o):
+            d = o.allocate_domain(name="pair", chips=[0, 1], window_size=4096)
+            with pytest.raises(chipmesh.ConfigError, match="Worker::run: called from the orchestration function"):
+                w.run(lambda inner: None)
+            with pytest.raises(chipmesh.ConfigError, match="Worker::close: called from the orchestration function"):
+                w.close()
+            assert not d.released
+            o.barrier(d)
+
+        w.run(orch)
+        w.run(lambda o: None)  # the Worker goes on
+    assert not chipmesh_shm()
+
+
 def test_keyboard_interrupt_during_run(tmp_path, test_kernels):
     r, wfd = os.pipe()
     w = chipmesh.Worker(device_ids=[0, 1], chip_bootstrap_configs=configs(2, tmp_path))

@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cstring>
 #include <random>
+#include <stdexcept>
 #include <fstream>
 #include <string>
 #include <vector>
@@ -331,6 +332,37 @@ TEST(Worker, ARunWaitsForEveryChipItGaveWorkAfterAnExplicitWait) {
     ASSERT_NE(msg.find("chip " + std::to_string(late) + " "), std::string::npos) << "round " << round << ": " << msg;
   }
   w.run([&](Orchestrator& o) { o.submit(5, task("test_noop", {}, {})); });  // one chip of eight
+  w.close();
+}
+
+// A run() or close() from inside a run()'s orchestration function would
+// release that run's domains and unmap what it uses (close() there crashed
+// the caller): both are ConfigErrors, and the run goes on unharmed.
+TEST(Worker, RunAndCloseInsideARunAreRefusedAndTheRunGoesOn) {
+  WorkerConfig cfg;
+  cfg.device_ids = {0, 1};
+  Worker w(cfg);
+  w.init();
+  w.run([&](Orchestrator& o) {
+    CommDomain d = o.allocate_domain("pair", {0, 1}, 4096);
+    o.submit_group({0, 1}, task("test_noop"));
+    const std::string nested = config_error_of([&] { w.run([](Orchestrator&) {}); });
+    EXPECT_NE(nested.find("Worker::run: called from the orchestration function of a run()"), std::string::npos)
+        << nested;
+    const std::string closing = config_error_of([&] { w.close(); });
+    EXPECT_NE(closing.find("Worker::close: called from the orchestration function of run()"), std::string::npos)
+        << closing;
+    EXPECT_FALSE(d.released());
+    o.barrier(d);
+    o.submit_group({0, 1}, task("test_noop"));
+  });
+  // Refused by a run() that threw as well; fine once it has returned.
+  EXPECT_THROW(w.run([&](Orchestrator&) { throw std::runtime_error("the user's"); }), std::runtime_error);
+  w.run([&](Orchestrator& o) {
+    EXPECT_THROW(w.close(), ConfigError);
+    o.submit(1, task("test_noop"));
+  });
+  w.run([&](Orchestrator& o) { o.submit(0, task("test_noop")); });
   w.close();
 }
 
