@@ -15,6 +15,7 @@
 
 #include "chipmesh/worker.h"
 #include "common.h"
+#include "py_worker.h"
 
 namespace chipmesh::py_ext {
 
@@ -37,16 +38,17 @@ class InterruptArm {
   std::atomic<bool> interrupted_{false};
 };
 
-// Runs fn (init() or run() of w) with the GIL released and Ctrl-C armed.
+// Runs fn (init() or run() of w) with the GIL released, w's call lock held
+// and Ctrl-C armed.
 template <typename F>
-void interruptible(Worker& w, F&& fn) {
+void interruptible(PyWorker& w, F&& fn) {
   std::exception_ptr err;
   {
     InterruptArm watch(w);
     {
       py::gil_scoped_release nogil;
       try {
-        fn();
+        serialized(w, fn);
       } catch (...) {
         err = std::current_exception();
       }
@@ -57,7 +59,7 @@ void interruptible(Worker& w, F&& fn) {
     {
       py::gil_scoped_release nogil;
       try {
-        w.close();
+        serialized(w, [&] { w.close(); });
       } catch (...) {
         // the chips were terminated on purpose; their deaths are no news
       }

@@ -10,6 +10,7 @@
 #include "common.h"
 #include "interrupt_watcher.h"
 #include "py_orchestrator.h"
+#include "py_worker.h"
 
 namespace chipmesh::py_ext {
 namespace {
@@ -43,20 +44,22 @@ py::array staging_array(const py::object& owner, SharedMemory& s) {
 }  // namespace
 
 void register_worker(py::module_& m) {
-  py::class_<Worker>(m, "Worker",
+  py::class_<PyWorker>(m, "Worker",
                      "The parent of a group of chips, one process per chip (level 3). Usable as a context manager: "
-                     "`with Worker(...) as w:` closes on exit.")
+                     "`with Worker(...) as w:` closes on exit. Calls from several threads take turns, one at a time; "
+                     "run() holds the Worker for its whole function (whose own calls to it go through), so a thread "
+                     "that function waits for must not call the Worker.")
       .def(py::init([](int level, const py::object& device_ids, const std::string& platform,
                        const py::object& configs, double timeout_s, const std::string& cluster) {
              WorkerConfig cfg = make_config(level, device_ids, platform, configs, timeout_s);
              cfg.cluster = cluster;
-             return std::make_unique<Worker>(std::move(cfg));
+             return std::make_unique<PyWorker>(std::move(cfg));
            }),
            py::arg("level") = 3, py::arg("device_ids") = py::none(), py::arg("platform") = "sim",
            py::arg("chip_bootstrap_configs") = py::none(), py::arg("bootstrap_timeout_s") = 120.0,
            py::arg("cluster") = "")
       .def(
-          "init", [](Worker& w) { interruptible(w, [&] { w.init(); }); },
+          "init", [](PyWorker& w) { interruptible(w, [&] { w.init(); }); },
           "Forks the chips and waits for their bring-up; ChipError naming the first chip that failed (every chip is "
           "then torn down). Ctrl-C stops it, tears down and raises KeyboardInterrupt. The fork shares this "
           "process's private memory copy-on-write with every chip: arrays written before init() slow it down "
@@ -67,9 +70,9 @@ void register_worker(py::module_& m) {
           "(the chips are forked by a thread of the Worker's own, which lives until close()).")
       .def_property_readonly(
           "chip_contexts",
-          [](const Worker& w) {
+          [](PyWorker& w) {
             try {
-              return w.chip_contexts();
+              return locked(w, [&] { return w.chip_contexts(); });  // a copy, made under the lock
             } catch (const ConfigError& e) {
               throw Error("Error", std::string("Worker.chip_contexts is available after init() (and before close()): ") +
                                        e.what());
@@ -78,16 +81,18 @@ void register_worker(py::module_& m) {
           "One ChipContext per chip, after init().")
       .def(
           "exclude_from_chips",
-          [](Worker& w, const py::object& memory, const py::object& nbytes) {
+          [](PyWorker& w, const py::object& memory, const py::object& nbytes) {
             if (py::isinstance<py::int_>(memory)) {
               if (nbytes.is_none())
                 throw ConfigError("Worker.exclude_from_chips: nbytes is required when memory is an address");
               const size_t n = to_size(nbytes.cast<int64_t>(), "nbytes");
-              w.exclude_from_chips(reinterpret_cast<const void*>(static_cast<uintptr_t>(memory.cast<uint64_t>())), n);
+              const auto* at = reinterpret_cast<const void*>(static_cast<uintptr_t>(memory.cast<uint64_t>()));
+              locked(w, [&] { w.exclude_from_chips(at, n); });
               return;
             }
             BufferView view(memory, false, "memory");
-            w.exclude_from_chips(view.data(), view.resolve(nbytes, "memory"));
+            const size_t n = view.resolve(nbytes, "memory");
+            locked(w, [&] { w.exclude_from_chips(view.data(), n); });
           },
           py::arg("memory"), py::arg("nbytes") = py::none(), py::keep_alive<1, 2>(),
           "Before init(): leaves host memory no chip needs (a numpy array or any contiguous buffer, kept alive by "
@@ -97,7 +102,9 @@ void register_worker(py::module_& m) {
       .def(
           "stage_input",
           [](py::object self, int chip, const std::string& buffer, int64_t nbytes) {
-            return staging_array(self, self.cast<Worker&>().stage_input(chip, buffer, to_size(nbytes, "nbytes")));
+            auto& w = self.cast<PyWorker&>();
+            const size_t n = to_size(nbytes, "nbytes");
+            return staging_array(self, locked(w, [&]() -> SharedMemory& { return w.stage_input(chip, buffer, n); }));
           },
           py::arg("chip"), py::arg("buffer"), py::arg("nbytes"),
           "Before init(): unnamed host staging of nbytes the Worker owns (nothing in /dev/shm, so no kill leaves "
@@ -106,18 +113,20 @@ void register_worker(py::module_& m) {
       .def(
           "stage_output",
           [](py::object self, int chip, const std::string& buffer, int64_t nbytes) {
-            return staging_array(self, self.cast<Worker&>().stage_output(chip, buffer, to_size(nbytes, "nbytes")));
+            auto& w = self.cast<PyWorker&>();
+            const size_t n = to_size(nbytes, "nbytes");
+            return staging_array(self, locked(w, [&]() -> SharedMemory& { return w.stage_output(chip, buffer, n); }));
           },
           py::arg("chip"), py::arg("buffer"), py::arg("nbytes"),
           "Before init(): unnamed host staging of nbytes the Worker owns, where `buffer` of `chip` is flushed after "
           "each successful task (store_to_host). Returns a uint8 numpy array over it: read it after run().")
       .def(
-          "world", [](const Worker& w) { return w.world(); },
+          "world", [](PyWorker& w) { return locked(w, [&] { return w.world(); }); },
           "The bring-up communicator of chip_bootstrap_configs as a CommDomain (name \"world\", allocation_id 0, "
           "chips in rank order; names resolve to the bootstrap buffers), after init(); ConfigError if there is none.")
       .def(
           "run",
-          [](Worker& w, const py::function& fn) {
+          [](PyWorker& w, const py::function& fn) {
             interruptible(w, [&] {
               w.run([&](Orchestrator& o) {
                 py::gil_scoped_acquire gil;
@@ -136,55 +145,62 @@ void register_worker(py::module_& m) {
           "Calls fn(orch) and returns once every task it submitted is done; ChipError on the first failure. Ctrl-C "
           "stops it, tears the chips down and raises KeyboardInterrupt.")
       .def(
-          "malloc", [](Worker& w, int chip, int64_t n) { return blocking([&] { return w.malloc(chip, to_size(n, "nbytes")); }); },
+          "malloc",
+          [](PyWorker& w, int chip, int64_t n) {
+            const size_t bytes = to_size(n, "nbytes");
+            return locked(w, [&] { return w.malloc(chip, bytes); });
+          },
           py::arg("chip"), py::arg("nbytes"), "Allocates device memory on a chip; returns its address.")
       .def(
-          "free", [](Worker& w, int chip, uint64_t p) { blocking([&] { w.free(chip, p); }); }, py::arg("chip"),
+          "free", [](PyWorker& w, int chip, uint64_t p) { locked(w, [&] { w.free(chip, p); }); }, py::arg("chip"),
           py::arg("ptr"), "Frees memory from malloc().")
       .def(
           "copy_to",
-          [](Worker& w, int chip, uint64_t dst, const py::object& src, const py::object& nbytes) {
+          [](PyWorker& w, int chip, uint64_t dst, const py::object& src, const py::object& nbytes) {
             if (py::isinstance<py::int_>(src)) {
               if (nbytes.is_none()) throw ConfigError("Worker.copy_to: nbytes is required when src is an address");
               const size_t n = to_size(nbytes.cast<int64_t>(), "nbytes");
               const auto addr = src.cast<uint64_t>();
-              blocking([&] { w.copy_to(chip, dst, reinterpret_cast<const void*>(static_cast<uintptr_t>(addr)), n); });
+              locked(w, [&] { w.copy_to(chip, dst, reinterpret_cast<const void*>(static_cast<uintptr_t>(addr)), n); });
               return;
             }
             BufferView view(src, false, "src");
             const size_t n = view.resolve(nbytes, "src");
-            blocking([&] { w.copy_to(chip, dst, view.data(), n); });
+            locked(w, [&] { w.copy_to(chip, dst, view.data(), n); });
           },
           py::arg("chip"), py::arg("dst"), py::arg("src"), py::arg("nbytes") = py::none(),
           "Host to a chip's device memory: src is a buffer (numpy array, bytes, ...; no intermediate copy) or an int "
           "host address with nbytes.")
       .def(
           "copy_from",
-          [](Worker& w, int chip, const py::object& dst, uint64_t src, const py::object& nbytes) {
+          [](PyWorker& w, int chip, const py::object& dst, uint64_t src, const py::object& nbytes) {
             if (py::isinstance<py::int_>(dst)) {
               if (nbytes.is_none()) throw ConfigError("Worker.copy_from: nbytes is required when dst is an address");
               const size_t n = to_size(nbytes.cast<int64_t>(), "nbytes");
               const auto addr = dst.cast<uint64_t>();
-              blocking([&] { w.copy_from(chip, reinterpret_cast<void*>(static_cast<uintptr_t>(addr)), src, n); });
+              locked(w, [&] { w.copy_from(chip, reinterpret_cast<void*>(static_cast<uintptr_t>(addr)), src, n); });
               return;
             }
             BufferView view(dst, true, "dst");
             const size_t n = view.resolve(nbytes, "dst");
-            blocking([&] { w.copy_from(chip, view.data(), src, n); });
+            locked(w, [&] { w.copy_from(chip, view.data(), src, n); });
           },
           py::arg("chip"), py::arg("dst"), py::arg("src"), py::arg("nbytes") = py::none(),
           "A chip's device memory to host: dst is a writable contiguous buffer (no intermediate copy) or an int host "
           "address with nbytes. The lines it reads stay shared with the chip, whose next write to them is slower: "
           "read an output that kernels rewrite every step through stage_output and a flush instead.")
-      .def("close", [](Worker& w) { blocking([&] { w.close(); }); },
+      .def("close", [](PyWorker& w) { locked(w, [&] { w.close(); }); },
            "Shuts the chips down, flushes outputs and reaps them; idempotent.")
       .def("interrupt", &Worker::interrupt,
            "Terminates the chips of a running init() or run() from another thread; close() afterwards.")
-      .def_property_readonly("bringup_phases_ms", &Worker::bringup_phases_ms,
+      .def_property_readonly("bringup_phases_ms",
+                             [](PyWorker& w) { return locked(w, [&] { return w.bringup_phases_ms(); }); },
                              "Bring-up time of the last init() by phase (ms): setup (until the first fork), fork "
                              "(until the last), comm_init, windows, staging, handshake, total.")
       .def_property_readonly("num_chips", &Worker::num_chips, "Chips of this worker (len(device_ids)).")
-      .def("chip_pid", &Worker::chip_pid, py::arg("chip"), "Process id of a chip (-1 before init()).")
+      .def(
+          "chip_pid", [](PyWorker& w, int chip) { return locked(w, [&] { return w.chip_pid(chip); }); },
+          py::arg("chip"), "Process id of a chip (-1 before init()).")
       .def_property_readonly("num_hosts", &Worker::num_hosts,
                              "Hosts of the job: 1 on one host; in a cluster (cluster=\"mpi\"), after init().")
       .def_property_readonly("host_rank", &Worker::host_rank, "This host's rank in the job (0 on one host).")
@@ -194,8 +210,8 @@ void register_worker(py::module_& m) {
       .def("__enter__", [](py::object self) { return self; })
       .def(
           "__exit__",
-          [](Worker& w, const py::object&, const py::object&, const py::object&) {
-            blocking([&] { w.close(); });
+          [](PyWorker& w, const py::object&, const py::object&, const py::object&) {
+            locked(w, [&] { w.close(); });
             return false;
           },
           py::arg("exc_type"), py::arg("exc"), py::arg("tb"));

@@ -285,6 +285,99 @@ def test_a_forked_child_leaves_the_workers_chips_alone(tmp_path):
         reduce_on_two_chips(w, count)
 
 
+def test_threads_sharing_a_worker_take_turns(tmp_path):
+    """Calls from several threads run one at a time (run() with its whole
+    function): they used to race on the Worker's state and abort the
+    interpreter."""
+    count = 4096
+    errors = []
+    with chipmesh.Worker(device_ids=[0, 1], chip_bootstrap_configs=configs(2, tmp_path, count)) as w:
+        w.init()
+        ctx = w.chip_contexts
+
+        def reduce_in_a_loop():
+            try:
+                for _ in range(300):
+                    w.run(lambda o: o.allreduce(w.world(), "x", "y", count, "float32", "sum"))
+            except BaseException as e:
+                errors.append(e)
+
+        def copy_in_a_loop(chip):  # the only writer of this chip's x (the allreduce writes y)
+            try:
+                for i in range(300):
+                    data = np.full(count, 1000 * chip + i, np.float32)
+                    w.copy_to(chip, ctx[chip].buffer_ptrs["x"], data)
+                    back = np.empty(count, np.float32)
+                    w.copy_from(chip, back, ctx[chip].buffer_ptrs["x"])
+                    np.testing.assert_array_equal(back, data)
+                    p = w.malloc(chip, 4096)
+                    w.free(chip, p)
+                    assert len(w.chip_contexts) == 2
+            except BaseException as e:
+                errors.append(e)
+
+        threads = [threading.Thread(target=reduce_in_a_loop)] + [
+            threading.Thread(target=copy_in_a_loop, args=(chip,)) for chip in (0, 1)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        assert not any(t.is_alive() for t in threads)
+        assert not errors, errors
+        reduce_on_two_chips(w, count)
+
+
+def test_orchestrator_from_another_thread_is_refused(tmp_path):
+    seen = []
+    with chipmesh.Worker(device_ids=[0, 1]) as w:
+        w.init()
+
+        def orch(o):
+            def elsewhere():
+                try:
+                    o.wait()
+                except chipmesh.Error as e:
+                    seen.append(str(e))
+            t = threading.Thread(target=elsewhere)
+            t.start()
+            t.join(60)
+
+        w.run(orch)
+    assert len(seen) == 1 and "from another thread than the one in its run()" in seen[0], seen
+
+
+def test_a_child_forked_while_another_thread_holds_the_worker_does_not_wait_for_it(tmp_path):
+    """os.fork() while run() on another thread holds the Worker: the child's
+    calls raise at once (a Worker belongs to its creator) instead of waiting
+    for a lock nobody in the child will release."""
+    inside, leave = threading.Event(), threading.Event()
+    with chipmesh.Worker(device_ids=[0, 1]) as w:
+        w.init()
+        t = threading.Thread(target=lambda: w.run(lambda o: (inside.set(), leave.wait(60))))
+        t.start()
+        assert inside.wait(60)
+        pid = os.fork()
+        if pid == 0:
+            ok = False
+            try:
+                w.malloc(0, 64)
+            except chipmesh.ConfigError as e:
+                ok = "is a fork of the one that created the Worker" in str(e)
+            except BaseException:
+                pass
+            os._exit(0 if ok else 1)
+        fd = os.pidfd_open(pid)
+        exited = select.select([fd], [], [], 60)[0]
+        os.close(fd)
+        if not exited:
+            os.kill(pid, signal.SIGKILL)
+        _, status = os.waitpid(pid, 0)
+        leave.set()
+        t.join(60)
+        assert exited, "the child waited for the Worker's lock"
+        assert os.waitstatus_to_exitcode(status) == 0, "the child's call did not raise the ConfigError"
+
+
 def test_orchestrator_after_run(tmp_path):
     kept = []
     with chipmesh.Worker(device_ids=[0]) as w:
