@@ -21,6 +21,7 @@ namespace chipmesh::worker {
 // stores the signal number into `signo` (release) and then hands the signal
 // to the action the process had before: by default the chip dies of it, as
 // it would have without these handlers. Call once, in the chip process.
+// Under ThreadSanitizer it installs nothing (its own handlers stay).
 void install_fault_report(char* text, size_t bytes, std::atomic<int32_t>* signo);
 
 // The report, as the handler writes it (async-signal-safe: no allocation,
