@@ -106,10 +106,11 @@ class Orchestrator {
   void wait();
   // Copies the store_to_host buffers of each chip listed into their output
   // staging, after the tasks queued on it before (for tasks submitted with
-  // flush_outputs = false); a chip without such buffers does nothing. Returns
-  // at once, like submit: wait() (or the end of run()) waits. As after a
-  // task, nothing is flushed when the chip's last task failed: that chip's
-  // flush fails (ChipError) and its staging stays untouched.
+  // flush_outputs = false); a chip without such buffers is not asked (no
+  // round trip, no error). Returns at once, like submit: wait() (or the end
+  // of run()) waits. As after a task, nothing is flushed when the chip's
+  // last task failed: that chip's flush fails (ChipError) and its staging
+  // stays untouched.
   void flush_outputs(const std::vector<int>& chips);
 
   // Communication domains (docs/domains.md): a communicator over `chips`

@@ -4,6 +4,7 @@
 #include <cstring>
 #include <type_traits>
 #include <set>
+#include <vector>
 
 #include "chipmesh/worker.h"
 #include "knobs/knobs.h"
@@ -206,11 +207,22 @@ void Orchestrator::flush_outputs(const std::vector<int>& chips) {
   }
   m.throw_pending();
   // Each chip flushes on its own (no kernel waits on a flush): no need for
-  // the all-or-nothing of a group.
-  for (int c : chips) {
+  // the all-or-nothing of a group. A chip without store_to_host buffers has
+  // nothing to flush and is not asked (a round trip to it, which the
+  // collectives across hosts paid on every call).
+  const auto& configs = m.cfg.chip_bootstrap_configs;
+  auto has_outputs = [&](int c) {
+    if (configs.empty()) return false;
+    const auto& b = configs[static_cast<size_t>(c)].buffers;
+    return std::any_of(b.begin(), b.end(), [](const ChipBufferSpec& s) { return s.store_to_host; });
+  };
+  std::vector<int> flushing;
+  for (int c : chips)
+    if (has_outputs(c)) flushing.push_back(c);
+  for (int c : flushing) {
     worker::Entry& e = m.acquire_entry(c);
     e.op = worker::Op::Flush;
-    e.a = chips.size();  // how many flush at once: the chip picks its stores by it
+    e.a = flushing.size();  // how many flush at once: the chip picks its stores by it
     m.commit(c);
   }
 }

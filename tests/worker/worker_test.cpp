@@ -233,7 +233,9 @@ TEST(Worker, DeferredFlushCopiesOnlyWhenAskedAndNeverAfterAFailure) {
   EXPECT_TRUE(scratch.entries().empty());
 }
 
-// A chip without store_to_host buffers flushes nothing, without error.
+// A chip without store_to_host buffers flushes nothing, without error: it
+// is not even asked (not after a failed task either, whose rule protects
+// outputs it does not have).
 TEST(Worker, FlushWithoutOutputsIsANoOp) {
   WorkerConfig cfg;
   cfg.device_ids = {0, 1};
@@ -244,6 +246,8 @@ TEST(Worker, FlushWithoutOutputsIsANoOp) {
     o.submit_group({0, 1}, task("test_noop"));
     o.flush_outputs({0, 1});
   });
+  chip_error_of([&] { w.run([&](Orchestrator& o) { o.submit(1, task("test_fail")); }); });
+  w.run([&](Orchestrator& o) { o.flush_outputs({0, 1}); });
   w.close();
 }
 
