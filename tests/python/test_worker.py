@@ -142,7 +142,18 @@ def test_deferred_flush(tmp_path, test_kernels):
         w.run(body)
         with pytest.raises(chipmesh.ChipError, match="bad input 42"):
             w.run(lambda orch: orch.submit(1, chipmesh.Task("test_fail", test_kernels)))
-        # Outputs are never flushed after a failed task, also not on request.
+        # A chip without store_to_host buffers is not asked: nothing to refuse.
+        w.run(lambda orch: orch.flush_outputs([0, 1]))
+
+    # Outputs are never flushed after a failed task, also not on request.
+    cfgs = configs(2, tmp_path)
+    for c in cfgs:
+        c.buffers = [c.buffers[0], chipmesh.ChipBufferSpec("y", "float32", 256, 1024, store_to_host=True)]
+    with chipmesh.Worker(device_ids=[0, 1], chip_bootstrap_configs=cfgs) as w:
+        outs = [w.stage_output(r, "y", 1024) for r in range(2)]
+        w.init()
+        with pytest.raises(chipmesh.ChipError, match="bad input 42"):
+            w.run(lambda orch: orch.submit(1, chipmesh.Task("test_fail", test_kernels)))
         with pytest.raises(chipmesh.ChipError, match="last task on this chip failed") as info:
             w.run(lambda orch: orch.flush_outputs([1]))
         assert info.value.chip == 1
