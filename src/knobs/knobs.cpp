@@ -15,6 +15,8 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <string_view>
+#include <vector>
 
 #include "chipmesh/errors.h"
 #include "logging/log.h"
@@ -246,6 +248,48 @@ std::vector<Entry> snapshot() {
   for (const Spec& sp : table()) {
     const Value& v = s.values[static_cast<size_t>(sp.id)];
     out.push_back(Entry{&sp, v.text, v.source, v.error});
+  }
+  return out;
+}
+
+namespace {
+
+// Edits (insert, delete, substitute) from a to b.
+size_t edit_distance(std::string_view a, std::string_view b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diag = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      const size_t up = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diag = up;
+    }
+  }
+  return row[b.size()];
+}
+
+}  // namespace
+
+std::vector<Unknown> unknown_in_environment() {
+  constexpr std::string_view kPrefix = "CHIPMESH_";
+  std::vector<Unknown> out;
+  for (char** e = environ; e && *e; ++e) {
+    const std::string_view entry(*e);
+    const size_t eq = entry.find('=');
+    if (eq == std::string_view::npos || entry.substr(0, kPrefix.size()) != kPrefix) continue;
+    const std::string_view name = entry.substr(0, eq);
+    const auto& t = table();
+    if (std::any_of(t.begin(), t.end(), [&](const Spec& sp) { return name == sp.name; })) continue;
+    Unknown u{std::string(name), std::string(entry.substr(eq + 1)), ""};
+    size_t best = 4;
+    for (const Spec& sp : t)
+      if (const size_t d = edit_distance(name, sp.name); d < best) {
+        best = d;
+        u.nearest = sp.name;
+      }
+    out.push_back(std::move(u));
   }
   return out;
 }

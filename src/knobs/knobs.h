@@ -59,6 +59,15 @@ struct Entry {
 };
 std::vector<Entry> snapshot();
 
+// A CHIPMESH_* variable of the environment that names no knob: a typo (a
+// knob misspelt is silently not set), or a variable of a script
+// (CHIPMESH_BUILD_DIR of scripts/test.sh). `nearest`: the knob whose name
+// is at most 3 edits away, the closest, or empty. In environment order.
+struct Unknown {
+  std::string name, value, nearest;
+};
+std::vector<Unknown> unknown_in_environment();
+
 // Throws the ConfigError of the first invalid knob, if any.
 void check_all();
 

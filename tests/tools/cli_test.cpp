@@ -679,6 +679,36 @@ TEST(Env, AnInvalidValueIsReportedNamingTheVariableAndTheValue) {
   EXPECT_TRUE(contains(demo.err, "CHIPMESH_COMM_TIMEOUT_S='soon'")) << demo.describe();
 }
 
+// A misspelt knob is silently unset; `env` lists CHIPMESH_* variables that
+// name no knob, with the knob a typo most likely meant, and exits 0 (a
+// script's own variables look the same).
+TEST(Env, VariablesThatNameNoKnobAreListedWithTheNearestKnob) {
+  const std::vector<std::string> env = {"CHIPMESH_COMM_TIMOUT_S=5", "CHIPMESH_MY_SCRIPTS_DIR=/x"};
+  CliResult r = run_cli({"env", "--json"}, std::chrono::seconds(30), env);
+  EXPECT_EQ(r.exit_code, 0) << r.describe();
+  std::map<std::string, nlohmann::json> unknown;
+  try {
+    const nlohmann::json doc = nlohmann::json::parse(r.out);
+    for (const auto& u : doc.at("unknown")) unknown[u.at("name").get<std::string>()] = u;
+  } catch (const std::exception& e) {
+    ADD_FAILURE() << "chipmesh env --json: " << e.what() << "\n" << r.describe();
+  }
+  ASSERT_TRUE(unknown.count("CHIPMESH_COMM_TIMOUT_S")) << r.describe();
+  EXPECT_EQ(unknown["CHIPMESH_COMM_TIMOUT_S"].at("value"), "5");
+  EXPECT_EQ(unknown["CHIPMESH_COMM_TIMOUT_S"].at("did_you_mean"), "CHIPMESH_COMM_TIMEOUT_S");
+  ASSERT_TRUE(unknown.count("CHIPMESH_MY_SCRIPTS_DIR")) << r.describe();
+  EXPECT_EQ(unknown["CHIPMESH_MY_SCRIPTS_DIR"].at("did_you_mean"), "");
+  EXPECT_FALSE(unknown.count("CHIPMESH_COMM_TIMEOUT_S")) << "a knob listed as unknown";
+  EXPECT_TRUE(contains(r.err, "CHIPMESH_COMM_TIMOUT_S is not a knob; did you mean CHIPMESH_COMM_TIMEOUT_S?"))
+      << r.describe();
+
+  CliResult text = run_cli({"env"}, std::chrono::seconds(30), env);
+  EXPECT_EQ(text.exit_code, 0) << text.describe();
+  EXPECT_TRUE(contains(text.out, "CHIPMESH_COMM_TIMOUT_S=5    (did you mean CHIPMESH_COMM_TIMEOUT_S?)"))
+      << text.describe();
+  EXPECT_TRUE(contains(text.out, "CHIPMESH_MY_SCRIPTS_DIR=/x\n")) << text.describe();
+}
+
 // README's knob table and the registry name the same variables: a new knob
 // cannot go undocumented, a removed one cannot linger.
 TEST(Env, ReadmeTableNamesExactlyTheRegistrysKnobs) {

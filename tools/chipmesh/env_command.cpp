@@ -14,8 +14,12 @@ CLI::App* register_env_command(CLI::App& app, EnvOptions& opts) {
   sub->footer(
       "Prints every environment variable chipmesh reads, as this process sees it: its value, its default, where "
       "the value came from (environment or default) and what it does. A value that is set but invalid is "
-      "reported with the reason and makes the exit status 1.");
-  sub->add_flag("--json", opts.json, "print one JSON object: {\"knobs\": [{name, type, value, default, source, doc}]}");
+      "reported with the reason and makes the exit status 1. CHIPMESH_* variables that name no knob (a typo: "
+      "the knob meant stays unset; or a script's own variable) are listed last, with the knob a typo most "
+      "likely meant.");
+  sub->add_flag("--json", opts.json,
+                "print one JSON object: {\"knobs\": [{name, type, value, default, source, doc}], \"unknown\": "
+                "[{name, value, did_you_mean}]}");
   sub->add_flag("--all", opts.all, "also list the test-only hooks");
   return sub;
 }
@@ -40,7 +44,10 @@ int run_env(const EnvOptions& opts) {
       }
       list.push_back(std::move(k));
     }
-    std::printf("%s\n", nlohmann::json{{"knobs", list}}.dump(2).c_str());
+    nlohmann::json unknown = nlohmann::json::array();
+    for (const auto& u : knobs::unknown_in_environment())
+      unknown.push_back({{"name", u.name}, {"value", u.value}, {"did_you_mean", u.nearest}});
+    std::printf("%s\n", nlohmann::json{{"knobs", list}, {"unknown", unknown}}.dump(2).c_str());
   } else {
     for (const auto& e : entries) {
       if (e.spec->test_only && !opts.all) continue;
@@ -53,7 +60,15 @@ int run_env(const EnvOptions& opts) {
       }
       std::printf("    %s\n", e.spec->doc);
     }
+    const auto unknown = knobs::unknown_in_environment();
+    if (!unknown.empty()) std::printf("\nSet, but not a knob of chipmesh (a typo, or a script's own variable):\n");
+    for (const auto& u : unknown)
+      std::printf("%s=%s%s\n", u.name.c_str(), u.value.c_str(),
+                  u.nearest.empty() ? "" : ("    (did you mean " + u.nearest + "?)").c_str());
   }
+  for (const auto& u : knobs::unknown_in_environment())
+    if (!u.nearest.empty())
+      std::fprintf(stderr, "chipmesh env: %s is not a knob; did you mean %s?\n", u.name.c_str(), u.nearest.c_str());
   for (const auto& e : entries)
     if (!e.error.empty() && (!e.spec->test_only || opts.all)) std::fprintf(stderr, "chipmesh env: %s\n", e.error.c_str());
   return invalid == 0 ? 0 : 1;
