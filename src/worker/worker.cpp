@@ -17,6 +17,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <map>
+#include <mutex>
 #include <numeric>
 #include <optional>
 
@@ -376,6 +377,15 @@ void Worker::init() {
     throw ConfigError(std::string("Worker::init: the worker is already ") +
                       (m.state == Impl::State::Running ? "initialized" : "closed"));
   m.check_interrupted("init");
+  // A misspelt knob is silently unset: say so, once, where the log is on
+  // (`chipmesh env` lists them always).
+  static std::once_flag typos;
+  if (log::enabled(log::WARN, log::INIT))
+    std::call_once(typos, [] {
+      for (const auto& u : knobs::unknown_in_environment())
+        if (!u.nearest.empty())
+          CHIPMESH_WARN(INIT, "%s is set but is not a knob (did you mean %s?)", u.name.c_str(), u.nearest.c_str());
+    });
   if (!m.cluster_kind.empty()) {
     // In a cluster: join, load the platform and agree on the job before
     // anything is forked, each step settled with the other hosts.

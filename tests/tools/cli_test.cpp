@@ -707,6 +707,15 @@ TEST(Env, VariablesThatNameNoKnobAreListedWithTheNearestKnob) {
   EXPECT_TRUE(contains(text.out, "CHIPMESH_COMM_TIMOUT_S=5    (did you mean CHIPMESH_COMM_TIMEOUT_S?)"))
       << text.describe();
   EXPECT_TRUE(contains(text.out, "CHIPMESH_MY_SCRIPTS_DIR=/x\n")) << text.describe();
+
+  // A job says it too, where the log is on: the typo, not the script's variable.
+  CliResult demo = run_cli({"demo", "--chips", "1", "--bytes", "64"}, std::chrono::seconds(120),
+                           {"CHIPMESH_COMM_TIMOUT_S=5", "CHIPMESH_MY_SCRIPTS_DIR=/x", "CHIPMESH_DEBUG=WARN"});
+  EXPECT_EQ(demo.exit_code, 0) << demo.describe();
+  EXPECT_TRUE(contains(demo.err, "CHIPMESH_COMM_TIMOUT_S is set but is not a knob (did you mean "
+                                 "CHIPMESH_COMM_TIMEOUT_S?)"))
+      << demo.describe();
+  EXPECT_FALSE(contains(demo.err, "CHIPMESH_MY_SCRIPTS_DIR")) << demo.describe();
 }
 
 // README's knob table and the registry name the same variables: a new knob
