@@ -197,7 +197,10 @@ class Orchestrator {
 // and the shared memory to the owner.
 class Worker {
  public:
-  explicit Worker(WorkerConfig cfg);  // ConfigError: configs given but count != device_ids
+  // ConfigError: configs given but count != device_ids; two chips with one
+  // rank of a communicator, or disagreeing on its nranks; a communicator
+  // meeting in the Worker's memory (empty rootinfo_path) missing a rank.
+  explicit Worker(WorkerConfig cfg);
   ~Worker();                          // closes if the user did not
   Worker(const Worker&) = delete;
   Worker& operator=(const Worker&) = delete;

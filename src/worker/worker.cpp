@@ -28,6 +28,7 @@
 #include "worker/fork_locks.h"
 #include "worker/janitor.h"
 #include "chip/chip_process.h"
+#include "config/comm_groups.h"
 #include "knobs/knobs.h"
 #include "logging/log.h"
 #include "worker/worker_impl.h"
@@ -70,6 +71,7 @@ Worker::Worker(WorkerConfig cfg) : impl_(std::make_unique<Impl>(std::move(cfg)))
       throw ConfigError("Worker: chip " + std::to_string(i) + " declares " +
                         std::to_string(c.chip_bootstrap_configs[i].buffers.size()) + " buffers, at most " +
                         std::to_string(CHIP_BOOTSTRAP_MAX_BUFFERS) + " fit a bootstrap mailbox");
+  validate_comm_groups(c.chip_bootstrap_configs);
   if (c.bootstrap_timeout.count() <= 0) throw ConfigError("Worker: bootstrap_timeout must be > 0");
   impl_->cluster_kind = c.cluster;
   if (impl_->cluster_kind.empty() && knobs::is_set(knobs::Id::Cluster)) impl_->cluster_kind = "mpi";

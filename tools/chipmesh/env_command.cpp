@@ -68,7 +68,8 @@ int run_env(const EnvOptions& opts) {
   }
   for (const auto& u : knobs::unknown_in_environment())
     if (!u.nearest.empty())
-      std::fprintf(stderr, "chipmesh env: %s is not a knob; did you mean %s?\n", u.name.c_str(), u.nearest.c_str());
+      std::fprintf(stderr, "chipmesh env: %s is not a knob; did you mean %s?\n", u.name.c_str(),
+                   u.nearest.c_str());
   for (const auto& e : entries)
     if (!e.error.empty() && (!e.spec->test_only || opts.all)) std::fprintf(stderr, "chipmesh env: %s\n", e.error.c_str());
   return invalid == 0 ? 0 : 1;
