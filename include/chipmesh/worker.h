@@ -188,7 +188,8 @@ class Orchestrator {
 
 // Threads: one thread at a time per Worker (its calls, and the Orchestrator
 // of its run(), are not synchronized against each other), except
-// interrupt(). (Python's Worker makes calls from several threads take turns.) Workers of their own in several threads of one process are
+// interrupt(). (Python's Worker makes calls from several threads take
+// turns.) Workers of their own in several threads of one process are
 // independent: each may init(), run() and close() while the others do.
 // Forks: a Worker belongs to the process that created it (its chips are
 // that process's children). In a fork of it (os.fork(), a child that

@@ -25,7 +25,9 @@
 namespace chipmesh::testing {
 namespace {
 
-[[maybe_unused]] bool contains(const std::string& s, const std::string& sub) { return s.find(sub) != std::string::npos; }
+[[maybe_unused]] bool contains(const std::string& s, const std::string& sub) {
+  return s.find(sub) != std::string::npos;
+}
 
 constexpr const char* kSkip = "skip: ";
 
