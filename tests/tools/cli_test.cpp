@@ -627,18 +627,24 @@ TEST(Cli, HelpAndVersionExitZero) {
   EXPECT_TRUE(contains(demo_help.out, "--chips")) << demo_help.describe();
 }
 
-// `chipmesh env --json --all`: every knob, by name.
-std::map<std::string, nlohmann::json> env_knobs(const std::vector<std::string>& env = {}) {
-  CliResult r = run_cli({"env", "--json", "--all"}, std::chrono::seconds(30), env);
-  EXPECT_EQ(r.exit_code, 0) << r.describe();
+// The entries of list `key` ("knobs", "unknown") of `chipmesh env --json`'s
+// output, by name.
+std::map<std::string, nlohmann::json> by_name(const CliResult& r, const char* key) {
   std::map<std::string, nlohmann::json> out;
   try {
     const nlohmann::json doc = nlohmann::json::parse(r.out);
-    for (const auto& k : doc.at("knobs")) out[k.at("name").get<std::string>()] = k;
+    for (const auto& k : doc.at(key)) out[k.at("name").get<std::string>()] = k;
   } catch (const std::exception& e) {
     ADD_FAILURE() << "chipmesh env --json: " << e.what() << "\n" << r.describe();
   }
   return out;
+}
+
+// `chipmesh env --json --all`: every knob, by name.
+std::map<std::string, nlohmann::json> env_knobs(const std::vector<std::string>& env = {}) {
+  CliResult r = run_cli({"env", "--json", "--all"}, std::chrono::seconds(30), env);
+  EXPECT_EQ(r.exit_code, 0) << r.describe();
+  return by_name(r, "knobs");
 }
 
 TEST(Env, ListsEveryKnobWithValueDefaultSourceAndDoc) {
@@ -686,13 +692,7 @@ TEST(Env, VariablesThatNameNoKnobAreListedWithTheNearestKnob) {
   const std::vector<std::string> env = {"CHIPMESH_COMM_TIMOUT_S=5", "CHIPMESH_MY_SCRIPTS_DIR=/x"};
   CliResult r = run_cli({"env", "--json"}, std::chrono::seconds(30), env);
   EXPECT_EQ(r.exit_code, 0) << r.describe();
-  std::map<std::string, nlohmann::json> unknown;
-  try {
-    const nlohmann::json doc = nlohmann::json::parse(r.out);
-    for (const auto& u : doc.at("unknown")) unknown[u.at("name").get<std::string>()] = u;
-  } catch (const std::exception& e) {
-    ADD_FAILURE() << "chipmesh env --json: " << e.what() << "\n" << r.describe();
-  }
+  auto unknown = by_name(r, "unknown");
   ASSERT_TRUE(unknown.count("CHIPMESH_COMM_TIMOUT_S")) << r.describe();
   EXPECT_EQ(unknown["CHIPMESH_COMM_TIMOUT_S"].at("value"), "5");
   EXPECT_EQ(unknown["CHIPMESH_COMM_TIMOUT_S"].at("did_you_mean"), "CHIPMESH_COMM_TIMEOUT_S");

@@ -26,6 +26,7 @@ CLI::App* register_env_command(CLI::App& app, EnvOptions& opts) {
 
 int run_env(const EnvOptions& opts) {
   const auto entries = knobs::snapshot();
+  const auto unknown = knobs::unknown_in_environment();
   int invalid = 0;
   if (opts.json) {
     nlohmann::json list = nlohmann::json::array();
@@ -44,10 +45,10 @@ int run_env(const EnvOptions& opts) {
       }
       list.push_back(std::move(k));
     }
-    nlohmann::json unknown = nlohmann::json::array();
-    for (const auto& u : knobs::unknown_in_environment())
-      unknown.push_back({{"name", u.name}, {"value", u.value}, {"did_you_mean", u.nearest}});
-    std::printf("%s\n", nlohmann::json{{"knobs", list}, {"unknown", unknown}}.dump(2).c_str());
+    nlohmann::json others = nlohmann::json::array();
+    for (const auto& u : unknown)
+      others.push_back({{"name", u.name}, {"value", u.value}, {"did_you_mean", u.nearest}});
+    std::printf("%s\n", nlohmann::json{{"knobs", list}, {"unknown", others}}.dump(2).c_str());
   } else {
     for (const auto& e : entries) {
       if (e.spec->test_only && !opts.all) continue;
@@ -60,13 +61,12 @@ int run_env(const EnvOptions& opts) {
       }
       std::printf("    %s\n", e.spec->doc);
     }
-    const auto unknown = knobs::unknown_in_environment();
     if (!unknown.empty()) std::printf("\nSet, but not a knob of chipmesh (a typo, or a script's own variable):\n");
     for (const auto& u : unknown)
       std::printf("%s=%s%s\n", u.name.c_str(), u.value.c_str(),
                   u.nearest.empty() ? "" : ("    (did you mean " + u.nearest + "?)").c_str());
   }
-  for (const auto& u : knobs::unknown_in_environment())
+  for (const auto& u : unknown)
     if (!u.nearest.empty())
       std::fprintf(stderr, "chipmesh env: %s is not a knob; did you mean %s?\n", u.name.c_str(),
                    u.nearest.c_str());
