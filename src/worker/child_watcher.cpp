@@ -11,6 +11,7 @@
 #include <system_error>
 
 #include "chipmesh/errors.h"
+#include "common/oom_kills.h"
 #include "common/process.h"
 #include "logging/log.h"
 
@@ -22,7 +23,8 @@ ChildWatcher::ChildWatcher(std::vector<pid_t> pids, SharedHeader* header, std::v
       chips_(std::move(chips)),
       dead_(new std::atomic<bool>[pids_.size()]),
       status_(pids_.size(), 0),
-      reaped_elsewhere_(pids_.size(), false) {
+      reaped_elsewhere_(pids_.size(), false),
+      oom_kills_at_death_(pids_.size()) {
   for (size_t i = 0; i < pids_.size(); ++i) dead_[i].store(false);
   stop_fd_ = eventfd(0, EFD_CLOEXEC);
   if (stop_fd_ < 0) throw DeviceError(std::string("eventfd failed: ") + strerror(errno));
@@ -45,7 +47,15 @@ ChildWatcher::ChildWatcher(std::vector<pid_t> pids, SharedHeader* header, std::v
     pidfds_.push_back(fd);
   }
   try {
-    thread_ = std::thread([this] { polling_ ? loop_polling() : loop(); });
+    thread_ = std::thread([this] {
+      // Read here, off the parent's path (a /proc read, some 20 us).
+      const auto at_start = oom_kills::count();
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        oom_kills_at_start_ = at_start;
+      }
+      polling_ ? loop_polling() : loop();
+    });
   } catch (const std::system_error& e) {  // out of tasks (RLIMIT_NPROC), say
     for (int fd : pidfds_) close(fd);
     close(stop_fd_);
@@ -87,9 +97,28 @@ std::string ChildWatcher::cause(size_t chip) const {
       const char* report = chips_[chip]->fault_report;
       text += ": " + std::string(report, strnlen(report, sizeof(chips_[chip]->fault_report)));
     }
+    if (sig == SIGKILL) text += oom_note(chip);
     return text;
   }
   return "exited with status " + std::to_string(WEXITSTATUS(status));
+}
+
+std::string ChildWatcher::oom_note(size_t chip) const {
+  std::optional<uint64_t> before, after;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    before = oom_kills_at_start_;
+    after = oom_kills_at_death_[chip];
+  }
+  if (!before || !after) return "";
+  if (*after == *before)
+    return " (not by the kernel's OOM killer: /proc/vmstat oom_kill stayed at " + std::to_string(*after) + ")";
+  const uint64_t kills = *after - *before;
+  return ": the kernel's OOM killer killed " + std::to_string(kills) + (kills == 1 ? " process" : " processes") +
+         " between bring-up and this chip's death (/proc/vmstat oom_kill " + std::to_string(*before) + " -> " +
+         std::to_string(*after) +
+         "): most likely this chip ran out of memory (the kernel log, `dmesg`, names each process it killed and "
+         "its memory cgroup)";
 }
 
 bool ChildWatcher::died_uncleanly(size_t chip) const {
@@ -139,8 +168,11 @@ void ChildWatcher::loop_polling() {
 }
 
 void ChildWatcher::record(size_t i, int status, bool reaped_here) {
+  std::optional<uint64_t> oom_kills;
+  if (reaped_here && WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) oom_kills = oom_kills::count();
   {
     std::lock_guard<std::mutex> lock(mu_);
+    oom_kills_at_death_[i] = oom_kills;
     status_[i] = status;
     reaped_elsewhere_[i] = !reaped_here;
   }

@@ -15,6 +15,7 @@
 #include <atomic>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -35,7 +36,9 @@ class ChildWatcher {
   bool all_dead() const;
   // "exited with status 3" / "killed by signal 11 (Segmentation fault)",
   // then the chip's report of the fault when it left one for that signal
-  // (chip/fault_report.h).
+  // (chip/fault_report.h); for SIGKILL, whether the kernel's OOM killer
+  // killed anything between the watcher's start and the chip's death
+  // (common/oom_kills.h).
   std::string cause(size_t chip) const;
   // Dead by a signal, or reaped by someone else (how is unknown): it may not
   // have removed what it owned.
@@ -52,12 +55,18 @@ class ChildWatcher {
   // Records chip i's end: `status` from waitpid, or unknown when someone
   // else reaped it; wakes the parent.
   void record(size_t i, int status, bool reaped_here);
+  // For a chip killed by SIGKILL: what the OOM killer's count says.
+  std::string oom_note(size_t chip) const;
   std::vector<pid_t> pids_;
   SharedHeader* header_;
   std::vector<const ChipShared*> chips_;
   std::unique_ptr<std::atomic<bool>[]> dead_;
   std::vector<int> status_;  // waitpid status, valid once dead_
   std::vector<bool> reaped_elsewhere_;  // waitpid found no child: status unknown
+  // The OOM killer's count when the thread started, and when each chip
+  // killed by SIGKILL was reaped; nothing where it cannot be read.
+  std::optional<uint64_t> oom_kills_at_start_;
+  std::vector<std::optional<uint64_t>> oom_kills_at_death_;
   mutable std::mutex mu_;
   int stop_fd_ = -1;         // eventfd that ends the loop
   std::vector<int> pidfds_;

@@ -1,4 +1,5 @@
 // Kernels that misbehave on purpose, for the Worker's error paths.
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -57,6 +58,22 @@ CHIPMESH_KERNEL(test_sigbus) {
   if (p == MAP_FAILED) return fail(args, CHIPMESH_ERR_DEVICE, "mmap failed");
   static_cast<volatile char*>(p)[8] = 1;
   return fail(args, CHIPMESH_ERR_DEVICE, "the write past the end of the file did not fault");
+}
+
+// Offers itself to the OOM killer first (oom_score_adj 1000), then touches
+// scalars[0] bytes of fresh memory: in a memory cgroup whose limit is
+// smaller, the OOM killer ends it.
+CHIPMESH_KERNEL(test_exhaust_memory) {
+  if (args->num_scalars != 1) return fail(args, CHIPMESH_ERR_CONFIG, "test_exhaust_memory: bad arguments");
+  int fd = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
+  if (fd < 0 || write(fd, "1000", 4) != 4) return fail(args, CHIPMESH_ERR_DEVICE, "cannot raise oom_score_adj");
+  close(fd);
+  const size_t bytes = args->scalars[0];
+  void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (p == MAP_FAILED) return fail(args, CHIPMESH_ERR_DEVICE, "mmap of %zu bytes failed", bytes);
+  for (size_t at = 0; at < bytes; at += 4096) static_cast<volatile char*>(p)[at] = 1;
+  munmap(p, bytes);
+  return fail(args, CHIPMESH_ERR_DEVICE, "touched %zu bytes and was not killed", bytes);
 }
 
 // Stops its own chip process (SIGSTOP) in the middle of a task: a chip that

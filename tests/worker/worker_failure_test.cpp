@@ -28,6 +28,7 @@
 
 #include "chipmesh/errors.h"
 #include "chipmesh/knobs.h"
+#include "common/oom_kills.h"
 #include "knobs/knobs.h"
 #include "chipmesh/worker.h"
 #include "support/leak_check.h"
@@ -715,6 +716,9 @@ TEST_P(WorkerKilledChip, SigkilledOnceItsWindowExistsLeavesNothing) {
     killer.join();
     CM_REQUIRE(victim > 0) << "the chips never mapped the windows' object; init said: " << msg;
     CM_REQUIRE(contains(msg, "pid " + std::to_string(victim)) && contains(msg, "signal 9")) << msg;
+    if (oom_kills::count()) {  // a kill -9, not the OOM killer's (worker_oom_test.cpp has that one)
+      CM_REQUIRE(contains(msg, "(not by the kernel's OOM killer: /proc/vmstat oom_kill stayed at ")) << msg;
+    }
     for (size_t i = 0; i < nchips; ++i)
       CM_REQUIRE(shm_objects_of(chips[i]) == 0) << "chip pid " << chips[i] << " left shared memory";
   }, 90s);
