@@ -1,5 +1,7 @@
 #include "chip/fault_report.h"
 
+#include <cxxabi.h>
+#include <dlfcn.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/statfs.h>
@@ -7,7 +9,10 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
+#include <exception>
+#include <typeinfo>
 
 namespace chipmesh::worker {
 namespace {
@@ -126,6 +131,7 @@ const char* signal_name(int sig) {
     case SIGSEGV: return "SIGSEGV";
     case SIGILL: return "SIGILL";
     case SIGFPE: return "SIGFPE";
+    case SIGABRT: return "SIGABRT";
     default: return "signal";
   }
 }
@@ -195,14 +201,67 @@ void put_free_space(Text& t, const Mapping& m) {
 char* g_text = nullptr;
 size_t g_bytes = 0;
 std::atomic<int32_t>* g_signo = nullptr;
-constexpr int kSignals[] = {SIGBUS, SIGSEGV, SIGILL, SIGFPE};
-struct sigaction g_previous[4];
+constexpr int kSignals[] = {SIGBUS, SIGSEGV, SIGILL, SIGFPE, SIGABRT};
+constexpr size_t kNumSignals = sizeof(kSignals) / sizeof(kSignals[0]);
+struct sigaction g_previous[kNumSignals];
 // The alternate stack, when the process had none: in .bss, so it costs no
 // memory until a fault runs on it.
 alignas(64) char g_alt_stack[64 * 1024];
 
+// Why std::terminate ran (an exception that left a noexcept function or a
+// thread), written by the chip's terminate handler before it aborts.
+char g_terminate_text[512];
+std::terminate_handler g_previous_terminate = nullptr;
+
+// glibc keeps the message of a failed assert() and of its own fatal errors
+// ("free(): invalid pointer") in `__abort_msg` before it aborts (a
+// GLIBC_PRIVATE symbol crash reporters read: looked up, never linked, and
+// missing is fine). Looked up when the library loads, in the parent, so
+// the chips inherit the address and a chip's bring-up pays no lookup.
+struct AbortMsg {
+  unsigned int size;  // of the whole mapping holding it
+  char msg[1];        // NUL-terminated
+};
+AbortMsg* const* const g_abort_msg = reinterpret_cast<AbortMsg* const*>(dlsym(RTLD_DEFAULT, "__abort_msg"));
+
+[[noreturn]] void on_terminate() {
+  Text t(g_terminate_text, sizeof(g_terminate_text));
+  t.put("terminate called");
+  if (const std::type_info* type = abi::__cxa_current_exception_type()) {
+    int status = -1;
+    char* name = abi::__cxa_demangle(type->name(), nullptr, nullptr, &status);
+    t.put(" after throwing an instance of '").put(status == 0 && name ? name : type->name()).put("'");
+    std::free(name);
+    try {
+      throw;
+    } catch (const std::exception& e) {
+      t.put(": what(): ").put(e.what());
+    } catch (...) {
+    }
+  } else {
+    t.put(" without an active exception");
+  }
+  if (g_previous_terminate) g_previous_terminate();  // libstdc++'s prints the same to stderr and aborts
+  std::abort();
+}
+
+// What the chip said before abort(), into `out`: the terminate handler's
+// text, else glibc's message; "" when neither said anything.
+void abort_reason(char* out, size_t bytes) {
+  Text t(out, bytes);
+  if (g_terminate_text[0]) {
+    t.put(g_terminate_text);
+    return;
+  }
+  const AbortMsg* m = g_abort_msg ? *g_abort_msg : nullptr;
+  if (!m || m->size <= sizeof(unsigned int)) return;
+  size_t len = strnlen(m->msg, m->size - sizeof(unsigned int));
+  while (len > 0 && (m->msg[len - 1] == '\n' || m->msg[len - 1] == ' ')) --len;
+  t.put("libc's message: ").put(m->msg, len);
+}
+
 size_t slot_of(int sig) {
-  for (size_t i = 0; i < 4; ++i)
+  for (size_t i = 0; i < kNumSignals; ++i)
     if (kSignals[i] == sig) return i;
   return 0;
 }
@@ -232,7 +291,9 @@ void on_fault(int sig, siginfo_t* info, void* uc) {
 #elif defined(__aarch64__)
   pc = reinterpret_cast<const void*>(static_cast<ucontext_t*>(uc)->uc_mcontext.pc);
 #endif
-  format_fault_report(g_text, g_bytes, sig, info->si_code, info->si_addr, pc, info->si_pid);
+  char reason[768] = "";
+  if (sig == SIGABRT) abort_reason(reason, sizeof(reason));
+  format_fault_report(g_text, g_bytes, sig, info->si_code, info->si_addr, pc, info->si_pid, reason);
   g_signo->store(sig, std::memory_order_release);
   errno = saved_errno;
   pass_on(sig, info, uc);
@@ -241,14 +302,18 @@ void on_fault(int sig, siginfo_t* info, void* uc) {
 }  // namespace
 
 size_t format_fault_report(char* out, size_t bytes, int sig, int code, const void* addr, const void* pc,
-                           pid_t sender) {
+                           pid_t sender, const char* reason) {
   Text t(out, bytes);
   t.put(signal_name(sig));
-  if (code <= 0) {  // sent (kill, raise, sigqueue), not a fault
+  if (code <= 0) {  // sent (kill, raise, sigqueue, abort), not a fault
     if (sender == getpid())
       t.put(" raised by the chip itself");
     else
       t.put(" sent by pid ").dec(static_cast<uint64_t>(sender));
+    if (reason && reason[0])
+      t.put(": ").put(reason);
+    else if (sig == SIGABRT && sender == getpid())
+      t.put(" (abort(): what it printed went to its stderr)");
     return t.size();
   }
   const auto a = reinterpret_cast<uint64_t>(addr);
@@ -298,7 +363,8 @@ void install_fault_report(char* text, size_t bytes, std::atomic<int32_t>* signo)
   sa.sa_sigaction = on_fault;
   sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
   sigemptyset(&sa.sa_mask);
-  for (size_t i = 0; i < 4; ++i) sigaction(kSignals[i], &sa, &g_previous[i]);
+  for (size_t i = 0; i < kNumSignals; ++i) sigaction(kSignals[i], &sa, &g_previous[i]);
+  g_previous_terminate = std::set_terminate(on_terminate);
 }
 
 }  // namespace chipmesh::worker

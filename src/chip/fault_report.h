@@ -15,9 +15,10 @@
 
 namespace chipmesh::worker {
 
-// Installs handlers for SIGBUS, SIGSEGV, SIGILL and SIGFPE (on an
+// Installs handlers for SIGBUS, SIGSEGV, SIGILL, SIGFPE and SIGABRT (on an
 // alternate stack when the process has none, so a stack overflow is told
-// too). Each writes the report into `text` (`bytes`, NUL-terminated),
+// too), and a std::terminate handler that notes the exception before the
+// one it replaces runs (for a SIGABRT that std::terminate's abort raises). Each writes the report into `text` (`bytes`, NUL-terminated),
 // stores the signal number into `signo` (release) and then hands the signal
 // to the action the process had before: by default the chip dies of it, as
 // it would have without these handlers. Call once, in the chip process.
@@ -29,8 +30,12 @@ void install_fault_report(char* text, size_t bytes, std::atomic<int32_t>* signo)
 // code, the address and the mapping it lies in (file and offset), for a
 // SIGBUS in a file's mapping the free space of that file's filesystem, and
 // the instruction's mapping. `sender`: si_pid, for a signal that was sent
-// rather than raised by a fault (`code` <= 0). Returns the length written.
+// rather than raised by a fault (`code` <= 0). `reason`: what the chip
+// said before it raised the signal itself (for SIGABRT: the uncaught
+// exception std::terminate met, or glibc's message of a failed assert() or
+// of a corrupt heap), appended to a sent signal's report. Returns the
+// length written.
 size_t format_fault_report(char* out, size_t bytes, int sig, int code, const void* addr, const void* pc,
-                           pid_t sender);
+                           pid_t sender, const char* reason = nullptr);
 
 }  // namespace chipmesh::worker

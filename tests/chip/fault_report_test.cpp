@@ -93,6 +93,24 @@ TEST(FaultReport, SentSignalsNameTheSender) {
   EXPECT_TRUE(contains(report(SIGFPE, FPE_INTDIV, reinterpret_cast<void*>(0x1000)), "integer division by zero"));
 }
 
+TEST(FaultReport, AnAbortCarriesWhatTheChipSaidBefore) {
+  char out[256];
+  format_fault_report(out, sizeof(out), SIGABRT, SI_TKILL, nullptr, nullptr, getpid(),
+                      "libc's message: x.cpp:3: f: Assertion `n' failed.");
+  EXPECT_STREQ(out, "SIGABRT raised by the chip itself: libc's message: x.cpp:3: f: Assertion `n' failed.");
+  // Nothing said: where to look.
+  format_fault_report(out, sizeof(out), SIGABRT, SI_TKILL, nullptr, nullptr, getpid(), "");
+  EXPECT_STREQ(out, "SIGABRT raised by the chip itself (abort(): what it printed went to its stderr)");
+  // Sent by someone else: no reason of the chip's.
+  format_fault_report(out, sizeof(out), SIGABRT, SI_USER, nullptr, nullptr, 99);
+  EXPECT_STREQ(out, "SIGABRT sent by pid 99");
+  // A long reason is cut to the buffer, NUL-terminated.
+  const std::string reason(1000, 'r');
+  EXPECT_EQ(format_fault_report(out, sizeof(out), SIGABRT, SI_TKILL, nullptr, nullptr, getpid(), reason.c_str()),
+            sizeof(out) - 1);
+  EXPECT_EQ(std::string(out).size(), sizeof(out) - 1);
+}
+
 TEST(FaultReport, CutsToTheBuffer) {
   char out[16];
   std::memset(out, 'x', sizeof(out));

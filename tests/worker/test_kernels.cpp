@@ -1,10 +1,13 @@
 // Kernels that misbehave on purpose, for the Worker's error paths.
+#undef NDEBUG  // test_assert's assert() fails in every build type
+#include <cassert>
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
 #include <cstring>
+#include <exception>
 #include <stdexcept>
 
 #include "chipmesh/kernel.h"
@@ -45,6 +48,24 @@ CHIPMESH_KERNEL(test_throw) {
 CHIPMESH_KERNEL(test_segv) {
   (void)args;
   raise(SIGSEGV);
+  return 0;
+}
+
+// A failed assert(): glibc prints it and aborts.
+CHIPMESH_KERNEL(test_assert) {
+  assert(args->num_scalars == 12345 && "a kernel's own check");
+  return 0;
+}
+
+// An exception std::terminate meets (as one leaving a noexcept function or
+// a thread would).
+CHIPMESH_KERNEL(test_terminate) {
+  (void)args;
+  try {
+    throw std::logic_error("the kernel's invariant broke");
+  } catch (...) {
+    std::terminate();
+  }
   return 0;
 }
 

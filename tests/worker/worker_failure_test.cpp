@@ -1,6 +1,7 @@
 // Worker failure paths: bring-up errors and crashes, kernel failures, and a
 // parent killed during bring-up or during a run. Each must name the chip,
 // reap every child and leave nothing behind.
+#include <dlfcn.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -188,6 +189,30 @@ TEST_F(WorkerKernelFailure, KernelMeetingABusError) {
   EXPECT_TRUE(contains(msg, "libchipmesh_test_kernels.so+0x")) << msg;
 #endif
   w->run([&](Orchestrator& o) { o.submit_group({0, 1, 3}, task("test_noop")); });
+}
+
+TEST_F(WorkerKernelFailure, KernelFailingAnAssertionOrTerminatingSaysWhy) {
+  // A failed assert() or an exception std::terminate met aborts the chip;
+  // what it printed went to its stderr (a terminal a notebook user does not
+  // see), so the error carries it.
+  std::string msg = run_failing(1, "test_assert");
+  EXPECT_TRUE(contains(msg, prefix(1) + "killed by signal 6 (Aborted)")) << msg;
+#if !defined(__SANITIZE_THREAD__)  // TSan keeps its own handlers: none is installed
+  EXPECT_TRUE(contains(msg, "SIGABRT raised by the chip itself")) << msg;
+  if (dlsym(RTLD_DEFAULT, "__abort_msg")) {  // glibc's, where it keeps assert()'s message
+    EXPECT_TRUE(contains(msg, "libc's message: ") && contains(msg, "test_kernels.cpp:") &&
+                contains(msg, "Assertion `args->num_scalars == 12345 && \"a kernel's own check\"' failed."))
+        << msg;
+  }
+#endif
+  msg = run_failing(3, "test_terminate");
+  EXPECT_TRUE(contains(msg, prefix(3) + "killed by signal 6 (Aborted)")) << msg;
+#if !defined(__SANITIZE_THREAD__)
+  EXPECT_TRUE(contains(msg, "SIGABRT raised by the chip itself: terminate called after throwing an instance of "
+                            "'std::logic_error': what(): the kernel's invariant broke"))
+      << msg;
+#endif
+  w->run([&](Orchestrator& o) { o.submit_group({0, 2}, task("test_noop")); });
 }
 
 TEST_F(WorkerKernelFailure, UnknownKernelAndLibrary) {
