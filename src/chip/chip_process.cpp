@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <charconv>
 #include <cstring>
 #include <map>
 #include <vector>
@@ -382,9 +383,10 @@ void run_chip_process(const ChipProcessArgs& a) {
   // "chipmesh.chip3" in ps, top and perf rather than the launching
   // program's name (python3 for a Python user), so a chip is told from its
   // parent and its siblings at a glance. 15 characters at most: chip 63
-  // fits.
-  char name[16];
-  std::snprintf(name, sizeof(name), "chipmesh.chip%d", a.index);
+  // fits. (<charconv>, not snprintf: printf's pages of libc would be a
+  // page fault each in every chip's bring-up.)
+  char name[16] = "chipmesh.chip";
+  *std::to_chars(name + 13, name + sizeof(name) - 1, a.index).ptr = '\0';
   prctl(PR_SET_NAME, name);
   install_signal_handlers(a.parent, a.header);
   install_fault_report(a.shared->fault_report, sizeof(a.shared->fault_report), &a.shared->fault_signo);

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <charconv>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -24,8 +25,12 @@ namespace chipmesh::process {
 Info info(pid_t pid) {
   Info out;
   if (pid <= 0) return out;
-  char path[64];
-  std::snprintf(path, sizeof(path), "/proc/%d/stat", static_cast<int>(pid));
+  // Formatted and parsed with <charconv>, not snprintf/strtoull: a chip
+  // reads its own stat at bring-up, and printf's code is pages of libc a
+  // fresh chip has not touched, a page fault each (fd_path.h says more).
+  char path[64] = "/proc/";
+  char* end = std::to_chars(path + 6, path + sizeof(path) - 6, static_cast<int>(pid)).ptr;
+  std::memcpy(end, "/stat", 6);
   int fd = ::open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
     // ENOENT/ESRCH: gone. Anything else: assume it runs.
@@ -59,12 +64,13 @@ Info info(pid_t pid) {
     p = std::strchr(p, ' ');
     if (p) ++p;
   }
-  out.start_time = p ? std::strtoull(p, nullptr, 10) : 0;
+  const char* const text_end = buf + n;
+  if (p && std::from_chars(p, text_end, out.start_time).ec != std::errc()) out.start_time = 0;
   for (int field = 22; field < 39 && p; ++field) {
     p = std::strchr(p, ' ');
     if (p) ++p;
   }
-  if (p) out.last_cpu = static_cast<int>(std::strtol(p, nullptr, 10));
+  if (p && std::from_chars(p, text_end, out.last_cpu).ec != std::errc()) out.last_cpu = -1;
   return out;
 }
 

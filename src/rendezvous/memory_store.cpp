@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <charconv>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -40,12 +41,12 @@ bool mapped(const void* p, size_t bytes) {
 }
 
 // The unsigned number `text` spells in `base`, all of it, or false.
+// (<charconv>, not strtoull: every chip parses an address at bring-up, and
+// strtoull's code is a page of libc a fresh chip has not touched.)
 bool parse_number(const std::string& text, int base, uint64_t* out) {
-  if (text.empty() || text[0] == '-' || text[0] == '+') return false;
-  char* end = nullptr;
-  errno = 0;
-  const unsigned long long v = std::strtoull(text.c_str(), &end, base);
-  if (errno != 0 || end != text.c_str() + text.size()) return false;
+  uint64_t v = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v, base);
+  if (text.empty() || ec != std::errc() || end != text.data() + text.size()) return false;
   *out = v;
   return true;
 }

@@ -55,6 +55,11 @@ TEST(MemoryStore, RefusesAddressesThatNameNoTableOfThisProcess) {
   EXPECT_TRUE(contains(config_error_of("chipmesh-mem:zz:1:1"), "is not chipmesh-mem:<table address"));
   EXPECT_TRUE(contains(config_error_of("chipmesh-mem:1000:1"), "is not chipmesh-mem:<table address"));
   EXPECT_TRUE(contains(config_error_of("chipmesh-mem:1000:-1:1"), "is not chipmesh-mem:<table address"));
+  // Signs, spaces, a 0x prefix and numbers past 64 bits are no numbers here.
+  for (const char* bad : {"chipmesh-mem:1000:+1:1", "chipmesh-mem:1000: 1:1", "chipmesh-mem:1000:1:1 ",
+                          "chipmesh-mem:0x1000:1:1", "chipmesh-mem:1ffffffffffffffff:1:1",
+                          "chipmesh-mem:1000:1:18446744073709551616"})
+    EXPECT_TRUE(contains(config_error_of(bad), "is not chipmesh-mem:<table address")) << bad;
   // Page 0x1000 is never mapped.
   EXPECT_TRUE(contains(config_error_of("chipmesh-mem:1000:1:1"), "does not map"));
   // Mapped, but no table there.
