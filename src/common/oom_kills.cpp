@@ -4,11 +4,10 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <string>
 
 namespace chipmesh::oom_kills {
 
-std::optional<uint64_t> parse(std::string_view vmstat) {
+std::optional<uint64_t> parse(std::string_view vmstat) noexcept {
   constexpr std::string_view kKey = "oom_kill ";
   for (size_t at = 0; at < vmstat.size();) {
     size_t end = vmstat.find('\n', at);
@@ -28,19 +27,34 @@ std::optional<uint64_t> parse(std::string_view vmstat) {
   return std::nullopt;
 }
 
-std::optional<uint64_t> count() {
+std::optional<uint64_t> count() noexcept {
+  // No allocation: the Worker's watcher thread calls this, where a
+  // bad_alloc (a process near its memory limit) would end the program.
   const int fd = open("/proc/vmstat", O_RDONLY | O_CLOEXEC);
   if (fd < 0) return std::nullopt;
-  std::string text;
-  char chunk[4096];
-  for (;;) {
-    const ssize_t got = read(fd, chunk, sizeof chunk);
+  char buf[4096];
+  char line[128];  // "oom_kill N" is short; longer lines are other counters
+  size_t len = 0;
+  bool too_long = false;
+  std::optional<uint64_t> value;
+  for (bool done = false; !done;) {
+    const ssize_t got = read(fd, buf, sizeof buf);
     if (got < 0 && errno == EINTR) continue;
     if (got <= 0) break;
-    text.append(chunk, static_cast<size_t>(got));
+    for (ssize_t i = 0; i < got && !done; ++i) {
+      if (buf[i] != '\n') {
+        if (len < sizeof line) line[len++] = buf[i];
+        else too_long = true;
+        continue;
+      }
+      if (!too_long && (value = parse(std::string_view(line, len)))) done = true;
+      len = 0;
+      too_long = false;
+    }
   }
+  if (!value && len > 0 && !too_long) value = parse(std::string_view(line, len));  // no final newline
   close(fd);
-  return parse(text);
+  return value;
 }
 
 }  // namespace chipmesh::oom_kills

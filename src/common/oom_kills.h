@@ -14,9 +14,10 @@
 namespace chipmesh::oom_kills {
 
 // The count, or nothing where /proc/vmstat cannot be read or has no such
-// line (an older kernel, a /proc a container virtualizes).
-std::optional<uint64_t> count();
+// line (an older kernel, a /proc a container virtualizes). Allocates
+// nothing.
+std::optional<uint64_t> count() noexcept;
 // The value of the `oom_kill` line in /proc/vmstat text.
-std::optional<uint64_t> parse(std::string_view vmstat);
+std::optional<uint64_t> parse(std::string_view vmstat) noexcept;
 
 }  // namespace chipmesh::oom_kills

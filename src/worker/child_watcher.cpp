@@ -46,6 +46,10 @@ ChildWatcher::ChildWatcher(std::vector<pid_t> pids, SharedHeader* header, std::v
     }
     pidfds_.push_back(fd);
   }
+  if (!polling_) {  // [0] the stop eventfd, [1 + i] chip i's pidfd (loop())
+    pollfds_.push_back({stop_fd_, POLLIN, 0});
+    for (int fd : pidfds_) pollfds_.push_back({fd, POLLIN, 0});
+  }
   try {
     thread_ = std::thread([this] {
       // Read here, off the parent's path (a /proc read, some 20 us).
@@ -128,13 +132,16 @@ bool ChildWatcher::died_uncleanly(size_t chip) const {
 }
 
 void ChildWatcher::loop() {
+  // Allocates nothing (the constructor made the pollfd set): a bad_alloc on
+  // this thread, in a process at its memory limit (`ulimit -v`), would end
+  // the program instead of failing the call that ran out.
   size_t alive = pids_.size();
-  std::vector<int> watched = pidfds_;  // -1 once reaped
   while (alive > 0) {
-    bool stopped = false;
-    std::vector<size_t> exited = process::wait_exits(watched, std::chrono::milliseconds(-1), stop_fd_, &stopped);
-    if (stopped) return;
-    for (size_t i : exited) {
+    if (::poll(pollfds_.data(), pollfds_.size(), -1) <= 0) continue;  // EINTR
+    if (pollfds_[0].revents) return;  // stop_fd_
+    for (size_t i = 0; i < pids_.size(); ++i) {
+      pollfd& p = pollfds_[1 + i];
+      if (p.fd < 0 || !(p.revents & (POLLIN | POLLHUP | POLLERR))) continue;
       // The pidfd says the chip has exited whoever reaps it. If the host
       // program ignores SIGCHLD (the kernel reaps) or another thread called
       // waitpid(-1) first, waitpid fails with ECHILD: the chip is still dead,
@@ -144,7 +151,7 @@ void ChildWatcher::loop() {
       do got = waitpid(pids_[i], &status, 0);
       while (got < 0 && errno == EINTR);
       record(i, status, got == pids_[i]);
-      watched[i] = -1;
+      p.fd = -1;  // poll skips it from now on
       --alive;
     }
   }

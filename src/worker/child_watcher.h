@@ -10,6 +10,7 @@
 // this process takes would pass for alive; a pidfd rules that out.)
 #pragma once
 
+#include <poll.h>
 #include <sys/types.h>
 
 #include <atomic>
@@ -70,6 +71,7 @@ class ChildWatcher {
   mutable std::mutex mu_;
   int stop_fd_ = -1;         // eventfd that ends the loop
   std::vector<int> pidfds_;
+  std::vector<pollfd> pollfds_;  // loop()'s, made before the thread starts
   bool polling_ = false;
   std::thread thread_;
 };
