@@ -7,9 +7,12 @@
 #include <cstring>
 #include <string>
 
+#include "common/process.h"
+
 namespace chipmesh::sim {
 
-inline std::string errno_text(int err) { return std::string(std::strerror(err)); }
+// strerror, and for ENOMEM the address-space limit when one is set.
+inline std::string errno_text(int err) { return std::string(std::strerror(err)) + process::address_space_hint(err); }
 
 inline size_t page_size() {
   static const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));

@@ -167,6 +167,22 @@ std::string limit_hint(int err, int resource, const char* name) {
          (rl.rlim_cur == RLIM_INFINITY ? std::string("unlimited") : std::to_string(rl.rlim_cur));
 }
 
+std::string address_space_hint(int err) {
+  if (err != ENOMEM) return {};
+  struct rlimit rl{};
+  if (getrlimit(RLIMIT_AS, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY) return {};
+  return " (RLIMIT_AS, the address-space limit `ulimit -v` sets, is " + std::to_string(rl.rlim_cur) + " bytes)";
+}
+
+std::string thread_limit_hint(int err) {
+  std::string hint = limit_hint(err, RLIMIT_NPROC, "RLIMIT_NPROC (processes and threads)");
+  struct rlimit rl{};
+  if (err == EAGAIN && getrlimit(RLIMIT_AS, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
+    hint += " or RLIMIT_AS, the address-space limit `ulimit -v` sets, is " + std::to_string(rl.rlim_cur) +
+            " bytes (each thread's stack counts against it)";
+  return hint;
+}
+
 pid_t this_pid() noexcept {
   static std::atomic<pid_t>* const slot = [] () -> std::atomic<pid_t>* {
     const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));

@@ -80,6 +80,14 @@ class Watch {
 // ", at the limit NAME = N" (the soft limit of `resource`) when `err` says a
 // resource ran out (EAGAIN, EMFILE, ENFILE); "" otherwise.
 std::string limit_hint(int err, int resource, const char* name);
+// For ENOMEM under a finite address-space limit (`ulimit -v`, which maps of
+// windows and staging count against, touched or not): " (RLIMIT_AS, the
+// address-space limit `ulimit -v` sets, is N bytes)"; "" otherwise.
+std::string address_space_hint(int err);
+// Why a thread could not start (pthread_create's EAGAIN): the task limit
+// (limit_hint's RLIMIT_NPROC) or, under a finite RLIMIT_AS, no room for its
+// stack; names both limits that apply.
+std::string thread_limit_hint(int err);
 
 // getpid() without a system call on the fast path (checked on every
 // dispatch, which takes ~0.2 us): the pid sits in a page the kernel wipes in

@@ -11,6 +11,7 @@
 #include <utility>
 
 #include "chipmesh/errors.h"
+#include "common/process.h"
 #include "common/fd_path.h"
 
 namespace chipmesh {
@@ -30,7 +31,7 @@ void validate_name(const std::string& name, const char* op) {
 }
 
 std::string errno_text(int err) {
-  return std::string(std::strerror(err)) + " (errno " + std::to_string(err) + ")";
+  return std::string(std::strerror(err)) + " (errno " + std::to_string(err) + ")" + process::address_space_hint(err);
 }
 
 }  // namespace

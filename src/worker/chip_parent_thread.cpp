@@ -30,7 +30,7 @@ ChipParentThread::ChipParentThread(const std::function<void()>& fork) {
     const int err = e.code().value();
     throw DeviceError(std::string("Worker::init: cannot start the thread the chips are forked from: ") +
                       std::strerror(err) +
-                      process::limit_hint(err, RLIMIT_NPROC, "RLIMIT_NPROC (processes and threads)") +
+                      process::thread_limit_hint(err) +
                       "; no chip was forked");
   }
   std::unique_lock<std::mutex> lock(mu_);

@@ -129,7 +129,7 @@ void Worker::Impl::map_region(uint64_t arena_bytes) {
   if (region == MAP_FAILED) {
     region = nullptr;
     throw DeviceError("Worker::init: cannot map " + std::to_string(region_bytes) + " bytes of shared memory for " +
-                      std::to_string(n()) + " chips: " + std::strerror(errno));
+                      std::to_string(n()) + " chips: " + std::strerror(errno) + process::address_space_hint(errno));
   }
   header = static_cast<worker::SharedHeader*>(region);
   header->parent_cpu.store(-1, std::memory_order_relaxed);  // nobody seen anywhere yet
@@ -212,7 +212,7 @@ void Worker::Impl::fork_chips() {
     const int err = errno;
     reap_forked_without_watcher();
     throw DeviceError(std::string("Worker::init: cannot watch the ") + std::to_string(n()) + " chips: " + e.what() +
-                      (err == EAGAIN ? process::limit_hint(err, RLIMIT_NPROC, "RLIMIT_NPROC (processes and threads)")
+                      (err == EAGAIN ? process::thread_limit_hint(err)
                                      : process::limit_hint(err, RLIMIT_NOFILE, "RLIMIT_NOFILE (open files)")) +
                       "; every chip was killed and reaped");
   }
@@ -429,10 +429,13 @@ void Worker::init() {
     m.fork_exclusions.unmark();
   } catch (...) {
     m.fork_exclusions.unmark();
-    // On one host the worker stays as it was; in a cluster it is done, and
-    // the other hosts must hear of it rather than wait in MPI.
+    // On one host the worker stays as it was, less what this init() made
+    // (the shared region, the host arenas, the job's directory: no chip
+    // runs, every one forked was reaped), so that neither a second init()
+    // nor the Worker's end leaks it; in a cluster it is done, and the other
+    // hosts must hear of it rather than wait in MPI.
+    m.terminate_all(std::chrono::milliseconds(2000));
     if (m.cluster) {
-      m.terminate_all(std::chrono::milliseconds(2000));
       m.state = Impl::State::Closed;
       m.settle("bring-up", describe_current_exception());
     }

@@ -1,0 +1,117 @@
+// A program under an address-space limit (`ulimit -v`, RLIMIT_AS): maps of
+// windows and staging count against it whether or not they are touched, so
+// bring-up fails somewhere. Wherever it fails, the error must name the
+// limit, the program must go on (an allocation failing on one of the
+// Worker's own threads once ended it: std::terminate), and nothing may stay
+// behind, in /dev/shm or in the process's own address space. The limit
+// steps through the range where bring-up goes from failing to working.
+#include <sys/resource.h>
+
+#include <cstring>
+#include <fstream>
+#include <new>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "chipmesh/errors.h"
+#include "chipmesh/worker.h"
+#include "support/fork_ranks.h"
+#include "worker/worker_support.h"
+
+namespace chipmesh::testing {
+namespace {
+
+// This process's address space now (VmSize), in bytes.
+size_t address_space_now() {
+  std::ifstream status("/proc/self/status");
+  for (std::string line; std::getline(status, line);)
+    if (line.rfind("VmSize:", 0) == 0) return std::stoull(line.substr(7)) * 1024;
+  return 0;
+}
+
+// This process's shared mappings (/proc/self/maps lines whose permissions
+// end in 's': the Worker's region, arenas, windows, staging), one line each.
+std::vector<std::string> shared_mappings() {
+  std::ifstream maps("/proc/self/maps");
+  std::vector<std::string> out;
+  for (std::string line; std::getline(maps, line);) {
+    const size_t perms = line.find(' ');
+    if (perms != std::string::npos && perms + 4 < line.size() && line[perms + 4] == 's') out.push_back(line);
+  }
+  return out;
+}
+
+// 4 chips, 8 MiB windows, a staged input and a staged output of 2 MiB each:
+// bring-up, an allreduce, the flush, close. "" when all of it worked.
+std::string bring_up_and_run() {
+  constexpr size_t kCount = (size_t{2} << 20) / 4;
+  try {
+    Worker w(comm_config(4, "", size_t{8} << 20,
+                         {{"x", DataType::INT32, kCount, kCount * 4, "window", true, false},
+                          {"y", DataType::INT32, kCount, kCount * 4, "window", false, true}}));
+    for (int c = 0; c < 4; ++c) {
+      w.stage_input(c, "x", kCount * 4);
+      w.stage_output(c, "y", kCount * 4);
+    }
+    w.init();
+    w.run([&](Orchestrator& o) {
+      o.allreduce(w.world(), "x", "y", kCount, DataType::INT32, ReduceOp::SUM);
+      o.flush_outputs({0, 1, 2, 3});
+    });
+    w.close();
+  } catch (const Error& e) {
+    return e.what();
+  } catch (const std::bad_alloc&) {  // an allocation of the calling thread: the caller's to handle
+    return "std::bad_alloc";
+  }
+  return "";
+}
+
+TEST(WorkerAddressSpaceLimit, BringUpFailsNamingTheLimitWhereverItRunsOut) {
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  GTEST_SKIP() << "the sanitizers' shadow memory needs an unlimited address space";
+#endif
+  auto outcomes = fork_ranks(1, [](int) {
+    const size_t base = address_space_now();
+    const auto shared_before = shared_mappings();
+    CM_REQUIRE(base > 0) << "no VmSize in /proc/self/status";
+    int failed = 0, worked = 0;
+    std::string first_failure;
+    for (size_t extra = size_t{8} << 20; extra <= size_t{256} << 20; extra += size_t{8} << 20) {
+      struct rlimit rl{static_cast<rlim_t>(base + extra), RLIM_INFINITY};
+      CM_REQUIRE(setrlimit(RLIMIT_AS, &rl) == 0) << std::strerror(errno);
+      const std::string error = bring_up_and_run();
+      rl.rlim_cur = RLIM_INFINITY;
+      CM_REQUIRE(setrlimit(RLIMIT_AS, &rl) == 0) << std::strerror(errno);
+      if (error.empty()) {
+        ++worked;
+        continue;
+      }
+      ++failed;
+      if (first_failure.empty()) first_failure = error;
+      if (error != "std::bad_alloc") {
+        CM_REQUIRE(error.find("RLIMIT_AS, the address-space limit `ulimit -v` sets, is ") != std::string::npos)
+            << "limit " << base + extra << ": " << error;
+      }
+    }
+    CM_REQUIRE(failed > 0) << "bring-up never ran out: the sweep starts too high";
+    CM_REQUIRE(worked > 0) << "bring-up never worked: the sweep ends too low; the first failure: " << first_failure;
+    CM_REQUIRE(bring_up_and_run().empty()) << "without the limit";
+    // Every failure released what it mapped (a failed fork phase once kept
+    // the Worker's shared region: 19 MiB of address space each time).
+    const auto shared_after = shared_mappings();
+    CM_REQUIRE(shared_after.size() == shared_before.size())
+        << shared_after.size() - shared_before.size() << " shared mappings more than before, the last: "
+        << shared_after.back();
+    rank_note(std::to_string(failed) + " limits failed, " + std::to_string(worked) + " worked; the first: " +
+              first_failure);
+  }, std::chrono::seconds(300));
+  ASSERT_EQ(outcomes.size(), 1u);
+  EXPECT_TRUE(outcomes[0].ok()) << outcomes[0].describe();
+  RecordProperty("outcome", outcomes[0].message);
+}
+
+}  // namespace
+}  // namespace chipmesh::testing
