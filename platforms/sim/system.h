@@ -11,8 +11,8 @@
 
 namespace chipmesh::sim {
 
-// strerror, and for ENOMEM the address-space limit when one is set.
-inline std::string errno_text(int err) { return std::string(std::strerror(err)) + process::address_space_hint(err); }
+// strerror, and the limit behind ENOMEM or EMFILE (process::resource_hint).
+inline std::string errno_text(int err) { return std::string(std::strerror(err)) + process::resource_hint(err); }
 
 inline size_t page_size() {
   static const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));

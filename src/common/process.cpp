@@ -174,6 +174,11 @@ std::string address_space_hint(int err) {
   return " (RLIMIT_AS, the address-space limit `ulimit -v` sets, is " + std::to_string(rl.rlim_cur) + " bytes)";
 }
 
+std::string resource_hint(int err) {
+  if (err == EMFILE) return limit_hint(err, RLIMIT_NOFILE, "RLIMIT_NOFILE (open files)");
+  return address_space_hint(err);
+}
+
 std::string thread_limit_hint(int err) {
   std::string hint = limit_hint(err, RLIMIT_NPROC, "RLIMIT_NPROC (processes and threads)");
   struct rlimit rl{};

@@ -84,6 +84,9 @@ std::string limit_hint(int err, int resource, const char* name);
 // windows and staging count against, touched or not): " (RLIMIT_AS, the
 // address-space limit `ulimit -v` sets, is N bytes)"; "" otherwise.
 std::string address_space_hint(int err);
+// The limit an errno of a call that makes memory or a descriptor points at:
+// address_space_hint for ENOMEM, limit_hint's RLIMIT_NOFILE for EMFILE.
+std::string resource_hint(int err);
 // Why a thread could not start (pthread_create's EAGAIN): the task limit
 // (limit_hint's RLIMIT_NPROC) or, under a finite RLIMIT_AS, no room for its
 // stack; names both limits that apply.

@@ -31,7 +31,7 @@ void validate_name(const std::string& name, const char* op) {
 }
 
 std::string errno_text(int err) {
-  return std::string(std::strerror(err)) + " (errno " + std::to_string(err) + ")" + process::address_space_hint(err);
+  return std::string(std::strerror(err)) + " (errno " + std::to_string(err) + ")" + process::resource_hint(err);
 }
 
 }  // namespace

@@ -1,10 +1,13 @@
-// A program under an address-space limit (`ulimit -v`, RLIMIT_AS): maps of
-// windows and staging count against it whether or not they are touched, so
-// bring-up fails somewhere. Wherever it fails, the error must name the
+// A program under a limit bring-up needs more of: the address space
+// (`ulimit -v`, RLIMIT_AS: maps of windows and staging count whether or not
+// they are touched) or open files (`ulimit -n`, RLIMIT_NOFILE: staging,
+// pidfds, windows). Wherever bring-up runs out, the error must name the
 // limit, the program must go on (an allocation failing on one of the
 // Worker's own threads once ended it: std::terminate), and nothing may stay
-// behind, in /dev/shm or in the process's own address space. The limit
-// steps through the range where bring-up goes from failing to working.
+// behind: in /dev/shm, in the process's address space, in its descriptor
+// table. Each limit steps through the range where bring-up goes from
+// failing to working.
+#include <dirent.h>
 #include <sys/resource.h>
 
 #include <cstring>
@@ -43,22 +46,34 @@ std::vector<std::string> shared_mappings() {
   return out;
 }
 
-// 4 chips, 8 MiB windows, a staged input and a staged output of 2 MiB each:
+// This process's open descriptors.
+size_t open_descriptors() {
+  size_t n = 0;
+  if (DIR* d = opendir("/proc/self/fd")) {
+    while (readdir(d)) ++n;
+    closedir(d);
+  }
+  return n;  // counts ".", ".." and the directory's own descriptor: the same each time
+}
+
+// `chips` chips, 8 MiB windows, a staged input and a staged output of 2 MiB each:
 // bring-up, an allreduce, the flush, close. "" when all of it worked.
-std::string bring_up_and_run() {
+std::string bring_up_and_run(int chips = 4) {
   constexpr size_t kCount = (size_t{2} << 20) / 4;
   try {
-    Worker w(comm_config(4, "", size_t{8} << 20,
+    Worker w(comm_config(chips, "", size_t{8} << 20,
                          {{"x", DataType::INT32, kCount, kCount * 4, "window", true, false},
                           {"y", DataType::INT32, kCount, kCount * 4, "window", false, true}}));
-    for (int c = 0; c < 4; ++c) {
+    std::vector<int> all;
+    for (int c = 0; c < chips; ++c) {
+      all.push_back(c);
       w.stage_input(c, "x", kCount * 4);
       w.stage_output(c, "y", kCount * 4);
     }
     w.init();
     w.run([&](Orchestrator& o) {
       o.allreduce(w.world(), "x", "y", kCount, DataType::INT32, ReduceOp::SUM);
-      o.flush_outputs({0, 1, 2, 3});
+      o.flush_outputs(all);
     });
     w.close();
   } catch (const Error& e) {
@@ -105,6 +120,41 @@ TEST(WorkerAddressSpaceLimit, BringUpFailsNamingTheLimitWhereverItRunsOut) {
     CM_REQUIRE(shared_after.size() == shared_before.size())
         << shared_after.size() - shared_before.size() << " shared mappings more than before, the last: "
         << shared_after.back();
+    rank_note(std::to_string(failed) + " limits failed, " + std::to_string(worked) + " worked; the first: " +
+              first_failure);
+  }, std::chrono::seconds(300));
+  ASSERT_EQ(outcomes.size(), 1u);
+  EXPECT_TRUE(outcomes[0].ok()) << outcomes[0].describe();
+  RecordProperty("outcome", outcomes[0].message);
+}
+
+TEST(WorkerOpenFilesLimit, BringUpFailsNamingTheLimitWhereverItRunsOut) {
+  auto outcomes = fork_ranks(1, [](int) {
+    const size_t base = open_descriptors();
+    struct rlimit original{};
+    CM_REQUIRE(getrlimit(RLIMIT_NOFILE, &original) == 0) << std::strerror(errno);
+    int failed = 0, worked = 0;
+    std::string first_failure;
+    // 8 chips: each has a staged input and output, a pidfd and a window.
+    for (rlim_t extra = 1; extra <= 48; extra += 1) {
+      struct rlimit rl{static_cast<rlim_t>(base) + extra, original.rlim_max};
+      CM_REQUIRE(setrlimit(RLIMIT_NOFILE, &rl) == 0) << std::strerror(errno);
+      const std::string error = bring_up_and_run(8);
+      CM_REQUIRE(setrlimit(RLIMIT_NOFILE, &original) == 0) << std::strerror(errno);
+      CM_REQUIRE(open_descriptors() == base)
+          << open_descriptors() - base << " descriptors more than before after a limit of " << base + extra
+          << (error.empty() ? std::string(" (it worked)") : ": " + error);
+      if (error.empty()) {
+        ++worked;
+        continue;
+      }
+      ++failed;
+      if (first_failure.empty()) first_failure = error;
+      CM_REQUIRE(error.find("RLIMIT_NOFILE (open files) = ") != std::string::npos)
+          << "limit " << base + extra << ": " << error;
+    }
+    CM_REQUIRE(failed > 0) << "bring-up never ran out: the sweep starts too high";
+    CM_REQUIRE(worked > 0) << "bring-up never worked: the sweep ends too low; the first failure: " << first_failure;
     rank_note(std::to_string(failed) + " limits failed, " + std::to_string(worked) + " worked; the first: " +
               first_failure);
   }, std::chrono::seconds(300));
