@@ -175,6 +175,9 @@ BenchResult run_copy(const BenchOptions& o) {
   const auto start = Clock::now();
   const uint64_t lo = o.min_bytes ? o.min_bytes : 4096;
   const uint64_t hi = o.max_bytes ? o.max_bytes : o.quick ? (uint64_t{1} << 20) : (uint64_t{256} << 20);
+  if (lo > hi)
+    throw ConfigError("copy: --max-bytes " + size_label(hi) + " is below the smallest size, " +
+                      size_label(lo) + (o.min_bytes ? " (--min-bytes)" : " (the default --min-bytes)"));
   std::vector<size_t> sizes;
   for (uint64_t s = lo; s <= hi; s *= 4) sizes.push_back(s);
   if (!sizes.empty() && sizes.back() != hi) sizes.push_back(hi);

@@ -491,6 +491,29 @@ TEST(Demo, BadArgumentsAreRefusedWithAMessage) {
   }
 }
 
+TEST(Bench, BadArgumentsAreRefusedWithAMessage) {
+  struct Case {
+    std::vector<std::string> args;
+    std::string says;
+  };
+  const std::vector<Case> cases = {
+      {{"bench", "copy", "--max-bytes", "1"}, "--max-bytes 1 B is below the smallest size, 4 KiB"},  // crashed
+      {{"bench", "copy", "--min-bytes", "64KiB", "--max-bytes", "1KiB"}, "--min-bytes is larger than --max-bytes"},
+      {{"bench", "allreduce", "--ranks", "0"}, "--ranks"},
+      {{"bench", "bringup", "--chips", "65"}, "--chips"},
+      {{"bench", "nosuch"}, "nosuch"},
+  };
+  for (const Case& c : cases) {
+    CliResult r = run_cli(c.args, std::chrono::seconds(60));
+    std::string joined;
+    for (const auto& a : c.args) joined += a + " ";
+    EXPECT_EQ(r.exit_code, 2) << joined << "\n" << r.describe();
+    EXPECT_EQ(r.signal, 0) << joined << "\n" << r.describe();
+    EXPECT_TRUE(contains(r.out + r.err, c.says)) << joined << " should mention '" << c.says << "'\n"
+                                                 << r.describe();
+  }
+}
+
 TEST(Demo, ARunThatCannotBringUpFailsCleanly) {
   const auto before = shm_snapshot();
   CliResult r = run_cli({"demo", "--chips", "2", "--bytes", "64", "--platform", "no_such_platform"});

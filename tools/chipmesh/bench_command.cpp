@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "bench.h"
+#include "chipmesh/errors.h"
 #include "knobs/knobs.h"
 #include "logging/log.h"
 
@@ -97,6 +98,9 @@ int run_bench_command(const BenchCommand& cmd) {
   try {
     if (!opts.cluster.empty() || knobs::is_set(knobs::Id::Cluster)) return bench::run_bench_across_hosts(opts);
     return bench::run_bench(opts);
+  } catch (const ConfigError& e) {  // bad arguments, as CLI11's: exit status 2
+    std::fprintf(stderr, "chipmesh bench: %s\n", e.what());
+    return 2;
   } catch (const std::exception& e) {
     CHIPMESH_WARN(CLI, "chipmesh bench failed: %s", e.what());
     std::fprintf(stderr, "chipmesh bench: %s\n", e.what());
