@@ -75,6 +75,9 @@ struct CommDomain::State {
   uint64_t allocation_id = 0;
   bool released = false;
   std::map<int, DomainContext> contexts;  // by chip
+  // By chip: the nbytes of each named buffer (DomainContext::buffer_ptrs),
+  // which the collectives by buffer name check their counts against.
+  std::map<int, std::map<std::string, uint64_t>> buffer_bytes;
   // Window bytes from this offset on hold no named buffer of any member:
   // the staging area of collectives on data outside the windows.
   uint64_t free_offset = 0;

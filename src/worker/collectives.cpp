@@ -15,9 +15,6 @@
 namespace chipmesh {
 namespace {
 
-// Which of a member's two buffers the kernel reads or writes.
-enum class Use { kAll, kRootOnly };
-
 struct Checked {
   size_t es = 0;
   uint64_t in_bytes = 0;
@@ -208,6 +205,7 @@ const std::vector<uint64_t>& resolve(const CommDomain& d, const char* what, cons
   if (v.domain == d.state().get() && v.domain && v.allocation_id == d.allocation_id() && v.name == name) return v.ptrs;
   v.domain = nullptr;
   v.ptrs.clear();
+  v.bytes.clear();
   for (int chip : d.chips()) {
     const DomainContext& ctx = d.context(chip);
     auto it = ctx.buffer_ptrs.find(name);
@@ -215,6 +213,10 @@ const std::vector<uint64_t>& resolve(const CommDomain& d, const char* what, cons
       throw ConfigError(where(what, d) + ": chip " + std::to_string(chip) + " (rank " +
                         std::to_string(ctx.domain_rank) + ") has no buffer '" + name + "'");
     v.ptrs.push_back(it->second);
+    uint64_t bytes = UINT64_MAX;  // unknown: only the address checks apply
+    if (auto sizes = d.state()->buffer_bytes.find(chip); sizes != d.state()->buffer_bytes.end())
+      if (auto b = sizes->second.find(name); b != sizes->second.end()) bytes = b->second;
+    v.bytes.push_back(bytes);
   }
   v.name = name;
   v.allocation_id = d.allocation_id();
@@ -222,14 +224,51 @@ const std::vector<uint64_t>& resolve(const CommDomain& d, const char* what, cons
   return v.ptrs;
 }
 
-// Buffers `in` and `out` of every member, into the worker's scratch.
+// What a collective reads of its input on each member and writes of its
+// output: `count` elements in `blocks` blocks; `root_only` for broadcast's
+// input and reduce's output, significant on the root alone.
+struct BufferUse {
+  uint64_t count;
+  uint64_t blocks = 1;
+  bool root_only = false;
+};
+
+// A named buffer holds what the collective uses of it on every member. (The
+// address overloads can only check that the range lies in the chip's
+// memory: a count too large for a buffer ran on into the next one.)
+template <typename Named>
+void check_named_bytes(const CommDomain& d, const char* what, const char* role, const Named& v, BufferUse use,
+                       DataType dtype, int root) {
+  uint64_t bytes = 0;
+  if (__builtin_mul_overflow(use.count, use.blocks, &bytes) || __builtin_mul_overflow(bytes, dtype_size(dtype), &bytes))
+    return;  // the address overloads name the overflow
+  for (size_t r = 0; r < v.bytes.size(); ++r) {
+    if (bytes <= v.bytes[r]) continue;
+    const int chip = d.chips()[r];
+    if (use.root_only && d.global_rank_of(chip) != root) continue;
+    throw ConfigError(where(what, d) + ": the " + role + " '" + v.name + "' of chip " + std::to_string(chip) +
+                      " (rank " + std::to_string(d.global_rank_of(chip)) + ") holds " + std::to_string(v.bytes[r]) +
+                      " bytes, and " + std::to_string(use.count) +
+                      (use.blocks > 1 ? " x " + std::to_string(use.blocks) : std::string()) + " " +
+                      std::string(dtype_name(dtype)) + " elements need " + std::to_string(bytes));
+  }
+}
+
+// Buffers `in` and `out` of every member, into the worker's scratch,
+// checked to hold what the collective uses of them.
 struct Resolved {
   const std::vector<uint64_t>& in;
   const std::vector<uint64_t>& out;
 };
 template <typename Impl>  // Worker::Impl, which only Worker's friends may name
-Resolved resolve_both(Impl& m, const CommDomain& d, const char* what, const std::string& in, const std::string& out) {
-  return {resolve(d, what, in, m.named_in), resolve(d, what, out, m.named_out)};
+Resolved resolve_both(Impl& m, const CommDomain& d, const char* what, const std::string& in, const std::string& out,
+                      BufferUse in_use, BufferUse out_use, DataType dtype, int root = 0) {
+  check_live(&m, d, what);
+  resolve(d, what, in, m.named_in);
+  resolve(d, what, out, m.named_out);
+  check_named_bytes(d, what, "input", m.named_in, in_use, dtype, root);
+  check_named_bytes(d, what, "output", m.named_out, out_use, dtype, root);
+  return {m.named_in.ptrs, m.named_out.ptrs};
 }
 
 // A typed collective as Worker::Impl::LastCollective records it: its key
@@ -483,34 +522,43 @@ void Orchestrator::barrier(const CommDomain& d) {
 
 // --- by buffer name ---------------------------------------------------------------
 
+namespace {
+// A block per member of every host (an allgather's output, ...); the
+// domain's own checks refuse a dead handle first.
+uint64_t blocks(const CommDomain& d) { return d.state() ? static_cast<uint64_t>(d.global_size()) : 1; }
+}  // namespace
+
 void Orchestrator::allreduce(const CommDomain& d, const std::string& in, const std::string& out, size_t count,
                              DataType dtype, ReduceOp op, AllreduceAlgo algo) {
-  const Resolved r = resolve_both(*worker_.impl_, d, "allreduce", in, out);
+  const Resolved r = resolve_both(*worker_.impl_, d, "allreduce", in, out, {count}, {count}, dtype);
   allreduce(d, r.in, r.out, count, dtype, op, algo);
 }
 void Orchestrator::allgather(const CommDomain& d, const std::string& in, const std::string& out,
                              size_t count_per_rank, DataType dtype) {
-  const Resolved r = resolve_both(*worker_.impl_, d, "allgather", in, out);
+  const Resolved r = resolve_both(*worker_.impl_, d, "allgather", in, out, {count_per_rank}, {count_per_rank, blocks(d)},
+                                  dtype);
   allgather(d, r.in, r.out, count_per_rank, dtype);
 }
 void Orchestrator::reduce_scatter(const CommDomain& d, const std::string& in, const std::string& out,
                                   size_t count_per_rank, DataType dtype, ReduceOp op) {
-  const Resolved r = resolve_both(*worker_.impl_, d, "reduce_scatter", in, out);
+  const Resolved r = resolve_both(*worker_.impl_, d, "reduce_scatter", in, out, {count_per_rank, blocks(d)},
+                                  {count_per_rank}, dtype);
   reduce_scatter(d, r.in, r.out, count_per_rank, dtype, op);
 }
 void Orchestrator::broadcast(const CommDomain& d, const std::string& in, const std::string& out, size_t count,
                              DataType dtype, int root) {
-  const Resolved r = resolve_both(*worker_.impl_, d, "broadcast", in, out);
+  const Resolved r = resolve_both(*worker_.impl_, d, "broadcast", in, out, {count, 1, true}, {count}, dtype, root);
   broadcast(d, r.in, r.out, count, dtype, root);
 }
 void Orchestrator::reduce(const CommDomain& d, const std::string& in, const std::string& out, size_t count,
                           DataType dtype, ReduceOp op, int root) {
-  const Resolved r = resolve_both(*worker_.impl_, d, "reduce", in, out);
+  const Resolved r = resolve_both(*worker_.impl_, d, "reduce", in, out, {count}, {count, 1, true}, dtype, root);
   reduce(d, r.in, r.out, count, dtype, op, root);
 }
 void Orchestrator::all_to_all(const CommDomain& d, const std::string& in, const std::string& out,
                               size_t count_per_peer, DataType dtype) {
-  const Resolved r = resolve_both(*worker_.impl_, d, "all_to_all", in, out);
+  const Resolved r = resolve_both(*worker_.impl_, d, "all_to_all", in, out, {count_per_peer, blocks(d)},
+                                  {count_per_peer, blocks(d)}, dtype);
   all_to_all(d, r.in, r.out, count_per_peer, dtype);
 }
 

@@ -89,6 +89,7 @@ void Worker::Impl::build_world() {
     s->contexts[chip] = DomainContext{chip, r, nranks, c.device_ctx, c.local_window_base, c.actual_window_size,
                                       c.buffer_ptrs};
     for (const auto& b : cfg.chip_bootstrap_configs[static_cast<size_t>(chip)].buffers) {
+      s->buffer_bytes[chip][b.name] = b.nbytes;
       auto it = c.buffer_ptrs.find(b.name);
       if (b.placement == "window" && it != c.buffer_ptrs.end())
         s->free_offset = std::max<uint64_t>(s->free_offset, it->second - c.local_window_base + b.nbytes);

@@ -283,7 +283,10 @@ CommDomain Worker::Impl::allocate_local_domain(const std::string& name, const st
     lent[r] = {cd.window_fd, cd.window_offset};
     DomainContext ctx{c, static_cast<int>(r), static_cast<int>(n), cd.device_ctx, cd.local_window_base,
                       cd.actual_window_size, {}};
-    for (size_t b = 0; b < buffers.size(); ++b) ctx.buffer_ptrs[buffers[b].name] = cd.local_window_base + offsets[b];
+    for (size_t b = 0; b < buffers.size(); ++b) {
+      ctx.buffer_ptrs[buffers[b].name] = cd.local_window_base + offsets[b];
+      s->buffer_bytes[c][buffers[b].name] = buffers[b].nbytes;
+    }
     s->contexts[c] = std::move(ctx);
   }
   if (dead_member >= 0 || failure) {

@@ -198,6 +198,7 @@ struct Worker::Impl {
     uint64_t allocation_id = 0;
     std::string name;
     std::vector<uint64_t> ptrs;
+    std::vector<uint64_t> bytes;  // each one's nbytes, by domain rank
   };
   NamedBuffer named_in, named_out;
   // The last typed collective submitted on this host's chips, whose checked

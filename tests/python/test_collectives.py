@@ -327,7 +327,11 @@ def test_bad_arguments(tmp_path):
         fails(lambda o: o.allreduce(d, "a", "nope", C, "float32", "sum"), match="no buffer 'nope'")
         fails(lambda o: o.allreduce(d, "a", "b", C, "complex64", "sum"))  # not a chipmesh dtype
         fails(lambda o: o.allreduce(d, "a", "b", C, "uint16", "sum"), match="uint16")  # not reducible
-        fails(lambda o: o.allreduce(d, "a", "b", 10 ** 6, "float32", "sum"), match="window")  # too many
+        fails(lambda o: o.allreduce(d, [x + 0 for x in a], b, 10 ** 6, "float32", "sum"), match="window")  # too many
+        # By name, the buffer's own size bounds the count (it ran on into the next buffer).
+        fails(lambda o: o.allreduce(d, "a", "b", 10 ** 6, "float32", "sum"),
+              match=r"the input 'a' of chip 0 \(rank 0\) holds \d+ bytes, and 1000000 float32 elements need 4000000")
+        fails(lambda o: o.allgather(d, "b", "a", 4 * C, "float32"), match="the output .a. of chip 0")
         fails(lambda o: o.allreduce(d, "a", "b", -1, "float32", "sum"), match=">= 0")
         fails(lambda o: o.allreduce(d, [-8, 0], b, C, "float32", "sum"), match="negative")
         fails(lambda o: o.allreduce(d, [2 ** 64, 0], b, C, "float32", "sum"), match="64 bits")

@@ -407,6 +407,53 @@ TEST(WorkerCollectivesArgs, BadArgumentsAreConfigErrorsBeforeDispatch) {
   w.close();
 }
 
+// By buffer name, each member's buffer bounds the count: a count past it ran
+// on into the next buffer of the window. Chip 1's "small" is smaller than
+// chip 0's; a buffer only the root uses (broadcast's input, reduce's
+// output) is checked on the root only.
+TEST(WorkerCollectivesArgs, ACountPastANamedBufferIsAConfigError) {
+  WorkerConfig cfg = comm_config(2, "", 4096, {{"small", DataType::FLOAT32, 16, 64}, {"big", DataType::FLOAT32, 256, 1024}});
+  cfg.chip_bootstrap_configs[1].buffers[0] = {"small", DataType::FLOAT32, 4, 16};
+  Worker w(std::move(cfg));
+  w.init();
+  const CommDomain& d = w.world();
+  const auto f32 = DataType::FLOAT32;
+  auto expect_config = [&](const char* what, const std::function<void(Orchestrator&)>& call,
+                           const std::string& message) {
+    const std::string msg = config_error_of([&] { w.run(call); });
+    EXPECT_NE(msg.find(message), std::string::npos) << what << ": " << msg;
+  };
+  const std::string on = "Orchestrator::";
+  expect_config("allreduce input", [&](Orchestrator& o) { o.allreduce(d, "small", "big", 17, f32, ReduceOp::SUM); },
+                on + "allreduce on domain 'world': the input 'small' of chip 0 (rank 0) holds 64 bytes, and 17 "
+                     "float32 elements need 68");
+  expect_config("allreduce output", [&](Orchestrator& o) { o.allreduce(d, "big", "small", 8, f32, ReduceOp::SUM); },
+                "the output 'small' of chip 1 (rank 1) holds 16 bytes, and 8 float32 elements need 32");
+  expect_config("allgather output", [&](Orchestrator& o) { o.allgather(d, "big", "small", 4, f32); },
+                "the output 'small' of chip 1 (rank 1) holds 16 bytes, and 4 x 2 float32 elements need 32");
+  expect_config("reduce_scatter input", [&](Orchestrator& o) { o.reduce_scatter(d, "small", "big", 4, f32, ReduceOp::SUM); },
+                "the input 'small' of chip 1 (rank 1) holds 16 bytes, and 4 x 2 float32 elements need 32");
+  expect_config("all_to_all input", [&](Orchestrator& o) { o.all_to_all(d, "small", "big", 4, f32); },
+                "the input 'small' of chip 1 (rank 1) holds 16 bytes");
+  expect_config("broadcast from chip 1", [&](Orchestrator& o) { o.broadcast(d, "small", "big", 16, f32, 1); },
+                "the input 'small' of chip 1 (rank 1) holds 16 bytes, and 16 float32 elements need 64");
+  expect_config("reduce into chip 1", [&](Orchestrator& o) { o.reduce(d, "big", "small", 16, f32, ReduceOp::SUM, 1); },
+                "the output 'small' of chip 1 (rank 1) holds 16 bytes");
+  // Root 0: chip 1's small input (broadcast) and output (reduce) go unused.
+  std::vector<float> ones(256, 1.0f), twos(256, 2.0f), got(16);
+  for (int i = 0; i < 16; ++i) ones[static_cast<size_t>(i)] = static_cast<float>(i);
+  w.copy_to(0, d.context(0).buffer_ptrs.at("small"), ones.data(), 64);
+  w.run([&](Orchestrator& o) { o.broadcast(d, "small", "big", 16, f32, 0); });
+  w.copy_from(1, got.data(), d.context(1).buffer_ptrs.at("big"), 64);
+  for (int i = 0; i < 16; ++i) EXPECT_EQ(got[static_cast<size_t>(i)], static_cast<float>(i)) << i;
+  w.copy_to(0, d.context(0).buffer_ptrs.at("big"), twos.data(), 1024);
+  w.copy_to(1, d.context(1).buffer_ptrs.at("big"), twos.data(), 1024);
+  w.run([&](Orchestrator& o) { o.reduce(d, "big", "small", 16, f32, ReduceOp::SUM, 0); });
+  w.copy_from(0, got.data(), d.context(0).buffer_ptrs.at("small"), 64);
+  for (int i = 0; i < 16; ++i) EXPECT_EQ(got[static_cast<size_t>(i)], 4.0f) << i;
+  w.close();
+}
+
 TEST(WorkerCollectivesOrder, CallsReturnAtOnceAndRunInSubmissionOrder) {
   // broadcast a -> b from rank 1, then allgather b -> a, then a barrier,
   // then allreduce a -> b: each reads what the previous one wrote; one
