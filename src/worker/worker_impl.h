@@ -199,6 +199,7 @@ struct Worker::Impl {
     std::string name;
     std::vector<uint64_t> ptrs;
     std::vector<uint64_t> bytes;  // each one's nbytes, by domain rank
+    uint64_t min_bytes = UINT64_MAX;
   };
   NamedBuffer named_in, named_out;
   // The last typed collective submitted on this host's chips, whose checked
