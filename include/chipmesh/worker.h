@@ -261,6 +261,7 @@ class Worker {
   // from inside `orch` of a run() of this Worker (queue on its Orchestrator).
   void run(const std::function<void(Orchestrator&)>& orch);
   uint64_t malloc(int chip, size_t nbytes);
+  // `ptr` from malloc on that chip; 0 does nothing (as free(NULL)).
   void free(int chip, uint64_t ptr);
   // Host <-> device copies, after the requests queued on the chip. Where the
   // parent maps the range (a window or host-arena address on sim) it is one

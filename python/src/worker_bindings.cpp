@@ -153,7 +153,7 @@ void register_worker(py::module_& m) {
           py::arg("chip"), py::arg("nbytes"), "Allocates device memory on a chip; returns its address.")
       .def(
           "free", [](PyWorker& w, int chip, uint64_t p) { locked(w, [&] { w.free(chip, p); }); }, py::arg("chip"),
-          py::arg("ptr"), "Frees memory from malloc().")
+          py::arg("ptr"), "Frees memory from malloc(); 0 does nothing (as free(NULL)).")
       .def(
           "copy_to",
           [](PyWorker& w, int chip, uint64_t dst, const py::object& src, const py::object& nbytes) {

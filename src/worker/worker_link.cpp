@@ -281,6 +281,7 @@ bool Worker::Impl::allocated(size_t chip, uint64_t addr, uint64_t bytes) const {
 
 void Worker::free(int chip, uint64_t ptr) {
   impl_->require_usable(chip, "free");
+  if (ptr == 0) return;  // as free(NULL) and cudaFree(0): code ported from either frees 0
   impl_->last_collective.valid = false;  // its address checks may have accepted this allocation
   if (impl_->arenas) impl_->arenas->remove(chip, ptr);  // first: no copy may reach it once it is going
   impl_->allocations[static_cast<size_t>(chip)].erase(ptr);

@@ -141,6 +141,9 @@ TEST_P(WorkerCopies, OutOfBoundsAndFreedAddressesAreDeviceErrorsNamingTheChip) {
   const uint64_t q = w.malloc(1, 8);  // still usable after errors
   w.copy_to(1, q, buf.data(), 8);
   w.free(1, q);
+  expect_error("freed twice", [&] { w.free(1, q); });
+  w.free(1, 0);  // as free(NULL): nothing, no error
+  EXPECT_THROW(w.free(2, 0), ConfigError);  // the chip is still checked
 }
 
 TEST_P(WorkerCopies, CopiesToADeadChipFailNamingIt) {
