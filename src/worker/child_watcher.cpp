@@ -84,17 +84,17 @@ bool ChildWatcher::all_dead() const {
   return true;
 }
 
-std::string ChildWatcher::cause(size_t chip) const {
+std::string ChildWatcher::cause(size_t chip, const std::string& during) const {
   int status;
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (reaped_elsewhere_[chip])
-      return "exited (status unknown: reaped by someone else, e.g. SIGCHLD ignored or another waitpid)";
+      return "exited" + during + " (status unknown: reaped by someone else, e.g. SIGCHLD ignored or another waitpid)";
     status = status_[chip];
   }
   if (WIFSIGNALED(status)) {
     const int sig = WTERMSIG(status);
-    std::string text = "killed by signal " + std::to_string(sig) + " (" + strsignal(sig) + ")";
+    std::string text = "killed by signal " + std::to_string(sig) + " (" + strsignal(sig) + ")" + during;
     // The chip's last words, when it left them for this signal (written
     // before the signal number, which it stored with release).
     if (chip < chips_.size() && chips_[chip] && chips_[chip]->fault_signo.load(std::memory_order_acquire) == sig) {
@@ -104,7 +104,7 @@ std::string ChildWatcher::cause(size_t chip) const {
     if (sig == SIGKILL) text += oom_note(chip);
     return text;
   }
-  return "exited with status " + std::to_string(WEXITSTATUS(status));
+  return "exited with status " + std::to_string(WEXITSTATUS(status)) + during;
 }
 
 std::string ChildWatcher::oom_note(size_t chip) const {

@@ -40,7 +40,8 @@ class ChildWatcher {
   // (chip/fault_report.h); for SIGKILL, whether the kernel's OOM killer
   // killed anything between the watcher's start and the chip's death
   // (common/oom_kills.h).
-  std::string cause(size_t chip) const;
+  // `during` (" while running kernel 'k'") follows the first part.
+  std::string cause(size_t chip, const std::string& during = "") const;
   // Dead by a signal, or reaped by someone else (how is unknown): it may not
   // have removed what it owned.
   bool died_uncleanly(size_t chip) const;

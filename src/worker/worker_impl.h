@@ -409,6 +409,10 @@ struct Worker::Impl {
   void throw_pending();
   // The error text a chip wrote for its failed request `seq`.
   std::string error_text(size_t chip, uint32_t seq) const;
+  // What request `seq` of `chip` (queued, not done: the one a chip that
+  // died was in) asked for: " while running kernel 'k'", " during a copy
+  // to the chip", ...; for a chip that died of it.
+  std::string request_in_flight(size_t chip, uint32_t seq) const;
   void abort_running_kernels();
   // A busy chip stopped by a signal for CHIPMESH_STOPPED_CHIP_TIMEOUT_S
   // becomes the pending error and is killed, so that no wait on it is

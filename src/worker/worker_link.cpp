@@ -100,7 +100,10 @@ bool Worker::Impl::inspect(size_t chip) {
   // see it as settled (require_usable refuses new work for it).
   if (done != next_req[chip] && watcher->dead(chip)) {
     if (!pending_error) {
-      pending_error = chip_error(chip, watcher->cause(chip));
+      std::string during = request_in_flight(chip, done);
+      if (chips[chip]->entry(done).op == Op::Task && !watcher->died_uncleanly(chip))
+        during += " (a kernel returns its status; exit() in a kernel ends the chip process)";
+      pending_error = chip_error(chip, watcher->cause(chip, during));
       abort_running_kernels();
     }
     next_req[chip] = done;
@@ -112,6 +115,37 @@ bool Worker::Impl::inspect_run_members() {
   bool settled = true;
   for (int c : run_members) settled = inspect(static_cast<size_t>(c)) && settled;
   return settled;
+}
+
+std::string Worker::Impl::request_in_flight(size_t chip, uint32_t seq) const {
+  const Entry& e = chips[chip]->entry(seq);
+  switch (e.op) {
+    case Op::Task: {
+      // The kernel's name is in this entry unless it is the kernel of the
+      // task before; then, unless a later task changed it, the one queued last.
+      std::string kernel;
+      if (!e.task.same_kernel) {
+        const char* name = chips[chip]->extra(seq).kernel;
+        kernel.assign(name, strnlen(name, worker::kMaxKernelName));
+      } else {
+        bool changed = false;
+        for (uint32_t s = seq + 1; s != next_req[chip] && !changed; ++s)
+          changed = chips[chip]->entry(s).op == Op::Task && !chips[chip]->entry(s).task.same_kernel;
+        if (!changed) kernel = queued_kernel[chip].kernel;
+      }
+      return kernel.empty() ? " while running a task" : " while running kernel '" + kernel + "'";
+    }
+    case Op::Malloc: return " during malloc";
+    case Op::Free: return " during free";
+    case Op::CopyTo: return " during a copy to the chip";
+    case Op::CopyFrom: return " during a copy from the chip";
+    case Op::Shutdown: return " while shutting down";
+    case Op::CommCreate: return " while joining a domain's communicator";
+    case Op::CommDestroy: return " while leaving a domain's communicator";
+    case Op::Flush: return " while flushing outputs to host staging";
+    case Op::None: break;
+  }
+  return "";
 }
 
 std::string Worker::Impl::error_text(size_t chip, uint32_t seq) const {

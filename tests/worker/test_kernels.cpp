@@ -51,6 +51,13 @@ CHIPMESH_KERNEL(test_segv) {
   return 0;
 }
 
+// Ends its chip process with status scalars[0] (as exit() on an error path
+// of code ported from a program would; _exit: the chip is a fork of the
+// test, whose atexit handlers must not run here).
+CHIPMESH_KERNEL(test_exit) {
+  _exit(args->num_scalars ? static_cast<int>(args->scalars[0]) : 0);
+}
+
 // A failed assert(): glibc prints it and aborts.
 CHIPMESH_KERNEL(test_assert) {
   assert(args->num_scalars == 12345 && "a kernel's own check");

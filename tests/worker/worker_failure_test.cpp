@@ -165,7 +165,7 @@ TEST_F(WorkerKernelFailure, KernelSegfaulting) {
   EXPECT_TRUE(contains(msg, "killed by signal")) << msg;  // the sanitizer turns the SEGV into an abort
 #else
   // With its last words: the signal was raise()d, not a fault.
-  EXPECT_TRUE(contains(msg, "killed by signal 11 (Segmentation fault): SIGSEGV raised by the chip itself")) << msg;
+  EXPECT_TRUE(contains(msg, "killed by signal 11 (Segmentation fault) while running kernel 'test_segv': SIGSEGV raised by the chip itself")) << msg;
 #endif
   // The dead chip is reported, the others still work.
   EXPECT_THROW(w->malloc(3, 8), ChipError);
@@ -183,7 +183,7 @@ TEST_F(WorkerKernelFailure, KernelMeetingABusError) {
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
   EXPECT_TRUE(contains(msg, "killed by signal")) << msg;  // the sanitizer's handler ends the chip its own way
 #else
-  EXPECT_TRUE(contains(msg, "killed by signal 7 (Bus error): SIGBUS (no page can back the address) at 0x")) << msg;
+  EXPECT_TRUE(contains(msg, "killed by signal 7 (Bus error) while running kernel 'test_sigbus': SIGBUS (no page can back the address) at 0x")) << msg;
   EXPECT_TRUE(contains(msg, " in /memfd:chipmesh_test_sigbus (deleted) at offset 0x8")) << msg;
   EXPECT_TRUE(contains(msg, "; instruction at 0x")) << msg;
   EXPECT_TRUE(contains(msg, "libchipmesh_test_kernels.so+0x")) << msg;
@@ -213,6 +213,21 @@ TEST_F(WorkerKernelFailure, KernelFailingAnAssertionOrTerminatingSaysWhy) {
       << msg;
 #endif
   w->run([&](Orchestrator& o) { o.submit_group({0, 2}, task("test_noop")); });
+}
+
+TEST_F(WorkerKernelFailure, KernelExitingItsChipSaysWhichKernelAndWhy) {
+  for (uint64_t status : {0, 3}) {
+    const pid_t pid = w->chip_pid(static_cast<int>(1 + status % 2));
+    const int chip = static_cast<int>(1 + status % 2);
+    const std::string msg =
+        chip_error_of([&] { w->run([&](Orchestrator& o) { o.submit(chip, task("test_exit", {}, {status})); }); });
+    EXPECT_TRUE(contains(msg, "chip " + std::to_string(chip) + " (device " + std::to_string(chip) + ", pid " +
+                                  std::to_string(pid) + "): exited with status " + std::to_string(status) +
+                                  " while running kernel 'test_exit' (a kernel returns its status; exit() in a "
+                                  "kernel ends the chip process)"))
+        << msg;
+  }
+  w->run([&](Orchestrator& o) { o.submit_group({0, 3}, task("test_noop")); });
 }
 
 TEST_F(WorkerKernelFailure, UnknownKernelAndLibrary) {
