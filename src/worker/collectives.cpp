@@ -235,16 +235,22 @@ struct BufferUse {
   bool root_only = false;
 };
 
+// The bytes `use` covers of elements of `es` bytes; 0 when that overflows
+// (the address overloads name the overflow).
+uint64_t bytes_of(BufferUse use, uint64_t es) {
+  uint64_t bytes = 0;
+  if (__builtin_mul_overflow(use.count, use.blocks, &bytes) || __builtin_mul_overflow(bytes, es, &bytes)) return 0;
+  return bytes;
+}
+
 // A named buffer holds what the collective uses of it on every member. (The
 // address overloads can only check that the range lies in the chip's
 // memory: a count too large for a buffer ran on into the next one.)
 template <typename Named>
 void check_named_bytes(const CommDomain& d, const char* what, const char* role, const Named& v, BufferUse use,
                        DataType dtype, int root) {
-  uint64_t bytes = 0;
-  if (__builtin_mul_overflow(use.count, use.blocks, &bytes) || __builtin_mul_overflow(bytes, dtype_size(dtype), &bytes))
-    return;  // the address overloads name the overflow
-  if (bytes <= v.min_bytes) return;  // every member's holds it (the call in a loop: one comparison)
+  const uint64_t bytes = bytes_of(use, dtype_size(dtype));
+  if (bytes <= v.min_bytes) return;  // every member's holds it
   for (size_t r = 0; r < v.bytes.size(); ++r) {
     if (bytes <= v.bytes[r]) continue;
     const int chip = d.chips()[r];
@@ -257,8 +263,9 @@ void check_named_bytes(const CommDomain& d, const char* what, const char* role, 
   }
 }
 
-// Buffers `in` and `out` of every member, into the worker's scratch,
-// checked to hold what the collective uses of them.
+// Buffers `in` and `out` of every member, into the worker's scratch; the
+// checks of the address overload that follows will check the counts
+// `in_use` / `out_use` against them (NamedUse, run_named_check).
 struct Resolved {
   const std::vector<uint64_t>& in;
   const std::vector<uint64_t>& out;
@@ -268,9 +275,37 @@ Resolved resolve_both(Impl& m, const CommDomain& d, const char* what, const std:
                       BufferUse in_use, BufferUse out_use, DataType dtype, int root = 0) {
   resolve(d, what, in, m.named_in);
   resolve(d, what, out, m.named_out);
-  check_named_bytes(d, what, "input", m.named_in, in_use, dtype, root);
-  check_named_bytes(d, what, "output", m.named_out, out_use, dtype, root);
+  // Every member's buffers hold it (the call in a loop): nothing left to check.
+  uint64_t es = 0;
+  try {
+    es = dtype_size(dtype);
+  } catch (const ConfigError&) {
+    return {m.named_in.ptrs, m.named_out.ptrs};  // the address overload names it (across hosts, in the settled step)
+  }
+  if (bytes_of(in_use, es) <= m.named_in.min_bytes && bytes_of(out_use, es) <= m.named_out.min_bytes)
+    return {m.named_in.ptrs, m.named_out.ptrs};
+  m.named_use = {true, in_use.count, in_use.blocks, out_use.count, out_use.blocks, in_use.root_only,
+                 out_use.root_only, dtype, root};
   return {m.named_in.ptrs, m.named_out.ptrs};
+}
+
+// Ends a call by name however its address overload returns.
+template <typename Impl>
+struct NamedCall {
+  Impl& m;
+  ~NamedCall() { m.named_use.pending = false; }
+};
+
+// First of an address overload's checks: those of the call by name that
+// led to it, if any (once). On one host before the repeat of the last call
+// (which skips the checks); across hosts inside the settled step.
+template <typename Impl>
+void run_named_check(Impl& m, const CommDomain& d, const char* what) {
+  if (!m.named_use.pending) return;
+  const auto u = m.named_use;
+  m.named_use.pending = false;
+  check_named_bytes(d, what, "input", m.named_in, {u.in_count, u.in_blocks, u.in_root_only}, u.dtype, u.root);
+  check_named_bytes(d, what, "output", m.named_out, {u.out_count, u.out_blocks, u.out_root_only}, u.dtype, u.root);
 }
 
 // A typed collective as Worker::Impl::LastCollective records it: its key
@@ -347,6 +382,7 @@ const std::vector<int>& submit_allreduce(Orchestrator& o, Impl& m, const CommDom
                                          const std::vector<uint64_t>& out, size_t count, DataType dtype, ReduceOp op,
                                          AllreduceAlgo algo, bool flush) {
   const char* what = "allreduce";
+  run_named_check(m, d, what);
   Checked c = check_common(d, what, in.size(), out.size(), 1, 1, count, dtype, true, &op);
   allreduce_kernel::mode(algo, 0);  // ConfigError outside the enum
   if (d.spans_hosts()) cluster::check_reducible("allreduce", dtype, op);
@@ -378,6 +414,7 @@ void Orchestrator::allreduce(const CommDomain& d, const std::vector<uint64_t>& i
                              size_t count, DataType dtype, ReduceOp op, AllreduceAlgo algo) {
   Worker::Impl* m = worker_.impl_.get();
   if (no_local_members(m, d, "allreduce")) return;
+  if (!spans_hosts(d)) run_named_check(*m, d, "allreduce");  // before a repeat skips the checks
   if (!spans_hosts(d)) {
     const Call call{"allreduce", d, in, out, count, dtype, static_cast<uint32_t>(op), static_cast<uint32_t>(algo)};
     if (repeat_last(*m, call)) return;
@@ -400,8 +437,10 @@ void Orchestrator::allgather(const CommDomain& d, const std::vector<uint64_t>& i
   const char* what = "allgather";
   Worker::Impl* m = worker_.impl_.get();
   if (no_local_members(m, d, what)) return;
+  if (!spans_hosts(d)) run_named_check(*m, d, what);  // before a repeat skips the checks
   const auto n = static_cast<uint64_t>(d.global_size());
   auto check = [&] {
+    run_named_check(*m, d, what);
     Checked c = check_common(d, what, in.size(), out.size(), 1, n, count_per_rank, dtype, false, nullptr);
     const Placement p = check_addrs(allocations_of(m), d, what, c, in, out, false, false, 0, count_per_rank, n,
                                     OwnBlock::kInAtOut, !spans_hosts(d));
@@ -423,8 +462,10 @@ void Orchestrator::reduce_scatter(const CommDomain& d, const std::vector<uint64_
   const char* what = "reduce_scatter";
   Worker::Impl* m = worker_.impl_.get();
   if (no_local_members(m, d, what)) return;
+  if (!spans_hosts(d)) run_named_check(*m, d, what);  // before a repeat skips the checks
   const auto n = static_cast<uint64_t>(d.global_size());
   auto check = [&] {
+    run_named_check(*m, d, what);
     Checked c = check_common(d, what, in.size(), out.size(), n, 1, count_per_rank, dtype, true, &op);
     const Placement p = check_addrs(allocations_of(m), d, what, c, in, out, false, false, 0, count_per_rank, n,
                                     OwnBlock::kOutAtIn, !spans_hosts(d));
@@ -445,7 +486,9 @@ void Orchestrator::broadcast(const CommDomain& d, const std::vector<uint64_t>& i
   const char* what = "broadcast";
   Worker::Impl* m = worker_.impl_.get();
   if (no_local_members(m, d, what)) return;
+  if (!spans_hosts(d)) run_named_check(*m, d, what);  // before a repeat skips the checks
   auto check = [&] {
+    run_named_check(*m, d, what);
     Checked c = check_common(d, what, in.size(), out.size(), 1, 1, count, dtype, false, nullptr);
     const int local_root = check_root(d, what, root);
     const Placement p = check_addrs(allocations_of(m), d, what, c, in, out, true, false, local_root, count, 1,
@@ -467,7 +510,9 @@ void Orchestrator::reduce(const CommDomain& d, const std::vector<uint64_t>& in, 
   const char* what = "reduce";
   Worker::Impl* m = worker_.impl_.get();
   if (no_local_members(m, d, what)) return;
+  if (!spans_hosts(d)) run_named_check(*m, d, what);  // before a repeat skips the checks
   auto check = [&] {
+    run_named_check(*m, d, what);
     Checked c = check_common(d, what, in.size(), out.size(), 1, 1, count, dtype, true, &op);
     const int local_root = check_root(d, what, root);
     const Placement p = check_addrs(allocations_of(m), d, what, c, in, out, false, true, local_root, count, 1,
@@ -489,8 +534,10 @@ void Orchestrator::all_to_all(const CommDomain& d, const std::vector<uint64_t>& 
   const char* what = "all_to_all";
   Worker::Impl* m = worker_.impl_.get();
   if (no_local_members(m, d, what)) return;
+  if (!spans_hosts(d)) run_named_check(*m, d, what);  // before a repeat skips the checks
   const auto n = static_cast<uint64_t>(d.global_size());
   auto check = [&] {
+    run_named_check(*m, d, what);
     Checked c = check_common(d, what, in.size(), out.size(), n, n, count_per_peer, dtype, false, nullptr);
     const Placement p = check_addrs(allocations_of(m), d, what, c, in, out, false, false, 0, count_per_peer, n,
                                     OwnBlock::kNone, !spans_hosts(d));
@@ -533,34 +580,40 @@ uint64_t blocks(const CommDomain& d) { return d.state() ? static_cast<uint64_t>(
 void Orchestrator::allreduce(const CommDomain& d, const std::string& in, const std::string& out, size_t count,
                              DataType dtype, ReduceOp op, AllreduceAlgo algo) {
   const Resolved r = resolve_both(*worker_.impl_, d, "allreduce", in, out, {count}, {count}, dtype);
+  const NamedCall<Worker::Impl> done{*worker_.impl_};
   allreduce(d, r.in, r.out, count, dtype, op, algo);
 }
 void Orchestrator::allgather(const CommDomain& d, const std::string& in, const std::string& out,
                              size_t count_per_rank, DataType dtype) {
   const Resolved r = resolve_both(*worker_.impl_, d, "allgather", in, out, {count_per_rank}, {count_per_rank, blocks(d)},
                                   dtype);
+  const NamedCall<Worker::Impl> done{*worker_.impl_};
   allgather(d, r.in, r.out, count_per_rank, dtype);
 }
 void Orchestrator::reduce_scatter(const CommDomain& d, const std::string& in, const std::string& out,
                                   size_t count_per_rank, DataType dtype, ReduceOp op) {
   const Resolved r = resolve_both(*worker_.impl_, d, "reduce_scatter", in, out, {count_per_rank, blocks(d)},
                                   {count_per_rank}, dtype);
+  const NamedCall<Worker::Impl> done{*worker_.impl_};
   reduce_scatter(d, r.in, r.out, count_per_rank, dtype, op);
 }
 void Orchestrator::broadcast(const CommDomain& d, const std::string& in, const std::string& out, size_t count,
                              DataType dtype, int root) {
   const Resolved r = resolve_both(*worker_.impl_, d, "broadcast", in, out, {count, 1, true}, {count}, dtype, root);
+  const NamedCall<Worker::Impl> done{*worker_.impl_};
   broadcast(d, r.in, r.out, count, dtype, root);
 }
 void Orchestrator::reduce(const CommDomain& d, const std::string& in, const std::string& out, size_t count,
                           DataType dtype, ReduceOp op, int root) {
   const Resolved r = resolve_both(*worker_.impl_, d, "reduce", in, out, {count}, {count, 1, true}, dtype, root);
+  const NamedCall<Worker::Impl> done{*worker_.impl_};
   reduce(d, r.in, r.out, count, dtype, op, root);
 }
 void Orchestrator::all_to_all(const CommDomain& d, const std::string& in, const std::string& out,
                               size_t count_per_peer, DataType dtype) {
   const Resolved r = resolve_both(*worker_.impl_, d, "all_to_all", in, out, {count_per_peer, blocks(d)},
                                   {count_per_peer, blocks(d)}, dtype);
+  const NamedCall<Worker::Impl> done{*worker_.impl_};
   all_to_all(d, r.in, r.out, count_per_peer, dtype);
 }
 

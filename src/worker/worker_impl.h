@@ -202,6 +202,18 @@ struct Worker::Impl {
     uint64_t min_bytes = UINT64_MAX;
   };
   NamedBuffer named_in, named_out;
+  // A collective by buffer name, between its lookup and its address
+  // overload's checks, which check these counts against named_in / named_out
+  // first (collectives.cpp): across hosts they must fail inside the settled
+  // step, or the other hosts would wait for this one.
+  struct NamedUse {
+    bool pending = false;
+    uint64_t in_count = 0, in_blocks = 1, out_count = 0, out_blocks = 1;
+    bool in_root_only = false, out_root_only = false;
+    DataType dtype{};
+    int root = 0;
+  };
+  NamedUse named_use;
   // The last typed collective submitted on this host's chips, whose checked
   // and filled tasks collective_tasks still holds: the same call again (a
   // stream: a training step's allreduce in a loop) is submitted from them,

@@ -439,6 +439,14 @@ TEST(WorkerCollectivesArgs, ACountPastANamedBufferIsAConfigError) {
                 "the input 'small' of chip 1 (rank 1) holds 16 bytes, and 16 float32 elements need 64");
   expect_config("reduce into chip 1", [&](Orchestrator& o) { o.reduce(d, "big", "small", 16, f32, ReduceOp::SUM, 1); },
                 "the output 'small' of chip 1 (rank 1) holds 16 bytes");
+  // The same call by address is the user's to size (it lies in the window),
+  // and by name right after it, a repeat of it, is still checked.
+  const std::vector<uint64_t> small = {d.context(0).buffer_ptrs.at("small"), d.context(1).buffer_ptrs.at("small")};
+  w.run([&](Orchestrator& o) { o.allreduce(d, small, small, 8, f32, ReduceOp::SUM); });
+  expect_config("a repeat by name", [&](Orchestrator& o) {
+    o.allreduce(d, small, small, 8, f32, ReduceOp::SUM);
+    o.allreduce(d, "small", "small", 8, f32, ReduceOp::SUM);
+  }, "the input 'small' of chip 1 (rank 1) holds 16 bytes, and 8 float32 elements need 32");
   // Root 0: chip 1's small input (broadcast) and output (reduce) go unused.
   std::vector<float> ones(256, 1.0f), twos(256, 2.0f), got(16);
   for (int i = 0; i < 16; ++i) ones[static_cast<size_t>(i)] = static_cast<float>(i);

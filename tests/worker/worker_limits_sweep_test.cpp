@@ -12,8 +12,10 @@
 
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <new>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -84,35 +86,61 @@ std::string bring_up_and_run(int chips = 4) {
   return "";
 }
 
+// A sweep's bring-ups: each one that failed must name the limit.
+struct Sweep {
+  // `names`: what every error says; `bad_alloc_ok`: an allocation of the
+  // calling thread may also fail as itself.
+  explicit Sweep(std::string names, bool bad_alloc_ok = false) : names(std::move(names)), bad_alloc_ok(bad_alloc_ok) {}
+  std::string names;
+  bool bad_alloc_ok;
+  int failed = 0, worked = 0;
+  std::string first_failure;
+
+  void add(const std::string& error, uint64_t limit) {
+    if (error.empty()) {
+      ++worked;
+      return;
+    }
+    ++failed;
+    if (first_failure.empty()) first_failure = error;
+    if (!(bad_alloc_ok && error == "std::bad_alloc")) {
+      CM_REQUIRE(error.find(names) != std::string::npos) << "limit " << limit << ": " << error;
+    }
+  }
+  // The sweep crossed from failing to working.
+  void finish() const {
+    CM_REQUIRE(failed > 0) << "bring-up never ran out: the sweep starts too high";
+    CM_REQUIRE(worked > 0) << "bring-up never worked: the sweep ends too low; the first failure: " << first_failure;
+    rank_note(std::to_string(failed) + " limits failed, " + std::to_string(worked) + " worked; the first: " +
+              first_failure);
+  }
+};
+
+// Runs `body` in a process of its own (it changes the process's limits).
+void in_a_process(const std::function<void(int)>& body) {
+  auto outcomes = fork_ranks(1, body, std::chrono::seconds(300));
+  ASSERT_EQ(outcomes.size(), 1u);
+  EXPECT_TRUE(outcomes[0].ok()) << outcomes[0].describe();
+  ::testing::Test::RecordProperty("outcome", outcomes[0].message);
+}
+
 TEST(WorkerAddressSpaceLimit, BringUpFailsNamingTheLimitWhereverItRunsOut) {
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
   GTEST_SKIP() << "the sanitizers' shadow memory needs an unlimited address space";
 #endif
-  auto outcomes = fork_ranks(1, [](int) {
+  in_a_process([](int) {
     const size_t base = address_space_now();
-    const auto shared_before = shared_mappings();
     CM_REQUIRE(base > 0) << "no VmSize in /proc/self/status";
-    int failed = 0, worked = 0;
-    std::string first_failure;
+    const auto shared_before = shared_mappings();
+    Sweep sweep{"RLIMIT_AS, the address-space limit `ulimit -v` sets, is ", true};
     for (size_t extra = size_t{8} << 20; extra <= size_t{256} << 20; extra += size_t{8} << 20) {
       struct rlimit rl{static_cast<rlim_t>(base + extra), RLIM_INFINITY};
       CM_REQUIRE(setrlimit(RLIMIT_AS, &rl) == 0) << std::strerror(errno);
       const std::string error = bring_up_and_run();
       rl.rlim_cur = RLIM_INFINITY;
       CM_REQUIRE(setrlimit(RLIMIT_AS, &rl) == 0) << std::strerror(errno);
-      if (error.empty()) {
-        ++worked;
-        continue;
-      }
-      ++failed;
-      if (first_failure.empty()) first_failure = error;
-      if (error != "std::bad_alloc") {
-        CM_REQUIRE(error.find("RLIMIT_AS, the address-space limit `ulimit -v` sets, is ") != std::string::npos)
-            << "limit " << base + extra << ": " << error;
-      }
+      sweep.add(error, base + extra);
     }
-    CM_REQUIRE(failed > 0) << "bring-up never ran out: the sweep starts too high";
-    CM_REQUIRE(worked > 0) << "bring-up never worked: the sweep ends too low; the first failure: " << first_failure;
     CM_REQUIRE(bring_up_and_run().empty()) << "without the limit";
     // Every failure released what it mapped (a failed fork phase once kept
     // the Worker's shared region: 19 MiB of address space each time).
@@ -120,21 +148,16 @@ TEST(WorkerAddressSpaceLimit, BringUpFailsNamingTheLimitWhereverItRunsOut) {
     CM_REQUIRE(shared_after.size() == shared_before.size())
         << shared_after.size() - shared_before.size() << " shared mappings more than before, the last: "
         << shared_after.back();
-    rank_note(std::to_string(failed) + " limits failed, " + std::to_string(worked) + " worked; the first: " +
-              first_failure);
-  }, std::chrono::seconds(300));
-  ASSERT_EQ(outcomes.size(), 1u);
-  EXPECT_TRUE(outcomes[0].ok()) << outcomes[0].describe();
-  RecordProperty("outcome", outcomes[0].message);
+    sweep.finish();
+  });
 }
 
 TEST(WorkerOpenFilesLimit, BringUpFailsNamingTheLimitWhereverItRunsOut) {
-  auto outcomes = fork_ranks(1, [](int) {
+  in_a_process([](int) {
     const size_t base = open_descriptors();
     struct rlimit original{};
     CM_REQUIRE(getrlimit(RLIMIT_NOFILE, &original) == 0) << std::strerror(errno);
-    int failed = 0, worked = 0;
-    std::string first_failure;
+    Sweep sweep{"RLIMIT_NOFILE (open files) = "};
     // 8 chips: each has a staged input and output, a pidfd and a window.
     for (rlim_t extra = 1; extra <= 48; extra += 1) {
       struct rlimit rl{static_cast<rlim_t>(base) + extra, original.rlim_max};
@@ -144,23 +167,10 @@ TEST(WorkerOpenFilesLimit, BringUpFailsNamingTheLimitWhereverItRunsOut) {
       CM_REQUIRE(open_descriptors() == base)
           << open_descriptors() - base << " descriptors more than before after a limit of " << base + extra
           << (error.empty() ? std::string(" (it worked)") : ": " + error);
-      if (error.empty()) {
-        ++worked;
-        continue;
-      }
-      ++failed;
-      if (first_failure.empty()) first_failure = error;
-      CM_REQUIRE(error.find("RLIMIT_NOFILE (open files) = ") != std::string::npos)
-          << "limit " << base + extra << ": " << error;
+      sweep.add(error, base + extra);
     }
-    CM_REQUIRE(failed > 0) << "bring-up never ran out: the sweep starts too high";
-    CM_REQUIRE(worked > 0) << "bring-up never worked: the sweep ends too low; the first failure: " << first_failure;
-    rank_note(std::to_string(failed) + " limits failed, " + std::to_string(worked) + " worked; the first: " +
-              first_failure);
-  }, std::chrono::seconds(300));
-  ASSERT_EQ(outcomes.size(), 1u);
-  EXPECT_TRUE(outcomes[0].ok()) << outcomes[0].describe();
-  RecordProperty("outcome", outcomes[0].message);
+    sweep.finish();
+  });
 }
 
 }  // namespace
