@@ -273,8 +273,21 @@ struct Resolved {
 template <typename Impl>  // Worker::Impl, which only Worker's friends may name
 Resolved resolve_both(Impl& m, const CommDomain& d, const char* what, const std::string& in, const std::string& out,
                       BufferUse in_use, BufferUse out_use, DataType dtype, int root = 0) {
-  resolve(d, what, in, m.named_in);
-  resolve(d, what, out, m.named_out);
+  try {
+    resolve(d, what, in, m.named_in);
+    resolve(d, what, out, m.named_out);
+  } catch (const ConfigError& e) {
+    if (!(d.state() && d.state()->spans_hosts)) throw;
+    // Across hosts (a name one host lacks) the error must come out of the
+    // settled step, as the checks' do: the other hosts wait on it.
+    for (auto* v : {&m.named_in, &m.named_out}) {
+      v->domain = nullptr;
+      v->ptrs.assign(d.chips().size(), 0);
+    }
+    m.named_use.pending = true;
+    m.named_use.error = e.what();
+    return {m.named_in.ptrs, m.named_out.ptrs};
+  }
   // Every member's buffers hold it (the call in a loop): nothing left to check.
   uint64_t es = 0;
   try {
@@ -284,8 +297,12 @@ Resolved resolve_both(Impl& m, const CommDomain& d, const char* what, const std:
   }
   if (bytes_of(in_use, es) <= m.named_in.min_bytes && bytes_of(out_use, es) <= m.named_out.min_bytes)
     return {m.named_in.ptrs, m.named_out.ptrs};
-  m.named_use = {true, in_use.count, in_use.blocks, out_use.count, out_use.blocks, in_use.root_only,
-                 out_use.root_only, dtype, root};
+  auto& u = m.named_use;
+  u.pending = true;
+  u.in_count = in_use.count, u.in_blocks = in_use.blocks, u.in_root_only = in_use.root_only;
+  u.out_count = out_use.count, u.out_blocks = out_use.blocks, u.out_root_only = out_use.root_only;
+  u.dtype = dtype;
+  u.root = root;
   return {m.named_in.ptrs, m.named_out.ptrs};
 }
 
@@ -293,7 +310,10 @@ Resolved resolve_both(Impl& m, const CommDomain& d, const char* what, const std:
 template <typename Impl>
 struct NamedCall {
   Impl& m;
-  ~NamedCall() { m.named_use.pending = false; }
+  ~NamedCall() {
+    m.named_use.pending = false;
+    m.named_use.error.clear();
+  }
 };
 
 // First of an address overload's checks: those of the call by name that
@@ -302,8 +322,13 @@ struct NamedCall {
 template <typename Impl>
 void run_named_check(Impl& m, const CommDomain& d, const char* what) {
   if (!m.named_use.pending) return;
-  const auto u = m.named_use;
   m.named_use.pending = false;
+  if (!m.named_use.error.empty()) {
+    const std::string error = std::move(m.named_use.error);
+    m.named_use.error.clear();
+    throw ConfigError(error);
+  }
+  const auto& u = m.named_use;
   check_named_bytes(d, what, "input", m.named_in, {u.in_count, u.in_blocks, u.in_root_only}, u.dtype, u.root);
   check_named_bytes(d, what, "output", m.named_out, {u.out_count, u.out_blocks, u.out_root_only}, u.dtype, u.root);
 }

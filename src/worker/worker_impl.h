@@ -212,6 +212,7 @@ struct Worker::Impl {
     bool in_root_only = false, out_root_only = false;
     DataType dtype{};
     int root = 0;
+    std::string error;  // across hosts: the lookup's ConfigError, thrown there
   };
   NamedUse named_use;
   // The last typed collective submitted on this host's chips, whose checked

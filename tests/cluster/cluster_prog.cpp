@@ -39,6 +39,10 @@
 //   cluster_prog badargs   host 1 passes an allgather a count its buffers
 //                          cannot hold: ConfigError there, CommError naming
 //                          host 1 elsewhere; then an allreduce works everywhere
+//   cluster_prog badname   host 1 names a buffer its chips do not have:
+//                          ConfigError there, CommError naming host 1
+//                          elsewhere (at once, not after the deadline); then
+//                          an allreduce works everywhere
 //   cluster_prog callmismatch  host 1 passes an allgather another count that
 //                          its buffers can hold: the same ConfigError on every
 //                          host; then an allreduce works everywhere
@@ -586,6 +590,29 @@ void bad_args() {
   check_allreduce(w, ReduceOp::SUM);
 }
 
+void bad_name() {
+  TmpDir dir;
+  Worker w(config(2, dir.path));
+  w.init();
+  g_rank = w.host_rank();
+  const std::string in = g_rank == 1 ? "no_such_buffer" : "i_in";
+  const size_t count = kCount / w.num_global_chips();
+  try {
+    w.run([&](Orchestrator& o) { o.allgather(w.world(), in, "i_out", count, DataType::INT32); });
+    fail("the allgather did not throw");
+  } catch (const CommError& e) {
+    std::printf("host %d: error: %s\n", g_rank, e.what());
+    expect(g_rank != 1 && std::string(e.what()).find("allgather across hosts (local step) failed on host 1 (") !=
+                              std::string::npos,
+           std::string("message: ") + e.what());
+  } catch (const ConfigError& e) {
+    std::printf("host %d: error: %s\n", g_rank, e.what());
+    expect(g_rank == 1 && std::string(e.what()).find("has no buffer 'no_such_buffer'") != std::string::npos,
+           std::string("message: ") + e.what());
+  }
+  check_allreduce(w, ReduceOp::SUM);
+}
+
 // Every host's arguments pass its own checks, but host 1's count differs:
 // the same ConfigError everywhere, before any mismatched MPI call.
 void call_mismatch() {
@@ -683,12 +710,14 @@ int main(int argc, char** argv) {
       host_stops();
     else if (mode == "badargs")
       bad_args();
+    else if (mode == "badname")
+      bad_name();
     else if (mode == "callmismatch")
       call_mismatch();
     else if (mode == "domainfails")
       domain_fails();
     else
-      fail("usage: cluster_prog basic|owninit|mismatch|window|platform|bringup|chipdies|collectives|domainmismatch|hostdies|spin|hoststops|badargs|callmismatch|domainfails");
+      fail("usage: cluster_prog basic|owninit|mismatch|window|platform|bringup|chipdies|collectives|domainmismatch|hostdies|spin|hoststops|badargs|badname|callmismatch|domainfails");
   } catch (const Error& e) {
     fail(describe(e));
   }

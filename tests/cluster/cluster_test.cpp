@@ -199,7 +199,7 @@ TEST_P(ClusterMpiOneHostFails, EveryHostThrows) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Steps, ClusterMpiOneHostFails,
-                         ::testing::Values("platform", "bringup", "chipdies", "badargs", "domainfails"));
+                         ::testing::Values("platform", "bringup", "chipdies", "badargs", "badname", "domainfails"));
 
 // A host that stops (SIGSTOP) after init never reaches the next settled
 // step: the others fail it with a CommError after CHIPMESH_COMM_TIMEOUT_S
