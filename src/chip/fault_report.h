@@ -18,7 +18,8 @@ namespace chipmesh::worker {
 // Installs handlers for SIGBUS, SIGSEGV, SIGILL, SIGFPE and SIGABRT (on an
 // alternate stack when the process has none, so a stack overflow is told
 // too), and a std::terminate handler that notes the exception before the
-// one it replaces runs (for a SIGABRT that std::terminate's abort raises). Each writes the report into `text` (`bytes`, NUL-terminated),
+// one it replaces runs (for the SIGABRT that follows). Each signal handler
+// writes the report into `text` (`bytes`, NUL-terminated),
 // stores the signal number into `signo` (release) and then hands the signal
 // to the action the process had before: by default the chip dies of it, as
 // it would have without these handlers. Call once, in the chip process.

@@ -16,6 +16,15 @@
 #include "logging/log.h"
 
 namespace chipmesh::worker {
+namespace {
+
+// The statuses of a chip that a terminating signal's handler ended
+// (chip_process.cpp: 128 + SIGTERM, SIGINT or SIGHUP).
+bool after_cleanup_signal(int code) {
+  return code == 128 + SIGTERM || code == 128 + SIGINT || code == 128 + SIGHUP;
+}
+
+}  // namespace
 
 ChildWatcher::ChildWatcher(std::vector<pid_t> pids, SharedHeader* header, std::vector<const ChipShared*> chips)
     : pids_(std::move(pids)),
@@ -104,7 +113,17 @@ std::string ChildWatcher::cause(size_t chip, const std::string& during) const {
     if (sig == SIGKILL) text += oom_note(chip);
     return text;
   }
-  return "exited with status " + std::to_string(WEXITSTATUS(status)) + during;
+  const int code = WEXITSTATUS(status);
+  std::string text = "exited with status " + std::to_string(code) + during;
+  if (after_cleanup_signal(code))
+    text += std::string(" (after ") + strsignal(code - 128) + ": the chip removed what it owned and exited)";
+  return text;
+}
+
+bool ChildWatcher::exited_by_itself(size_t chip) const {
+  if (!dead(chip)) return false;
+  std::lock_guard<std::mutex> lock(mu_);
+  return !reaped_elsewhere_[chip] && WIFEXITED(status_[chip]) && !after_cleanup_signal(WEXITSTATUS(status_[chip]));
 }
 
 std::string ChildWatcher::oom_note(size_t chip) const {

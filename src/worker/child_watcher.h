@@ -45,6 +45,9 @@ class ChildWatcher {
   // Dead by a signal, or reaped by someone else (how is unknown): it may not
   // have removed what it owned.
   bool died_uncleanly(size_t chip) const;
+  // Exited by exit() itself, not by its handler of a terminating signal
+  // (which exits with 128 + the signal, chip_process.cpp).
+  bool exited_by_itself(size_t chip) const;
   // The chip's pidfd (open until this watcher goes; it still names the
   // same process after its pid is reused); -1 when polling.
   int pidfd(size_t chip) const { return polling_ ? -1 : pidfds_[chip]; }

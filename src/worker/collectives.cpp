@@ -439,8 +439,8 @@ void Orchestrator::allreduce(const CommDomain& d, const std::vector<uint64_t>& i
                              size_t count, DataType dtype, ReduceOp op, AllreduceAlgo algo) {
   Worker::Impl* m = worker_.impl_.get();
   if (no_local_members(m, d, "allreduce")) return;
-  if (!spans_hosts(d)) run_named_check(*m, d, "allreduce");  // before a repeat skips the checks
   if (!spans_hosts(d)) {
+    run_named_check(*m, d, "allreduce");  // before a repeat skips the checks
     const Call call{"allreduce", d, in, out, count, dtype, static_cast<uint32_t>(op), static_cast<uint32_t>(algo)};
     if (repeat_last(*m, call)) return;
     submit_allreduce(*this, *m, d, in, out, count, dtype, op, algo, true);
@@ -610,8 +610,8 @@ void Orchestrator::allreduce(const CommDomain& d, const std::string& in, const s
 }
 void Orchestrator::allgather(const CommDomain& d, const std::string& in, const std::string& out,
                              size_t count_per_rank, DataType dtype) {
-  const Resolved r = resolve_both(*worker_.impl_, d, "allgather", in, out, {count_per_rank}, {count_per_rank, blocks(d)},
-                                  dtype);
+  const Resolved r =
+      resolve_both(*worker_.impl_, d, "allgather", in, out, {count_per_rank}, {count_per_rank, blocks(d)}, dtype);
   const NamedCall<Worker::Impl> done{*worker_.impl_};
   allgather(d, r.in, r.out, count_per_rank, dtype);
 }

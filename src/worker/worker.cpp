@@ -435,6 +435,7 @@ void Worker::init() {
     // nor the Worker's end leaks it; in a cluster it is done, and the other
     // hosts must hear of it rather than wait in MPI.
     m.terminate_all(std::chrono::milliseconds(2000));
+    if (!m.cluster) m.pids.clear();  // a second init() forks its own
     if (m.cluster) {
       m.state = Impl::State::Closed;
       m.settle("bring-up", describe_current_exception());

@@ -101,7 +101,7 @@ bool Worker::Impl::inspect(size_t chip) {
   if (done != next_req[chip] && watcher->dead(chip)) {
     if (!pending_error) {
       std::string during = request_in_flight(chip, done);
-      if (chips[chip]->entry(done).op == Op::Task && !watcher->died_uncleanly(chip))
+      if (chips[chip]->entry(done).op == Op::Task && watcher->exited_by_itself(chip))
         during += " (a kernel returns its status; exit() in a kernel ends the chip process)";
       pending_error = chip_error(chip, watcher->cause(chip, during));
       abort_running_kernels();

@@ -412,7 +412,8 @@ TEST(WorkerCollectivesArgs, BadArgumentsAreConfigErrorsBeforeDispatch) {
 // chip 0's; a buffer only the root uses (broadcast's input, reduce's
 // output) is checked on the root only.
 TEST(WorkerCollectivesArgs, ACountPastANamedBufferIsAConfigError) {
-  WorkerConfig cfg = comm_config(2, "", 4096, {{"small", DataType::FLOAT32, 16, 64}, {"big", DataType::FLOAT32, 256, 1024}});
+  WorkerConfig cfg =
+      comm_config(2, "", 4096, {{"small", DataType::FLOAT32, 16, 64}, {"big", DataType::FLOAT32, 256, 1024}});
   cfg.chip_bootstrap_configs[1].buffers[0] = {"small", DataType::FLOAT32, 4, 16};
   Worker w(std::move(cfg));
   w.init();
@@ -431,7 +432,8 @@ TEST(WorkerCollectivesArgs, ACountPastANamedBufferIsAConfigError) {
                 "the output 'small' of chip 1 (rank 1) holds 16 bytes, and 8 float32 elements need 32");
   expect_config("allgather output", [&](Orchestrator& o) { o.allgather(d, "big", "small", 4, f32); },
                 "the output 'small' of chip 1 (rank 1) holds 16 bytes, and 4 x 2 float32 elements need 32");
-  expect_config("reduce_scatter input", [&](Orchestrator& o) { o.reduce_scatter(d, "small", "big", 4, f32, ReduceOp::SUM); },
+  expect_config("reduce_scatter input",
+                [&](Orchestrator& o) { o.reduce_scatter(d, "small", "big", 4, f32, ReduceOp::SUM); },
                 "the input 'small' of chip 1 (rank 1) holds 16 bytes, and 4 x 2 float32 elements need 32");
   expect_config("all_to_all input", [&](Orchestrator& o) { o.all_to_all(d, "small", "big", 4, f32); },
                 "the input 'small' of chip 1 (rank 1) holds 16 bytes");

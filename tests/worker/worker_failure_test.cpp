@@ -165,7 +165,9 @@ TEST_F(WorkerKernelFailure, KernelSegfaulting) {
   EXPECT_TRUE(contains(msg, "killed by signal")) << msg;  // the sanitizer turns the SEGV into an abort
 #else
   // With its last words: the signal was raise()d, not a fault.
-  EXPECT_TRUE(contains(msg, "killed by signal 11 (Segmentation fault) while running kernel 'test_segv': SIGSEGV raised by the chip itself")) << msg;
+  EXPECT_TRUE(contains(msg, "killed by signal 11 (Segmentation fault) while running kernel 'test_segv': SIGSEGV "
+                            "raised by the chip itself"))
+      << msg;
 #endif
   // The dead chip is reported, the others still work.
   EXPECT_THROW(w->malloc(3, 8), ChipError);
@@ -183,7 +185,9 @@ TEST_F(WorkerKernelFailure, KernelMeetingABusError) {
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
   EXPECT_TRUE(contains(msg, "killed by signal")) << msg;  // the sanitizer's handler ends the chip its own way
 #else
-  EXPECT_TRUE(contains(msg, "killed by signal 7 (Bus error) while running kernel 'test_sigbus': SIGBUS (no page can back the address) at 0x")) << msg;
+  EXPECT_TRUE(contains(msg, "killed by signal 7 (Bus error) while running kernel 'test_sigbus': SIGBUS (no page can "
+                            "back the address) at 0x"))
+      << msg;
   EXPECT_TRUE(contains(msg, " in /memfd:chipmesh_test_sigbus (deleted) at offset 0x8")) << msg;
   EXPECT_TRUE(contains(msg, "; instruction at 0x")) << msg;
   EXPECT_TRUE(contains(msg, "libchipmesh_test_kernels.so+0x")) << msg;
@@ -462,6 +466,13 @@ TEST_P(WorkerChipSignalled, DuringARunFailsNamingItAndThePeersStayUsable) {
     });
     killer.join();
     CM_REQUIRE(contains(msg, "chip 1 (device 1, pid " + std::to_string(victim) + ")")) << msg;
+    // Its handler cleaned up and exited with 128 + the signal: said so, and
+    // not taken for a kernel's exit().
+    CM_REQUIRE(contains(msg, "exited with status " + std::to_string(128 + sig) +
+                                 " while running kernel 'test_block' (after " + strsignal(sig) +
+                                 ": the chip removed what it owned and exited)"))
+        << msg;
+    CM_REQUIRE(!contains(msg, "exit() in a kernel")) << msg;
     CM_REQUIRE(kill(victim, 0) == -1 && errno == ESRCH) << "chip 1 outlived its signal";
     w.run([&](Orchestrator& o) { o.submit_group({0, 2}, task("test_noop")); });
     w.close();

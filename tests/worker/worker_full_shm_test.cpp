@@ -73,7 +73,9 @@ TEST(WorkerFullShm, AChipMeetingAFullDevShmSaysSo) {
     }
     rank_note(msg);
 #if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)  // their handlers end the chip their own way
-    CM_REQUIRE(contains(msg, "killed by signal 7 (Bus error) while running kernel 'chipmesh_allreduce': SIGBUS (no page can back the address) at 0x")) << msg;
+    CM_REQUIRE(contains(msg, "killed by signal 7 (Bus error) while running kernel 'chipmesh_allreduce': SIGBUS (no page "
+                             "can back the address) at 0x"))
+        << msg;
     CM_REQUIRE(contains(msg, " in /dev/shm/chipmesh_")) << msg;
     CM_REQUIRE(contains(msg, "; /dev/shm has ")) << msg;
 #endif

@@ -112,7 +112,9 @@ TEST(WorkerOomKill, AChipTheOomKillerEndsSaysItRanOutOfMemory) {
         [&] { w.run([&](Orchestrator& o) { o.submit(1, task("test_exhaust_memory", {}, {uint64_t{8} << 30})); }); });
     rank_note(msg);
     CM_REQUIRE(contains(msg, "chip 1 (device 1, pid " + std::to_string(victim) + ")")) << msg;
-    CM_REQUIRE(contains(msg, "killed by signal 9 (Killed) while running kernel 'test_exhaust_memory': the kernel's OOM killer killed ")) << msg;
+    CM_REQUIRE(contains(msg, "killed by signal 9 (Killed) while running kernel 'test_exhaust_memory': the kernel's OOM "
+                             "killer killed "))
+        << msg;
     CM_REQUIRE(contains(msg, "most likely this chip ran out of memory")) << msg;
     // The other chip goes on.
     w.run([&](Orchestrator& o) { o.submit(0, task("test_noop")); });
